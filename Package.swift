@@ -1,0 +1,45 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "swiftpar",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "SwiftPar", targets: ["SwiftPar"]),
+        .executable(name: "swiftpar", targets: ["swiftpar"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // The only C in the project: Open MPI's handle macros as functions Swift can call.
+        .systemLibrary(
+            name: "CMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev"])]
+        ),
+        .target(
+            name: "SwiftPar",
+            dependencies: ["CMPI"]
+        ),
+        .executableTarget(
+            name: "swiftpar",
+            dependencies: [
+                "SwiftPar",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Scenarios the tests launch under mpirun (and the local backend): each rank checks
+        // what it received and exits non-zero naming itself when anything is wrong.
+        .executableTarget(
+            name: "swiftpar-checks",
+            dependencies: ["SwiftPar"],
+            path: "Tests/SwiftParChecks"
+        ),
+        .testTarget(
+            name: "SwiftParTests",
+            dependencies: ["SwiftPar", "swiftpar-checks", "swiftpar"]
+        ),
+    ],
+    swiftLanguageModes: [.v5]
+)

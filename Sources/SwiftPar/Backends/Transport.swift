@@ -1,0 +1,113 @@
+/// What a backend provides: ranks, point-to-point byte messages, and collectives on arrays of
+/// plain numbers. Everything public is written once on top of this.
+///
+/// The collectives have default implementations over point to point (`GenericCollectives.swift`),
+/// run on `collectiveChannel` so they never match a user's messages. The MPI backend replaces
+/// them with Open MPI's native collectives.
+protocol Transport: AnyObject {
+    /// This process's rank in the group.
+    var rank: Int { get }
+    /// Number of ranks in the group.
+    var size: Int { get }
+    /// Largest tag a user may use.
+    var maximumTag: Int { get }
+    /// The same group with a separate message space, for collectives built on point to point.
+    var collectiveChannel: any Transport { get }
+
+    /// Sends `bytes` to `destination`; returns once the buffer may be reused.
+    func send(_ bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws
+    /// Starts sending `message`, which the request keeps alive until it completes.
+    func startSend(_ message: OutgoingBytes, to destination: Int, tag: Int) throws -> any TransportRequest
+    /// Finds the next message matching `source` and `tag` (nil: any). When `wait` is false, returns
+    /// nil at once if none has arrived.
+    func probe(source: Int?, tag: Int?, wait: Bool) throws -> MessageInfo?
+    /// Receives the message that `probe` described into `buffer`, of exactly `info.byteCount` bytes.
+    func receive(_ info: MessageInfo, into buffer: UnsafeMutableRawBufferPointer) throws
+
+    func barrier() throws
+    func broadcast<T: PlainNumber>(_ values: [T]?, root: Int) throws -> [T]
+    func gather<T: PlainNumber>(_ values: [T], root: Int) throws -> [[T]]?
+    func allgather<T: PlainNumber>(_ values: [T]) throws -> [[T]]
+    func scatter<T: PlainNumber>(_ pieces: [[T]]?, root: Int) throws -> [T]
+    func allToAll<T: PlainNumber>(_ pieces: [[T]]) throws -> [[T]]
+    func reduce<T: PlainNumber>(_ values: [T], operation: ReductionOperation, root: Int) throws -> [T]?
+    func allreduce<T: PlainNumber>(_ values: [T], operation: ReductionOperation) throws -> [T]
+    /// Splits the group; nil when `color` is nil (this rank joins no new group).
+    func split(color: Int?, key: Int) throws -> (any Transport)?
+}
+
+/// An operation in flight: a nonblocking send, or a receive that completes when waited on.
+protocol TransportRequest: AnyObject {
+    /// Blocks until the operation is complete.
+    func wait() throws
+    /// Returns whether the operation is complete, without blocking.
+    func test() throws -> Bool
+}
+
+/// Bytes owned by a nonblocking send until it completes: an array's storage, never copied.
+struct OutgoingBytes {
+    let owner: any PlainNumberArray
+    var byteCount: Int { owner.count * type(of: owner).elementKind.byteWidth }
+
+    init<T: PlainNumber>(_ values: [T]) { owner = values }
+    init(owner: any PlainNumberArray) { self.owner = owner }
+
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try owner.withUnsafeBytes(body)
+    }
+}
+
+/// A message that has arrived and can be received: who sent it, with which tag, and how large.
+public struct MessageInfo: Sendable, Equatable {
+    /// The rank that sent the message.
+    public let source: Int
+    /// The tag it was sent with.
+    public let tag: Int
+    /// Its size in bytes as it travels (for plain-number arrays, count × element width).
+    public let byteCount: Int
+
+    /// Creates a description of a message.
+    public init(source: Int, tag: Int, byteCount: Int) {
+        self.source = source
+        self.tag = tag
+        self.byteCount = byteCount
+    }
+}
+
+extension Transport {
+    /// Sends a plain-number array from its own storage.
+    func sendArray<T: PlainNumber>(_ values: [T], to destination: Int, tag: Int) throws {
+        try values.withUnsafeBytes { try send($0, to: destination, tag: tag) }
+    }
+
+    /// Receives a message as an array of `T`, allocated once at its final size.
+    func receiveArray<T: PlainNumber>(_ type: T.Type = T.self, matching info: MessageInfo) throws -> [T] {
+        let stride = MemoryLayout<T>.stride
+        guard info.byteCount % stride == 0 else {
+            throw CommunicatorError.decodingFailed(
+                type: "[\(T.self)]", source: info.source, tag: info.tag, byteCount: info.byteCount,
+                reason: "\(info.byteCount) bytes is not a whole number of \(stride)-byte elements", rank: rank)
+        }
+        let count = info.byteCount / stride
+        var failure: (any Error)?
+        let values = [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+            do {
+                try receive(info, into: UnsafeMutableRawBufferPointer(buffer))
+                initialized = count
+            } catch {
+                failure = error
+                initialized = 0
+            }
+        }
+        if let failure { throw failure }
+        return values
+    }
+
+    /// Probes for, then receives, the next matching message as an array of `T`.
+    func receiveArray<T: PlainNumber>(_ type: T.Type = T.self, from source: Int?, tag: Int?) throws -> ([T], MessageInfo) {
+        guard let info = try probe(source: source, tag: tag, wait: true) else {
+            throw CommunicatorError.wouldWaitForever(operation: "receive", reason: "no message can arrive", rank: rank)
+        }
+        return (try receiveArray(T.self, matching: info), info)
+    }
+}

@@ -1,0 +1,124 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A group of ranked processes that exchange messages: swiftpar's equivalent of an MPI
+/// communicator (`MPI_Comm`), the same on every backend.
+///
+/// Every process of a job runs the same program and gets a communicator from `SwiftPar.run`.
+/// Values of any `Codable` type can be sent and received; arrays of plain numbers (`[Double]`,
+/// `[Int]`, ...) travel as raw memory with no extra copy. A communicator is used by one thread
+/// at a time.
+///
+/// ```swift
+/// SwiftPar.run { world in
+///     if world.rank == 0 { try world.send("hello", to: 1) }
+///     if world.rank == 1 { print(try world.receive(String.self, from: 0)) }
+/// }
+/// ```
+public final class Communicator {
+    let transport: any Transport
+
+    /// The backend that carries this communicator's messages.
+    public let backend: Backend
+
+    /// The name of the host this rank runs on (`MPI_Get_processor_name` under MPI).
+    public let hostName: String
+
+    init(transport: any Transport, backend: Backend, hostName: String) {
+        self.transport = transport
+        self.backend = backend
+        self.hostName = hostName
+    }
+
+    /// This process's rank, from 0 to `size - 1` (`MPI_Comm_rank`).
+    public var rank: Int { transport.rank }
+
+    /// The number of ranks in the group (`MPI_Comm_size`).
+    public var size: Int { transport.size }
+
+    /// The largest tag a message may carry (`MPI_TAG_UB` under MPI).
+    public var maximumTag: Int { transport.maximumTag }
+
+    /// Splits the group into disjoint communicators, one per `color` (`MPI_Comm_split`).
+    ///
+    /// Every rank of this communicator must call `split`. Ranks with the same color form a new
+    /// communicator, ordered by `key` and then by their rank here. A rank that passes a nil
+    /// color joins none and gets nil.
+    public func split(color: Int?, key: Int? = nil) throws -> Communicator? {
+        if let color, color < 0 {
+            throw CommunicatorError.invalidArgument(operation: "split", reason: "color \(color) is negative", rank: rank)
+        }
+        guard let part = try transport.split(color: color, key: key ?? rank) else { return nil }
+        return Communicator(transport: part, backend: backend, hostName: hostName)
+    }
+
+    // MARK: Argument checks shared by every operation
+
+    func validate(destination: Int, _ operation: String) throws {
+        guard (0..<size).contains(destination) else {
+            throw CommunicatorError.invalidRank(destination, operation: operation, size: size, rank: rank)
+        }
+    }
+
+    func validate(tag: Int, _ operation: String) throws {
+        guard (0...maximumTag).contains(tag) else {
+            throw CommunicatorError.invalidTag(tag, operation: operation, maximum: maximumTag, rank: rank)
+        }
+    }
+
+    func validate(source: Source, tag: TagSelector, _ operation: String) throws {
+        if case .rank(let r) = source { try validate(destination: r, operation) }
+        if case .tag(let t) = tag { try validate(tag: t, operation) }
+    }
+}
+
+/// Which sender a receive or probe accepts.
+public enum Source: Hashable, Sendable, ExpressibleByIntegerLiteral {
+    /// A message from any rank (`MPI_ANY_SOURCE`).
+    case any
+    /// A message from this rank only.
+    case rank(Int)
+
+    /// A specific rank, written as a number: `from: 3`.
+    public init(integerLiteral value: Int) { self = .rank(value) }
+
+    var rankValue: Int? {
+        if case .rank(let r) = self { return r }
+        return nil
+    }
+}
+
+/// Which tags a receive or probe accepts.
+public enum TagSelector: Hashable, Sendable, ExpressibleByIntegerLiteral {
+    /// A message with any tag (`MPI_ANY_TAG`).
+    case any
+    /// A message with this tag only.
+    case tag(Int)
+
+    /// A specific tag, written as a number: `tag: 7`.
+    public init(integerLiteral value: Int) { self = .tag(value) }
+
+    var tagValue: Int? {
+        if case .tag(let t) = self { return t }
+        return nil
+    }
+}
+
+/// A received value with the envelope it came in (the `MPI_Status` of the receive).
+public struct ReceivedMessage<Value> {
+    /// The decoded value.
+    public let value: Value
+    /// The rank that sent it.
+    public let source: Int
+    /// The tag it was sent with.
+    public let tag: Int
+    /// Its size in bytes on the wire.
+    public let byteCount: Int
+}
+
+func currentHostName() -> String {
+    var buffer = [CChar](repeating: 0, count: 256)
+    gethostname(&buffer, buffer.count - 1)
+    return String(cString: buffer)
+}

@@ -1,0 +1,55 @@
+/// What went wrong in a communicator operation, where, and on which rank.
+///
+/// Every case carries the rank that saw the error and the operation it was running, so a message
+/// printed by any process of a job says which process it came from.
+public enum CommunicatorError: Error, CustomStringConvertible, Sendable {
+    /// Open MPI returned an error code from `operation`; `message` is `MPI_Error_string`'s text.
+    case mpi(operation: String, code: Int32, message: String, rank: Int)
+    /// A rank outside `0..<size` was named as a destination, source or root.
+    case invalidRank(Int, operation: String, size: Int, rank: Int)
+    /// A tag outside `0...Communicator.maximumTag` was used.
+    case invalidTag(Int, operation: String, maximum: Int, rank: Int)
+    /// A received message's bytes do not decode as the type asked for.
+    case decodingFailed(type: String, source: Int, tag: Int, byteCount: Int, reason: String, rank: Int)
+    /// A value could not be encoded for sending.
+    case encodingFailed(type: String, reason: String, rank: Int)
+    /// The arguments of a call do not fit together (for example, a scatter with the wrong count).
+    case invalidArgument(operation: String, reason: String, rank: Int)
+    /// The operation would wait forever: nothing can ever send the message it waits for.
+    case wouldWaitForever(operation: String, reason: String, rank: Int)
+    /// Another rank of the job failed or disappeared while this rank depended on it.
+    case peerFailed(peer: Int, reason: String, operation: String, rank: Int)
+
+    /// The rank that raised the error.
+    public var rank: Int {
+        switch self {
+        case .mpi(_, _, _, let rank), .invalidRank(_, _, _, let rank), .invalidTag(_, _, _, let rank),
+             .decodingFailed(_, _, _, _, _, let rank), .encodingFailed(_, _, let rank),
+             .invalidArgument(_, _, let rank), .wouldWaitForever(_, _, let rank),
+             .peerFailed(_, _, _, let rank):
+            return rank
+        }
+    }
+
+    /// A one-line explanation that starts with the rank.
+    public var description: String {
+        switch self {
+        case let .mpi(operation, code, message, rank):
+            return "rank \(rank): \(operation) failed with MPI error \(code): \(message)"
+        case let .invalidRank(bad, operation, size, rank):
+            return "rank \(rank): \(operation) names rank \(bad), but the communicator has ranks 0..<\(size)"
+        case let .invalidTag(bad, operation, maximum, rank):
+            return "rank \(rank): \(operation) uses tag \(bad); tags must be in 0...\(maximum)"
+        case let .decodingFailed(type, source, tag, byteCount, reason, rank):
+            return "rank \(rank): a message of \(byteCount) bytes from rank \(source) with tag \(tag) does not decode as \(type): \(reason)"
+        case let .encodingFailed(type, reason, rank):
+            return "rank \(rank): cannot encode a value of type \(type): \(reason)"
+        case let .invalidArgument(operation, reason, rank):
+            return "rank \(rank): \(operation): \(reason)"
+        case let .wouldWaitForever(operation, reason, rank):
+            return "rank \(rank): \(operation) would wait forever: \(reason)"
+        case let .peerFailed(peer, reason, operation, rank):
+            return "rank \(rank): \(operation) failed because rank \(peer) \(reason)"
+        }
+    }
+}

@@ -1,0 +1,185 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How the ranks of a job are started and talk to each other.
+public enum Backend: String, Sendable, CaseIterable, Codable, CustomStringConvertible {
+    /// Open MPI: the process was started by `mpirun`, `mpiexec` or `srun --mpi=pmix`.
+    case mpi
+    /// Ranks forked on this machine by swiftpar itself, no MPI needed.
+    case local
+    /// A single rank in this process.
+    case serial
+
+    /// The backend's name as the command line spells it.
+    public var description: String { rawValue }
+}
+
+/// A launcher that started this process as one rank of a job, read from its environment.
+public struct LaunchEnvironment: Sendable, Equatable {
+    /// The launcher that set the variables, for messages ("mpirun", "srun").
+    public let launcher: String
+    /// The environment variable that revealed it.
+    public let variable: String
+
+    /// Detects a launcher from the environment; nil when the process was started by hand.
+    ///
+    /// Open MPI's own variables are checked first: `mpirun` inside a Slurm job leaves the job's
+    /// `SLURM_*` variables in its children's environment.
+    public static func detect(_ environment: [String: String] = currentEnvironment()) -> LaunchEnvironment? {
+        let checks: [(String, String)] = [
+            ("OMPI_COMM_WORLD_SIZE", "mpirun"),
+            ("PMIX_RANK", "a PMIx launcher (srun --mpi=pmix or mpirun)"),
+            ("PMI_SIZE", "a PMI launcher"),
+            ("PMI_RANK", "a PMI launcher"),
+            ("SLURM_STEP_NUM_TASKS", "srun"),
+        ]
+        for (variable, launcher) in checks {
+            guard let value = environment[variable], !value.isEmpty else { continue }
+            // A Slurm step of one task without PMI is an ordinary process.
+            if variable == "SLURM_STEP_NUM_TASKS", value == "1" { continue }
+            return LaunchEnvironment(launcher: launcher, variable: variable)
+        }
+        return nil
+    }
+}
+
+/// The process environment as a dictionary.
+public func currentEnvironment() -> [String: String] {
+    var result: [String: String] = [:]
+    var pointer = environ
+    while let entry = pointer.pointee {
+        let text = String(cString: entry)
+        if let equals = text.firstIndex(of: "=") {
+            result[String(text[..<equals])] = String(text[text.index(after: equals)...])
+        }
+        pointer += 1
+    }
+    return result
+}
+
+/// swiftpar's entry point: starts the job's ranks and runs your code on each.
+public enum SwiftPar {
+    /// Picks the backend a process would use, before anything is started.
+    ///
+    /// - A process started by a launcher uses MPI; asking for `.local` or `.serial` there is an error.
+    /// - Otherwise `.mpi` must be asked for explicitly (it then runs as a one-rank MPI job), and the
+    ///   default is a single rank until the local backend is available.
+    public static func chooseBackend(requested: Backend?, workers: Int?,
+                                     environment: [String: String] = currentEnvironment()) throws -> Backend {
+        let launched = LaunchEnvironment.detect(environment)
+        if let launched {
+            if let requested, requested != .mpi {
+                throw SwiftParUsageError(
+                    "--backend \(requested) cannot be used here: this process was started by \(launched.launcher) (\(launched.variable) is set), which runs one rank per process; drop --backend or use --backend mpi")
+            }
+            if let workers {
+                throw SwiftParUsageError(
+                    "-n/--workers \(workers) cannot be used here: the number of ranks is set by \(launched.launcher) (\(launched.variable) is set)")
+            }
+            return .mpi
+        }
+        switch requested {
+        case .mpi?: return .mpi
+        case .local?:
+            throw SwiftParUsageError("the local backend is not available in this build yet; start the job with mpirun -n N instead")
+        case .serial?, nil:
+            if let workers, workers != 1 {
+                throw SwiftParUsageError(
+                    "-n \(workers) needs the local backend, which is not available in this build yet; run mpirun -n \(workers) swiftpar … instead")
+            }
+            return .serial
+        }
+    }
+
+    /// Starts the job and runs `body` on every rank, then ends the process. Never returns.
+    ///
+    /// Under a launcher each process is one rank of the MPI world (`MPI_Init_thread` with
+    /// `MPI_THREAD_SERIALIZED`, `MPI_Finalize` at the end). An error thrown by `body` on any rank
+    /// is printed to standard error with the rank and ends the whole job with a non-zero status
+    /// (`MPI_Abort`); the other ranks never stay blocked.
+    ///
+    /// - Parameters:
+    ///   - workers: the number of ranks to start on this machine when no launcher started the
+    ///     process; nil for the default.
+    ///   - backend: force a backend; nil chooses from the environment.
+    ///   - body: the program every rank runs, given the world communicator.
+    public static func run(workers: Int? = nil, backend: Backend? = nil, _ body: (Communicator) throws -> Void) -> Never {
+        let chosen: Backend
+        do {
+            chosen = try chooseBackend(requested: backend, workers: workers)
+        } catch {
+            fail("swiftpar: \(error)")
+        }
+        switch chosen {
+        case .mpi:
+            let world: MPITransport
+            do {
+                world = try MPIEnvironment.initialize()
+            } catch {
+                fail("swiftpar: cannot start MPI: \(error)")
+            }
+            let communicator = Communicator(transport: world, backend: .mpi, hostName: MPIEnvironment.processorName)
+            do {
+                try body(communicator)
+            } catch {
+                report(error, rank: world.rank, size: world.size)
+                // MPI_Finalize may block like a barrier; abort ends every rank instead.
+                MPIEnvironment.abort(code: 1)
+            }
+            flushOutput()
+            MPIEnvironment.finalize()
+            exit(0)
+        case .local, .serial:
+            let communicator = Communicator(transport: SerialTransport(), backend: .serial, hostName: currentHostName())
+            do {
+                try body(communicator)
+            } catch {
+                report(error, rank: 0, size: 1)
+                exit(1)
+            }
+            flushOutput()
+            exit(0)
+        }
+    }
+
+    /// The Open MPI library version, without initialising MPI.
+    public static var mpiLibraryVersion: String { MPIEnvironment.libraryVersion }
+
+    static func report(_ error: any Error, rank: Int, size: Int) {
+        flushOutput()
+        let text = "\(error)"
+        let prefix = "rank \(rank):"
+        let message = text.hasPrefix(prefix) ? text : "rank \(rank): \(text)"
+        writeStandardError("swiftpar: \(message) (rank \(rank) of \(size) failed; ending the job)\n")
+    }
+
+    static func fail(_ message: String) -> Never {
+        writeStandardError(message + "\n")
+        exit(2)
+    }
+}
+
+/// A request the user made that cannot be carried out, explained in one line.
+public struct SwiftParUsageError: Error, CustomStringConvertible, Sendable {
+    /// The explanation.
+    public let description: String
+    /// Creates an error with an explanation.
+    public init(_ description: String) { self.description = description }
+}
+
+func flushOutput() {
+    fflush(stdout)
+}
+
+func writeStandardError(_ text: String) {
+    var copy = text
+    copy.withUTF8 { bytes in
+        var offset = 0
+        while offset < bytes.count {
+            let written = write(2, bytes.baseAddress! + offset, bytes.count - offset)
+            if written <= 0 { break }
+            offset += written
+        }
+    }
+}

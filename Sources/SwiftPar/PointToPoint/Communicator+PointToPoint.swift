@@ -1,0 +1,170 @@
+// Point-to-point messages: send, receive, probe, send-receive.
+
+extension Communicator {
+    // MARK: Sending
+
+    /// Sends any `Codable` value to `destination` (`MPI_Send`).
+    ///
+    /// The value is encoded in swiftpar's compact binary format. Arrays of plain numbers are sent
+    /// from their storage without encoding, exactly as `send(_:to:tag:)` for `[PlainNumber]`.
+    public func send<T: Encodable>(_ value: T, to destination: Int, tag: Int = 0) throws {
+        try validate(destination: destination, "send")
+        try validate(tag: tag, "send")
+        if let plain = value as? any PlainNumberArray {
+            try plain.withUnsafeBytes { try transport.send($0, to: destination, tag: tag) }
+            return
+        }
+        try encode(value).withUnsafeBytes { try transport.send($0, to: destination, tag: tag) }
+    }
+
+    /// Sends an array of plain numbers straight from its storage, with no copy (`MPI_Send`).
+    public func send<T: PlainNumber>(_ values: [T], to destination: Int, tag: Int = 0) throws {
+        try validate(destination: destination, "send")
+        try validate(tag: tag, "send")
+        try transport.sendArray(values, to: destination, tag: tag)
+    }
+
+    /// Sends raw bytes (`MPI_Send` of `MPI_BYTE`).
+    public func send(bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int = 0) throws {
+        try validate(destination: destination, "send")
+        try validate(tag: tag, "send")
+        try transport.send(bytes, to: destination, tag: tag)
+    }
+
+    // MARK: Receiving
+
+    /// Receives a value of `type` from `source` with `tag` (`MPI_Probe` + `MPI_Recv`).
+    ///
+    /// Throws `CommunicatorError.decodingFailed` if the message does not decode as `type`.
+    public func receive<T: Decodable>(_ type: T.Type = T.self, from source: Source = .any, tag: TagSelector = .any) throws -> T {
+        try receiveMessage(type, from: source, tag: tag).value
+    }
+
+    /// Receives a value with its envelope: the sender, the tag and the size.
+    public func receiveMessage<T: Decodable>(
+        _ type: T.Type = T.self, from source: Source = .any, tag: TagSelector = .any
+    ) throws -> ReceivedMessage<T> {
+        try validate(source: source, tag: tag, "receive")
+        let info = try waitForMessage(from: source, tag: tag, "receive")
+        return ReceivedMessage(value: try decodeMessage(type, info), source: info.source, tag: info.tag, byteCount: info.byteCount)
+    }
+
+    /// Receives raw bytes with their envelope.
+    public func receiveBytes(from source: Source = .any, tag: TagSelector = .any) throws -> ReceivedMessage<[UInt8]> {
+        try receiveMessage([UInt8].self, from: source, tag: tag)
+    }
+
+    /// Waits until a matching message has arrived and describes it, without receiving it (`MPI_Probe`).
+    public func probe(from source: Source = .any, tag: TagSelector = .any) throws -> MessageInfo {
+        try validate(source: source, tag: tag, "probe")
+        return try waitForMessage(from: source, tag: tag, "probe")
+    }
+
+    /// Describes a matching message if one has arrived, or returns nil at once (`MPI_Iprobe`).
+    public func probeNow(from source: Source = .any, tag: TagSelector = .any) throws -> MessageInfo? {
+        try validate(source: source, tag: tag, "probe")
+        return try transport.probe(source: source.rankValue, tag: tag.tagValue, wait: false)
+    }
+
+    /// Sends `value` to `destination` and receives a value from `source` in one step, without
+    /// deadlock even when every rank does the same (`MPI_Sendrecv`).
+    public func sendReceive<Outgoing: Encodable, Incoming: Decodable>(
+        _ value: Outgoing, to destination: Int, sendTag: Int = 0,
+        receiving type: Incoming.Type = Incoming.self, from source: Source = .any, receiveTag: TagSelector = .any
+    ) throws -> ReceivedMessage<Incoming> {
+        let request = try startSend(value, to: destination, tag: sendTag)
+        let received = try receiveMessage(type, from: source, tag: receiveTag)
+        try request.wait()
+        return received
+    }
+
+    // MARK: Encoding shared by point to point and collectives
+
+    func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        do {
+            return try BinaryEncoder().encode(value)
+        } catch {
+            throw CommunicatorError.encodingFailed(type: String(describing: T.self), reason: "\(error)", rank: rank)
+        }
+    }
+
+    /// Bytes for a value as they travel: plain-number arrays as themselves, anything else encoded.
+    func outgoingBytes<T: Encodable>(_ value: T) throws -> OutgoingBytes {
+        if let plain = value as? any PlainNumberArray { return OutgoingBytes(owner: plain) }
+        return OutgoingBytes(try encode(value))
+    }
+
+    func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8], source: Int, tag: Int) throws -> T {
+        if let plainType = type as? any PlainNumberArray.Type {
+            let stride = plainType.elementKind.byteWidth
+            guard bytes.count % stride == 0 else {
+                throw CommunicatorError.decodingFailed(
+                    type: String(describing: T.self), source: source, tag: tag, byteCount: bytes.count,
+                    reason: "\(bytes.count) bytes is not a whole number of \(stride)-byte elements", rank: rank)
+            }
+            return bytes.withUnsafeBytes { plainType.init(rawElementBytes: $0) } as! T
+        }
+        do {
+            return try BinaryDecoder().decode(type, from: bytes)
+        } catch {
+            throw CommunicatorError.decodingFailed(
+                type: String(describing: T.self), source: source, tag: tag, byteCount: bytes.count,
+                reason: describeDecodingError(error), rank: rank)
+        }
+    }
+
+    func waitForMessage(from source: Source, tag: TagSelector, _ operation: String) throws -> MessageInfo {
+        guard let info = try transport.probe(source: source.rankValue, tag: tag.tagValue, wait: true) else {
+            throw CommunicatorError.wouldWaitForever(operation: operation, reason: "no message can arrive", rank: rank)
+        }
+        return info
+    }
+
+    /// Receives the message `info` describes as a `T`.
+    func decodeMessage<T: Decodable>(_ type: T.Type, _ info: MessageInfo) throws -> T {
+        if let plainType = type as? any PlainNumberArray.Type {
+            return try plainType.receivedArray(through: transport, matching: info) as! T
+        }
+        let bytes = try transport.receiveArray(UInt8.self, matching: info)
+        return try decode(type, from: bytes, source: info.source, tag: info.tag)
+    }
+}
+
+func describeDecodingError(_ error: any Error) -> String {
+    guard let decodingError = error as? DecodingError else { return "\(error)" }
+    func path(_ context: DecodingError.Context) -> String {
+        let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+        return keys.isEmpty ? "" : " at \(keys)"
+    }
+    switch decodingError {
+    case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+        return context.debugDescription + path(context)
+    case .keyNotFound(let key, let context):
+        return "no value for key \"\(key.stringValue)\"" + path(context)
+    @unknown default:
+        return "\(decodingError)"
+    }
+}
+
+extension Communicator {
+    /// Receives an array of plain numbers into `values`, reusing its storage when the message
+    /// has the same element count (`MPI_Recv` into an existing buffer). Returns the envelope.
+    @discardableResult
+    public func receive<T: PlainNumber>(into values: inout [T], from source: Source = .any, tag: TagSelector = .any) throws -> MessageInfo {
+        try validate(source: source, tag: tag, "receive")
+        let info = try waitForMessage(from: source, tag: tag, "receive")
+        let stride = MemoryLayout<T>.stride
+        guard info.byteCount % stride == 0 else {
+            throw CommunicatorError.decodingFailed(
+                type: "[\(T.self)]", source: info.source, tag: info.tag, byteCount: info.byteCount,
+                reason: "\(info.byteCount) bytes is not a whole number of \(stride)-byte elements", rank: rank)
+        }
+        let count = info.byteCount / stride
+        if values.count != count {
+            values = try transport.receiveArray(T.self, matching: info)
+            return info
+        }
+        try values.withUnsafeMutableBytes { try transport.receive(info, into: $0) }
+        return info
+    }
+}

@@ -1,0 +1,93 @@
+// Nonblocking operations: requests that complete later (`MPI_Isend`, `MPI_Irecv`, `MPI_Wait`...).
+
+/// A nonblocking operation that can be waited on or tested, whatever its result type.
+public protocol Request: AnyObject {
+    /// Blocks until the operation is complete (`MPI_Wait`).
+    func wait() throws
+    /// Returns whether the operation is complete, without blocking (`MPI_Test`).
+    func test() throws -> Bool
+}
+
+/// Waits until every request in `requests` is complete (`MPI_Waitall`).
+public func waitAll(_ requests: [any Request]) throws {
+    for request in requests { try request.wait() }
+}
+
+/// A nonblocking send in flight (`MPI_Isend`). It owns the value's bytes until it completes.
+public final class SendRequest: Request {
+    let inner: any TransportRequest
+    private var finished = false
+
+    init(_ inner: any TransportRequest) { self.inner = inner }
+
+    /// Blocks until the send buffer may be reused (`MPI_Wait`).
+    public func wait() throws {
+        guard !finished else { return }
+        try inner.wait()
+        finished = true
+    }
+
+    /// Returns whether the send has completed (`MPI_Test`).
+    public func test() throws -> Bool {
+        if finished { return true }
+        finished = try inner.test()
+        return finished
+    }
+}
+
+/// A nonblocking receive (`MPI_Irecv`). The message is matched when it arrives and decoded when
+/// the request completes; `value` is then available.
+public final class ReceiveRequest<Value: Decodable>: Request {
+    let communicator: Communicator
+    let source: Source
+    let tag: TagSelector
+    private var result: ReceivedMessage<Value>?
+
+    init(communicator: Communicator, source: Source, tag: TagSelector) {
+        self.communicator = communicator
+        self.source = source
+        self.tag = tag
+    }
+
+    /// Blocks until the message has arrived and returns it (`MPI_Wait`).
+    @discardableResult
+    public func waitForMessage() throws -> ReceivedMessage<Value> {
+        if let result { return result }
+        let message = try communicator.receiveMessage(Value.self, from: source, tag: tag)
+        result = message
+        return message
+    }
+
+    /// Blocks until the message has arrived.
+    public func wait() throws { try waitForMessage() }
+
+    /// Completes the receive if a matching message has arrived (`MPI_Test`).
+    public func test() throws -> Bool {
+        if result != nil { return true }
+        guard let info = try communicator.transport.probe(source: source.rankValue, tag: tag.tagValue, wait: false) else {
+            return false
+        }
+        let value = try communicator.decodeMessage(Value.self, info)
+        result = ReceivedMessage(value: value, source: info.source, tag: info.tag, byteCount: info.byteCount)
+        return true
+    }
+
+    /// The received message, once `wait()` or a successful `test()` has completed the request.
+    public var message: ReceivedMessage<Value>? { result }
+}
+
+extension Communicator {
+    /// Starts sending `value` and returns at once (`MPI_Isend`). The request keeps the bytes
+    /// alive; plain-number arrays are sent from their own storage.
+    public func startSend<T: Encodable>(_ value: T, to destination: Int, tag: Int = 0) throws -> SendRequest {
+        try validate(destination: destination, "startSend")
+        try validate(tag: tag, "startSend")
+        return SendRequest(try transport.startSend(try outgoingBytes(value), to: destination, tag: tag))
+    }
+
+    /// Starts a receive of a value of `type` and returns at once (`MPI_Irecv`).
+    public func startReceive<T: Decodable>(_ type: T.Type = T.self, from source: Source = .any, tag: TagSelector = .any) throws -> ReceiveRequest<T> {
+        try validate(source: source, tag: tag, "startReceive")
+        return ReceiveRequest(communicator: self, source: source, tag: tag)
+    }
+}

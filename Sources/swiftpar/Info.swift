@@ -1,0 +1,56 @@
+import ArgumentParser
+import Foundation
+import SwiftPar
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the backend, the ranks, their hosts and the MPI library.",
+        discussion: """
+            Rank 0 prints one line per rank, in rank order.
+
+            Examples:
+              swiftpar info
+              mpirun -n 4 swiftpar info --json
+            """
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    struct RankInfo: Codable {
+        var rank: Int
+        var host: String
+        var pid: Int32
+    }
+
+    struct Report: Codable {
+        var backend: String
+        var size: Int
+        var mpiLibrary: String
+        var ranks: [RankInfo]
+    }
+
+    func run() throws {
+        let json = options.json
+        options.run { world in
+            let mine = RankInfo(rank: world.rank, host: world.hostName, pid: getpid())
+            guard let all = try world.gather(mine, root: 0) else { return }
+            let report = Report(backend: world.backend.rawValue, size: world.size,
+                                mpiLibrary: SwiftPar.mpiLibraryVersion, ranks: all)
+            if json {
+                print(try jsonText(report))
+            } else {
+                print("backend \(report.backend), \(report.size) rank\(report.size == 1 ? "" : "s"), \(report.mpiLibrary)")
+                for entry in all {
+                    print("rank \(entry.rank) of \(report.size) on \(entry.host) (pid \(entry.pid))")
+                }
+            }
+        }
+    }
+}
+
+/// Pretty, key-sorted JSON for machine-readable output.
+func jsonText<T: Encodable>(_ value: T) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+}

@@ -1,0 +1,23 @@
+import ArgumentParser
+import SwiftPar
+
+@main
+struct SwiftParCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "swiftpar",
+        abstract: "True parallelism for Swift: ranked workers on one machine or across a cluster.",
+        discussion: """
+            Under mpirun (or srun --mpi=pmix) every process is one rank of an MPI job. Started by
+            hand, swiftpar runs as a single rank.
+
+            Examples:
+              mpirun -n 4 swiftpar info
+              mpirun -n 2 swiftpar bench pingpong --json
+            """,
+        subcommands: [Info.self, Bench.self]
+    )
+
+    static func main() {
+        main(GlobalOptions.movingLeadingOptions(Array(CommandLine.arguments.dropFirst())))
+    }
+}

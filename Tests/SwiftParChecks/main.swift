@@ -1,0 +1,2 @@
+import SwiftPar
+print("placeholder")
