@@ -1,2 +1,23 @@
+// swiftpar-checks: scenarios the test suite runs as real jobs (under mpirun, or as a single
+// rank). Each rank checks what it received; a wrong value throws, which ends the job non-zero
+// with a message naming the rank. On success every rank reports a summary that rank 0 prints
+// as "rank R: ok SCENARIO SUMMARY", one line per rank in rank order.
+#if canImport(Glibc)
+import Glibc
+#endif
 import SwiftPar
-print("placeholder")
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+guard let name = arguments.first, let scenario = scenarios[name] else {
+    let known = scenarios.keys.sorted().joined(separator: ", ")
+    writeError("usage: swiftpar-checks SCENARIO\nscenarios: \(known)\n")
+    exit(2)
+}
+
+SwiftPar.run { world in
+    let summary = try scenario(world)
+    guard let all = try world.gather(summary, root: 0) else { return }
+    for (rank, text) in all.enumerated() {
+        print("rank \(rank): ok \(name) \(text)")
+    }
+}

@@ -14,7 +14,7 @@ final class MPITransport: Transport {
     let size: Int
     let maximumTag: Int
     private let ownsComm: Bool
-    private var stash: [(info: MessageInfo, bytes: [UInt8])] = []
+    private var stash: [(info: MessageInfo, chunks: [[UInt8]])] = []
     private lazy var channel: MPITransport = {
         var dup: MPI_Comm? = nil
         // A failed dup leaves the collectives on this communicator; MPI errors surface there.
@@ -122,29 +122,38 @@ final class MPITransport: Transport {
 
     /// Receives every chunk of a large message into the stash and describes the whole of it.
     private func collectChunks(startingWith first: MessageInfo) throws -> MessageInfo {
-        var bytes: [UInt8] = []
+        var chunks: [[UInt8]] = []
+        var total = 0
         var chunkSize = first.byteCount
         while true {
-            let start = bytes.count
-            bytes.append(contentsOf: repeatElement(0, count: chunkSize))
-            try bytes.withUnsafeMutableBytes { buffer in
-                try check(MPI_Recv(buffer.baseAddress! + start, Int32(chunkSize), swiftpar_type_byte(), Int32(first.source),
-                                   Int32(first.tag), comm, swiftpar_status_ignore()), "MPI_Recv from rank \(first.source)")
-            }
-            if chunkSize < Self.messageLimit { break }
+            var failure: (any Error)?
+            let size = chunkSize
+            chunks.append([UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+                do {
+                    try check(MPI_Recv(buffer.baseAddress, Int32(size), swiftpar_type_byte(), Int32(first.source),
+                                       Int32(first.tag), comm, swiftpar_status_ignore()), "MPI_Recv from rank \(first.source)")
+                } catch { failure = error }
+                initialized = size
+            })
+            if let failure { throw failure }
+            total += size
+            if size < Self.messageLimit { break }
             var status = MPI_Status()
             try check(MPI_Probe(Int32(first.source), Int32(first.tag), comm, &status), "MPI_Probe")
             chunkSize = try byteCount(of: &status)
         }
-        let info = MessageInfo(source: first.source, tag: first.tag, byteCount: bytes.count)
-        stash.append((info, bytes))
+        let info = MessageInfo(source: first.source, tag: first.tag, byteCount: total)
+        stash.append((info, chunks))
         return info
     }
 
     func receive(_ info: MessageInfo, into buffer: UnsafeMutableRawBufferPointer) throws {
         if let index = stash.firstIndex(where: { Self.matches($0.info, source: info.source, tag: info.tag) }) {
-            let entry = stash.remove(at: index)
-            entry.bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
+            var offset = 0
+            for chunk in stash.remove(at: index).chunks {
+                chunk.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[offset...]).copyMemory(from: $0) }
+                offset += chunk.count
+            }
             return
         }
         try check(MPI_Recv(buffer.baseAddress, Int32(info.byteCount), swiftpar_type_byte(), Int32(info.source),

@@ -1,0 +1,361 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SwiftPar
+
+/// Every scenario by name. Each returns a one-word summary of what this rank verified.
+let scenarios: [String: (Communicator) throws -> String] = [
+    "ring": ring,
+    "any-source": anySource,
+    "probe": probe,
+    "send-receive": sendReceive,
+    "nonblocking": nonblocking,
+    "broadcast": broadcast,
+    "gather-scatter": gatherScatter,
+    "all-to-all": allToAll,
+    "reduce": reduce,
+    "split": split,
+    "large-messages": largeMessages,
+    "huge-message": hugeMessage,
+    "bad-input": badInput,
+    "rank-one-throws": rankOneThrows,
+]
+
+/// Each rank sends a `Record` to the next and receives from the previous.
+func ring(_ world: Communicator) throws -> String {
+    let next = (world.rank + 1) % world.size
+    let previous = (world.rank - 1 + world.size) % world.size
+    let request = try world.startSend(Record.made(by: world.rank), to: next, tag: 3)
+    let message = try world.receiveMessage(Record.self, from: .rank(previous), tag: 3)
+    try request.wait()
+    try expectEqual(message.value, Record.made(by: previous), world, "record from rank \(previous)")
+    try expectEqual(message.source, previous, world, "source")
+    try expectEqual(message.tag, 3, world, "tag")
+    // Plain numbers the same way, sent from their storage.
+    let numbers = (0..<1000).map { Int64($0 * (world.rank + 1)) }
+    let numberRequest = try world.startSend(numbers, to: next, tag: 4)
+    let got = try world.receive([Int64].self, from: .rank(previous), tag: 4)
+    try numberRequest.wait()
+    try expectEqual(got, (0..<1000).map { Int64($0 * (previous + 1)) }, world, "numbers from rank \(previous)")
+    return "from=\(previous)"
+}
+
+/// Every rank but 0 sends to 0 with its rank as tag; rank 0 takes them in any order.
+func anySource(_ world: Communicator) throws -> String {
+    if world.rank != 0 {
+        try world.send("hello from \(world.rank)", to: 0, tag: world.rank)
+        return "sent"
+    }
+    var seen: Set<Int> = []
+    for _ in 1..<world.size {
+        let message = try world.receiveMessage(String.self, from: .any, tag: .any)
+        try expectEqual(message.value, "hello from \(message.source)", world, "payload")
+        try expectEqual(message.tag, message.source, world, "tag of rank \(message.source)")
+        try expect(seen.insert(message.source).inserted, world, "rank \(message.source) arrived twice")
+    }
+    try expectEqual(seen, Set(1..<world.size), world, "sources")
+    return "sources=\(seen.count)"
+}
+
+/// Probe reports source, tag and size before the receive; probeNow returns nil for nothing.
+func probe(_ world: Communicator) throws -> String {
+    let peer = world.size > 1 ? (world.rank == 0 ? 1 : 0) : 0
+    guard world.rank < 2 else { return "idle" }
+    let nothing = try world.probeNow(from: .any, tag: 99)
+    try expect(nothing == nil, world, "probeNow found a message that was never sent")
+    let values = (0..<100).map { Double($0) * 0.5 + Double(world.rank) }
+    let request = try world.startSend(values, to: peer, tag: 7)
+    let info = try world.probe(from: .any, tag: 7)
+    try expectEqual(info, MessageInfo(source: peer, tag: 7, byteCount: 800), world, "probed envelope")
+    // Probing again sees the same message: probe does not consume it.
+    try expectEqual(try world.probe(from: .rank(peer), tag: .any), info, world, "second probe")
+    let got = try world.receive([Double].self, from: .rank(peer), tag: 7)
+    try request.wait()
+    try expectEqual(got, (0..<100).map { Double($0) * 0.5 + Double(peer) }, world, "values from rank \(peer)")
+    return "bytes=\(info.byteCount)"
+}
+
+/// Every rank shifts a value around the ring in one call; nobody deadlocks.
+func sendReceive(_ world: Communicator) throws -> String {
+    let next = (world.rank + 1) % world.size
+    let previous = (world.rank - 1 + world.size) % world.size
+    let message = try world.sendReceive(["rank": world.rank], to: next, sendTag: 1,
+                                        receiving: [String: Int].self, from: .rank(previous), receiveTag: 1)
+    try expectEqual(message.value, ["rank": previous], world, "shifted value")
+    return "from=\(message.source)"
+}
+
+/// Nonblocking sends to and receives from every rank, completed with waitAll and test.
+func nonblocking(_ world: Communicator) throws -> String {
+    var sends: [any Request] = []
+    var receives: [ReceiveRequest<[Int32]>] = []
+    for peer in 0..<world.size {
+        sends.append(try world.startSend((0..<(peer + 1) * 10).map { Int32($0 + world.rank * 1000) }, to: peer, tag: 20))
+        receives.append(try world.startReceive([Int32].self, from: .rank(peer), tag: 20))
+    }
+    // Test one receive until it completes, then wait for all the rest.
+    var polls = 0
+    while try !receives[world.size - 1].test() {
+        polls += 1
+        try expect(polls < 50_000_000, world, "receive from the last rank never completed")
+    }
+    try waitAll(receives)
+    try waitAll(sends)
+    for (peer, request) in receives.enumerated() {
+        try expectEqual(request.message?.value, (0..<(world.rank + 1) * 10).map { Int32($0 + peer * 1000) }, world, "array from rank \(peer)")
+        try expectEqual(request.message?.source, peer, world, "source")
+    }
+    return "peers=\(world.size)"
+}
+
+func broadcast(_ world: Communicator) throws -> String {
+    try world.barrier()
+    let root = world.size - 1
+    let record = try world.broadcast(world.rank == root ? Record.made(by: root) : nil, root: root)
+    try expectEqual(record, Record.made(by: root), world, "broadcast record")
+    let numbers = try world.broadcast(world.rank == 0 ? (0..<5000).map { Double($0) / 3 } : nil)
+    try expectEqual(numbers, (0..<5000).map { Double($0) / 3 }, world, "broadcast doubles")
+    let one = try world.broadcast(world.rank == 0 ? Int32(-42) : nil)
+    try expectEqual(one, -42, world, "broadcast scalar")
+    let empty = try world.broadcast(world.rank == 0 ? [UInt8]() : nil)
+    try expectEqual(empty, [], world, "broadcast empty array")
+    try world.barrier()
+    return "root=\(root)"
+}
+
+/// Gather and scatter with equal and varying counts, Codable and plain.
+func gatherScatter(_ world: Communicator) throws -> String {
+    let n = world.size
+    let root = n > 1 ? 1 : 0
+    // Codable gather and allgather.
+    let gathered = try world.gather(Record.made(by: world.rank), root: root)
+    if world.rank == root {
+        try expectEqual(gathered, (0..<n).map { Record.made(by: $0) }, world, "gathered records")
+    } else {
+        try expect(gathered == nil, world, "non-root got a gather result")
+    }
+    try expectEqual(try world.allgather("r\(world.rank)"), (0..<n).map { "r\($0)" }, world, "allgathered strings")
+    // Plain numbers, varying counts: rank r contributes r+1 elements.
+    let mine = (0...world.rank).map { Int($0 * 10 + world.rank) }
+    let expected = (0..<n).map { r in (0...r).map { Int($0 * 10 + r) } }
+    let plain = try world.gather(mine, root: root)
+    if world.rank == root { try expectEqual(plain, expected, world, "gathered varying arrays") }
+    try expectEqual(try world.allgather(mine), expected, world, "allgathered varying arrays")
+    // Equal counts: one scalar each.
+    try expectEqual(try world.allgather(Float(world.rank) * 1.5), (0..<n).map { Float($0) * 1.5 }, world, "allgathered scalars")
+    // Scatter: Codable, plain varying, plain scalar.
+    let records = world.rank == root ? (0..<n).map { Record.made(by: $0 + 100) } : nil
+    try expectEqual(try world.scatter(records, root: root), Record.made(by: world.rank + 100), world, "scattered record")
+    let pieces = world.rank == root ? (0..<n).map { r in [UInt16](repeating: UInt16(r), count: r * 3) } : nil
+    try expectEqual(try world.scatter(pieces, root: root), [UInt16](repeating: UInt16(world.rank), count: world.rank * 3), world, "scattered varying arrays")
+    let scalars: [Double]? = world.rank == root ? (0..<n).map { Double($0) + 0.25 } : nil
+    let scalar: Double = try world.scatter(scalars, root: root)
+    try expectEqual(scalar, Double(world.rank) + 0.25, world, "scattered scalar")
+    return "root=\(root)"
+}
+
+func allToAll(_ world: Communicator) throws -> String {
+    let n = world.size
+    let out = (0..<n).map { "\(world.rank)->\($0)" }
+    try expectEqual(try world.allToAll(out), (0..<n).map { "\($0)->\(world.rank)" }, world, "all-to-all strings")
+    // Varying counts: rank r sends d+r elements to rank d.
+    let pieces = (0..<n).map { d in (0..<(d + world.rank)).map { Int32($0 + 100 * world.rank) } }
+    let got = try world.allToAll(pieces)
+    try expectEqual(got, (0..<n).map { s in (0..<(world.rank + s)).map { Int32($0 + 100 * s) } }, world, "all-to-all arrays")
+    return "peers=\(n)"
+}
+
+func reduce(_ world: Communicator) throws -> String {
+    let n = world.size
+    let r = world.rank
+    // Integers: element i of rank r is i + r.
+    let ints = (0..<10).map { $0 + r }
+    try expectEqual(try world.allreduce(ints, .sum), (0..<10).map { $0 * n + n * (n - 1) / 2 }, world, "allreduce sum")
+    try expectEqual(try world.allreduce(ints, .minimum), (0..<10).map { $0 }, world, "allreduce min")
+    try expectEqual(try world.allreduce(ints, .maximum), (0..<10).map { $0 + n - 1 }, world, "allreduce max")
+    try expectEqual(try world.allreduce(Int64(r + 1), .product), Int64((1...n).reduce(1, *)), world, "allreduce product")
+    let doubles = [Double(r) + 0.5, -Double(r)]
+    let sum = try world.reduce(doubles, .sum, root: n - 1)
+    if r == n - 1 {
+        try expectEqual(sum, [Double(n * (n - 1) / 2) + 0.5 * Double(n), -Double(n * (n - 1) / 2)], world, "reduce sum of doubles")
+    } else {
+        try expect(sum == nil, world, "non-root got a reduce result")
+    }
+    try expectEqual(try world.allreduce(UInt8(200), .sum), UInt8(truncatingIfNeeded: 200 * n), world, "wrapping UInt8 sum")
+    // Codable reduction with a closure, applied in rank order.
+    let joined = try world.allreduce("\(r)") { $0 + "," + $1 }
+    try expectEqual(joined, (0..<n).map(String.init).joined(separator: ","), world, "Codable allreduce")
+    let merged = try world.allreduce([String(r): r]) { $0.merging($1) { a, _ in a } }
+    try expectEqual(merged, Dictionary(uniqueKeysWithValues: (0..<n).map { (String($0), $0) }), world, "merged dictionaries")
+    let root = try world.reduce(Record.made(by: r), root: 0) { a, b in
+        var c = a
+        c.samples = zip(a.samples, b.samples).map(+)
+        return c
+    }
+    if r == 0 {
+        try expectEqual(root?.samples, (0..<30).map { i in (0..<n).map { Double(i) + Double($0) / 8 }.reduce(0, +) }, world, "Codable reduce")
+    }
+    return "sum=\(try world.allreduce(r, .sum))"
+}
+
+/// Colour by parity, key reversing the order; the new groups work on their own.
+func split(_ world: Communicator) throws -> String {
+    let n = world.size
+    let r = world.rank
+    guard let half = try world.split(color: r % 2, key: -r) else {
+        throw CheckFailed(description: "rank \(r) got no communicator from split")
+    }
+    let members = (0..<n).filter { $0 % 2 == r % 2 }
+    try expectEqual(half.size, members.count, world, "size of colour \(r % 2)")
+    try expectEqual(half.rank, members.reversed().firstIndex(of: r)!, world, "rank in colour \(r % 2)")
+    try expectEqual(try half.allreduce(r, .sum), members.reduce(0, +), world, "sum within colour")
+    try expectEqual(try half.allgather(r), members.reversed(), world, "members in key order")
+    // A rank that passes no colour joins nothing; the rest still form a group.
+    let withoutZero = try world.split(color: r == 0 ? nil : 7)
+    if r == 0 {
+        try expect(withoutZero == nil, world, "rank 0 passed no colour but got a communicator")
+    } else {
+        try expectEqual(withoutZero?.size, n - 1, world, "size without rank 0")
+        try expectEqual(withoutZero?.rank, r - 1, world, "rank without rank 0")
+    }
+    // Messages on the new communicator do not mix with the world's.
+    if half.size > 1 {
+        let next = (half.rank + 1) % half.size
+        let request = try half.startSend(r, to: next, tag: 1)
+        let got = try half.receive(Int.self, from: .any, tag: 1)
+        try request.wait()
+        try expect(members.contains(got) && got != r, world, "split message from \(got), outside colour")
+    }
+    try world.barrier()
+    return "colour=\(r % 2),rank=\(half.rank)"
+}
+
+/// Under a small SWIFTPAR_MPI_MESSAGE_LIMIT, messages around and far above the limit.
+func largeMessages(_ world: Communicator) throws -> String {
+    let limit = Int(currentEnvironment()["SWIFTPAR_MPI_MESSAGE_LIMIT"] ?? "") ?? 0
+    let n = world.size
+    let next = (world.rank + 1) % n
+    let previous = (world.rank - 1 + n) % n
+    let sizes = limit > 0 ? [limit - 1, limit, limit + 1, 2 * limit, 5 * limit + 3, 0] : [1 << 20]
+    for (index, bytes) in sizes.enumerated() {
+        let payload = (0..<bytes).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ world.rank) }
+        let request = try world.startSend(payload, to: next, tag: index)
+        let info = try world.probe(from: .any, tag: .tag(index))
+        try expectEqual(info.byteCount, bytes, world, "probed size of \(bytes)-byte message")
+        let got = try world.receive([UInt8].self, from: .rank(previous), tag: .tag(index))
+        try request.wait()
+        try expect(got == (0..<bytes).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ previous) }, world, "\(bytes)-byte message from rank \(previous) corrupted")
+    }
+    // A large Codable value and blocking sends around the ring (rank 0 sends last to avoid a cycle).
+    let record = Record.made(by: world.rank, size: max(limit, 100))
+    if world.rank == 0 {
+        try world.send(record, to: next, tag: 50)
+        try expectEqual(try world.receive(Record.self, from: .rank(previous), tag: 50), Record.made(by: previous, size: max(limit, 100)), world, "large record")
+    } else {
+        let got = try world.receive(Record.self, from: .rank(previous), tag: 50)
+        try world.send(record, to: next, tag: 50)
+        try expectEqual(got, Record.made(by: previous, size: max(limit, 100)), world, "large record")
+    }
+    // Collectives above the limit: the native calls are split or fall back to point to point.
+    let count = max(limit, 64) * 3 / 8 + 5
+    let big = try world.broadcast(world.rank == 0 ? (0..<count).map { Double($0) } : nil)
+    try expectEqual(big, (0..<count).map { Double($0) }, world, "large broadcast")
+    let sums = try world.allreduce((0..<count).map { Int64($0 + world.rank) }, .sum)
+    try expectEqual(sums, (0..<count).map { Int64($0 * n + n * (n - 1) / 2) }, world, "large allreduce")
+    let gathered = try world.allgather((0..<count).map { Int64($0 * world.rank) })
+    try expectEqual(gathered, (0..<n).map { r in (0..<count).map { Int64($0 * r) } }, world, "large allgather")
+    let exchanged = try world.allToAll((0..<n).map { d in [Int64](repeating: Int64(world.rank * 100 + d), count: count) })
+    try expectEqual(exchanged, (0..<n).map { s in [Int64](repeating: Int64(s * 100 + world.rank), count: count) }, world, "large all-to-all")
+    return "limit=\(limit)"
+}
+
+/// One real message above 2 GiB from rank 0 to rank 1 and back, checked byte for byte.
+///
+/// The bytes repeat a pattern of a prime length, so a chunk delivered out of order or shifted
+/// shows up; the checks use memcmp so they stay quick in debug builds.
+func hugeMessage(_ world: Communicator) throws -> String {
+    guard world.size >= 2, world.rank < 2 else { return "idle" }
+    let bytes = (1 << 31) + 4099
+    let period = (0..<4099).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ $0 >> 3) }
+    if world.rank == 0 {
+        var payload = [UInt8](repeating: 0, count: bytes)
+        payload.withUnsafeMutableBytes { p in
+            period.withUnsafeBytes { p.copyMemory(from: $0) }
+            var filled = period.count
+            while filled < bytes {
+                let n = min(filled, bytes - filled)
+                (p.baseAddress! + filled).copyMemory(from: p.baseAddress!, byteCount: n)
+                filled += n
+            }
+        }
+        try world.send(payload, to: 1, tag: 5)
+        let echo = try world.receiveMessage([UInt8].self, from: 1, tag: 6)
+        try expectEqual(echo.byteCount, bytes, world, "size of the echo")
+        let same = echo.value.withUnsafeBytes { a in payload.withUnsafeBytes { b in memcmp(a.baseAddress!, b.baseAddress!, bytes) == 0 } }
+        try expect(same, world, "the echo of the 2 GiB message differs from what was sent")
+    } else {
+        let got = try world.receiveMessage([UInt8].self, from: 0, tag: 5)
+        try expectEqual(got.byteCount, bytes, world, "size of the 2 GiB message")
+        let wrong: Int? = got.value.withUnsafeBytes { p in
+            period.withUnsafeBytes { q in
+                var offset = 0
+                while offset < bytes {
+                    let n = min(q.count, bytes - offset)
+                    if memcmp(p.baseAddress! + offset, q.baseAddress!, n) != 0 { return offset }
+                    offset += n
+                }
+                return nil
+            }
+        }
+        try expect(wrong == nil, world, "the 2 GiB message is wrong in the \(4099)-byte block at offset \(wrong ?? -1)")
+        try world.send(got.value, to: 0, tag: 6)
+    }
+    return "bytes=\(bytes)"
+}
+
+/// Bad input throws a clear error instead of trapping.
+func badInput(_ world: Communicator) throws -> String {
+    struct Point: Codable { var x: Double; var y: Double }
+    let peer = world.size > 1 ? 1 - min(world.rank, 1) : 0
+    var messages: [String] = []
+    if world.rank < 2 {
+        try world.send("not a point", to: peer, tag: 9)
+        messages.append(try expectError(world, "receiving a String as a Point", {
+            if case .decodingFailed(let type, let source, 9, _, _, _) = $0 { return type.contains("Point") && source == peer }
+            return false
+        }) { _ = try world.receive(Point.self, from: .rank(peer), tag: 9) })
+        try world.send([1, 2, 3] as [Int8], to: peer, tag: 10)
+        messages.append(try expectError(world, "receiving 3 bytes as [Double]", {
+            if case .decodingFailed = $0 { return true }
+            return false
+        }) { _ = try world.receive([Double].self, from: .rank(peer), tag: 10) })
+    }
+    messages.append(try expectError(world, "sending to a rank that does not exist", {
+        if case .invalidRank(world.size + 3, _, world.size, world.rank) = $0 { return true }
+        return false
+    }) { try world.send(1, to: world.size + 3) })
+    messages.append(try expectError(world, "receiving from rank -2", {
+        if case .invalidRank(-2, _, _, _) = $0 { return true }
+        return false
+    }) { _ = try world.receive(Int.self, from: .rank(-2)) })
+    messages.append(try expectError(world, "a negative tag", {
+        if case .invalidTag(-1, _, _, _) = $0 { return true }
+        return false
+    }) { try world.send(1, to: 0, tag: -1) })
+    messages.append(try expectError(world, "a scatter with the wrong count", {
+        if case .invalidArgument = $0 { return true }
+        return false
+    }) { _ = try world.allToAll([1, 2, 3, 4, 5, 6, 7, 8, 9].prefix(world.size + 1).map { $0 }) })
+    try world.barrier()
+    return "errors=\(messages.count)"
+}
+
+/// Rank 1 throws while every other rank waits for a message from it that never comes.
+func rankOneThrows(_ world: Communicator) throws -> String {
+    if world.rank == 1 {
+        struct Boom: Error, CustomStringConvertible { var description: String { "the checks asked rank 1 to fail" } }
+        throw Boom()
+    }
+    _ = try world.receive(Int.self, from: .rank(world.size > 1 ? 1 : 0), tag: 77)
+    return "unreachable"
+}

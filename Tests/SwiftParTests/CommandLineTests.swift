@@ -1,0 +1,76 @@
+import Foundation
+import Testing
+
+/// The swiftpar command as users run it.
+@Suite("swiftpar command line", .serialized)
+struct CommandLineTests {
+    @Test("mpirun -n 4 swiftpar info shows ranks 0-3 once each, in order, from rank 0")
+    func infoUnderMPI() throws {
+        let result = try Jobs.run("swiftpar", ["info"], launch: .mpirun(4))
+        #expect(result.status == 0, "\(result.report)")
+        let lines = result.output.split(separator: "\n").map(String.init)
+        #expect(lines.first?.hasPrefix("backend mpi, 4 ranks, Open MPI") == true, "\(result.report)")
+        let rankLines = lines.filter { $0.hasPrefix("rank ") }
+        #expect(rankLines.count == 4, "\(result.report)")
+        for (index, line) in rankLines.enumerated() {
+            #expect(line.hasPrefix("rank \(index) of 4 on "), "line \(index): \(line)\n\(result.report)")
+        }
+    }
+
+    @Test("swiftpar info --json as one rank describes the serial backend")
+    func infoJSONSerial() throws {
+        let result = try Jobs.run("swiftpar", ["info", "--json"], launch: .serial)
+        #expect(result.status == 0, "\(result.report)")
+        struct Report: Decodable { var backend: String; var size: Int; var mpiLibrary: String; var ranks: [[String: String?]]? }
+        let object = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
+        #expect(object?["backend"] as? String == "serial", "\(result.report)")
+        #expect(object?["size"] as? Int == 1, "\(result.report)")
+        #expect((object?["ranks"] as? [[String: Any]])?.first?["rank"] as? Int == 0, "\(result.report)")
+    }
+
+    @Test("Global options are accepted before the subcommand")
+    func optionsBeforeSubcommand() throws {
+        let result = try Jobs.run("swiftpar", ["-n", "1", "--json", "info"], launch: .serial)
+        #expect(result.status == 0, "\(result.report)")
+        #expect(result.output.contains("\"backend\" : \"serial\""), "\(result.report)")
+    }
+
+    @Test("--backend local under mpirun is refused with a clear message")
+    func localUnderMPIRefused() throws {
+        let result = try Jobs.run("swiftpar", ["--backend", "local", "info"], launch: .mpirun(2))
+        #expect(result.status != 0, "\(result.report)")
+        #expect(result.errors.contains("--backend local cannot be used here: this process was started by mpirun"), "\(result.report)")
+    }
+
+    @Test("Unknown flags and bad values are usage errors with a non-zero exit")
+    func badFlags() throws {
+        let unknown = try Jobs.run("swiftpar", ["info", "--bogus"], launch: .serial)
+        #expect(unknown.status != 0 && unknown.errors.contains("Unknown option '--bogus'"), "\(unknown.report)")
+        let zero = try Jobs.run("swiftpar", ["info", "-n", "0"], launch: .serial)
+        #expect(zero.status != 0 && zero.errors.contains("at least 1"), "\(zero.report)")
+        let backend = try Jobs.run("swiftpar", ["info", "--backend", "carrier-pigeon"], launch: .serial)
+        #expect(backend.status != 0 && backend.errors.contains("carrier-pigeon"), "\(backend.report)")
+    }
+
+    @Test("bench pingpong reports latency and bandwidth for numbers and Codable under mpirun -n 2")
+    func pingPongJSON() throws {
+        let result = try Jobs.run("swiftpar", ["bench", "pingpong", "--json", "--repetitions", "1"], launch: .mpirun(2), timeout: 180)
+        #expect(result.status == 0, "\(result.report)")
+        let jsonStart = result.output.range(of: "{\n  \"codable_4MiB\"")
+        #expect(jsonStart != nil, "\(result.report)")
+        if let jsonStart {
+            let object = try JSONSerialization.jsonObject(with: Data(result.output[jsonStart.lowerBound...].utf8)) as? [String: [String: Any]]
+            for key in ["numbers_8B", "numbers_64KiB", "numbers_4MiB", "codable_8B", "codable_64KiB", "codable_4MiB"] {
+                let latency = object?[key]?["oneWayMicroseconds"] as? Double
+                #expect(latency != nil && latency! > 0, "\(key) missing or not positive:\n\(result.report)")
+            }
+        }
+    }
+
+    @Test("bench pingpong with one rank explains that it needs two")
+    func pingPongNeedsTwoRanks() throws {
+        let result = try Jobs.run("swiftpar", ["bench", "pingpong"], launch: .serial)
+        #expect(result.status != 0, "\(result.report)")
+        #expect(result.errors.contains("needs at least 2 ranks"), "\(result.report)")
+    }
+}

@@ -1,0 +1,87 @@
+import Testing
+
+/// Every Communicator operation, run as a real job on each backend: one rank on its own, and
+/// 2 and 4 ranks under Open MPI's mpirun (4 oversubscribes this 2-core machine). Each rank
+/// checks its own data in `swiftpar-checks`; a wrong value ends the job naming the rank.
+@Suite("Communicator operations on real jobs", .serialized)
+struct CommunicatorTests {
+    func check(_ scenario: String, _ launch: Launch, environment: [String: String] = [:], timeout: Double = 60) throws {
+        let result = try Jobs.run("swiftpar-checks", [scenario], launch: launch, environment: environment, timeout: timeout)
+        expectEveryRankOK(result, scenario: scenario, ranks: launch.ranks)
+    }
+
+    @Test("Codable and plain-number messages go around a ring", arguments: Launch.all)
+    func ring(_ launch: Launch) throws { try check("ring", launch) }
+
+    @Test("Receive from any source and any tag gets every message once", arguments: Launch.all)
+    func anySource(_ launch: Launch) throws { try check("any-source", launch) }
+
+    @Test("Probe reports source, tag and size without consuming", arguments: Launch.all)
+    func probe(_ launch: Launch) throws { try check("probe", launch) }
+
+    @Test("Send-receive shifts values without deadlock", arguments: Launch.all)
+    func sendReceive(_ launch: Launch) throws { try check("send-receive", launch) }
+
+    @Test("Nonblocking sends and receives complete with test and waitAll", arguments: Launch.all)
+    func nonblocking(_ launch: Launch) throws { try check("nonblocking", launch) }
+
+    @Test("Barrier and broadcast of Codable values, arrays and scalars", arguments: Launch.all)
+    func broadcast(_ launch: Launch) throws { try check("broadcast", launch) }
+
+    @Test("Gather, allgather and scatter with equal and varying counts", arguments: Launch.all)
+    func gatherScatter(_ launch: Launch) throws { try check("gather-scatter", launch) }
+
+    @Test("All-to-all of Codable values and varying-count arrays", arguments: Launch.all)
+    func allToAll(_ launch: Launch) throws { try check("all-to-all", launch) }
+
+    @Test("Reduce and allreduce: sum, product, min, max, and Codable closures", arguments: Launch.all)
+    func reduce(_ launch: Launch) throws { try check("reduce", launch) }
+
+    @Test("Split by colour and key gives working sub-communicators", arguments: Launch.all)
+    func split(_ launch: Launch) throws { try check("split", launch) }
+
+    @Test("Bad input throws clear errors instead of trapping", arguments: Launch.all)
+    func badInput(_ launch: Launch) throws { try check("bad-input", launch) }
+
+    @Test("Messages and collectives above the MPI count limit are split (limit lowered to 4 KiB)",
+          arguments: [Launch.mpirun(2), .mpirun(3), .mpirun(4)])
+    func largeMessages(_ launch: Launch) throws {
+        try check("large-messages", launch, environment: ["SWIFTPAR_MPI_MESSAGE_LIMIT": "4096"], timeout: 120)
+    }
+
+    @Test("A real message above 2 GiB arrives intact and comes back")
+    func hugeMessage() throws {
+        try check("huge-message", .mpirun(2), timeout: 240)
+    }
+}
+
+/// Faults: an error escaping user code on one rank ends the whole job quickly, names the rank,
+/// and leaves no process behind.
+@Suite("Faults end the job", .serialized)
+struct FaultTests {
+    @Test("An uncaught error on rank 1 of 4 aborts the job within 10 s, naming rank 1")
+    func uncaughtErrorAbortsJob() throws {
+        let result = try Jobs.run("swiftpar-checks", ["rank-one-throws"], launch: .mpirun(4), timeout: 30)
+        #expect(result.status != 0, "the job should fail:\n\(result.report)")
+        #expect(!result.timedOut, "the other ranks stayed blocked:\n\(result.report)")
+        #expect(result.seconds < 10, "took \(result.seconds) s:\n\(result.report)")
+        #expect(result.errors.contains("rank 1: the checks asked rank 1 to fail"), "message does not name rank 1:\n\(result.report)")
+        let left = Jobs.waitForNoSurvivors(named: "swiftpar-checks")
+        #expect(left.isEmpty, "processes left behind: \(left)")
+    }
+
+    @Test("An uncaught error on the only rank exits non-zero with the error")
+    func uncaughtErrorSerial() throws {
+        let result = try Jobs.run("swiftpar-checks", ["rank-one-throws"], launch: .serial, timeout: 30)
+        // With one rank the receive from rank 1 is itself invalid: the error names rank 0.
+        #expect(result.status != 0, "\(result.report)")
+        #expect(result.errors.contains("rank 0"), "\(result.report)")
+    }
+
+    @Test("An unknown scenario is a usage error, not a crash")
+    func unknownScenario() throws {
+        let result = try Jobs.run("swiftpar-checks", ["no-such-scenario"], launch: .serial, timeout: 30)
+        #expect(result.status == 2, "\(result.report)")
+        #expect(result.errors.contains("usage"), "\(result.report)")
+    }
+}
