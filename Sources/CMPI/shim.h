@@ -8,6 +8,7 @@
 #define SWIFTPAR_CMPI_SHIM_H
 
 #include <mpi.h>
+#include <malloc.h>
 
 // Communicators
 static inline MPI_Comm swiftpar_comm_world(void) { return MPI_COMM_WORLD; }
@@ -47,4 +48,10 @@ static inline int swiftpar_max_processor_name(void) { return MPI_MAX_PROCESSOR_N
 static inline int swiftpar_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
 static inline int swiftpar_max_library_version_string(void) { return MPI_MAX_LIBRARY_VERSION_STRING; }
 
+
+// Not MPI, but C-only: glibc's malloc tuning (see keepMessageBuffersMapped in Swift).
+static inline void swiftpar_keep_large_buffers(int mmap_threshold, int trim_threshold) {
+    mallopt(M_MMAP_THRESHOLD, mmap_threshold);
+    mallopt(M_TRIM_THRESHOLD, trim_threshold);
+}
 #endif

@@ -18,6 +18,8 @@ import Glibc
 /// ```
 public final class Communicator {
     let transport: any Transport
+    /// The same transport when it is MPI's, for the paths that call MPI directly.
+    let mpiTransport: MPITransport?
 
     /// The backend that carries this communicator's messages.
     public let backend: Backend
@@ -27,6 +29,7 @@ public final class Communicator {
 
     init(transport: any Transport, backend: Backend, hostName: String) {
         self.transport = transport
+        self.mpiTransport = transport as? MPITransport
         self.backend = backend
         self.hostName = hostName
     }

@@ -19,7 +19,32 @@ let scenarios: [String: (Communicator) throws -> String] = [
     "huge-message": hugeMessage,
     "bad-input": badInput,
     "rank-one-throws": rankOneThrows,
+    "receive-into": receiveInto,
 ]
+
+/// Receiving into an existing array: same size, shorter (the array shrinks), longer (an error).
+func receiveInto(_ world: Communicator) throws -> String {
+    guard world.rank < 2 else { return "idle" }
+    let peer = world.size > 1 ? 1 - world.rank : 0
+    var buffer = [Double](repeating: -1, count: 8)
+    let a = try world.startSend((0..<8).map { Double($0) + Double(world.rank) }, to: peer, tag: 1)
+    let info = try world.receive(into: &buffer, from: .rank(peer), tag: 1)
+    try a.wait()
+    try expectEqual(buffer, (0..<8).map { Double($0) + Double(peer) }, world, "same-size message")
+    try expectEqual(info.byteCount, 64, world, "byte count")
+    let b = try world.startSend([Double](repeating: 2, count: 3), to: peer, tag: 2)
+    try world.receive(into: &buffer, from: .rank(peer), tag: 2)
+    try b.wait()
+    try expectEqual(buffer, [2, 2, 2], world, "shorter message shrinks the array")
+    let c = try world.startSend([Double](repeating: 3, count: 5), to: peer, tag: 3)
+    let text = try expectError(world, "a message longer than the buffer", {
+        if case .invalidArgument(_, let reason, _) = $0 { return reason.contains("larger than") || reason.contains("more than") }
+        return false
+    }) { try world.receive(into: &buffer, from: .rank(peer), tag: 3) }
+    try c.wait()
+    try world.barrier()
+    return "error=\(text.prefix(20))"
+}
 
 /// Each rank sends a `Record` to the next and receives from the previous.
 func ring(_ world: Communicator) throws -> String {

@@ -19,6 +19,9 @@ struct CommunicatorTests {
     @Test("Probe reports source, tag and size without consuming", arguments: Launch.all)
     func probe(_ launch: Launch) throws { try check("probe", launch) }
 
+    @Test("Receive into an existing array: same size, shorter, and too long", arguments: Launch.all)
+    func receiveInto(_ launch: Launch) throws { try check("receive-into", launch) }
+
     @Test("Send-receive shifts values without deadlock", arguments: Launch.all)
     func sendReceive(_ launch: Launch) throws { try check("send-receive", launch) }
 

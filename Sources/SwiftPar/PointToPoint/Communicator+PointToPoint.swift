@@ -21,7 +21,7 @@ extension Communicator {
     public func send<T: PlainNumber>(_ values: [T], to destination: Int, tag: Int = 0) throws {
         try validate(destination: destination, "send")
         try validate(tag: tag, "send")
-        try transport.sendArray(values, to: destination, tag: tag)
+        try values.withUnsafeBytes { try transport.send($0, to: destination, tag: tag) }
     }
 
     /// Sends raw bytes (`MPI_Send` of `MPI_BYTE`).
@@ -147,24 +147,42 @@ func describeDecodingError(_ error: any Error) -> String {
 }
 
 extension Communicator {
-    /// Receives an array of plain numbers into `values`, reusing its storage when the message
-    /// has the same element count (`MPI_Recv` into an existing buffer). Returns the envelope.
+    /// Receives an array of plain numbers into the storage of `values` (`MPI_Recv` into a
+    /// buffer), for loops that receive messages of a known size again and again.
+    ///
+    /// As with `MPI_Recv`, the message may be shorter than the buffer but not longer: `values`
+    /// is shortened to the elements received, and a longer message throws
+    /// `CommunicatorError.invalidArgument` (MPI truncates it). Use `receive(_:from:tag:)` for
+    /// messages of unknown size. Returns the envelope.
     @discardableResult
     public func receive<T: PlainNumber>(into values: inout [T], from source: Source = .any, tag: TagSelector = .any) throws -> MessageInfo {
         try validate(source: source, tag: tag, "receive")
-        let info = try waitForMessage(from: source, tag: tag, "receive")
         let stride = MemoryLayout<T>.stride
-        guard info.byteCount % stride == 0 else {
-            throw CommunicatorError.decodingFailed(
-                type: "[\(T.self)]", source: info.source, tag: info.tag, byteCount: info.byteCount,
-                reason: "\(info.byteCount) bytes is not a whole number of \(stride)-byte elements", rank: rank)
-        }
-        let count = info.byteCount / stride
-        if values.count != count {
-            values = try transport.receiveArray(T.self, matching: info)
+        if let mpi = mpiTransport,
+           let info = try values.withUnsafeMutableBytes({ try mpi.receiveDirectly(from: source.rankValue, tag: tag.tagValue, into: $0) }) {
+            try checkWhole(info, stride: stride, "[\(T.self)]")
+            if info.byteCount / stride < values.count { values.removeLast(values.count - info.byteCount / stride) }
             return info
         }
-        try values.withUnsafeMutableBytes { try transport.receive(info, into: $0) }
+        let info = try waitForMessage(from: source, tag: tag, "receive")
+        try checkWhole(info, stride: stride, "[\(T.self)]")
+        let count = info.byteCount / stride
+        guard count <= values.count else {
+            throw CommunicatorError.invalidArgument(
+                operation: "receive(into:)",
+                reason: "the message from rank \(info.source) with tag \(info.tag) holds \(count) elements, more than the buffer's \(values.count); receive messages of unknown size with receive(_:from:tag:)",
+                rank: rank)
+        }
+        try values.withUnsafeMutableBytes { try transport.receive(info, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<info.byteCount])) }
+        if count < values.count { values.removeLast(values.count - count) }
         return info
+    }
+
+    func checkWhole(_ info: MessageInfo, stride: Int, _ typeName: String) throws {
+        guard info.byteCount % stride == 0 else {
+            throw CommunicatorError.decodingFailed(
+                type: typeName, source: info.source, tag: info.tag, byteCount: info.byteCount,
+                reason: "\(info.byteCount) bytes is not a whole number of \(stride)-byte elements", rank: rank)
+        }
     }
 }

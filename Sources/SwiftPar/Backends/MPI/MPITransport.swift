@@ -56,6 +56,11 @@ final class MPITransport: Transport {
 
     func send(_ bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws {
         let limit = Self.messageLimit
+        if bytes.count < limit {
+            try check(MPI_Send(bytes.baseAddress, Int32(bytes.count), swiftpar_type_byte(), Int32(destination), Int32(tag), comm),
+                      "MPI_Send to rank \(destination)")
+            return
+        }
         for chunk in Self.chunks(of: bytes.count, limit: limit) {
             let pointer = bytes.baseAddress.map { $0 + chunk.lowerBound }
             try check(MPI_Send(pointer, Int32(chunk.count), swiftpar_type_byte(), Int32(destination), Int32(tag), comm),
@@ -145,6 +150,24 @@ final class MPITransport: Transport {
         let info = MessageInfo(source: first.source, tag: first.tag, byteCount: total)
         stash.append((info, chunks))
         return info
+    }
+
+    /// Receives the next matching message straight into `buffer` with one `MPI_Recv`, when it
+    /// fits; nil when the buffer is too large for one call (the caller probes instead).
+    func receiveDirectly(from source: Int?, tag: Int?, into buffer: UnsafeMutableRawBufferPointer) throws -> MessageInfo? {
+        guard buffer.count < Self.messageLimit,
+              !stash.contains(where: { Self.matches($0.info, source: source, tag: tag) }) else { return nil }
+        var status = MPI_Status()
+        let code = MPI_Recv(buffer.baseAddress, Int32(buffer.count), swiftpar_type_byte(),
+                            Int32(source ?? Int(swiftpar_any_source())), Int32(tag ?? Int(swiftpar_any_tag())), comm, &status)
+        if code == MPI_ERR_TRUNCATE {
+            throw CommunicatorError.invalidArgument(
+                operation: "receive(into:)",
+                reason: "the message from rank \(status.MPI_SOURCE) with tag \(status.MPI_TAG) is larger than the \(buffer.count)-byte buffer (MPI_ERR_TRUNCATE); receive messages of unknown size with receive(_:from:tag:)",
+                rank: rank)
+        }
+        try check(code, "MPI_Recv")
+        return MessageInfo(source: Int(status.MPI_SOURCE), tag: Int(status.MPI_TAG), byteCount: try byteCount(of: &status))
     }
 
     func receive(_ info: MessageInfo, into buffer: UnsafeMutableRawBufferPointer) throws {
