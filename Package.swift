@@ -10,6 +10,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.2.0"),
     ],
     targets: [
         // The only C in the project: Open MPI's handle macros as functions Swift can call.
@@ -20,7 +21,7 @@ let package = Package(
         ),
         .target(
             name: "SwiftPar",
-            dependencies: ["CMPI"]
+            dependencies: ["CMPI", .product(name: "Atomics", package: "swift-atomics")]
         ),
         .executableTarget(
             name: "swiftpar",

@@ -1,4 +1,4 @@
-// swiftpar's C shim over Open MPI.
+// swiftpar's C shim over Open MPI (and the few Linux calls Swift cannot reach by itself).
 //
 // Open MPI defines its predefined handles (MPI_COMM_WORLD, MPI_BYTE, MPI_SUM, ...) as casts of
 // the addresses of global structs. Swift's importer cannot import such macros, so each one we
@@ -9,6 +9,11 @@
 
 #include <mpi.h>
 #include <malloc.h>
+#include <sys/prctl.h>
+#include <signal.h>
+// Linux headers Swift's Glibc module leaves out, used by the local backend.
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
 
 // Communicators
 static inline MPI_Comm swiftpar_comm_world(void) { return MPI_COMM_WORLD; }
@@ -53,5 +58,11 @@ static inline int swiftpar_max_library_version_string(void) { return MPI_MAX_LIB
 static inline void swiftpar_keep_large_buffers(int mmap_threshold, int trim_threshold) {
     mallopt(M_MMAP_THRESHOLD, mmap_threshold);
     mallopt(M_TRIM_THRESHOLD, trim_threshold);
+}
+
+// Not MPI, but variadic in C and so out of Swift's reach: prctl for the local backend's
+// children, so that they are killed when the launching process dies.
+static inline int swiftpar_set_parent_death_signal(int signal_number) {
+    return prctl(PR_SET_PDEATHSIG, (unsigned long)signal_number, 0, 0, 0);
 }
 #endif

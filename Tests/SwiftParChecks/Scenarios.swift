@@ -20,7 +20,70 @@ let scenarios: [String: (Communicator) throws -> String] = [
     "bad-input": badInput,
     "rank-one-throws": rankOneThrows,
     "receive-into": receiveInto,
+    "rank-one-crashes": rankOneCrashes,
+    "rank-one-segfaults": rankOneSegfaults,
+    "wait-forever": waitForever,
+    "receive-from-finished": receiveFromFinished,
 ]
+
+/// Rank 0 waits for a message from rank 1, which finishes without sending it: the receive
+/// throws instead of waiting forever (on the local backend, which can see that rank 1 ended).
+func receiveFromFinished(_ world: Communicator) throws -> String {
+    guard world.rank == 0, world.size > 1 else { return "finished" }
+    let start = monotonic()
+    do {
+        _ = try world.receive(Int.self, from: .rank(1), tag: 5)
+    } catch let error as CommunicatorError {
+        guard case .wouldWaitForever = error else { throw error }
+        return "threw-after-ms=\(Int((monotonic() - start) * 1000))"
+    }
+    throw CheckFailed(description: "rank 0 received a message rank 1 never sent")
+}
+
+/// Rank 1 stops with fatalError while the others wait for it; each other rank reports the
+/// error it gets and how long after the crash it came.
+func rankOneCrashes(_ world: Communicator) throws -> String {
+    try crashRankOne(world) { fatalError("the checks asked rank 1 to crash") }
+}
+
+/// Rank 1 writes through a null pointer (SIGSEGV) while the others wait for it.
+func rankOneSegfaults(_ world: Communicator) throws -> String {
+    try crashRankOne(world) {
+        let pointer = UnsafeMutablePointer<Int>(bitPattern: 8)!  // an unmapped page
+        pointer.pointee = 42
+    }
+}
+
+func crashRankOne(_ world: Communicator, _ crash: () -> Void) throws -> String {
+    try world.barrier()
+    if world.rank == 1 {
+        usleep(200_000)
+        crash()
+    }
+    let start = monotonic()
+    do {
+        _ = try world.receive(Int.self, from: .rank(1), tag: 1)
+    } catch {
+        writeError("rank \(world.rank) observed after \(Int((monotonic() - start) * 1000)) ms: \(error)\n")
+        // Give the other ranks time to report too before this one ends the job.
+        usleep(300_000)
+        throw error
+    }
+    return "unreachable"
+}
+
+/// Every rank prints its pid to standard error, then waits for a message that never comes.
+func waitForever(_ world: Communicator) throws -> String {
+    writeError("pid \(world.rank) \(getpid())\n")
+    _ = try world.receive(Int.self, from: .rank((world.rank + 1) % world.size), tag: 999)
+    return "unreachable"
+}
+
+func monotonic() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}
 
 /// Receiving into an existing array: same size, shorter (the array shrinks), longer (an error).
 func receiveInto(_ world: Communicator) throws -> String {
@@ -42,7 +105,6 @@ func receiveInto(_ world: Communicator) throws -> String {
         return false
     }) { try world.receive(into: &buffer, from: .rank(peer), tag: 3) }
     try c.wait()
-    try world.barrier()
     return "error=\(text.prefix(20))"
 }
 

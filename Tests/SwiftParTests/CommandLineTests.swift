@@ -30,9 +30,40 @@ struct CommandLineTests {
 
     @Test("Global options are accepted before the subcommand")
     func optionsBeforeSubcommand() throws {
-        let result = try Jobs.run("swiftpar", ["-n", "1", "--json", "info"], launch: .serial)
+        let result = try Jobs.run("swiftpar", ["-n", "3", "--json", "info"], launch: .serial)
+        #expect(result.status != 0 && result.errors.contains("runs exactly one rank"), "serial with -n 3:\n\(result.report)")
+        let local = try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "3", "--json", "info"])
+        #expect(local.status == 0, "\(local.report)")
+        #expect(local.output.contains("\"backend\" : \"local\""), "\(local.report)")
+        #expect(local.output.contains("\"size\" : 3"), "\(local.report)")
+    }
+
+    @Test("swiftpar -n 4 info prints ranks 0-3 with backend local")
+    func infoLocal() throws {
+        let result = try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "4", "info"])
         #expect(result.status == 0, "\(result.report)")
-        #expect(result.output.contains("\"backend\" : \"serial\""), "\(result.report)")
+        let lines = result.output.split(separator: "\n").map(String.init)
+        #expect(lines.first?.hasPrefix("backend local, 4 ranks") == true, "\(result.report)")
+        let rankLines = lines.filter { $0.hasPrefix("rank ") }
+        #expect(rankLines.count == 4, "\(result.report)")
+        for (index, line) in rankLines.enumerated() {
+            #expect(line.hasPrefix("rank \(index) of 4 on "), "line \(index): \(line)\n\(result.report)")
+        }
+    }
+
+    @Test("SWIFTPAR_WORKERS sets the number of local ranks; a bad value is a clear error")
+    func workersFromEnvironment() throws {
+        let result = try Jobs.runCommand([Jobs.product("swiftpar"), "info", "--json"], environment: ["SWIFTPAR_WORKERS": "3"])
+        #expect(result.status == 0 && result.output.contains("\"size\" : 3"), "\(result.report)")
+        let bad = try Jobs.runCommand([Jobs.product("swiftpar"), "info"], environment: ["SWIFTPAR_WORKERS": "many"])
+        #expect(bad.status != 0 && bad.errors.contains("SWIFTPAR_WORKERS=many"), "\(bad.report)")
+    }
+
+    @Test("bench pingpong works on the local backend")
+    func pingPongLocal() throws {
+        let result = try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "2", "bench", "pingpong", "--repetitions", "1"], timeout: 120)
+        #expect(result.status == 0, "\(result.report)")
+        #expect(result.output.contains("(local backend)") && result.output.contains("codable  4MiB"), "\(result.report)")
     }
 
     @Test("--backend local under mpirun is refused with a clear message")

@@ -1,8 +1,9 @@
 import Testing
 
-/// Every Communicator operation, run as a real job on each backend: one rank on its own, and
-/// 2 and 4 ranks under Open MPI's mpirun (4 oversubscribes this 2-core machine). Each rank
-/// checks its own data in `swiftpar-checks`; a wrong value ends the job naming the rank.
+/// Every Communicator operation, run as a real job on each backend: under Open MPI's mpirun
+/// and on the local backend at 1, 2, 4 and 8 ranks (4 and 8 oversubscribe this 2-core machine),
+/// and as a single rank. Each rank checks its own data in `swiftpar-checks`; a wrong value ends
+/// the job naming the rank.
 @Suite("Communicator operations on real jobs", .serialized)
 struct CommunicatorTests {
     func check(_ scenario: String, _ launch: Launch, environment: [String: String] = [:], timeout: Double = 60) throws {
@@ -47,14 +48,14 @@ struct CommunicatorTests {
     func badInput(_ launch: Launch) throws { try check("bad-input", launch) }
 
     @Test("Messages and collectives above the MPI count limit are split (limit lowered to 4 KiB)",
-          arguments: [Launch.mpirun(2), .mpirun(3), .mpirun(4)])
+          arguments: [Launch.mpirun(2), .mpirun(3), .mpirun(4), .local(3)])
     func largeMessages(_ launch: Launch) throws {
         try check("large-messages", launch, environment: ["SWIFTPAR_MPI_MESSAGE_LIMIT": "4096"], timeout: 120)
     }
 
-    @Test("A real message above 2 GiB arrives intact and comes back")
-    func hugeMessage() throws {
-        try check("huge-message", .mpirun(2), timeout: 240)
+    @Test("A real message above 2 GiB arrives intact and comes back", arguments: [Launch.mpirun(2), .local(2)])
+    func hugeMessage(_ launch: Launch) throws {
+        try check("huge-message", launch, timeout: 240)
     }
 }
 

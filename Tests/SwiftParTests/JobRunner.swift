@@ -3,25 +3,31 @@ import Testing
 
 /// How a test job is started: as a single rank, or by mpirun with a number of ranks.
 enum Launch: CustomStringConvertible, Sendable {
+    /// One rank in the process itself, no fork and no MPI (`SWIFTPAR_BACKEND=serial`).
     case serial
+    /// Open MPI's mpirun with this many ranks.
     case mpirun(Int)
+    /// The local backend forking this many ranks (`SWIFTPAR_WORKERS=n`).
+    case local(Int)
 
     var description: String {
         switch self {
         case .serial: return "serial"
         case .mpirun(let n): return "mpirun -n \(n)"
+        case .local(let n): return "local -n \(n)"
         }
     }
 
     var ranks: Int {
         switch self {
         case .serial: return 1
-        case .mpirun(let n): return n
+        case .mpirun(let n), .local(let n): return n
         }
     }
 
-    /// The launches every API scenario runs under.
-    static let all: [Launch] = [.serial, .mpirun(2), .mpirun(4)]
+    /// The launches every API scenario runs under: both backends at 1, 2, 4 and 8 ranks
+    /// (4 and 8 oversubscribe a 2-core machine), and the single-rank backend.
+    static let all: [Launch] = [.serial, .mpirun(1), .mpirun(2), .mpirun(4), .mpirun(8), .local(1), .local(2), .local(4), .local(8)]
 }
 
 /// What a finished job left behind.
@@ -79,9 +85,15 @@ enum Jobs {
     static func run(_ program: String, _ arguments: [String], launch: Launch, environment: [String: String] = [:],
                     timeout: Double = 60) throws -> JobResult {
         var command = [product(program)] + arguments
-        if case .mpirun(let n) = launch {
+        var environment = environment
+        switch launch {
+        case .mpirun(let n):
             let exports = environment.keys.sorted().flatMap { ["-x", $0] }
             command = ["mpirun", "-n", "\(n)"] + exports + command
+        case .local(let n):
+            environment["SWIFTPAR_WORKERS"] = "\(n)"
+        case .serial:
+            environment["SWIFTPAR_BACKEND"] = "serial"
         }
         return try runCommand(command, environment: environment, timeout: timeout)
     }
@@ -98,6 +110,8 @@ enum Jobs {
         for key in env.keys where key.hasPrefix("OMPI_COMM_WORLD") || key.hasPrefix("PMIX_") || key.hasPrefix("PMI_") {
             env[key] = nil
         }
+        // Crash reports from the Swift runtime are long; the tests read the job's own messages.
+        env["SWIFT_BACKTRACE"] = "enable=no"
         process.environment = env
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -149,4 +163,70 @@ func expectEveryRankOK(_ result: JobResult, scenario: String, ranks: Int, source
         #expect(lines[rank] != nil, "rank \(rank) reported no success for \(scenario):\n\(result.report)", sourceLocation: sourceLocation)
     }
     #expect(lines.count == ranks, "expected \(ranks) ranks, saw \(lines.keys.sorted()):\n\(result.report)", sourceLocation: sourceLocation)
+}
+
+/// A local job running in the background, for tests that signal it from outside.
+final class BackgroundJob {
+    let process = Process()
+    let errorsURL: URL
+    let folder: URL
+    let start = Date()
+
+    /// Starts `swiftpar-checks SCENARIO` with `ranks` local ranks, in its own process group.
+    init(scenario: String, ranks: Int) throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-bg-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        errorsURL = folder.appendingPathComponent("err")
+        _ = FileManager.default.createFile(atPath: errorsURL.path, contents: nil)
+        // setsid gives the job its own process group, as a shell does for a foreground job.
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
+        process.arguments = ["--wait", Jobs.product("swiftpar-checks"), scenario]
+        var env = ProcessInfo.processInfo.environment
+        env["SWIFTPAR_WORKERS"] = "\(ranks)"
+        env["SWIFT_BACKTRACE"] = "enable=no"
+        process.environment = env
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: errorsURL)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    var errors: String { (try? String(contentsOf: errorsURL, encoding: .utf8)) ?? "" }
+
+    /// The pid of each rank, once every rank has printed "pid RANK PID"; nil after `seconds`.
+    func waitForPids(_ ranks: Int, seconds: Double = 20) -> [Int32]? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            var pids = [Int32?](repeating: nil, count: ranks)
+            for line in errors.split(separator: "\n") {
+                let parts = line.split(separator: " ")
+                if parts.count == 3, parts[0] == "pid", let rank = Int(parts[1]), rank < ranks, let pid = Int32(parts[2]) {
+                    pids[rank] = pid
+                }
+            }
+            if pids.allSatisfy({ $0 != nil }) { return pids.map { $0! } }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return nil
+    }
+
+    /// Waits up to `seconds` for the launcher to exit; returns its status, or nil if it did not.
+    func waitForExit(seconds: Double) -> Int32? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
+    /// Kills whatever is left, so a failed test never leaves processes behind.
+    func cleanUp(_ pids: [Int32]) {
+        for pid in pids { kill(pid, SIGKILL) }
+        if process.isRunning { process.terminate() }
+        try? FileManager.default.removeItem(at: folder)
+    }
+}
+
+/// True when no process with this pid exists any more (zombies count as gone).
+func isGone(_ pid: Int32) -> Bool {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return true }
+    return status.contains("State:\tZ")
 }

@@ -63,11 +63,21 @@ public func currentEnvironment() -> [String: String] {
 public enum SwiftPar {
     /// Picks the backend a process would use, before anything is started.
     ///
-    /// - A process started by a launcher uses MPI; asking for `.local` or `.serial` there is an error.
-    /// - Otherwise `.mpi` must be asked for explicitly (it then runs as a one-rank MPI job), and the
-    ///   default is a single rank until the local backend is available.
+    /// - A process started by a launcher uses MPI; asking for `.local` or `.serial` there, or
+    ///   for a number of workers, is an error.
+    /// - Otherwise the default is the local backend with `workers` ranks (or `SWIFTPAR_WORKERS`,
+    ///   or one per core); `.serial` runs one rank in this process, and `.mpi` runs as a one-rank
+    ///   MPI job.
+    /// - With no backend requested, `SWIFTPAR_BACKEND` (auto, mpi, local or serial) chooses.
     public static func chooseBackend(requested: Backend?, workers: Int?,
                                      environment: [String: String] = currentEnvironment()) throws -> Backend {
+        var requested = requested
+        if requested == nil, let text = environment["SWIFTPAR_BACKEND"], !text.isEmpty, text != "auto" {
+            guard let named = Backend(rawValue: text) else {
+                throw SwiftParUsageError("SWIFTPAR_BACKEND=\(text) is not one of auto, mpi, local, serial")
+            }
+            requested = named
+        }
         let launched = LaunchEnvironment.detect(environment)
         if let launched {
             if let requested, requested != .mpi {
@@ -81,35 +91,55 @@ public enum SwiftPar {
             return .mpi
         }
         switch requested {
-        case .mpi?: return .mpi
-        case .local?:
-            throw SwiftParUsageError("the local backend is not available in this build yet; start the job with mpirun -n N instead")
-        case .serial?, nil:
+        case .mpi?:
             if let workers, workers != 1 {
-                throw SwiftParUsageError(
-                    "-n \(workers) needs the local backend, which is not available in this build yet; run mpirun -n \(workers) swiftpar … instead")
+                throw SwiftParUsageError("--backend mpi runs one rank when started by hand; start \(workers) with mpirun -n \(workers)")
+            }
+            return .mpi
+        case .serial?:
+            if let workers, workers != 1 {
+                throw SwiftParUsageError("--backend serial runs exactly one rank, not \(workers); use --backend local for more")
             }
             return .serial
+        case .local?, nil:
+            return .local
         }
+    }
+
+    /// The number of local ranks: `workers`, else `SWIFTPAR_WORKERS`, else the number of cores.
+    public static func localWorkerCount(_ workers: Int?, environment: [String: String] = currentEnvironment()) throws -> Int {
+        if let workers { return workers }
+        if let text = environment["SWIFTPAR_WORKERS"], !text.isEmpty {
+            guard let value = Int(text), value >= 1 else {
+                throw SwiftParUsageError("SWIFTPAR_WORKERS=\(text) is not a whole number of at least 1")
+            }
+            return value
+        }
+        return max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1)
     }
 
     /// Starts the job and runs `body` on every rank, then ends the process. Never returns.
     ///
     /// Under a launcher each process is one rank of the MPI world (`MPI_Init_thread`, by default
-    /// at `MPI_THREAD_SINGLE`, see `SWIFTPAR_MPI_THREAD_LEVEL`; `MPI_Finalize` at the end). An error thrown by `body` on any rank
-    /// is printed to standard error with the rank and ends the whole job with a non-zero status
-    /// (`MPI_Abort`); the other ranks never stay blocked.
+    /// at `MPI_THREAD_SINGLE`, see `SWIFTPAR_MPI_THREAD_LEVEL`; `MPI_Finalize` at the end).
+    /// Otherwise this process becomes rank 0 of a local job and forks the other ranks before
+    /// anything else starts; call `run` at the start of `main`.
+    ///
+    /// An error thrown by `body` on any rank is printed to standard error with the rank and
+    /// ends the whole job with a non-zero status; the other ranks never stay blocked.
     ///
     /// - Parameters:
-    ///   - workers: the number of ranks to start on this machine when no launcher started the
-    ///     process; nil for the default.
+    ///   - workers: the number of local ranks when no launcher started the process; nil for
+    ///     `SWIFTPAR_WORKERS` or one per core.
     ///   - backend: force a backend; nil chooses from the environment.
     ///   - body: the program every rank runs, given the world communicator.
     public static func run(workers: Int? = nil, backend: Backend? = nil, _ body: (Communicator) throws -> Void) -> Never {
         keepMessageBuffersMapped()
         let chosen: Backend
+        let count: Int
         do {
             chosen = try chooseBackend(requested: backend, workers: workers)
+            count = chosen == .local ? try localWorkerCount(workers) : 1
         } catch {
             fail("swiftpar: \(error)")
         }
@@ -132,7 +162,21 @@ public enum SwiftPar {
             flushOutput()
             MPIEnvironment.finalize()
             exit(0)
-        case .local, .serial:
+        case .local:
+            let world: LocalTransport
+            do {
+                world = try LocalJob.start(size: count)
+            } catch {
+                fail("swiftpar: \(error)")
+            }
+            let communicator = Communicator(transport: world, backend: .local, hostName: currentHostName())
+            do {
+                try body(communicator)
+            } catch {
+                LocalJob.fail(error, world)
+            }
+            LocalJob.finish(world)
+        case .serial:
             let communicator = Communicator(transport: SerialTransport(), backend: .serial, hostName: currentHostName())
             do {
                 try body(communicator)
@@ -150,10 +194,14 @@ public enum SwiftPar {
 
     static func report(_ error: any Error, rank: Int, size: Int) {
         flushOutput()
+        writeStandardError("swiftpar: rank \(rank): \(plainMessage(error, rank: rank)) (rank \(rank) of \(size) failed; ending the job)\n")
+    }
+
+    /// The error's text without a leading "rank N: ".
+    static func plainMessage(_ error: any Error, rank: Int) -> String {
         let text = "\(error)"
-        let prefix = "rank \(rank):"
-        let message = text.hasPrefix(prefix) ? text : "rank \(rank): \(text)"
-        writeStandardError("swiftpar: \(message) (rank \(rank) of \(size) failed; ending the job)\n")
+        let prefix = "rank \(rank): "
+        return text.hasPrefix(prefix) ? String(text.dropFirst(prefix.count)) : text
     }
 
     static func fail(_ message: String) -> Never {

@@ -1,0 +1,206 @@
+import Atomics
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The memory all ranks of a local job share: one anonymous `MAP_SHARED` mapping made before
+/// the fork, so it has no name anywhere and only this job's processes can reach it.
+///
+/// Layout (every field that two processes write sits on its own cache line):
+///
+/// - the job block: the first failure (rank, kind, value, message) and the ending flag;
+/// - one block per rank: its state (running, finished, failed), whether it sleeps, its pid;
+/// - one ring per ordered pair of ranks (sender → receiver): see `Ring`.
+final class SharedRegion {
+    static let lineSize = 64
+    static let messageCapacity = 2048
+    static let jobBlockSize = 4096
+    static let rankBlockSize = 256
+
+    let base: UnsafeMutableRawPointer
+    let byteCount: Int
+    let size: Int
+    let ringCapacity: Int
+
+    /// Ring capacity for `size` ranks: larger rings for few ranks, at most 256 MiB in all.
+    static func ringCapacity(for size: Int) -> Int {
+        let pairs = max(size * (size - 1), 1)
+        var capacity = 1 << 20
+        while capacity > 64 << 10 && capacity * pairs > 256 << 20 { capacity >>= 1 }
+        return capacity
+    }
+
+    init(size: Int) throws {
+        self.size = size
+        ringCapacity = Self.ringCapacity(for: size)
+        let rings = size * (size - 1) * (Ring.dataOffset + ringCapacity)
+        byteCount = Self.jobBlockSize + size * Self.rankBlockSize + rings
+        guard let mapped = mmap(nil, byteCount, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0),
+              mapped != MAP_FAILED else {
+            throw SwiftParUsageError("cannot map \(byteCount) bytes of shared memory for \(size) local ranks: \(String(cString: strerror(errno)))")
+        }
+        base = mapped
+        // Fresh anonymous memory is zero; the atomics start at their initial values explicitly.
+        failedRank.store(-1, ordering: .relaxed)
+        for rank in 0..<size {
+            state(of: rank).store(RankState.running.rawValue, ordering: .relaxed)
+        }
+    }
+
+    func atomic(at offset: Int) -> UnsafeAtomic<Int> {
+        UnsafeAtomic(at: (base + offset).assumingMemoryBound(to: UnsafeAtomic<Int>.Storage.self))
+    }
+
+    // MARK: The job block
+
+    /// The first rank that failed, or -1.
+    var failedRank: UnsafeAtomic<Int> { atomic(at: 0) }
+    /// How it failed (`FailureKind`).
+    var failureKind: UnsafeAtomic<Int> { atomic(at: 8) }
+    /// The signal number or exit status, by kind.
+    var failureValue: UnsafeAtomic<Int> { atomic(at: 16) }
+    /// Length of the failure message, set after the message is written.
+    var failureMessageLength: UnsafeAtomic<Int> { atomic(at: 24) }
+    /// Set once by whichever thread ends the job, so only one does.
+    var ending: UnsafeAtomic<Int> { atomic(at: Self.lineSize) }
+    var failureMessage: UnsafeMutableRawPointer { base + 2 * Self.lineSize }
+
+    /// Records the job's first failure; later ones are ignored. Returns whether this one was first.
+    @discardableResult
+    func recordFailure(rank: Int, kind: FailureKind, value: Int = 0, message: String = "") -> Bool {
+        guard failedRank.compareExchange(expected: -1, desired: rank, ordering: .acquiringAndReleasing).exchanged else {
+            return false
+        }
+        failureKind.store(kind.rawValue, ordering: .relaxed)
+        failureValue.store(value, ordering: .relaxed)
+        var text = message
+        let length = text.withUTF8 { bytes -> Int in
+            let n = min(bytes.count, Self.messageCapacity)
+            if n > 0 { failureMessage.copyMemory(from: bytes.baseAddress!, byteCount: n) }
+            return n
+        }
+        failureMessageLength.store(length, ordering: .releasing)
+        return true
+    }
+
+    /// What happened to the first rank that failed, in words: "was killed by signal 9 (SIGKILL)".
+    func failureDescription() -> (rank: Int, text: String)? {
+        let rank = failedRank.load(ordering: .acquiring)
+        guard rank >= 0 else { return nil }
+        let value = failureValue.load(ordering: .relaxed)
+        switch FailureKind(rawValue: failureKind.load(ordering: .relaxed)) {
+        case .signal?:
+            return (rank, "was killed by signal \(value) (\(signalName(Int32(value))))")
+        case .exitStatus?:
+            return (rank, "exited with status \(value)")
+        case .threw?:
+            let length = failureMessageLength.load(ordering: .acquiring)
+            let bytes = UnsafeRawBufferPointer(start: failureMessage, count: length)
+            return (rank, "failed: " + String(decoding: bytes, as: UTF8.self))
+        case .interrupted?:
+            return (rank, "was interrupted by signal \(value) (\(signalName(Int32(value))))")
+        case nil:
+            return (rank, "failed")
+        }
+    }
+
+    // MARK: Per-rank blocks
+
+    private func rankBlock(_ rank: Int) -> Int { Self.jobBlockSize + rank * Self.rankBlockSize }
+    func state(of rank: Int) -> UnsafeAtomic<Int> { atomic(at: rankBlock(rank)) }
+    /// Non-zero while the rank is about to sleep or sleeping on its doorbell.
+    func sleeping(_ rank: Int) -> UnsafeAtomic<Int> { atomic(at: rankBlock(rank) + Self.lineSize) }
+    func pid(of rank: Int) -> UnsafeAtomic<Int> { atomic(at: rankBlock(rank) + 2 * Self.lineSize) }
+
+    // MARK: Rings
+
+    /// The ring that carries messages from `source` to `destination` (never the same rank).
+    func ring(from source: Int, to destination: Int) -> Ring {
+        // Pairs are numbered skipping source == destination.
+        let column = destination < source ? destination : destination - 1
+        let index = source * (size - 1) + column
+        let offset = Self.jobBlockSize + size * Self.rankBlockSize + index * (Ring.dataOffset + ringCapacity)
+        return Ring(base: base + offset, capacity: ringCapacity)
+    }
+}
+
+enum RankState: Int {
+    case running = 0, finished, failed
+}
+
+enum FailureKind: Int {
+    case threw = 1, signal, exitStatus, interrupted
+}
+
+/// A single-producer, single-consumer byte ring in shared memory.
+///
+/// `head` counts bytes ever written (only the producer stores it) and `tail` bytes ever read
+/// (only the consumer stores it); each on its own cache line. The producer publishes bytes
+/// with a releasing store of `head` after copying them, the consumer frees space with a
+/// releasing store of `tail` after copying out, so neither ever sees a half-written byte.
+struct Ring {
+    static let dataOffset = 128
+    let base: UnsafeMutableRawPointer
+    let capacity: Int
+
+    var head: UnsafeAtomic<Int> { UnsafeAtomic(at: base.assumingMemoryBound(to: UnsafeAtomic<Int>.Storage.self)) }
+    var tail: UnsafeAtomic<Int> { UnsafeAtomic(at: (base + 64).assumingMemoryBound(to: UnsafeAtomic<Int>.Storage.self)) }
+    var data: UnsafeMutableRawPointer { base + Self.dataOffset }
+
+    /// Copies `count` bytes into the ring at absolute position `position`, wrapping around.
+    func copyIn(_ source: UnsafeRawPointer, count: Int, at position: Int) {
+        let start = position & (capacity - 1)
+        let first = min(count, capacity - start)
+        (data + start).copyMemory(from: source, byteCount: first)
+        if first < count { data.copyMemory(from: source + first, byteCount: count - first) }
+    }
+
+    /// Copies `count` bytes out of the ring from absolute position `position`, wrapping around.
+    func copyOut(_ destination: UnsafeMutableRawPointer, count: Int, at position: Int) {
+        let start = position & (capacity - 1)
+        let first = min(count, capacity - start)
+        destination.copyMemory(from: data + start, byteCount: first)
+        if first < count { (destination + first).copyMemory(from: data, byteCount: count - first) }
+    }
+}
+
+/// The header in front of every message in a ring.
+struct FrameHeader {
+    static let size = 32
+    var length: Int
+    var tag: Int
+    var context: Int
+
+    func write(into ring: Ring, at position: Int) {
+        var words = (length, tag, context, 0)
+        withUnsafeBytes(of: &words) { ring.copyIn($0.baseAddress!, count: Self.size, at: position) }
+    }
+
+    static func read(from ring: Ring, at position: Int) -> FrameHeader {
+        var words = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &words) { ring.copyOut($0.baseAddress!, count: size, at: position) }
+        return FrameHeader(length: words.0, tag: words.1, context: words.2)
+    }
+}
+
+/// The conventional name of a signal: "SIGKILL".
+func signalName(_ signal: Int32) -> String {
+    switch signal {
+    case SIGHUP: return "SIGHUP"
+    case SIGINT: return "SIGINT"
+    case SIGQUIT: return "SIGQUIT"
+    case SIGILL: return "SIGILL"
+    case SIGTRAP: return "SIGTRAP"
+    case SIGABRT: return "SIGABRT"
+    case SIGBUS: return "SIGBUS"
+    case SIGFPE: return "SIGFPE"
+    case SIGKILL: return "SIGKILL"
+    case SIGSEGV: return "SIGSEGV"
+    case SIGPIPE: return "SIGPIPE"
+    case SIGALRM: return "SIGALRM"
+    case SIGTERM: return "SIGTERM"
+    case SIGUSR1: return "SIGUSR1"
+    case SIGUSR2: return "SIGUSR2"
+    default: return "signal \(signal)"
+    }
+}

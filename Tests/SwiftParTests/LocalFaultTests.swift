@@ -1,0 +1,93 @@
+import Foundation
+import Testing
+
+/// Faults on the local backend, each checked from outside: the job's exit status and message,
+/// what the surviving ranks saw, and that no process is left.
+@Suite("Local backend faults", .serialized)
+struct LocalFaultTests {
+    @Test("A rank whose closure throws ends the job non-zero, naming the rank and the error")
+    func throwingRank() throws {
+        let result = try Jobs.run("swiftpar-checks", ["rank-one-throws"], launch: .local(4), timeout: 30)
+        #expect(result.status == 1, "\(result.report)")
+        #expect(result.errors.contains("swiftpar: rank 1 failed: the checks asked rank 1 to fail; ended the job"), "\(result.report)")
+        #expect(result.seconds < 5, "\(result.report)")
+        #expect(Jobs.waitForNoSurvivors(named: "swiftpar-checks rank-one-throws").isEmpty)
+    }
+
+    @Test("A rank that calls fatalError: the others get an error within 1 s, the launcher names the rank and signal",
+          arguments: ["rank-one-crashes", "rank-one-segfaults"])
+    func crashingRank(_ scenario: String) throws {
+        let result = try Jobs.run("swiftpar-checks", [scenario], launch: .local(4), timeout: 30)
+        let signal = scenario == "rank-one-crashes" ? "SIGILL" : "SIGSEGV"
+        #expect(result.status == 1, "\(result.report)")
+        #expect(result.errors.contains("swiftpar: rank 1 was killed by signal"), "\(result.report)")
+        #expect(result.errors.contains("(\(signal)); ended the job"), "\(result.report)")
+        for rank in [0, 2, 3] {
+            let line = result.errors.split(separator: "\n").first { $0.hasPrefix("rank \(rank) observed after ") }
+            #expect(line != nil, "rank \(rank) reported no error:\n\(result.report)")
+            if let line, let ms = Int(line.split(separator: " ")[3]) {
+                // Rank 1 crashes 200 ms after the barrier the others left at the same time.
+                #expect(ms < 200 + 1000, "rank \(rank) waited \(ms) ms:\n\(result.report)")
+                #expect(line.contains("rank 1 was killed by signal"), "\(line)")
+            }
+        }
+        #expect(Jobs.waitForNoSurvivors(named: "swiftpar-checks \(scenario)").isEmpty)
+    }
+
+    @Test("kill -9 of a rank from outside ends the job within 2 s, naming the rank and SIGKILL")
+    func killedRank() throws {
+        let job = try BackgroundJob(scenario: "wait-forever", ranks: 4)
+        guard let pids = job.waitForPids(4) else {
+            job.cleanUp([])
+            Issue.record("the ranks never reported their pids: \(job.errors)")
+            return
+        }
+        defer { job.cleanUp(pids) }
+        kill(pids[2], SIGKILL)
+        let status = job.waitForExit(seconds: 2)
+        #expect(status == 1, "launcher status \(String(describing: status)):\n\(job.errors)")
+        #expect(job.errors.contains("swiftpar: rank 2 was killed by signal 9 (SIGKILL); ended the job"), "\(job.errors)")
+        Thread.sleep(forTimeInterval: 0.2)
+        #expect(pids.allSatisfy(isGone), "left: \(pids.filter { !isGone($0) })")
+    }
+
+    @Test("Ctrl-C (SIGINT to the process group) and SIGTERM to the launcher stop every rank within 1 s",
+          arguments: [(SIGINT, true), (SIGTERM, false)])
+    func interrupted(_ signal: Int32, _ wholeGroup: Bool) throws {
+        let job = try BackgroundJob(scenario: "wait-forever", ranks: 4)
+        guard let pids = job.waitForPids(4) else {
+            job.cleanUp([])
+            Issue.record("the ranks never reported their pids: \(job.errors)")
+            return
+        }
+        defer { job.cleanUp(pids) }
+        if wholeGroup { kill(-pids[0], signal) } else { kill(pids[0], signal) }
+        let deadline = Date().addingTimeInterval(1)
+        while !pids.allSatisfy(isGone) && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(pids.allSatisfy(isGone), "left after 1 s: \(pids.filter { !isGone($0) }):\n\(job.errors)")
+        let status = job.waitForExit(seconds: 2)
+        #expect(status != nil && status != 0, "launcher status \(String(describing: status)):\n\(job.errors)")
+    }
+
+    @Test("The launcher killed with SIGKILL: its children notice and exit")
+    func launcherKilled() throws {
+        let job = try BackgroundJob(scenario: "wait-forever", ranks: 4)
+        guard let pids = job.waitForPids(4) else {
+            job.cleanUp([])
+            Issue.record("the ranks never reported their pids: \(job.errors)")
+            return
+        }
+        defer { job.cleanUp(pids) }
+        kill(pids[0], SIGKILL)
+        let deadline = Date().addingTimeInterval(2)
+        while !pids.allSatisfy(isGone) && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(pids.allSatisfy(isGone), "orphans: \(pids.filter { !isGone($0) })")
+    }
+
+    @Test("A receive from a rank that has finished throws instead of waiting forever")
+    func finishedPeer() throws {
+        let result = try Jobs.run("swiftpar-checks", ["receive-from-finished"], launch: .local(3), timeout: 30)
+        expectEveryRankOK(result, scenario: "receive-from-finished", ranks: 3)
+        #expect(result.output.contains("rank 0: ok receive-from-finished threw-after-ms="), "\(result.report)")
+    }
+}
