@@ -91,3 +91,43 @@ struct LocalFaultTests {
         #expect(result.output.contains("rank 0: ok receive-from-finished threw-after-ms="), "\(result.report)")
     }
 }
+
+/// What a local job exposes to other users of the machine: nothing with a name.
+@Suite("Local backend privacy")
+struct LocalPrivacyTests {
+    @Test("A local job's channels are anonymous: no sockets, no files in /dev/shm or /tmp, no named shared memory")
+    func channelsHaveNoNames() throws {
+        let shmBefore = Set((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [])
+        let job = try BackgroundJob(scenario: "wait-forever", ranks: 3)
+        guard let pids = job.waitForPids(3) else {
+            job.cleanUp([])
+            Issue.record("the ranks never reported their pids: \(job.errors)")
+            return
+        }
+        defer { job.cleanUp(pids) }
+        // Descriptors the job inherited from this test process are not the job's own.
+        func targets(_ pid: String) -> [String: String] {
+            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+            return Dictionary(uniqueKeysWithValues: fds.map { ($0, (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)")) ?? "") })
+        }
+        let stat = (try? String(contentsOfFile: "/proc/\(pids[0])/stat", encoding: .utf8)) ?? ""
+        let parent = stat.split(separator: ")").last?.split(separator: " ").dropFirst().first.map(String.init) ?? "0"
+        let inherited = targets(parent)
+        for (rank, pid) in pids.enumerated() {
+            let own = targets("\(pid)").filter { inherited[$0.key] != $0.value }
+            #expect(own.values.contains { $0.contains("eventfd") }, "rank \(rank) has no eventfd doorbells: \(own)")
+            for (fd, target) in own {
+                #expect(!target.hasPrefix("socket:"), "rank \(rank) holds a socket: fd \(fd) -> \(target)")
+                #expect(!target.hasPrefix("/dev/shm") && !target.hasPrefix("/tmp"), "rank \(rank) holds a named file: \(target)")
+            }
+            let maps = (try? String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8)) ?? ""
+            let shared = maps.split(separator: "\n").filter { $0.split(separator: " ").count > 1 && $0.split(separator: " ")[1].contains("s") }
+            #expect(!shared.isEmpty, "rank \(rank) maps no shared memory at all")
+            for line in shared {
+                #expect(line.hasSuffix("/dev/zero (deleted)") || line.contains("[anon"), "rank \(rank) maps named shared memory: \(line)")
+            }
+        }
+        let shmDuring = Set((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [])
+        #expect(shmDuring.subtracting(shmBefore).isEmpty, "new entries in /dev/shm: \(shmDuring.subtracting(shmBefore))")
+    }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Start-up cost of a whole job: `swiftpar -n N info` (local backend, fork) against
+# `mpirun -n N swiftpar info` (Open MPI), alternating, median wall time of several runs each.
+# Usage: Benchmarks/startup.sh [ranks] [runs]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ranks="${1:-8}"
+runs="${2:-10}"
+
+Launch/setup.sh
+swift build -c release --product swiftpar >/dev/null
+swiftpar="$(swift build -c release --show-bin-path)/swiftpar"
+[ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+
+python3 - "$swiftpar" "$ranks" "$runs" <<'PY'
+import statistics, subprocess, sys, time
+binary, ranks, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+commands = {
+    f"swiftpar -n {ranks} info (local)": [binary, "-n", ranks, "info"],
+    f"mpirun -n {ranks} swiftpar info": ["mpirun", "-n", ranks, binary, "info"],
+}
+times = {name: [] for name in commands}
+for _ in range(runs):
+    for name, command in commands.items():
+        start = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        times[name].append(time.perf_counter() - start)
+local, mpi = (statistics.median(t) for t in times.values())
+for name, t in times.items():
+    print(f"{name:32} median {1000*statistics.median(t):7.1f} ms  (min {1000*min(t):.1f}, max {1000*max(t):.1f}, {runs} runs)")
+print(f"local start-up is {mpi/local:.1f}× faster than mpirun")
+PY
