@@ -17,7 +17,7 @@ import Glibc
 /// }
 /// ```
 public final class Communicator {
-    let transport: any Transport
+    @usableFromInline let transport: any Transport
     /// The same transport when it is MPI's, for the paths that call MPI directly.
     let mpiTransport: MPITransport?
 

@@ -3,6 +3,6 @@ import ArgumentParser
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure swiftpar on this machine.",
-        subcommands: [PingPong.self]
+        subcommands: [PingPong.self, PoolBench.self]
     )
 }

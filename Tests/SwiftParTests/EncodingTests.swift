@@ -66,6 +66,8 @@ struct EncodingTests {
         _ = try roundTrip(true)
         _ = try roundTrip(UInt64.max)
         _ = try roundTrip(Int.min)
+        _ = try roundTrip([Int128.max, Int128.min, 5, -5])
+        _ = try roundTrip([UInt128.max, 0, 7])
     }
 
     @Test("Empty and large arrays of numbers, strings and structs round trip")

@@ -4,6 +4,7 @@
 /// The collectives have default implementations over point to point (`GenericCollectives.swift`),
 /// run on `collectiveChannel` so they never match a user's messages. The MPI backend replaces
 /// them with Open MPI's native collectives.
+@usableFromInline
 protocol Transport: AnyObject {
     /// This process's rank in the group.
     var rank: Int { get }
@@ -21,6 +22,8 @@ protocol Transport: AnyObject {
     /// Finds the next message matching `source` and `tag` (nil: any). When `wait` is false, returns
     /// nil at once if none has arrived.
     func probe(source: Int?, tag: Int?, wait: Bool) throws -> MessageInfo?
+    /// Like `probe`, for a message from any of `sources` only.
+    func probe(anyOf sources: [Int], tag: Int?, wait: Bool) throws -> MessageInfo?
     /// Receives the message that `probe` described into `buffer`, of exactly `info.byteCount` bytes.
     func receive(_ info: MessageInfo, into buffer: UnsafeMutableRawBufferPointer) throws
 
@@ -37,6 +40,7 @@ protocol Transport: AnyObject {
 }
 
 /// An operation in flight: a nonblocking send, or a receive that completes when waited on.
+@usableFromInline
 protocol TransportRequest: AnyObject {
     /// Blocks until the operation is complete.
     func wait() throws
@@ -45,10 +49,12 @@ protocol TransportRequest: AnyObject {
 }
 
 /// Bytes owned by a nonblocking send until it completes: an array's storage, never copied.
+@usableFromInline
 struct OutgoingBytes {
     let owner: any PlainNumberArray
     var byteCount: Int { owner.count * type(of: owner).elementKind.byteWidth }
 
+    @usableFromInline
     init<T: PlainNumber>(_ values: [T]) { owner = values }
     init(owner: any PlainNumberArray) { self.owner = owner }
 
@@ -75,12 +81,20 @@ public struct MessageInfo: Sendable, Equatable {
 }
 
 extension Transport {
+    /// Any source will do where ranks never disappear (MPI, a single rank).
+    @usableFromInline
+    func probe(anyOf sources: [Int], tag: Int?, wait: Bool) throws -> MessageInfo? {
+        try probe(source: sources.count == 1 ? sources[0] : nil, tag: tag, wait: wait)
+    }
+
     /// Sends a plain-number array from its own storage.
+    @usableFromInline
     func sendArray<T: PlainNumber>(_ values: [T], to destination: Int, tag: Int) throws {
         try values.withUnsafeBytes { try send($0, to: destination, tag: tag) }
     }
 
     /// Receives a message as an array of `T`, allocated once at its final size.
+    @usableFromInline
     func receiveArray<T: PlainNumber>(_ type: T.Type = T.self, matching info: MessageInfo) throws -> [T] {
         let stride = MemoryLayout<T>.stride
         guard info.byteCount % stride == 0 else {

@@ -179,6 +179,7 @@ final class DecodedNode: Decoder {
             switch node {
             case .signed(let v): converted = I(exactly: v)
             case .unsigned(let v): converted = I(exactly: v)
+            case .string(let text) where I.bitWidth == 128: converted = I(text)
             default: throw mismatch(type, node, codingPath)
             }
             guard let value = converted else {
@@ -215,6 +216,8 @@ final class DecodedNode: Decoder {
         case is UInt32.Type: return try integer(UInt32.self) as? T
         case is UInt16.Type: return try integer(UInt16.self) as? T
         case is UInt8.Type: return try integer(UInt8.self) as? T
+        case is Int128.Type: return try integer(Int128.self) as? T
+        case is UInt128.Type: return try integer(UInt128.self) as? T
         default: return nil
         }
     }

@@ -157,6 +157,9 @@ extension ItemEncoding {
         case let v as UInt32: return .unsigned(UInt64(v))
         case let v as UInt16: return .unsigned(UInt64(v))
         case let v as UInt8: return .unsigned(UInt64(v))
+        // 128-bit integers travel as 64-bit ones when they fit, otherwise as decimal text.
+        case let v as Int128: return Int64(exactly: v).map { .signed($0) } ?? .string(String(v))
+        case let v as UInt128: return UInt64(exactly: v).map { .unsigned($0) } ?? .string(String(v))
         default:
             return try EncodingItem.of(value, codingPath: key.map { codingPath + [$0] } ?? codingPath)
         }

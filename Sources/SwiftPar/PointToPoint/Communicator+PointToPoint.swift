@@ -80,6 +80,7 @@ extension Communicator {
 
     // MARK: Encoding shared by point to point and collectives
 
+    @usableFromInline
     func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
         do {
             return try BinaryEncoder().encode(value)
@@ -94,6 +95,7 @@ extension Communicator {
         return OutgoingBytes(try encode(value))
     }
 
+    @usableFromInline
     func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8], source: Int, tag: Int) throws -> T {
         if let plainType = type as? any PlainNumberArray.Type {
             let stride = plainType.elementKind.byteWidth

@@ -18,6 +18,7 @@ public final class SendRequest: Request {
     let inner: any TransportRequest
     private var finished = false
 
+    @usableFromInline
     init(_ inner: any TransportRequest) { self.inner = inner }
 
     /// Blocks until the send buffer may be reused (`MPI_Wait`).

@@ -253,6 +253,12 @@ final class LocalEngine {
     func waitUntil(receivingFrom sources: [Int], _ done: () throws -> Bool) throws {
         try wait(done) {
             try self.checkFailure("receive")
+            for source in sources where source != self.me
+                && self.region.state(of: source).load(ordering: .acquiring) == RankState.failed.rawValue {
+                if try done() { return }
+                throw CommunicatorError.peerFailed(peer: source, reason: self.region.rankFailureDescription(source),
+                                                   operation: "receive", rank: self.me)
+            }
             var anyRunning = false
             for source in sources where source != self.me {
                 if self.region.state(of: source).load(ordering: .acquiring) == RankState.running.rawValue {
@@ -278,7 +284,12 @@ final class LocalEngine {
             return try done()
         }) {
             try self.checkFailure("send")
-            if self.region.state(of: destination).load(ordering: .acquiring) != RankState.running.rawValue, try !done() {
+            let state = self.region.state(of: destination).load(ordering: .acquiring)
+            if state == RankState.failed.rawValue {
+                throw CommunicatorError.peerFailed(peer: destination, reason: self.region.rankFailureDescription(destination),
+                                                   operation: "send", rank: self.me)
+            }
+            if state != RankState.running.rawValue, try !done() {
                 throw CommunicatorError.peerFailed(peer: destination, reason: "has finished and will not receive any more messages",
                                                    operation: "send", rank: self.me)
             }

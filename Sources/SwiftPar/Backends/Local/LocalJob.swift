@@ -135,6 +135,8 @@ final class LocalMonitor {
     /// Children reaped so far; read by the main thread while it waits.
     private let reaped = UnsafeAtomic<Int>.create(0)
     private var isReaped: [Bool]
+    /// Ranks that died while rank 0 handled failures itself; reported when the job ends.
+    private var toleratedFailures: [Int] = []
 
     init(region: SharedRegion, engine: LocalEngine, children: [pid_t]) throws {
         self.region = region
@@ -192,7 +194,13 @@ final class LocalMonitor {
             isReaped[index] = true
             let rank = index + 1
             let termination = status & 0x7F
-            if termination == 0 {
+            let tolerated = region.toleratesFailures.load(ordering: .sequentiallyConsistent) != 0
+            if tolerated && !(termination == 0 && (status >> 8) & 0xFF == 0) {
+                let signaled = termination != 0
+                region.recordRankFailure(rank: rank, kind: signaled ? .signal : .exitStatus,
+                                         value: Int(signaled ? termination : (status >> 8) & 0xFF))
+                toleratedFailures.append(rank)
+            } else if termination == 0 {
                 let code = Int((status >> 8) & 0xFF)
                 if code == 0 {
                     _ = region.state(of: rank).compareExchange(
@@ -217,6 +225,9 @@ final class LocalMonitor {
             usleep(2000)
         }
         if region.failedRank.load(ordering: .acquiring) >= 0 { endJob(exitCode: 1) }
+        for rank in toleratedFailures {
+            writeStandardError("swiftpar: note: rank \(rank) \(region.rankFailureDescription(rank)) during a map with retries; its unfinished items were redone by the other ranks\n")
+        }
         exit(0)
     }
 
@@ -244,6 +255,7 @@ final class LocalMonitor {
     }
 }
 
+@usableFromInline
 func monotonicNow() -> Double {
     var now = timespec()
     clock_gettime(CLOCK_MONOTONIC, &now)

@@ -42,6 +42,11 @@ final class LocalTransport: Transport {
         return MessageInfo(source: groupRank[found.source]!, tag: found.tag, byteCount: found.length)
     }
 
+    func probe(anyOf sources: [Int], tag: Int?, wait: Bool) throws -> MessageInfo? {
+        guard let found = try engine.probe(sources: sources.map { members[$0] }, tag: tag, context: context, wait: wait) else { return nil }
+        return MessageInfo(source: groupRank[found.source]!, tag: found.tag, byteCount: found.length)
+    }
+
     func receive(_ info: MessageInfo, into buffer: UnsafeMutableRawBufferPointer) throws {
         try engine.receive(from: members[info.source], tag: info.tag, context: context, into: buffer)
     }

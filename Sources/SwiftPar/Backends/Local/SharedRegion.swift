@@ -63,6 +63,9 @@ final class SharedRegion {
     var failureMessageLength: UnsafeAtomic<Int> { atomic(at: 24) }
     /// Set once by whichever thread ends the job, so only one does.
     var ending: UnsafeAtomic<Int> { atomic(at: Self.lineSize) }
+    /// Non-zero while rank 0 handles dead workers itself (a map with retries): a dead rank is
+    /// then recorded in its own block only, and the job goes on.
+    var toleratesFailures: UnsafeAtomic<Int> { atomic(at: Self.lineSize + 8) }
     var failureMessage: UnsafeMutableRawPointer { base + 2 * Self.lineSize }
 
     /// Records the job's first failure; later ones are ignored. Returns whether this one was first.
@@ -111,6 +114,26 @@ final class SharedRegion {
     /// Non-zero while the rank is about to sleep or sleeping on its doorbell.
     func sleeping(_ rank: Int) -> UnsafeAtomic<Int> { atomic(at: rankBlock(rank) + Self.lineSize) }
     func pid(of rank: Int) -> UnsafeAtomic<Int> { atomic(at: rankBlock(rank) + 2 * Self.lineSize) }
+    /// How this rank ended when it failed while failures were tolerated (`FailureKind`), and the value.
+    func ownFailureKind(_ rank: Int) -> UnsafeAtomic<Int> { atomic(at: rankBlock(rank) + 3 * Self.lineSize) }
+    func ownFailureValue(_ rank: Int) -> UnsafeAtomic<Int> { atomic(at: rankBlock(rank) + 3 * Self.lineSize + 8) }
+
+    /// Records that `rank` ended badly, for this rank alone (failures tolerated).
+    func recordRankFailure(rank: Int, kind: FailureKind, value: Int) {
+        ownFailureKind(rank).store(kind.rawValue, ordering: .relaxed)
+        ownFailureValue(rank).store(value, ordering: .relaxed)
+        state(of: rank).store(RankState.failed.rawValue, ordering: .releasing)
+    }
+
+    /// How `rank` ended, in words, when it failed on its own.
+    func rankFailureDescription(_ rank: Int) -> String {
+        let value = ownFailureValue(rank).load(ordering: .relaxed)
+        switch FailureKind(rawValue: ownFailureKind(rank).load(ordering: .relaxed)) {
+        case .signal?: return "was killed by signal \(value) (\(signalName(Int32(value))))"
+        case .exitStatus?: return "exited with status \(value)"
+        default: return "failed"
+        }
+    }
 
     // MARK: Rings
 

@@ -1,0 +1,323 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A pool of workers over a communicator: `map` a closure over `Codable` items across all ranks.
+///
+/// Every rank calls the same method with the same closure; rank 0 reads the items (lazily, so a
+/// sequence of millions is never held in memory), hands them out in chunks on demand, works on
+/// them itself, and collects the results. Because every rank runs the same program, the
+/// closure is already everywhere: only items and results travel. This works unchanged on the
+/// MPI and local backends.
+///
+/// ```swift
+/// SwiftPar.run { world in
+///     let pool = Pool(world)
+///     if let squares = try pool.map(1...1000, { $0 * $0 }) {   // non-nil on rank 0
+///         print(squares.last!)
+///     }
+/// }
+/// ```
+public final class Pool {
+    /// The ranks that do the work.
+    public let communicator: Communicator
+
+    /// A pool over every rank of `communicator`.
+    public init(_ communicator: Communicator) {
+        self.communicator = communicator
+    }
+
+    // MARK: The forms users call
+
+    /// Applies `transform` to every item; returns the results in input order on rank 0 and nil
+    /// on the other ranks. Throws `PoolError` on every rank if an item throws or a worker dies.
+    @inlinable
+    public func map<S: Sequence, R: Codable>(
+        _ items: S, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R
+    ) throws -> [R]? where S.Element: Codable {
+        var results = OrderedResults<R>()
+        let _: [UInt8]? = try execute(items, options: options, transform: transform, combine: nil, keepGoing: false) { outcome in
+            results.insert(outcome.results, at: outcome.start)
+        }
+        guard communicator.rank == 0 else { return nil }
+        try stopWorkers(payload: nil)
+        return results.values
+    }
+
+    /// Like `map`, but every rank gets the results.
+    @inlinable
+    public func mapToAll<S: Sequence, R: Codable>(
+        _ items: S, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R
+    ) throws -> [R] where S.Element: Codable {
+        var results = OrderedResults<R>()
+        let payload = try execute(items, options: options, transform: transform, combine: nil, keepGoing: false) { outcome in
+            results.insert(outcome.results, at: outcome.start)
+        }
+        if communicator.rank == 0 {
+            let values = results.values
+            try stopWorkers(payload: try communicator.encode(values))
+            return values
+        }
+        return try communicator.decode([R].self, from: payload ?? [], source: 0, tag: PoolTag.stop.rawValue)
+    }
+
+    /// Applies `transform` to every item and combines the results with `combine` (which must
+    /// be associative and commutative: results are combined in the order they finish, first
+    /// within each chunk on the rank that ran it). Every rank gets the combined value; nil when
+    /// there were no items.
+    @inlinable
+    public func mapReduce<S: Sequence, R: Codable>(
+        _ items: S, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R, combine: @escaping (R, R) throws -> R
+    ) throws -> R? where S.Element: Codable {
+        var total: R?
+        let payload = try execute(items, options: options, transform: transform, combine: combine, keepGoing: false) { outcome in
+            for value in outcome.results {
+                total = try total.map { try combine($0, value) } ?? value
+            }
+        }
+        if communicator.rank == 0 {
+            try stopWorkers(payload: try communicator.encode(total))
+            return total
+        }
+        return try communicator.decode(R?.self, from: payload ?? [], source: 0, tag: PoolTag.stop.rawValue)
+    }
+
+    /// Streams results to `body` on rank 0 as they finish: in input order when `ordered` is set
+    /// (results that finish early wait for those before them), otherwise as they come, with
+    /// their index. Other ranks work and return.
+    @inlinable
+    public func forEachResult<S: Sequence, R: Codable>(
+        _ items: S, ordered: Bool, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R,
+        _ body: (_ index: Int, _ result: R) throws -> Void
+    ) throws where S.Element: Codable {
+        var waiting: [Int: R] = [:]
+        var next = 0
+        let _: [UInt8]? = try execute(items, options: options, transform: transform, combine: nil, keepGoing: false) { outcome in
+            guard ordered else {
+                for (offset, value) in outcome.results.enumerated() { try body(outcome.start + offset, value) }
+                return
+            }
+            for (offset, value) in outcome.results.enumerated() { waiting[outcome.start + offset] = value }
+            while let value = waiting.removeValue(forKey: next) {
+                try body(next, value)
+                next += 1
+            }
+        }
+        if communicator.rank == 0 { try stopWorkers(payload: nil) }
+    }
+
+    /// Applies `transform` to every item and returns, on rank 0, one `Result` per item in
+    /// input order: a throwing item becomes a failure naming its index and rank, and the
+    /// other items still run. Nil on the other ranks.
+    @inlinable
+    public func mapResults<S: Sequence, R: Codable>(
+        _ items: S, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R
+    ) throws -> [Result<R, PoolItemError>]? where S.Element: Codable {
+        var results = OrderedResults<Result<R, PoolItemError>>()
+        let _: [UInt8]? = try execute(items, options: options, transform: transform, combine: nil, keepGoing: true) { outcome in
+            var merged: [Result<R, PoolItemError>] = []
+            merged.reserveCapacity(outcome.count)
+            var values = outcome.results.makeIterator()
+            var failures = outcome.failures.makeIterator()
+            var nextFailure = failures.next()
+            for offset in 0..<outcome.count {
+                if let failure = nextFailure, failure.offset == offset {
+                    merged.append(.failure(PoolItemError(index: outcome.start + offset, rank: outcome.rank, message: failure.message)))
+                    nextFailure = failures.next()
+                } else if let value = values.next() {
+                    merged.append(.success(value))
+                }
+            }
+            results.insert(merged, at: outcome.start)
+        }
+        guard communicator.rank == 0 else { return nil }
+        try stopWorkers(payload: nil)
+        return results.values
+    }
+
+    // MARK: The engine
+
+    /// A finished chunk as rank 0 sees it.
+    @usableFromInline
+    struct Outcome<R> {
+        @usableFromInline let start: Int
+        @usableFromInline let count: Int
+        @usableFromInline let rank: Int
+        @usableFromInline let results: [R]
+        @usableFromInline let failures: [PoolItemFailure]
+
+        @inlinable
+        init(start: Int, count: Int, rank: Int, results: [R], failures: [PoolItemFailure]) {
+            self.start = start
+            self.count = count
+            self.rank = rank
+            self.results = results
+            self.failures = failures
+        }
+    }
+
+    @usableFromInline
+    var channel: any Transport { communicator.transport.collectiveChannel }
+
+    /// Runs the items across the ranks. On rank 0, calls `deliver` with every finished chunk and
+    /// returns when all are in (the caller then stops the workers); on the others, works until
+    /// rank 0 says stop and returns the stop message's payload.
+    ///
+    /// The engine is inlinable so that it is specialised for the caller's item and result types:
+    /// unspecialised, every item costs several type-metadata lookups.
+    @inlinable
+    func execute<S: Sequence, R: Codable>(
+        _ items: S, options: MapOptions, transform: (S.Element) throws -> R, combine: ((R, R) throws -> R)?,
+        keepGoing: Bool, deliver: (Outcome<R>) throws -> Void
+    ) throws -> [UInt8]? where S.Element: Codable {
+        if case .fixed(let n) = options.chunkSize, n < 1 {
+            throw PoolError.invalidOptions("chunk size must be at least 1, not \(n)")
+        }
+        // The closures live only for this call: the worker and master structs never outlive it.
+        return try withoutActuallyEscaping(transform) { transform in
+            try withoutActuallyEscaping(deliver) { deliver in
+                let worker = ChunkWorker<S.Element, R>(rank: communicator.rank, transform: transform, combine: combine, keepGoing: keepGoing)
+                guard communicator.rank == 0 else {
+                    return try work(worker)
+                }
+                var master = PoolMaster(pool: self, items: items, options: options, worker: worker, deliver: deliver)
+                try master.run()
+                return nil
+            }
+        }
+    }
+
+    /// A worker's loop: take chunks from rank 0 until told to stop.
+    @inlinable
+    func work<Item: Codable, R: Codable>(_ worker: ChunkWorker<Item, R>) throws -> [UInt8]? {
+        let channel = self.channel
+        while true {
+            guard let info = try channel.probe(source: 0, tag: nil, wait: true) else { continue }
+            let bytes = try channel.receiveArray(UInt8.self, matching: info)
+            switch PoolTag(rawValue: info.tag) {
+            case .chunk?:
+                let chunk = try communicator.decode(PoolChunk<Item>.self, from: bytes, source: 0, tag: info.tag)
+                let result = worker.run(chunk)
+                try channel.sendArray(try communicator.encode(result), to: 0, tag: PoolTag.result.rawValue)
+            case .stop?:
+                let stop = try communicator.decode(PoolStop.self, from: bytes, source: 0, tag: info.tag)
+                if let failure = stop.failure { throw failure.error }
+                return stop.payload
+            default:
+                throw CommunicatorError.invalidArgument(
+                    operation: "Pool", reason: "unexpected message with tag \(info.tag) from rank 0 during a map", rank: communicator.rank)
+            }
+        }
+    }
+
+    /// Tells every live worker the map is over, with the payload for the all-ranks forms.
+    @usableFromInline
+    func stopWorkers(payload: [UInt8]?, failure: PoolError? = nil) throws {
+        let bytes = try communicator.encode(PoolStop(failure: failure.map(PoolFailureRecord.init), payload: payload))
+        for rank in 1..<max(communicator.size, 1) where !deadWorkers.contains(rank) {
+            try channel.sendArray(bytes, to: rank, tag: PoolTag.stop.rawValue)
+        }
+        deadWorkers = []
+    }
+
+    /// Workers that died during the current map (rank 0 only).
+    @usableFromInline
+    var deadWorkers: Set<Int> = []
+
+    /// While set, a dying worker is recorded for this rank's pool to handle, instead of ending
+    /// the job (local backend; MPI has no such mode).
+    @usableFromInline
+    func tolerateWorkerFailures(_ on: Bool) {
+        (communicator.transport as? LocalTransport)?.engine.region.toleratesFailures.store(on ? 1 : 0, ordering: .sequentiallyConsistent)
+    }
+}
+
+/// Runs chunks of items through the user's closure and times them.
+@usableFromInline
+struct ChunkWorker<Item: Codable, R: Codable> {
+    @usableFromInline let rank: Int
+    @usableFromInline let transform: (Item) throws -> R
+    @usableFromInline let combine: ((R, R) throws -> R)?
+    @usableFromInline let keepGoing: Bool
+
+    @inlinable
+    init(rank: Int, transform: @escaping (Item) throws -> R, combine: ((R, R) throws -> R)?, keepGoing: Bool) {
+        self.rank = rank
+        self.transform = transform
+        self.combine = combine
+        self.keepGoing = keepGoing
+    }
+
+    @inlinable
+    func run(_ chunk: PoolChunk<Item>) -> PoolChunkResult<R> {
+        let start = monotonicNow()
+        var combined: R?
+        var failures: [PoolItemFailure] = []
+        let items = chunk.items
+        let count = items.count
+        // Written into preallocated storage with index loops: in this unspecialised generic code
+        // every append or tuple-producing iterator costs a metadata lookup per item.
+        var results = [R]()
+        if let combine {
+            for offset in 0..<count {
+                do {
+                    let value = try transform(items[offset])
+                    combined = try combined.map { try combine($0, value) } ?? value
+                } catch {
+                    failures.append(PoolItemFailure(offset: offset, message: "\(error)"))
+                    if !keepGoing { break }
+                }
+            }
+            if let combined { results = [combined] }
+        } else {
+            var made = 0
+            results = [R](unsafeUninitializedCapacity: count) { buffer, initialized in
+                for offset in 0..<count {
+                    do {
+                        (buffer.baseAddress! + made).initialize(to: try transform(items[offset]))
+                        made += 1
+                    } catch {
+                        failures.append(PoolItemFailure(offset: offset, message: "\(error)"))
+                        if !keepGoing { break }
+                    }
+                }
+                initialized = made
+            }
+        }
+        let done = failures.isEmpty || keepGoing ? count : failures[0].offset + 1
+        return PoolChunkResult(start: chunk.start, count: done, results: results, failures: failures,
+                               seconds: monotonicNow() - start)
+    }
+}
+
+/// Results that arrive in any order, kept in input order.
+@usableFromInline
+struct OrderedResults<R> {
+    @usableFromInline var slots: [R?] = []
+
+    @inlinable
+    init() {}
+
+    @inlinable
+    mutating func insert(_ values: [R], at start: Int) {
+        let end = start + values.count
+        if slots.count < end {
+            slots.append(contentsOf: repeatElement(nil, count: end - slots.count))
+        }
+        slots.withUnsafeMutableBufferPointer { buffer in
+            values.withUnsafeBufferPointer { source in
+                for offset in 0..<source.count { buffer[start + offset] = source[offset] }
+            }
+        }
+    }
+
+    @inlinable
+    var values: [R] {
+        slots.withUnsafeBufferPointer { buffer in
+            [R](unsafeUninitializedCapacity: buffer.count) { target, initialized in
+                for index in 0..<buffer.count { (target.baseAddress! + index).initialize(to: buffer[index]!) }
+                initialized = buffer.count
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Rank 0's side of a map: reads the items, keeps every worker supplied with chunks (two in
+/// flight each, so a worker never waits for rank 0 between chunks), works on chunks itself
+/// between serving the others, and hands finished chunks to `deliver`.
+@usableFromInline
+struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
+    @usableFromInline typealias Item = S.Element
+
+    @usableFromInline
+    struct SentChunk {
+        @usableFromInline let start: Int
+        @usableFromInline let count: Int
+        /// Kept only when lost items may have to be redone.
+        @usableFromInline let items: [Item]?
+
+        @inlinable
+        init(start: Int, count: Int, items: [Item]?) {
+            self.start = start
+            self.count = count
+            self.items = items
+        }
+    }
+
+    @usableFromInline let pool: Pool
+    @usableFromInline let options: MapOptions
+    @usableFromInline let worker: ChunkWorker<Item, R>
+    @usableFromInline let deliver: (Pool.Outcome<R>) throws -> Void
+    @usableFromInline let channel: any Transport
+    @usableFromInline let size: Int
+    @usableFromInline var iterator: S.Iterator
+    @usableFromInline var staticItems: [Item]?
+    @usableFromInline let total: Int?
+    @usableFromInline var nextIndex = 0
+    @usableFromInline var exhausted = false
+    @usableFromInline var outstanding: [[SentChunk]]
+    @usableFromInline var retryQueue: [(start: Int, items: [Item])] = []
+    @usableFromInline var live: [Int]
+    @usableFromInline var secondsPerItem: Double?
+    @usableFromInline var done = 0
+    @usableFromInline var failure: PoolError?
+    @usableFromInline var sends: [SendRequest] = []
+
+    @inlinable
+    init(pool: Pool, items: S, options: MapOptions, worker: ChunkWorker<Item, R>, deliver: @escaping (Pool.Outcome<R>) throws -> Void) {
+        self.pool = pool
+        self.options = options
+        self.worker = worker
+        self.deliver = deliver
+        channel = pool.communicator.transport.collectiveChannel
+        size = pool.communicator.size
+        iterator = items.makeIterator()
+        if options.schedule == .staticBlocks {
+            let all = Array(items)
+            staticItems = all
+            total = all.count
+        } else {
+            total = S.self is any Collection.Type ? items.underestimatedCount : nil
+        }
+        outstanding = Array(repeating: [], count: pool.communicator.size)
+        live = Array(1..<max(pool.communicator.size, 1))
+    }
+
+    @inlinable
+    mutating func run() throws {
+        // With retries, a dying worker is this map's business, not the end of the job.
+        if options.retryLostItems { pool.tolerateWorkerFailures(true) }
+        defer { if options.retryLostItems { pool.tolerateWorkerFailures(false) } }
+        let inFlight = options.schedule == .staticBlocks ? 1 : 2
+        for _ in 0..<inFlight {
+            for rank in live {
+                if let chunk = nextChunk() { try send(chunk, to: rank) }
+            }
+        }
+        var lastPoll = monotonicNow()
+        while true {
+            try serveResults(wait: false)
+            if failure == nil, let chunk = nextChunk() {
+                try runOwn(chunk)
+                lastPoll = monotonicNow()
+                continue
+            }
+            if outstanding.allSatisfy(\.isEmpty) { break }
+            try serveResults(wait: true)
+            _ = lastPoll
+        }
+        for request in sends { try request.wait() }
+        if let failure {
+            try pool.stopWorkers(payload: nil, failure: failure)
+            throw failure
+        }
+    }
+
+    /// The next chunk to hand out: lost items first, then fresh ones from the input.
+    @inlinable
+    mutating func nextChunk() -> (start: Int, items: [Item])? {
+        guard failure == nil else { return nil }
+        if !retryQueue.isEmpty { return retryQueue.removeFirst() }
+        if let all = staticItems {
+            // One contiguous block per rank, rank 0's first.
+            guard nextIndex < all.count else { return nil }
+            let block = (all.count + size - 1) / size
+            let start = nextIndex
+            nextIndex = min(all.count, start + max(block, 1))
+            return (start, Array(all[start..<nextIndex]))
+        }
+        guard !exhausted else { return nil }
+        let wanted = chunkSize()
+        var iterator = self.iterator
+        let items = [Item](unsafeUninitializedCapacity: wanted) { buffer, initialized in
+            var count = 0
+            while count < wanted, let item = iterator.next() {
+                (buffer.baseAddress! + count).initialize(to: item)
+                count += 1
+            }
+            initialized = count
+        }
+        self.iterator = iterator
+        if items.count < wanted { exhausted = true }
+        guard !items.isEmpty else { return nil }
+        let start = nextIndex
+        nextIndex += items.count
+        return (start, items)
+    }
+
+    /// Automatic chunks carry about 2 ms of work, and no more than half of a fair share of
+    /// what is left, so the last chunks are small and every rank finishes at about the same time.
+    @inlinable
+    func chunkSize() -> Int {
+        if case .fixed(let n) = options.chunkSize { return n }
+        guard let perItem = secondsPerItem else { return 4 }
+        var n = Int(min(0.002 / max(perItem, 1e-9), Double(1 << 16)))
+        if let total { n = min(n, max(1, (total - nextIndex) / (2 * size))) }
+        return max(n, 1)
+    }
+
+    @inlinable
+    mutating func send(_ chunk: (start: Int, items: [Item]), to rank: Int) throws {
+        let bytes = try pool.communicator.encode(PoolChunk(start: chunk.start, items: chunk.items))
+        sends.append(SendRequest(try channel.startSend(OutgoingBytes(bytes), to: rank, tag: PoolTag.chunk.rawValue)))
+        if sends.count > 64 { sends = try sends.filter { try !$0.test() } }
+        outstanding[rank].append(SentChunk(start: chunk.start, count: chunk.items.count,
+                                           items: options.retryLostItems ? chunk.items : nil))
+    }
+
+    /// Works on a chunk here on rank 0.
+    @inlinable
+    mutating func runOwn(_ chunk: (start: Int, items: [Item])) throws {
+        let result = worker.run(PoolChunk(start: chunk.start, items: chunk.items))
+        try handle(result, from: 0)
+    }
+
+    /// Handles results that have arrived; with `wait`, waits for at least one.
+    @inlinable
+    mutating func serveResults(wait: Bool) throws {
+        var shouldWait = wait
+        while true {
+            let info: MessageInfo?
+            do {
+                info = try probeWorkers(wait: shouldWait)
+            } catch let CommunicatorError.peerFailed(peer, reason, _, _) where peer != 0 && live.contains(peer) {
+                try workerDied(peer, reason: reason)
+                if outstanding.allSatisfy(\.isEmpty) { return }
+                continue
+            }
+            guard let info else { return }
+            shouldWait = false
+            let bytes = try channel.receiveArray(UInt8.self, matching: info)
+            let result = try pool.communicator.decode(PoolChunkResult<R>.self, from: bytes, source: info.source, tag: info.tag)
+            try handle(result, from: info.source)
+            if failure == nil, let chunk = nextChunk() { try send(chunk, to: info.source) }
+        }
+    }
+
+    @inlinable
+    func probeWorkers(wait: Bool) throws -> MessageInfo? {
+        if live.isEmpty { return nil }
+        return try channel.probe(anyOf: live, tag: PoolTag.result.rawValue, wait: wait)
+    }
+
+    @inlinable
+    mutating func handle(_ result: PoolChunkResult<R>, from rank: Int) throws {
+        if rank != 0 {
+            // A chunk this worker does not hold (it was handed to another rank after this one
+            // was declared dead) must not be counted twice.
+            guard let index = outstanding[rank].firstIndex(where: { $0.start == result.start }) else { return }
+            outstanding[rank].remove(at: index)
+        }
+        if result.count > 0 {
+            let perItem = result.seconds / Double(result.count)
+            secondsPerItem = secondsPerItem.map { 0.7 * $0 + 0.3 * perItem } ?? perItem
+        }
+        if let first = result.failures.first, !worker.keepGoing {
+            if failure == nil {
+                failure = .itemFailed(index: result.start + first.offset, rank: rank, message: first.message)
+            }
+            return
+        }
+        guard failure == nil else { return }
+        try deliver(Pool.Outcome(start: result.start, count: result.count, rank: rank, results: result.results, failures: result.failures))
+        done += result.count
+        options.progress?(done, total)
+    }
+
+    /// A worker died: redo its unfinished chunks elsewhere, or fail naming them.
+    @inlinable
+    mutating func workerDied(_ rank: Int, reason: String) throws {
+        live.removeAll { $0 == rank }
+        pool.deadWorkers.insert(rank)
+        let lost = outstanding[rank]
+        outstanding[rank] = []
+        guard options.retryLostItems else {
+            let error = PoolError.workerDied(rank: rank, lostItems: lost.map { $0.start..<($0.start + $0.count) }, reason: reason)
+            // The job is failing: the other ranks learn of it from the backend itself.
+            throw error
+        }
+        retryQueue.append(contentsOf: lost.compactMap { chunk in chunk.items.map { (chunk.start, $0) } })
+    }
+}

@@ -1,0 +1,122 @@
+import ArgumentParser
+import SwiftPar
+
+struct PoolBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pool",
+        abstract: "Throughput of Pool.map: trivial tasks chunked and one by one, and speedup on CPU-heavy tasks.",
+        discussion: """
+            Measures, in tasks per second: 1,000,000 trivial tasks (square an Int) with automatic
+            chunks, and 20,000 with chunk size 1 (one round trip per task); and the speedup over
+            one rank of a CPU-heavy map (trial-division prime counts, the workload of the
+            article our users start from). Works on the local backend and under mpirun.
+
+            Examples:
+              swiftpar -n 2 bench pool
+              mpirun -n 2 swiftpar bench pool --json
+            """
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Option(help: "Trivial tasks with automatic chunks.")
+    var tasks = 1_000_000
+
+    @Option(help: "Trivial tasks with chunk size 1.")
+    var roundTrips = 20_000
+
+    @Option(help: "CPU-heavy tasks (each counts primes below --limit by trial division).")
+    var heavyTasks = 16
+
+    @Option(help: "Upper bound of each CPU-heavy task.")
+    var limit = 1_000_000
+
+    struct Report: Codable {
+        var backend: String
+        var ranks: Int
+        var trivialAutomaticTasksPerSecond: Double
+        var trivialChunkOneTasksPerSecond: Double
+        var heavySerialSeconds: Double
+        var heavyParallelSeconds: Double
+        var heavySpeedup: Double
+        var heavyTasks: Int
+        var heavyLimit: Int
+    }
+
+    func validate() throws {
+        guard tasks >= 1, roundTrips >= 1, heavyTasks >= 1, limit >= 2 else {
+            throw ValidationError("--tasks, --round-trips and --heavy-tasks must be at least 1, --limit at least 2")
+        }
+    }
+
+    func run() throws {
+        let json = options.json
+        let (tasks, roundTrips, heavyTasks, limit) = (self.tasks, self.roundTrips, self.heavyTasks, self.limit)
+        options.run { world in
+            let pool = Pool(world)
+            try world.barrier()
+            var start = monotonicSeconds()
+            let squares = try pool.map(0..<tasks) { $0 &* $0 }
+            let automatic = Double(tasks) / (monotonicSeconds() - start)
+            if let squares, squares.count != tasks || squares.last != (tasks - 1) &* (tasks - 1) {
+                throw SwiftParUsageError("bench pool: wrong results from the chunked map")
+            }
+
+            try world.barrier()
+            start = monotonicSeconds()
+            let one = try pool.map(0..<roundTrips, options: MapOptions(chunkSize: .fixed(1))) { $0 &* $0 }
+            let chunkOne = Double(roundTrips) / (monotonicSeconds() - start)
+            if let one, one.count != roundTrips { throw SwiftParUsageError("bench pool: wrong results from the chunk-size-1 map") }
+
+            // Serial reference: rank 0 alone, the others waiting at the barrier.
+            try world.barrier()
+            var serialCounts: [Int] = []
+            var serial = 0.0
+            if world.rank == 0 {
+                start = monotonicSeconds()
+                serialCounts = (0..<heavyTasks).map { trialDivisionPrimeCount(below: limit + $0) }
+                serial = monotonicSeconds() - start
+            }
+            try world.barrier()
+            start = monotonicSeconds()
+            let counts = try pool.map(0..<heavyTasks, options: MapOptions(chunkSize: .fixed(1))) { trialDivisionPrimeCount(below: limit + $0) }
+            let parallel = monotonicSeconds() - start
+            guard world.rank == 0 else { return }
+            if counts != serialCounts { throw SwiftParUsageError("bench pool: the parallel prime counts differ from the serial ones") }
+
+            let report = Report(backend: world.backend.rawValue, ranks: world.size,
+                                trivialAutomaticTasksPerSecond: automatic, trivialChunkOneTasksPerSecond: chunkOne,
+                                heavySerialSeconds: serial, heavyParallelSeconds: parallel, heavySpeedup: serial / parallel,
+                                heavyTasks: heavyTasks, heavyLimit: limit)
+            if json {
+                print(try jsonText(report))
+            } else {
+                print("Pool.map on \(world.size) ranks (\(world.backend) backend)")
+                print("  \(tasks) trivial tasks, automatic chunks: \(format(automatic / 1e6, 2)) M tasks/s")
+                print("  \(roundTrips) trivial tasks, chunk size 1:   \(format(chunkOne / 1e3, 1)) k tasks/s")
+                print("  \(heavyTasks) prime counts below \(limit) by trial division: serial \(format(serial, 3)) s, "
+                      + "parallel \(format(parallel, 3)) s, speedup \(format(serial / parallel, 2))×")
+            }
+        }
+    }
+}
+
+/// The article's CPU-bound task: how many numbers in 2..<n have no divisor up to their square root.
+func trialDivisionPrimeCount(below n: Int) -> Int {
+    var count = 0
+    var i = 2
+    while i < n {
+        var prime = true
+        var j = 2
+        while j * j <= i {
+            if i % j == 0 {
+                prime = false
+                break
+            }
+            j += 1
+        }
+        if prime { count += 1 }
+        i += 1
+    }
+    return count
+}

@@ -1,0 +1,200 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SwiftPar
+
+let poolScenarios: [String: (Communicator) throws -> String] = [
+    "pool-map": poolMap,
+    "pool-stream": poolStream,
+    "pool-errors": poolErrors,
+    "pool-worker-dies": poolWorkerDies,
+    "pool-worker-dies-retry": poolWorkerDiesRetry,
+]
+
+/// Busy work whose length depends on the item, so items are irregular.
+func spin(_ units: Int) -> Int {
+    var x = units
+    for i in 0..<(units * 2000) { x = x &* 31 &+ i }
+    return x
+}
+
+func poolMap(_ world: Communicator) throws -> String {
+    let pool = Pool(world)
+    let n = 10_000
+    // Ordered results on rank 0, automatic chunks.
+    let squares = try pool.map(0..<n) { $0 * $0 }
+    if world.rank == 0 {
+        try expectEqual(squares, (0..<n).map { $0 * $0 }, world, "squares")
+    } else {
+        try expect(squares == nil, world, "a worker got map results")
+    }
+    // Results on every rank; Codable items and results.
+    let words = try pool.mapToAll((0..<500).map { "w\($0)" }) { Record.made(by: Int($0.dropFirst())!, size: 1) }
+    try expectEqual(words, (0..<500).map { Record.made(by: $0, size: 1) }, world, "records on every rank")
+    // Map and combine: every rank gets the sum.
+    let sum = try pool.mapReduce(1...20_000 as ClosedRange<Int>, { Int64($0) }, combine: +)
+    try expectEqual(sum, 20_000 * 20_001 / 2, world, "sum of 1...20000")
+    let none = try pool.mapReduce([Int](), { $0 }, combine: +)
+    try expect(none == nil, world, "mapReduce of nothing is nil")
+    // Chunk size 1 and static blocks give the same answers.
+    let one = try pool.map(0..<300, options: MapOptions(chunkSize: .fixed(1))) { $0 &* 7 }
+    if world.rank == 0 { try expectEqual(one, (0..<300).map { $0 &* 7 }, world, "chunk size 1") }
+    let blocks = try pool.map(0..<301, options: MapOptions(schedule: .staticBlocks)) { -$0 }
+    if world.rank == 0 { try expectEqual(blocks, (0..<301).map { -$0 }, world, "static blocks") }
+    // Irregular items: every rank takes part in the work.
+    let ranks = try pool.map(0..<(40 * world.size)) { item -> Int in
+        _ = spin(item % 7 == 0 ? 40 : 2)
+        return world.rank
+    }
+    if let ranks, world.size > 1 {
+        try expectEqual(Set(ranks), Set(0..<world.size), world, "ranks that did work")
+    }
+    return "items=\(n)"
+}
+
+/// A sequence that counts how many of its items have been read.
+final class CountingSequence: Sequence {
+    let count: Int
+    var pulled = 0
+    init(_ count: Int) { self.count = count }
+    func makeIterator() -> AnyIterator<Int> {
+        var next = 0
+        return AnyIterator { [self] in
+            guard next < count else { return nil }
+            defer { next += 1; pulled += 1 }
+            return next
+        }
+    }
+}
+
+func poolStream(_ world: Communicator) throws -> String {
+    let pool = Pool(world)
+    let total = 2_000_000
+    // Unordered streaming from a lazy input: every index exactly once, and the input is read
+    // only a little ahead of the results.
+    let input = CountingSequence(total)
+    var seen = [Bool](repeating: false, count: world.rank == 0 ? total : 0)
+    var delivered = 0
+    var widestGap = 0
+    var progressCalls = 0
+    var lastDone = 0
+    let options = MapOptions(progress: { done, _ in
+        progressCalls += 1
+        lastDone = done
+    })
+    try pool.forEachResult(input, ordered: false, options: options, { $0 &* 3 }) { index, value in
+        guard value == index &* 3, !seen[index] else {
+            throw CheckFailed(description: "rank 0 got result \(value) for index \(index) (seen before: \(seen[index]))")
+        }
+        seen[index] = true
+        delivered += 1
+        widestGap = max(widestGap, input.pulled - delivered)
+    }
+    if world.rank == 0 {
+        try expectEqual(delivered, total, world, "results delivered")
+        // Two chunks in flight per worker plus rank 0's own, each at most 65536 items.
+        try expect(widestGap <= (2 * world.size + 1) * 65_536, world, "read \(widestGap) items ahead of the results")
+        try expectEqual(lastDone, total, world, "last progress report")
+        try expect(progressCalls > 1, world, "progress called \(progressCalls) times")
+    }
+    // Ordered streaming: indices arrive 0, 1, 2, ...
+    var next = 0
+    try pool.forEachResult(0..<5000, ordered: true, options: MapOptions(chunkSize: .fixed(7)), { item -> Int in
+        _ = spin(item % 13 == 0 ? 5 : 0)
+        return item + 1
+    }) { index, value in
+        guard index == next, value == index + 1 else {
+            throw CheckFailed(description: "rank 0 got index \(index) (value \(value)) when \(next) was due")
+        }
+        next += 1
+    }
+    if world.rank == 0 { try expectEqual(next, 5000, world, "ordered results") }
+    return "gap=\(widestGap)"
+}
+
+struct ItemError: Error, CustomStringConvertible {
+    let item: Int
+    var description: String { "item \(item) is not allowed" }
+}
+
+func poolErrors(_ world: Communicator) throws -> String {
+    let pool = Pool(world)
+    // A throwing item makes the map throw on every rank, naming the item, rank and error.
+    do {
+        _ = try pool.map(0..<1000, options: MapOptions(chunkSize: .fixed(10))) { item -> Int in
+            if item == 737 { throw ItemError(item: item) }
+            return item
+        }
+        throw CheckFailed(description: "rank \(world.rank): the map did not throw")
+    } catch let PoolError.itemFailed(index, rank, message) {
+        try expectEqual(index, 737, world, "failed index")
+        try expect((0..<world.size).contains(rank), world, "failed rank \(rank)")
+        try expectEqual(message, "item 737 is not allowed", world, "original error")
+    }
+    // The pool still works after a failed map.
+    let after = try pool.mapReduce(0..<100, { $0 }, combine: +)
+    try expectEqual(after, 4950, world, "sum after a failed map")
+    // Per-item results: failures for multiples of 10, the rest succeed.
+    let results = try pool.mapResults(0..<200) { item -> Int in
+        if item % 10 == 0 { throw ItemError(item: item) }
+        return item * 2
+    }
+    if world.rank == 0, let results {
+        try expectEqual(results.count, 200, world, "per-item results")
+        for (index, result) in results.enumerated() {
+            switch result {
+            case .success(let value):
+                try expect(index % 10 != 0 && value == index * 2, world, "item \(index) succeeded with \(value)")
+            case .failure(let error):
+                try expect(index % 10 == 0 && error.index == index && error.message == "item \(index) is not allowed", world,
+                           "item \(index) failed with \(error)")
+            }
+        }
+    }
+    return "ok"
+}
+
+/// Rank 1 dies (SIGKILL) in the middle of a map without retries: the map fails on rank 0 within
+/// a second, naming rank 1 and the items it held.
+func poolWorkerDies(_ world: Communicator) throws -> String {
+    guard world.size > 2 else { return "skipped" }
+    let pool = Pool(world)
+    var diedAt = 0.0
+    do {
+        _ = try pool.map(0..<400, options: MapOptions(chunkSize: .fixed(5))) { item -> Int in
+            if world.rank == 1 && item >= 100 { kill(getpid(), SIGKILL) }
+            usleep(1000)
+            diedAt = monotonic()
+            return item
+        }
+    } catch let PoolError.workerDied(rank, lost, reason) {
+        let ms = Int((monotonic() - diedAt) * 1000)
+        writeError("rank \(world.rank) saw rank \(rank) die after \(ms) ms: lost \(lost), \(reason)\n")
+        try expectEqual(rank, 1, world, "dead rank")
+        try expect(!lost.isEmpty && lost.allSatisfy { $0.count == 5 }, world, "lost items \(lost)")
+        throw PoolError.workerDied(rank: rank, lostItems: lost, reason: reason)
+    }
+    return "unreachable"
+}
+
+/// Rank 1 dies in the middle of a map with retries: its items are redone, every result is
+/// there exactly once, and the other ranks finish normally.
+func poolWorkerDiesRetry(_ world: Communicator) throws -> String {
+    guard world.size > 2 else { return "skipped" }
+    let pool = Pool(world)
+    var calls = 0
+    let results = try pool.map(0..<400, options: MapOptions(chunkSize: .fixed(5), retryLostItems: true)) { item -> Int in
+        if world.rank == 1 && item >= 100 { kill(getpid(), SIGKILL) }
+        calls += 1
+        usleep(1000)
+        return item * 3
+    }
+    if world.rank == 0 {
+        try expectEqual(results, (0..<400).map { $0 * 3 }, world, "results after a retry")
+    }
+    // Rank 1 is gone, so the usual gather of summaries cannot include it.
+    return "\(soloPrefix)complete=\(results?.count ?? 0),calls=\(calls)"
+}
+
+/// A summary starting with this is printed by each rank itself, without a gather.
+let soloPrefix = "solo:"

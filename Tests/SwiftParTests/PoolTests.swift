@@ -1,0 +1,42 @@
+import Foundation
+import Testing
+
+/// Pool.map and its forms, as real jobs on both backends.
+@Suite("Pool map on real jobs", .serialized)
+struct PoolTests {
+    static let launches: [Launch] = [.serial, .mpirun(1), .mpirun(2), .mpirun(4), .local(1), .local(2), .local(4), .local(8)]
+
+    func check(_ scenario: String, _ launch: Launch, timeout: Double = 120) throws {
+        let result = try Jobs.run("swiftpar-checks", [scenario], launch: launch, timeout: timeout)
+        expectEveryRankOK(result, scenario: scenario, ranks: launch.ranks)
+    }
+
+    @Test("map, mapToAll, mapReduce, chunk size 1, static blocks, irregular items", arguments: launches)
+    func forms(_ launch: Launch) throws { try check("pool-map", launch) }
+
+    @Test("Streaming results unordered and ordered from a lazy input, with progress", arguments: [Launch.serial, .mpirun(2), .mpirun(4), .local(2), .local(4)])
+    func streaming(_ launch: Launch) throws { try check("pool-stream", launch, timeout: 240) }
+
+    @Test("A throwing item fails the map on every rank naming it; per-item results keep going", arguments: launches)
+    func errors(_ launch: Launch) throws { try check("pool-errors", launch) }
+
+    @Test("A worker killed mid-map: without retries the map fails within 1 s naming the lost items")
+    func workerDies() throws {
+        let result = try Jobs.run("swiftpar-checks", ["pool-worker-dies"], launch: .local(4), timeout: 60)
+        #expect(result.status == 1, "\(result.report)")
+        #expect(result.errors.contains("rank 0 saw rank 1 die after"), "\(result.report)")
+        #expect(result.errors.contains("rank 1 was killed by signal 9 (SIGKILL) while it held items"), "\(result.report)")
+        // 400 items of 1 ms over 4 ranks: well under a second of work, so a hang would show.
+        #expect(result.seconds < 5, "\(result.report)")
+        #expect(Jobs.waitForNoSurvivors(named: "swiftpar-checks pool-worker-dies").isEmpty)
+    }
+
+    @Test("A worker killed mid-map with retries: every result arrives exactly once, the job succeeds")
+    func workerDiesRetry() throws {
+        let result = try Jobs.run("swiftpar-checks", ["pool-worker-dies-retry"], launch: .local(4), timeout: 60)
+        #expect(result.status == 0, "\(result.report)")
+        #expect(result.output.contains("rank 0: ok pool-worker-dies-retry complete=400"), "\(result.report)")
+        #expect(result.errors.contains("note: rank 1 was killed by signal 9 (SIGKILL) during a map with retries"), "\(result.report)")
+        #expect(Jobs.waitForNoSurvivors(named: "swiftpar-checks pool-worker-dies-retry").isEmpty)
+    }
+}
