@@ -1,0 +1,184 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SwiftPar
+
+// The examples of the article our users start from (shared/reference), in Swift. Each runs in
+// one process that starts its own children, and checks the article's exact results.
+
+let multiprocessingScenarios: [String: (Communicator) throws -> String] = [
+    "mp-process": articleProcess,
+    "mp-apply-async": articleApplyAsync,
+    "mp-queue": articleQueue,
+    "mp-shared-values": articleSharedValues,
+    "mp-manager": articleManager,
+]
+
+/// Two children print their pid and parent pid; both exit 0; a throwing child exits 1.
+func articleProcess(_ world: Communicator) throws -> String {
+    let me = getpid()
+    let lines = try SharedQueue<String>(producers: 2)
+    let workers = ["A", "B"].map { name in
+        ChildProcess {
+            defer { lines.finish() }
+            try lines.put("Worker \(name): PID=\(getpid()), Parent PID=\(getppid())")
+        }
+    }
+    for worker in workers { try worker.start() }
+    for worker in workers { try worker.join() }
+    let printed = Array(lines)
+    try expectEqual(workers.map(\.exitCode), [0, 0], world, "exit codes")
+    try expectEqual(printed.count, 2, world, "lines from the workers")
+    for (line, worker) in zip(printed.sorted(), workers) {
+        try expect(line.hasSuffix("Parent PID=\(me)") && line.contains("PID=\(worker.pid!)"), world, "line \(line)")
+    }
+    let failing = ChildProcess { throw ItemError(item: 1) }
+    try failing.start()
+    try expectEqual(try failing.join(), 1, world, "exit code of a child that throws")
+    let killed = ChildProcess { raise(SIGKILL) }
+    try killed.start()
+    try expectEqual(try killed.join(), -SIGKILL, world, "exit code of a killed child")
+    return "exit=0,0"
+}
+
+/// apply_async with callbacks and error callbacks, then the same results by await.
+func articleApplyAsync(_ world: Communicator) throws -> String {
+    let pool = try TaskPool(workers: 4) { (path: String) -> [String] in
+        if path.hasPrefix("missing") { throw ItemError(item: Int(path.dropFirst(7))!) }
+        return [path, String(path.count * 31)]
+    }
+    let results = try SharedValueBox<[String: String]>([:])
+    let errors = try SharedValueBox<[String]>([])
+    let paths = (0..<20).map { $0 % 5 == 0 ? "missing\($0)" : "file\($0).txt" }
+    let handles = try paths.map { path in
+        try pool.submit(path, onSuccess: { pair in results.update { $0[pair[0]] = pair[1] } },
+                        onError: { error in errors.update { $0.append(error.message) } })
+    }
+    for handle in handles { _ = try? handle.wait() }
+    // The callbacks ran before wait returned.
+    try expectEqual(results.value, Dictionary(uniqueKeysWithValues: paths.filter { !$0.hasPrefix("missing") }.map { ($0, String($0.count * 31)) }),
+                    world, "results from callbacks")
+    try expectEqual(errors.value.sorted(), (0..<20).filter { $0 % 5 == 0 }.map { "item \($0) is not allowed" }.sorted(), world, "errors")
+    // Await the same kind of results from an async context.
+    let awaited = try blockOn {
+        var values: [String] = []
+        for path in ["a", "bb", "ccc"] { values.append(try await pool.submit(path).value[1]) }
+        return values
+    }
+    try expectEqual(awaited, ["31", "62", "93"], world, "awaited results")
+    try pool.close()
+    return "results=\(results.value.count),errors=\(errors.value.count)"
+}
+
+/// One producer, three consumers, a results queue: every item processed exactly once, and the
+/// end of the stream reaches every consumer without a sentinel value.
+func articleQueue(_ world: Communicator) throws -> String {
+    struct WorkItem: Codable { var id: Int; var data: Int }
+    struct Processed: Codable, Hashable { var id: Int; var result: Int; var consumer: Int }
+    let work = try SharedQueue<WorkItem>(producers: 1)
+    let results = try SharedQueue<Processed>(producers: 3)
+    let data = (0..<10).map { ($0 * 37 + 11) % 100 + 1 }
+    let producer = ChildProcess {
+        defer { work.finish() }
+        for i in 0..<10 {
+            try work.put(WorkItem(id: i, data: data[i]))
+            usleep(10_000)
+        }
+    }
+    let consumers = (0..<3).map { name in
+        ChildProcess {
+            defer { results.finish() }
+            for item in work {
+                try results.put(Processed(id: item.id, result: item.data * item.data, consumer: name))
+            }
+        }
+    }
+    try producer.start()
+    for consumer in consumers { try consumer.start() }
+    let collected = Array(results)
+    try producer.join()
+    for consumer in consumers { try consumer.join() }
+    try expectEqual(collected.count, 10, world, "results collected")
+    try expectEqual(collected.map(\.id).sorted(), Array(0..<10), world, "ids")
+    for item in collected { try expectEqual(item.result, data[item.id] * data[item.id], world, "result of \(item.id)") }
+    try expectEqual(consumers.map(\.exitCode), [0, 0, 0], world, "consumers ended cleanly")
+    try expect(work.isFinished && work.count == 0, world, "work queue finished and empty")
+    return "collected=\(collected.count)"
+}
+
+/// The race example, fixed: 4 processes × 10,000 locked increments give exactly 40,000; so do
+/// atomic adds; the shared array doubled under its lock by 4 processes is [16, 32, 48].
+func articleSharedValues(_ world: Communicator) throws -> String {
+    let counter = try SharedValue<Int32>(0)
+    let lock = try ProcessLock()
+    let iterations = 10_000
+    let incrementers = (0..<4).map { _ in
+        ChildProcess { for _ in 0..<iterations { lock.withLock { counter.value += 1 } } }
+    }
+    for p in incrementers { try p.start() }
+    for p in incrementers { try p.join() }
+    try expectEqual(counter.value, 40_000, world, "locked counter")
+
+    let atomicCounter = try SharedValue<Int>(0)
+    let adders = (0..<4).map { _ in ChildProcess { for _ in 0..<iterations { atomicCounter.add(1) } } }
+    for p in adders { try p.start() }
+    for p in adders { try p.join() }
+    try expectEqual(atomicCounter.value, 40_000, world, "atomic counter")
+
+    let array = try SharedArray<Double>([1.0, 2.0, 3.0])
+    let doublers = (0..<4).map { _ in
+        ChildProcess { array.withLock { values in for i in values.indices { values[i] *= 2 } } }
+    }
+    for p in doublers { try p.start() }
+    for p in doublers { try p.join() }
+    try expectEqual(Array(array), [16.0, 32.0, 48.0], world, "shared array")
+    return "counter=\(counter.value)"
+}
+
+/// Four processes write to a managed dictionary and list.
+func articleManager(_ world: Communicator) throws -> String {
+    let manager = try Manager()
+    let shared = manager.dictionary("shared", of: Int.self)
+    let list = manager.list("list", of: Int.self)
+    let workers = (0..<4).map { id in
+        ChildProcess {
+            try shared.set(id * 10, for: "worker_\(id)")
+            try list.append(id)
+        }
+    }
+    for w in workers { try w.start() }
+    for w in workers { try w.join() }
+    try expectEqual(workers.map(\.exitCode), [0, 0, 0, 0], world, "worker exit codes")
+    try expectEqual(try shared.snapshot(), ["worker_0": 0, "worker_1": 10, "worker_2": 20, "worker_3": 30], world, "dict")
+    try expectEqual(try list.snapshot().sorted(), [0, 1, 2, 3], world, "list")
+    try expectEqual(try shared.value(for: "worker_2"), 20, world, "one value")
+    try shared.set(nil, for: "worker_2")
+    try expectEqual(try shared.value(for: "worker_2"), nil, world, "removed value")
+    try manager.shutdown()
+    return "dict=4,list=4"
+}
+
+/// A value guarded by a lock, for callbacks that run on another thread.
+final class SharedValueBox<T>: @unchecked Sendable {
+    private var stored: T
+    private let lock = try! ProcessLock()
+    init(_ value: T) throws { stored = value }
+    func update(_ body: (inout T) -> Void) { lock.withLock { body(&stored) } }
+    var value: T { lock.withLock { stored } }
+}
+
+/// Runs an async closure to completion from synchronous code.
+func blockOn<T>(_ body: @escaping () async throws -> T) throws -> T {
+    let box = try SharedValueBox<Result<T, any Error>?>(nil)
+    let finished = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+    sem_init(finished, 0, 0)
+    defer { sem_destroy(finished); finished.deallocate() }
+    Task {
+        let result: Result<T, any Error>
+        do { result = .success(try await body()) } catch { result = .failure(error) }
+        box.update { $0 = result }
+        sem_post(finished)
+    }
+    while sem_wait(finished) != 0 {}
+    return try box.value!.get()
+}
