@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArgumentParser
 import SwiftPar
 
@@ -55,9 +58,11 @@ struct PoolBench: ParsableCommand {
         options.run { world in
             let pool = Pool(world)
             try world.barrier()
+            let bar = ProgressBar("squaring \(tasks) integers", enabled: world.rank == 0 && isatty(2) != 0)
             var start = monotonicSeconds()
-            let squares = try pool.map(0..<tasks) { $0 &* $0 }
+            let squares = try pool.map(0..<tasks, options: MapOptions(progress: bar.update)) { $0 &* $0 }
             let automatic = Double(tasks) / (monotonicSeconds() - start)
+            bar.finish()
             if let squares, squares.count != tasks || squares.last != (tasks - 1) &* (tasks - 1) {
                 throw SwiftParUsageError("bench pool: wrong results from the chunked map")
             }
@@ -78,9 +83,13 @@ struct PoolBench: ParsableCommand {
                 serial = monotonicSeconds() - start
             }
             try world.barrier()
+            let heavyBar = ProgressBar("prime counts", enabled: world.rank == 0 && isatty(2) != 0)
             start = monotonicSeconds()
-            let counts = try pool.map(0..<heavyTasks, options: MapOptions(chunkSize: .fixed(1))) { trialDivisionPrimeCount(below: limit + $0) }
+            let counts = try pool.map(0..<heavyTasks, options: MapOptions(chunkSize: .fixed(1), progress: heavyBar.update)) {
+                trialDivisionPrimeCount(below: limit + $0)
+            }
             let parallel = monotonicSeconds() - start
+            heavyBar.finish()
             guard world.rank == 0 else { return }
             if counts != serialCounts { throw SwiftParUsageError("bench pool: the parallel prime counts differ from the serial ones") }
 

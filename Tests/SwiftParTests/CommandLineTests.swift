@@ -104,4 +104,17 @@ struct CommandLineTests {
         #expect(result.status != 0, "\(result.report)")
         #expect(result.errors.contains("needs at least 2 ranks"), "\(result.report)")
     }
+
+    @Test("bench pool draws a progress bar on a terminal and nothing when stderr is piped")
+    func progressBarOnlyOnTerminal() throws {
+        let arguments = ["-n", "2", "bench", "pool", "--tasks", "200000", "--round-trips", "100", "--heavy-tasks", "4", "--limit", "300000"]
+        let piped = try Jobs.runCommand([Jobs.product("swiftpar")] + arguments, timeout: 120)
+        #expect(piped.status == 0, "\(piped.report)")
+        #expect(piped.errors.isEmpty, "stderr should be empty when piped:\n\(piped.report)")
+        // script(1) gives the command a pseudo-terminal, as an interactive shell would.
+        let command = ([Jobs.product("swiftpar")] + arguments).joined(separator: " ")
+        let terminal = try Jobs.runCommand(["script", "-qec", command, "/dev/null"], timeout: 120)
+        #expect(terminal.status == 0, "\(terminal.report)")
+        #expect(terminal.output.contains("squaring 200000 integers [") && terminal.output.contains("%)"), "no progress bar:\n\(terminal.report)")
+    }
 }

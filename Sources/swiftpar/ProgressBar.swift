@@ -1,0 +1,48 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A one-line progress bar on standard error, drawn only when standard error is a terminal
+/// and at most ten times a second; nothing at all when it is piped or redirected.
+final class ProgressBar {
+    let label: String
+    let enabled: Bool
+    private var lastDraw = 0.0
+    private var drawn = false
+
+    init(_ label: String, enabled: Bool = isatty(2) != 0) {
+        self.label = label
+        self.enabled = enabled
+    }
+
+    /// Shows `done` of `total` (total unknown: a count only).
+    func update(done: Int, total: Int?) {
+        guard enabled else { return }
+        let now = monotonicSeconds()
+        guard now - lastDraw >= 0.1 || done == total else { return }
+        lastDraw = now
+        drawn = true
+        var line = "\r\(label) "
+        if let total, total > 0 {
+            let fraction = min(Double(done) / Double(total), 1)
+            let width = 30
+            let filled = Int(fraction * Double(width))
+            line += "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "]"
+            line += " \(done)/\(total) (\(Int(fraction * 100))%)"
+        } else {
+            line += "\(done) done"
+        }
+        writeStandardError(line + "\u{1B}[K")
+    }
+
+    /// Removes the bar, leaving the line clean for what follows.
+    func finish() {
+        guard enabled, drawn else { return }
+        writeStandardError("\r\u{1B}[K")
+    }
+}
+
+func writeStandardError(_ text: String) {
+    var copy = text
+    copy.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+}
