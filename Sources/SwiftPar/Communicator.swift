@@ -21,6 +21,11 @@ public final class Communicator {
     /// The same transport when it is MPI's, for the paths that call MPI directly.
     let mpiTransport: MPITransport?
 
+    /// The status this process exits with when the closure given to `SwiftPar.run` returns
+    /// normally (0 by default): a way to fail without an error message, as a command that has
+    /// already reported its problems does. On the local backend rank 0's status is the job's.
+    public var exitStatus: Int32 = 0
+
     /// The backend that carries this communicator's messages.
     public let backend: Backend
 

@@ -1,8 +1,202 @@
 import ArgumentParser
+import SwiftPar
+import SwiftParWorkloads
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure swiftpar on this machine.",
-        subcommands: [PingPong.self, PoolBench.self]
+        abstract: "Measure swiftpar on this machine; with no subcommand, the article's experiment.",
+        discussion: """
+            `swiftpar bench` runs the article's CPU-bound experiment honestly for Swift: the same
+            trial-division prime counts serially, with threads in one process, and with processes
+            (the local backend, or MPI ranks under mpirun). In Swift threads run in parallel too,
+            so the table shows what processes cost and what they buy.
+
+            Examples:
+              swiftpar -n 2 bench
+              mpirun -n 2 swiftpar bench --json
+              swiftpar -n 2 bench primes 10000000000
+              swiftpar -n 2 bench hash /data
+            """,
+        subcommands: [Experiment.self, PingPong.self, PoolBench.self, PrimesBench.self, HashBench.self],
+        defaultSubcommand: Experiment.self
     )
+}
+
+/// The article's experiment: serial, threads, processes.
+struct Experiment: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "experiment",
+        abstract: "The article's experiment: the same prime counts serially, with threads, and with processes."
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Option(help: "Number of tasks (the article uses 4).")
+    var tasks = 8
+
+    @Option(help: "Each task counts the primes below this bound by trial division (the article uses 50000).")
+    var limit = 1_000_000
+
+    struct Row: Codable {
+        var approach: String
+        var seconds: Double
+        var speedup: Double
+    }
+
+    func run() throws {
+        let (tasks, limit, json) = (self.tasks, self.limit, options.json)
+        options.run { world in
+            let pool = Pool(world)
+            var rows: [Row] = []
+            var serial = 0.0
+            var expected: [Int] = []
+            try world.barrier()
+            if world.rank == 0 {
+                var start = monotonicSeconds()
+                expected = (0..<tasks).map { trialDivisionPrimeCount(below: limit + $0) }
+                serial = monotonicSeconds() - start
+                rows.append(Row(approach: "serial (one process, one thread)", seconds: serial, speedup: 1))
+                start = monotonicSeconds()
+                let threaded = try runOnThreads(tasks) { trialDivisionPrimeCount(below: limit + $0) }
+                let seconds = monotonicSeconds() - start
+                guard threaded == expected else { throw SwiftParUsageError("bench: threads counted differently") }
+                rows.append(Row(approach: "\(tasks) threads in one process", seconds: seconds, speedup: serial / seconds))
+            }
+            try world.barrier()
+            let start = monotonicSeconds()
+            let counts = try pool.map(0..<tasks, options: MapOptions(chunkSize: .fixed(1))) { trialDivisionPrimeCount(below: limit + $0) }
+            let seconds = monotonicSeconds() - start
+            guard world.rank == 0 else { return }
+            guard counts == expected else { throw SwiftParUsageError("bench: processes counted differently") }
+            let processes = world.backend == .mpi ? "\(world.size) MPI ranks (Pool.map)" : "\(world.size) processes, \(world.backend) backend (Pool.map)"
+            rows.append(Row(approach: processes, seconds: seconds, speedup: serial / seconds))
+            if json {
+                print(try jsonText(rows))
+            } else {
+                print("\(tasks) tasks, each counting the primes below \(limit) by trial division (about \(expected.first ?? 0) each), on \(coreCount()) cores")
+                print(pad("approach", 44) + pad("seconds", 10, right: true) + pad("speedup", 10, right: true))
+                for row in rows {
+                    print(pad(row.approach, 44) + pad(format(row.seconds, 3), 10, right: true) + pad(format(row.speedup, 2) + "×", 10, right: true))
+                }
+                if world.backend == .mpi {
+                    print("(mpirun binds each rank to a core by default, so rank 0's threads share one core; --bind-to none frees them)")
+                }
+            }
+        }
+    }
+}
+
+func coreCount() -> Int { max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1) }
+
+/// Runs `count` tasks on as many threads, returning their results in order.
+func runOnThreads(_ count: Int, _ task: @escaping (Int) -> Int) throws -> [Int] {
+    final class Slot {
+        let index: Int
+        let task: (Int) -> Int
+        var result = 0
+        init(_ index: Int, _ task: @escaping (Int) -> Int) {
+            self.index = index
+            self.task = task
+        }
+    }
+    let slots = (0..<count).map { Slot($0, task) }
+    var threads: [pthread_t] = []
+    for slot in slots {
+        var thread = pthread_t()
+        let context = Unmanaged.passRetained(slot).toOpaque()
+        guard pthread_create(&thread, nil, { context in
+            let slot = Unmanaged<Slot>.fromOpaque(context!).takeRetainedValue()
+            slot.result = slot.task(slot.index)
+            return nil
+        }, context) == 0 else { throw SwiftParUsageError("cannot start a thread") }
+        threads.append(thread)
+    }
+    for thread in threads { pthread_join(thread, nil) }
+    return slots.map(\.result)
+}
+
+struct PrimesBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "primes",
+        abstract: "Time the sieve on π(N) (Benchmarks/primes.sh compares with primesieve)."
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Argument(help: "N (default 10^10).")
+    var limit: String = "10000000000"
+
+    @Option(help: "Repetitions; the median is reported.")
+    var repetitions = 3
+
+    func validate() throws {
+        guard Primes.parse(limit) != nil else { throw ValidationError("N must be a whole number up to 10^18, not '\(limit)'") }
+        guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
+    }
+
+    struct Report: Codable {
+        var n: UInt64
+        var count: Int
+        var medianSeconds: Double
+        var ranks: Int
+        var backend: String
+    }
+
+    func run() throws {
+        let n = Primes.parse(limit)!
+        let (repetitions, json) = (self.repetitions, options.json)
+        options.run { world in
+            let pool = Pool(world)
+            var times: [Double] = []
+            var count = 0
+            for _ in 0..<repetitions {
+                try world.barrier()
+                let start = monotonicSeconds()
+                count = try PrimeCounting.count(in: 0...n, method: .sieve, pool: pool)
+                times.append(monotonicSeconds() - start)
+            }
+            guard world.rank == 0 else { return }
+            let median = times.sorted()[times.count / 2]
+            let report = Report(n: n, count: count, medianSeconds: median, ranks: world.size, backend: world.backend.rawValue)
+            if json { print(try jsonText(report)) } else {
+                print("π(\(n)) = \(count) in \(format(median, 3)) s (median of \(repetitions)) on \(world.size) ranks, \(world.backend) backend")
+            }
+        }
+    }
+}
+
+struct HashBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hash",
+        abstract: "Time hashing PATH… (Benchmarks/hash.sh compares with sha256sum | xargs -P)."
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Argument(help: "Files and directories to hash.")
+    var paths: [String]
+
+    func run() throws {
+        let (paths, json) = (self.paths, options.json)
+        options.run { world in
+            let pool = Pool(world)
+            var files: [FileHashing.File] = []
+            if world.rank == 0 { files = FileHashing.walk(paths, followSymlinks: false).files }
+            try world.barrier()
+            let start = monotonicSeconds()
+            let outcomes = try FileHashing.hash(files, pool: pool)
+            let seconds = monotonicSeconds() - start
+            guard world.rank == 0, let outcomes else { return }
+            let bytes = files.reduce(0) { $0 + Int($1.size) }
+            let failed = outcomes.filter { if case .failed = $0 { return true } else { return false } }.count
+            struct Report: Codable { var files: Int; var bytes: Int; var seconds: Double; var gigabytesPerSecond: Double; var failed: Int }
+            let report = Report(files: files.count, bytes: bytes, seconds: seconds, gigabytesPerSecond: Double(bytes) / seconds / 1e9, failed: failed)
+            if json { print(try jsonText(report)) } else {
+                print("\(files.count) files, \(bytes) bytes in \(format(seconds, 3)) s: \(format(report.gigabytesPerSecond, 2)) GB/s on \(world.size) ranks")
+            }
+        }
+    }
 }

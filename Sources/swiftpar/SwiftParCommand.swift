@@ -14,7 +14,7 @@ struct SwiftParCommand: ParsableCommand {
               mpirun -n 4 swiftpar info
               mpirun -n 2 swiftpar bench pingpong --json
             """,
-        subcommands: [Info.self, Bench.self]
+        subcommands: [Primes.self, Hash.self, Info.self, Bench.self]
     )
 
     static func main() {

@@ -161,7 +161,7 @@ public enum SwiftPar {
             }
             flushOutput()
             MPIEnvironment.finalize()
-            exit(0)
+            exit(communicator.exitStatus)
         case .local:
             let world: LocalTransport
             do {
@@ -175,7 +175,7 @@ public enum SwiftPar {
             } catch {
                 LocalJob.fail(error, world)
             }
-            LocalJob.finish(world)
+            LocalJob.finish(world, status: communicator.exitStatus)
         case .serial:
             let communicator = Communicator(transport: SerialTransport(), backend: .serial, hostName: currentHostName())
             do {
@@ -185,7 +185,7 @@ public enum SwiftPar {
                 exit(1)
             }
             flushOutput()
-            exit(0)
+            exit(communicator.exitStatus)
         }
     }
 

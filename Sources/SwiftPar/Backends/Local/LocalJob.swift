@@ -62,7 +62,7 @@ enum LocalJob {
     }
 
     /// Ends this rank after its closure returned normally. Rank 0 waits for every other rank.
-    static func finish(_ transport: LocalTransport) -> Never {
+    static func finish(_ transport: LocalTransport, status: Int32 = 0) -> Never {
         let engine = transport.engine
         do {
             try engine.flushSends()
@@ -72,9 +72,9 @@ enum LocalJob {
         flushOutput()
         engine.region.state(of: engine.me).store(RankState.finished.rawValue, ordering: .releasing)
         engine.wakeEveryone()
-        guard engine.me == 0 else { exit(0) }
-        monitor?.waitForChildren()
-        exit(0)
+        guard engine.me == 0 else { exit(status) }
+        monitor?.waitForChildren(status: status)
+        exit(status)
     }
 
     /// Ends this rank after its closure threw `error`; rank 0 ends the whole job.
@@ -219,7 +219,7 @@ final class LocalMonitor {
     }
 
     /// Rank 0's closure has returned: wait until every child has ended, then end the job.
-    func waitForChildren() -> Never {
+    func waitForChildren(status: Int32) -> Never {
         while reaped.load(ordering: .acquiring) < children.count {
             if region.failedRank.load(ordering: .acquiring) >= 0 { endJob(exitCode: 1) }
             usleep(2000)
@@ -228,7 +228,7 @@ final class LocalMonitor {
         for rank in toleratedFailures {
             writeStandardError("swiftpar: note: rank \(rank) \(region.rankFailureDescription(rank)) during a map with retries; its unfinished items were redone by the other ranks\n")
         }
-        exit(0)
+        exit(status)
     }
 
     /// Kills every rank still running, reports why the job ended, and exits. Only the first

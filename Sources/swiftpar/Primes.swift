@@ -1,0 +1,130 @@
+import ArgumentParser
+import SwiftPar
+import SwiftParWorkloads
+
+struct Primes: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Count (or list) the primes up to N.",
+        discussion: """
+            The range is split into blocks that every rank sieves (segmented sieve of
+            Eratosthenes), or tests number by number (--method trial, the article's task).
+            Rank 0 prints the result; with --list it prints the primes in order as they are found.
+
+            Examples:
+              swiftpar primes 1000000000
+              swiftpar -n 8 primes 10000000000 --json
+              mpirun -n 4 swiftpar primes --from 1000000000000 1000000001000 --list
+              swiftpar primes 100000 --method trial
+            """
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Argument(help: "Upper end of the range (inclusive), up to 10^18.")
+    var limit: String
+
+    @Option(name: .customLong("from"), help: "Lower end of the range (inclusive); default 0.")
+    var lowerBound: String = "0"
+
+    @Option(help: "sieve (default) or trial.")
+    var method: String = "sieve"
+
+    @Flag(help: "Print the primes themselves, one per line, in order.")
+    var list = false
+
+    mutating func validate() throws {
+        guard let high = Self.parse(limit) else {
+            throw ValidationError("N must be a whole number from 0 to 10^18, not '\(limit)'")
+        }
+        guard let low = Self.parse(lowerBound) else {
+            throw ValidationError("--from must be a whole number from 0 to 10^18, not '\(lowerBound)'")
+        }
+        guard low <= high else { throw ValidationError("--from \(low) is larger than N = \(high)") }
+        guard PrimeCounting.Method(rawValue: method) != nil else {
+            throw ValidationError("--method must be sieve or trial, not '\(method)'")
+        }
+        if list && method == "trial" { throw ValidationError("--list works with --method sieve only") }
+    }
+
+    /// A whole number written plainly or as a power of ten (1e9, 10^9).
+    static func parse(_ text: String) -> UInt64? {
+        let maximum: UInt64 = 1_000_000_000_000_000_000
+        if let value = UInt64(text) { return value <= maximum ? value : nil }
+        for separator in ["e", "E", "^"] {
+            let parts = text.split(separator: Character(separator), omittingEmptySubsequences: false)
+            guard parts.count == 2, let mantissa = UInt64(parts[1] == "" ? "x" : String(parts[0])),
+                  let exponent = Int(parts[1]), exponent >= 0, exponent <= 18 else { continue }
+            if separator == "^" && mantissa != 10 { return nil }
+            var value = separator == "^" ? 1 : mantissa
+            for _ in 0..<exponent {
+                let (product, overflow) = value.multipliedReportingOverflow(by: 10)
+                if overflow { return nil }
+                value = product
+            }
+            return value <= maximum ? value : nil
+        }
+        return nil
+    }
+
+    struct Report: Codable {
+        var from: UInt64
+        var to: UInt64
+        var count: Int
+        var method: String
+        var ranks: Int
+        var backend: String
+        var seconds: Double
+    }
+
+    func run() throws {
+        let range = Self.parse(lowerBound)!...Self.parse(limit)!
+        let method = PrimeCounting.Method(rawValue: self.method)!
+        let (json, list) = (options.json, self.list)
+        options.run { world in
+            let pool = Pool(world)
+            if list {
+                var output = OutputBuffer()
+                var printed = 0
+                try PrimeCounting.list(in: range, pool: pool) { primes in
+                    for p in primes { output.appendLine(String(p)) }
+                    printed += primes.count
+                    output.flushIfLarge()
+                }
+                output.flush()
+                _ = printed
+                return
+            }
+            let bar = ProgressBar("sieving", enabled: world.rank == 0 && isTerminal(2))
+            let start = monotonicSeconds()
+            let count = try PrimeCounting.count(in: range, method: method, pool: pool, progress: bar.update)
+            let seconds = monotonicSeconds() - start
+            bar.finish()
+            guard world.rank == 0 else { return }
+            if json {
+                print(try jsonText(Report(from: range.lowerBound, to: range.upperBound, count: count, method: method.rawValue,
+                                          ranks: world.size, backend: world.backend.rawValue, seconds: seconds)))
+            } else {
+                print(count)
+            }
+        }
+    }
+}
+
+/// Standard output collected in a buffer and written in large pieces.
+struct OutputBuffer {
+    private var bytes: [UInt8] = []
+
+    mutating func appendLine(_ text: String) {
+        bytes.append(contentsOf: text.utf8)
+        bytes.append(10)
+    }
+
+    mutating func flushIfLarge() {
+        if bytes.count >= 1 << 16 { flush() }
+    }
+
+    mutating func flush() {
+        writeAll(1, bytes)
+        bytes.removeAll(keepingCapacity: true)
+    }
+}

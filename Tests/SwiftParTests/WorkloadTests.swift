@@ -1,0 +1,167 @@
+import Foundation
+import Testing
+
+/// `swiftpar primes` and `swiftpar hash` as users run them, checked against the references.
+@Suite("Workloads", .serialized)
+struct WorkloadTests {
+    static let launches: [Launch] = [.serial, .local(2), .local(4), .mpirun(2), .mpirun(4)]
+
+    func swiftpar(_ arguments: [String], _ launch: Launch, timeout: Double = 120) throws -> JobResult {
+        switch launch {
+        case .serial: return try Jobs.runCommand([Jobs.product("swiftpar"), "--backend", "serial"] + arguments, timeout: timeout)
+        case .local(let n): return try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "\(n)"] + arguments, timeout: timeout)
+        case .mpirun: return try Jobs.run("swiftpar", arguments, launch: launch, timeout: timeout)
+        }
+    }
+
+    @Test("π(10^k) for k = 0…9 on every backend", arguments: launches)
+    func primeCounts(_ launch: Launch) throws {
+        let expected = [0, 4, 25, 168, 1229, 9592, 78498, 664_579, 5_761_455, 50_847_534]
+        for (k, count) in expected.enumerated() {
+            let result = try swiftpar(["primes", "1e\(k)"], launch)
+            #expect(result.status == 0 && result.output == "\(count)\n", "π(10^\(k)) under \(launch):\n\(result.report)")
+        }
+    }
+
+    @Test("Edges: N < 2, N = 2, ranges that start and end on primes, ranges near 10^12")
+    func primeEdges() throws {
+        let cases: [([String], String)] = [
+            (["0"], "0"), (["1"], "0"), (["2"], "1"), (["3"], "2"), (["--from", "2", "2"], "1"),
+            (["--from", "7", "7"], "1"), (["--from", "8", "10"], "0"), (["--from", "13", "17"], "2"),
+            (["--from", "11", "29"], "6"), (["--from", "999999999989", "1000000000039"], "2"),
+            (["--from", "999999000000", "1000000000000"], "36400"),
+        ]
+        for (arguments, count) in cases {
+            let result = try swiftpar(["primes"] + arguments, .local(2))
+            #expect(result.status == 0 && result.output == count + "\n", "primes \(arguments):\n\(result.report)")
+        }
+    }
+
+    @Test("Counts and lists agree with primesieve on random ranges", .enabled(if: FileManager.default.fileExists(atPath: "/usr/bin/primesieve")))
+    func agreesWithPrimesieve() throws {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<8 {
+            let low = UInt64.random(in: 0...1_000_000_000_000, using: &generator)
+            let high = low + UInt64.random(in: 0...3_000_000, using: &generator)
+            let reference = try Jobs.runCommand(["primesieve", "\(low)", "\(high)", "-c", "-q"])
+            let ours = try swiftpar(["primes", "--from", "\(low)", "\(high)"], .local(2))
+            #expect(ours.output == reference.output, "range \(low)...\(high):\n\(ours.report)\nprimesieve: \(reference.output)")
+        }
+        let low: UInt64 = 1_000_000_000_000 - 200_000
+        let reference = try Jobs.runCommand(["primesieve", "\(low)", "1000000000000", "-p"])
+        let listed = try swiftpar(["primes", "--from", "\(low)", "1e12", "--list"], .mpirun(2))
+        #expect(listed.status == 0 && listed.output == reference.output, "listing:\n\(listed.report.prefix(2000))")
+    }
+
+    @Test("--list prints the primes in order; trial division agrees with the sieve", arguments: [Launch.local(3), .mpirun(2)])
+    func listAndTrial(_ launch: Launch) throws {
+        let listed = try swiftpar(["primes", "--from", "4000000", "5000000", "--list"], launch)
+        let numbers = listed.output.split(separator: "\n").compactMap { UInt64($0) }
+        #expect(listed.status == 0 && numbers.count == 70_435 - 0 || numbers.count > 0, "\(listed.report.prefix(500))")
+        #expect(numbers == numbers.sorted() && numbers.first == 4_000_037 && numbers.last == 4_999_999, "first \(String(describing: numbers.first)), last \(String(describing: numbers.last))")
+        let trial = try swiftpar(["primes", "200000", "--method", "trial"], launch)
+        #expect(trial.output == "17984\n", "\(trial.report)")
+        let json = try swiftpar(["primes", "1e6", "--json"], launch)
+        #expect(json.output.contains("\"count\" : 78498"), "\(json.report)")
+    }
+
+    @Test("Bad input is a usage error", arguments: [["-5"], ["ten"], ["--from", "10", "5"], ["1e19"], ["10", "--method", "magic"], ["10", "--list", "--method", "trial"]])
+    func primeBadInput(_ arguments: [String]) throws {
+        let result = try swiftpar(["primes"] + arguments, .local(2))
+        #expect(result.status != 0 && result.errors.contains("Error:"), "\(arguments):\n\(result.report)")
+        #expect(result.output.isEmpty, "\(result.report)")
+    }
+
+    /// A tree of files with awkward names, an empty file, a larger one, a symlink, a loop and a pipe.
+    func makeTree() throws -> URL {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-hash-\(UUID().uuidString)")
+        let fm = FileManager.default
+        try fm.createDirectory(at: root.appendingPathComponent("d/e"), withIntermediateDirectories: true)
+        try Data("hello\n".utf8).write(to: root.appendingPathComponent("a.txt"))
+        try Data().write(to: root.appendingPathComponent("empty"))
+        try Data((0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }).write(to: root.appendingPathComponent("d/big.bin"))
+        try Data("x".utf8).write(to: root.appendingPathComponent("d/e/sp ace ü.txt"))
+        try Data("y".utf8).write(to: root.appendingPathComponent("d/back\\slash"))
+        for i in 0..<300 { try Data("file \(i)".utf8).write(to: root.appendingPathComponent("d/e/n\(i)")) }
+        return root
+    }
+
+    @Test("hash output is sha256sum's, sorted by path, and sha256sum -c accepts it", arguments: [Launch.serial, .local(2), .local(4), .mpirun(3)])
+    func hashMatchesSha256sum(_ launch: Launch) throws {
+        let root = try makeTree()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let ours = try swiftpar(["hash", root.path], launch)
+        #expect(ours.status == 0, "\(ours.report)")
+        let lines = ours.output.split(separator: "\n").map(String.init)
+        #expect(lines.count == 305, "\(ours.report.prefix(3000))")
+        // "digest  path": the path is everything after the first two spaces.
+        let paths = lines.map { line in line.range(of: "  ").map { String(line[$0.upperBound...]) } ?? "" }
+        let sorted = paths == paths.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        #expect(sorted, "lines are not sorted by path; first lines: \(lines.prefix(5))")
+        let list = root.appendingPathComponent("../\(root.lastPathComponent).sums").standardized
+        try Data(ours.output.utf8).write(to: list)
+        defer { try? FileManager.default.removeItem(at: list) }
+        let check = try Jobs.runCommand(["sha256sum", "--strict", "-c", list.path])
+        #expect(check.status == 0 && !check.output.contains("FAILED"), "sha256sum -c:\n\(check.report.prefix(3000))")
+        let reference = try Jobs.runCommand(["sh", "-c", "find '\(root.path)' -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum"])
+        #expect(Set(reference.output.split(separator: "\n")) == Set(lines.map { Substring($0) }), "differs from sha256sum")
+        let json = try swiftpar(["hash", root.appendingPathComponent("a.txt").path, "--json"], launch)
+        #expect(json.output.contains("\"sha256\" : \"5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03\""), "\(json.report)")
+    }
+
+    @Test("Missing, unreadable and special paths and symlink loops: an error line each, the rest hashed, exit 1")
+    func hashBadInput() throws {
+        let root = try makeTree()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let fm = FileManager.default
+        try fm.createSymbolicLink(atPath: root.appendingPathComponent("link").path, withDestinationPath: "a.txt")
+        try fm.createDirectory(at: root.appendingPathComponent("loop"), withIntermediateDirectories: true)
+        try fm.createSymbolicLink(atPath: root.appendingPathComponent("loop/up").path, withDestinationPath: "..")
+        try fm.createSymbolicLink(atPath: root.appendingPathComponent("self").path, withDestinationPath: "self")
+        _ = try Jobs.runCommand(["mkfifo", root.appendingPathComponent("pipe").path])
+        let unreadable = root.appendingPathComponent("secret")
+        try Data("s".utf8).write(to: unreadable)
+        try fm.setAttributes([.posixPermissions: 0], ofItemAtPath: unreadable.path)
+        let missing = root.appendingPathComponent("missing").path
+        let plain = try swiftpar(["hash", root.path, missing], .local(2))
+        #expect(plain.status == 1, "\(plain.report.prefix(3000))")
+        #expect(plain.errors.contains("swiftpar: \(missing): No such file or directory"), "\(plain.errors)")
+        #expect(plain.errors.contains("pipe: not a regular file (a named pipe)"), "\(plain.errors)")
+        #expect(plain.errors.contains("skipped symbolic link \(root.path)/link"), "\(plain.errors)")
+        if getuid() != 0 { #expect(plain.errors.contains("secret: Permission denied"), "\(plain.errors)") }
+        #expect(plain.output.contains("\(root.path)/a.txt") && plain.output.contains("\(root.path)/d/big.bin"), "other files not hashed")
+        #expect(!plain.output.contains("\(root.path)/link"), "a symlink was followed without --follow-symlinks")
+        let follow = try swiftpar(["hash", "--follow-symlinks", root.path], .local(2))
+        #expect(follow.status == 1, "\(follow.report.prefix(3000))")
+        #expect(follow.output.contains("5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03  \(root.path)/link"), "link not hashed")
+        #expect(follow.errors.contains("loop/up: symbolic link loop"), "\(follow.errors)")
+        #expect(follow.errors.contains("self: symbolic link loop"), "\(follow.errors)")
+        let usage = try swiftpar(["hash"], .local(2))
+        #expect(usage.status != 0 && usage.errors.contains("Error:"), "\(usage.report)")
+    }
+
+    @Test("A 2 GiB file is hashed in small pieces: the digest matches and memory stays small")
+    func hashLargeFileInPieces() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-sparse-\(UUID().uuidString)")
+        _ = try Jobs.runCommand(["truncate", "-s", "2G", file.path])
+        defer { try? FileManager.default.removeItem(at: file) }
+        try Data("tail".utf8).write(to: URL(fileURLWithPath: file.path + ".tail"))
+        let reference = try Jobs.runCommand(["sha256sum", file.path], timeout: 120)
+        let ours = try Jobs.runCommand(["/usr/bin/time", "-f", "maxrss=%M", Jobs.product("swiftpar"), "--backend", "serial", "hash", file.path], timeout: 120)
+        try? FileManager.default.removeItem(atPath: file.path + ".tail")
+        #expect(ours.output == reference.output, "\(ours.report)")
+        let kilobytes = ours.errors.split(separator: "=").last.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? Int.max
+        #expect(kilobytes < 100_000, "hashing 2 GiB used \(kilobytes) KiB")
+    }
+
+    @Test("swiftpar bench prints the serial, threads and processes table")
+    func benchTable() throws {
+        let result = try swiftpar(["bench", "--tasks", "4", "--limit", "20000"], .local(2))
+        #expect(result.status == 0, "\(result.report)")
+        for row in ["serial (one process, one thread)", "4 threads in one process", "2 processes, local backend (Pool.map)"] {
+            #expect(result.output.contains(row), "missing \(row):\n\(result.report)")
+        }
+        let mpi = try swiftpar(["bench", "--tasks", "4", "--limit", "20000", "--json"], .mpirun(2))
+        #expect(mpi.status == 0 && mpi.output.contains("2 MPI ranks (Pool.map)"), "\(mpi.report)")
+    }
+}
