@@ -1,0 +1,114 @@
+import Foundation
+import Testing
+
+/// The cluster tooling in Launch/, with the real engines: network namespaces as hosts for
+/// Open MPI's TCP transport, and a real single-node Slurm. Both need root.
+@Suite("Launch: namespace hosts and Slurm", .serialized, .enabled(if: getuid() == 0))
+struct LaunchTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static func script(_ path: String) -> String { root.appendingPathComponent(path).path }
+
+    /// Namespaces whose names the cluster tool uses (spc<pid>…).
+    func clusterNamespaces() -> [String] {
+        let list = (try? Jobs.runCommand(["ip", "netns", "list"]).output) ?? ""
+        return list.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) }.filter { $0.hasPrefix("spc") }
+    }
+
+    @Test("primes and hash across 3 namespace hosts with 2 slots each give the serial results")
+    func acrossHosts() throws {
+        let swiftpar = Jobs.product("swiftpar")
+        let serialPrimes = try Jobs.runCommand([swiftpar, "--backend", "serial", "primes", "1e8"])
+        let clusterPrimes = try Jobs.runCommand([Self.script("Launch/local-cluster"), "--", "-n", "6", swiftpar, "primes", "1e8"], timeout: 180)
+        #expect(clusterPrimes.status == 0 && clusterPrimes.output == serialPrimes.output && serialPrimes.output == "5761455\n",
+                "cluster:\n\(clusterPrimes.report)\nserial: \(serialPrimes.output)")
+        let info = try Jobs.runCommand([Self.script("Launch/local-cluster"), "--", "-n", "6", swiftpar, "info"], timeout: 120)
+        let hosts = Set(info.output.split(separator: "\n").filter { $0.hasPrefix("rank ") }.compactMap { $0.split(separator: " ").dropFirst(5).first })
+        #expect(hosts.count == 3, "ranks should run on 3 hosts:\n\(info.report)")
+
+        let tree = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-cluster-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: tree) }
+        for i in 0..<200 {
+            let folder = tree.appendingPathComponent("d\(i % 7)")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try Data((0..<(i * 997 % 50_000)).map { UInt8(truncatingIfNeeded: $0 &* i) }).write(to: folder.appendingPathComponent("f\(i)"))
+        }
+        let serialHash = try Jobs.runCommand([swiftpar, "--backend", "serial", "hash", tree.path])
+        let clusterHash = try Jobs.runCommand([Self.script("Launch/local-cluster"), "--", "-n", "6", swiftpar, "hash", tree.path], timeout: 180)
+        #expect(clusterHash.status == 0 && clusterHash.output == serialHash.output && serialHash.output.split(separator: "\n").count == 200,
+                "cluster hash differs from serial:\n\(clusterHash.report.prefix(2000))")
+        #expect(clusterNamespaces().isEmpty, "namespaces left: \(clusterNamespaces())")
+    }
+
+    @Test("All ranks of one host killed mid-run: the job ends non-zero within 30 s, nothing left on any host")
+    func hostKilled() throws {
+        let hostsFile = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-hosts-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: hostsFile) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.script("Launch/local-cluster"))
+        // A job that runs for minutes unless stopped.
+        process.arguments = ["--print-hosts", hostsFile.path, "--", "-n", "6", Jobs.product("swiftpar"), "primes", "1e13"]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        // Wait for the ranks of host 2 to be running.
+        var namespace = ""
+        let deadline = Date().addingTimeInterval(30)
+        var pids: [String] = []
+        while Date() < deadline {
+            let hosts = (try? String(contentsOf: hostsFile, encoding: .utf8)) ?? ""
+            namespace = hosts.split(separator: "\n").dropFirst().first?.split(separator: " ").last.map(String.init) ?? ""
+            if !namespace.isEmpty {
+                pids = ((try? Jobs.runCommand(["ip", "netns", "pids", namespace]).output) ?? "").split(separator: "\n").map(String.init)
+                let names = pids.compactMap { try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8) }
+                if names.filter({ $0.hasPrefix("swiftpar") }).count >= 2 { break }
+            }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        #expect(!pids.isEmpty, "host 2 never ran its ranks")
+        Thread.sleep(forTimeInterval: 1)
+        let killedAt = Date()
+        _ = try Jobs.runCommand(["sh", "-c", "ip netns pids \(namespace) | xargs -r kill -9"])
+        while process.isRunning && Date().timeIntervalSince(killedAt) < 30 { Thread.sleep(forTimeInterval: 0.1) }
+        let seconds = Date().timeIntervalSince(killedAt)
+        let message = String(decoding: errors.fileHandleForReading.availableData, as: UTF8.self)
+        #expect(!process.isRunning, "the job still runs 30 s after host \(namespace) lost its ranks")
+        #expect(!process.isRunning && process.terminationStatus != 0, "status \(process.terminationStatus):\n\(message)")
+        #expect(seconds < 30, "took \(seconds) s")
+        #expect(message.contains("lost communication with a remote daemon"), "no clear message:\n\(message)")
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(clusterNamespaces().isEmpty, "namespaces left: \(clusterNamespaces())")
+        #expect(Jobs.survivors(named: "primes 1e13").isEmpty, "processes left: \(Jobs.survivors(named: "primes 1e13"))")
+    }
+
+    @Test("A real Slurm runs both batch scripts with srun --mpi=pmix and with mpirun")
+    func slurmBatchScripts() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-slurm-\(UUID().uuidString)").path
+        let started = try Jobs.runCommand([Self.script("Launch/local-slurm"), "start", folder], timeout: 60)
+        defer { _ = try? Jobs.runCommand([Self.script("Launch/local-slurm"), "stop", folder], timeout: 60) }
+        #expect(started.status == 0 && started.output.contains("SLURM_CONF="), "\(started.report)")
+        guard started.status == 0 else { return }
+        let environment = ["SLURM_CONF": "\(folder)/slurm.conf"]
+        let tree = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-slurm-data-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tree, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: tree) }
+        for i in 0..<50 { try Data("file \(i)\n".utf8).write(to: tree.appendingPathComponent("f\(i)")) }
+        for launcher in ["srun", "mpirun"] {
+            let output = "\(folder)/primes-\(launcher).out"
+            let job = try Jobs.runCommand(["sbatch", "--wait", "--output=\(output)",
+                                           "--export=ALL,SWIFTPAR=\(Jobs.product("swiftpar")),N=1e8,LAUNCHER=\(launcher)",
+                                           Self.script("Launch/slurm/primes.sbatch")], environment: environment, timeout: 180)
+            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            #expect(job.status == 0 && text.contains("\"count\" : 5761455") && text.contains("\"ranks\" : 4"),
+                    "primes.sbatch with \(launcher):\n\(job.report)\njob output:\n\(text)")
+            let sums = "\(folder)/sums-\(launcher).txt"
+            let hashJob = try Jobs.runCommand(["sbatch", "--wait", "--output=\(folder)/hash-\(launcher).out",
+                                               "--export=ALL,SWIFTPAR=\(Jobs.product("swiftpar")),DATA=\(tree.path),OUTPUT=\(sums),LAUNCHER=\(launcher)",
+                                               Self.script("Launch/slurm/hash.sbatch")], environment: environment, timeout: 180)
+            let check = try Jobs.runCommand(["sha256sum", "--strict", "-c", sums])
+            #expect(hashJob.status == 0 && check.status == 0 && check.output.split(separator: "\n").count == 50,
+                    "hash.sbatch with \(launcher):\n\(hashJob.report)\nsha256sum -c:\n\(check.report)")
+        }
+    }
+}
