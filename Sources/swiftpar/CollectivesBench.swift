@@ -1,0 +1,65 @@
+import ArgumentParser
+import SwiftPar
+
+struct CollectivesBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "collectives",
+        abstract: "Allreduce (sum) and broadcast of 1,000,000 doubles through the Swift API.",
+        discussion: """
+            Each figure is the median of --repetitions timed calls. Compare with
+            Benchmarks/collectives.c under the same mpirun.
+
+            Examples:
+              mpirun -n 4 swiftpar bench collectives
+              swiftpar -n 2 bench collectives --json
+            """
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Option(help: "Timed calls of each collective; the median is reported.")
+    var repetitions = 20
+
+    @Option(help: "Doubles per call.")
+    var count = 1_000_000
+
+    struct Report: Codable {
+        var backend: String
+        var ranks: Int
+        var count: Int
+        var allreduceSeconds: Double
+        var broadcastSeconds: Double
+    }
+
+    func run() throws {
+        let (repetitions, count, json) = (self.repetitions, self.count, options.json)
+        options.run { world in
+            let values = (0..<count).map { Double($0) * 0.5 + Double(world.rank) }
+            func median(_ body: () throws -> Void) throws -> Double {
+                var times: [Double] = []
+                for round in 0..<(repetitions + 2) {
+                    try world.barrier()
+                    let start = monotonicSeconds()
+                    try body()
+                    if round >= 2 { times.append(monotonicSeconds() - start) }
+                }
+                return times.sorted()[times.count / 2]
+            }
+            var check: [Double] = []
+            let allreduce = try median { check = try world.allreduce(values, .sum) }
+            let n = Double(world.size)
+            guard check.count == count, check[1] == n * 0.5 + n * (n - 1) / 2 else {
+                throw SwiftParUsageError("bench collectives: wrong allreduce result")
+            }
+            var received: [Double] = []
+            let broadcast = try median { received = try world.broadcast(world.rank == 0 ? values : nil) }
+            guard received.count == count, received[1] == 0.5 else { throw SwiftParUsageError("bench collectives: wrong broadcast result") }
+            guard world.rank == 0 else { return }
+            let report = Report(backend: world.backend.rawValue, ranks: world.size, count: count,
+                                allreduceSeconds: allreduce, broadcastSeconds: broadcast)
+            if json { print(try jsonText(report)) } else {
+                print("\(count) doubles on \(world.size) ranks (\(world.backend)): allreduce \(format(allreduce * 1e3, 3)) ms, broadcast \(format(broadcast * 1e3, 3)) ms")
+            }
+        }
+    }
+}
