@@ -49,6 +49,14 @@ func poolMap(_ world: Communicator) throws -> String {
     if let ranks, world.size > 1 {
         try expectEqual(Set(ranks), Set(0..<world.size), world, "ranks that did work")
     }
+    // Rank 0 only serving: every item runs on another rank (unless rank 0 is alone).
+    var serving = MapOptions(chunkSize: .fixed(3))
+    serving.rankZeroWorks = false
+    let workers = try pool.map(0..<90, options: serving) { _ in world.rank }
+    if let workers {
+        try expectEqual(workers.count, 90, world, "results with rank 0 serving")
+        if world.size > 1 { try expect(!workers.contains(0), world, "rank 0 worked although rankZeroWorks is false") }
+    }
     return "items=\(n)"
 }
 

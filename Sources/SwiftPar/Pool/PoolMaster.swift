@@ -77,7 +77,7 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
         var lastPoll = monotonicNow()
         while true {
             try serveResults(wait: false)
-            if failure == nil, let chunk = nextChunk() {
+            if failure == nil, options.rankZeroWorks || live.isEmpty, let chunk = nextChunk() {
                 try runOwn(chunk)
                 lastPoll = monotonicNow()
                 continue

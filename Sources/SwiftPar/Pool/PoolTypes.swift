@@ -27,6 +27,9 @@ public struct MapOptions {
     public var retryLostItems = false
     /// Called on rank 0 as results arrive, with the items done and the total when known.
     public var progress: ((_ done: Int, _ total: Int?) -> Void)?
+    /// Whether rank 0 works on items too, between serving the others (the default). When
+    /// false it only hands out items and collects results, unless it is the only rank.
+    public var rankZeroWorks = true
 
     /// Options with the defaults: automatic chunks, dynamic schedule, no retries, no progress.
     public init(chunkSize: ChunkSize = .automatic, schedule: Schedule = .dynamic, retryLostItems: Bool = false,
