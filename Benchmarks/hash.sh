@@ -9,9 +9,7 @@ rounds="${1:-3}"
 data="${2:-${TMPDIR:-/tmp}/swiftpar-hash-bench}"
 cores="$(nproc)"
 
-Launch/setup.sh
-swift build -c release --product swiftpar >/dev/null
-swiftpar="$(swift build -c release --show-bin-path)/swiftpar"
+source Benchmarks/prepare.sh
 
 mkdir -p "$data/large" "$data/small"
 if [ ! -f "$data/large/.done" ]; then

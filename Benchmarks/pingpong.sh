@@ -7,14 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-5}"
 
-Launch/setup.sh
+source Benchmarks/prepare.sh
 mkdir -p Benchmarks/bin
 mpicc -O2 -o Benchmarks/bin/pingpong Benchmarks/pingpong.c
-swift build -c release --product swiftpar >/dev/null
-swiftpar="$(swift build -c release --show-bin-path)/swiftpar"
-
-[ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1
 
 results=$(mktemp -d)
 trap 'rm -rf "$results"' EXIT

@@ -7,12 +7,7 @@ n="${1:-10000000000}"
 rounds="${2:-3}"
 cores="$(nproc)"
 
-Launch/setup.sh
-command -v primesieve >/dev/null || { sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo; $sudo apt-get install -y -qq primesieve-bin >/dev/null; }
-swift build -c release --product swiftpar >/dev/null
-swiftpar="$(swift build -c release --show-bin-path)/swiftpar"
-[ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1
+source Benchmarks/prepare.sh
 
 python3 - "$swiftpar" "$n" "$rounds" "$cores" <<'PY'
 import statistics, subprocess, sys, time

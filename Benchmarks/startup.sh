@@ -7,11 +7,7 @@ cd "$(dirname "$0")/.."
 ranks="${1:-8}"
 runs="${2:-10}"
 
-Launch/setup.sh
-swift build -c release --product swiftpar >/dev/null
-swiftpar="$(swift build -c release --show-bin-path)/swiftpar"
-[ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1
+source Benchmarks/prepare.sh
 
 python3 - "$swiftpar" "$ranks" "$runs" <<'PY'
 import statistics, subprocess, sys, time

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# From a fresh clone on Debian: install what is missing, build swiftpar, and run it on
-# 4 ranks with Open MPI. Usage: Launch/quickstart.sh
+# From a fresh clone on Debian: install what is missing, build swiftpar, and run its main job,
+# counting the primes up to 10^9, on the local backend and on 4 ranks with Open MPI.
+# Usage: Launch/quickstart.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,10 +15,16 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 export OMPI_MCA_rmaps_base_oversubscribe=1
 
+echo "== swiftpar info (local backend, one rank per core)"
+"$bin" info
+echo
 echo "== mpirun -n 4 swiftpar info"
 mpirun -n 4 "$bin" info
 echo
-echo "== mpirun -n 2 swiftpar bench pingpong"
-mpirun -n 2 "$bin" bench pingpong
+echo "== swiftpar primes 1e9 (local backend)"
+"$bin" primes 1e9 --json
+echo
+echo "== mpirun -n 4 swiftpar primes 1e9"
+mpirun -n 4 "$bin" primes 1e9
 echo
 echo "swiftpar is at $bin"

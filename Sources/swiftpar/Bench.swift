@@ -29,7 +29,12 @@ struct Bench: ParsableCommand {
 struct Experiment: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "experiment",
-        abstract: "The article's experiment: the same prime counts serially, with threads, and with processes."
+        abstract: "The article's experiment: the same prime counts serially, with threads, and with processes.",
+        discussion: """
+            Examples:
+              swiftpar -n 2 bench experiment --tasks 4 --limit 50000
+              mpirun -n 2 swiftpar bench experiment --json
+            """
     )
 
     @OptionGroup var options: GlobalOptions
@@ -121,7 +126,12 @@ func runOnThreads(_ count: Int, _ task: @escaping (Int) -> Int) throws -> [Int] 
 struct PrimesBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "primes",
-        abstract: "Time the sieve on π(N) (Benchmarks/primes.sh compares with primesieve)."
+        abstract: "Time the sieve on π(N) (Benchmarks/primes.sh compares with primesieve).",
+        discussion: """
+            Examples:
+              swiftpar -n 2 bench primes 1e10
+              mpirun -n 4 swiftpar bench primes 1e9 --json
+            """
     )
 
     @OptionGroup var options: GlobalOptions
@@ -171,7 +181,12 @@ struct PrimesBench: ParsableCommand {
 struct HashBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hash",
-        abstract: "Time hashing PATH… (Benchmarks/hash.sh compares with sha256sum | xargs -P)."
+        abstract: "Time hashing PATH… (Benchmarks/hash.sh compares with sha256sum | xargs -P).",
+        discussion: """
+            Examples:
+              swiftpar -n 2 bench hash /data
+              mpirun -n 4 swiftpar bench hash /shared/dataset --json
+            """
     )
 
     @OptionGroup var options: GlobalOptions

@@ -36,12 +36,7 @@ struct LocalFaultTests {
 
     @Test("kill -9 of a rank from outside ends the job within 2 s, naming the rank and SIGKILL")
     func killedRank() throws {
-        let job = try BackgroundJob(scenario: "wait-forever", ranks: 4)
-        guard let pids = job.waitForPids(4) else {
-            job.cleanUp([])
-            Issue.record("the ranks never reported their pids: \(job.errors)")
-            return
-        }
+        guard let (job, pids) = try startWaitingJob(ranks: 4) else { return }
         defer { job.cleanUp(pids) }
         kill(pids[2], SIGKILL)
         let status = job.waitForExit(seconds: 2)
@@ -54,12 +49,7 @@ struct LocalFaultTests {
     @Test("Ctrl-C (SIGINT to the process group) and SIGTERM to the launcher stop every rank within 1 s",
           arguments: [(SIGINT, true), (SIGTERM, false)])
     func interrupted(_ signal: Int32, _ wholeGroup: Bool) throws {
-        let job = try BackgroundJob(scenario: "wait-forever", ranks: 4)
-        guard let pids = job.waitForPids(4) else {
-            job.cleanUp([])
-            Issue.record("the ranks never reported their pids: \(job.errors)")
-            return
-        }
+        guard let (job, pids) = try startWaitingJob(ranks: 4) else { return }
         defer { job.cleanUp(pids) }
         if wholeGroup { kill(-pids[0], signal) } else { kill(pids[0], signal) }
         let deadline = Date().addingTimeInterval(1)
@@ -71,12 +61,7 @@ struct LocalFaultTests {
 
     @Test("The launcher killed with SIGKILL: its children notice and exit")
     func launcherKilled() throws {
-        let job = try BackgroundJob(scenario: "wait-forever", ranks: 4)
-        guard let pids = job.waitForPids(4) else {
-            job.cleanUp([])
-            Issue.record("the ranks never reported their pids: \(job.errors)")
-            return
-        }
+        guard let (job, pids) = try startWaitingJob(ranks: 4) else { return }
         defer { job.cleanUp(pids) }
         kill(pids[0], SIGKILL)
         let deadline = Date().addingTimeInterval(2)
@@ -98,12 +83,7 @@ struct LocalPrivacyTests {
     @Test("A local job's channels are anonymous: no sockets, no files in /dev/shm or /tmp, no named shared memory")
     func channelsHaveNoNames() throws {
         let shmBefore = Set((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [])
-        let job = try BackgroundJob(scenario: "wait-forever", ranks: 3)
-        guard let pids = job.waitForPids(3) else {
-            job.cleanUp([])
-            Issue.record("the ranks never reported their pids: \(job.errors)")
-            return
-        }
+        guard let (job, pids) = try startWaitingJob(ranks: 3) else { return }
         defer { job.cleanUp(pids) }
         // Descriptors the job inherited from this test process are not the job's own.
         func targets(_ pid: String) -> [String: String] {
@@ -130,4 +110,16 @@ struct LocalPrivacyTests {
         let shmDuring = Set((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [])
         #expect(shmDuring.subtracting(shmBefore).isEmpty, "new entries in /dev/shm: \(shmDuring.subtracting(shmBefore))")
     }
+}
+
+/// Starts a local job whose ranks wait forever, and returns it with the ranks' pids (nil, with
+/// the failure recorded, if they never reported them).
+func startWaitingJob(ranks: Int) throws -> (BackgroundJob, [Int32])? {
+    let job = try BackgroundJob(scenario: "wait-forever", ranks: ranks)
+    guard let pids = job.waitForPids(ranks) else {
+        job.cleanUp([])
+        Issue.record("the ranks never reported their pids: \(job.errors)")
+        return nil
+    }
+    return (job, pids)
 }
