@@ -111,14 +111,16 @@ extension Transport {
 
     /// Combines contributions in rank order, so results are the same on every run.
     func genericReduce<T: PlainNumber>(_ values: [T], operation: ReductionOperation, root: Int) throws -> [T]? {
-        guard let all = try genericGather(values, root: root) else { return nil }
+        guard var all = try genericGather(values, root: root) else { return nil }
+        // Take rank 0's array out, so combining into it copies nothing while it is shared.
         var result = all[0]
+        all[0] = []
         for contribution in all.dropFirst() {
             guard contribution.count == result.count else {
                 throw CommunicatorError.invalidArgument(
                     operation: "reduce", reason: "ranks contributed arrays of different lengths (\(result.count) and \(contribution.count))", rank: rank)
             }
-            for i in result.indices { result[i] = T.combine(result[i], contribution[i], with: operation) }
+            combine(into: &result, contribution, operation)
         }
         return result
     }
@@ -136,5 +138,48 @@ extension Transport {
             start += count
         }
         return result
+    }
+}
+
+/// `accumulator[i] = accumulator[i] ⊕ contribution[i]` for every element, in a loop on the
+/// concrete element type: called generically, every element would cost a witness call.
+/// Integer sums and products wrap around, as MPI's do.
+func combine<T: PlainNumber>(into accumulator: inout [T], _ contribution: [T], _ operation: ReductionOperation) {
+    accumulator.withUnsafeMutableBytes { target in
+        contribution.withUnsafeBytes { source in
+            // The element kind names the concrete type; Int and UInt share their 64-bit kinds.
+            switch T.plainNumberKind {
+            case .int8: combineIntegers(target.bindMemory(to: Int8.self), source.bindMemory(to: Int8.self), operation)
+            case .int16: combineIntegers(target.bindMemory(to: Int16.self), source.bindMemory(to: Int16.self), operation)
+            case .int32: combineIntegers(target.bindMemory(to: Int32.self), source.bindMemory(to: Int32.self), operation)
+            case .int64: combineIntegers(target.bindMemory(to: Int64.self), source.bindMemory(to: Int64.self), operation)
+            case .uint8: combineIntegers(target.bindMemory(to: UInt8.self), source.bindMemory(to: UInt8.self), operation)
+            case .uint16: combineIntegers(target.bindMemory(to: UInt16.self), source.bindMemory(to: UInt16.self), operation)
+            case .uint32: combineIntegers(target.bindMemory(to: UInt32.self), source.bindMemory(to: UInt32.self), operation)
+            case .uint64: combineIntegers(target.bindMemory(to: UInt64.self), source.bindMemory(to: UInt64.self), operation)
+            case .float32: combineFloats(target.bindMemory(to: Float.self), source.bindMemory(to: Float.self), operation)
+            case .float64: combineFloats(target.bindMemory(to: Double.self), source.bindMemory(to: Double.self), operation)
+            }
+        }
+    }
+}
+
+@inline(__always)
+func combineIntegers<C: FixedWidthInteger>(_ a: UnsafeMutableBufferPointer<C>, _ b: UnsafeBufferPointer<C>, _ operation: ReductionOperation) {
+    switch operation {
+    case .sum: for i in 0..<a.count { a[i] = a[i] &+ b[i] }
+    case .product: for i in 0..<a.count { a[i] = a[i] &* b[i] }
+    case .minimum: for i in 0..<a.count { a[i] = Swift.min(a[i], b[i]) }
+    case .maximum: for i in 0..<a.count { a[i] = Swift.max(a[i], b[i]) }
+    }
+}
+
+@inline(__always)
+func combineFloats<C: BinaryFloatingPoint>(_ a: UnsafeMutableBufferPointer<C>, _ b: UnsafeBufferPointer<C>, _ operation: ReductionOperation) {
+    switch operation {
+    case .sum: for i in 0..<a.count { a[i] = a[i] + b[i] }
+    case .product: for i in 0..<a.count { a[i] = a[i] * b[i] }
+    case .minimum: for i in 0..<a.count { a[i] = Swift.min(a[i], b[i]) }
+    case .maximum: for i in 0..<a.count { a[i] = Swift.max(a[i], b[i]) }
     }
 }
