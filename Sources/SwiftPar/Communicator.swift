@@ -63,18 +63,21 @@ public final class Communicator {
 
     // MARK: Argument checks shared by every operation
 
+    @usableFromInline
     func validate(destination: Int, _ operation: String) throws {
         guard (0..<size).contains(destination) else {
             throw CommunicatorError.invalidRank(destination, operation: operation, size: size, rank: rank)
         }
     }
 
+    @usableFromInline
     func validate(tag: Int, _ operation: String) throws {
         guard (0...maximumTag).contains(tag) else {
             throw CommunicatorError.invalidTag(tag, operation: operation, maximum: maximumTag, rank: rank)
         }
     }
 
+    @usableFromInline
     func validate(source: Source, tag: TagSelector, _ operation: String) throws {
         if case .rank(let r) = source { try validate(destination: r, operation) }
         if case .tag(let t) = tag { try validate(tag: t, operation) }
@@ -91,6 +94,7 @@ public enum Source: Hashable, Sendable, ExpressibleByIntegerLiteral {
     /// A specific rank, written as a number: `from: 3`.
     public init(integerLiteral value: Int) { self = .rank(value) }
 
+    @usableFromInline
     var rankValue: Int? {
         if case .rank(let r) = self { return r }
         return nil
@@ -107,6 +111,7 @@ public enum TagSelector: Hashable, Sendable, ExpressibleByIntegerLiteral {
     /// A specific tag, written as a number: `tag: 7`.
     public init(integerLiteral value: Int) { self = .tag(value) }
 
+    @usableFromInline
     var tagValue: Int? {
         if case .tag(let t) = self { return t }
         return nil

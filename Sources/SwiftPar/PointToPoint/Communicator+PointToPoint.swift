@@ -18,6 +18,7 @@ extension Communicator {
     }
 
     /// Sends an array of plain numbers straight from its storage, with no copy (`MPI_Send`).
+    @inlinable
     public func send<T: PlainNumber>(_ values: [T], to destination: Int, tag: Int = 0) throws {
         try validate(destination: destination, "send")
         try validate(tag: tag, "send")
@@ -115,6 +116,7 @@ extension Communicator {
         }
     }
 
+    @usableFromInline
     func waitForMessage(from source: Source, tag: TagSelector, _ operation: String) throws -> MessageInfo {
         guard let info = try transport.probe(source: source.rankValue, tag: tag.tagValue, wait: true) else {
             throw CommunicatorError.wouldWaitForever(operation: operation, reason: "no message can arrive", rank: rank)
@@ -156,12 +158,11 @@ extension Communicator {
     /// is shortened to the elements received, and a longer message throws
     /// `CommunicatorError.invalidArgument` (MPI truncates it). Use `receive(_:from:tag:)` for
     /// messages of unknown size. Returns the envelope.
-    @discardableResult
+    @inlinable @discardableResult
     public func receive<T: PlainNumber>(into values: inout [T], from source: Source = .any, tag: TagSelector = .any) throws -> MessageInfo {
         try validate(source: source, tag: tag, "receive")
         let stride = MemoryLayout<T>.stride
-        if let mpi = mpiTransport,
-           let info = try values.withUnsafeMutableBytes({ try mpi.receiveDirectly(from: source.rankValue, tag: tag.tagValue, into: $0) }) {
+        if let info = try values.withUnsafeMutableBytes({ try receiveDirectly(from: source, tag: tag, into: $0) }) {
             try checkWhole(info, stride: stride, "[\(T.self)]")
             if info.byteCount / stride < values.count { values.removeLast(values.count - info.byteCount / stride) }
             return info
@@ -180,6 +181,15 @@ extension Communicator {
         return info
     }
 
+    /// Under MPI, receives straight into `buffer` with one `MPI_Recv`; nil on other backends
+    /// or when the buffer is too large for one call.
+    @usableFromInline
+    func receiveDirectly(from source: Source, tag: TagSelector, into buffer: UnsafeMutableRawBufferPointer) throws -> MessageInfo? {
+        guard let mpi = mpiTransport else { return nil }
+        return try mpi.receiveDirectly(from: source.rankValue, tag: tag.tagValue, into: buffer)
+    }
+
+    @usableFromInline
     func checkWhole(_ info: MessageInfo, stride: Int, _ typeName: String) throws {
         guard info.byteCount % stride == 0 else {
             throw CommunicatorError.decodingFailed(
