@@ -134,6 +134,7 @@ extension Communicator {
     }
 }
 
+@usableFromInline
 func describeDecodingError(_ error: any Error) -> String {
     guard let decodingError = error as? DecodingError else { return "\(error)" }
     func path(_ context: DecodingError.Context) -> String {

@@ -196,9 +196,10 @@ public final class Pool {
             let bytes = try channel.receiveArray(UInt8.self, matching: info)
             switch PoolTag(rawValue: info.tag) {
             case .chunk?:
-                let chunk = try communicator.decode(PoolChunk<Item>.self, from: bytes, source: 0, tag: info.tag)
+                let chunk = try poolMessage(from: 0, tag: info.tag) { try PoolChunk<Item>.unframed(bytes) }
                 let result = worker.run(chunk)
-                try channel.sendArray(try communicator.encode(result), to: 0, tag: PoolTag.result.rawValue)
+                try channel.sendArray(try poolMessage(from: communicator.rank, tag: PoolTag.result.rawValue) { try result.framed() },
+                                      to: 0, tag: PoolTag.result.rawValue)
             case .stop?:
                 let stop = try communicator.decode(PoolStop.self, from: bytes, source: 0, tag: info.tag)
                 if let failure = stop.failure { throw failure.error }
@@ -207,6 +208,17 @@ public final class Pool {
                 throw CommunicatorError.invalidArgument(
                     operation: "Pool", reason: "unexpected message with tag \(info.tag) from rank 0 during a map", rank: communicator.rank)
             }
+        }
+    }
+
+    /// Runs a pool message's encoding or decoding, reporting a failure as a `CommunicatorError`.
+    @inlinable
+    func poolMessage<T>(from source: Int, tag: Int, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch {
+            throw CommunicatorError.decodingFailed(type: "\(T.self)", source: source, tag: tag, byteCount: -1,
+                                                   reason: describeDecodingError(error), rank: communicator.rank)
         }
     }
 

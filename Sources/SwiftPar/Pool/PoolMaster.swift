@@ -138,7 +138,7 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
 
     @inlinable
     mutating func send(_ chunk: (start: Int, items: [Item]), to rank: Int) throws {
-        let bytes = try pool.communicator.encode(PoolChunk(start: chunk.start, items: chunk.items))
+        let bytes = try pool.poolMessage(from: 0, tag: PoolTag.chunk.rawValue) { try PoolChunk(start: chunk.start, items: chunk.items).framed() }
         sends.append(SendRequest(try channel.startSend(OutgoingBytes(bytes), to: rank, tag: PoolTag.chunk.rawValue)))
         if sends.count > 64 { sends = try sends.filter { try !$0.test() } }
         outstanding[rank].append(SentChunk(start: chunk.start, count: chunk.items.count,
@@ -168,7 +168,7 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
             guard let info else { return }
             shouldWait = false
             let bytes = try channel.receiveArray(UInt8.self, matching: info)
-            let result = try pool.communicator.decode(PoolChunkResult<R>.self, from: bytes, source: info.source, tag: info.tag)
+            let result = try pool.poolMessage(from: info.source, tag: info.tag) { try PoolChunkResult<R>.unframed(bytes) }
             try handle(result, from: info.source)
             if failure == nil, let chunk = nextChunk() { try send(chunk, to: info.source) }
         }

@@ -104,6 +104,83 @@ struct PoolChunk<Item: Codable>: Codable {
     }
 }
 
+// Chunks and chunk results travel in a fixed layout around the encoded items and results:
+// a round trip of a one-item chunk is then two small encodings instead of keyed containers.
+
+/// Little-endian 64-bit words at the front of a message, then the rest.
+@usableFromInline
+struct PoolFrame {
+    @usableFromInline var bytes: [UInt8] = []
+
+    @inlinable
+    init() {}
+
+    @inlinable
+    mutating func append(_ word: UInt64) {
+        withUnsafeBytes(of: word.littleEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    @inlinable
+    static func word(_ bytes: UnsafeRawBufferPointer, _ index: Int) throws -> UInt64 {
+        guard bytes.count >= 8 * (index + 1) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "pool message of \(bytes.count) bytes is too short"))
+        }
+        return UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 8 * index, as: UInt64.self))
+    }
+}
+
+extension PoolChunk {
+    /// start, then the encoded items.
+    @inlinable
+    func framed() throws -> [UInt8] {
+        var frame = PoolFrame()
+        frame.append(UInt64(bitPattern: Int64(start)))
+        frame.bytes.append(contentsOf: try BinaryEncoder().encode(items))
+        return frame.bytes
+    }
+
+    @inlinable
+    static func unframed(_ bytes: [UInt8]) throws -> PoolChunk {
+        try bytes.withUnsafeBytes { raw in
+            let start = Int(Int64(bitPattern: try PoolFrame.word(raw, 0)))
+            return PoolChunk(start: start, items: try BinaryDecoder().decode([Item].self, from: UnsafeRawBufferPointer(rebasing: raw[8...])))
+        }
+    }
+}
+
+extension PoolChunkResult {
+    /// start, count, seconds, length of the encoded failures; the failures; the results.
+    @inlinable
+    func framed() throws -> [UInt8] {
+        let encodedFailures = failures.isEmpty ? [] : try BinaryEncoder().encode(failures)
+        var frame = PoolFrame()
+        frame.append(UInt64(bitPattern: Int64(start)))
+        frame.append(UInt64(bitPattern: Int64(count)))
+        frame.append(seconds.bitPattern)
+        frame.append(UInt64(encodedFailures.count))
+        frame.bytes.append(contentsOf: encodedFailures)
+        frame.bytes.append(contentsOf: try BinaryEncoder().encode(results))
+        return frame.bytes
+    }
+
+    @inlinable
+    static func unframed(_ bytes: [UInt8]) throws -> PoolChunkResult {
+        try bytes.withUnsafeBytes { raw in
+            let start = Int(Int64(bitPattern: try PoolFrame.word(raw, 0)))
+            let count = Int(Int64(bitPattern: try PoolFrame.word(raw, 1)))
+            let seconds = Double(bitPattern: try PoolFrame.word(raw, 2))
+            let failureBytes = Int(try PoolFrame.word(raw, 3))
+            guard failureBytes <= raw.count - 32 else {
+                throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "pool result claims \(failureBytes) bytes of failures"))
+            }
+            let failures = failureBytes == 0 ? [] : try BinaryDecoder().decode(
+                [PoolItemFailure].self, from: UnsafeRawBufferPointer(rebasing: raw[32..<(32 + failureBytes)]))
+            let results = try BinaryDecoder().decode([R].self, from: UnsafeRawBufferPointer(rebasing: raw[(32 + failureBytes)...]))
+            return PoolChunkResult(start: start, count: count, results: results, failures: failures, seconds: seconds)
+        }
+    }
+}
+
 @usableFromInline
 struct PoolItemFailure: Codable {
     @usableFromInline var offset: Int
