@@ -74,17 +74,14 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
                 if let chunk = nextChunk() { try send(chunk, to: rank) }
             }
         }
-        var lastPoll = monotonicNow()
         while true {
             try serveResults(wait: false)
             if failure == nil, options.rankZeroWorks || live.isEmpty, let chunk = nextChunk() {
                 try runOwn(chunk)
-                lastPoll = monotonicNow()
                 continue
             }
             if outstanding.allSatisfy(\.isEmpty) { break }
             try serveResults(wait: true)
-            _ = lastPoll
         }
         for request in sends { try request.wait() }
         if let failure {
