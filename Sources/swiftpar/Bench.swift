@@ -56,6 +56,8 @@ struct Experiment: ParsableCommand {
         options.run { world in
             let pool = Pool(world)
             var rows: [Row] = []
+            let bar = ProgressBar("experiment", enabled: world.rank == 0 && isTerminal(2))
+            bar.update(done: 0, total: 3)
             var serial = 0.0
             var expected: [Int] = []
             try world.barrier()
@@ -64,6 +66,7 @@ struct Experiment: ParsableCommand {
                 expected = (0..<tasks).map { trialDivisionPrimeCount(below: limit + $0) }
                 serial = monotonicSeconds() - start
                 rows.append(Row(approach: "serial (one process, one thread)", seconds: serial, speedup: 1))
+                bar.update(done: 1, total: 3)
                 start = monotonicSeconds()
                 let threaded = try runOnThreads(tasks) { trialDivisionPrimeCount(below: limit + $0) }
                 let seconds = monotonicSeconds() - start
@@ -71,9 +74,11 @@ struct Experiment: ParsableCommand {
                 rows.append(Row(approach: "\(tasks) threads in one process", seconds: seconds, speedup: serial / seconds))
             }
             try world.barrier()
+            bar.update(done: 2, total: 3)
             let start = monotonicSeconds()
             let counts = try pool.map(0..<tasks, options: MapOptions(chunkSize: .fixed(1))) { trialDivisionPrimeCount(below: limit + $0) }
             let seconds = monotonicSeconds() - start
+            bar.finish()
             guard world.rank == 0 else { return }
             guard counts == expected else { throw SwiftParUsageError("bench: processes counted differently") }
             let processes = world.backend == .mpi ? "\(world.size) MPI ranks (Pool.map)" : "\(world.size) processes, \(world.backend) backend (Pool.map)"

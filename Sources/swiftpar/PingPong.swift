@@ -60,10 +60,14 @@ struct PingPong: ParsableCommand {
                 throw SwiftParUsageError("bench pingpong needs at least 2 ranks, for example: mpirun -n 2 swiftpar bench pingpong")
             }
             var results: [Result] = []
+            let bar = ProgressBar("ping-pong", enabled: world.rank == 0 && isTerminal(2))
+            var measured = 0
             for path in ["numbers", "codable"] {
                 for c in Self.cases {
                     var samples: [Double] = []
                     for _ in 0..<repetitions {
+                        bar.update(done: measured, total: 2 * Self.cases.count * repetitions)
+                        measured += 1
                         try world.barrier()
                         let seconds = try Self.measure(world, path: path, c)
                         samples.append(seconds / Double(2 * c.iterations))
@@ -76,6 +80,7 @@ struct PingPong: ParsableCommand {
                 }
             }
             try world.barrier()
+            bar.finish()
             guard world.rank == 0 else { return }
             if json {
                 var keyed: [String: Result] = [:]
