@@ -11,8 +11,10 @@ struct SwiftParCommand: ParsableCommand {
             Started by hand, swiftpar forks its own ranks on this machine: one per core, or -n N.
 
             Examples:
+              swiftpar primes 1e10
+              swiftpar -n 8 hash ~/data > SHA256SUMS
               mpirun -n 4 swiftpar info
-              mpirun -n 2 swiftpar bench pingpong --json
+              swiftpar -n 2 bench
             """,
         subcommands: [Primes.self, Hash.self, Info.self, Bench.self]
     )
