@@ -55,36 +55,31 @@ final class MPITransport: Transport {
     // MARK: Point to point
 
     func send(_ bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws {
-        let limit = Self.messageLimit
-        if bytes.count < limit {
-            try check(MPI_Send(bytes.baseAddress, Int32(bytes.count), swiftpar_type_byte(), Int32(destination), Int32(tag), comm),
-                      "MPI_Send to rank \(destination)")
-            return
-        }
-        for chunk in Self.chunks(of: bytes.count, limit: limit) {
+        try Self.forEachChunk(of: bytes.count) { chunk in
             let pointer = bytes.baseAddress.map { $0 + chunk.lowerBound }
             try check(MPI_Send(pointer, Int32(chunk.count), swiftpar_type_byte(), Int32(destination), Int32(tag), comm),
                       "MPI_Send to rank \(destination)")
         }
     }
 
-    /// The chunks a message of `byteCount` bytes travels as: one if it is under the limit.
-    static func chunks(of byteCount: Int, limit: Int) -> [Range<Int>] {
-        if byteCount < limit { return [0..<byteCount] }
-        var result: [Range<Int>] = []
+    /// Calls `body` with each chunk a message of `byteCount` bytes travels as: the whole message
+    /// if it is under the limit, else chunks of exactly the limit and a shorter last one.
+    @inline(__always)
+    static func forEachChunk(of byteCount: Int, _ body: (Range<Int>) throws -> Void) rethrows {
+        let limit = messageLimit
+        if byteCount < limit { return try body(0..<byteCount) }
         var start = 0
         while byteCount - start >= limit {
-            result.append(start..<start + limit)
+            try body(start..<start + limit)
             start += limit
         }
-        result.append(start..<byteCount)
-        return result
+        try body(start..<byteCount)
     }
 
     func startSend(_ message: OutgoingBytes, to destination: Int, tag: Int) throws -> any TransportRequest {
         let request = MPISendRequest(message: message, transport: self)
         try message.withBytes { bytes in
-            for chunk in Self.chunks(of: bytes.count, limit: Self.messageLimit) {
+            try Self.forEachChunk(of: bytes.count) { chunk in
                 var handle = swiftpar_request_null()
                 let pointer = bytes.baseAddress.map { $0 + chunk.lowerBound }
                 try check(MPI_Isend(pointer, Int32(chunk.count), swiftpar_type_byte(), Int32(destination), Int32(tag), comm, &handle),
