@@ -1,9 +1,11 @@
 // swift-tools-version:6.0
+// swiftpar: true parallelism for Swift, from one multicore machine to a cluster.
+// Licensed under the Apache License, Version 2.0 (see LICENSE).
 import PackageDescription
 
 let package = Package(
     name: "swiftpar",
-    platforms: [.macOS(.v13)],
+    // Linux only: the local backend is built on Linux calls (fork, futex, signalfd, pidfd).
     products: [
         .library(name: "SwiftPar", targets: ["SwiftPar"]),
         .library(name: "SwiftParWorkloads", targets: ["SwiftParWorkloads"]),
@@ -15,15 +17,14 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
     ],
     targets: [
-        // The only C in the project: Open MPI's handle macros as functions Swift can call.
-        .systemLibrary(
-            name: "CMPI",
-            pkgConfig: "ompi-c",
-            providers: [.apt(["libopenmpi-dev"])]
-        ),
+        // Open MPI's calls and handles, loaded at run time (dlopen): nothing of Open MPI is
+        // needed to build, and a program runs local jobs where Open MPI is not installed.
+        .target(name: "CSwiftParMPI", linkerSettings: [.linkedLibrary("dl")]),
+        // The few Linux calls Swift cannot make by itself (prctl, futex, pidfd, memfd).
+        .target(name: "CSwiftParLinux"),
         .target(
             name: "SwiftPar",
-            dependencies: ["CMPI", .product(name: "Atomics", package: "swift-atomics")]
+            dependencies: ["CSwiftParMPI", "CSwiftParLinux", .product(name: "Atomics", package: "swift-atomics")]
         ),
         // The workloads users run first: prime counting and file hashing, built on the pool.
         .target(
@@ -50,5 +51,5 @@ let package = Package(
             dependencies: ["SwiftPar", "SwiftParWorkloads", "swiftpar-checks", "swiftpar"]
         ),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

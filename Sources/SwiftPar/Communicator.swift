@@ -8,7 +8,7 @@ import Glibc
 /// Every process of a job runs the same program and gets a communicator from `SwiftPar.run`.
 /// Values of any `Codable` type can be sent and received; arrays of plain numbers (`[Double]`,
 /// `[Int]`, ...) travel as raw memory with no extra copy. A communicator is used by one thread
-/// at a time.
+/// at a time: the rank's own (see `SwiftPar.run`).
 ///
 /// ```swift
 /// SwiftPar.run { world in
@@ -18,8 +18,6 @@ import Glibc
 /// ```
 public final class Communicator {
     @usableFromInline let transport: any Transport
-    /// The same transport when it is MPI's, for the paths that call MPI directly.
-    let mpiTransport: MPITransport?
 
     /// The status this process exits with when the closure given to `SwiftPar.run` returns
     /// normally (0 by default): a way to fail without an error message, as a command that has
@@ -32,9 +30,11 @@ public final class Communicator {
     /// The name of the host this rank runs on (`MPI_Get_processor_name` under MPI).
     public let hostName: String
 
+    /// Collectives called so far on this communicator, which numbers the next one.
+    var collectiveCount = 0
+
     init(transport: any Transport, backend: Backend, hostName: String) {
         self.transport = transport
-        self.mpiTransport = transport as? MPITransport
         self.backend = backend
         self.hostName = hostName
     }
@@ -52,12 +52,21 @@ public final class Communicator {
     ///
     /// Every rank of this communicator must call `split`. Ranks with the same color form a new
     /// communicator, ordered by `key` and then by their rank here. A rank that passes a nil
-    /// color joins none and gets nil.
+    /// color joins none and gets nil. Colors and keys are MPI `int`s: from 0 (colors) or
+    /// `Int32.min` (keys) to `Int32.max`.
     public func split(color: Int?, key: Int? = nil) throws -> Communicator? {
-        if let color, color < 0 {
-            throw CommunicatorError.invalidArgument(operation: "split", reason: "color \(color) is negative", rank: rank)
+        if let color, color < 0 || color > Int(Int32.max) {
+            throw CommunicatorError.invalidArgument(operation: "split", reason: "color \(color) is outside 0...\(Int32.max)", rank: rank)
         }
-        guard let part = try transport.split(color: color, key: key ?? rank) else { return nil }
+        let key = key ?? rank
+        guard Int32(exactly: key) != nil else {
+            throw CommunicatorError.invalidArgument(operation: "split", reason: "key \(key) is outside \(Int32.min)...\(Int32.max)", rank: rank)
+        }
+        let part = try collective("split") { () -> (any Transport)? in
+            _ = try agree(on: signature(.split, .none), "split")
+            return try transport.split(color: color, key: key)
+        }
+        guard let part else { return nil }
         return Communicator(transport: part, backend: backend, hostName: hostName)
     }
 
@@ -81,6 +90,29 @@ public final class Communicator {
     func validate(source: Source, tag: TagSelector, _ operation: String) throws {
         if case .rank(let r) = source { try validate(destination: r, operation) }
         if case .tag(let t) = tag { try validate(tag: t, operation) }
+    }
+
+    // MARK: Encoding shared by point to point, collectives and the pool
+
+    /// The message bytes of `value`: encoded behind swiftpar's header.
+    @usableFromInline
+    func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        do {
+            return try BinaryEncoder().encode(value)
+        } catch {
+            throw CommunicatorError.encodingFailed(type: String(describing: T.self), reason: "\(error)", rank: rank)
+        }
+    }
+
+    /// Decodes bytes that `source` sent with `tag` as a `T`.
+    @usableFromInline
+    func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8], source: Int, tag: Int) throws -> T {
+        do {
+            return try decodeValue(type, from: bytes)
+        } catch let failure as MessageDecodingFailure {
+            throw CommunicatorError.decodingFailed(type: String(describing: T.self), source: source, tag: tag,
+                                                   byteCount: bytes.count, reason: failure.reason, rank: rank)
+        }
     }
 }
 
@@ -130,8 +162,10 @@ public struct ReceivedMessage<Value> {
     public let byteCount: Int
 }
 
+extension ReceivedMessage: Sendable where Value: Sendable {}
+
 func currentHostName() -> String {
     var buffer = [CChar](repeating: 0, count: 256)
     gethostname(&buffer, buffer.count - 1)
-    return String(cString: buffer)
+    return stringFromCString(buffer)
 }

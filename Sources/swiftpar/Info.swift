@@ -35,7 +35,7 @@ struct Info: ParsableCommand {
             let mine = RankInfo(rank: world.rank, host: world.hostName, pid: getpid())
             guard let all = try world.gather(mine, root: 0) else { return }
             let report = Report(backend: world.backend.rawValue, size: world.size,
-                                mpiLibrary: SwiftPar.mpiLibraryVersion, ranks: all)
+                                mpiLibrary: SwiftPar.mpiLibraryVersion ?? "not installed", ranks: all)
             if json {
                 print(try jsonText(report))
             } else {

@@ -6,7 +6,7 @@ import SwiftPar
 // The examples of the article our users start from (shared/reference), in Swift. Each runs in
 // one process that starts its own children, and checks the article's exact results.
 
-let multiprocessingScenarios: [String: (Communicator) throws -> String] = [
+let multiprocessingScenarios: [String: @Sendable (Communicator) throws -> String] = [
     "mp-process": articleProcess,
     "mp-apply-async": articleApplyAsync,
     "mp-queue": articleQueue,
@@ -168,9 +168,9 @@ final class SharedValueBox<T>: @unchecked Sendable {
 }
 
 /// Runs an async closure to completion from synchronous code.
-func blockOn<T>(_ body: @escaping () async throws -> T) throws -> T {
+func blockOn<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
     let box = try SharedValueBox<Result<T, any Error>?>(nil)
-    let finished = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+    nonisolated(unsafe) let finished = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
     sem_init(finished, 0, 0)
     defer { sem_destroy(finished); finished.deallocate() }
     Task {

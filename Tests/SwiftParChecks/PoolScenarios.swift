@@ -3,7 +3,7 @@ import Glibc
 #endif
 import SwiftPar
 
-let poolScenarios: [String: (Communicator) throws -> String] = [
+let poolScenarios: [String: @Sendable (Communicator) throws -> String] = [
     "pool-map": poolMap,
     "pool-stream": poolStream,
     "pool-errors": poolErrors,

@@ -4,7 +4,7 @@ import Glibc
 import SwiftPar
 
 /// Every scenario by name. Each returns a one-word summary of what this rank verified.
-let scenarios: [String: (Communicator) throws -> String] = [
+let scenarios: [String: @Sendable (Communicator) throws -> String] = [
     "ring": ring,
     "any-source": anySource,
     "probe": probe,
@@ -29,13 +29,14 @@ let scenarios: [String: (Communicator) throws -> String] = [
 /// Rank 0 waits for a message from rank 1, which finishes without sending it: the receive
 /// throws instead of waiting forever (on the local backend, which can see that rank 1 ended).
 func receiveFromFinished(_ world: Communicator) throws -> String {
-    guard world.rank == 0, world.size > 1 else { return "finished" }
+    // Each rank reports alone: the others must really finish, not wait in a gather.
+    guard world.rank == 0, world.size > 1 else { return "\(soloPrefix)finished" }
     let start = monotonic()
     do {
         _ = try world.receive(Int.self, from: .rank(1), tag: 5)
     } catch let error as CommunicatorError {
         guard case .wouldWaitForever = error else { throw error }
-        return "threw-after-ms=\(Int((monotonic() - start) * 1000))"
+        return "\(soloPrefix)threw-after-ms=\(Int((monotonic() - start) * 1000))"
     }
     throw CheckFailed(description: "rank 0 received a message rank 1 never sent")
 }

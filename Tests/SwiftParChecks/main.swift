@@ -9,6 +9,7 @@ import SwiftPar
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 let everyScenario = scenarios.merging(poolScenarios) { first, _ in first }.merging(multiprocessingScenarios) { first, _ in first }
+    .merging(faultScenarios) { first, _ in first }
 guard let name = arguments.first, let scenario = everyScenario[name] else {
     let known = everyScenario.keys.sorted().joined(separator: ", ")
     writeError("usage: swiftpar-checks SCENARIO\nscenarios: \(known)\n")

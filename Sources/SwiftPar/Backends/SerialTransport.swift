@@ -1,12 +1,12 @@
 /// The single-rank backend: a group of one, with messages to itself kept in a queue.
 ///
-/// Used when no launcher started the process and no worker count was asked for, and by
-/// `--backend serial`. Every collective works (trivially); a receive with nothing queued can
-/// never complete, so it throws instead of waiting forever.
+/// Used by `--backend serial`. Every collective works (trivially); a receive with nothing
+/// queued can never complete, so it throws instead of waiting forever.
 final class SerialTransport: Transport {
     let rank = 0
     let size = 1
     let maximumTag = Int(Int32.max)
+    var activity: String?
     private var queue: [(info: MessageInfo, bytes: [UInt8])] = []
     private var channelStorage: SerialTransport?
 
@@ -29,6 +29,9 @@ final class SerialTransport: Transport {
     func probe(source: Int?, tag: Int?, wait: Bool) throws -> MessageInfo? {
         if let entry = queue.first(where: { tag == nil || $0.info.tag == tag }) { return entry.info }
         if wait {
+            if let activity {
+                throw CommunicatorError.wouldWaitForever(operation: activity, reason: "this is the only rank and it has sent nothing for it", rank: 0)
+            }
             throw CommunicatorError.wouldWaitForever(
                 operation: "receive", reason: "this is the only rank and no message with tag \(tag.map(String.init) ?? "any") is queued", rank: 0)
         }
@@ -46,10 +49,4 @@ final class SerialTransport: Transport {
     func split(color: Int?, key: Int) throws -> (any Transport)? {
         color == nil ? nil : SerialTransport()
     }
-}
-
-/// A request that was complete when it was made.
-final class CompletedRequest: TransportRequest {
-    func wait() throws {}
-    func test() throws -> Bool { true }
 }

@@ -1,9 +1,12 @@
 /// What a backend provides: ranks, point-to-point byte messages, and collectives on arrays of
-/// plain numbers. Everything public is written once on top of this.
+/// plain numbers whose counts every rank already knows. Everything public is written once on
+/// top of this.
 ///
 /// The collectives have default implementations over point to point (`GenericCollectives.swift`),
 /// run on `collectiveChannel` so they never match a user's messages. The MPI backend replaces
-/// them with Open MPI's native collectives.
+/// them with Open MPI's native (nonblocking) collectives. Before any collective moves data, the
+/// communicator layer has already checked, with `allgatherFixed`, that every rank called the
+/// same collective with agreeing types and counts; so the transports take counts as given.
 @usableFromInline
 protocol Transport: AnyObject {
     /// This process's rank in the group.
@@ -12,8 +15,11 @@ protocol Transport: AnyObject {
     var size: Int { get }
     /// Largest tag a user may use.
     var maximumTag: Int { get }
-    /// The same group with a separate message space, for collectives built on point to point.
+    /// The same group with a separate message space, for collectives and the pool.
     var collectiveChannel: any Transport { get }
+    /// The collective or pool call running on this transport, if any: a wait that can never end
+    /// then says that a rank "has finished without calling it".
+    var activity: String? { get set }
 
     /// Sends `bytes` to `destination`; returns once the buffer may be reused.
     func send(_ bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws
@@ -26,17 +32,34 @@ protocol Transport: AnyObject {
     func probe(anyOf sources: [Int], tag: Int?, wait: Bool) throws -> MessageInfo?
     /// Receives the message that `probe` described into `buffer`, of exactly `info.byteCount` bytes.
     func receive(_ info: MessageInfo, into buffer: UnsafeMutableRawBufferPointer) throws
+    /// Receives the next matching message straight into `buffer` if the backend can do so in
+    /// one step (MPI's `MPI_Recv` into the buffer); nil when it cannot, and the caller probes.
+    func receiveDirectly(from source: Int?, tag: Int?, into buffer: UnsafeMutableRawBufferPointer) throws -> MessageInfo?
 
-    func barrier() throws
-    func broadcast<T: PlainNumber>(_ values: [T]?, root: Int) throws -> [T]
-    func gather<T: PlainNumber>(_ values: [T], root: Int) throws -> [[T]]?
-    func allgather<T: PlainNumber>(_ values: [T]) throws -> [[T]]
-    func scatter<T: PlainNumber>(_ pieces: [[T]]?, root: Int) throws -> [T]
-    func allToAll<T: PlainNumber>(_ pieces: [[T]]) throws -> [[T]]
+    /// Every rank's `values` (each rank passes the same count), concatenated in rank order.
+    func allgatherFixed<T: PlainNumber>(_ values: [T], operation: String) throws -> [T]
+    /// `values` of `root` (of `count` elements) on every rank.
+    func broadcast<T: PlainNumber>(_ values: [T]?, count: Int, root: Int) throws -> [T]
+    /// Every rank's values concatenated in rank order on `root` (rank r sends `counts[r]`).
+    func gather<T: PlainNumber>(_ values: [T], counts: [Int], root: Int) throws -> [T]?
+    /// Every rank's values concatenated in rank order on every rank.
+    func allgather<T: PlainNumber>(_ values: [T], counts: [Int]) throws -> [T]
+    /// `counts[r]` elements of root's `flat` to rank r; `counts` is known on the root only,
+    /// `total` (their sum) on every rank.
+    func scatter<T: PlainNumber>(_ flat: [T]?, counts: [Int]?, myCount: Int, total: Int, root: Int) throws -> [T]
+    /// `sendCounts[d]` elements to each rank d; returns what each rank sent here, concatenated.
+    /// `total` is the number of elements all ranks send together, the same on every rank.
+    func allToAll<T: PlainNumber>(_ flat: [T], sendCounts: [Int], receiveCounts: [Int], total: Int) throws -> [T]
+    /// Element-wise combination of every rank's values (all of one count), on `root`.
     func reduce<T: PlainNumber>(_ values: [T], operation: ReductionOperation, root: Int) throws -> [T]?
+    /// Element-wise combination of every rank's values, on every rank.
     func allreduce<T: PlainNumber>(_ values: [T], operation: ReductionOperation) throws -> [T]
     /// Splits the group; nil when `color` is nil (this rank joins no new group).
     func split(color: Int?, key: Int) throws -> (any Transport)?
+
+    /// While `tolerate` is set, a dead rank of this job is this rank's business (a pool redoing
+    /// its items) instead of the end of the job; backends that cannot survive a dead rank ignore it.
+    func tolerateFailures(_ tolerate: Bool)
 }
 
 /// An operation in flight: a nonblocking send, or a receive that completes when waited on.
@@ -86,6 +109,12 @@ extension Transport {
     func probe(anyOf sources: [Int], tag: Int?, wait: Bool) throws -> MessageInfo? {
         try probe(source: sources.count == 1 ? sources[0] : nil, tag: tag, wait: wait)
     }
+
+    func receiveDirectly(from source: Int?, tag: Int?, into buffer: UnsafeMutableRawBufferPointer) throws -> MessageInfo? {
+        nil
+    }
+
+    func tolerateFailures(_ tolerate: Bool) {}
 
     /// Sends a plain-number array from its own storage.
     @usableFromInline

@@ -3,20 +3,34 @@
 // The local and single-rank backends use these as they are; the MPI backend uses Open MPI's
 // native collectives and falls back to these only for data too large for MPI's 32-bit counts.
 // All messages travel on `collectiveChannel`, and every receive names its source, so these
-// never match a user's messages and consecutive collectives never mix.
+// never match a user's messages and consecutive collectives never mix. Counts are known on
+// every rank before data moves (the communicator layer agreed on them), so every receive
+// checks that the size is the one expected.
 
 /// Tags on the collective channel, one per algorithm.
 enum CollectiveTag: Int {
-    case barrier = 1, broadcast, gather, scatter, allToAll, reduce, split
+    case allgather = 1, broadcast, gather, scatter, allToAll
 }
 
 extension Transport {
-    func barrier() throws { try genericBarrier() }
-    func broadcast<T: PlainNumber>(_ values: [T]?, root: Int) throws -> [T] { try genericBroadcast(values, root: root) }
-    func gather<T: PlainNumber>(_ values: [T], root: Int) throws -> [[T]]? { try genericGather(values, root: root) }
-    func allgather<T: PlainNumber>(_ values: [T]) throws -> [[T]] { try genericAllgather(values) }
-    func scatter<T: PlainNumber>(_ pieces: [[T]]?, root: Int) throws -> [T] { try genericScatter(pieces, root: root) }
-    func allToAll<T: PlainNumber>(_ pieces: [[T]]) throws -> [[T]] { try genericAllToAll(pieces) }
+    func allgatherFixed<T: PlainNumber>(_ values: [T], operation: String) throws -> [T] {
+        try genericAllgather(values, counts: Array(repeating: values.count, count: size))
+    }
+    func broadcast<T: PlainNumber>(_ values: [T]?, count: Int, root: Int) throws -> [T] {
+        try genericBroadcast(values, count: count, root: root)
+    }
+    func gather<T: PlainNumber>(_ values: [T], counts: [Int], root: Int) throws -> [T]? {
+        try genericGather(values, counts: counts, root: root)
+    }
+    func allgather<T: PlainNumber>(_ values: [T], counts: [Int]) throws -> [T] {
+        try genericAllgather(values, counts: counts)
+    }
+    func scatter<T: PlainNumber>(_ flat: [T]?, counts: [Int]?, myCount: Int, total: Int, root: Int) throws -> [T] {
+        try genericScatter(flat, counts: counts, myCount: myCount, root: root)
+    }
+    func allToAll<T: PlainNumber>(_ flat: [T], sendCounts: [Int], receiveCounts: [Int], total: Int) throws -> [T] {
+        try genericAllToAll(flat, sendCounts: sendCounts, receiveCounts: receiveCounts)
+    }
     func reduce<T: PlainNumber>(_ values: [T], operation: ReductionOperation, root: Int) throws -> [T]? {
         try genericReduce(values, operation: operation, root: root)
     }
@@ -24,20 +38,18 @@ extension Transport {
         try genericAllreduce(values, operation: operation)
     }
 
-    /// Dissemination barrier: ⌈log2 size⌉ rounds of one message each way.
-    func genericBarrier() throws {
-        let channel = collectiveChannel
-        var distance = 1
-        while distance < size {
-            let request = try channel.startSend(OutgoingBytes([UInt8]()), to: (rank + distance) % size, tag: CollectiveTag.barrier.rawValue)
-            _ = try channel.receiveArray(UInt8.self, from: (rank - distance + size) % size, tag: CollectiveTag.barrier.rawValue)
-            try request.wait()
-            distance *= 2
+    /// Receives `count` elements from `source` on the collective channel.
+    private func receiveCollective<T: PlainNumber>(_ type: T.Type, count: Int, from source: Int, tag: CollectiveTag) throws -> [T] {
+        let (values, info) = try collectiveChannel.receiveArray(T.self, from: source, tag: tag.rawValue)
+        guard values.count == count else {
+            throw CommunicatorError.invalidArgument(
+                operation: "collective", reason: "rank \(info.source) sent \(values.count) elements where \(count) were agreed", rank: rank)
         }
+        return values
     }
 
     /// Binomial-tree broadcast from `root`.
-    func genericBroadcast<T: PlainNumber>(_ values: [T]?, root: Int) throws -> [T] {
+    func genericBroadcast<T: PlainNumber>(_ values: [T]?, count: Int, root: Int) throws -> [T] {
         let channel = collectiveChannel
         let relative = (rank - root + size) % size
         var data: [T]
@@ -46,7 +58,7 @@ extension Transport {
         } else {
             // The parent is this rank with its lowest set bit cleared.
             let parent = (relative & (relative - 1) + root) % size
-            data = try channel.receiveArray(T.self, from: parent, tag: CollectiveTag.broadcast.rawValue).0
+            data = try receiveCollective(T.self, count: count, from: parent, tag: .broadcast)
         }
         var bit = 1
         while bit < size {
@@ -60,85 +72,98 @@ extension Transport {
         return data
     }
 
-    func genericGather<T: PlainNumber>(_ values: [T], root: Int) throws -> [[T]]? {
-        let channel = collectiveChannel
+    func genericGather<T: PlainNumber>(_ values: [T], counts: [Int], root: Int) throws -> [T]? {
         guard rank == root else {
-            try channel.sendArray(values, to: root, tag: CollectiveTag.gather.rawValue)
+            try collectiveChannel.sendArray(values, to: root, tag: CollectiveTag.gather.rawValue)
             return nil
         }
-        var result: [[T]] = []
-        result.reserveCapacity(size)
+        var result: [T] = []
+        result.reserveCapacity(counts.reduce(0, +))
         for source in 0..<size {
-            result.append(source == rank ? values
-                : try channel.receiveArray(T.self, from: source, tag: CollectiveTag.gather.rawValue).0)
+            if source == rank {
+                result.append(contentsOf: values)
+            } else {
+                result.append(contentsOf: try receiveCollective(T.self, count: counts[source], from: source, tag: .gather))
+            }
         }
         return result
     }
 
-    func genericAllgather<T: PlainNumber>(_ values: [T]) throws -> [[T]] {
-        let gathered = try genericGather(values, root: 0)
-        let counts = try genericBroadcast(gathered?.map { Int64($0.count) }, root: 0)
-        let flat = try genericBroadcast(gathered?.flatMap { $0 }, root: 0)
-        return split(flat, counts: counts.map(Int.init))
+    func genericAllgather<T: PlainNumber>(_ values: [T], counts: [Int]) throws -> [T] {
+        let gathered = try genericGather(values, counts: counts, root: 0)
+        return try genericBroadcast(gathered, count: counts.reduce(0, +), root: 0)
     }
 
-    func genericScatter<T: PlainNumber>(_ pieces: [[T]]?, root: Int) throws -> [T] {
-        let channel = collectiveChannel
-        guard rank == root else {
-            return try channel.receiveArray(T.self, from: root, tag: CollectiveTag.scatter.rawValue).0
+    func genericScatter<T: PlainNumber>(_ flat: [T]?, counts: [Int]?, myCount: Int, root: Int) throws -> [T] {
+        guard rank == root, let flat, let counts else {
+            return try receiveCollective(T.self, count: myCount, from: root, tag: .scatter)
         }
-        let pieces = pieces ?? []
-        for destination in 0..<size where destination != rank {
-            try channel.sendArray(pieces[destination], to: destination, tag: CollectiveTag.scatter.rawValue)
+        var start = 0
+        var mine: [T] = []
+        for destination in 0..<size {
+            let piece = Array(flat[start..<start + counts[destination]])
+            start += counts[destination]
+            if destination == rank {
+                mine = piece
+            } else {
+                try collectiveChannel.sendArray(piece, to: destination, tag: CollectiveTag.scatter.rawValue)
+            }
         }
-        return pieces[rank]
+        return mine
     }
 
     /// Pairwise exchange: in round k every rank sends to rank+k and receives from rank−k.
-    func genericAllToAll<T: PlainNumber>(_ pieces: [[T]]) throws -> [[T]] {
+    func genericAllToAll<T: PlainNumber>(_ flat: [T], sendCounts: [Int], receiveCounts: [Int]) throws -> [T] {
         let channel = collectiveChannel
-        var result = [[T]](repeating: [], count: size)
-        result[rank] = pieces[rank]
+        var sendStarts = [Int](repeating: 0, count: size)
+        for r in 1..<max(size, 1) { sendStarts[r] = sendStarts[r - 1] + sendCounts[r - 1] }
+        var pieces = [[T]](repeating: [], count: size)
+        pieces[rank] = Array(flat[sendStarts[rank]..<sendStarts[rank] + sendCounts[rank]])
         for offset in 1..<max(size, 1) {
             let destination = (rank + offset) % size
             let source = (rank - offset + size) % size
-            let request = try channel.startSend(OutgoingBytes(pieces[destination]), to: destination, tag: CollectiveTag.allToAll.rawValue)
-            result[source] = try channel.receiveArray(T.self, from: source, tag: CollectiveTag.allToAll.rawValue).0
+            let outgoing = Array(flat[sendStarts[destination]..<sendStarts[destination] + sendCounts[destination]])
+            let request = try channel.startSend(OutgoingBytes(outgoing), to: destination, tag: CollectiveTag.allToAll.rawValue)
+            pieces[source] = try receiveCollective(T.self, count: receiveCounts[source], from: source, tag: .allToAll)
             try request.wait()
         }
-        return result
+        return pieces.flatMap { $0 }
     }
 
     /// Combines contributions in rank order, so results are the same on every run.
     func genericReduce<T: PlainNumber>(_ values: [T], operation: ReductionOperation, root: Int) throws -> [T]? {
-        guard var all = try genericGather(values, root: root) else { return nil }
-        // Take rank 0's array out, so combining into it copies nothing while it is shared.
-        var result = all[0]
-        all[0] = []
-        for contribution in all.dropFirst() {
-            guard contribution.count == result.count else {
-                throw CommunicatorError.invalidArgument(
-                    operation: "reduce", reason: "ranks contributed arrays of different lengths (\(result.count) and \(contribution.count))", rank: rank)
+        let count = values.count
+        guard rank == root else {
+            try collectiveChannel.sendArray(values, to: root, tag: CollectiveTag.gather.rawValue)
+            return nil
+        }
+        var result: [T] = []
+        for source in 0..<size {
+            let contribution = source == rank ? values : try receiveCollective(T.self, count: count, from: source, tag: .gather)
+            if source == 0 {
+                result = contribution
+            } else {
+                combine(into: &result, contribution, operation)
             }
-            combine(into: &result, contribution, operation)
         }
         return result
     }
 
     func genericAllreduce<T: PlainNumber>(_ values: [T], operation: ReductionOperation) throws -> [T] {
-        try genericBroadcast(try genericReduce(values, operation: operation, root: 0), root: 0)
+        try genericBroadcast(try genericReduce(values, operation: operation, root: 0), count: values.count, root: 0)
     }
+}
 
-    func split<T>(_ flat: [T], counts: [Int]) -> [[T]] {
-        var result: [[T]] = []
-        result.reserveCapacity(counts.count)
-        var start = 0
-        for count in counts {
-            result.append(Array(flat[start..<start + count]))
-            start += count
-        }
-        return result
+/// Splits `flat` into consecutive pieces of `counts` elements.
+func splitPieces<T>(_ flat: [T], counts: [Int]) -> [[T]] {
+    var result: [[T]] = []
+    result.reserveCapacity(counts.count)
+    var start = 0
+    for count in counts {
+        result.append(Array(flat[start..<start + count]))
+        start += count
     }
+    return result
 }
 
 /// `accumulator[i] = accumulator[i] ⊕ contribution[i]` for every element, in a loop on the

@@ -24,6 +24,22 @@ public enum PlainNumberKind: UInt8, Sendable, CaseIterable {
     /// `Double`, mapped to `MPI_DOUBLE`.
     case float64
 
+    /// The Swift type's name: "Double", "Int64".
+    public var typeName: String {
+        switch self {
+        case .int8: return "Int8"
+        case .int16: return "Int16"
+        case .int32: return "Int32"
+        case .int64: return "Int64"
+        case .uint8: return "UInt8"
+        case .uint16: return "UInt16"
+        case .uint32: return "UInt32"
+        case .uint64: return "UInt64"
+        case .float32: return "Float"
+        case .float64: return "Double"
+        }
+    }
+
     /// Size of one element in bytes.
     public var byteWidth: Int {
         switch self {

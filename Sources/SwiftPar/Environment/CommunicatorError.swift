@@ -1,7 +1,8 @@
 /// What went wrong in a communicator operation, where, and on which rank.
 ///
 /// Every case carries the rank that saw the error and the operation it was running, so a message
-/// printed by any process of a job says which process it came from.
+/// printed by any process of a job says which process it came from. The same mistake produces
+/// the same case and the same words on every backend.
 public enum CommunicatorError: Error, CustomStringConvertible, Sendable {
     /// Open MPI returned an error code from `operation`; `message` is `MPI_Error_string`'s text.
     case mpi(operation: String, code: Int32, message: String, rank: Int)
@@ -11,22 +12,31 @@ public enum CommunicatorError: Error, CustomStringConvertible, Sendable {
     case invalidTag(Int, operation: String, maximum: Int, rank: Int)
     /// A received message's bytes do not decode as the type asked for.
     case decodingFailed(type: String, source: Int, tag: Int, byteCount: Int, reason: String, rank: Int)
+    /// What `source` contributed to the collective `operation` does not decode as the type asked for.
+    case collectiveDecodingFailed(operation: String, type: String, source: Int, byteCount: Int, reason: String, rank: Int)
     /// A value could not be encoded for sending.
     case encodingFailed(type: String, reason: String, rank: Int)
     /// The arguments of a call do not fit together (for example, a scatter with the wrong count).
     case invalidArgument(operation: String, reason: String, rank: Int)
+    /// The ranks entered a collective operation that does not match: another operation, another
+    /// root, another element type or, where they must agree, another count. `reason` lists what
+    /// each rank called; every rank throws the same words.
+    case mismatch(operation: String, reason: String, rank: Int)
     /// The operation would wait forever: nothing can ever send the message it waits for.
     case wouldWaitForever(operation: String, reason: String, rank: Int)
     /// Another rank of the job failed or disappeared while this rank depended on it.
     case peerFailed(peer: Int, reason: String, operation: String, rank: Int)
+    /// The operation waited longer than the stall timeout (`SWIFTPAR_STALL_TIMEOUT`);
+    /// `silentRanks` are those that gave no sign of life in swiftpar meanwhile.
+    case stalled(operation: String, seconds: Double, silentRanks: [Int], timeout: Double, rank: Int)
 
     /// The rank that raised the error.
     public var rank: Int {
         switch self {
         case .mpi(_, _, _, let rank), .invalidRank(_, _, _, let rank), .invalidTag(_, _, _, let rank),
-             .decodingFailed(_, _, _, _, _, let rank), .encodingFailed(_, _, let rank),
-             .invalidArgument(_, _, let rank), .wouldWaitForever(_, _, let rank),
-             .peerFailed(_, _, _, let rank):
+             .decodingFailed(_, _, _, _, _, let rank), .collectiveDecodingFailed(_, _, _, _, _, let rank),
+             .encodingFailed(_, _, let rank), .invalidArgument(_, _, let rank), .mismatch(_, _, let rank),
+             .wouldWaitForever(_, _, let rank), .peerFailed(_, _, _, let rank), .stalled(_, _, _, _, let rank):
             return rank
         }
     }
@@ -42,14 +52,31 @@ public enum CommunicatorError: Error, CustomStringConvertible, Sendable {
             return "rank \(rank): \(operation) uses tag \(bad); tags must be in 0...\(maximum)"
         case let .decodingFailed(type, source, tag, byteCount, reason, rank):
             return "rank \(rank): a message of \(byteCount) bytes from rank \(source) with tag \(tag) does not decode as \(type): \(reason)"
+        case let .collectiveDecodingFailed(operation, type, source, byteCount, reason, rank):
+            return "rank \(rank): \(operation): the \(byteCount) bytes from rank \(source) do not decode as \(type): \(reason)"
         case let .encodingFailed(type, reason, rank):
             return "rank \(rank): cannot encode a value of type \(type): \(reason)"
         case let .invalidArgument(operation, reason, rank):
             return "rank \(rank): \(operation): \(reason)"
+        case let .mismatch(operation, reason, rank):
+            return "rank \(rank): \(operation): the ranks called different collectives: \(reason)"
         case let .wouldWaitForever(operation, reason, rank):
             return "rank \(rank): \(operation) would wait forever: \(reason)"
         case let .peerFailed(peer, reason, operation, rank):
             return "rank \(rank): \(operation) failed because rank \(peer) \(reason)"
+        case let .stalled(operation, seconds, silent, timeout, rank):
+            let who: String
+            if silent.isEmpty {
+                who = "every other rank is waiting too"
+            } else {
+                who = "\(describeRanks(silent)) made no progress in swiftpar (stopped, or busy outside swiftpar)"
+            }
+            return "rank \(rank): \(operation) has waited \(Int(seconds)) s, longer than the stall timeout of \(formatSeconds(timeout)) s (SWIFTPAR_STALL_TIMEOUT): \(who)"
         }
     }
+}
+
+/// Seconds as a short number: "60", "0.5".
+func formatSeconds(_ value: Double) -> String {
+    value == value.rounded() ? String(Int(value)) : String(value)
 }

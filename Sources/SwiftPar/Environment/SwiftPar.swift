@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CMPI
+import CSwiftParLinux
 
 /// How the ranks of a job are started and talk to each other.
 public enum Backend: String, Sendable, CaseIterable, Codable, CustomStringConvertible {
@@ -69,9 +69,9 @@ public enum SwiftPar {
     ///   or one per core); `.serial` runs one rank in this process, and `.mpi` runs as a one-rank
     ///   MPI job.
     /// - With no backend requested, `SWIFTPAR_BACKEND` (auto, mpi, local or serial) chooses.
-    public static func chooseBackend(requested: Backend?, workers: Int?,
+    public static func chooseBackend(requested backend: Backend?, workers: Int?,
                                      environment: [String: String] = currentEnvironment()) throws -> Backend {
-        var requested = requested
+        var requested = backend
         if requested == nil, let text = environment["SWIFTPAR_BACKEND"], !text.isEmpty, text != "auto" {
             guard let named = Backend(rawValue: text) else {
                 throw SwiftParUsageError("SWIFTPAR_BACKEND=\(text) is not one of auto, mpi, local, serial")
@@ -81,8 +81,9 @@ public enum SwiftPar {
         let launched = LaunchEnvironment.detect(environment)
         if let launched {
             if let requested, requested != .mpi {
+                let named = backend != nil ? "--backend \(requested)" : "SWIFTPAR_BACKEND=\(requested)"
                 throw SwiftParUsageError(
-                    "--backend \(requested) cannot be used here: this process was started by \(launched.launcher) (\(launched.variable) is set), which runs one rank per process; drop --backend or use --backend mpi")
+                    "\(named) cannot be used here: this process was started by \(launched.launcher) (\(launched.variable) is set), which runs one rank per process; drop --backend or use --backend mpi")
             }
             if let workers {
                 throw SwiftParUsageError(
@@ -93,12 +94,14 @@ public enum SwiftPar {
         switch requested {
         case .mpi?:
             if let workers, workers != 1 {
-                throw SwiftParUsageError("--backend mpi runs one rank when started by hand; start \(workers) with mpirun -n \(workers)")
+                let named = backend == .mpi ? "--backend mpi" : "SWIFTPAR_BACKEND=mpi"
+                throw SwiftParUsageError("\(named) runs one rank when started by hand; start \(workers) with mpirun -n \(workers)")
             }
             return .mpi
         case .serial?:
             if let workers, workers != 1 {
-                throw SwiftParUsageError("--backend serial runs exactly one rank, not \(workers); use --backend local for more")
+                let named = backend == .serial ? "--backend serial" : "SWIFTPAR_BACKEND=serial"
+                throw SwiftParUsageError("\(named) runs exactly one rank, not \(workers); use --backend local for more")
             }
             return .serial
         case .local?, nil:
@@ -110,8 +113,8 @@ public enum SwiftPar {
     public static func localWorkerCount(_ workers: Int?, environment: [String: String] = currentEnvironment()) throws -> Int {
         if let workers { return workers }
         if let text = environment["SWIFTPAR_WORKERS"], !text.isEmpty {
-            guard let value = Int(text), value >= 1 else {
-                throw SwiftParUsageError("SWIFTPAR_WORKERS=\(text) is not a whole number of at least 1")
+            guard let value = Int(text), value >= 1, value <= SharedRegion.maximumRanks else {
+                throw SwiftParUsageError("SWIFTPAR_WORKERS=\(text) is not a whole number from 1 to \(SharedRegion.maximumRanks)")
             }
             return value
         }
@@ -123,23 +126,32 @@ public enum SwiftPar {
     /// Under a launcher each process is one rank of the MPI world (`MPI_Init_thread`, by default
     /// at `MPI_THREAD_SINGLE`, see `SWIFTPAR_MPI_THREAD_LEVEL`; `MPI_Finalize` at the end).
     /// Otherwise this process becomes rank 0 of a local job and forks the other ranks before
-    /// anything else starts; call `run` at the start of `main`.
+    /// anything else starts; call `run` at the start of `main`. Everything after `run` in
+    /// `main` is never reached: the process ends when the job does.
     ///
     /// An error thrown by `body` on any rank is printed to standard error with the rank and
-    /// ends the whole job with a non-zero status; the other ranks never stay blocked.
+    /// ends the whole job with a non-zero status; the other ranks never stay blocked. So does
+    /// output that `print` could not write (a full disk, a closed standard output).
     ///
     /// - Parameters:
     ///   - workers: the number of local ranks when no launcher started the process; nil for
     ///     `SWIFTPAR_WORKERS` or one per core.
     ///   - backend: force a backend; nil chooses from the environment.
+    ///   - stallTimeout: seconds a rank may wait in one operation before the job ends naming
+    ///     the ranks that made no progress; nil for `SWIFTPAR_STALL_TIMEOUT` (default: no limit).
     ///   - body: the program every rank runs, given the world communicator.
-    public static func run(workers: Int? = nil, backend: Backend? = nil, _ body: (Communicator) throws -> Void) -> Never {
+    public static func run(workers: Int? = nil, backend: Backend? = nil, stallTimeout: Double? = nil,
+                           _ body: (Communicator) throws -> Void) -> Never {
+        StandardStreams.ensureOpen()
         keepMessageBuffersMapped()
         let chosen: Backend
         let count: Int
+        let settings: JobSettings
         do {
             chosen = try chooseBackend(requested: backend, workers: workers)
             count = chosen == .local ? try localWorkerCount(workers) : 1
+            settings = try JobSettings.fromEnvironment(stallTimeout: stallTimeout)
+            if chosen == .local { try LocalJob.checkRankCount(count) }
         } catch {
             fail("swiftpar: \(error)")
         }
@@ -147,25 +159,25 @@ public enum SwiftPar {
         case .mpi:
             let world: MPITransport
             do {
-                world = try MPIEnvironment.initialize()
+                world = try MPIEnvironment.initialize(settings: settings)
             } catch {
                 fail("swiftpar: cannot start MPI: \(error)")
             }
             let communicator = Communicator(transport: world, backend: .mpi, hostName: MPIEnvironment.processorName)
             do {
                 try body(communicator)
+                if let failure = StandardOutput.flushChecked() { throw failure }
+                try MPIEnvironment.finish()
             } catch {
                 report(error, rank: world.rank, size: world.size)
                 // MPI_Finalize may block like a barrier; abort ends every rank instead.
                 MPIEnvironment.abort(code: 1)
             }
-            flushOutput()
-            MPIEnvironment.finalize()
             exit(communicator.exitStatus)
         case .local:
             let world: LocalTransport
             do {
-                world = try LocalJob.start(size: count)
+                world = try LocalJob.start(size: count, settings: settings)
             } catch {
                 fail("swiftpar: \(error)")
             }
@@ -180,21 +192,26 @@ public enum SwiftPar {
             let communicator = Communicator(transport: SerialTransport(), backend: .serial, hostName: currentHostName())
             do {
                 try body(communicator)
+                if let failure = StandardOutput.flushChecked() { throw failure }
             } catch {
                 report(error, rank: 0, size: 1)
                 exit(1)
             }
-            flushOutput()
             exit(communicator.exitStatus)
         }
     }
 
-    /// The Open MPI library version, without initialising MPI.
-    public static var mpiLibraryVersion: String { MPIEnvironment.libraryVersion }
+    /// The Open MPI library version, loading the library if needed; nil where it is not installed.
+    public static var mpiLibraryVersion: String? { MPIEnvironment.libraryVersion }
 
     static func report(_ error: any Error, rank: Int, size: Int) {
-        flushOutput()
-        writeStandardError("swiftpar: rank \(rank): \(plainMessage(error, rank: rank)) (rank \(rank) of \(size) failed; ending the job)\n")
+        swiftpar_flush_all_streams()
+        let message = plainMessage(error, rank: rank)
+        if size == 1 {
+            writeStandardError("swiftpar: \(message)\n")
+        } else {
+            writeStandardError("swiftpar: rank \(rank): \(message) (rank \(rank) of \(size) failed; ending the job)\n")
+        }
     }
 
     /// The error's text without a leading "rank N: ".
@@ -224,10 +241,6 @@ public struct SwiftParUsageError: Error, CustomStringConvertible, Sendable {
     public let description: String
     /// Creates an error with an explanation.
     public init(_ description: String) { self.description = description }
-}
-
-func flushOutput() {
-    fflush(stdout)
 }
 
 func writeStandardError(_ text: String) {

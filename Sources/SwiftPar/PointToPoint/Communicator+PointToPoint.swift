@@ -14,10 +14,19 @@ extension Communicator {
             try plain.withUnsafeBytes { try transport.send($0, to: destination, tag: tag) }
             return
         }
-        try encode(value).withUnsafeBytes { try transport.send($0, to: destination, tag: tag) }
+        do {
+            try BinaryEncoder().withEncoded(value) { try transport.send($0, to: destination, tag: tag) }
+        } catch let error as CommunicatorError {
+            throw error
+        } catch {
+            throw CommunicatorError.encodingFailed(type: String(describing: T.self), reason: "\(error)", rank: rank)
+        }
     }
 
     /// Sends an array of plain numbers straight from its storage, with no copy (`MPI_Send`).
+    ///
+    /// The message is exactly the numbers: a C or Fortran rank of the same job receives it as
+    /// it would from any MPI program.
     @inlinable
     public func send<T: PlainNumber>(_ values: [T], to destination: Int, tag: Int = 0) throws {
         try validate(destination: destination, "send")
@@ -25,7 +34,7 @@ extension Communicator {
         try values.withUnsafeBytes { try transport.send($0, to: destination, tag: tag) }
     }
 
-    /// Sends raw bytes (`MPI_Send` of `MPI_BYTE`).
+    /// Sends raw bytes (`MPI_Send` of `MPI_BYTE`). Receive them with `receiveBytes`.
     public func send(bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int = 0) throws {
         try validate(destination: destination, "send")
         try validate(tag: tag, "send")
@@ -36,7 +45,9 @@ extension Communicator {
 
     /// Receives a value of `type` from `source` with `tag` (`MPI_Probe` + `MPI_Recv`).
     ///
-    /// Throws `CommunicatorError.decodingFailed` if the message does not decode as `type`.
+    /// Throws `CommunicatorError.decodingFailed` if the message does not decode as `type`: an
+    /// encoded value received as plain numbers, plain numbers received as a `Codable` type, or
+    /// an encoded value of another shape.
     public func receive<T: Decodable>(_ type: T.Type = T.self, from source: Source = .any, tag: TagSelector = .any) throws -> T {
         try receiveMessage(type, from: source, tag: tag).value
     }
@@ -50,9 +61,12 @@ extension Communicator {
         return ReceivedMessage(value: try decodeMessage(type, info), source: info.source, tag: info.tag, byteCount: info.byteCount)
     }
 
-    /// Receives raw bytes with their envelope.
+    /// Receives raw bytes with their envelope, whatever the message holds (no type check).
     public func receiveBytes(from source: Source = .any, tag: TagSelector = .any) throws -> ReceivedMessage<[UInt8]> {
-        try receiveMessage([UInt8].self, from: source, tag: tag)
+        try validate(source: source, tag: tag, "receive")
+        let info = try waitForMessage(from: source, tag: tag, "receive")
+        let bytes = try transport.receiveArray(UInt8.self, matching: info)
+        return ReceivedMessage(value: bytes, source: info.source, tag: info.tag, byteCount: info.byteCount)
     }
 
     /// Waits until a matching message has arrived and describes it, without receiving it (`MPI_Probe`).
@@ -79,41 +93,12 @@ extension Communicator {
         return received
     }
 
-    // MARK: Encoding shared by point to point and collectives
-
-    @usableFromInline
-    func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
-        do {
-            return try BinaryEncoder().encode(value)
-        } catch {
-            throw CommunicatorError.encodingFailed(type: String(describing: T.self), reason: "\(error)", rank: rank)
-        }
-    }
+    // MARK: Shared by the receives
 
     /// Bytes for a value as they travel: plain-number arrays as themselves, anything else encoded.
     func outgoingBytes<T: Encodable>(_ value: T) throws -> OutgoingBytes {
         if let plain = value as? any PlainNumberArray { return OutgoingBytes(owner: plain) }
         return OutgoingBytes(try encode(value))
-    }
-
-    @usableFromInline
-    func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8], source: Int, tag: Int) throws -> T {
-        if let plainType = type as? any PlainNumberArray.Type {
-            let stride = plainType.elementKind.byteWidth
-            guard bytes.count % stride == 0 else {
-                throw CommunicatorError.decodingFailed(
-                    type: String(describing: T.self), source: source, tag: tag, byteCount: bytes.count,
-                    reason: "\(bytes.count) bytes is not a whole number of \(stride)-byte elements", rank: rank)
-            }
-            return bytes.withUnsafeBytes { plainType.init(rawElementBytes: $0) } as! T
-        }
-        do {
-            return try BinaryDecoder().decode(type, from: bytes)
-        } catch {
-            throw CommunicatorError.decodingFailed(
-                type: String(describing: T.self), source: source, tag: tag, byteCount: bytes.count,
-                reason: describeDecodingError(error), rank: rank)
-        }
     }
 
     @usableFromInline
@@ -126,28 +111,28 @@ extension Communicator {
 
     /// Receives the message `info` describes as a `T`.
     func decodeMessage<T: Decodable>(_ type: T.Type, _ info: MessageInfo) throws -> T {
+        func failed(_ reason: String) -> CommunicatorError {
+            .decodingFailed(type: String(describing: T.self), source: info.source, tag: info.tag,
+                            byteCount: info.byteCount, reason: reason, rank: rank)
+        }
         if let plainType = type as? any PlainNumberArray.Type {
-            return try plainType.receivedArray(through: transport, matching: info) as! T
+            let width = plainType.elementKind.byteWidth
+            guard info.byteCount % width == 0 else {
+                // Take the message off the queue before reporting it.
+                let bytes = try transport.receiveArray(UInt8.self, matching: info)
+                if bytes.withUnsafeBytes({ WireHeader.isPresent(in: $0) }) {
+                    throw failed("the message holds \(bytes.withUnsafeBytes { describeEncoded($0) }), not plain numbers")
+                }
+                throw failed("\(info.byteCount) bytes is not a whole number of \(width)-byte elements")
+            }
+            let values = try plainType.receivedArray(through: transport, matching: info)
+            if values.withUnsafeBytes({ WireHeader.isPresent(in: $0) }) {
+                throw failed("the message holds \(values.withUnsafeBytes { describeEncoded($0) }), not plain numbers")
+            }
+            return values as! T
         }
         let bytes = try transport.receiveArray(UInt8.self, matching: info)
         return try decode(type, from: bytes, source: info.source, tag: info.tag)
-    }
-}
-
-@usableFromInline
-func describeDecodingError(_ error: any Error) -> String {
-    guard let decodingError = error as? DecodingError else { return "\(error)" }
-    func path(_ context: DecodingError.Context) -> String {
-        let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
-        return keys.isEmpty ? "" : " at \(keys)"
-    }
-    switch decodingError {
-    case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
-        return context.debugDescription + path(context)
-    case .keyNotFound(let key, let context):
-        return "no value for key \"\(key.stringValue)\"" + path(context)
-    @unknown default:
-        return "\(decodingError)"
     }
 }
 
@@ -163,13 +148,12 @@ extension Communicator {
     public func receive<T: PlainNumber>(into values: inout [T], from source: Source = .any, tag: TagSelector = .any) throws -> MessageInfo {
         try validate(source: source, tag: tag, "receive")
         let stride = MemoryLayout<T>.stride
-        if let info = try values.withUnsafeMutableBytes({ try receiveDirectly(from: source, tag: tag, into: $0) }) {
-            try checkWhole(info, stride: stride, "[\(T.self)]")
+        if let info = try values.withUnsafeMutableBytes({ try transport.receiveDirectly(from: source.rankValue, tag: tag.tagValue, into: $0) }) {
+            try checkReceived(info, values, stride: stride, "[\(T.self)]")
             if info.byteCount / stride < values.count { values.removeLast(values.count - info.byteCount / stride) }
             return info
         }
         let info = try waitForMessage(from: source, tag: tag, "receive")
-        try checkWhole(info, stride: stride, "[\(T.self)]")
         let count = info.byteCount / stride
         guard count <= values.count else {
             throw CommunicatorError.invalidArgument(
@@ -178,24 +162,24 @@ extension Communicator {
                 rank: rank)
         }
         try values.withUnsafeMutableBytes { try transport.receive(info, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<info.byteCount])) }
+        try checkReceived(info, values, stride: stride, "[\(T.self)]")
         if count < values.count { values.removeLast(values.count - count) }
         return info
     }
 
-    /// Under MPI, receives straight into `buffer` with one `MPI_Recv`; nil on other backends
-    /// or when the buffer is too large for one call.
+    /// Checks that a message received into `values` was plain numbers of their type.
     @usableFromInline
-    func receiveDirectly(from source: Source, tag: TagSelector, into buffer: UnsafeMutableRawBufferPointer) throws -> MessageInfo? {
-        guard let mpi = mpiTransport else { return nil }
-        return try mpi.receiveDirectly(from: source.rankValue, tag: tag.tagValue, into: buffer)
-    }
-
-    @usableFromInline
-    func checkWhole(_ info: MessageInfo, stride: Int, _ typeName: String) throws {
+    func checkReceived<T: PlainNumber>(_ info: MessageInfo, _ values: [T], stride: Int, _ typeName: String) throws {
+        func failed(_ reason: String) -> CommunicatorError {
+            .decodingFailed(type: typeName, source: info.source, tag: info.tag, byteCount: info.byteCount, reason: reason, rank: rank)
+        }
+        let encoded = values.withUnsafeBytes { raw -> String? in
+            let received = UnsafeRawBufferPointer(rebasing: raw[..<min(info.byteCount, raw.count)])
+            return WireHeader.isPresent(in: received) ? describeEncoded(received) : nil
+        }
+        if let encoded { throw failed("the message holds \(encoded), not plain numbers") }
         guard info.byteCount % stride == 0 else {
-            throw CommunicatorError.decodingFailed(
-                type: typeName, source: info.source, tag: info.tag, byteCount: info.byteCount,
-                reason: "\(info.byteCount) bytes is not a whole number of \(stride)-byte elements", rank: rank)
+            throw failed("\(info.byteCount) bytes is not a whole number of \(stride)-byte elements")
         }
     }
 }

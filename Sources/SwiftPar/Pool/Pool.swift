@@ -36,7 +36,7 @@ public final class Pool {
         _ items: S, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R
     ) throws -> [R]? where S.Element: Codable {
         var results = OrderedResults<R>()
-        let _: [UInt8]? = try execute(items, options: options, transform: transform, combine: nil, keepGoing: false) { outcome in
+        let _: [UInt8]? = try execute(items, name: "Pool.map", options: options, transform: transform, combine: nil, keepGoing: false) { outcome in
             results.insert(outcome.results, at: outcome.start)
         }
         guard communicator.rank == 0 else { return nil }
@@ -50,7 +50,7 @@ public final class Pool {
         _ items: S, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R
     ) throws -> [R] where S.Element: Codable {
         var results = OrderedResults<R>()
-        let payload = try execute(items, options: options, transform: transform, combine: nil, keepGoing: false) { outcome in
+        let payload = try execute(items, name: "Pool.mapToAll", options: options, transform: transform, combine: nil, keepGoing: false) { outcome in
             results.insert(outcome.results, at: outcome.start)
         }
         if communicator.rank == 0 {
@@ -70,7 +70,7 @@ public final class Pool {
         _ items: S, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R, combine: @escaping (R, R) throws -> R
     ) throws -> R? where S.Element: Codable {
         var total: R?
-        let payload = try execute(items, options: options, transform: transform, combine: combine, keepGoing: false) { outcome in
+        let payload = try execute(items, name: "Pool.mapReduce", options: options, transform: transform, combine: combine, keepGoing: false) { outcome in
             for value in outcome.results {
                 total = try total.map { try combine($0, value) } ?? value
             }
@@ -92,7 +92,7 @@ public final class Pool {
     ) throws where S.Element: Codable {
         var waiting: [Int: R] = [:]
         var next = 0
-        let _: [UInt8]? = try execute(items, options: options, transform: transform, combine: nil, keepGoing: false) { outcome in
+        let _: [UInt8]? = try execute(items, name: "Pool.forEachResult", options: options, transform: transform, combine: nil, keepGoing: false) { outcome in
             guard ordered else {
                 for (offset, value) in outcome.results.enumerated() { try body(outcome.start + offset, value) }
                 return
@@ -114,7 +114,7 @@ public final class Pool {
         _ items: S, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R
     ) throws -> [Result<R, PoolItemError>]? where S.Element: Codable {
         var results = OrderedResults<Result<R, PoolItemError>>()
-        let _: [UInt8]? = try execute(items, options: options, transform: transform, combine: nil, keepGoing: true) { outcome in
+        let _: [UInt8]? = try execute(items, name: "Pool.mapResults", options: options, transform: transform, combine: nil, keepGoing: true) { outcome in
             var merged: [Result<R, PoolItemError>] = []
             merged.reserveCapacity(outcome.count)
             var values = outcome.results.makeIterator()
@@ -167,12 +167,17 @@ public final class Pool {
     /// unspecialised, every item costs several type-metadata lookups.
     @inlinable
     func execute<S: Sequence, R: Codable>(
-        _ items: S, options: MapOptions, transform: (S.Element) throws -> R, combine: ((R, R) throws -> R)?,
+        _ items: S, name: String, options: MapOptions, transform: (S.Element) throws -> R, combine: ((R, R) throws -> R)?,
         keepGoing: Bool, deliver: (Outcome<R>) throws -> Void
     ) throws -> [UInt8]? where S.Element: Codable {
         if case .fixed(let n) = options.chunkSize, n < 1 {
             throw PoolError.invalidOptions("chunk size must be at least 1, not \(n)")
         }
+        // A rank that never joins the map is reported in these words, on every backend.
+        let channel = self.channel
+        let outer = channel.activity
+        channel.activity = outer ?? name
+        defer { channel.activity = outer }
         // The closures live only for this call: the worker and master structs never outlive it.
         return try withoutActuallyEscaping(transform) { transform in
             try withoutActuallyEscaping(deliver) { deliver in
@@ -240,7 +245,7 @@ public final class Pool {
     /// the job (local backend; MPI has no such mode).
     @usableFromInline
     func tolerateWorkerFailures(_ on: Bool) {
-        (communicator.transport as? LocalTransport)?.engine.region.toleratesFailures.store(on ? 1 : 0, ordering: .sequentiallyConsistent)
+        communicator.transport.tolerateFailures(on)
     }
 }
 

@@ -173,8 +173,10 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
 
     @inlinable
     func probeWorkers(wait: Bool) throws -> MessageInfo? {
-        if live.isEmpty { return nil }
-        return try channel.probe(anyOf: live, tag: PoolTag.result.rawValue, wait: wait)
+        // Only workers that hold chunks can answer: a finished one among them is an error.
+        let busy = live.filter { !outstanding[$0].isEmpty }
+        if busy.isEmpty { return nil }
+        return try channel.probe(anyOf: busy, tag: PoolTag.result.rawValue, wait: wait)
     }
 
     @inlinable

@@ -1,4 +1,4 @@
-import CMPI
+import CSwiftParLinux
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,12 +30,11 @@ public final class ChildProcess {
     /// Forks the child and runs the closure in it; returns at once in this process.
     public func start() throws {
         precondition(pid == nil, "a ChildProcess can be started only once")
-        fflush(stdout)
-        fflush(stderr)
+        swiftpar_flush_all_streams()
         let parent = getpid()
         let child = fork()
         if child < 0 {
-            throw SwiftParUsageError("cannot start a child process: fork failed: \(String(cString: strerror(errno)))")
+            throw SystemError.current("fork of a child process")
         }
         if child == 0 {
             _ = swiftpar_set_parent_death_signal(SIGKILL)
@@ -43,7 +42,7 @@ public final class ChildProcess {
             do {
                 try body()
             } catch {
-                fflush(stdout)
+                swiftpar_flush_all_streams()
                 writeStandardError("swiftpar: child process \(getpid()) failed: \(error)\n")
                 exit(1)
             }
@@ -60,7 +59,7 @@ public final class ChildProcess {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 {
             guard errno == EINTR else {
-                throw SwiftParUsageError("cannot wait for child process \(pid): \(String(cString: strerror(errno)))")
+                throw SystemError.current("waitpid for child process \(pid)")
             }
         }
         let code = status & 0x7F == 0 ? (status >> 8) & 0xFF : -(status & 0x7F)
@@ -84,7 +83,7 @@ public final class ChildProcess {
         defer { fclose(file) }
         var buffer = [CChar](repeating: 0, count: 512)
         guard fgets(&buffer, Int32(buffer.count), file) != nil else { return true }
-        let text = String(cString: buffer)
+        let text = stringFromCString(buffer)
         guard let close = text.lastIndex(of: ")") else { return false }
         return text[text.index(close, offsetBy: 2)...].first == "Z"
     }

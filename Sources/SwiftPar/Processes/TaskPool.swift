@@ -7,40 +7,35 @@ import Glibc
 /// `await`, or by callback.
 ///
 /// ```swift
-/// let hashes = try TaskPool(workers: 4) { (path: String) in try sha256(of: path) }
-/// let handle = try hashes.submit("a.txt", onSuccess: { print($0) }, onError: { print($0) })
-/// let digest = try await handle.value
-/// try hashes.close()
+/// let lengths = try TaskPool(workers: 4) { (word: String) in word.count }
+/// let handle = try lengths.submit("swiftpar", onSuccess: { print($0) }, onError: { print($0) })
+/// print(try handle.wait())   // 8
+/// try lengths.close()
 /// ```
 ///
 /// The workers are forked when the pool is made, so they already hold `function`; tasks and
 /// results travel through `SharedQueue`s. Callbacks run on the pool's result thread in this
-/// process, one at a time.
-public final class TaskPool<Input: Codable, Output: Codable> {
+/// process, one at a time. Make the pool before starting threads of your own.
+public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchecked Sendable {
+    // Sendable: `table` is guarded by its lock; `tasks` and `results` by their process-shared
+    // mutexes; `workers`, `collector` and `closed` are set in init and changed by `close()`
+    // only, which is itself serialized by `closing`.
     struct Task: Codable {
         var id: Int
         var input: Input
     }
 
-    struct Outcome: Codable {
-        var id: Int
-        var output: Output?
-        var error: String?
-        var pid: Int32
-    }
-
     private let tasks: SharedQueue<Task>
-    private let results: SharedQueue<Outcome>
+    private let results: SharedQueue<TaskOutcome<Output>>
     private var workers: [ChildProcess] = []
-    private let state = InProcessLock()
-    private var handles: [Int: TaskHandle<Output>] = [:]
-    private var nextID = 0
+    private let table = HandleTable<Output>()
     private var collector: pthread_t?
     private var closed = false
+    private let closing = InProcessLock()
 
     /// Starts `workers` processes (default: one per core) that will run `function`.
     public init(workers: Int = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), _ function: @escaping (Input) throws -> Output) throws {
-        precondition(workers >= 1, "a TaskPool needs at least one worker")
+        guard workers >= 1 else { throw SwiftParUsageError("a TaskPool needs at least one worker, not \(workers)") }
         tasks = try SharedQueue(producers: 1)
         results = try SharedQueue(producers: workers)
         let (tasks, results) = (self.tasks, self.results)
@@ -50,100 +45,124 @@ public final class TaskPool<Input: Codable, Output: Codable> {
                 while let task = try tasks.get() {
                     do {
                         let output = try function(task.input)
-                        try results.put(Outcome(id: task.id, output: output, error: nil, pid: getpid()))
+                        try results.put(TaskOutcome(id: task.id, output: output, error: nil, process: getpid()))
                     } catch {
-                        try results.put(Outcome(id: task.id, output: nil, error: "\(error)", pid: getpid()))
+                        try results.put(TaskOutcome(id: task.id, output: nil, error: "\(error)", process: getpid()))
                     }
                 }
             }
             try worker.start()
             self.workers.append(worker)
         }
-        try startCollector()
+        let table = self.table
+        collector = try startJoinableThread {
+            while let outcome = try? results.get() {
+                let handle = table.remove(outcome.id)
+                if let output = outcome.output {
+                    handle?.complete(.success(output))
+                } else {
+                    handle?.complete(.failure(TaskFailure(index: outcome.id, process: outcome.process, message: outcome.error ?? "failed")))
+                }
+            }
+        }
     }
 
     /// Queues `input` for a worker and returns at once. `onSuccess` or `onError` runs when the
     /// result arrives.
     @discardableResult
-    public func submit(_ input: Input, onSuccess: ((Output) -> Void)? = nil,
-                       onError: ((PoolItemError) -> Void)? = nil) throws -> TaskHandle<Output> {
-        let handle: TaskHandle<Output> = state.withLock {
-            let handle = TaskHandle<Output>(index: nextID, onSuccess: onSuccess, onError: onError)
-            handles[nextID] = handle
-            nextID += 1
-            return handle
-        }
+    public func submit(_ input: Input, onSuccess: (@Sendable (Output) -> Void)? = nil,
+                       onError: (@Sendable (TaskFailure) -> Void)? = nil) throws -> TaskHandle<Output> {
+        let handle = table.add(onSuccess: onSuccess, onError: onError)
         try tasks.put(Task(id: handle.index, input: input))
         return handle
     }
 
     /// Finishes the task queue, waits for every submitted task and for the workers to exit.
     public func close() throws {
-        guard !closed else { return }
-        closed = true
-        tasks.finish()
-        for worker in workers { try worker.join() }
-        if let collector { pthread_join(collector, nil) }
-        // A task whose worker died without answering fails instead of waiting forever.
-        let orphans = state.withLock { () -> [TaskHandle<Output>] in
-            let left = Array(handles.values)
-            handles = [:]
-            return left
-        }
-        for handle in orphans {
-            handle.complete(.failure(PoolItemError(index: handle.index, rank: -1, message: "the worker running it exited without a result")))
+        try closing.withLock {
+            guard !closed else { return }
+            closed = true
+            tasks.finish()
+            for worker in workers { try worker.join() }
+            if let collector { pthread_join(collector, nil) }
+            // A task whose worker died without answering fails instead of waiting forever.
+            for handle in table.removeAll() {
+                handle.complete(.failure(TaskFailure(index: handle.index, process: nil, message: "the worker running it exited without a result")))
+            }
         }
     }
 
     deinit { try? close() }
+}
 
-    private func startCollector() throws {
-        collector = try startThread { [results, state] in
-            while let outcome = try? results.get() {
-                let handle = state.withLock { self.handles.removeValue(forKey: outcome.id) }
-                if let output = outcome.output {
-                    handle?.complete(.success(output))
-                } else {
-                    handle?.complete(.failure(PoolItemError(index: outcome.id, rank: Int(outcome.pid), message: outcome.error ?? "failed")))
-                }
-            }
+/// What a worker of a `TaskPool` sends back for one task.
+struct TaskOutcome<Output: Codable>: Codable {
+    var id: Int
+    var output: Output?
+    var error: String?
+    var process: Int32
+}
+
+/// The handles of a `TaskPool`'s tasks that have not completed, by task number.
+final class HandleTable<Output: Sendable>: @unchecked Sendable {
+    // Sendable: every property is read and written holding `lock`.
+    private let lock = InProcessLock()
+    private var handles: [Int: TaskHandle<Output>] = [:]
+    private var nextID = 0
+
+    func add(onSuccess: (@Sendable (Output) -> Void)?, onError: (@Sendable (TaskFailure) -> Void)?) -> TaskHandle<Output> {
+        lock.withLock {
+            let handle = TaskHandle<Output>(index: nextID, onSuccess: onSuccess, onError: onError)
+            handles[nextID] = handle
+            nextID += 1
+            return handle
+        }
+    }
+
+    func remove(_ id: Int) -> TaskHandle<Output>? { lock.withLock { handles.removeValue(forKey: id) } }
+
+    func removeAll() -> [TaskHandle<Output>] {
+        lock.withLock {
+            defer { handles = [:] }
+            return Array(handles.values)
         }
     }
 }
 
-/// Starts a thread running `body`.
-func startThread(_ body: @escaping () -> Void) throws -> pthread_t {
-    final class ThreadBody {
-        let body: () -> Void
-        init(_ body: @escaping () -> Void) { self.body = body }
+/// The failure of one task of a `TaskPool`.
+public struct TaskFailure: Error, CustomStringConvertible, Sendable, Equatable {
+    /// The task's number, in submission order from 0.
+    public let index: Int
+    /// The worker process that ran it, if it answered.
+    public let process: Int32?
+    /// The original error's description.
+    public let message: String
+
+    /// "task 3 failed in worker process 4711: ...".
+    public var description: String {
+        if let process { return "task \(index) failed in worker process \(process): \(message)" }
+        return "task \(index) failed: \(message)"
     }
-    var thread = pthread_t()
-    let context = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
-    let code = pthread_create(&thread, nil, { context in
-        Unmanaged<ThreadBody>.fromOpaque(context!).takeRetainedValue().body()
-        return nil
-    }, context)
-    guard code == 0 else { throw SwiftParUsageError("cannot start a thread: \(String(cString: strerror(code)))") }
-    return thread
 }
 
 /// The pending result of one task of a `TaskPool` (Python's `AsyncResult`).
-public final class TaskHandle<Output>: @unchecked Sendable {
+public final class TaskHandle<Output: Sendable>: @unchecked Sendable {
+    // Sendable: `result` and `continuations` are read and written holding `lock`.
     /// The task's number, in submission order from 0.
     public let index: Int
-    private let onSuccess: ((Output) -> Void)?
-    private let onError: ((PoolItemError) -> Void)?
+    private let onSuccess: (@Sendable (Output) -> Void)?
+    private let onError: (@Sendable (TaskFailure) -> Void)?
     private let lock = InProcessLock()
-    private var result: Result<Output, PoolItemError>?
+    private var result: Result<Output, TaskFailure>?
     private var continuations: [CheckedContinuation<Output, any Error>] = []
 
-    init(index: Int, onSuccess: ((Output) -> Void)?, onError: ((PoolItemError) -> Void)?) {
+    init(index: Int, onSuccess: (@Sendable (Output) -> Void)?, onError: (@Sendable (TaskFailure) -> Void)?) {
         self.index = index
         self.onSuccess = onSuccess
         self.onError = onError
     }
 
-    func complete(_ outcome: Result<Output, PoolItemError>) {
+    func complete(_ outcome: Result<Output, TaskFailure>) {
         switch outcome {
         case .success(let value): onSuccess?(value)
         case .failure(let error): onError?(error)
@@ -160,7 +179,7 @@ public final class TaskHandle<Output>: @unchecked Sendable {
     /// Whether the result has arrived.
     public var isReady: Bool { lock.withLock { result != nil } }
 
-    /// Blocks until the result arrives and returns it, or throws the task's `PoolItemError`.
+    /// Blocks until the result arrives and returns it, or throws the task's `TaskFailure`.
     public func wait() throws -> Output {
         try lock.withLock {
             while result == nil { lock.wait() }
@@ -172,7 +191,7 @@ public final class TaskHandle<Output>: @unchecked Sendable {
     public var value: Output {
         get async throws {
             try await withCheckedThrowingContinuation { continuation in
-                let ready: Result<Output, PoolItemError>? = lock.withLock {
+                let ready: Result<Output, TaskFailure>? = lock.withLock {
                     if result == nil { continuations.append(continuation) }
                     return result
                 }
@@ -183,7 +202,8 @@ public final class TaskHandle<Output>: @unchecked Sendable {
 }
 
 /// A mutex and condition for threads of this process.
-final class InProcessLock {
+final class InProcessLock: @unchecked Sendable {
+    // Sendable: it is a lock; the pthread objects are only used through pthread calls.
     private var mutex = pthread_mutex_t()
     private var condition = pthread_cond_t()
 

@@ -1,4 +1,5 @@
 import Atomics
+import CSwiftParLinux
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,15 +9,16 @@ import Glibc
 ///
 /// Matching follows MPI: a message is identified by source, context (which communicator) and
 /// tag, and messages from one source that match the same receive arrive in the order sent.
-/// Every wait spins briefly, then yields, then sleeps on the rank's doorbell (an eventfd made
-/// before the fork); while it waits it keeps the sends in flight moving, notices failed or
+/// Every wait spins briefly, then yields, then sleeps on the rank's doorbell (a futex word in
+/// the shared region); while it waits it keeps the sends in flight moving, notices failed or
 /// finished ranks, and, when a send is stuck on a full ring, moves incoming messages aside so
 /// two ranks sending large messages to each other never deadlock.
+///
+/// Used by the rank's own thread only.
 final class LocalEngine {
     let region: SharedRegion
     let me: Int
     let size: Int
-    private let doorbells: [Int32]
     private var pending: [[PendingMessage]]
     private var outgoing: [[OutgoingSend]]
     private var outgoingCount = 0
@@ -24,57 +26,84 @@ final class LocalEngine {
     private var written: [Int]
     /// Consumer-side positions: bytes read from each source's ring.
     private var read: [Int]
-    private let sendRings: [Ring?]
-    private let receiveRings: [Ring?]
+    private var sendRings: [Ring?]
+    private var receiveRings: [Ring?]
     private let spinLimit: Int
     private let yieldLimit: Int
+    let stallTimeout: Double?
     /// The next free communicator context on this process (0 and 1 are the world's).
     var nextContext = 2
 
-    init(region: SharedRegion, rank: Int, doorbells: [Int32]) {
+    init(region: SharedRegion, rank: Int, stallTimeout: Double?) {
         self.region = region
         self.me = rank
         self.size = region.size
-        self.doorbells = doorbells
+        self.stallTimeout = stallTimeout
         pending = Array(repeating: [], count: region.size)
         outgoing = Array(repeating: [], count: region.size)
         written = Array(repeating: 0, count: region.size)
         read = Array(repeating: 0, count: region.size)
-        sendRings = (0..<region.size).map { $0 == rank ? nil : region.ring(from: rank, to: $0) }
-        receiveRings = (0..<region.size).map { $0 == rank ? nil : region.ring(from: $0, to: rank) }
+        sendRings = Array(repeating: nil, count: region.size)
+        receiveRings = Array(repeating: nil, count: region.size)
         // With more ranks than cores a spinning rank takes the core another rank needs.
         let cores = max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1)
         spinLimit = region.size <= cores ? 20_000 : 200
         yieldLimit = 200
     }
 
+    @inline(__always)
+    private func sendRing(_ destination: Int) -> Ring {
+        if let ring = sendRings[destination] { return ring }
+        let ring = region.ring(from: me, to: destination)
+        sendRings[destination] = ring
+        return ring
+    }
+
+    @inline(__always)
+    private func receiveRing(_ source: Int) -> Ring {
+        if let ring = receiveRings[source] { return ring }
+        let ring = region.ring(from: source, to: me)
+        receiveRings[source] = ring
+        return ring
+    }
+
     // MARK: Sending
 
     /// Sends `bytes`; returns when they are all in the ring (or, to itself, queued).
-    func send(_ bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int, context: Int) throws {
+    func send(_ bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int, context: Int, waiter: LocalTransport) throws {
         let header = FrameHeader(length: bytes.count, tag: tag, context: context)
         if destination == me {
             pending[me].append(PendingMessage(header: header, bytes: [UInt8](bytes)))
             return
         }
         if outgoing[destination].isEmpty && tryWriteWhole(header, bytes, to: destination) { return }
-        let operation = OutgoingSend(header: header, bytes: bytes, owner: nil)
+        let operation = OutgoingSend(header: header, borrowed: bytes)
         enqueue(operation, to: destination)
-        try waitUntil(sendingTo: destination) { operation.isComplete }
+        do {
+            try waitUntil(sendingTo: destination, waiter: waiter) { operation.isComplete }
+        } catch {
+            // The caller's bytes are only valid during this call: never touch them again.
+            if let index = outgoing[destination].firstIndex(where: { $0 === operation }) {
+                outgoing[destination].remove(at: index)
+                outgoingCount -= 1
+            }
+            throw error
+        }
     }
 
     /// Starts sending `message`, which the returned request keeps alive until it is in the ring.
-    func startSend(_ message: OutgoingBytes, to destination: Int, tag: Int, context: Int) throws -> any TransportRequest {
+    func startSend(_ message: OutgoingBytes, to destination: Int, tag: Int, context: Int, waiter: LocalTransport) throws -> any TransportRequest {
         let header = FrameHeader(length: message.byteCount, tag: tag, context: context)
         if destination == me {
             message.withBytes { pending[me].append(PendingMessage(header: header, bytes: [UInt8]($0))) }
             return CompletedRequest()
         }
-        let bytes = message.withBytes { $0 } // Array storage: stable while `owner` holds it unchanged.
-        if outgoing[destination].isEmpty && tryWriteWhole(header, bytes, to: destination) { return CompletedRequest() }
-        let operation = OutgoingSend(header: header, bytes: bytes, owner: message)
+        if outgoing[destination].isEmpty, message.withBytes({ tryWriteWhole(header, $0, to: destination) }) {
+            return CompletedRequest()
+        }
+        let operation = OutgoingSend(header: header, owner: message)
         enqueue(operation, to: destination)
-        return LocalSendRequest(engine: self, operation: operation, destination: destination)
+        return LocalSendRequest(engine: self, operation: operation, destination: destination, waiter: waiter)
     }
 
     private func enqueue(_ operation: OutgoingSend, to destination: Int) {
@@ -90,7 +119,7 @@ final class LocalEngine {
 
     /// Writes a whole message at once if the ring has room for it.
     private func tryWriteWhole(_ header: FrameHeader, _ bytes: UnsafeRawBufferPointer, to destination: Int) -> Bool {
-        let ring = sendRings[destination]!
+        let ring = sendRing(destination)
         let needed = FrameHeader.size + bytes.count
         guard needed <= freeSpace(to: destination, ring: ring) else { return false }
         var position = written[destination]
@@ -127,7 +156,7 @@ final class LocalEngine {
 
     /// Writes as much of `operation` as fits now.
     private func write(_ operation: OutgoingSend, to destination: Int) -> Bool {
-        let ring = sendRings[destination]!
+        let ring = sendRing(destination)
         var free = freeSpace(to: destination, ring: ring)
         var position = written[destination]
         let start = position
@@ -138,9 +167,9 @@ final class LocalEngine {
             free -= FrameHeader.size
             operation.headerWritten = true
         }
-        let n = min(free, operation.bytes.count - operation.offset)
+        let n = min(free, operation.header.length - operation.offset)
         if n > 0 {
-            ring.copyIn(operation.bytes.baseAddress! + operation.offset, count: n, at: position)
+            operation.withBytes { ring.copyIn($0.baseAddress! + operation.offset, count: n, at: position) }
             position += n
             operation.offset += n
         }
@@ -153,7 +182,8 @@ final class LocalEngine {
 
     /// Finds the first message from one of `sources` (world ranks) in `context` with `tag`
     /// (nil: any), without receiving it. Waits for one when `wait` is set.
-    func probe(sources: [Int], tag: Int?, context: Int, wait: Bool) throws -> (source: Int, tag: Int, length: Int)? {
+    func probe(sources: [Int], anySource: Bool, tag: Int?, context: Int, wait: Bool,
+               waiter: LocalTransport) throws -> (source: Int, tag: Int, length: Int)? {
         var found: (source: Int, tag: Int, length: Int)?
         let check = { [unowned self] () throws -> Bool in
             for source in sources {
@@ -169,7 +199,7 @@ final class LocalEngine {
             progressSends()
             return nil
         }
-        try waitUntil(receivingFrom: sources, check)
+        try waitUntil(receivingFrom: sources, anySource: anySource, waiter: waiter, check)
         return found
     }
 
@@ -190,7 +220,7 @@ final class LocalEngine {
     /// The header at the head of `source`'s ring, if one has arrived.
     @inline(__always)
     private func peek(_ source: Int) -> FrameHeader? {
-        let ring = receiveRings[source]!
+        let ring = receiveRing(source)
         let available = ring.head.load(ordering: .acquiring) - read[source]
         guard available >= FrameHeader.size else { return nil }
         return FrameHeader.read(from: ring, at: read[source])
@@ -214,6 +244,7 @@ final class LocalEngine {
         if let index = pending[source].firstIndex(where: { $0.header.matches(tag: tag, context: context) }) {
             let message = pending[source].remove(at: index)
             message.bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
+            countProgress()
             return
         }
         guard source != me, let header = peek(source), header.matches(tag: tag, context: context),
@@ -223,12 +254,13 @@ final class LocalEngine {
         }
         read[source] += FrameHeader.size
         try readPayload(from: source, into: buffer)
+        countProgress()
     }
 
     /// Copies the next `buffer.count` payload bytes out of `source`'s ring as they arrive,
     /// freeing space for the sender after every piece.
     private func readPayload(from source: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
-        let ring = receiveRings[source]!
+        let ring = receiveRing(source)
         var copied = 0
         while true {
             let available = ring.head.load(ordering: .acquiring) - read[source]
@@ -242,56 +274,92 @@ final class LocalEngine {
             ring.tail.store(read[source], ordering: .sequentiallyConsistent)
             wakeIfSleeping(source)
             if copied == buffer.count { return }
-            try waitUntil(receivingFrom: [source]) { ring.head.load(ordering: .acquiring) > self.read[source] }
+            try waitForBytes(from: source)
         }
+    }
+
+    /// Waits for more payload of a message that has started to arrive: its sender is writing it.
+    private func waitForBytes(from source: Int) throws {
+        let ring = receiveRing(source)
+        try wait({ ring.head.load(ordering: .acquiring) > self.read[source] }) { _ in
+            try self.checkFailure("receive")
+            if self.region.state(of: source).load(ordering: .acquiring) == RankState.failed.rawValue {
+                throw CommunicatorError.peerFailed(peer: source, reason: self.region.rankFailureDescription(source),
+                                                   operation: "receive", rank: self.me)
+            }
+        }
+    }
+
+    @inline(__always)
+    private func countProgress() {
+        region.progress(me).wrappingIncrement(ordering: .relaxed)
     }
 
     // MARK: Waiting
 
-    /// Waits for `done` while receiving from `sources`; throws when a rank has failed, or when
-    /// every source has finished and `done` still does not hold.
-    func waitUntil(receivingFrom sources: [Int], _ done: () throws -> Bool) throws {
-        try wait(done) {
-            try self.checkFailure("receive")
+    /// Waits for `done` while receiving from `sources` (world ranks); throws when a rank has
+    /// failed, or when the sources have finished and `done` still does not hold.
+    func waitUntil(receivingFrom sources: [Int], anySource: Bool, waiter: LocalTransport, _ done: () throws -> Bool) throws {
+        var finishedSince: Double?
+        try wait(done) { waited in
+            try self.checkFailure(waiter.activity ?? "receive", waiter: waiter)
             for source in sources where source != self.me
                 && self.region.state(of: source).load(ordering: .acquiring) == RankState.failed.rawValue {
                 if try done() { return }
-                throw CommunicatorError.peerFailed(peer: source, reason: self.region.rankFailureDescription(source),
-                                                   operation: "receive", rank: self.me)
+                throw CommunicatorError.peerFailed(peer: waiter.groupRank(source), reason: self.region.rankFailureDescription(source),
+                                                   operation: waiter.activity ?? "receive", rank: waiter.rank)
             }
-            var anyRunning = false
-            for source in sources where source != self.me {
-                if self.region.state(of: source).load(ordering: .acquiring) == RankState.running.rawValue {
-                    anyRunning = true
-                    break
+            let others = sources.filter { $0 != self.me }
+            let allFinished = !others.isEmpty && others.allSatisfy {
+                self.region.state(of: $0).load(ordering: .acquiring) != RankState.running.rawValue
+            }
+            if allFinished {
+                // Ranks that finished may have left messages in their rings, and others may be
+                // finishing too: look again a little later, then report all that have.
+                let now = monotonicNow()
+                if let since = finishedSince, now - since > finishGrace, try !done() {
+                    throw self.finishedError(waiter: waiter, sources: others, anySource: anySource)
                 }
+                if finishedSince == nil { finishedSince = now }
             }
-            // Ranks that finished may have left messages in their rings: look once more.
-            if !anyRunning, try !done() {
-                let names = sources.count == 1 ? "rank \(sources[0]) has" : "every rank it could come from has"
-                throw CommunicatorError.wouldWaitForever(
-                    operation: "receive", reason: "\(names) finished without sending a matching message", rank: self.me)
+            if let stallTimeout = self.stallTimeout, waited > stallTimeout {
+                try self.reportStall(waiter.activity ?? "receive", waited: waited, rank: waiter.rank)
             }
         }
     }
 
-    /// Waits for `done` while a send to `destination` is stuck on a full ring.
-    func waitUntil(sendingTo destination: Int, _ done: () throws -> Bool) throws {
+    /// The error for a wait whose senders have finished: in a collective or pool call, every
+    /// member that has finished; otherwise the senders.
+    private func finishedError(waiter: LocalTransport, sources: [Int], anySource: Bool) -> CommunicatorError {
+        let finished: [Int]
+        if waiter.activity != nil {
+            finished = waiter.members.filter { $0 != me && region.state(of: $0).load(ordering: .acquiring) != RankState.running.rawValue }
+        } else {
+            finished = sources
+        }
+        return .sendersFinished(finished.map(waiter.groupRank), anySource: anySource, activity: waiter.activity, rank: waiter.rank)
+    }
+
+    /// Waits for `done` while a send to `destination` (world rank) is stuck on a full ring.
+    func waitUntil(sendingTo destination: Int, waiter: LocalTransport, _ done: () throws -> Bool) throws {
         try wait({ () throws -> Bool in
             if try done() { return true }
             // Make room on our side so the receiver, which may be sending to us, can go on.
             try self.setAsideEverythingArrived()
             return try done()
-        }) {
-            try self.checkFailure("send")
+        }) { waited in
+            try self.checkFailure(waiter.activity ?? "send", waiter: waiter)
             let state = self.region.state(of: destination).load(ordering: .acquiring)
             if state == RankState.failed.rawValue {
-                throw CommunicatorError.peerFailed(peer: destination, reason: self.region.rankFailureDescription(destination),
-                                                   operation: "send", rank: self.me)
+                throw CommunicatorError.peerFailed(peer: waiter.groupRank(destination), reason: self.region.rankFailureDescription(destination),
+                                                   operation: waiter.activity ?? "send", rank: waiter.rank)
             }
             if state != RankState.running.rawValue, try !done() {
-                throw CommunicatorError.peerFailed(peer: destination, reason: "has finished and will not receive any more messages",
-                                                   operation: "send", rank: self.me)
+                if waiter.activity != nil { throw self.finishedError(waiter: waiter, sources: [destination], anySource: false) }
+                throw CommunicatorError.receiverFinished(waiter.groupRank(destination), activity: nil, rank: waiter.rank)
+            }
+            if let stallTimeout = self.stallTimeout, waited > stallTimeout {
+                try self.reportStall(waiter.activity ?? "send", waited: waited, rank: waiter.rank)
             }
         }
     }
@@ -302,62 +370,84 @@ final class LocalEngine {
         }
     }
 
-    /// Spins, yields, then sleeps on the doorbell until `done` holds; `check` runs between tries.
-    private func wait(_ done: () throws -> Bool, check: () throws -> Void) throws {
+    /// Spins, yields, then sleeps on the doorbell until `done` holds; `check` runs between
+    /// tries with the seconds waited so far.
+    private func wait(_ done: () throws -> Bool, check: (Double) throws -> Void) throws {
         var tries = 0
+        var start = 0.0
+        region.waiting(me).store(1, ordering: .relaxed)
+        defer {
+            region.waiting(me).store(0, ordering: .relaxed)
+            countProgress()
+        }
         while true {
             progressSends()
             if try done() { return }
             tries += 1
-            if tries & 63 == 0 { try check() }
+            if tries & 63 == 0 {
+                if start == 0 { start = monotonicNow() }
+                try check(monotonicNow() - start)
+            }
             if tries < spinLimit { continue }
             if tries < spinLimit + yieldLimit {
                 sched_yield()
                 continue
             }
             let flag = region.sleeping(me)
+            let bell = region.doorbellAtomic(me).load(ordering: .sequentiallyConsistent)
             flag.store(1, ordering: .sequentiallyConsistent)
             progressSends()
             if try done() {
                 flag.store(0, ordering: .relaxed)
                 return
             }
-            var descriptor = pollfd(fd: doorbells[me], events: Int16(POLLIN), revents: 0)
-            _ = poll(&descriptor, 1, 50)
-            var count: UInt64 = 0
-            _ = Glibc.read(doorbells[me], &count, 8)
+            _ = swiftpar_futex_wait(region.doorbell(me), bell, 50_000_000)
             flag.store(0, ordering: .relaxed)
-            try check()
+            if start == 0 { start = monotonicNow() }
+            try check(monotonicNow() - start)
         }
+    }
+
+    /// This rank has waited longer than the stall timeout: watch the other ranks for a second,
+    /// name those that neither wait in swiftpar nor make progress, and fail.
+    private func reportStall(_ operation: String, waited: Double, rank: Int) throws {
+        let before = (0..<size).map { region.progress($0).load(ordering: .relaxed) }
+        var seenWaiting = [Bool](repeating: false, count: size)
+        let deadline = monotonicNow() + 1
+        while monotonicNow() < deadline {
+            for r in 0..<size where region.waiting(r).load(ordering: .relaxed) != 0 { seenWaiting[r] = true }
+            usleep(10_000)
+        }
+        let silent = (0..<size).filter { r in
+            r != me && region.state(of: r).load(ordering: .acquiring) == RankState.running.rawValue
+                && !seenWaiting[r] && region.progress(r).load(ordering: .relaxed) == before[r]
+        }
+        throw CommunicatorError.stalled(operation: operation, seconds: waited, silentRanks: silent,
+                                        timeout: stallTimeout ?? 0, rank: rank)
     }
 
     @inline(__always)
     private func wakeIfSleeping(_ rank: Int) {
-        if region.sleeping(rank).load(ordering: .sequentiallyConsistent) != 0 { ring(rank) }
-    }
-
-    /// Rings `rank`'s doorbell.
-    func ring(_ rank: Int) {
-        var one: UInt64 = 1
-        _ = Glibc.write(doorbells[rank], &one, 8)
+        if region.sleeping(rank).load(ordering: .sequentiallyConsistent) != 0 { region.ring(rank) }
     }
 
     /// Wakes every rank, so each notices a change of the job's state at once.
     func wakeEveryone() {
-        for rank in 0..<size where rank != me { ring(rank) }
+        for rank in 0..<size where rank != me { region.ring(rank) }
     }
 
     /// Throws if any rank of the job has failed.
-    func checkFailure(_ operation: String) throws {
+    func checkFailure(_ operation: String, waiter: LocalTransport? = nil) throws {
         guard let failure = region.failureDescription() else { return }
-        throw CommunicatorError.peerFailed(peer: failure.rank, reason: failure.text, operation: operation, rank: me)
+        throw CommunicatorError.peerFailed(peer: waiter?.groupRank(failure.rank) ?? failure.rank, reason: failure.text,
+                                           operation: operation, rank: waiter?.rank ?? me)
     }
 
     /// Pushes every queued send into the rings before this rank finishes.
-    func flushSends() throws {
+    func flushSends(waiter: LocalTransport) throws {
         for destination in 0..<size where !outgoing[destination].isEmpty {
             let last = outgoing[destination].last!
-            try waitUntil(sendingTo: destination) { last.isComplete }
+            try waitUntil(sendingTo: destination, waiter: waiter) { last.isComplete }
         }
     }
 }
@@ -377,17 +467,29 @@ extension FrameHeader {
 /// A send that did not fit its ring at once; written piece by piece as space frees.
 final class OutgoingSend {
     let header: FrameHeader
-    let bytes: UnsafeRawBufferPointer
-    /// Keeps the bytes of a nonblocking send alive; nil for a blocking send, whose caller does.
+    /// The bytes of a blocking send, valid while its caller waits for it.
+    var borrowed: UnsafeRawBufferPointer?
+    /// The bytes of a nonblocking send, owned until it completes.
     let owner: OutgoingBytes?
     var headerWritten = false
     var offset = 0
-    var isComplete: Bool { headerWritten && offset == bytes.count }
+    var isComplete: Bool { headerWritten && offset == header.length }
 
-    init(header: FrameHeader, bytes: UnsafeRawBufferPointer, owner: OutgoingBytes?) {
+    init(header: FrameHeader, borrowed: UnsafeRawBufferPointer) {
         self.header = header
-        self.bytes = bytes
+        self.borrowed = borrowed
+        self.owner = nil
+    }
+
+    init(header: FrameHeader, owner: OutgoingBytes) {
+        self.header = header
+        self.borrowed = nil
         self.owner = owner
+    }
+
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        if let owner { return owner.withBytes(body) }
+        return body(borrowed!)
     }
 }
 
@@ -395,20 +497,28 @@ final class LocalSendRequest: TransportRequest {
     let engine: LocalEngine
     let operation: OutgoingSend
     let destination: Int
+    let waiter: LocalTransport
 
-    init(engine: LocalEngine, operation: OutgoingSend, destination: Int) {
+    init(engine: LocalEngine, operation: OutgoingSend, destination: Int, waiter: LocalTransport) {
         self.engine = engine
         self.operation = operation
         self.destination = destination
+        self.waiter = waiter
     }
 
     func wait() throws {
-        try engine.waitUntil(sendingTo: destination) { operation.isComplete }
+        try engine.waitUntil(sendingTo: destination, waiter: waiter) { operation.isComplete }
     }
 
     func test() throws -> Bool {
         engine.progressSends()
-        try engine.checkFailure("test")
+        try engine.checkFailure("test", waiter: waiter)
         return operation.isComplete
     }
+}
+
+/// A request that was complete when it was made.
+final class CompletedRequest: TransportRequest {
+    func wait() throws {}
+    func test() throws -> Bool { true }
 }

@@ -1,10 +1,10 @@
 import Atomics
-import CMPI
+import CSwiftParLinux
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Starts and ends a local job: forks the ranks, watches them, and makes sure that however
+/// Starts and ends a local job: starts the ranks, watches them, and makes sure that however
 /// the job ends (success, an error, a crash, Ctrl-C, SIGTERM, or the launcher being killed)
 /// every rank is gone and the exit status says what happened.
 ///
@@ -15,27 +15,30 @@ import Glibc
 /// in the shared job block, every rank is woken and those waiting on it throw at once, and if
 /// the job has not ended a second later the monitor ends it.
 enum LocalJob {
+    /// Rank 0's monitor; set once, before the monitor thread starts, by the main thread.
     nonisolated(unsafe) static var monitor: LocalMonitor?
 
+    /// Checks a number of local ranks before anything is allocated for them.
+    static func checkRankCount(_ size: Int) throws {
+        guard size >= 1 else { throw SwiftParUsageError("the number of local ranks must be at least 1, not \(size)") }
+        guard size <= SharedRegion.maximumRanks else {
+            throw SwiftParUsageError(
+                "\(size) local ranks is more than the \(SharedRegion.maximumRanks) one machine can run; one rank per core is usually fastest (this machine has \(max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1))); for more ranks, use several hosts with mpirun or srun")
+        }
+    }
+
     /// Forks `size` ranks and returns, in each process, its world communicator's transport.
-    static func start(size: Int) throws -> LocalTransport {
-        guard size >= 1 else { throw SwiftParUsageError("the number of workers must be at least 1, not \(size)") }
+    static func start(size: Int, settings: JobSettings) throws -> LocalTransport {
+        try checkRankCount(size)
         let threads = threadCount()
         guard threads <= 1 else {
             throw SwiftParUsageError(
                 "the local backend must fork its ranks before any thread starts, but this process already runs \(threads) threads; call SwiftPar.run at the start of main")
         }
         let region = try SharedRegion(size: size)
-        var doorbells: [Int32] = []
-        for _ in 0..<size {
-            let fd = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
-            guard fd >= 0 else { throw SwiftParUsageError("cannot create an eventfd: \(String(cString: strerror(errno)))") }
-            doorbells.append(fd)
-        }
         let launcher = getpid()
         region.pid(of: 0).store(Int(launcher), ordering: .relaxed)
-        fflush(stdout)
-        fflush(stderr)
+        swiftpar_flush_all_streams()
         var children: [pid_t] = []
         for rank in 1..<max(size, 1) {
             let pid = fork()
@@ -43,18 +46,18 @@ enum LocalJob {
                 // In the child: die with the launcher, even if it is already gone.
                 _ = swiftpar_set_parent_death_signal(SIGKILL)
                 if getppid() != launcher { _exit(1) }
-                return LocalTransport(engine: LocalEngine(region: region, rank: rank, doorbells: doorbells),
+                return LocalTransport(engine: LocalEngine(region: region, rank: rank, stallTimeout: settings.stallTimeout),
                                       members: Array(0..<size), context: 0)
             }
             if pid < 0 {
-                let reason = String(cString: strerror(errno))
+                let failure = SystemError.current("fork of rank \(rank) of \(size)")
                 for child in children { kill(child, SIGKILL); var status: Int32 = 0; waitpid(child, &status, 0) }
-                throw SwiftParUsageError("cannot start rank \(rank) of \(size): fork failed: \(reason)")
+                throw failure
             }
             children.append(pid)
             region.pid(of: rank).store(Int(pid), ordering: .relaxed)
         }
-        let engine = LocalEngine(region: region, rank: 0, doorbells: doorbells)
+        let engine = LocalEngine(region: region, rank: 0, stallTimeout: settings.stallTimeout)
         if size > 1 {
             monitor = try LocalMonitor(region: region, engine: engine, children: children)
         }
@@ -65,14 +68,14 @@ enum LocalJob {
     static func finish(_ transport: LocalTransport, status: Int32 = 0) -> Never {
         let engine = transport.engine
         do {
-            try engine.flushSends()
+            try engine.flushSends(waiter: transport)
         } catch {
             fail(error, transport)
         }
-        flushOutput()
+        if let failure = StandardOutput.flushChecked() { fail(failure, transport) }
         engine.region.state(of: engine.me).store(RankState.finished.rawValue, ordering: .releasing)
         engine.wakeEveryone()
-        guard engine.me == 0 else { exit(status) }
+        guard engine.me == 0 else { _exit(status) }
         monitor?.waitForChildren(status: status)
         exit(status)
     }
@@ -95,8 +98,8 @@ enum LocalJob {
         region.state(of: engine.me).store(RankState.failed.rawValue, ordering: .releasing)
         engine.wakeEveryone()
         guard engine.me == 0 else {
-            flushOutput()
-            exit(1)
+            swiftpar_flush_all_streams()
+            _exit(1)
         }
         if let monitor { monitor.endJob(exitCode: 1) }
         exit(1)
@@ -104,14 +107,9 @@ enum LocalJob {
 
     /// Threads of this process, from /proc/self/status.
     static func threadCount() -> Int {
-        guard let file = fopen("/proc/self/status", "r") else { return 1 }
-        defer { fclose(file) }
-        var line = [CChar](repeating: 0, count: 256)
-        while fgets(&line, Int32(line.count), file) != nil {
-            let text = String(cString: line)
-            if text.hasPrefix("Threads:") {
-                return Int(text.dropFirst(8).trimmingCharacters(in: " \t\n")) ?? 1
-            }
+        guard let status = try? readWholeFile("/proc/self/status") else { return 1 }
+        for line in String(decoding: status, as: UTF8.self).split(separator: "\n") where line.hasPrefix("Threads:") {
+            return Int(line.dropFirst(8).trimmingCharacters(in: " \t")) ?? 1
         }
         return 1
     }
@@ -127,14 +125,20 @@ extension StringProtocol {
 }
 
 /// Rank 0's watcher of the other ranks (a thread started after the forks).
-final class LocalMonitor {
+///
+/// Shared between the main thread and the monitor thread: `children` and `region` never change;
+/// `reaped` and `ending` are atomics; `toleratedFailures` is written by the monitor thread only
+/// before it counts the child as reaped, and read by the main thread only after every child
+/// is counted.
+final class LocalMonitor: @unchecked Sendable {
     let region: SharedRegion
     let engine: LocalEngine
     let children: [pid_t]
     private let signals: Int32
-    /// Children reaped so far; read by the main thread while it waits.
-    private let reaped = UnsafeAtomic<Int>.create(0)
-    private var isReaped: [Bool]
+    /// Children reaped so far.
+    private let reaped = ManagedAtomic<Int>(0)
+    /// Whether each child has been reaped.
+    private let isReaped: [ManagedAtomic<Bool>]
     /// Ranks that died while rank 0 handled failures itself; reported when the job ends.
     private var toleratedFailures: [Int] = []
 
@@ -142,7 +146,7 @@ final class LocalMonitor {
         self.region = region
         self.engine = engine
         self.children = children
-        isReaped = Array(repeating: false, count: children.count)
+        isReaped = children.map { _ in ManagedAtomic(false) }
         var mask = sigset_t()
         sigemptyset(&mask)
         for signal in [SIGCHLD, SIGINT, SIGTERM, SIGHUP] { sigaddset(&mask, signal) }
@@ -150,15 +154,8 @@ final class LocalMonitor {
         // signals reach the signalfd instead.
         pthread_sigmask(SIG_BLOCK, &mask, nil)
         signals = signalfd(-1, &mask, Int32(SFD_CLOEXEC | SFD_NONBLOCK))
-        guard signals >= 0 else { throw SwiftParUsageError("cannot create a signalfd: \(String(cString: strerror(errno)))") }
-        var thread = pthread_t()
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let created = pthread_create(&thread, nil, { context in
-            Unmanaged<LocalMonitor>.fromOpaque(context!).takeUnretainedValue().watch()
-            return nil
-        }, context)
-        guard created == 0 else { throw SwiftParUsageError("cannot start the local backend's monitor thread") }
-        pthread_detach(thread)
+        guard signals >= 0 else { throw SystemError.current("signalfd for the local backend's monitor") }
+        try startThread { [self] in self.watch() }
     }
 
     private func watch() -> Never {
@@ -188,10 +185,9 @@ final class LocalMonitor {
 
     /// Reaps every child that has ended and records how it ended.
     private func reapChildren() {
-        for (index, pid) in children.enumerated() where !isReaped[index] {
+        for (index, pid) in children.enumerated() where !isReaped[index].load(ordering: .acquiring) {
             var status: Int32 = 0
             guard waitpid(pid, &status, WNOHANG) == pid else { continue }
-            isReaped[index] = true
             let rank = index + 1
             let termination = status & 0x7F
             let tolerated = region.toleratesFailures.load(ordering: .sequentiallyConsistent) != 0
@@ -210,9 +206,14 @@ final class LocalMonitor {
                     region.state(of: rank).store(RankState.failed.rawValue, ordering: .releasing)
                 }
             } else if termination != 0x7F {
+                if termination == SIGPIPE {
+                    // A rank writing to a pipe whose reader left: end the job as quietly as the rank died.
+                    endJob(exitCode: 128 + SIGPIPE, quiet: true)
+                }
                 region.recordFailure(rank: rank, kind: .signal, value: Int(termination))
                 region.state(of: rank).store(RankState.failed.rawValue, ordering: .releasing)
             }
+            isReaped[index].store(true, ordering: .releasing)
             reaped.wrappingIncrement(ordering: .releasing)
             engine.wakeEveryone()
         }
@@ -233,16 +234,17 @@ final class LocalMonitor {
 
     /// Kills every rank still running, reports why the job ended, and exits. Only the first
     /// thread to get here does it; any other waits to be ended with the process.
-    func endJob(exitCode: Int32) -> Never {
+    func endJob(exitCode: Int32, quiet: Bool = false) -> Never {
         guard region.ending.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged else {
             while true { pause() }
         }
         for pid in children { kill(pid, SIGKILL) }
-        for (index, pid) in children.enumerated() where !isReaped[index] {
+        for (index, pid) in children.enumerated() where !isReaped[index].load(ordering: .acquiring) {
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         }
-        flushOutput()
+        if quiet { _exit(exitCode) }
+        swiftpar_flush_all_streams()
         if let failure = region.failureDescription() {
             if FailureKind(rawValue: region.failureKind.load(ordering: .relaxed)) == .interrupted {
                 let signal = Int32(region.failureValue.load(ordering: .relaxed))
@@ -260,4 +262,27 @@ func monotonicNow() -> Double {
     var now = timespec()
     clock_gettime(CLOCK_MONOTONIC, &now)
     return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}
+
+/// Starts a detached thread running `body`.
+func startThread(_ body: @escaping @Sendable () -> Void) throws {
+    _ = try startJoinableThread(body, detached: true)
+}
+
+/// Starts a thread running `body`; joinable unless `detached`.
+@discardableResult
+func startJoinableThread(_ body: @escaping @Sendable () -> Void, detached: Bool = false) throws -> pthread_t {
+    final class ThreadBody {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    var thread = pthread_t()
+    let context = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+    let code = pthread_create(&thread, nil, { context in
+        Unmanaged<ThreadBody>.fromOpaque(context!).takeRetainedValue().body()
+        return nil
+    }, context)
+    guard code == 0 else { throw SystemError("pthread_create", code: code) }
+    if detached { pthread_detach(thread) }
+    return thread
 }

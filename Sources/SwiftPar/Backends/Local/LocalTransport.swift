@@ -7,18 +7,22 @@ final class LocalTransport: Transport {
     let rank: Int
     let context: Int
     let maximumTag = Int(Int32.max)
-    private let groupRank: [Int: Int]
+    var activity: String?
+    private let groupRanks: [Int: Int]
     private var channel: LocalTransport?
 
     init(engine: LocalEngine, members: [Int], context: Int) {
         self.engine = engine
         self.members = members
         self.context = context
-        groupRank = Dictionary(uniqueKeysWithValues: members.enumerated().map { ($1, $0) })
-        rank = groupRank[engine.me]!
+        groupRanks = Dictionary(uniqueKeysWithValues: members.enumerated().map { ($1, $0) })
+        rank = groupRanks[engine.me]!
     }
 
     var size: Int { members.count }
+
+    /// The rank in this communicator of world rank `world` (itself if not a member).
+    func groupRank(_ world: Int) -> Int { groupRanks[world] ?? world }
 
     /// The same members with the next context: every communicator takes two.
     var collectiveChannel: any Transport {
@@ -29,22 +33,24 @@ final class LocalTransport: Transport {
     }
 
     func send(_ bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws {
-        try engine.send(bytes, to: members[destination], tag: tag, context: context)
+        try engine.send(bytes, to: members[destination], tag: tag, context: context, waiter: self)
     }
 
     func startSend(_ message: OutgoingBytes, to destination: Int, tag: Int) throws -> any TransportRequest {
-        try engine.startSend(message, to: members[destination], tag: tag, context: context)
+        try engine.startSend(message, to: members[destination], tag: tag, context: context, waiter: self)
     }
 
     func probe(source: Int?, tag: Int?, wait: Bool) throws -> MessageInfo? {
         let sources = source.map { [members[$0]] } ?? members
-        guard let found = try engine.probe(sources: sources, tag: tag, context: context, wait: wait) else { return nil }
-        return MessageInfo(source: groupRank[found.source]!, tag: found.tag, byteCount: found.length)
+        guard let found = try engine.probe(sources: sources, anySource: source == nil, tag: tag, context: context,
+                                           wait: wait, waiter: self) else { return nil }
+        return MessageInfo(source: groupRank(found.source), tag: found.tag, byteCount: found.length)
     }
 
     func probe(anyOf sources: [Int], tag: Int?, wait: Bool) throws -> MessageInfo? {
-        guard let found = try engine.probe(sources: sources.map { members[$0] }, tag: tag, context: context, wait: wait) else { return nil }
-        return MessageInfo(source: groupRank[found.source]!, tag: found.tag, byteCount: found.length)
+        guard let found = try engine.probe(sources: sources.map { members[$0] }, anySource: sources.count > 1, tag: tag,
+                                           context: context, wait: wait, waiter: self) else { return nil }
+        return MessageInfo(source: groupRank(found.source), tag: found.tag, byteCount: found.length)
     }
 
     func receive(_ info: MessageInfo, into buffer: UnsafeMutableRawBufferPointer) throws {
@@ -55,12 +61,16 @@ final class LocalTransport: Transport {
     /// so no process ever sees one context used for two communicators), then groups ranks by
     /// colour and orders each group by key and old rank.
     func split(color: Int?, key: Int) throws -> (any Transport)? {
-        let proposal = try genericAllreduce([engine.nextContext], operation: .maximum)[0]
+        let proposals = try allgatherFixed([Int64(engine.nextContext), Int64(color ?? -1), Int64(key)], operation: "split")
+        let proposal = Int((0..<size).map { proposals[3 * $0] }.max() ?? 2)
         engine.nextContext = proposal + 2
-        let choices = try genericAllgather([color ?? -1, key])
         guard let color else { return nil }
-        let chosen = (0..<size).filter { choices[$0][0] == color }
-            .sorted { (choices[$0][1], $0) < (choices[$1][1], $1) }
+        let chosen = (0..<size).filter { proposals[3 * $0 + 1] == Int64(color) }
+            .sorted { (proposals[3 * $0 + 2], $0) < (proposals[3 * $1 + 2], $1) }
         return LocalTransport(engine: engine, members: chosen.map { members[$0] }, context: proposal)
+    }
+
+    func tolerateFailures(_ tolerate: Bool) {
+        engine.region.toleratesFailures.store(tolerate ? 1 : 0, ordering: .sequentiallyConsistent)
     }
 }

@@ -1,45 +1,61 @@
 import Atomics
+import CSwiftParLinux
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// The memory all ranks of a local job share: one anonymous `MAP_SHARED` mapping made before
-/// the fork, so it has no name anywhere and only this job's processes can reach it.
+/// the ranks start (inherited through fork, or as a memfd descriptor by spawned ranks), so it
+/// has no name anywhere and only this job's processes can reach it.
 ///
 /// Layout (every field that two processes write sits on its own cache line):
 ///
 /// - the job block: the first failure (rank, kind, value, message) and the ending flag;
-/// - one block per rank: its state (running, finished, failed), whether it sleeps, its pid;
+/// - one block per rank: its state (running, finished, failed), its doorbell (a futex word),
+///   whether it sleeps, its pid, and what it is waiting for;
 /// - one ring per ordered pair of ranks (sender → receiver): see `Ring`.
+///
+/// The rings are reserved, not committed (`MAP_NORESERVE`): a page costs memory only once a
+/// message has passed through it, so a job of a thousand ranks that talk to a few neighbours
+/// each needs little.
 final class SharedRegion {
     static let lineSize = 64
     static let messageCapacity = 2048
     static let jobBlockSize = 4096
-    static let rankBlockSize = 256
+    static let rankBlockSize = 512
+    /// The most local ranks a job may have.
+    static let maximumRanks = 4096
 
     let base: UnsafeMutableRawPointer
     let byteCount: Int
     let size: Int
     let ringCapacity: Int
 
-    /// Ring capacity for `size` ranks: larger rings for few ranks, at most 256 MiB in all.
+    /// Ring capacity for `size` ranks: 1 MiB for a few ranks, less as pairs multiply, at least 16 KiB.
     static func ringCapacity(for size: Int) -> Int {
         let pairs = max(size * (size - 1), 1)
         var capacity = 1 << 20
-        while capacity > 64 << 10 && capacity * pairs > 256 << 20 { capacity >>= 1 }
+        while capacity > 16 << 10 && capacity * pairs > 256 << 20 { capacity >>= 1 }
         return capacity
     }
 
-    init(size: Int) throws {
+    static func byteCount(for size: Int) -> Int {
+        jobBlockSize + size * rankBlockSize + size * (size - 1) * (Ring.dataOffset + ringCapacity(for: size))
+    }
+
+    /// Maps a new region for `size` ranks (`descriptor` -1), or the region a parent made, from
+    /// its memfd `descriptor`.
+    init(size: Int, descriptor: Int32 = -1) throws {
+        precondition(size >= 1 && size <= Self.maximumRanks)
         self.size = size
         ringCapacity = Self.ringCapacity(for: size)
-        let rings = size * (size - 1) * (Ring.dataOffset + ringCapacity)
-        byteCount = Self.jobBlockSize + size * Self.rankBlockSize + rings
-        guard let mapped = mmap(nil, byteCount, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0),
-              mapped != MAP_FAILED else {
-            throw SwiftParUsageError("cannot map \(byteCount) bytes of shared memory for \(size) local ranks: \(String(cString: strerror(errno)))")
+        byteCount = Self.byteCount(for: size)
+        let flags = descriptor < 0 ? MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE : MAP_SHARED | MAP_NORESERVE
+        guard let mapped = mmap(nil, byteCount, PROT_READ | PROT_WRITE, flags, descriptor, 0), mapped != MAP_FAILED else {
+            throw SystemError.current("mmap of \(byteCount) bytes of shared memory for \(size) local ranks")
         }
         base = mapped
+        if descriptor >= 0 { return }
         // Fresh anonymous memory is zero; the atomics start at their initial values explicitly.
         failedRank.store(-1, ordering: .relaxed)
         for rank in 0..<size {
@@ -66,6 +82,8 @@ final class SharedRegion {
     /// Non-zero while rank 0 handles dead workers itself (a map with retries): a dead rank is
     /// then recorded in its own block only, and the job goes on.
     var toleratesFailures: UnsafeAtomic<Int> { atomic(at: Self.lineSize + 8) }
+    /// Spawned ranks that have mapped the region and are ready (spawn start method).
+    var joinedRanks: UnsafeAtomic<Int> { atomic(at: Self.lineSize + 16) }
     var failureMessage: UnsafeMutableRawPointer { base + 2 * Self.lineSize }
 
     /// Records the job's first failure; later ones are ignored. Returns whether this one was first.
@@ -113,10 +131,21 @@ final class SharedRegion {
     func state(of rank: Int) -> UnsafeAtomic<Int> { atomic(at: rankBlock(rank)) }
     /// Non-zero while the rank is about to sleep or sleeping on its doorbell.
     func sleeping(_ rank: Int) -> UnsafeAtomic<Int> { atomic(at: rankBlock(rank) + Self.lineSize) }
-    func pid(of rank: Int) -> UnsafeAtomic<Int> { atomic(at: rankBlock(rank) + 2 * Self.lineSize) }
+    /// The rank's doorbell: a futex word others increment to wake it.
+    func doorbell(_ rank: Int) -> UnsafeMutablePointer<UInt32> {
+        (base + rankBlock(rank) + 2 * Self.lineSize).assumingMemoryBound(to: UInt32.self)
+    }
+    func doorbellAtomic(_ rank: Int) -> UnsafeAtomic<UInt32> {
+        UnsafeAtomic(at: UnsafeMutableRawPointer(doorbell(rank)).assumingMemoryBound(to: UnsafeAtomic<UInt32>.Storage.self))
+    }
+    func pid(of rank: Int) -> UnsafeAtomic<Int> { atomic(at: rankBlock(rank) + 3 * Self.lineSize) }
     /// How this rank ended when it failed while failures were tolerated (`FailureKind`), and the value.
-    func ownFailureKind(_ rank: Int) -> UnsafeAtomic<Int> { atomic(at: rankBlock(rank) + 3 * Self.lineSize) }
-    func ownFailureValue(_ rank: Int) -> UnsafeAtomic<Int> { atomic(at: rankBlock(rank) + 3 * Self.lineSize + 8) }
+    func ownFailureKind(_ rank: Int) -> UnsafeAtomic<Int> { atomic(at: rankBlock(rank) + 4 * Self.lineSize) }
+    func ownFailureValue(_ rank: Int) -> UnsafeAtomic<Int> { atomic(at: rankBlock(rank) + 4 * Self.lineSize + 8) }
+    /// Non-zero while the rank waits inside swiftpar.
+    func waiting(_ rank: Int) -> UnsafeAtomic<Int> { atomic(at: rankBlock(rank) + 5 * Self.lineSize) }
+    /// Counts the rank's completed waits and messages: it changes while the rank makes progress.
+    func progress(_ rank: Int) -> UnsafeAtomic<Int> { atomic(at: rankBlock(rank) + 6 * Self.lineSize) }
 
     /// Records that `rank` ended badly, for this rank alone (failures tolerated).
     func recordRankFailure(rank: Int, kind: FailureKind, value: Int) {
@@ -133,6 +162,13 @@ final class SharedRegion {
         case .exitStatus?: return "exited with status \(value)"
         default: return "failed"
         }
+    }
+
+    /// Wakes `rank` if it sleeps on its doorbell.
+    @inline(__always)
+    func ring(_ rank: Int) {
+        doorbellAtomic(rank).wrappingIncrement(ordering: .sequentiallyConsistent)
+        _ = swiftpar_futex_wake(doorbell(rank))
     }
 
     // MARK: Rings
@@ -224,6 +260,8 @@ func signalName(_ signal: Int32) -> String {
     case SIGTERM: return "SIGTERM"
     case SIGUSR1: return "SIGUSR1"
     case SIGUSR2: return "SIGUSR2"
+    case SIGSTOP: return "SIGSTOP"
+    case SIGTSTP: return "SIGTSTP"
     default: return "signal \(signal)"
     }
 }

@@ -1,11 +1,12 @@
-import CMPI
+import CSwiftParMPI
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Start-up and shut-down of Open MPI for the whole process.
 enum MPIEnvironment {
-    /// True between a successful `MPI_Init_thread` and `MPI_Finalize`.
+    /// True between a successful `MPI_Init_thread` and `MPI_Finalize`. Set and read only on the
+    /// thread that initialises MPI.
     nonisolated(unsafe) private(set) static var isActive = false
 
     /// The thread support levels of `MPI_Init_thread`, by the names `SWIFTPAR_MPI_THREAD_LEVEL` takes.
@@ -14,6 +15,29 @@ enum MPIEnvironment {
         ("serialized", Int32(MPI_THREAD_SERIALIZED)), ("multiple", Int32(MPI_THREAD_MULTIPLE)),
     ]
 
+    /// Loads Open MPI's library (`libmpi.so.40`, or `SWIFTPAR_MPI_LIBRARY`) if it is not loaded yet.
+    ///
+    /// The library is loaded only here, when a launcher started the process or the MPI backend
+    /// was asked for: local and serial jobs never touch it, and run where Open MPI is not installed.
+    static func loadLibrary() throws {
+        if swiftpar_mpi_is_loaded() != 0 { return }
+        let path = getenvString("SWIFTPAR_MPI_LIBRARY")
+        var reason = [CChar](repeating: 0, count: 1024)
+        guard swiftpar_mpi_load(path, &reason, reason.count) == 0 else {
+            throw MPIUnavailable(reason: stringFromCString(reason), path: path)
+        }
+    }
+
+    /// Whether Open MPI's library can be loaded here, and if not, why.
+    static var libraryProblem: String? {
+        do {
+            try loadLibrary()
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
     /// Initialises MPI with `MPI_Init_thread` and fails if the library provides less thread
     /// support than requested.
     ///
@@ -21,53 +45,77 @@ enum MPIEnvironment {
     /// used by the thread that called `SwiftPar.run`. Open MPI 4.1 takes its thread-safe, slower
     /// paths (about 0.05 µs more per message here) for any higher level, so ask for one only
     /// when needed: `SWIFTPAR_MPI_THREAD_LEVEL=serialized` (any thread, one at a time) or `multiple`.
-    static func initialize() throws -> MPITransport {
+    static func initialize(settings: JobSettings) throws -> MPITransport {
         let requestedName = getenvString("SWIFTPAR_MPI_THREAD_LEVEL")?.lowercased() ?? "single"
         guard let requested = threadLevels.first(where: { $0.name == requestedName })?.level else {
             throw SwiftParUsageError(
                 "SWIFTPAR_MPI_THREAD_LEVEL=\(requestedName) is not one of \(threadLevels.map(\.name).joined(separator: ", "))")
         }
+        try loadLibrary()
         var provided: Int32 = 0
         let code = MPI_Init_thread(nil, nil, requested, &provided)
         guard code == MPI_SUCCESS else {
             throw CommunicatorError.mpi(operation: "MPI_Init_thread", code: code, message: mpiErrorString(code), rank: 0)
         }
         isActive = true
-        let world = MPITransport(comm: swiftpar_comm_world(), owns: false)
+        MPI_Comm_set_errhandler(swiftpar_comm_world(), swiftpar_errors_return())
+        var rank: Int32 = 0
+        var size: Int32 = 0
+        MPI_Comm_rank(swiftpar_comm_world(), &rank)
+        MPI_Comm_size(swiftpar_comm_world(), &size)
         guard provided >= requested else {
             let name = threadLevels.first(where: { $0.level == provided })?.name ?? "\(provided)"
             throw CommunicatorError.mpi(
                 operation: "MPI_Init_thread", code: 0,
-                message: "asked for thread level \(requestedName), but the MPI library provides only \(name)", rank: world.rank)
+                message: "asked for thread level \(requestedName), but the MPI library provides only \(name)", rank: Int(rank))
         }
-        return world
+        let job = try MPIJob(world: swiftpar_comm_world(), rank: Int(rank), size: Int(size), stallTimeout: settings.stallTimeout)
+        MPIJob.current = job
+        if rank == 0 { StandardStreams.adoptLauncherOutput() }
+        return try MPITransport(comm: swiftpar_comm_world(), owns: false, members: Array(0..<Int(size)), job: job,
+                            messageLimit: settings.mpiMessageLimit)
     }
 
-    static func finalize() {
+    /// Announces that this rank has finished, then `MPI_Finalize`.
+    static func finish() throws {
         guard isActive else { return }
+        try MPIJob.current?.announceFinished()
         isActive = false
         MPI_Finalize()
     }
 
     /// Ends every process of the job with `code` (`MPI_Abort`). Never returns.
     static func abort(code: Int32) -> Never {
-        MPI_Abort(swiftpar_comm_world(), code)
+        if isActive { MPI_Abort(swiftpar_comm_world(), code) }
         exit(code)
     }
 
     static var processorName: String {
-        var buffer = [CChar](repeating: 0, count: Int(swiftpar_max_processor_name()) + 1)
+        var buffer = [CChar](repeating: 0, count: Int(MPI_MAX_PROCESSOR_NAME) + 1)
         var length: Int32 = 0
         MPI_Get_processor_name(&buffer, &length)
-        return String(cString: buffer)
+        return stringFromCString(buffer)
     }
 
-    static var libraryVersion: String {
-        var buffer = [CChar](repeating: 0, count: Int(swiftpar_max_library_version_string()) + 1)
+    /// The library's version line, loading the library if needed; nil where it cannot be loaded.
+    static var libraryVersion: String? {
+        guard libraryProblem == nil else { return nil }
+        var buffer = [CChar](repeating: 0, count: Int(MPI_MAX_LIBRARY_VERSION_STRING) + 1)
         var length: Int32 = 0
         MPI_Get_library_version(&buffer, &length)
-        let text = String(cString: buffer)
+        let text = stringFromCString(buffer)
         return text.split(separator: ",").first.map(String.init) ?? text
+    }
+}
+
+/// Open MPI's library could not be loaded.
+struct MPIUnavailable: Error, CustomStringConvertible {
+    let reason: String
+    let path: String?
+
+    var description: String {
+        let what = path.map { "SWIFTPAR_MPI_LIBRARY=\($0)" } ?? "Open MPI's library (libmpi.so.40)"
+        return "cannot load \(what): \(reason); install Open MPI (Debian and Ubuntu: apt install libopenmpi3; clusters: module load openmpi) or set SWIFTPAR_MPI_LIBRARY to its libmpi.so"
     }
 }
 

@@ -1,0 +1,43 @@
+// The Linux calls swiftpar needs that Swift's Glibc module cannot reach by itself: variadic
+// ones (prctl, syscall), and headers it leaves out (signalfd, futex). One small function each.
+#ifndef SWIFTPAR_LINUX_H
+#define SWIFTPAR_LINUX_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <sys/signalfd.h>
+#include <sys/types.h>
+
+/// prctl(PR_SET_PDEATHSIG): the kernel sends `signal_number` to this process when its parent dies.
+int swiftpar_set_parent_death_signal(int signal_number);
+
+/// glibc's malloc tuning (mallopt M_MMAP_THRESHOLD and M_TRIM_THRESHOLD).
+void swiftpar_keep_large_buffers(int mmap_threshold, int trim_threshold);
+
+/// pidfd_open(2): a descriptor for process `pid`, or -1 with errno set.
+int swiftpar_pidfd_open(pid_t pid);
+
+/// pidfd_getfd(2): a copy, in this process, of descriptor `target` of the process behind `pidfd`.
+int swiftpar_pidfd_getfd(int pidfd, int target);
+
+/// Sleeps while the 32-bit word at `address` (in memory shared between processes) holds
+/// `expected`, for at most `timeout_ns` nanoseconds. Returns 0 when woken or when the word
+/// differs, -1 with errno (ETIMEDOUT, EINTR, EAGAIN) otherwise.
+int swiftpar_futex_wait(uint32_t *address, uint32_t expected, int64_t timeout_ns);
+
+/// Wakes every process sleeping on the word at `address`.
+int swiftpar_futex_wake(uint32_t *address);
+
+/// memfd_create(2) with MFD_CLOEXEC: anonymous memory with a descriptor and no name in any file system.
+int swiftpar_memfd_create(const char *label);
+
+/// fflush(stdout): 0, or the errno of the failed write.
+int swiftpar_flush_standard_output(void);
+
+/// Whether a write to stdout has failed since the last check (ferror), clearing the flag.
+int swiftpar_standard_output_failed(void);
+
+/// fflush(NULL): every stdio stream, before a fork or an exit that skips stdio's own flush.
+void swiftpar_flush_all_streams(void);
+
+#endif

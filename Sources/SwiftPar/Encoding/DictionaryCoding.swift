@@ -1,0 +1,43 @@
+// Dictionaries with String keys (word counts, lookup tables) are the commonest large values
+// users send. The standard library codes them through a keyed container with one key object per
+// entry; these paths write and read the same bytes directly.
+
+/// A `[String: Value]` the encoder writes entry by entry.
+protocol StringKeyedEncodable {
+    func encodeEntries(to state: EncodingState) throws
+}
+
+/// A `[String: Value]` the decoder builds entry by entry.
+protocol StringKeyedDictionary {
+    static func decodeEntries(from state: DecodingState, at offset: inout Int, depth: Int) throws -> Self
+}
+
+extension Dictionary: StringKeyedEncodable where Key == String, Value: Encodable {
+    func encodeEntries(to state: EncodingState) throws {
+        state.writer.append(WireTag.keyed)
+        for (key, value) in self {
+            state.writeKey(key, cache: nil)
+            try state.encode(value)
+        }
+        state.writer.append(0)
+    }
+}
+
+extension Dictionary: StringKeyedDictionary where Key == String, Value: Decodable {
+    static func decodeEntries(from state: DecodingState, at offset: inout Int, depth: Int) throws -> Self {
+        let tag = try state.byte(at: offset)
+        guard tag == WireTag.keyed else { throw state.mismatch(Self.self, found: tag, at: offset) }
+        var position = offset + 1
+        var result: [String: Value] = [:]
+        while let key = try state.key(at: &position) {
+            let name = try state.name(of: key)
+            do {
+                result[name] = try state.decode(Value.self, at: &position, depth: depth + 1)
+            } catch let error as DecodingError {
+                throw error.under(TreeKey(stringValue: name))
+            }
+        }
+        offset = position
+        return result
+    }
+}

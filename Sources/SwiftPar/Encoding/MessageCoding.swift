@@ -1,0 +1,65 @@
+// How communicators turn values into message bytes and back, with the type checks every
+// backend makes the same way: a plain-number array travels as itself; anything else is encoded
+// behind swiftpar's header; a receiver that expects one and finds the other throws.
+
+/// Why received bytes do not decode as the type asked for, in words.
+struct MessageDecodingFailure: Error {
+    let reason: String
+}
+
+/// What a message that holds an encoded value holds, in words: "an encoded value (a string)".
+func describeEncoded(_ bytes: UnsafeRawBufferPointer) -> String {
+    guard bytes.count > WireHeader.size else { return "a swiftpar-encoded value" }
+    return "a swiftpar-encoded value (\(WireTag.describe(bytes[WireHeader.size])))"
+}
+
+/// Decodes `bytes` as a `T` the way every receive does: plain-number arrays from raw elements
+/// (refusing bytes that hold an encoded value), anything else from an encoded value.
+func decodeValue<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer) throws -> T {
+    if let plainType = type as? any PlainNumberArray.Type {
+        try checkPlain(bytes, as: plainType, typeName: "\(T.self)")
+        return plainType.init(rawElementBytes: bytes) as! T
+    }
+    guard WireHeader.isPresent(in: bytes) else {
+        throw MessageDecodingFailure(
+            reason: "the message holds \(bytes.count) bytes without swiftpar's header: it was sent as plain numbers or raw bytes, not as an encoded value")
+    }
+    do {
+        return try BinaryDecoder().decode(type, from: bytes)
+    } catch {
+        throw MessageDecodingFailure(reason: describeDecodingError(error))
+    }
+}
+
+func decodeValue<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
+    try bytes.withUnsafeBytes { try decodeValue(type, from: $0) }
+}
+
+/// Checks that `bytes` can be plain numbers of `plainType`: a whole number of elements, and not
+/// an encoded value.
+func checkPlain(_ bytes: UnsafeRawBufferPointer, as plainType: any PlainNumberArray.Type, typeName: String) throws {
+    if WireHeader.isPresent(in: bytes) {
+        throw MessageDecodingFailure(reason: "the message holds \(describeEncoded(bytes)), not plain numbers")
+    }
+    let width = plainType.elementKind.byteWidth
+    guard bytes.count % width == 0 else {
+        throw MessageDecodingFailure(reason: "\(bytes.count) bytes is not a whole number of \(width)-byte elements")
+    }
+}
+
+@usableFromInline
+func describeDecodingError(_ error: any Error) -> String {
+    guard let decodingError = error as? DecodingError else { return "\(error)" }
+    func path(_ context: DecodingError.Context) -> String {
+        let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+        return keys.isEmpty ? "" : " at \(keys)"
+    }
+    switch decodingError {
+    case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+        return context.debugDescription + path(context)
+    case .keyNotFound(let key, let context):
+        return "no value for key \"\(key.stringValue)\"" + path(context)
+    @unknown default:
+        return "\(decodingError)"
+    }
+}

@@ -1,0 +1,35 @@
+/// Settings a job reads from its environment at start, checked before anything starts, the
+/// same way on every backend: a bad value is a usage error, never silently ignored.
+struct JobSettings: Sendable {
+    /// `SWIFTPAR_STALL_TIMEOUT`: seconds a rank may wait in one operation before the job ends
+    /// naming the ranks that made no progress; nil (the default) waits as long as it takes.
+    var stallTimeout: Double?
+    /// `SWIFTPAR_MPI_MESSAGE_LIMIT`: bytes from which MPI messages are split (default 1 GiB).
+    var mpiMessageLimit: Int
+
+    static let defaultMessageLimit = 1 << 30
+
+    static func fromEnvironment(_ environment: [String: String] = currentEnvironment(), stallTimeout: Double? = nil) throws -> JobSettings {
+        var settings = JobSettings(stallTimeout: nil, mpiMessageLimit: defaultMessageLimit)
+        if let text = environment["SWIFTPAR_MPI_MESSAGE_LIMIT"], !text.isEmpty {
+            guard let value = Int(text), value >= 16, value <= Int(Int32.max) else {
+                throw SwiftParUsageError("SWIFTPAR_MPI_MESSAGE_LIMIT=\(text) is not a number of bytes from 16 to \(Int32.max)")
+            }
+            settings.mpiMessageLimit = value
+        }
+        if let stallTimeout {
+            settings.stallTimeout = try checkedStallTimeout(stallTimeout, source: "the stall timeout")
+        } else if let text = environment["SWIFTPAR_STALL_TIMEOUT"], !text.isEmpty {
+            guard let value = Double(text) else {
+                throw SwiftParUsageError("SWIFTPAR_STALL_TIMEOUT=\(text) is not a number of seconds")
+            }
+            settings.stallTimeout = try checkedStallTimeout(value, source: "SWIFTPAR_STALL_TIMEOUT=\(text)")
+        }
+        return settings
+    }
+
+    private static func checkedStallTimeout(_ value: Double, source: String) throws -> Double? {
+        guard value.isFinite, value >= 0 else { throw SwiftParUsageError("\(source) must be a number of seconds, 0 for none") }
+        return value == 0 ? nil : value
+    }
+}

@@ -1,0 +1,126 @@
+import CSwiftParLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Standard output written with every error checked, as command-line tools must: a full disk
+/// or a closed descriptor is an error, never a silently shortened file.
+///
+/// `SwiftPar.run` also checks what `print` wrote before each rank exits, so a program that
+/// prints its results and then fails to flush them ends with an error and a non-zero status.
+public enum StandardOutput {
+    /// Writes all of `bytes` to standard output (descriptor 1), retrying short writes.
+    ///
+    /// Throws `SystemError` (operation "write to standard output") when the system refuses the
+    /// bytes. A reader that has gone away (a closed pipe, `| head -1`) ends the process quietly
+    /// with SIGPIPE, as coreutils do.
+    public static func write(_ bytes: UnsafeRawBufferPointer) throws {
+        // Text printed with `print` before comes first.
+        let flushed = swiftpar_flush_standard_output()
+        if flushed != 0 { throw failure(flushed) }
+        var offset = 0
+        while offset < bytes.count {
+            let written = Glibc.write(1, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw failure(errno)
+            }
+            offset += written
+        }
+    }
+
+    /// Writes `text` as UTF-8 to standard output; see `write(_:)` for bytes.
+    public static func write(_ text: String) throws {
+        var copy = text
+        try copy.withUTF8 { try write(UnsafeRawBufferPointer($0)) }
+    }
+
+    static func failure(_ code: Int32) -> SystemError {
+        if code == EPIPE { endWithBrokenPipe() }
+        return SystemError("write to standard output", code: code)
+    }
+
+    /// Ends the process as a write to a closed pipe does by default, quietly.
+    static func endWithBrokenPipe() -> Never {
+        signal(SIGPIPE, SIG_DFL)
+        raise(SIGPIPE)
+        _exit(128 + SIGPIPE)
+    }
+
+    /// Flushes what `print` wrote and reports whether it all reached standard output.
+    static func flushChecked() -> SystemError? {
+        let flushed = swiftpar_flush_standard_output()
+        if flushed != 0 { return failure(flushed) }
+        if swiftpar_standard_output_failed() != 0 { return failure(EIO) }
+        return nil
+    }
+}
+
+enum StandardStreams {
+    /// Points any of descriptors 0, 1 and 2 that is closed at /dev/null opened the wrong way
+    /// round, so writes to a closed standard output fail (EBADF) instead of landing in whatever
+    /// file the process opens next.
+    static func ensureOpen() {
+        for descriptor: Int32 in [0, 1, 2] where fcntl(descriptor, F_GETFD) < 0 && errno == EBADF {
+            let mode = descriptor == 0 ? O_WRONLY : O_RDONLY
+            let opened = open("/dev/null", mode | O_CLOEXEC)
+            if opened >= 0 && opened != descriptor {
+                dup2(opened, descriptor)
+                close(opened)
+            }
+        }
+    }
+
+    /// Under mpirun, rank 0 writes its standard output straight to mpirun's instead of through
+    /// Open MPI's forwarding, which drops write errors (mpirun exits 0 with its output cut short
+    /// on a full disk). It takes a copy of mpirun's descriptor 1 (pidfd_getfd) when mpirun is its
+    /// parent on this host and forwards nothing itself (no --tag-output, --timestamp-output,
+    /// --xml or --output-filename). `SWIFTPAR_DIRECT_OUTPUT=0` turns this off.
+    static func adoptLauncherOutput() {
+        guard getenvString("SWIFTPAR_DIRECT_OUTPUT") != "0" else { return }
+        let parent = getppid()
+        let command = (try? readWholeFile("/proc/\(parent)/cmdline")) ?? []
+        let arguments = command.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        guard let program = arguments.first?.split(separator: "/").last,
+              ["mpirun", "mpiexec", "orterun", "prterun"].contains(String(program)) else { return }
+        let decorating = ["tag-output", "tag_output", "timestamp", "xml", "output-filename", "output_filename"]
+        guard !arguments.contains(where: { argument in decorating.contains { argument.contains($0) } }) else { return }
+        let process = swiftpar_pidfd_open(parent)
+        guard process >= 0 else { return }
+        defer { close(process) }
+        let copy = swiftpar_pidfd_getfd(process, 1)
+        guard copy >= 0 else { return }
+        swiftpar_flush_all_streams()
+        let mode = fcntl(copy, F_GETFL)
+        if mode >= 0 && mode & O_ACCMODE == O_RDONLY {
+            // mpirun's own standard output is closed (it reuses the number for a pipe it reads).
+            close(copy)
+            let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+            if null >= 0 {
+                dup2(null, 1)
+                close(null)
+            }
+            return
+        }
+        dup2(copy, 1)
+        close(copy)
+    }
+}
+
+/// The whole content of a small file, such as one under /proc.
+func readWholeFile(_ path: String) throws -> [UInt8] {
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    guard descriptor >= 0 else { throw SystemError.current("open \(path)") }
+    defer { close(descriptor) }
+    var result: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = read(descriptor, &buffer, buffer.count)
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw SystemError.current("read \(path)")
+        }
+        if n == 0 { return result }
+        result.append(contentsOf: buffer[..<n])
+    }
+}

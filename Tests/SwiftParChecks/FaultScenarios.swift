@@ -1,0 +1,108 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SwiftPar
+
+/// Mistakes in user code that must end in the same error on every backend: waits that can never
+/// end, collectives that do not match, messages received as the wrong type. Scenarios that
+/// catch the error report it; those whose error ends the job are checked by the job's output.
+let faultScenarios: [String: @Sendable (Communicator) throws -> String] = [
+    "barrier-skipped": barrierSkipped,
+    "broadcast-skipped": broadcastSkipped,
+    "pool-alone": poolAlone,
+    "collective-mismatch": collectiveMismatch,
+    "broadcast-type-mismatch": broadcastTypeMismatch,
+    "message-type-mismatch": messageTypeMismatch,
+    "split-bad-color": splitBadColor,
+    "stall": stall,
+]
+
+/// Rank 0 waits in a barrier the others never call: they return instead.
+func barrierSkipped(_ world: Communicator) throws -> String {
+    if world.rank == 0 { try world.barrier() }
+    return "\(soloPrefix)returned"
+}
+
+/// The root broadcasts; the others never call broadcast.
+func broadcastSkipped(_ world: Communicator) throws -> String {
+    if world.rank == 0 { _ = try world.broadcast([1.5, 2.5] as [Double]?) }
+    return "\(soloPrefix)returned"
+}
+
+/// Rank 0 maps alone; the others never call the pool.
+func poolAlone(_ world: Communicator) throws -> String {
+    if world.rank == 0 { _ = try Pool(world).map(0..<1000) { $0 * 2 } }
+    return "\(soloPrefix)returned"
+}
+
+/// Rank 0 calls a barrier while the others broadcast.
+func collectiveMismatch(_ world: Communicator) throws -> String {
+    if world.rank == 0 {
+        try world.barrier()
+    } else {
+        _ = try world.broadcast(nil as [Double]?)
+    }
+    return "\(soloPrefix)returned"
+}
+
+/// The root broadcasts a String; the others expect [Double].
+func broadcastTypeMismatch(_ world: Communicator) throws -> String {
+    if world.rank == 0 {
+        _ = try world.broadcast("a string")
+    } else {
+        _ = try world.broadcast(nil as [Double]?)
+    }
+    return "\(soloPrefix)returned"
+}
+
+/// A String received as [Double], [Double] received as a String, [Double] received into an
+/// [Int64] buffer of another width, and an encoded value received into a buffer: each throws
+/// `decodingFailed` on the receiver, on every backend.
+func messageTypeMismatch(_ world: Communicator) throws -> String {
+    guard world.size > 1, world.rank < 2 else { return "\(soloPrefix)idle" }
+    let peer = 1 - world.rank
+    var seen: [String] = []
+    func expectDecodingFailure(_ what: String, _ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch let error as CommunicatorError {
+            guard case .decodingFailed(_, let source, _, _, let reason, _) = error, source == peer else {
+                throw CheckFailed(description: "rank \(world.rank) \(what): unexpected error \(error)")
+            }
+            seen.append(reason)
+            return
+        }
+        throw CheckFailed(description: "rank \(world.rank) \(what): no error")
+    }
+    try world.send("hello!", to: peer, tag: 1)
+    try expectDecodingFailure("String as [Double]") { _ = try world.receive([Double].self, from: .rank(peer), tag: 1) }
+    try world.send([1.5, 2.5] as [Double], to: peer, tag: 2)
+    try expectDecodingFailure("[Double] as String") { _ = try world.receive(String.self, from: .rank(peer), tag: 2) }
+    try world.send([1, 2, 3] as [Int16], to: peer, tag: 3)
+    try expectDecodingFailure("[Int16] of 6 bytes as [Double]") { _ = try world.receive([Double].self, from: .rank(peer), tag: 3) }
+    try world.send(["a": 1], to: peer, tag: 4)
+    var buffer = [Double](repeating: 0, count: 64)
+    try expectDecodingFailure("a dictionary into a [Double] buffer") { try world.receive(into: &buffer, from: .rank(peer), tag: 4) }
+    guard seen[0].contains("holds a swiftpar-encoded value (a string)"), seen[1].contains("without swiftpar's header") else {
+        throw CheckFailed(description: "rank \(world.rank): reasons do not say what the messages held: \(seen)")
+    }
+    return "\(soloPrefix)errors=\(seen.count)"
+}
+
+/// split with a color beyond MPI's int is a clear error, not a trap.
+func splitBadColor(_ world: Communicator) throws -> String {
+    do {
+        _ = try world.split(color: 1 << 40)
+    } catch CommunicatorError.invalidArgument(let operation, let reason, _) where operation == "split" {
+        return "\(soloPrefix)\(reason)"
+    }
+    throw CheckFailed(description: "rank \(world.rank): split(color: 1 << 40) did not throw")
+}
+
+/// Rank 1 stops itself (SIGSTOP) while rank 0 waits for it: with a stall timeout the job ends
+/// naming rank 1.
+func stall(_ world: Communicator) throws -> String {
+    if world.rank == 1 { raise(SIGSTOP) }
+    _ = try world.receive(Int.self, from: .rank(1), tag: 3)
+    return "\(soloPrefix)unreachable"
+}
