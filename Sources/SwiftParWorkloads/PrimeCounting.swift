@@ -11,34 +11,54 @@ public enum PrimeCounting {
         case trial
     }
 
-    /// Odd numbers per block handed to a rank: a few segments, so blocks balance well.
-    public static let blockSpan: UInt64 = 1 << 24
+    /// The blocks of a range as the pool hands them out: computed when asked for, never
+    /// stored, so a range up to 10^18 costs nothing before work starts.
+    public struct Blocks: RandomAccessCollection, Sendable {
+        public let range: ClosedRange<UInt64>
+        public let span: UInt64
+        public let count: Int
 
-    /// Splits `range` into blocks for the pool.
-    public static func blocks(of range: ClosedRange<UInt64>, span: UInt64 = blockSpan * 2) -> [ClosedRange<UInt64>] {
-        var result: [ClosedRange<UInt64>] = []
-        var low = range.lowerBound
-        while true {
-            let (sum, overflow) = low.addingReportingOverflow(span - 1)
-            let high = overflow ? range.upperBound : min(sum, range.upperBound)
-            result.append(low...high)
-            if high == range.upperBound { break }
-            low = high + 1
+        public init(_ range: ClosedRange<UInt64>, span: UInt64) {
+            self.range = range
+            self.span = span
+            let (width, overflow) = (range.upperBound - range.lowerBound).addingReportingOverflow(1)
+            count = overflow ? Int((UInt64.max / span) + 1) : Int((width + span - 1) / span)
         }
-        return result
+
+        public var startIndex: Int { 0 }
+        public var endIndex: Int { count }
+
+        public subscript(index: Int) -> ClosedRange<UInt64> {
+            let low = range.lowerBound + UInt64(index) * span
+            let (sum, overflow) = low.addingReportingOverflow(span - 1)
+            return low...(overflow ? range.upperBound : Swift.min(sum, range.upperBound))
+        }
+    }
+
+    /// Numbers per block when counting: about 64 blocks per rank for balance, each at least a
+    /// few segments' worth; blocks whose sieving primes must be generated again are as large
+    /// as one segment of the large kind, so that is done rarely.
+    public static func countingSpan(for range: ClosedRange<UInt64>, ranks: Int) -> UInt64 {
+        let segmentNumbers = 30 * UInt64(PrimeSieve.segmentBytes)
+        if PrimeSieve.integerSquareRoot(range.upperBound) > PrimeSieve.stateLimit {
+            return 30 * UInt64(PrimeSieve.largeSegmentBytes) - 30
+        }
+        let width = range.upperBound - range.lowerBound
+        let wanted = width / UInt64(64 * max(ranks, 1)) + 1
+        let segments = max((wanted + segmentNumbers - 1) / segmentNumbers, 1)
+        return min(segments * segmentNumbers, 30 * UInt64(PrimeSieve.largeSegmentBytes))
     }
 
     /// The number of primes in `range`, counted by all ranks of `pool`; every rank gets it.
     public static func count(in range: ClosedRange<UInt64>, method: Method, pool: Pool,
                              progress: ((Int, Int?) -> Void)? = nil) throws -> Int {
         let root = PrimeSieve.integerSquareRoot(range.upperBound)
-        var sievingPrimes: [UInt64]?
-        let work = method == .sieve ? blocks(of: range) : blocks(of: range, span: 1 << 16)
-        let total = try pool.mapReduce(work.map { [$0.lowerBound, $0.upperBound] }, options: MapOptions(progress: progress), { bounds -> Int in
-            let block = bounds[0]...bounds[1]
+        var sievingPrimes: SievingPrimes?
+        let span = method == .sieve ? countingSpan(for: range, ranks: pool.communicator.size) : 1 << 16
+        let total = try pool.mapReduce(Blocks(range, span: span), options: MapOptions(progress: progress), { block -> Int in
             switch method {
             case .sieve:
-                if sievingPrimes == nil { sievingPrimes = PrimeSieve.smallPrimes(upTo: root) }
+                if sievingPrimes == nil { sievingPrimes = SievingPrimes(upTo: root) }
                 return PrimeSieve.count(in: block, sievingPrimes: sievingPrimes)
             case .trial:
                 return TrialDivision.count(in: block)
@@ -51,11 +71,10 @@ public enum PrimeCounting {
     /// ranks find them (never holding more than a few blocks).
     public static func list(in range: ClosedRange<UInt64>, pool: Pool, _ body: ([UInt64]) throws -> Void) throws {
         let root = PrimeSieve.integerSquareRoot(range.upperBound)
-        var sievingPrimes: [UInt64]?
-        let work = blocks(of: range, span: 1 << 21).map { [$0.lowerBound, $0.upperBound] }
-        try pool.forEachResult(work, ordered: true, { bounds -> [UInt64] in
-            if sievingPrimes == nil { sievingPrimes = PrimeSieve.smallPrimes(upTo: root) }
-            return PrimeSieve.primes(in: bounds[0]...bounds[1], sievingPrimes: sievingPrimes)
+        var sievingPrimes: SievingPrimes?
+        try pool.forEachResult(Blocks(range, span: 1 << 21), ordered: true, { block -> [UInt64] in
+            if sievingPrimes == nil { sievingPrimes = SievingPrimes(upTo: root) }
+            return PrimeSieve.primes(in: block, sievingPrimes: sievingPrimes)
         }) { _, primes in try body(primes) }
     }
 }

@@ -84,15 +84,15 @@ struct Experiment: ParsableCommand {
             let processes = world.backend == .mpi ? "\(world.size) MPI ranks (Pool.map)" : "\(world.size) processes, \(world.backend) backend (Pool.map)"
             rows.append(Row(approach: processes, seconds: seconds, speedup: serial / seconds))
             if json {
-                print(try jsonText(rows))
+                try printChecked(try jsonText(rows))
             } else {
-                print("\(tasks) tasks, each counting the primes below \(limit) by trial division (about \(expected.first ?? 0) each), on \(coreCount()) cores")
-                print(pad("approach", 44) + pad("seconds", 10, right: true) + pad("speedup", 10, right: true))
+                try printChecked("\(tasks) tasks, each counting the primes below \(limit) by trial division (about \(expected.first ?? 0) each), on \(coreCount()) cores")
+                try printChecked(pad("approach", 44) + pad("seconds", 10, right: true) + pad("speedup", 10, right: true))
                 for row in rows {
-                    print(pad(row.approach, 44) + pad(format(row.seconds, 3), 10, right: true) + pad(format(row.speedup, 2) + "×", 10, right: true))
+                    try printChecked(pad(row.approach, 44) + pad(format(row.seconds, 3), 10, right: true) + pad(format(row.speedup, 2) + "×", 10, right: true))
                 }
                 if world.backend == .mpi {
-                    print("(mpirun binds each rank to a core by default, so rank 0's threads share one core; --bind-to none frees them)")
+                    try printChecked("(mpirun binds each rank to a core by default, so rank 0's threads share one core; --bind-to none frees them)")
                 }
             }
         }
@@ -176,8 +176,8 @@ struct PrimesBench: ParsableCommand {
             guard world.rank == 0 else { return }
             let median = times.sorted()[times.count / 2]
             let report = Report(n: n, count: count, medianSeconds: median, ranks: world.size, backend: world.backend.rawValue)
-            if json { print(try jsonText(report)) } else {
-                print("π(\(n)) = \(count) in \(format(median, 3)) s (median of \(repetitions)) on \(world.size) ranks, \(world.backend) backend")
+            if json { try printChecked(try jsonText(report)) } else {
+                try printChecked("π(\(n)) = \(count) in \(format(median, 3)) s (median of \(repetitions)) on \(world.size) ranks, \(world.backend) backend")
             }
         }
     }
@@ -200,7 +200,7 @@ struct HashBench: ParsableCommand {
     var paths: [String]
 
     func run() throws {
-        let (paths, json) = (self.paths, options.json)
+        let (paths, json) = (self.paths.map { PathBytes(RawArguments.bytes(of: $0)) }, options.json)
         options.run { world in
             let pool = Pool(world)
             var files: [FileHashing.File] = []
@@ -214,8 +214,8 @@ struct HashBench: ParsableCommand {
             let failed = outcomes.filter { if case .failed = $0 { return true } else { return false } }.count
             struct Report: Codable { var files: Int; var bytes: Int; var seconds: Double; var gigabytesPerSecond: Double; var failed: Int }
             let report = Report(files: files.count, bytes: bytes, seconds: seconds, gigabytesPerSecond: Double(bytes) / seconds / 1e9, failed: failed)
-            if json { print(try jsonText(report)) } else {
-                print("\(files.count) files, \(bytes) bytes in \(format(seconds, 3)) s: \(format(report.gigabytesPerSecond, 2)) GB/s on \(world.size) ranks")
+            if json { try printChecked(try jsonText(report)) } else {
+                try printChecked("\(files.count) files, \(bytes) bytes in \(format(seconds, 3)) s: \(format(report.gigabytesPerSecond, 2)) GB/s on \(world.size) ranks")
             }
         }
     }

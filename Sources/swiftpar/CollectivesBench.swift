@@ -57,8 +57,8 @@ struct CollectivesBench: ParsableCommand {
             guard world.rank == 0 else { return }
             let report = Report(backend: world.backend.rawValue, ranks: world.size, count: count,
                                 allreduceSeconds: allreduce, broadcastSeconds: broadcast)
-            if json { print(try jsonText(report)) } else {
-                print("\(count) doubles on \(world.size) ranks (\(world.backend)): allreduce \(format(allreduce * 1e3, 3)) ms, broadcast \(format(broadcast * 1e3, 3)) ms")
+            if json { try printChecked(try jsonText(report)) } else {
+                try printChecked("\(count) doubles on \(world.size) ranks (\(world.backend)): allreduce \(format(allreduce * 1e3, 3)) ms, broadcast \(format(broadcast * 1e3, 3)) ms")
             }
         }
     }

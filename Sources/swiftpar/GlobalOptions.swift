@@ -5,9 +5,9 @@ extension Backend: ExpressibleByArgument {}
 
 /// Options every subcommand shares: how many ranks, which backend, and the output format.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: [.customShort("n"), .customLong("workers")],
-            help: "Number of ranks to start on this machine (ignored under mpirun, which sets it).")
-    var workers: Int?
+    @Option(name: [.customShort("n", allowingJoined: true), .customLong("workers")], parsing: .unconditional,
+            help: ArgumentHelp("Number of ranks to start on this machine (under mpirun or srun, the launcher sets it).", valueName: "n"))
+    var workers: String?
 
     @Option(help: ArgumentHelp("Backend: auto, mpi, local or serial.", valueName: "backend"))
     var backend: BackendOption = .auto
@@ -15,16 +15,41 @@ struct GlobalOptions: ParsableArguments {
     @Flag(help: "Print machine-readable JSON instead of text.")
     var json = false
 
-    func validate() throws {
-        if let workers, workers < 1 {
-            throw ValidationError("-n/--workers must be at least 1, not \(workers)")
+    @Option(name: .customLong("stall-timeout"), parsing: .unconditional,
+            help: ArgumentHelp("End the job when a rank has waited this many seconds for ranks that make no progress, naming them (default: SWIFTPAR_STALL_TIMEOUT, or no limit).", valueName: "seconds"))
+    var stallTimeout: String?
+
+    /// The number of local ranks asked for, checked.
+    var workerCount: Int? {
+        get throws {
+            guard let workers else { return nil }
+            guard let value = Int(workers), value >= 1 else {
+                throw ValidationError("-n/--workers must be a whole number of at least 1, not '\(workers)'")
+            }
+            return value
         }
     }
 
-    /// Moves global options written before the subcommand (`swiftpar -n 8 info`) to after it,
-    /// where every subcommand accepts them (`swiftpar info -n 8`).
+    var stallSeconds: Double? {
+        get throws {
+            guard let stallTimeout else { return nil }
+            guard let value = Double(stallTimeout), value >= 0, value.isFinite else {
+                throw ValidationError("--stall-timeout must be a number of seconds, 0 for none, not '\(stallTimeout)'")
+            }
+            return value
+        }
+    }
+
+    func validate() throws {
+        _ = try workerCount
+        _ = try stallSeconds
+    }
+
+    /// Moves global options written before the subcommand (`swiftpar -n 8 info`) to just after
+    /// its name, where every subcommand accepts them (`swiftpar info -n 8`), ahead of arguments
+    /// that belong to the subcommand (a `run` command line must stay as it was written).
     static func movingLeadingOptions(_ arguments: [String]) -> [String] {
-        let takesValue: Set<String> = ["-n", "--workers", "--backend"]
+        let takesValue: Set<String> = ["-n", "--workers", "--backend", "--stall-timeout"]
         let flags: Set<String> = ["--json"]
         var leading: [String] = []
         var index = 0
@@ -34,7 +59,7 @@ struct GlobalOptions: ParsableArguments {
                 leading += [argument, arguments[index + 1]]
                 index += 2
             } else if flags.contains(argument) || takesValue.contains(where: { argument.hasPrefix($0 + "=") })
-                        || (argument.hasPrefix("-n") && argument.count > 2 && Int(argument.dropFirst(2)) != nil) {
+                        || (argument.hasPrefix("-n") && argument.count > 2 && !argument.hasPrefix("--")) {
                 leading.append(argument)
                 index += 1
             } else {
@@ -42,12 +67,20 @@ struct GlobalOptions: ParsableArguments {
             }
         }
         guard !leading.isEmpty, index < arguments.count else { return arguments }
-        return Array(arguments[index...]) + leading
+        var rest = Array(arguments[index...])
+        // `bench` is a group: the options go after the benchmark's name.
+        var names = 1
+        if rest[0] == "bench", rest.count > 1, Bench.configuration.subcommands.contains(where: { $0.configuration.commandName == rest[1] }) {
+            names = 2
+        }
+        rest.insert(contentsOf: leading, at: names)
+        return rest
     }
 
     /// Runs `body` on every rank of the job these options describe. Never returns.
     func run(_ body: (Communicator) throws -> Void) -> Never {
-        SwiftPar.run(workers: workers, backend: backend.backend, body)
+        // validate() has checked both.
+        SwiftPar.run(workers: try? workerCount, backend: backend.backend, stallTimeout: (try? stallSeconds) ?? nil, body)
     }
 }
 

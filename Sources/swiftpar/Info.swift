@@ -37,11 +37,11 @@ struct Info: ParsableCommand {
             let report = Report(backend: world.backend.rawValue, size: world.size,
                                 mpiLibrary: SwiftPar.mpiLibraryVersion ?? "not installed", ranks: all)
             if json {
-                print(try jsonText(report))
+                try printChecked(try jsonText(report))
             } else {
-                print("backend \(report.backend), \(report.size) rank\(report.size == 1 ? "" : "s"), \(report.mpiLibrary)")
+                try printChecked("backend \(report.backend), \(report.size) rank\(report.size == 1 ? "" : "s"), \(report.mpiLibrary)")
                 for entry in all {
-                    print("rank \(entry.rank) of \(report.size) on \(entry.host) (pid \(entry.pid))")
+                    try printChecked("rank \(entry.rank) of \(report.size) on \(entry.host) (pid \(entry.pid))")
                 }
             }
         }

@@ -43,6 +43,11 @@ struct PingPong: ParsableCommand {
         Case(label: "4MiB", elements: 524_288, iterations: 200),
     ]
 
+    struct Report: Codable {
+        var backend: String
+        var results: [String: Result]
+    }
+
     struct Result: Codable {
         var path: String
         var size: String
@@ -85,13 +90,12 @@ struct PingPong: ParsableCommand {
             if json {
                 var keyed: [String: Result] = [:]
                 for r in results { keyed["\(r.path)_\(r.size)"] = r }
-                print(try jsonText(["backend": world.backend.rawValue]))
-                print(try jsonText(keyed))
+                try printChecked(try jsonText(Report(backend: world.backend.rawValue, results: keyed)))
             } else {
-                print("ping-pong between ranks 0 and 1 (\(world.backend) backend), median of \(repetitions)")
-                print(pad("path", 9) + pad("size", 7) + pad("one-way µs", 12, right: true) + pad("GB/s", 9, right: true) + pad("spread", 9, right: true))
+                try printChecked("ping-pong between ranks 0 and 1 (\(world.backend) backend), median of \(repetitions)")
+                try printChecked(pad("path", 9) + pad("size", 7) + pad("one-way µs", 12, right: true) + pad("GB/s", 9, right: true) + pad("spread", 9, right: true))
                 for r in results {
-                    print(pad(r.path, 9) + pad(r.size, 7) + pad(format(r.oneWayMicroseconds, 3), 12, right: true)
+                    try printChecked(pad(r.path, 9) + pad(r.size, 7) + pad(format(r.oneWayMicroseconds, 3), 12, right: true)
                           + pad(format(r.bandwidthGBps, 3), 9, right: true) + pad(format(r.spreadPercent, 1) + "%", 9, right: true))
                 }
             }

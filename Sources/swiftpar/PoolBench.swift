@@ -102,12 +102,12 @@ struct PoolBench: ParsableCommand {
                                 heavySerialSeconds: serial, heavyParallelSeconds: parallel, heavySpeedup: serial / parallel,
                                 heavyTasks: heavyTasks, heavyLimit: limit)
             if json {
-                print(try jsonText(report))
+                try printChecked(try jsonText(report))
             } else {
-                print("Pool.map on \(world.size) ranks (\(world.backend) backend)")
-                print("  \(tasks) trivial tasks, automatic chunks: \(format(automatic / 1e6, 2)) M tasks/s")
-                print("  \(roundTrips) trivial tasks, chunk size 1:   \(format(chunkOne / 1e3, 1)) k tasks/s")
-                print("  \(heavyTasks) prime counts below \(limit) by trial division: serial \(format(serial, 3)) s, "
+                try printChecked("Pool.map on \(world.size) ranks (\(world.backend) backend)")
+                try printChecked("  \(tasks) trivial tasks, automatic chunks: \(format(automatic / 1e6, 2)) M tasks/s")
+                try printChecked("  \(roundTrips) trivial tasks, chunk size 1:   \(format(chunkOne / 1e3, 1)) k tasks/s")
+                try printChecked("  \(heavyTasks) prime counts below \(limit) by trial division: serial \(format(serial, 3)) s, "
                       + "parallel \(format(parallel, 3)) s, speedup \(format(serial / parallel, 2))×")
             }
         }

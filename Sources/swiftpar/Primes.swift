@@ -20,19 +20,29 @@ struct Primes: ParsableCommand {
 
     @OptionGroup var options: GlobalOptions
 
-    @Argument(help: "Upper end of the range (inclusive), up to 10^18.")
-    var limit: String
+    @Argument(parsing: .allUnrecognized, help: ArgumentHelp("Upper end of the range (inclusive), up to 10^18.", valueName: "N"))
+    var arguments: [String] = []
 
-    @Option(name: .customLong("from"), help: "Lower end of the range (inclusive); default 0.")
+    @Option(name: .customLong("from"), parsing: .unconditional, help: "Lower end of the range (inclusive); default 0.")
     var lowerBound: String = "0"
 
     @Option(help: "sieve (default) or trial.")
     var method: String = "sieve"
 
-    @Flag(help: "Print the primes themselves, one per line, in order.")
+    @Flag(help: "Print the primes themselves, one per line, in order (with --json: a JSON array).")
     var list = false
 
+    /// N, from the one positional argument (which may look like an option: `primes -5`).
+    var limit: String { arguments.first ?? "" }
+
     mutating func validate() throws {
+        if let unknown = arguments.first(where: { $0.hasPrefix("-") && Self.parse($0.dropFirst()) == nil && $0 != "-" }) {
+            throw ValidationError("Unknown option '\(unknown)'")
+        }
+        guard arguments.count <= 1 else {
+            throw ValidationError("give one upper end N, not \(arguments.count) (\(arguments.joined(separator: " ")))")
+        }
+        guard !arguments.isEmpty else { throw ValidationError("give the upper end N of the range, for example: swiftpar primes 1e9") }
         guard let high = Self.parse(limit) else {
             throw ValidationError("N must be a whole number from 0 to 10^18, not '\(limit)'")
         }
@@ -47,7 +57,8 @@ struct Primes: ParsableCommand {
     }
 
     /// A whole number written plainly or as a power of ten (1e9, 10^9).
-    static func parse(_ text: String) -> UInt64? {
+    static func parse<S: StringProtocol>(_ text: S) -> UInt64? {
+        let text = String(text)
         let maximum: UInt64 = 1_000_000_000_000_000_000
         if let value = UInt64(text) { return value <= maximum ? value : nil }
         for separator in ["e", "E", "^"] {
@@ -83,15 +94,27 @@ struct Primes: ParsableCommand {
         options.run { world in
             let pool = Pool(world)
             if list {
-                var output = OutputBuffer()
-                var printed = 0
+                guard world.rank == 0 else { return try PrimeCounting.list(in: range, pool: pool) { _ in } }
+                var output = CommandOutput()
+                var first = true
+                var blocks = 0
+                if json { output.append("[") }
                 try PrimeCounting.list(in: range, pool: pool) { primes in
-                    for p in primes { output.appendLine(String(p)) }
-                    printed += primes.count
-                    output.flushIfLarge()
+                    for p in primes {
+                        if json {
+                            output.append(first ? "\n" : ",\n")
+                            output.append(String(p))
+                        } else {
+                            output.appendLine(String(p))
+                        }
+                        first = false
+                    }
+                    // The first primes appear at once; then output goes out in large pieces.
+                    blocks += 1
+                    if blocks == 1 { try output.flush() } else { try output.flushIfLarge() }
                 }
-                output.flush()
-                _ = printed
+                if json { output.append(first ? "]\n" : "\n]\n") }
+                try output.flush()
                 return
             }
             let bar = ProgressBar("sieving", enabled: world.rank == 0 && isTerminal(2))
@@ -101,30 +124,12 @@ struct Primes: ParsableCommand {
             bar.finish()
             guard world.rank == 0 else { return }
             if json {
-                print(try jsonText(Report(from: range.lowerBound, to: range.upperBound, count: count, method: method.rawValue,
-                                          ranks: world.size, backend: world.backend.rawValue, seconds: seconds)))
+                try printChecked(try jsonText(Report(from: range.lowerBound, to: range.upperBound, count: count, method: method.rawValue,
+                                                     ranks: world.size, backend: world.backend.rawValue, seconds: seconds)))
             } else {
-                print(count)
+                try printChecked(String(count))
             }
         }
     }
 }
 
-/// Standard output collected in a buffer and written in large pieces.
-struct OutputBuffer {
-    private var bytes: [UInt8] = []
-
-    mutating func appendLine(_ text: String) {
-        bytes.append(contentsOf: text.utf8)
-        bytes.append(10)
-    }
-
-    mutating func flushIfLarge() {
-        if bytes.count >= 1 << 16 { flush() }
-    }
-
-    mutating func flush() {
-        writeAll(1, bytes)
-        bytes.removeAll(keepingCapacity: true)
-    }
-}

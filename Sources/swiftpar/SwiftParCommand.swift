@@ -20,6 +20,6 @@ struct SwiftParCommand: ParsableCommand {
     )
 
     static func main() {
-        main(GlobalOptions.movingLeadingOptions(Array(CommandLine.arguments.dropFirst())))
+        main(GlobalOptions.movingLeadingOptions(RawArguments.forParser()))
     }
 }

@@ -15,6 +15,7 @@ let faultScenarios: [String: @Sendable (Communicator) throws -> String] = [
     "message-type-mismatch": messageTypeMismatch,
     "split-bad-color": splitBadColor,
     "stall": stall,
+    "hostile-decode": hostileDecode,
 ]
 
 /// Rank 0 waits in a barrier the others never call: they return instead.
@@ -105,4 +106,47 @@ func stall(_ world: Communicator) throws -> String {
     if world.rank == 1 { raise(SIGSTOP) }
     _ = try world.receive(Int.self, from: .rank(1), tag: 3)
     return "\(soloPrefix)unreachable"
+}
+
+/// Peak resident memory of this process, from /proc/self/status (VmHWM), in bytes.
+func peakMemory() -> Int {
+    guard let file = fopen("/proc/self/status", "r") else { return 0 }
+    defer { fclose(file) }
+    var line = [CChar](repeating: 0, count: 256)
+    while fgets(&line, Int32(line.count), file) != nil {
+        let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if text.hasPrefix("VmHWM:") {
+            return (Int(text.dropFirst(6).filter(\.isNumber)) ?? 0) * 1024
+        }
+    }
+    return 0
+}
+
+/// A 16 MiB message received as types it is not: each receive throws at once, and the receiver
+/// never holds much more than the message itself.
+func hostileDecode(_ world: Communicator) throws -> String {
+    guard world.size > 1, world.rank < 2 else { return "\(soloPrefix)idle" }
+    let count = 1 << 20
+    if world.rank == 0 {
+        let words = (0..<count).map { "word " + String(1_000_000_000 + $0) }
+        for tag in 1...3 { try world.send(words, to: 1, tag: tag) }
+        return "\(soloPrefix)sent"
+    }
+    let before = peakMemory()
+    var errors = 0
+    for (tag, attempt) in [(1, "as [Record]"), (2, "as [[String: Int]]"), (3, "as [Double]")] {
+        do {
+            switch tag {
+            case 1: _ = try world.receive([Record].self, from: 0, tag: .tag(tag))
+            case 2: _ = try world.receive([[String: Int]].self, from: 0, tag: .tag(tag))
+            default: _ = try world.receive([Double].self, from: 0, tag: .tag(tag))
+            }
+            throw CheckFailed(description: "rank 1: 16 MiB of strings decoded \(attempt)")
+        } catch CommunicatorError.decodingFailed {
+            errors += 1
+        }
+    }
+    let grown = peakMemory() - before
+    try expect(grown < 64 << 20, world, "peak memory grew by \(grown >> 20) MiB while rejecting 16 MiB messages")
+    return "\(soloPrefix)rejected=\(errors),grown-MiB=\(grown >> 20)"
 }

@@ -83,18 +83,16 @@ struct CommandLineTests {
         #expect(backend.status != 0 && backend.errors.contains("carrier-pigeon"), "\(backend.report)")
     }
 
-    @Test("bench pingpong reports latency and bandwidth for numbers and Codable under mpirun -n 2")
+    @Test("bench pingpong --json under mpirun -n 2 prints one JSON document with latency and bandwidth of every case")
     func pingPongJSON() throws {
         let result = try Jobs.run("swiftpar", ["bench", "pingpong", "--json", "--repetitions", "1"], launch: .mpirun(2), timeout: 180)
         #expect(result.status == 0, "\(result.report)")
-        let jsonStart = result.output.range(of: "{\n  \"codable_4MiB\"")
-        #expect(jsonStart != nil, "\(result.report)")
-        if let jsonStart {
-            let object = try JSONSerialization.jsonObject(with: Data(result.output[jsonStart.lowerBound...].utf8)) as? [String: [String: Any]]
-            for key in ["numbers_8B", "numbers_64KiB", "numbers_4MiB", "codable_8B", "codable_64KiB", "codable_4MiB"] {
-                let latency = object?[key]?["oneWayMicroseconds"] as? Double
-                #expect(latency != nil && latency! > 0, "\(key) missing or not positive:\n\(result.report)")
-            }
+        let object = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
+        #expect(object?["backend"] as? String == "mpi", "\(result.report)")
+        let results = object?["results"] as? [String: [String: Any]]
+        for key in ["numbers_8B", "numbers_64KiB", "numbers_4MiB", "codable_8B", "codable_64KiB", "codable_4MiB"] {
+            let latency = results?[key]?["oneWayMicroseconds"] as? Double
+            #expect(latency != nil && latency! > 0, "\(key) missing or not positive:\n\(result.report)")
         }
     }
 

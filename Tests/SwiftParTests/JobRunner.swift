@@ -127,11 +127,27 @@ enum Jobs {
         try process.run()
         process.waitUntilExit()
         let seconds = Date().timeIntervalSince(start)
-        let output = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
-        let errors = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
+        // Output may hold bytes that are not UTF-8 (file names): show them repaired, never drop it all.
+        let output = String(decoding: (try? Data(contentsOf: outURL)) ?? Data(), as: UTF8.self)
+        let errors = String(decoding: (try? Data(contentsOf: errURL)) ?? Data(), as: UTF8.self)
         return JobResult(command: command.joined(separator: " "), status: process.terminationStatus,
                          output: output, errors: errors, seconds: seconds,
                          timedOut: process.terminationStatus == 124 || process.terminationStatus == 137)
+    }
+
+    /// Runs `script` with /bin/sh, for redirections and pipes, killed after `timeout` seconds.
+    static func runShell(_ script: String, environment: [String: String] = [:], timeout: Double = 60) throws -> JobResult {
+        try runCommand(["/bin/sh", "-c", script], environment: environment, timeout: timeout)
+    }
+
+    /// A command line for `sh` that runs swiftpar under `launch`: for tests that redirect its output.
+    static func shellCommand(_ program: String, _ arguments: [String], launch: Launch) -> String {
+        let quoted = ([product(program)] + arguments).map(shellQuoted).joined(separator: " ")
+        switch launch {
+        case .serial: return "SWIFTPAR_BACKEND=serial " + quoted
+        case .local(let n): return "SWIFTPAR_WORKERS=\(n) " + quoted
+        case .mpirun(let n): return "mpirun -n \(n) " + quoted
+        }
     }
 
     /// Processes still running (not zombies) whose command line contains `name`.
@@ -229,4 +245,9 @@ final class BackgroundJob {
 func isGone(_ pid: Int32) -> Bool {
     guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return true }
     return status.contains("State:\tZ")
+}
+
+/// `text` in single quotes for /bin/sh.
+func shellQuoted(_ text: String) -> String {
+    "'" + text.replacingOccurrences(of: "'", with: "'\"'\"'") + "'"
 }

@@ -246,10 +246,14 @@ final class LocalMonitor: @unchecked Sendable {
         if quiet { _exit(exitCode) }
         swiftpar_flush_all_streams()
         if let failure = region.failureDescription() {
-            if FailureKind(rawValue: region.failureKind.load(ordering: .relaxed)) == .interrupted {
+            switch FailureKind(rawValue: region.failureKind.load(ordering: .relaxed)) {
+            case .interrupted?:
                 let signal = Int32(region.failureValue.load(ordering: .relaxed))
                 writeStandardError("swiftpar: interrupted by \(signalName(signal)); stopped all \(children.count + 1) ranks\n")
-            } else {
+            case .threw?:
+                // The rank has printed its error itself.
+                break
+            default:
                 writeStandardError("swiftpar: rank \(failure.rank) \(failure.text); ended the job\n")
             }
         }

@@ -1,0 +1,242 @@
+import Foundation
+import Testing
+
+/// Nothing lost, nothing hangs: the cases of the hostile test, each run as users run them, on
+/// every backend where it applies. A fault must give the same outcome and the same words under
+/// mpirun and on the local backend.
+@Suite("Reliability: write errors, file names, mistakes that used to hang", .serialized)
+struct ReliabilityTests {
+    static let backends: [Launch] = [.serial, .local(2), .mpirun(2)]
+    static let multiRank: [Launch] = [.local(3), .mpirun(3)]
+
+    /// A small tree to hash.
+    func smallTree() throws -> URL {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-small-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        for i in 0..<300 { try Data("file \(i)\n".utf8).write(to: root.appendingPathComponent("f\(i).txt")) }
+        return root
+    }
+
+    @Test("Output to a full disk or a closed standard output ends every command non-zero with a clear message", arguments: backends)
+    func writeErrors(_ launch: Launch) throws {
+        let root = try smallTree()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let commands: [[String]] = [["hash", root.path], ["primes", "1e6"], ["primes", "1e5", "--list"], ["primes", "1e6", "--json"], ["info"]]
+        for arguments in commands {
+            for (redirect, words) in [("> /dev/full", "No space left on device"), (">&-", "Bad file descriptor")] {
+                let script = Jobs.shellCommand("swiftpar", arguments, launch: launch) + " " + redirect
+                let result = try Jobs.runShell(script, timeout: 60)
+                #expect(result.status != 0, "\(arguments) \(redirect) under \(launch) exited 0:\n\(result.report)")
+                #expect(result.errors.contains("write to standard output failed: \(words)"), "\(arguments) \(redirect) under \(launch):\n\(result.report)")
+            }
+        }
+    }
+
+    @Test("A reader that stops early (| head -1) ends the command at once and quietly", arguments: backends)
+    func closedPipe(_ launch: Launch) throws {
+        let script = Jobs.shellCommand("swiftpar", ["primes", "1e14", "--list"], launch: launch) + " | head -1"
+        let result = try Jobs.runShell(script, timeout: 60)
+        #expect(result.output == "2\n", "\(result.report)")
+        #expect(result.seconds < 10, "took \(result.seconds) s:\n\(result.report)")
+        if case .mpirun = launch {} else { #expect(result.errors.isEmpty, "\(result.report)") }
+        #expect(Jobs.waitForNoSurvivors(named: "primes 1e14").isEmpty)
+    }
+
+    @Test("File names that are not UTF-8 are hashed and printed as bytes, as sha256sum prints them", arguments: [Launch.local(2), .mpirun(2)])
+    func rawFileNames(_ launch: Launch) throws {
+        let folder = "/tmp/swiftpar-names-\(UUID().uuidString)"
+        // x\377 (Latin-1 ÿ) and x followed by U+FFFD are different files with the same repaired name.
+        let setup = try Jobs.runShell("""
+            mkdir -p '\(folder)' && cd '\(folder)' && printf one > "$(printf 'x\\377')" && printf two > "$(printf 'x\\357\\277\\275')" \
+            && printf three > 'back\\slash' && printf four > "$(printf 'new\\nline')"
+            """)
+        #expect(setup.status == 0, "\(setup.report)")
+        defer { _ = try? Jobs.runShell("rm -rf '\(folder)'") }
+        let ours = try Jobs.runShell("cd '\(folder)' && " + Jobs.shellCommand("swiftpar", ["hash", "."], launch: launch) + " > ../sums-\(folder.suffix(8)) && LC_ALL=C sort ../sums-\(folder.suffix(8)) | od -An -c")
+        let reference = try Jobs.runShell("cd '\(folder)' && for f in ./*; do sha256sum \"$f\"; done | LC_ALL=C sort | od -An -c")
+        #expect(ours.status == 0 && ours.output == reference.output, "ours:\n\(ours.report)\nsha256sum:\n\(reference.output)")
+        let check = try Jobs.runShell("cd '\(folder)' && sha256sum -c ../sums-\(folder.suffix(8)) && rm ../sums-\(folder.suffix(8))")
+        #expect(check.status == 0 && check.output.components(separatedBy: ": OK").count == 5, "\(check.report)")
+        // A Latin-1 name given on the command line is found.
+        let operand = try Jobs.runShell("cd '\(folder)' && " + Jobs.shellCommand("swiftpar", ["hash"], launch: launch) + " \"$(printf 'x\\377')\" | od -An -c")
+        let expected = try Jobs.runShell("cd '\(folder)' && sha256sum \"$(printf 'x\\377')\" | od -An -c")
+        #expect(operand.status == 0 && operand.output == expected.output, "\(operand.report)")
+    }
+
+    @Test("A symbolic link named on the command line is followed, as sha256sum does")
+    func symlinkOperand() throws {
+        let root = try smallTree()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let link = root.appendingPathComponent("link").path
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: root.appendingPathComponent("f1.txt").path)
+        let ours = try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "2", "hash", link])
+        let reference = try Jobs.runCommand(["sha256sum", link])
+        #expect(ours.status == 0 && ours.output == reference.output, "\(ours.report)\nsha256sum: \(reference.output)")
+    }
+
+    @Test("A named pipe in the tree is reported without blocking, and the rest is hashed")
+    func namedPipe() throws {
+        let root = try smallTree()
+        defer { try? FileManager.default.removeItem(at: root) }
+        #expect(mkfifo(root.appendingPathComponent("pipe").path, 0o600) == 0)
+        let result = try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "2", "hash", root.path], timeout: 30)
+        #expect(result.status == 1 && !result.timedOut, "\(result.report)")
+        #expect(result.errors.contains("pipe: not a regular file (a named pipe)"), "\(result.report)")
+        #expect(result.output.split(separator: "\n").count == 300, "\(result.report)")
+    }
+
+    @Test("Bad command lines name the real problem", arguments: [
+        (["primes", "-5"], "N must be a whole number from 0 to 10^18, not '-5'"),
+        (["primes", "--from", "-5", "10"], "--from must be a whole number from 0 to 10^18, not '-5'"),
+        (["-n", "-1", "info"], "-n/--workers must be a whole number of at least 1, not '-1'"),
+        (["-n", "3000000", "info"], "3000000 local ranks is more than the 4096 one machine can run"),
+        (["primes", "10", "--bogus"], "Unknown option '--bogus'"),
+        (["primes", "--stall-timeout", "soon", "10"], "--stall-timeout must be a number of seconds"),
+    ])
+    func badCommandLines(_ arguments: [String], _ words: String) throws {
+        let result = try Jobs.runCommand([Jobs.product("swiftpar")] + arguments, timeout: 30)
+        #expect(result.status != 0 && result.errors.contains(words), "\(arguments):\n\(result.report)")
+        #expect(result.output.isEmpty, "\(result.report)")
+    }
+
+    @Test("Bad settings in the environment are reported, never ignored", arguments: [
+        (["SWIFTPAR_WORKERS": "999999999999"], "SWIFTPAR_WORKERS=999999999999 is not a whole number from 1 to 4096"),
+        (["SWIFTPAR_BACKEND": "serial", "SWIFTPAR_WORKERS": "2"], "SWIFTPAR_BACKEND=serial runs exactly one rank, not 2"),
+        (["SWIFTPAR_MPI_MESSAGE_LIMIT": "lots"], "SWIFTPAR_MPI_MESSAGE_LIMIT=lots is not a number of bytes"),
+        (["SWIFTPAR_STALL_TIMEOUT": "-3"], "SWIFTPAR_STALL_TIMEOUT=-3 must be a number of seconds"),
+    ])
+    func badEnvironment(_ environment: [String: String], _ words: String) throws {
+        var arguments = ["info"]
+        if environment["SWIFTPAR_WORKERS"] == "2" { arguments = ["-n", "2", "info"] }
+        let result = try Jobs.runCommand([Jobs.product("swiftpar")] + arguments, environment: environment, timeout: 30)
+        #expect(result.status != 0 && result.errors.contains(words), "\(environment):\n\(result.report)")
+    }
+
+    @Test("-n1 is one rank; -n 1024 local ranks start and report in order")
+    func manyRanks() throws {
+        let one = try Jobs.runCommand([Jobs.product("swiftpar"), "-n1", "info", "--json"])
+        #expect(one.status == 0 && one.output.contains("\"size\" : 1"), "\(one.report)")
+        let many = try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "1024", "info"], timeout: 180)
+        let lines = many.output.split(separator: "\n").filter { $0.hasPrefix("rank ") }
+        #expect(many.status == 0 && lines.count == 1024, "\(many.report.prefix(3000))")
+        #expect(lines.last?.hasPrefix("rank 1023 of 1024 on ") == true, "\(String(describing: lines.last))")
+    }
+
+    @Test("--list --json is one JSON array of the primes, in order")
+    func listAsJSON() throws {
+        let result = try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "2", "primes", "--from", "90", "130", "--list", "--json"])
+        #expect(result.status == 0, "\(result.report)")
+        let numbers = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [Int]
+        #expect(numbers == [97, 101, 103, 107, 109, 113, 127], "\(result.report)")
+        let empty = try Jobs.runCommand([Jobs.product("swiftpar"), "primes", "--from", "24", "28", "--list", "--json"])
+        #expect((try JSONSerialization.jsonObject(with: Data(empty.output.utf8)) as? [Int]) == [], "\(empty.report)")
+    }
+
+    @Test("primes near 10^18 and just past the sieve's cached primes agree with primesieve",
+          .enabled(if: FileManager.default.fileExists(atPath: "/usr/bin/primesieve")))
+    func primesOfHugeNumbers() throws {
+        for (low, high) in [("999999999990000000", "1000000000000000000"), ("20000000000000", "20000010000000")] {
+            let reference = try Jobs.runCommand(["primesieve", low, high, "-c", "-q"])
+            let ours = try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "2", "primes", "--from", low, high], timeout: 120)
+            #expect(ours.status == 0 && ours.output == reference.output, "\(low)...\(high):\n\(ours.report)\nprimesieve: \(reference.output)")
+        }
+        let listing = try Jobs.runCommand(["primesieve", "999999999999990000", "1e18", "-p"])
+        let ours = try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "2", "primes", "--from", "999999999999990000", "1e18", "--list"], timeout: 120)
+        #expect(ours.status == 0 && ours.output == listing.output, "\(ours.report.prefix(1000))")
+    }
+
+    @Test("primes 1e18 on 2 ranks stays within tens of MB per rank")
+    func primesMemoryIsBounded() throws {
+        let job = Process()
+        job.executableURL = URL(fileURLWithPath: Jobs.product("swiftpar"))
+        job.arguments = ["-n", "2", "primes", "1e18"]
+        job.standardOutput = FileHandle.nullDevice
+        job.standardError = FileHandle.nullDevice
+        try job.run()
+        defer {
+            kill(job.processIdentifier, SIGTERM)
+            job.waitUntilExit()
+        }
+        Thread.sleep(forTimeInterval: 4)
+        let children = (try? String(contentsOfFile: "/proc/\(job.processIdentifier)/task/\(job.processIdentifier)/children", encoding: .utf8)) ?? ""
+        let pids = [job.processIdentifier] + children.split(separator: " ").compactMap { Int32($0) }
+        #expect(pids.count == 2, "ranks: \(pids)")
+        for pid in pids {
+            let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+            let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") } ?? ""
+            let kilobytes = Int(line.filter(\.isNumber)) ?? 0
+            #expect(kilobytes > 0 && kilobytes < 100_000, "rank process \(pid) peaked at \(kilobytes) KiB")
+        }
+    }
+
+    // MARK: Mistakes in rank code: the same outcome on both backends
+
+    /// Runs a scenario that must fail, and checks the words on both backends.
+    func expectFailure(_ scenario: String, _ launch: Launch, _ words: String, environment: [String: String] = [:]) throws {
+        let result = try Jobs.run("swiftpar-checks", [scenario], launch: launch, environment: environment, timeout: 60)
+        #expect(result.status != 0, "\(scenario) under \(launch) succeeded:\n\(result.report)")
+        #expect(!result.timedOut && result.seconds < 20, "\(scenario) under \(launch) hung:\n\(result.report)")
+        #expect(result.errors.contains(words), "\(scenario) under \(launch):\n\(result.report)")
+        let left = Jobs.waitForNoSurvivors(named: "swiftpar-checks \(scenario)")
+        #expect(left.isEmpty, "processes left behind: \(left)")
+    }
+
+    @Test("A receive from a rank that has returned throws instead of waiting forever", arguments: multiRank)
+    func receiveFromFinished(_ launch: Launch) throws {
+        let result = try Jobs.run("swiftpar-checks", ["receive-from-finished"], launch: launch, timeout: 30)
+        #expect(result.status == 0 && result.output.contains("rank 0: ok receive-from-finished threw-after-ms="), "\(result.report)")
+    }
+
+    @Test("A barrier the other ranks skip fails, naming them", arguments: multiRank)
+    func barrierSkipped(_ launch: Launch) throws {
+        try expectFailure("barrier-skipped", launch, "rank 0: barrier would wait forever: ranks 1 and 2 have finished without calling it")
+    }
+
+    @Test("A broadcast the other ranks skip fails, naming them", arguments: multiRank)
+    func broadcastSkipped(_ launch: Launch) throws {
+        try expectFailure("broadcast-skipped", launch, "rank 0: broadcast would wait forever: ranks 1 and 2 have finished without calling it")
+    }
+
+    @Test("A Pool.map called on rank 0 alone fails, naming the ranks that never joined", arguments: multiRank)
+    func poolAlone(_ launch: Launch) throws {
+        try expectFailure("pool-alone", launch, "rank 0: Pool.map would wait forever: ranks 1 and 2 have finished without calling it")
+    }
+
+    @Test("Different collectives on different ranks fail on every rank with the same words", arguments: multiRank)
+    func collectiveMismatch(_ launch: Launch) throws {
+        try expectFailure("collective-mismatch", launch,
+                          "the ranks called different collectives: rank 0 called barrier (collective #1 of this communicator); ranks 1, 2 called broadcast of [Double] from root 0")
+    }
+
+    @Test("A String broadcast received as [Double] fails instead of giving garbage", arguments: multiRank)
+    func broadcastTypeMismatch(_ launch: Launch) throws {
+        try expectFailure("broadcast-type-mismatch", launch,
+                          "rank 0 called broadcast of Codable values from root 0 (collective #1 of this communicator); ranks 1, 2 called broadcast of [Double]")
+    }
+
+    @Test("Messages received as the wrong kind throw decodingFailed on the receiver", arguments: multiRank)
+    func messageTypeMismatch(_ launch: Launch) throws {
+        let result = try Jobs.run("swiftpar-checks", ["message-type-mismatch"], launch: launch, timeout: 30)
+        #expect(result.status == 0 && result.output.contains("rank 0: ok message-type-mismatch errors=4")
+                && result.output.contains("rank 1: ok message-type-mismatch errors=4"), "\(result.report)")
+    }
+
+    @Test("split with a color beyond MPI's int is an error, not a trap", arguments: multiRank)
+    func splitBadColor(_ launch: Launch) throws {
+        let result = try Jobs.run("swiftpar-checks", ["split-bad-color"], launch: launch, timeout: 30)
+        #expect(result.status == 0 && result.output.components(separatedBy: "color 1099511627776 is outside 0...2147483647").count == 4,
+                "\(result.report)")
+    }
+
+    @Test("16 MiB received as the wrong types is rejected at once, in little memory", arguments: [Launch.local(2), .mpirun(2)])
+    func hostileDecode(_ launch: Launch) throws {
+        let result = try Jobs.run("swiftpar-checks", ["hostile-decode"], launch: launch, timeout: 60)
+        #expect(result.status == 0 && result.output.contains("rank 1: ok hostile-decode rejected=3"), "\(result.report)")
+    }
+
+    @Test("A stopped rank: with a stall timeout the job ends, naming it", arguments: multiRank)
+    func stall(_ launch: Launch) throws {
+        try expectFailure("stall", launch, "rank 1 has made no progress in swiftpar (stopped, or busy outside swiftpar)",
+                          environment: ["SWIFTPAR_STALL_TIMEOUT": "2"])
+    }
+}
