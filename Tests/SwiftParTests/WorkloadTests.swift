@@ -1,4 +1,5 @@
 import Foundation
+import SwiftParWorkloads
 import Testing
 
 /// `swiftpar primes` and `swiftpar hash` as users run them, checked against the references.
@@ -139,6 +140,23 @@ struct WorkloadTests {
         #expect(follow.errors.contains("self: symbolic link loop"), "\(follow.errors)")
         let usage = try swiftpar(["hash"], .local(2))
         #expect(usage.status != 0 && usage.errors.contains("Error:"), "\(usage.report)")
+    }
+
+    @Test("A path that became a named pipe after the walk is reported at once, never waited on")
+    func digestOfPipeDoesNotBlock() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-fifo-\(UUID().uuidString)").path
+        #expect(mkfifo(path, 0o600) == 0)
+        defer { unlink(path) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
+        defer { buffer.deallocate() }
+        let start = Date()
+        #expect(throws: FileHashing.Problem.self) { _ = try FileHashing.digest(of: PathBytes(path), buffer: buffer) }
+        #expect(Date().timeIntervalSince(start) < 1)
+        do {
+            _ = try FileHashing.digest(of: PathBytes(path), buffer: buffer)
+        } catch let problem as FileHashing.Problem {
+            #expect(problem.reason == "not a regular file (a named pipe)")
+        }
     }
 
     @Test("A 2 GiB file is hashed in small pieces: the digest matches and memory stays small")
