@@ -131,3 +131,220 @@ struct EncodingTests {
         }
     }
 }
+
+/// Hand-written `Codable` the way people write it: out of order, optional keys, classes.
+@Suite("Binary encoding of hand-written Codable")
+struct HandWrittenCodingTests {
+    /// Encodes its fields in one order and decodes them in another, with `contains` and
+    /// `decodeIfPresent`, and reads `allKeys`.
+    struct Reordered: Codable, Equatable {
+        var a: Int
+        var b: String
+        var c: [Double]
+        var d: Int?
+        var extra: [String: Int]
+
+        enum CodingKeys: String, CodingKey { case a, b, c, d, extra, unused }
+
+        init(a: Int, b: String, c: [Double], d: Int?, extra: [String: Int]) {
+            (self.a, self.b, self.c, self.d, self.extra) = (a, b, c, d, extra)
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(extra, forKey: .extra)
+            try container.encodeIfPresent(d, forKey: .d)
+            try container.encode(c, forKey: .c)
+            try container.encode(b, forKey: .b)
+            try container.encode(a, forKey: .a)
+        }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            let keys = Set(container.allKeys.map(\.stringValue))
+            let expected: Set<String> = d == nil ? ["a", "b", "c", "extra"] : ["a", "b", "c", "d", "extra"]
+            _ = expected
+            guard keys.isSuperset(of: ["a", "b", "c", "extra"]), !container.contains(.unused) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "keys \(keys)"))
+            }
+            a = try container.decode(Int.self, forKey: .a)
+            b = try container.decode(String.self, forKey: .b)
+            d = try container.decodeIfPresent(Int.self, forKey: .d)
+            c = try container.decode([Double].self, forKey: .c)
+            extra = try container.decode([String: Int].self, forKey: .extra)
+            _ = try container.decodeIfPresent(String.self, forKey: .unused)
+        }
+    }
+
+    class Animal: Codable, Equatable {
+        var name: String
+        init(name: String) { self.name = name }
+        static func == (l: Animal, r: Animal) -> Bool { l.name == r.name && type(of: l) == type(of: r) }
+    }
+
+    final class Dog: Animal {
+        var tricks: [String]
+        init(name: String, tricks: [String]) {
+            self.tricks = tricks
+            super.init(name: name)
+        }
+        enum CodingKeys: String, CodingKey { case tricks }
+        required init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            tricks = try container.decode([String].self, forKey: .tricks)
+            try super.init(from: container.superDecoder())
+        }
+        override func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try super.encode(to: container.superEncoder())
+            try container.encode(tricks, forKey: .tricks)
+        }
+    }
+
+    /// Fills a nested container after writing to its parent again: the streaming encoder must
+    /// fall back to building the value first, and the bytes must still decode.
+    struct Interleaved: Codable, Equatable {
+        var first: [Int]
+        var second: [Int]
+        enum CodingKeys: String, CodingKey { case first, second }
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            var one = container.nestedUnkeyedContainer(forKey: .first)
+            var two = container.nestedUnkeyedContainer(forKey: .second)
+            for i in 0..<3 {
+                try one.encode(first[i])
+                try two.encode(second[i])
+            }
+        }
+    }
+
+    enum Shape: Codable, Equatable {
+        case circle(radius: Double)
+        case labelled(String, Int)
+        case empty
+    }
+
+    func roundTrip<T: Codable & Equatable>(_ value: T) throws {
+        let back = try BinaryDecoder().decode(T.self, from: try BinaryEncoder().encode(value))
+        #expect(back == value)
+    }
+
+    @Test("Keys written in one order and read in another, with allKeys, contains and decodeIfPresent")
+    func reordered() throws {
+        try roundTrip(Reordered(a: 1, b: "two", c: [3, 4], d: nil, extra: ["x": 5]))
+        try roundTrip(Reordered(a: -1, b: "", c: [], d: 9, extra: [:]))
+        try roundTrip((0..<50).map { Reordered(a: $0, b: "b\($0)", c: [Double($0)], d: $0 % 2 == 0 ? $0 : nil, extra: ["k\($0)": $0]) })
+    }
+
+    @Test("A subclass with superEncoder and superDecoder")
+    func classHierarchy() throws {
+        let dog = Dog(name: "Rex", tricks: ["sit", "roll"])
+        let back = try BinaryDecoder().decode(Dog.self, from: try BinaryEncoder().encode(dog))
+        #expect(back.name == "Rex" && back.tricks == ["sit", "roll"])
+    }
+
+    @Test("Containers filled out of order are encoded by the fallback and decode the same")
+    func interleaved() throws {
+        try roundTrip(Interleaved(first: [1, 2, 3], second: [4, 5, 6]))
+        try roundTrip([Interleaved(first: [1, 2, 3], second: [4, 5, 6]), Interleaved(first: [7, 8, 9], second: [0, 0, 0])])
+    }
+
+    @Test("Synthesized enums with and without associated values, in arrays and dictionaries")
+    func enums() throws {
+        try roundTrip([Shape.circle(radius: 2), .labelled("x", 3), .empty])
+        try roundTrip(["a": Shape.empty, "b": .circle(radius: -1)])
+    }
+
+    @Test("Dictionaries with String, Int and struct values; Int keys; nested arrays")
+    func collections() throws {
+        try roundTrip(Dictionary(uniqueKeysWithValues: (0..<1000).map { ("word\($0)", $0) }))
+        try roundTrip([1: "one", -2: "minus two"])
+        try roundTrip(["a": [1.5, 2.5], "b": []])
+        try roundTrip([["x", "y"], [], ["z"]])
+        try roundTrip(["only": Reordered(a: 1, b: "b", c: [], d: 2, extra: [:])])
+        try roundTrip([String?]([nil, "a", nil]))
+    }
+}
+
+/// Each rule of the format, broken on purpose: the decoder throws, never traps.
+@Suite("Binary encoding rejects what breaks each format rule")
+struct FormatRuleTests {
+    struct Pair: Codable { var left: Int; var right: String }
+    let magic: [UInt8] = [0xB7, 0x73, 0x77, 0x70, 0x61, 0x72, 0x02, 0x00]
+
+    func rejects<T: Decodable>(_ type: T.Type, _ body: [UInt8], _ words: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        do {
+            _ = try BinaryDecoder().decode(type, from: magic + body)
+            Issue.record("decoded \(body) as \(type)", sourceLocation: sourceLocation)
+        } catch {
+            #expect(describeError(error).contains(words), "\(error)", sourceLocation: sourceLocation)
+        }
+    }
+
+    func describeError(_ error: any Error) -> String {
+        if let decoding = error as? DecodingError, case .dataCorrupted(let context) = decoding { return context.debugDescription }
+        if let decoding = error as? DecodingError, case .typeMismatch(_, let context) = decoding { return context.debugDescription }
+        return "\(error)"
+    }
+
+    @Test("The header: missing, cut short, or of another version")
+    func headerRule() throws {
+        #expect(throws: DecodingError.self) { try BinaryDecoder().decode(Int.self, from: [0x41]) }
+        #expect(throws: DecodingError.self) { try BinaryDecoder().decode(Int.self, from: Array(magic.prefix(5))) }
+        #expect(throws: DecodingError.self) { try BinaryDecoder().decode(Int.self, from: [0xB7, 0x73, 0x77, 0x70, 0x61, 0x72, 0x09, 0x00, 0x41]) }
+    }
+
+    @Test("Tags: unknown, the end marker where a value belongs, a value of the wrong kind")
+    func tags() {
+        rejects(Int.self, [0xC5], "unknown tag 197")
+        rejects([Int].self, [0x08, 0xC5, 0xFF], "unknown tag 197")
+        rejects(Int.self, [0xFF], "expected Int, found the end of a container")
+        rejects(String.self, [0x45], "expected String, found an integer")
+        rejects(Bool.self, [0x06, 0, 0, 0, 0, 0, 0, 0, 0], "expected Bool")
+    }
+
+    @Test("Varints: overlong and overflowing")
+    func varints() {
+        rejects(Int.self, [0x03] + [UInt8](repeating: 0x80, count: 10) + [0x01], "varint")
+        rejects(Int.self, [0x04, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F], "varint overflows 64 bits")
+        rejects(Int8.self, [0x03, 0x80, 0x04], "does not fit in Int8")
+    }
+
+    @Test("Strings: a length past the end, invalid UTF-8")
+    func strings() {
+        rejects(String.self, [0x07, 0x20, 0x61], "runs past the end")
+        rejects(String.self, [0x82, 0xC3, 0x28], "invalid UTF-8")
+        rejects(String.self, [0x85, 0x61], "runs past the end")
+    }
+
+    @Test("Plain-number arrays: unknown kind, a count whose bytes overflow or run past the end")
+    func plainArrays() {
+        rejects([Double].self, [0x0A, 0x33, 0x01, 0, 0, 0, 0, 0, 0, 0, 0], "unknown number kind")
+        rejects([Double].self, [0x0A, 0x0A, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10], "runs past the end")
+        rejects([Double].self, [0x0A, 0x0A, 0x02, 0, 0, 0, 0, 0, 0, 0, 0], "runs past the end")
+    }
+
+    @Test("Keys: an interned key never defined, an invalid header, a container never closed")
+    func keys() {
+        rejects(Pair.self, [0x09, 0x05, 0x41], "key number 1 is not defined")
+        rejects(Pair.self, [0x09, 0x10, 0x41, 0x00], "invalid key header")
+        rejects(Pair.self, [0x09, 0x12, 0x6C, 0x65, 0x66, 0x74, 0x41], "unexpected end of message")
+        rejects([Int].self, [0x08, 0x41, 0x42], "unexpected end of message")
+    }
+
+    @Test("Nesting deeper than the limit, and bytes left over after the value")
+    func nestingAndLeftovers() {
+        // An unknown field holding arrays nested 600 deep, skipped to find the fields asked for.
+        rejects(Pair.self, [0x09, 0x12, 0x64, 0x65, 0x65, 0x70] + [UInt8](repeating: 0x08, count: 600), "nesting deeper than")
+        rejects(Int.self, [0x41, 0x41], "left over")
+    }
+
+    @Test("A 16 MiB message decoded as the wrong type throws at once")
+    func largeMismatch() throws {
+        let bytes = try BinaryEncoder().encode([String](repeating: "x", count: 1 << 20))
+        let start = Date()
+        #expect(throws: DecodingError.self) { try BinaryDecoder().decode([Pair].self, from: bytes) }
+        #expect(throws: DecodingError.self) { try BinaryDecoder().decode([Int].self, from: bytes) }
+        #expect(Date().timeIntervalSince(start) < 1)
+    }
+}

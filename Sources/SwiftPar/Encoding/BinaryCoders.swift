@@ -16,19 +16,22 @@ public struct BinaryEncoder: Sendable {
 
     /// Calls `body` with the bytes of `value`, header included, without copying them into an array.
     func withEncoded<T: Encodable, R>(_ value: T, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
-        let state = EncodingState()
-        WireHeader.bytes.withUnsafeBytes { state.writer.append($0) }
+        let scratch = CodecScratch.current
+        let state = scratch.takeEncoder()
+        defer { scratch.returnEncoder(state) }
+        let context = state.context
+        context.appendHeader()
         do {
-            try state.encode(value)
-            try state.close(downTo: 0)
+            try context.encode(value)
+            try context.close(downTo: 0)
         } catch is ContainersOutOfOrder {
             // A hand-written encode(to:) went back to a container it had left: build it first.
-            let fallback = EncodingState()
-            WireHeader.bytes.withUnsafeBytes { fallback.writer.append($0) }
-            try TreeEncoder.node(for: value).write(to: fallback)
-            return try body(fallback.writer.bytes)
+            let fallback = EncodingState(scratch: scratch)
+            fallback.context.appendHeader()
+            try TreeEncoder.node(for: value).write(to: fallback.context)
+            return try body(fallback.bytes)
         }
-        return try body(state.writer.bytes)
+        return try body(state.bytes)
     }
 }
 
@@ -58,11 +61,14 @@ public struct BinaryDecoder: Sendable {
             throw DecodingError.dataCorrupted(.init(
                 codingPath: [], debugDescription: "the value is in version \(version) of swiftpar's format; this program reads version \(WireHeader.version)"))
         }
-        let state = DecodingState(UnsafeRawBufferPointer(rebasing: bytes[WireHeader.size...]))
+        let scratch = CodecScratch.current
+        let state = scratch.takeDecoder(UnsafeRawBufferPointer(rebasing: bytes[WireHeader.size...]))
+        defer { scratch.returnDecoder(state) }
         var offset = 0
-        let value = try state.decode(type, at: &offset, depth: 0)
-        guard offset == state.count else {
-            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "\(state.count - offset) bytes left over after the value"))
+        let context = state.context
+        let value = try context.decode(type, at: &offset, depth: 0)
+        guard offset == context.pointee.count else {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "\(context.pointee.count - offset) bytes left over after the value"))
         }
         return value
     }

@@ -4,33 +4,34 @@
 
 /// A `[String: Value]` the encoder writes entry by entry.
 protocol StringKeyedEncodable {
-    func encodeEntries(to state: EncodingState) throws
+    func encodeEntries(to state: Writer) throws
 }
 
 /// A `[String: Value]` the decoder builds entry by entry.
 protocol StringKeyedDictionary {
-    static func decodeEntries(from state: DecodingState, at offset: inout Int, depth: Int) throws -> Self
+    static func decodeEntries(from state: Reader, at offset: inout Int, depth: Int) throws -> Self
 }
 
 extension Dictionary: StringKeyedEncodable where Key == String, Value: Encodable {
-    func encodeEntries(to state: EncodingState) throws {
-        state.writer.append(WireTag.keyed)
+    func encodeEntries(to state: Writer) throws {
+        state.append(WireTag.keyed)
         for (key, value) in self {
             state.writeKey(key, cache: nil)
             try state.encode(value)
         }
-        state.writer.append(0)
+        state.append(0)
     }
 }
 
 extension Dictionary: StringKeyedDictionary where Key == String, Value: Decodable {
-    static func decodeEntries(from state: DecodingState, at offset: inout Int, depth: Int) throws -> Self {
+    static func decodeEntries(from state: Reader, at offset: inout Int, depth: Int) throws -> Self {
         let tag = try state.byte(at: offset)
         guard tag == WireTag.keyed else { throw state.mismatch(Self.self, found: tag, at: offset) }
         var position = offset + 1
         var result: [String: Value] = [:]
-        while let key = try state.key(at: &position) {
-            let name = try state.name(of: key)
+        var length = 0
+        while let key = try state.key(at: &position, literalLength: &length) {
+            let name = try state.name(of: key, literalLength: length)
             do {
                 result[name] = try state.decode(Value.self, at: &position, depth: depth + 1)
             } catch let error as DecodingError {

@@ -16,7 +16,7 @@ func describeEncoded(_ bytes: UnsafeRawBufferPointer) -> String {
 /// Decodes `bytes` as a `T` the way every receive does: plain-number arrays from raw elements
 /// (refusing bytes that hold an encoded value), anything else from an encoded value.
 func decodeValue<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer) throws -> T {
-    if let plainType = type as? any PlainNumberArray.Type {
+    if let plainType = plainArrayType(T.self) {
         try checkPlain(bytes, as: plainType, typeName: "\(T.self)")
         return plainType.init(rawElementBytes: bytes) as! T
     }

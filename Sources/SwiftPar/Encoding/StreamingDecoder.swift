@@ -8,38 +8,146 @@ import Glibc
 // of the key each; a key asked for out of order, `contains`, `allKeys` and absent optional
 // fields make the container index its entries once. Malformed bytes throw a `DecodingError`;
 // nothing is allocated beyond what the bytes themselves could hold.
+//
+// Everything the decoder reads on every field lives in unsafe memory (`DecodeContext`, one
+// `DecodeFrame` per open value), reached through pointers: no reference counting and no
+// exclusivity checks on the hot path. The `Decoder` and container types the value's code sees
+// are thin handles on those pointers.
 
-/// Everything one decoding shares: the bytes and the interned keys met so far.
+/// What one decoding knows: the bytes, the keys interned so far, the frames of open values.
+struct DecodeContext {
+    var base: UnsafeRawPointer
+    var count: Int
+    /// Interned keys, in the order their definitions appear, and where each is defined.
+    var keys: UnsafeMutablePointer<String>
+    var definitions: UnsafeMutablePointer<Int>
+    var keyCount = 0
+    var keyCapacity = 16
+    /// One frame per nesting depth, for the values decoded in turn at that depth.
+    var frames: UnsafeMutablePointer<DecodeFrame>
+    /// Index entries of keyed containers read out of order: (key offset, value offset) pairs.
+    var entries: UnsafeMutablePointer<Int>
+    var entryCount = 0
+    var entryCapacity = 64
+    let scratch: Unmanaged<CodecScratch>
+    /// The state that owns this context, for its reusable decoders.
+    var owner: Unmanaged<DecodingState>?
+
+    static let frameCount = maximumNestingDepth + 2
+}
+
+/// The state of one open value and the container it was read through.
+struct DecodeFrame {
+    enum Handed: UInt8 { case nothing, keyed, unkeyed, single }
+
+    var start = 0
+    var handed = Handed.nothing
+    var singleEnd = -1
+    var depth = 0
+    // Keyed: the first entry; the next entry in order (-1: unknown); the entry handed out in
+    // order (key and value offsets, -1: none); a frame reading that value; the end (-1:
+    // unknown); the index of entries (start in `entries`, count; -1: not built).
+    var first = 0
+    var next = -1
+    var currentKey = -1
+    var currentValue = -1
+    var child: UnsafeMutablePointer<DecodeFrame>?
+    var endOffset = -1
+    var indexStart = -1
+    var indexCount = 0
+    // Unkeyed: the next value, its index, a plain-number array's kind (0: none), count and data.
+    var position = 0
+    var element = 0
+    var plainKind: UInt8 = 0
+    var plainCount = 0
+    var plainData = 0
+    var counted = -1
+}
+
+typealias Reader = UnsafeMutablePointer<DecodeContext>
+typealias FrameRef = UnsafeMutablePointer<DecodeFrame>
+
+/// Owns a decode context and its memory; reused by a thread for message after message.
 final class DecodingState {
-    let base: UnsafeRawPointer
-    let count: Int
-    /// Interned keys, in the order their definitions appear in the message.
-    private(set) var internedKeys: [String] = []
-    /// Where each interned key is defined, ascending.
-    private var definitionOffsets: [Int] = []
+    let context: Reader
+    /// The `Decoder` of each depth, reused for every value at that depth.
     private var valueDecoders: [ValueDecoder] = []
+    /// Frames made for nested containers handed to a value's code, freed at the next reset.
+    private var extraFrames: [FrameRef] = []
 
-    init(_ bytes: UnsafeRawBufferPointer) {
-        base = bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 8)!
-        count = bytes.count
+    init(_ bytes: UnsafeRawBufferPointer, scratch: CodecScratch) {
+        context = .allocate(capacity: 1)
+        context.initialize(to: DecodeContext(
+            base: bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 8)!, count: bytes.count,
+            keys: .allocate(capacity: 16), definitions: .allocate(capacity: 16),
+            frames: .allocate(capacity: DecodeContext.frameCount), entries: .allocate(capacity: 64),
+            scratch: Unmanaged.passUnretained(scratch)))
+        context.pointee.frames.initialize(repeating: DecodeFrame(), count: DecodeContext.frameCount)
+        context.pointee.owner = Unmanaged.passUnretained(self)
     }
 
+    /// Prepares for decoding `bytes`.
+    func reset(_ bytes: UnsafeRawBufferPointer) {
+        context.pointee.base = bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 8)!
+        context.pointee.count = bytes.count
+        context.pointee.keys.deinitialize(count: context.pointee.keyCount)
+        context.pointee.keyCount = 0
+        context.pointee.entryCount = 0
+        for frame in extraFrames {
+            frame.deinitialize(count: 1)
+            frame.deallocate()
+        }
+        extraFrames.removeAll(keepingCapacity: true)
+    }
+
+    deinit {
+        reset(UnsafeRawBufferPointer(start: nil, count: 0))
+        context.pointee.keys.deallocate()
+        context.pointee.definitions.deallocate()
+        context.pointee.frames.deinitialize(count: DecodeContext.frameCount)
+        context.pointee.frames.deallocate()
+        context.pointee.entries.deallocate()
+        context.deinitialize(count: 1)
+        context.deallocate()
+    }
+
+    /// The reusable decoder for values at `depth`.
+    func valueDecoder(depth: Int) -> ValueDecoder {
+        while valueDecoders.count <= depth {
+            let d = valueDecoders.count
+            valueDecoders.append(ValueDecoder(context: context, frame: context.pointee.frames + d, owner: self))
+        }
+        return valueDecoders[depth]
+    }
+
+    /// A decoder with a frame of its own, for a nested container the value's code keeps.
+    func detachedDecoder(offset: Int, depth: Int) -> ValueDecoder {
+        let frame = FrameRef.allocate(capacity: 1)
+        frame.initialize(to: DecodeFrame())
+        frame.pointee.start = offset
+        frame.pointee.depth = depth
+        extraFrames.append(frame)
+        return ValueDecoder(context: context, frame: frame, owner: self)
+    }
+}
+
+extension UnsafeMutablePointer where Pointee == DecodeContext {
     // MARK: Reading
 
     func corrupted(_ what: String, at offset: Int) -> DecodingError {
-        .dataCorrupted(.init(codingPath: [], debugDescription: "\(what) at byte \(offset + WireHeader.size) of \(count + WireHeader.size)"))
+        .dataCorrupted(.init(codingPath: [], debugDescription: "\(what) at byte \(offset + WireHeader.size) of \(pointee.count + WireHeader.size)"))
     }
 
     @inline(__always)
     func byte(at offset: Int) throws -> UInt8 {
-        guard offset < count else { throw corrupted("unexpected end of message", at: offset) }
-        return base.load(fromByteOffset: offset, as: UInt8.self)
+        guard offset < pointee.count else { throw corrupted("unexpected end of message", at: offset) }
+        return pointee.base.load(fromByteOffset: offset, as: UInt8.self)
     }
 
     @inline(__always)
     func varint(at offset: inout Int) throws -> UInt64 {
-        if offset < count {
-            let first = base.load(fromByteOffset: offset, as: UInt8.self)
+        if offset < pointee.count {
+            let first = pointee.base.load(fromByteOffset: offset, as: UInt8.self)
             if first < 0x80 {
                 offset += 1
                 return UInt64(first)
@@ -65,85 +173,114 @@ final class DecodingState {
     /// A length that must fit in the bytes left after `offset`.
     @inline(__always)
     func length(_ value: UInt64, at offset: Int) throws -> Int {
-        guard value <= UInt64(count - offset) else { throw corrupted("length \(value) runs past the end", at: offset) }
+        guard value <= UInt64(pointee.count - offset) else { throw corrupted("length \(value) runs past the end", at: offset) }
         return Int(value)
     }
 
     @inline(__always)
     func fixed<T: FixedWidthInteger>(_ type: T.Type, at offset: inout Int) throws -> T {
         let width = MemoryLayout<T>.size
-        guard count - offset >= width else { throw corrupted("unexpected end of message", at: offset) }
-        let value = T(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: T.self))
+        guard pointee.count - offset >= width else { throw corrupted("unexpected end of message", at: offset) }
+        let value = T(littleEndian: pointee.base.loadUnaligned(fromByteOffset: offset, as: T.self))
         offset += width
         return value
     }
 
+    @inline(__always)
     func text(at offset: Int, length: Int) throws -> String {
-        let bytes = UnsafeBufferPointer(start: (base + offset).assumingMemoryBound(to: UInt8.self), count: length)
+        let bytes = UnsafeBufferPointer(start: (pointee.base + offset).assumingMemoryBound(to: UInt8.self), count: length)
+        // ASCII, the common case, needs no validation beyond the top bits.
+        if isASCII(UnsafeRawPointer(bytes.baseAddress!), length) { return String(decoding: bytes, as: UTF8.self) }
         guard let text = String(validating: bytes, as: UTF8.self) else { throw corrupted("invalid UTF-8 in a string", at: offset) }
         return text
     }
 
     // MARK: Keys
 
-    /// A parsed key: an interned one (by number), or the bytes of one used once; nil at the end.
-    enum Key {
-        case interned(Int)
-        case literal(offset: Int, length: Int)
-    }
-
-    /// Reads the key at `offset`, registering definitions met for the first time.
+    /// Reads the key at `offset`, registering definitions met for the first time. Returns nil
+    /// at the end of the container; otherwise the interned key's number (≥ 0), or for a key
+    /// used once, -1 - (offset of its bytes) with its length in `literalLength`.
     @inline(__always)
-    func key(at offset: inout Int) throws -> Key? {
+    func key(at offset: inout Int, literalLength: inout Int) throws -> Int? {
         let start = offset
         let header = try varint(at: &offset)
         if header == 0 { return nil }
         switch header & 3 {
         case 1:
             let index = Int(header >> 2)
-            guard index < internedKeys.count else { throw corrupted("key number \(index) is not defined", at: start) }
-            return .interned(index)
+            guard index < pointee.keyCount else { throw corrupted("key number \(index) is not defined", at: start) }
+            return index
         case 2:
             let n = try length(header >> 2, at: offset)
-            let index: Int
-            if let last = definitionOffsets.last, start <= last {
-                guard let known = binarySearch(definitionOffsets, start) else { throw corrupted("misplaced key definition", at: start) }
-                index = known
-            } else {
-                internedKeys.append(try text(at: offset, length: n))
-                definitionOffsets.append(start)
-                index = internedKeys.count - 1
-            }
+            let index = try define(at: start, text: offset, length: n)
             offset += n
-            return .interned(index)
+            return index
         case 3:
             let n = try length(header >> 2, at: offset)
+            literalLength = n
             defer { offset += n }
-            return .literal(offset: offset, length: n)
+            return -1 - offset
         default:
             throw corrupted("invalid key header \(header)", at: start)
         }
     }
 
-    func name(of key: Key) throws -> String {
-        switch key {
-        case .interned(let index): return internedKeys[index]
-        case .literal(let offset, let length): return try text(at: offset, length: length)
+    /// The number of the key defined at `start`: new if this is the first time the definition
+    /// is read, else the number it got then.
+    private func define(at start: Int, text: Int, length: Int) throws -> Int {
+        let count = pointee.keyCount
+        if count > 0, start <= pointee.definitions[count - 1] {
+            guard let known = binarySearch(pointee.definitions, count, start) else { throw corrupted("misplaced key definition", at: start) }
+            return known
+        }
+        if count == pointee.keyCapacity {
+            let capacity = count * 2
+            let keys = UnsafeMutablePointer<String>.allocate(capacity: capacity)
+            keys.moveInitialize(from: pointee.keys, count: count)
+            pointee.keys.deallocate()
+            pointee.keys = keys
+            let definitions = UnsafeMutablePointer<Int>.allocate(capacity: capacity)
+            definitions.moveInitialize(from: pointee.definitions, count: count)
+            pointee.definitions.deallocate()
+            pointee.definitions = definitions
+            pointee.keyCapacity = capacity
+        }
+        (pointee.keys + count).initialize(to: try self.text(at: text, length: length))
+        pointee.definitions[count] = start
+        pointee.keyCount = count + 1
+        return count
+    }
+
+    /// The text of a key as `key(at:literalLength:)` returned it.
+    func name(of key: Int, literalLength: Int) throws -> String {
+        key >= 0 ? pointee.keys[key] : try text(at: -1 - key, length: literalLength)
+    }
+
+    /// Whether a key as `key(at:literalLength:)` returned it is `name`.
+    @inline(__always)
+    func key(_ key: Int, literalLength: Int, is name: String) -> Bool {
+        if key >= 0 { return pointee.keys[key] == name }
+        let offset = -1 - key
+        var name = name
+        return name.withUTF8 { utf8 in
+            utf8.count == literalLength && (literalLength == 0 || memcmp(pointee.base + offset, utf8.baseAddress!, literalLength) == 0)
         }
     }
 
-    /// Whether `key` is `name`, without making a String for keys used once.
+    /// Whether the key at `offset` is `name`.
     @inline(__always)
-    func key(_ key: Key, is name: String) -> Bool {
-        switch key {
-        case .interned(let index):
-            return internedKeys[index] == name
-        case .literal(let offset, let length):
-            var name = name
-            return name.withUTF8 { utf8 in
-                utf8.count == length && (length == 0 || memcmp(base + offset, utf8.baseAddress!, length) == 0)
-            }
-        }
+    func key(at offset: Int, is name: String) throws -> Bool {
+        var position = offset
+        var length = 0
+        guard let key = try key(at: &position, literalLength: &length) else { return false }
+        return self.key(key, literalLength: length, is: name)
+    }
+
+    /// Skips the key at `offset`; false at the end of the container.
+    @inline(__always)
+    func skipKey(at offset: inout Int) throws -> Bool {
+        var length = 0
+        return try key(at: &offset, literalLength: &length) != nil
     }
 
     // MARK: Skipping
@@ -181,7 +318,7 @@ final class DecodingState {
             }
             return position + 1
         case WireTag.keyed:
-            while try key(at: &position) != nil {
+            while try skipKey(at: &position) {
                 position = try skipValue(at: position, depth: depth + 1)
             }
             return position
@@ -190,8 +327,30 @@ final class DecodingState {
         }
     }
 
+    /// How many values an unkeyed container holds, its first value at `offset` (a quick pass).
+    func countValues(at offset: Int) throws -> Int {
+        var position = offset
+        var n = 0
+        while try byte(at: position) != WireTag.end {
+            position = try skipValue(at: position, depth: 1)
+            n += 1
+        }
+        return n
+    }
+
+    /// How many entries a keyed container holds, its first key at `offset` (a quick pass).
+    func countEntries(at offset: Int) throws -> Int {
+        var position = offset
+        var n = 0
+        while try skipKey(at: &position) {
+            position = try skipValue(at: position, depth: 1)
+            n += 1
+        }
+        return n
+    }
+
     private func advance(_ position: Int, by n: Int) throws -> Int {
-        guard count - position >= n else { throw corrupted("unexpected end of message", at: position) }
+        guard pointee.count - position >= n else { throw corrupted("unexpected end of message", at: position) }
         return position + n
     }
 
@@ -207,6 +366,8 @@ final class DecodingState {
         .typeMismatch(type, .init(codingPath: [], debugDescription: "expected \(type), found \(WireTag.describe(tag))"))
     }
 
+    var scratch: CodecScratch { pointee.scratch.takeUnretainedValue() }
+
     /// Decodes a value of `type` at `offset` and moves `offset` past it.
     @inline(__always)
     func decode<T: Decodable>(_ type: T.Type, at offset: inout Int, depth: Int) throws -> T {
@@ -218,47 +379,48 @@ final class DecodingState {
     }
 
     private func decodeOther<T: Decodable>(_ type: T.Type, at offset: inout Int, depth: Int) throws -> T {
-        switch type {
-        case is Float.Type: return try float(at: &offset) as! T
-        case is Int64.Type: return try integer(Int64.self, at: &offset) as! T
-        case is Int32.Type: return try integer(Int32.self, at: &offset) as! T
-        case is Int16.Type: return try integer(Int16.self, at: &offset) as! T
-        case is Int8.Type: return try integer(Int8.self, at: &offset) as! T
-        case is UInt.Type: return try integer(UInt.self, at: &offset) as! T
-        case is UInt64.Type: return try integer(UInt64.self, at: &offset) as! T
-        case is UInt32.Type: return try integer(UInt32.self, at: &offset) as! T
-        case is UInt16.Type: return try integer(UInt16.self, at: &offset) as! T
-        case is UInt8.Type: return try integer(UInt8.self, at: &offset) as! T
-        case is Int128.Type: return try integer(Int128.self, at: &offset) as! T
-        case is UInt128.Type: return try integer(UInt128.self, at: &offset) as! T
-        default: break
-        }
+        if T.self == Float.self { return try float(at: &offset) as! T }
+        if T.self == Int64.self { return try integer(Int64.self, at: &offset) as! T }
+        if T.self == UInt64.self { return try integer(UInt64.self, at: &offset) as! T }
+        if T.self == Int32.self { return try integer(Int32.self, at: &offset) as! T }
+        if T.self == UInt8.self { return try integer(UInt8.self, at: &offset) as! T }
+        if T.self == UInt.self { return try integer(UInt.self, at: &offset) as! T }
+        if T.self == UInt32.self { return try integer(UInt32.self, at: &offset) as! T }
+        if T.self == Int16.self { return try integer(Int16.self, at: &offset) as! T }
+        if T.self == Int8.self { return try integer(Int8.self, at: &offset) as! T }
+        if T.self == UInt16.self { return try integer(UInt16.self, at: &offset) as! T }
+        if T.self == Int128.self { return try integer(Int128.self, at: &offset) as! T }
+        if T.self == UInt128.self { return try integer(UInt128.self, at: &offset) as! T }
         guard depth < maximumNestingDepth else { throw corrupted("nesting deeper than \(maximumNestingDepth)", at: offset) }
-        if let arrayType = type as? any PlainNumberArray.Type, try byte(at: offset) == WireTag.plainArray,
-           try plainKind(at: offset + 1) == arrayType.elementKind {
-            var position = offset + 2
-            let elements = try varint(at: &position)
-            let (bytes, overflow) = elements.multipliedReportingOverflow(by: UInt64(arrayType.elementKind.byteWidth))
-            guard !overflow else { throw corrupted("array of \(elements) elements runs past the end", at: position) }
-            let n = try length(bytes, at: position)
-            offset = position + n
-            return arrayType.init(rawElementBytes: UnsafeRawBufferPointer(start: base + position, count: n)) as! T
+        let tag = try byte(at: offset)
+        switch pointee.scratch._withUnsafeGuaranteedRef({ $0.kind(of: T.self) }) {
+        case .plainArray(let arrayType):
+            if tag == WireTag.plainArray, try plainKind(at: offset + 1) == arrayType.elementKind {
+                var position = offset + 2
+                let elements = try varint(at: &position)
+                let (bytes, overflow) = elements.multipliedReportingOverflow(by: UInt64(arrayType.elementKind.byteWidth))
+                guard !overflow else { throw corrupted("array of \(elements) elements runs past the end", at: position) }
+                let n = try length(bytes, at: position)
+                offset = position + n
+                return arrayType.init(rawElementBytes: UnsafeRawBufferPointer(start: pointee.base + position, count: n)) as! T
+            }
+        case .directArray(let arrayType):
+            if tag == WireTag.unkeyed { return try arrayType.decodeElements(from: self, at: &offset) as! T }
+        case .directDictionary(let dictionaryType):
+            if tag == WireTag.keyed { return try dictionaryType.decodeEntries(from: self, at: &offset) as! T }
+        case .stringKeyedDecodable(let dictionaryType), .stringKeyedBoth(let dictionaryType):
+            if tag == WireTag.keyed { return try dictionaryType.decodeEntries(from: self, at: &offset, depth: depth) as! T }
+        case .stringKeyedEncodable, .other:
+            break
         }
-        if let dictionaryType = type as? any StringKeyedDictionary.Type {
-            return try dictionaryType.decodeEntries(from: self, at: &offset, depth: depth) as! T
-        }
-        let decoder = valueDecoder(at: offset, depth: depth)
+        let decoder = pointee.owner!._withUnsafeGuaranteedRef { $0.valueDecoder(depth: depth) }
+        decoder.frame.pointee.start = offset
+        decoder.frame.pointee.depth = depth
+        decoder.frame.pointee.handed = .nothing
+        decoder.frame.pointee.singleEnd = -1
         let value = try T(from: decoder)
-        offset = try decoder.end()
+        offset = try end(of: decoder.frame)
         return value
-    }
-
-    /// The reusable decoder for values at `depth`, positioned at `offset`.
-    private func valueDecoder(at offset: Int, depth: Int) -> ValueDecoder {
-        while valueDecoders.count <= depth { valueDecoders.append(ValueDecoder(state: self, depth: valueDecoders.count)) }
-        let decoder = valueDecoders[depth]
-        decoder.reset(offset: offset)
-        return decoder
     }
 
     func integer<I: FixedWidthInteger>(_ type: I.Type, at offset: inout Int) throws -> I {
@@ -334,11 +496,231 @@ final class DecodingState {
         offset += 1
         return tag == WireTag.trueValue
     }
+
+    // MARK: Frames
+
+    /// The offset just past the value of `frame`, skipping whatever its code left unread.
+    func end(of frame: FrameRef) throws -> Int {
+        switch frame.pointee.handed {
+        case .keyed: return try keyedEnd(frame)
+        case .unkeyed: return try unkeyedEnd(frame)
+        case .single: if frame.pointee.singleEnd >= 0 { return frame.pointee.singleEnd }
+        case .nothing: break
+        }
+        return try skipValue(at: frame.pointee.start, depth: frame.pointee.depth)
+    }
+
+    // MARK: Keyed containers
+
+    func beginKeyed(_ frame: FrameRef) throws {
+        let tag = try byte(at: frame.pointee.start)
+        guard tag == WireTag.keyed else { throw mismatch([String: Any].self, found: tag, at: frame.pointee.start) }
+        guard frame.pointee.handed != .keyed else { return }
+        frame.pointee.handed = .keyed
+        frame.pointee.first = frame.pointee.start + 1
+        frame.pointee.next = frame.pointee.first
+        frame.pointee.currentKey = -1
+        frame.pointee.currentValue = -1
+        frame.pointee.child = nil
+        frame.pointee.endOffset = -1
+        frame.pointee.indexStart = -1
+    }
+
+    /// Moves `next` past the entry handed out in order, however far it was read.
+    @inline(__always)
+    private func settle(_ frame: FrameRef) throws {
+        guard frame.pointee.currentKey >= 0 else { return }
+        if let child = frame.pointee.child {
+            frame.pointee.next = try end(of: child)
+            frame.pointee.child = nil
+        } else {
+            frame.pointee.next = try skipValue(at: frame.pointee.currentValue, depth: frame.pointee.depth + 1)
+        }
+        frame.pointee.currentKey = -1
+    }
+
+    /// The offset of the value for `name`, or -1 if the container has no such key.
+    @inline(__always)
+    func find(_ name: String, in frame: FrameRef) throws -> Int {
+        if frame.pointee.currentKey >= 0, frame.pointee.child == nil, try key(at: frame.pointee.currentKey, is: name) {
+            return frame.pointee.currentValue
+        }
+        try settle(frame)
+        let position = frame.pointee.next
+        if position >= 0 {
+            var after = position
+            var length = 0
+            if let key = try key(at: &after, literalLength: &length) {
+                if self.key(key, literalLength: length, is: name) {
+                    frame.pointee.currentKey = position
+                    frame.pointee.currentValue = after
+                    return after
+                }
+            } else {
+                frame.pointee.endOffset = after
+            }
+        }
+        return try indexedValue(for: name, in: frame)
+    }
+
+    /// Whether the container has `name`, without moving through it.
+    func contains(_ name: String, in frame: FrameRef) throws -> Bool {
+        if frame.pointee.currentKey >= 0 {
+            if try key(at: frame.pointee.currentKey, is: name) { return true }
+        } else if frame.pointee.next >= 0, try key(at: frame.pointee.next, is: name) {
+            return true
+        }
+        return try indexedValue(for: name, in: frame) >= 0
+    }
+
+    /// The value that starts at `start` was read up to `end`.
+    @inline(__always)
+    func finished(_ frame: FrameRef, valueAt start: Int, end: Int) {
+        if frame.pointee.currentKey >= 0, frame.pointee.currentValue == start, frame.pointee.child == nil {
+            frame.pointee.next = end
+            frame.pointee.currentKey = -1
+        }
+    }
+
+    /// The value that starts at `start` is read by a nested container on `child`.
+    func handed(_ frame: FrameRef, valueAt start: Int, to child: FrameRef) {
+        if frame.pointee.currentKey >= 0, frame.pointee.currentValue == start { frame.pointee.child = child }
+    }
+
+    private func indexedValue(for name: String, in frame: FrameRef) throws -> Int {
+        try buildIndex(frame)
+        let entries = pointee.entries + frame.pointee.indexStart
+        for i in 0..<frame.pointee.indexCount where try key(at: entries[2 * i], is: name) {
+            return entries[2 * i + 1]
+        }
+        return -1
+    }
+
+    func buildIndex(_ frame: FrameRef) throws {
+        guard frame.pointee.indexStart < 0 else { return }
+        let start = pointee.entryCount
+        var position = frame.pointee.first
+        var n = 0
+        while true {
+            let keyOffset = position
+            guard try skipKey(at: &position) else { break }
+            if pointee.entryCount + 2 > pointee.entryCapacity {
+                let capacity = pointee.entryCapacity * 2
+                let entries = UnsafeMutablePointer<Int>.allocate(capacity: capacity)
+                entries.moveInitialize(from: pointee.entries, count: pointee.entryCount)
+                pointee.entries.deallocate()
+                pointee.entries = entries
+                pointee.entryCapacity = capacity
+            }
+            pointee.entries[pointee.entryCount] = keyOffset
+            pointee.entries[pointee.entryCount + 1] = position
+            pointee.entryCount += 2
+            n += 1
+            position = try skipValue(at: position, depth: frame.pointee.depth + 1)
+        }
+        frame.pointee.indexStart = start
+        frame.pointee.indexCount = n
+        frame.pointee.endOffset = position
+    }
+
+    func allNames(_ frame: FrameRef) throws -> [String] {
+        try buildIndex(frame)
+        var names: [String] = []
+        names.reserveCapacity(frame.pointee.indexCount)
+        for i in 0..<frame.pointee.indexCount {
+            var position = pointee.entries[frame.pointee.indexStart + 2 * i]
+            var length = 0
+            guard let key = try key(at: &position, literalLength: &length) else { continue }
+            names.append(try name(of: key, literalLength: length))
+        }
+        return names
+    }
+
+    private func keyedEnd(_ frame: FrameRef) throws -> Int {
+        if frame.pointee.endOffset >= 0 { return frame.pointee.endOffset }
+        try settle(frame)
+        if frame.pointee.next >= 0 {
+            var position = frame.pointee.next
+            while try skipKey(at: &position) {
+                position = try skipValue(at: position, depth: frame.pointee.depth + 1)
+            }
+            frame.pointee.endOffset = position
+            return position
+        }
+        try buildIndex(frame)
+        return frame.pointee.endOffset
+    }
+
+    // MARK: Unkeyed containers
+
+    func beginUnkeyed(_ frame: FrameRef) throws {
+        let start = frame.pointee.start
+        let tag = try byte(at: start)
+        frame.pointee.handed = .unkeyed
+        frame.pointee.element = 0
+        frame.pointee.counted = -1
+        frame.pointee.child = nil
+        switch tag {
+        case WireTag.unkeyed:
+            frame.pointee.plainKind = 0
+            frame.pointee.position = start + 1
+        case WireTag.plainArray:
+            let kind = try plainKind(at: start + 1)
+            var at = start + 2
+            let elements = try varint(at: &at)
+            let (bytes, overflow) = elements.multipliedReportingOverflow(by: UInt64(kind.byteWidth))
+            guard !overflow else { throw corrupted("array of \(elements) elements runs past the end", at: at) }
+            _ = try length(bytes, at: at)
+            frame.pointee.plainKind = kind.rawValue
+            frame.pointee.plainCount = Int(elements)
+            frame.pointee.plainData = at
+            frame.pointee.position = at
+        default:
+            throw mismatch([Any].self, found: tag, at: start)
+        }
+    }
+
+    @inline(__always)
+    func settleUnkeyed(_ frame: FrameRef) throws {
+        if let child = frame.pointee.child {
+            frame.pointee.child = nil
+            frame.pointee.position = try end(of: child)
+        }
+    }
+
+    private func unkeyedEnd(_ frame: FrameRef) throws -> Int {
+        if frame.pointee.plainKind != 0, let kind = PlainNumberKind(rawValue: frame.pointee.plainKind) {
+            return frame.pointee.plainData + frame.pointee.plainCount * kind.byteWidth
+        }
+        try settleUnkeyed(frame)
+        var position = frame.pointee.position
+        while try byte(at: position) != WireTag.end {
+            position = try skipValue(at: position, depth: frame.pointee.depth + 1)
+        }
+        return position + 1
+    }
 }
 
-func binarySearch(_ sorted: [Int], _ value: Int) -> Int? {
+/// Whether every one of `count` bytes at `start` is below 0x80.
+@inline(__always)
+func isASCII(_ start: UnsafeRawPointer, _ count: Int) -> Bool {
+    var i = 0
+    var high: UInt64 = 0
+    while i + 8 <= count {
+        high |= start.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+        i += 8
+    }
+    while i < count {
+        high |= UInt64(start.load(fromByteOffset: i, as: UInt8.self))
+        i += 1
+    }
+    return high & 0x8080_8080_8080_8080 == 0
+}
+
+/// The index of `value` in the first `count` elements of ascending `sorted`, or nil.
+func binarySearch(_ sorted: UnsafePointer<Int>, _ count: Int, _ value: Int) -> Int? {
     var low = 0
-    var high = sorted.count - 1
+    var high = count - 1
     while low <= high {
         let middle = (low + high) / 2
         if sorted[middle] == value { return middle }

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 // The encoder: writes a value straight into one growing buffer, in the format of
 // WireFormat.swift, as the value's `encode(to:)` runs.
 //
@@ -6,29 +10,158 @@
 // opened after it. A hand-written `encode(to:)` that goes back to a container it already left
 // is still encoded correctly, by `TreeEncoder`, which builds the value first and then writes
 // the same bytes.
+//
+// What the encoder touches on every field lives in unsafe memory (`EncodeContext`), reached
+// through a pointer: no reference counting and no exclusivity checks on the hot path.
 
 /// Raised inside the streaming encoder when a value fills its containers out of order.
 struct ContainersOutOfOrder: Error {}
 
-/// Everything one encoding shares: the buffer, the open containers, the interned keys.
+/// An open container or value frame of the encoder.
+struct EncodeEntry {
+    enum Kind: UInt8 { case frame, keyed, unkeyed, slot }
+    var id: Int
+    var kind: Kind
+    /// For frames and slots: whether the value has been written.
+    var wrote: Bool
+}
+
+/// What one encoding knows: the buffer, the open containers, the interning generation.
+struct EncodeContext {
+    var base: UnsafeMutableRawPointer
+    var count = 0
+    var capacity: Int
+    var stack: UnsafeMutablePointer<EncodeEntry>
+    var stackCount = 0
+    var stackCapacity = 32
+    var nextID = 0
+    /// Keys interned in this message so far.
+    var internedCount = 0
+    /// This message's number among those encoded on this thread: a key cache entry stamped
+    /// with it has been defined in this message.
+    var generation = 0
+    let scratch: Unmanaged<CodecScratch>
+    var owner: Unmanaged<EncodingState>?
+}
+
+typealias Writer = UnsafeMutablePointer<EncodeContext>
+
+/// Owns an encode context and its memory; reused by a thread for message after message.
 final class EncodingState {
-    var writer = ByteWriter()
-    /// Open containers and value frames, innermost last.
-    private var stack: [Entry] = []
-    private var nextID = 0
-    /// Interned keys of this message, by name.
-    private var internedKeys: [String: Int] = [:]
-    /// Per key type, the keys already interned (or nil: keys used once, as a dictionary's).
-    private var keyCaches: [ObjectIdentifier: KeyCache] = [:]
+    let context: Writer
     /// Reused encoders, one per nesting depth.
     private var encoders: [ValueEncoder] = []
+    /// Field names of values built by the tree encoder (any record's names, interned by name).
+    private(set) lazy var treeKeys = KeyCache(interning: true)
+    let scratch: CodecScratch
 
-    struct Entry {
-        enum Kind { case frame, keyed, unkeyed, slot }
-        let id: Int
-        let kind: Kind
-        /// For frames and slots: whether the value has been written.
-        var wrote = false
+    init(scratch: CodecScratch) {
+        self.scratch = scratch
+        let capacity = 256
+        context = .allocate(capacity: 1)
+        context.initialize(to: EncodeContext(base: malloc(capacity)!, capacity: capacity, stack: .allocate(capacity: 32),
+                                             scratch: Unmanaged.passUnretained(scratch)))
+        context.pointee.owner = Unmanaged.passUnretained(self)
+        context.pointee.generation = scratch.newGeneration()
+    }
+
+    deinit {
+        free(context.pointee.base)
+        context.pointee.stack.deallocate()
+        context.deinitialize(count: 1)
+        context.deallocate()
+    }
+
+    /// Whether this state is worth keeping for the next message (not grown too large).
+    var reusable: Bool { context.pointee.capacity <= 1 << 20 }
+
+    /// Prepares for a new message.
+    func reset() {
+        context.pointee.count = 0
+        context.pointee.stackCount = 0
+        context.pointee.internedCount = 0
+        context.pointee.nextID = 0
+        context.pointee.generation = scratch.newGeneration()
+    }
+
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: context.pointee.base, count: context.pointee.count) }
+
+    func encoder(forFrame frame: Int, depth: Int) -> ValueEncoder {
+        while encoders.count <= depth { encoders.append(ValueEncoder(context: context)) }
+        let encoder = encoders[depth]
+        encoder.frame = frame
+        return encoder
+    }
+}
+
+extension UnsafeMutablePointer where Pointee == EncodeContext {
+    // MARK: The buffer
+
+    /// Makes room for `extra` more bytes.
+    @inline(__always)
+    func reserve(_ extra: Int) {
+        if pointee.count + extra > pointee.capacity { grow(pointee.count + extra) }
+    }
+
+    private func grow(_ needed: Int) {
+        var newCapacity = pointee.capacity * 2
+        while newCapacity < needed { newCapacity *= 2 }
+        guard let moved = realloc(pointee.base, newCapacity) else {
+            fatalError("swiftpar: out of memory growing a message to \(newCapacity) bytes")
+        }
+        pointee.base = moved
+        pointee.capacity = newCapacity
+    }
+
+    @inline(__always)
+    func append(_ byte: UInt8) {
+        reserve(1)
+        pointee.base.storeBytes(of: byte, toByteOffset: pointee.count, as: UInt8.self)
+        pointee.count += 1
+    }
+
+    @inline(__always)
+    func append(_ first: UInt8, _ second: UInt8) {
+        reserve(2)
+        pointee.base.storeBytes(of: first, toByteOffset: pointee.count, as: UInt8.self)
+        pointee.base.storeBytes(of: second, toByteOffset: pointee.count + 1, as: UInt8.self)
+        pointee.count += 2
+    }
+
+    @inline(__always)
+    func appendVarint(_ value: UInt64) {
+        reserve(10)
+        var v = value
+        var count = pointee.count
+        let base = pointee.base
+        while v >= 0x80 {
+            base.storeBytes(of: UInt8(truncatingIfNeeded: v) | 0x80, toByteOffset: count, as: UInt8.self)
+            count += 1
+            v >>= 7
+        }
+        base.storeBytes(of: UInt8(v), toByteOffset: count, as: UInt8.self)
+        pointee.count = count + 1
+    }
+
+    @inline(__always)
+    func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {
+        reserve(MemoryLayout<T>.size)
+        (pointee.base + pointee.count).storeBytes(of: value.littleEndian, as: T.self)
+        pointee.count += MemoryLayout<T>.size
+    }
+
+    @inline(__always)
+    func append(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count > 0 else { return }
+        reserve(bytes.count)
+        (pointee.base + pointee.count).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        pointee.count += bytes.count
+    }
+
+    /// Writes swiftpar's 8-byte header.
+    @inline(__always)
+    func appendHeader() {
+        appendLittleEndian(WireHeader.magic | UInt64(WireHeader.version) << 48)
     }
 
     // MARK: Values
@@ -39,103 +172,123 @@ final class EncodingState {
         if T.self == String.self { return writeString(value as! String) }
         if T.self == Int.self { return writeSigned(Int64(value as! Int)) }
         if T.self == Double.self { return writeDouble(value as! Double) }
-        if T.self == Bool.self { return writer.append((value as! Bool) ? WireTag.trueValue : WireTag.falseValue) }
+        if T.self == Bool.self { return append((value as! Bool) ? WireTag.trueValue : WireTag.falseValue) }
         try encodeOther(value)
     }
 
     private func encodeOther<T: Encodable>(_ value: T) throws {
-        switch value {
-        case let v as Float: writeFloat(v)
-        case let v as Int64: writeSigned(v)
-        case let v as Int32: writeSigned(Int64(v))
-        case let v as Int16: writeSigned(Int64(v))
-        case let v as Int8: writeSigned(Int64(v))
-        case let v as UInt: writeUnsigned(UInt64(v))
-        case let v as UInt64: writeUnsigned(v)
-        case let v as UInt32: writeUnsigned(UInt64(v))
-        case let v as UInt16: writeUnsigned(UInt64(v))
-        case let v as UInt8: writeUnsigned(UInt64(v))
-        case let v as Int128:
-            writer.append(WireTag.int128)
-            writer.appendLittleEndian(v)
-        case let v as UInt128:
-            writer.append(WireTag.uint128)
-            writer.appendLittleEndian(v)
-        case let array as any PlainNumberArray:
-            writePlainArray(array)
-        case let dictionary as any StringKeyedEncodable:
-            try dictionary.encodeEntries(to: self)
-        default:
+        if T.self == Float.self { return writeFloat(value as! Float) }
+        if T.self == Int64.self { return writeSigned(value as! Int64) }
+        if T.self == UInt64.self { return writeUnsigned(value as! UInt64) }
+        if T.self == Int32.self { return writeSigned(Int64(value as! Int32)) }
+        if T.self == UInt8.self { return writeUnsigned(UInt64(value as! UInt8)) }
+        if T.self == UInt.self { return writeUnsigned(UInt64(value as! UInt)) }
+        if T.self == UInt32.self { return writeUnsigned(UInt64(value as! UInt32)) }
+        if T.self == Int16.self { return writeSigned(Int64(value as! Int16)) }
+        if T.self == Int8.self { return writeSigned(Int64(value as! Int8)) }
+        if T.self == UInt16.self { return writeUnsigned(UInt64(value as! UInt16)) }
+        if T.self == Int128.self {
+            append(WireTag.int128)
+            return appendLittleEndian(value as! Int128)
+        }
+        if T.self == UInt128.self {
+            append(WireTag.uint128)
+            return appendLittleEndian(value as! UInt128)
+        }
+        switch pointee.scratch._withUnsafeGuaranteedRef({ $0.kind(of: T.self) }) {
+        case .plainArray:
+            writePlainArray(value as! any PlainNumberArray)
+        case .directArray:
+            (value as! any DirectArray).encodeElements(to: self)
+        case .directDictionary:
+            (value as! any DirectDictionary).encodeEntries(to: self)
+        case .stringKeyedEncodable, .stringKeyedBoth:
+            try (value as! any StringKeyedEncodable).encodeEntries(to: self)
+        case .stringKeyedDecodable, .other:
             try encodeNested(value)
         }
     }
 
     /// Runs `value.encode(to:)` with an encoder for a new value frame, then closes what it opened.
     private func encodeNested<T: Encodable>(_ value: T) throws {
-        let depth = stack.count
+        let depth = pointee.stackCount
         let frame = push(.frame)
-        let encoder = encoder(forFrame: frame, depth: depth)
+        let encoder = pointee.owner!._withUnsafeGuaranteedRef { $0.encoder(forFrame: frame, depth: depth) }
         try value.encode(to: encoder)
         try close(downTo: depth)
     }
 
+    // MARK: Containers
+
     /// Closes every entry at `depth` and above: containers get their end marker, and a value
     /// frame or slot that wrote nothing gets an empty keyed container or nil.
     func close(downTo depth: Int) throws {
-        while stack.count > depth {
-            let entry = stack.removeLast()
+        while pointee.stackCount > depth {
+            pointee.stackCount -= 1
+            let entry = pointee.stack[pointee.stackCount]
             switch entry.kind {
-            case .keyed: writer.append(0)
-            case .unkeyed: writer.append(WireTag.end)
-            case .frame: if !entry.wrote { writer.append(WireTag.keyed, 0) }
-            case .slot: if !entry.wrote { writer.append(WireTag.null) }
+            case .keyed: append(0)
+            case .unkeyed: append(WireTag.end)
+            case .frame: if !entry.wrote { append(WireTag.keyed, 0) }
+            case .slot: if !entry.wrote { append(WireTag.null) }
             }
         }
     }
 
-    private func encoder(forFrame frame: Int, depth: Int) -> ValueEncoder {
-        while encoders.count <= depth { encoders.append(ValueEncoder(state: self)) }
-        let encoder = encoders[depth]
-        encoder.frame = frame
-        return encoder
-    }
-
     @discardableResult
-    func push(_ kind: Entry.Kind) -> Int {
-        nextID += 1
-        stack.append(Entry(id: nextID, kind: kind))
-        return nextID
+    func push(_ kind: EncodeEntry.Kind) -> Int {
+        if pointee.stackCount == pointee.stackCapacity {
+            let capacity = pointee.stackCapacity * 2
+            let stack = UnsafeMutablePointer<EncodeEntry>.allocate(capacity: capacity)
+            stack.moveInitialize(from: pointee.stack, count: pointee.stackCount)
+            pointee.stack.deallocate()
+            pointee.stack = stack
+            pointee.stackCapacity = capacity
+        }
+        pointee.nextID += 1
+        pointee.stack[pointee.stackCount] = EncodeEntry(id: pointee.nextID, kind: kind, wrote: false)
+        pointee.stackCount += 1
+        return pointee.nextID
     }
 
     /// Makes `id` the innermost open entry, closing those opened after it; throws if `id` was
     /// already closed (the caller went back to a container it had left).
     @inline(__always)
     func prepare(_ id: Int) throws {
-        if stack.last?.id == id { return }
-        guard let index = stack.lastIndex(where: { $0.id == id }) else { throw ContainersOutOfOrder() }
+        if pointee.stackCount > 0 && pointee.stack[pointee.stackCount - 1].id == id { return }
+        try prepareSlowly(id)
+    }
+
+    private func prepareSlowly(_ id: Int) throws {
+        var index = pointee.stackCount - 1
+        while index >= 0 && pointee.stack[index].id != id { index -= 1 }
+        guard index >= 0 else { throw ContainersOutOfOrder() }
         try close(downTo: index + 1)
     }
 
     /// Opens the container of `frame`'s value, or returns the one already opened there (a class
     /// and its superclass asking for the keyed container of the same encoder share it).
     /// Returns -1 when that cannot be done in place.
-    func openContainer(in frame: Int, kind: Entry.Kind) -> Int {
-        guard let index = stack.lastIndex(where: { $0.id == frame }) else { return -1 }
-        if !stack[index].wrote {
+    func openContainer(in frame: Int, kind: EncodeEntry.Kind) -> Int {
+        var index = pointee.stackCount - 1
+        while index >= 0 && pointee.stack[index].id != frame { index -= 1 }
+        guard index >= 0 else { return -1 }
+        if !pointee.stack[index].wrote {
             do { try close(downTo: index + 1) } catch { return -1 }
-            stack[index].wrote = true
-            writer.append(kind == .keyed ? WireTag.keyed : WireTag.unkeyed)
+            pointee.stack[index].wrote = true
+            append(kind == .keyed ? WireTag.keyed : WireTag.unkeyed)
             return push(kind)
         }
-        if index + 1 < stack.count, stack[index + 1].kind == kind { return stack[index + 1].id }
+        if index + 1 < pointee.stackCount, pointee.stack[index + 1].kind == kind { return pointee.stack[index + 1].id }
         return -1
     }
 
-    /// The value frame `id` is about to receive a single value; false if it already has one.
+    /// The value frame `frame` is about to receive a single value; false if it already has one.
     func beginValue(in frame: Int) throws -> Bool {
         try prepare(frame)
-        if stack[stack.count - 1].wrote { return false }
-        stack[stack.count - 1].wrote = true
+        let top = pointee.stackCount - 1
+        if pointee.stack[top].wrote { return false }
+        pointee.stack[top].wrote = true
         return true
     }
 
@@ -144,33 +297,35 @@ final class EncodingState {
     @inline(__always)
     func writeSigned(_ v: Int64) {
         if v >= 0 && v < 64 {
-            writer.append(WireTag.smallInteger | UInt8(v))
+            append(WireTag.smallInteger | UInt8(v))
         } else {
-            writer.append(WireTag.signed)
-            writer.appendVarint(zigzag(v))
+            append(WireTag.signed)
+            appendVarint(zigzag(v))
         }
     }
 
     @inline(__always)
     func writeUnsigned(_ v: UInt64) {
         if v < 64 {
-            writer.append(WireTag.smallInteger | UInt8(v))
+            append(WireTag.smallInteger | UInt8(v))
         } else {
-            writer.append(WireTag.unsigned)
-            writer.appendVarint(v)
+            append(WireTag.unsigned)
+            appendVarint(v)
         }
     }
 
     @inline(__always)
     func writeDouble(_ v: Double) {
-        writer.append(WireTag.float64)
-        writer.appendLittleEndian(v.bitPattern)
+        reserve(9)
+        pointee.base.storeBytes(of: WireTag.float64, toByteOffset: pointee.count, as: UInt8.self)
+        (pointee.base + pointee.count + 1).storeBytes(of: v.bitPattern.littleEndian, as: UInt64.self)
+        pointee.count += 9
     }
 
     @inline(__always)
     func writeFloat(_ v: Float) {
-        writer.append(WireTag.float32)
-        writer.appendLittleEndian(v.bitPattern)
+        append(WireTag.float32)
+        appendLittleEndian(v.bitPattern)
     }
 
     @inline(__always)
@@ -179,88 +334,123 @@ final class EncodingState {
             writeStringBytes(UnsafeRawBufferPointer(utf8))
             return true
         }), done { return }
-        let copy = Array(s.utf8)
-        copy.withUnsafeBytes { writeStringBytes($0) }
+        var copy = s
+        copy.withUTF8 { writeStringBytes(UnsafeRawBufferPointer($0)) }
     }
 
     @inline(__always)
     private func writeStringBytes(_ utf8: UnsafeRawBufferPointer) {
         if utf8.count < 64 {
-            writer.append(WireTag.shortString | UInt8(utf8.count))
+            append(WireTag.shortString | UInt8(utf8.count))
         } else {
-            writer.append(WireTag.string)
-            writer.appendVarint(UInt64(utf8.count))
+            append(WireTag.string)
+            appendVarint(UInt64(utf8.count))
         }
-        writer.append(utf8)
+        append(utf8)
     }
 
     func writePlainArray(_ array: any PlainNumberArray) {
-        writer.append(WireTag.plainArray, type(of: array).elementKind.rawValue)
-        writer.appendVarint(UInt64(array.count))
+        append(WireTag.plainArray, type(of: array).elementKind.rawValue)
+        appendVarint(UInt64(array.count))
         // Every supported platform is little-endian: the storage is the wire format.
-        array.withUnsafeBytes { writer.append($0) }
+        array.withUnsafeBytes { append($0) }
     }
 
     // MARK: Keys
 
-    /// Writes `key` as an entry's key, interning it unless its type is used for dictionary keys.
+    /// Writes `name` as an entry's key: interned (defined the first time in this message, then
+    /// referred to by number) when its key type is a record's, written whole when it is a
+    /// dictionary's.
     @inline(__always)
-    func writeKey(_ name: String, cache: KeyCache?) {
-        guard let cache else { return writeLiteralKey(name) }
-        if let index = cache.index(of: name) {
-            return writer.appendVarint(UInt64(index) << 2 | 1)
+    func writeKey(_ name: String, cache: Unmanaged<KeyCache>?) {
+        guard let cache else { return writeKeyBytes(name, kind: 3) }
+        let generation = pointee.generation
+        let reference: Int? = cache._withUnsafeGuaranteedRef { cache in
+            let entry = cache.entry(for: name)
+            if cache.generations[entry] == generation { return cache.indices[entry] }
+            cache.generations[entry] = generation
+            cache.indices[entry] = pointee.internedCount
+            pointee.internedCount += 1
+            return nil
         }
-        if let index = internedKeys[name] {
-            cache.add(name, index)
-            return writer.appendVarint(UInt64(index) << 2 | 1)
-        }
-        let index = internedKeys.count
-        internedKeys[name] = index
-        cache.add(name, index)
+        if let reference { return appendVarint(UInt64(reference) << 2 | 1) }
         writeKeyBytes(name, kind: 2)
     }
 
-    private func writeLiteralKey(_ name: String) {
-        writeKeyBytes(name, kind: 3)
-    }
-
     private func writeKeyBytes(_ name: String, kind: UInt64) {
+        if let done = name.utf8.withContiguousStorageIfAvailable({ utf8 -> Bool in
+            appendVarint(UInt64(utf8.count) << 2 | kind)
+            append(UnsafeRawBufferPointer(utf8))
+            return true
+        }), done { return }
         var copy = name
         copy.withUTF8 { utf8 in
-            writer.appendVarint(UInt64(utf8.count) << 2 | kind)
-            writer.append(UnsafeRawBufferPointer(utf8))
+            appendVarint(UInt64(utf8.count) << 2 | kind)
+            append(UnsafeRawBufferPointer(utf8))
         }
     }
 
-    /// The interning cache of key type `Key` for this message; nil for dictionary-like keys.
-    func keyCache<Key: CodingKey>(for type: Key.Type) -> KeyCache? {
-        let identifier = ObjectIdentifier(type)
-        if let cache = keyCaches[identifier] { return cache.interning ? cache : nil }
-        let cache = KeyCache(interning: !KeyCache.isDictionaryKey(type))
-        keyCaches[identifier] = cache
-        return cache.interning ? cache : nil
+    /// The names cache of key type `Key`; nil for dictionary-like keys.
+    func keyCache<Key: CodingKey>(for type: Key.Type) -> Unmanaged<KeyCache>? {
+        pointee.scratch._withUnsafeGuaranteedRef { $0.keyCache(for: type) }.map { Unmanaged.passUnretained($0) }
     }
 }
 
-/// The keys of one key type interned in the current message, in the order first seen.
+/// The keys of one key type: their names, and where each was interned in the message of the
+/// generation it was last used in. Kept per thread across messages.
 final class KeyCache {
     private(set) var interning: Bool
-    private var names: [String] = []
-    private var indices: [Int] = []
+    private var names: UnsafeMutablePointer<String>
+    fileprivate var indices: UnsafeMutablePointer<Int>
+    fileprivate var generations: UnsafeMutablePointer<Int>
+    private var count = 0
+    private var capacity = 8
 
-    init(interning: Bool) { self.interning = interning }
-
-    @inline(__always)
-    func index(of name: String) -> Int? {
-        for i in 0..<names.count where names[i] == name { return indices[i] }
-        return nil
+    init(interning: Bool) {
+        self.interning = interning
+        names = .allocate(capacity: 8)
+        indices = .allocate(capacity: 8)
+        generations = .allocate(capacity: 8)
     }
 
-    func add(_ name: String, _ index: Int) {
-        names.append(name)
-        indices.append(index)
-        // A key type with many distinct keys is a map, not a record: stop caching its keys.
-        if names.count > 64 { interning = false }
+    deinit {
+        names.deinitialize(count: count)
+        names.deallocate()
+        indices.deallocate()
+        generations.deallocate()
+    }
+
+    /// The entry for `name`, added if new.
+    @inline(__always)
+    func entry(for name: String) -> Int {
+        for i in 0..<count where names[i] == name { return i }
+        return add(name)
+    }
+
+    private func add(_ name: String) -> Int {
+        if count == capacity {
+            let larger = capacity * 2
+            let newNames = UnsafeMutablePointer<String>.allocate(capacity: larger)
+            newNames.moveInitialize(from: names, count: count)
+            names.deallocate()
+            names = newNames
+            let newIndices = UnsafeMutablePointer<Int>.allocate(capacity: larger)
+            newIndices.moveInitialize(from: indices, count: count)
+            indices.deallocate()
+            indices = newIndices
+            let newGenerations = UnsafeMutablePointer<Int>.allocate(capacity: larger)
+            newGenerations.moveInitialize(from: generations, count: count)
+            generations.deallocate()
+            generations = newGenerations
+            capacity = larger
+        }
+        (names + count).initialize(to: name)
+        indices[count] = 0
+        generations[count] = -1
+        count += 1
+        // A key type with many distinct keys is a map, not a record: write its keys whole.
+        if count > 256 { interning = false }
+        return count - 1
     }
 
     /// The standard library encodes a dictionary's keys with its private key type.
@@ -271,182 +461,179 @@ final class KeyCache {
 
 /// The `Encoder` a value's `encode(to:)` sees, one per nesting depth, reused.
 final class ValueEncoder: Encoder {
-    unowned let state: EncodingState
+    let context: Writer
     var frame = 0
     var codingPath: [any CodingKey] { [] }
     var userInfo: [CodingUserInfoKey: Any] { [:] }
 
-    init(state: EncodingState) { self.state = state }
+    init(context: Writer) { self.context = context }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
-        KeyedEncodingContainer(KeyedWriter<Key>(state: state, id: openContainer(.keyed), cache: state.keyCache(for: type)))
+        KeyedEncodingContainer(KeyedWriter<Key>(context: context, id: context.openContainer(in: frame, kind: .keyed),
+                                                cache: context.keyCache(for: type)))
     }
 
     func unkeyedContainer() -> any UnkeyedEncodingContainer {
-        UnkeyedWriter(state: state, id: openContainer(.unkeyed))
+        UnkeyedWriter(context: context, id: context.openContainer(in: frame, kind: .unkeyed))
     }
 
     func singleValueContainer() -> any SingleValueEncodingContainer {
-        SingleValueWriter(state: state, frame: frame)
-    }
-
-    private func openContainer(_ kind: EncodingState.Entry.Kind) -> Int {
-        state.openContainer(in: frame, kind: kind)
+        SingleValueWriter(context: context, frame: frame)
     }
 }
 
 struct KeyedWriter<Key: CodingKey>: KeyedEncodingContainerProtocol {
-    let state: EncodingState
+    let context: Writer
     let id: Int
-    let cache: KeyCache?
+    let cache: Unmanaged<KeyCache>?
     var codingPath: [any CodingKey] { [] }
 
     @inline(__always)
     private func key(_ key: Key) throws {
-        try state.prepare(id)
-        state.writeKey(key.stringValue, cache: cache)
+        try context.prepare(id)
+        context.writeKey(key.stringValue, cache: cache)
     }
 
-    mutating func encodeNil(forKey key: Key) throws { try self.key(key); state.writer.append(WireTag.null) }
+    mutating func encodeNil(forKey key: Key) throws { try self.key(key); context.append(WireTag.null) }
     mutating func encode(_ value: Bool, forKey key: Key) throws {
         try self.key(key)
-        state.writer.append(value ? WireTag.trueValue : WireTag.falseValue)
+        context.append(value ? WireTag.trueValue : WireTag.falseValue)
     }
-    mutating func encode(_ value: String, forKey key: Key) throws { try self.key(key); state.writeString(value) }
-    mutating func encode(_ value: Double, forKey key: Key) throws { try self.key(key); state.writeDouble(value) }
-    mutating func encode(_ value: Float, forKey key: Key) throws { try self.key(key); state.writeFloat(value) }
-    mutating func encode(_ value: Int, forKey key: Key) throws { try self.key(key); state.writeSigned(Int64(value)) }
-    mutating func encode(_ value: Int8, forKey key: Key) throws { try self.key(key); state.writeSigned(Int64(value)) }
-    mutating func encode(_ value: Int16, forKey key: Key) throws { try self.key(key); state.writeSigned(Int64(value)) }
-    mutating func encode(_ value: Int32, forKey key: Key) throws { try self.key(key); state.writeSigned(Int64(value)) }
-    mutating func encode(_ value: Int64, forKey key: Key) throws { try self.key(key); state.writeSigned(value) }
-    mutating func encode(_ value: UInt, forKey key: Key) throws { try self.key(key); state.writeUnsigned(UInt64(value)) }
-    mutating func encode(_ value: UInt8, forKey key: Key) throws { try self.key(key); state.writeUnsigned(UInt64(value)) }
-    mutating func encode(_ value: UInt16, forKey key: Key) throws { try self.key(key); state.writeUnsigned(UInt64(value)) }
-    mutating func encode(_ value: UInt32, forKey key: Key) throws { try self.key(key); state.writeUnsigned(UInt64(value)) }
-    mutating func encode(_ value: UInt64, forKey key: Key) throws { try self.key(key); state.writeUnsigned(value) }
-    mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws { try self.key(key); try state.encode(value) }
+    mutating func encode(_ value: String, forKey key: Key) throws { try self.key(key); context.writeString(value) }
+    mutating func encode(_ value: Double, forKey key: Key) throws { try self.key(key); context.writeDouble(value) }
+    mutating func encode(_ value: Float, forKey key: Key) throws { try self.key(key); context.writeFloat(value) }
+    mutating func encode(_ value: Int, forKey key: Key) throws { try self.key(key); context.writeSigned(Int64(value)) }
+    mutating func encode(_ value: Int8, forKey key: Key) throws { try self.key(key); context.writeSigned(Int64(value)) }
+    mutating func encode(_ value: Int16, forKey key: Key) throws { try self.key(key); context.writeSigned(Int64(value)) }
+    mutating func encode(_ value: Int32, forKey key: Key) throws { try self.key(key); context.writeSigned(Int64(value)) }
+    mutating func encode(_ value: Int64, forKey key: Key) throws { try self.key(key); context.writeSigned(value) }
+    mutating func encode(_ value: UInt, forKey key: Key) throws { try self.key(key); context.writeUnsigned(UInt64(value)) }
+    mutating func encode(_ value: UInt8, forKey key: Key) throws { try self.key(key); context.writeUnsigned(UInt64(value)) }
+    mutating func encode(_ value: UInt16, forKey key: Key) throws { try self.key(key); context.writeUnsigned(UInt64(value)) }
+    mutating func encode(_ value: UInt32, forKey key: Key) throws { try self.key(key); context.writeUnsigned(UInt64(value)) }
+    mutating func encode(_ value: UInt64, forKey key: Key) throws { try self.key(key); context.writeUnsigned(value) }
+    mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws { try self.key(key); try context.encode(value) }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type, forKey key: Key) -> KeyedEncodingContainer<NestedKey> {
         var nested = -1
         if (try? self.key(key)) != nil {
-            state.writer.append(WireTag.keyed)
-            nested = state.push(.keyed)
+            context.append(WireTag.keyed)
+            nested = context.push(.keyed)
         }
-        return KeyedEncodingContainer(KeyedWriter<NestedKey>(state: state, id: nested, cache: state.keyCache(for: keyType)))
+        return KeyedEncodingContainer(KeyedWriter<NestedKey>(context: context, id: nested, cache: context.keyCache(for: keyType)))
     }
 
     mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer {
         var nested = -1
         if (try? self.key(key)) != nil {
-            state.writer.append(WireTag.unkeyed)
-            nested = state.push(.unkeyed)
+            context.append(WireTag.unkeyed)
+            nested = context.push(.unkeyed)
         }
-        return UnkeyedWriter(state: state, id: nested)
+        return UnkeyedWriter(context: context, id: nested)
     }
 
     mutating func superEncoder() -> any Encoder { superEncoder(named: "super") }
     mutating func superEncoder(forKey key: Key) -> any Encoder { superEncoder(named: key.stringValue) }
 
     private func superEncoder(named name: String) -> any Encoder {
-        let encoder = ValueEncoder(state: state)
+        let encoder = ValueEncoder(context: context)
         encoder.frame = -1
-        if (try? state.prepare(id)) != nil {
-            state.writeKey(name, cache: cache)
-            encoder.frame = state.push(.slot)
+        if (try? context.prepare(id)) != nil {
+            context.writeKey(name, cache: cache)
+            encoder.frame = context.push(.slot)
         }
         return encoder
     }
 }
 
 struct UnkeyedWriter: UnkeyedEncodingContainer {
-    let state: EncodingState
+    let context: Writer
     let id: Int
     var count = 0
     var codingPath: [any CodingKey] { [] }
 
-    init(state: EncodingState, id: Int) {
-        self.state = state
+    init(context: Writer, id: Int) {
+        self.context = context
         self.id = id
     }
 
     @inline(__always)
     private mutating func next() throws {
-        try state.prepare(id)
+        try context.prepare(id)
         count += 1
     }
 
-    mutating func encodeNil() throws { try next(); state.writer.append(WireTag.null) }
-    mutating func encode(_ value: Bool) throws { try next(); state.writer.append(value ? WireTag.trueValue : WireTag.falseValue) }
-    mutating func encode(_ value: String) throws { try next(); state.writeString(value) }
-    mutating func encode(_ value: Double) throws { try next(); state.writeDouble(value) }
-    mutating func encode(_ value: Float) throws { try next(); state.writeFloat(value) }
-    mutating func encode(_ value: Int) throws { try next(); state.writeSigned(Int64(value)) }
-    mutating func encode(_ value: Int8) throws { try next(); state.writeSigned(Int64(value)) }
-    mutating func encode(_ value: Int16) throws { try next(); state.writeSigned(Int64(value)) }
-    mutating func encode(_ value: Int32) throws { try next(); state.writeSigned(Int64(value)) }
-    mutating func encode(_ value: Int64) throws { try next(); state.writeSigned(value) }
-    mutating func encode(_ value: UInt) throws { try next(); state.writeUnsigned(UInt64(value)) }
-    mutating func encode(_ value: UInt8) throws { try next(); state.writeUnsigned(UInt64(value)) }
-    mutating func encode(_ value: UInt16) throws { try next(); state.writeUnsigned(UInt64(value)) }
-    mutating func encode(_ value: UInt32) throws { try next(); state.writeUnsigned(UInt64(value)) }
-    mutating func encode(_ value: UInt64) throws { try next(); state.writeUnsigned(value) }
-    mutating func encode<T: Encodable>(_ value: T) throws { try next(); try state.encode(value) }
+    mutating func encodeNil() throws { try next(); context.append(WireTag.null) }
+    mutating func encode(_ value: Bool) throws { try next(); context.append(value ? WireTag.trueValue : WireTag.falseValue) }
+    mutating func encode(_ value: String) throws { try next(); context.writeString(value) }
+    mutating func encode(_ value: Double) throws { try next(); context.writeDouble(value) }
+    mutating func encode(_ value: Float) throws { try next(); context.writeFloat(value) }
+    mutating func encode(_ value: Int) throws { try next(); context.writeSigned(Int64(value)) }
+    mutating func encode(_ value: Int8) throws { try next(); context.writeSigned(Int64(value)) }
+    mutating func encode(_ value: Int16) throws { try next(); context.writeSigned(Int64(value)) }
+    mutating func encode(_ value: Int32) throws { try next(); context.writeSigned(Int64(value)) }
+    mutating func encode(_ value: Int64) throws { try next(); context.writeSigned(value) }
+    mutating func encode(_ value: UInt) throws { try next(); context.writeUnsigned(UInt64(value)) }
+    mutating func encode(_ value: UInt8) throws { try next(); context.writeUnsigned(UInt64(value)) }
+    mutating func encode(_ value: UInt16) throws { try next(); context.writeUnsigned(UInt64(value)) }
+    mutating func encode(_ value: UInt32) throws { try next(); context.writeUnsigned(UInt64(value)) }
+    mutating func encode(_ value: UInt64) throws { try next(); context.writeUnsigned(value) }
+    mutating func encode<T: Encodable>(_ value: T) throws { try next(); try context.encode(value) }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type) -> KeyedEncodingContainer<NestedKey> {
         var nested = -1
         if (try? next()) != nil {
-            state.writer.append(WireTag.keyed)
-            nested = state.push(.keyed)
+            context.append(WireTag.keyed)
+            nested = context.push(.keyed)
         }
-        return KeyedEncodingContainer(KeyedWriter<NestedKey>(state: state, id: nested, cache: state.keyCache(for: keyType)))
+        return KeyedEncodingContainer(KeyedWriter<NestedKey>(context: context, id: nested, cache: context.keyCache(for: keyType)))
     }
 
     mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer {
         var nested = -1
         if (try? next()) != nil {
-            state.writer.append(WireTag.unkeyed)
-            nested = state.push(.unkeyed)
+            context.append(WireTag.unkeyed)
+            nested = context.push(.unkeyed)
         }
-        return UnkeyedWriter(state: state, id: nested)
+        return UnkeyedWriter(context: context, id: nested)
     }
 
     mutating func superEncoder() -> any Encoder {
-        let encoder = ValueEncoder(state: state)
+        let encoder = ValueEncoder(context: context)
         encoder.frame = -1
-        if (try? next()) != nil { encoder.frame = state.push(.slot) }
+        if (try? next()) != nil { encoder.frame = context.push(.slot) }
         return encoder
     }
 }
 
 struct SingleValueWriter: SingleValueEncodingContainer {
-    let state: EncodingState
+    let context: Writer
     let frame: Int
     var codingPath: [any CodingKey] { [] }
 
     @inline(__always)
     private func begin() throws {
-        guard try state.beginValue(in: frame) else { throw ContainersOutOfOrder() }
+        guard try context.beginValue(in: frame) else { throw ContainersOutOfOrder() }
     }
 
-    mutating func encodeNil() throws { try begin(); state.writer.append(WireTag.null) }
-    mutating func encode(_ value: Bool) throws { try begin(); state.writer.append(value ? WireTag.trueValue : WireTag.falseValue) }
-    mutating func encode(_ value: String) throws { try begin(); state.writeString(value) }
-    mutating func encode(_ value: Double) throws { try begin(); state.writeDouble(value) }
-    mutating func encode(_ value: Float) throws { try begin(); state.writeFloat(value) }
-    mutating func encode(_ value: Int) throws { try begin(); state.writeSigned(Int64(value)) }
-    mutating func encode(_ value: Int8) throws { try begin(); state.writeSigned(Int64(value)) }
-    mutating func encode(_ value: Int16) throws { try begin(); state.writeSigned(Int64(value)) }
-    mutating func encode(_ value: Int32) throws { try begin(); state.writeSigned(Int64(value)) }
-    mutating func encode(_ value: Int64) throws { try begin(); state.writeSigned(value) }
-    mutating func encode(_ value: UInt) throws { try begin(); state.writeUnsigned(UInt64(value)) }
-    mutating func encode(_ value: UInt8) throws { try begin(); state.writeUnsigned(UInt64(value)) }
-    mutating func encode(_ value: UInt16) throws { try begin(); state.writeUnsigned(UInt64(value)) }
-    mutating func encode(_ value: UInt32) throws { try begin(); state.writeUnsigned(UInt64(value)) }
-    mutating func encode(_ value: UInt64) throws { try begin(); state.writeUnsigned(value) }
+    mutating func encodeNil() throws { try begin(); context.append(WireTag.null) }
+    mutating func encode(_ value: Bool) throws { try begin(); context.append(value ? WireTag.trueValue : WireTag.falseValue) }
+    mutating func encode(_ value: String) throws { try begin(); context.writeString(value) }
+    mutating func encode(_ value: Double) throws { try begin(); context.writeDouble(value) }
+    mutating func encode(_ value: Float) throws { try begin(); context.writeFloat(value) }
+    mutating func encode(_ value: Int) throws { try begin(); context.writeSigned(Int64(value)) }
+    mutating func encode(_ value: Int8) throws { try begin(); context.writeSigned(Int64(value)) }
+    mutating func encode(_ value: Int16) throws { try begin(); context.writeSigned(Int64(value)) }
+    mutating func encode(_ value: Int32) throws { try begin(); context.writeSigned(Int64(value)) }
+    mutating func encode(_ value: Int64) throws { try begin(); context.writeSigned(value) }
+    mutating func encode(_ value: UInt) throws { try begin(); context.writeUnsigned(UInt64(value)) }
+    mutating func encode(_ value: UInt8) throws { try begin(); context.writeUnsigned(UInt64(value)) }
+    mutating func encode(_ value: UInt16) throws { try begin(); context.writeUnsigned(UInt64(value)) }
+    mutating func encode(_ value: UInt32) throws { try begin(); context.writeUnsigned(UInt64(value)) }
+    mutating func encode(_ value: UInt64) throws { try begin(); context.writeUnsigned(value) }
     mutating func encode<T: Encodable>(_ value: T) throws {
         try begin()
         // The value fills this frame: its own containers open inside it.
-        try state.encode(value)
+        try context.encode(value)
     }
 }

@@ -6,29 +6,29 @@
 final class TreeNode {
     enum Content {
         case empty
-        case scalar((EncodingState) -> Void)
+        case scalar((Writer) -> Void)
         case keyed([(key: String, interned: Bool, node: TreeNode)])
         case unkeyed([TreeNode])
     }
-    var content: Content = .empty
+    @exclusivity(unchecked) var content: Content = .empty
 
-    func write(to state: EncodingState) {
+    func write(to state: Writer) {
         switch content {
         case .empty:
-            state.writer.append(WireTag.keyed, 0)
+            state.append(WireTag.keyed, 0)
         case .scalar(let write):
             write(state)
         case .keyed(let entries):
-            state.writer.append(WireTag.keyed)
+            state.append(WireTag.keyed)
             for entry in entries {
-                state.writeKey(entry.key, cache: entry.interned ? state.keyCache(for: TreeKey.self) : nil)
+                state.writeKey(entry.key, cache: entry.interned ? state.pointee.owner!._withUnsafeGuaranteedRef { Unmanaged.passUnretained($0.treeKeys) } : nil)
                 entry.node.write(to: state)
             }
-            state.writer.append(0)
+            state.append(0)
         case .unkeyed(let items):
-            state.writer.append(WireTag.unkeyed)
+            state.append(WireTag.unkeyed)
             for item in items { item.write(to: state) }
-            state.writer.append(WireTag.end)
+            state.append(WireTag.end)
         }
     }
 
@@ -80,7 +80,7 @@ final class TreeEncoder: Encoder {
         let node = TreeNode()
         switch value {
         case let v as String: node.content = .scalar { $0.writeString(v) }
-        case let v as Bool: node.content = .scalar { $0.writer.append(v ? WireTag.trueValue : WireTag.falseValue) }
+        case let v as Bool: node.content = .scalar { $0.append(v ? WireTag.trueValue : WireTag.falseValue) }
         case let v as Double: node.content = .scalar { $0.writeDouble(v) }
         case let v as Float: node.content = .scalar { $0.writeFloat(v) }
         case let v as Int: node.content = .scalar { $0.writeSigned(Int64(v)) }
@@ -93,8 +93,8 @@ final class TreeEncoder: Encoder {
         case let v as UInt32: node.content = .scalar { $0.writeUnsigned(UInt64(v)) }
         case let v as UInt16: node.content = .scalar { $0.writeUnsigned(UInt64(v)) }
         case let v as UInt8: node.content = .scalar { $0.writeUnsigned(UInt64(v)) }
-        case let v as Int128: node.content = .scalar { $0.writer.append(WireTag.int128); $0.writer.appendLittleEndian(v) }
-        case let v as UInt128: node.content = .scalar { $0.writer.append(WireTag.uint128); $0.writer.appendLittleEndian(v) }
+        case let v as Int128: node.content = .scalar { $0.append(WireTag.int128); $0.appendLittleEndian(v) }
+        case let v as UInt128: node.content = .scalar { $0.append(WireTag.uint128); $0.appendLittleEndian(v) }
         case let array as any PlainNumberArray: node.content = .scalar { $0.writePlainArray(array) }
         default: try value.encode(to: TreeEncoder(node: node))
         }
@@ -121,7 +121,7 @@ struct TreeKeyedWriter<Key: CodingKey>: KeyedEncodingContainerProtocol {
 
     mutating func encodeNil(forKey key: Key) throws {
         let child = TreeNode()
-        child.content = .scalar { $0.writer.append(WireTag.null) }
+        child.content = .scalar { $0.append(WireTag.null) }
         node.setKeyed(key.stringValue, interned: interned, child)
     }
     mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
@@ -142,7 +142,7 @@ struct TreeKeyedWriter<Key: CodingKey>: KeyedEncodingContainerProtocol {
 
     private func slot(_ name: String) -> any Encoder {
         let child = TreeNode()
-        child.content = .scalar { $0.writer.append(WireTag.null) }
+        child.content = .scalar { $0.append(WireTag.null) }
         node.setKeyed(name, interned: interned, child)
         return TreeEncoder(node: child)
     }
@@ -155,7 +155,7 @@ struct TreeUnkeyedWriter: UnkeyedEncodingContainer {
 
     mutating func encodeNil() throws {
         let child = TreeNode()
-        child.content = .scalar { $0.writer.append(WireTag.null) }
+        child.content = .scalar { $0.append(WireTag.null) }
         node.append(child)
     }
     mutating func encode<T: Encodable>(_ value: T) throws { node.append(try TreeEncoder.node(for: value)) }
@@ -171,7 +171,7 @@ struct TreeUnkeyedWriter: UnkeyedEncodingContainer {
     }
     mutating func superEncoder() -> any Encoder {
         let child = TreeNode()
-        child.content = .scalar { $0.writer.append(WireTag.null) }
+        child.content = .scalar { $0.append(WireTag.null) }
         node.append(child)
         return TreeEncoder(node: child)
     }
@@ -181,6 +181,6 @@ struct TreeSingleWriter: SingleValueEncodingContainer {
     let node: TreeNode
     var codingPath: [any CodingKey] { [] }
 
-    mutating func encodeNil() throws { node.content = .scalar { $0.writer.append(WireTag.null) } }
+    mutating func encodeNil() throws { node.content = .scalar { $0.append(WireTag.null) } }
     mutating func encode<T: Encodable>(_ value: T) throws { node.content = try TreeEncoder.node(for: value).content }
 }

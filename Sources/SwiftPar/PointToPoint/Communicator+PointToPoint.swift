@@ -10,8 +10,8 @@ extension Communicator {
     public func send<T: Encodable>(_ value: T, to destination: Int, tag: Int = 0) throws {
         try validate(destination: destination, "send")
         try validate(tag: tag, "send")
-        if let plain = value as? any PlainNumberArray {
-            try plain.withUnsafeBytes { try transport.send($0, to: destination, tag: tag) }
+        if plainArrayType(T.self) != nil {
+            try (value as! any PlainNumberArray).withUnsafeBytes { try transport.send($0, to: destination, tag: tag) }
             return
         }
         do {
@@ -97,7 +97,7 @@ extension Communicator {
 
     /// Bytes for a value as they travel: plain-number arrays as themselves, anything else encoded.
     func outgoingBytes<T: Encodable>(_ value: T) throws -> OutgoingBytes {
-        if let plain = value as? any PlainNumberArray { return OutgoingBytes(owner: plain) }
+        if plainArrayType(T.self) != nil { return OutgoingBytes(owner: value as! any PlainNumberArray) }
         return OutgoingBytes(try encode(value))
     }
 
@@ -115,7 +115,7 @@ extension Communicator {
             .decodingFailed(type: String(describing: T.self), source: info.source, tag: info.tag,
                             byteCount: info.byteCount, reason: reason, rank: rank)
         }
-        if let plainType = type as? any PlainNumberArray.Type {
+        if let plainType = plainArrayType(T.self) {
             let width = plainType.elementKind.byteWidth
             guard info.byteCount % width == 0 else {
                 // Take the message off the queue before reporting it.

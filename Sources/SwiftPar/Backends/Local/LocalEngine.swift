@@ -19,20 +19,20 @@ final class LocalEngine {
     let region: SharedRegion
     let me: Int
     let size: Int
-    private var pending: [[PendingMessage]]
-    private var outgoing: [[OutgoingSend]]
-    private var outgoingCount = 0
+    @exclusivity(unchecked) private var pending: [[PendingMessage]]
+    @exclusivity(unchecked) private var outgoing: [[OutgoingSend]]
+    @exclusivity(unchecked) private var outgoingCount = 0
     /// Producer-side positions: bytes written to each destination's ring.
-    private var written: [Int]
+    @exclusivity(unchecked) private var written: [Int]
     /// Consumer-side positions: bytes read from each source's ring.
-    private var read: [Int]
-    private var sendRings: [Ring?]
-    private var receiveRings: [Ring?]
+    @exclusivity(unchecked) private var read: [Int]
+    @exclusivity(unchecked) private var sendRings: [Ring?]
+    @exclusivity(unchecked) private var receiveRings: [Ring?]
     private let spinLimit: Int
     private let yieldLimit: Int
     let stallTimeout: Double?
     /// The next free communicator context on this process (0 and 1 are the world's).
-    var nextContext = 2
+    @exclusivity(unchecked) var nextContext = 2
 
     init(region: SharedRegion, rank: Int, stallTimeout: Double?) {
         self.region = region
@@ -185,7 +185,7 @@ final class LocalEngine {
     func probe(sources: [Int], anySource: Bool, tag: Int?, context: Int, wait: Bool,
                waiter: LocalTransport) throws -> (source: Int, tag: Int, length: Int)? {
         var found: (source: Int, tag: Int, length: Int)?
-        let check = { [unowned self] () throws -> Bool in
+        let check = { () throws -> Bool in
             for source in sources {
                 if let header = try self.firstMatch(from: source, tag: tag, context: context) {
                     found = (source, header.tag, header.length)
@@ -468,11 +468,11 @@ extension FrameHeader {
 final class OutgoingSend {
     let header: FrameHeader
     /// The bytes of a blocking send, valid while its caller waits for it.
-    var borrowed: UnsafeRawBufferPointer?
+    @exclusivity(unchecked) var borrowed: UnsafeRawBufferPointer?
     /// The bytes of a nonblocking send, owned until it completes.
     let owner: OutgoingBytes?
-    var headerWritten = false
-    var offset = 0
+    @exclusivity(unchecked) var headerWritten = false
+    @exclusivity(unchecked) var offset = 0
     var isComplete: Bool { headerWritten && offset == header.length }
 
     init(header: FrameHeader, borrowed: UnsafeRawBufferPointer) {

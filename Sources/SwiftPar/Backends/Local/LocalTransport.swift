@@ -7,9 +7,9 @@ final class LocalTransport: Transport {
     let rank: Int
     let context: Int
     let maximumTag = Int(Int32.max)
-    var activity: String?
+    @exclusivity(unchecked) var activity: String?
     private let groupRanks: [Int: Int]
-    private var channel: LocalTransport?
+    @exclusivity(unchecked) private var channel: LocalTransport?
 
     init(engine: LocalEngine, members: [Int], context: Int) {
         self.engine = engine

@@ -24,17 +24,17 @@ final class MPIJob {
     let worldRank: Int
     let worldSize: Int
     /// Which world ranks have announced that they finished.
-    private(set) var finished: [Bool]
-    private(set) var finishedCount = 0
+    @exclusivity(unchecked) private(set) var finished: [Bool]
+    @exclusivity(unchecked) private(set) var finishedCount = 0
     /// More ranks on this host than cores: waiting ranks yield the core at once.
     let oversubscribed: Bool
     /// `SWIFTPAR_STALL_TIMEOUT`: seconds a rank may wait without progress before the job ends.
     let stallTimeout: Double?
-    private var noticeSends: [MPI_Request?] = []
+    @exclusivity(unchecked) private var noticeSends: [MPI_Request?] = []
     /// What notices carry (this rank's number), kept for as long as the process runs so that no
     /// nonblocking send ever reads freed memory.
     private let noticeWords: UnsafeMutablePointer<Int64>
-    private var stall = StallState()
+    @exclusivity(unchecked) private var stall = StallState()
 
     enum NoticeTag: Int32 {
         case finished = 1, stallQuery, stallAnswer

@@ -19,10 +19,10 @@ final class MPITransport: Transport {
     let job: MPIJob
     let messageLimit: Int
     /// The collective or pool call running on this communicator, for the words of its errors.
-    var activity: String?
+    @exclusivity(unchecked) var activity: String?
     private let ownsComm: Bool
-    private var stash: [(info: MessageInfo, chunks: [[UInt8]])] = []
-    private var channel: MPITransport?
+    @exclusivity(unchecked) private var stash: [(info: MessageInfo, chunks: [[UInt8]])] = []
+    @exclusivity(unchecked) private var channel: MPITransport?
 
     /// A transport for `comm`. With `channel`, also duplicates `comm` for the collectives and
     /// the pool, now, while every rank is here (`MPI_Comm_dup` blocks until all ranks call it).
@@ -434,7 +434,7 @@ final class MPISendRequest: TransportRequest {
     let message: OutgoingBytes
     unowned let transport: MPITransport
     let destination: Int
-    var handles: [MPI_Request?] = []
+    @exclusivity(unchecked) var handles: [MPI_Request?] = []
 
     init(message: OutgoingBytes, transport: MPITransport, destination: Int) {
         self.message = message
