@@ -20,7 +20,7 @@ struct Bench: ParsableCommand {
               swiftpar -n 2 bench primes 10000000000
               swiftpar -n 2 bench hash /data
             """,
-        subcommands: [Experiment.self, PingPong.self, CollectivesBench.self, PoolBench.self, PrimesBench.self, HashBench.self],
+        subcommands: [Experiment.self, PingPong.self, CodecBench.self, WordCountBench.self, CollectivesBench.self, PoolBench.self, PrimesBench.self, HashBench.self],
         defaultSubcommand: Experiment.self
     )
 }

@@ -1,18 +1,46 @@
 import ArgumentParser
 import SwiftPar
 
+/// The message shapes the benchmarks send: what users' programs are made of.
+enum MessageShapes {
+    /// A small record: an Int, a Double and a short String.
+    struct Small: Codable, Equatable {
+        var id: Int
+        var weight: Double
+        var name: String
+    }
+
+    /// A struct holding an array of Doubles: numbers inside a user's type.
+    struct Samples: Codable, Equatable {
+        var values: [Double]
+    }
+
+    /// Distinct words of about 10 bytes each, `count` of them.
+    static func words(_ count: Int) -> [String] {
+        (0..<count).map { "word\(100_000 + $0)" }
+    }
+
+    /// A word-count dictionary of `count` entries.
+    static func counts(_ count: Int) -> [String: Int] {
+        Dictionary(uniqueKeysWithValues: (0..<count).map { ("word\(100_000 + $0)", $0 * 7 % 1000) })
+    }
+}
+
 struct PingPong: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pingpong",
         abstract: "One-way latency and bandwidth between ranks 0 and 1, like OSU's latency and bandwidth tests.",
         discussion: """
-            Plain-number arrays ([Double], sent from their storage) and Codable values (a struct
-            holding a [Double], encoded) at 8 B, 64 KiB and 4 MiB. Each figure is the median of
-            several repetitions. Needs at least 2 ranks; other ranks wait.
+            Plain-number arrays ([Double], sent from their storage) at 8 B, 64 KiB and 4 MiB, and
+            Codable values of the shapes users send: a struct holding a [Double] at the same sizes,
+            a small struct (Int, Double, String), a [String] of about 64 KiB and 4 MiB, and a
+            [String: Int] of 10,000 entries and of about 4 MiB. Each figure is the median of several
+            repetitions. Needs at least 2 ranks; other ranks wait.
 
             Examples:
               mpirun -n 2 swiftpar bench pingpong
               mpirun -n 2 swiftpar bench pingpong --json
+              swiftpar -n 2 bench pingpong --repetitions 3
             """
     )
 
@@ -25,36 +53,75 @@ struct PingPong: ParsableCommand {
         guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
     }
 
-    /// The payload of the Codable path: what a user would send as a message type.
-    struct Samples: Codable {
-        var values: [Double]
-    }
-
+    /// One measured case: its name in the report, its size in bytes as a user counts it, the
+    /// round trips per repetition, and one round trip.
     struct Case {
-        let label: String
-        let elements: Int
+        let key: String
+        let bytes: Int
         let iterations: Int
-        var bytes: Int { elements * 8 }
+        let roundTrip: (Communicator, Int) throws -> Void
     }
 
-    static let cases = [
-        Case(label: "8B", elements: 1, iterations: 20_000),
-        Case(label: "64KiB", elements: 8192, iterations: 2_000),
-        Case(label: "4MiB", elements: 524_288, iterations: 200),
-    ]
+    /// Sends `value` to the peer and receives it back (rank 0), or the other way round.
+    static func codable<T: Codable>(_ value: T) -> (Communicator, Int) throws -> Void {
+        { world, peer in
+            if world.rank == 0 {
+                try world.send(value, to: peer)
+                _ = try world.receive(T.self, from: .rank(peer))
+            } else {
+                let got = try world.receive(T.self, from: .rank(peer))
+                try world.send(got, to: peer)
+            }
+        }
+    }
 
-    struct Report: Codable {
-        var backend: String
-        var results: [String: Result]
+    static func numbers(_ elements: Int) -> (Communicator, Int) throws -> Void {
+        var buffer = [Double](repeating: 1.5, count: elements)
+        return { world, peer in
+            if world.rank == 0 {
+                try world.send(buffer, to: peer)
+                try world.receive(into: &buffer, from: .rank(peer))
+            } else {
+                try world.receive(into: &buffer, from: .rank(peer))
+                try world.send(buffer, to: peer)
+            }
+        }
+    }
+
+    static var cases: [Case] {
+        var cases: [Case] = []
+        for (label, elements, iterations) in [("8B", 1, 20_000), ("64KiB", 8192, 2_000), ("4MiB", 524_288, 200)] {
+            cases.append(Case(key: "numbers_\(label)", bytes: elements * 8, iterations: iterations, roundTrip: numbers(elements)))
+        }
+        for (label, elements, iterations) in [("8B", 1, 20_000), ("64KiB", 8192, 2_000), ("4MiB", 524_288, 200)] {
+            let samples = MessageShapes.Samples(values: [Double](repeating: 1.5, count: elements))
+            cases.append(Case(key: "codable_\(label)", bytes: elements * 8, iterations: iterations, roundTrip: codable(samples)))
+        }
+        cases.append(Case(key: "small", bytes: 8 + 8 + 5, iterations: 20_000,
+                          roundTrip: codable(MessageShapes.Small(id: 42, weight: 1.5, name: "hello"))))
+        // A word is 10 bytes: 6,554 words make 64 KiB of text, 419,430 make 4 MiB.
+        for (label, count, iterations) in [("64KiB", 6_554, 500), ("4MiB", 419_430, 10)] {
+            cases.append(Case(key: "strings_\(label)", bytes: count * 10, iterations: iterations,
+                              roundTrip: codable(MessageShapes.words(count))))
+        }
+        // An entry is a 10-byte word and an Int: 10,000 entries, and about 4 MiB (233,017).
+        for (label, count, iterations) in [("10000", 10_000, 200), ("4MiB", 233_017, 10)] {
+            cases.append(Case(key: "dictionary_\(label)", bytes: count * 18, iterations: iterations,
+                              roundTrip: codable(MessageShapes.counts(count))))
+        }
+        return cases
     }
 
     struct Result: Codable {
-        var path: String
-        var size: String
         var bytes: Int
         var oneWayMicroseconds: Double
         var bandwidthGBps: Double
         var spreadPercent: Double
+    }
+
+    struct Report: Codable {
+        var backend: String
+        var results: [String: Result]
     }
 
     func run() throws {
@@ -64,71 +131,51 @@ struct PingPong: ParsableCommand {
             guard world.size >= 2 else {
                 throw SwiftParUsageError("bench pingpong needs at least 2 ranks, for example: mpirun -n 2 swiftpar bench pingpong")
             }
-            var results: [Result] = []
+            let cases = Self.cases
+            var results: [(String, Result)] = []
             let bar = ProgressBar("ping-pong", enabled: world.rank == 0 && isTerminal(2))
             var measured = 0
-            for path in ["numbers", "codable"] {
-                for c in Self.cases {
-                    var samples: [Double] = []
-                    for _ in 0..<repetitions {
-                        bar.update(done: measured, total: 2 * Self.cases.count * repetitions)
-                        measured += 1
-                        try world.barrier()
-                        let seconds = try Self.measure(world, path: path, c)
-                        samples.append(seconds / Double(2 * c.iterations))
-                    }
-                    samples.sort()
-                    let median = samples[samples.count / 2]
-                    let spread = (samples.last! - samples.first!) / median * 100
-                    results.append(Result(path: path, size: c.label, bytes: c.bytes, oneWayMicroseconds: median * 1e6,
-                                          bandwidthGBps: Double(c.bytes) / median / 1e9, spreadPercent: spread))
+            for c in cases {
+                var samples: [Double] = []
+                for _ in 0..<repetitions {
+                    bar.update(done: measured, total: cases.count * repetitions)
+                    measured += 1
+                    try world.barrier()
+                    let seconds = try Self.measure(world, c)
+                    samples.append(seconds / Double(2 * c.iterations))
                 }
+                samples.sort()
+                let median = samples[samples.count / 2]
+                let spread = (samples.last! - samples.first!) / median * 100
+                results.append((c.key, Result(bytes: c.bytes, oneWayMicroseconds: median * 1e6,
+                                              bandwidthGBps: Double(c.bytes) / median / 1e9, spreadPercent: spread)))
             }
             try world.barrier()
             bar.finish()
             guard world.rank == 0 else { return }
             if json {
-                var keyed: [String: Result] = [:]
-                for r in results { keyed["\(r.path)_\(r.size)"] = r }
-                try printChecked(try jsonText(Report(backend: world.backend.rawValue, results: keyed)))
+                try printChecked(try jsonText(Report(backend: world.backend.rawValue, results: Dictionary(uniqueKeysWithValues: results))))
             } else {
                 try printChecked("ping-pong between ranks 0 and 1 (\(world.backend) backend), median of \(repetitions)")
-                try printChecked(pad("path", 9) + pad("size", 7) + pad("one-way µs", 12, right: true) + pad("GB/s", 9, right: true) + pad("spread", 9, right: true))
-                for r in results {
-                    try printChecked(pad(r.path, 9) + pad(r.size, 7) + pad(format(r.oneWayMicroseconds, 3), 12, right: true)
-                          + pad(format(r.bandwidthGBps, 3), 9, right: true) + pad(format(r.spreadPercent, 1) + "%", 9, right: true))
+                try printChecked(pad("case", 18) + pad("bytes", 10, right: true) + pad("one-way µs", 13, right: true)
+                                 + pad("GB/s", 9, right: true) + pad("spread", 9, right: true))
+                for (key, r) in results {
+                    try printChecked(pad(key, 18) + pad(String(r.bytes), 10, right: true) + pad(format(r.oneWayMicroseconds, 3), 13, right: true)
+                                     + pad(format(r.bandwidthGBps, 3), 9, right: true) + pad(format(r.spreadPercent, 1) + "%", 9, right: true))
                 }
             }
         }
     }
 
-    /// Seconds for `iterations` round trips of one case.
-    static func measure(_ world: Communicator, path: String, _ c: Case) throws -> Double {
+    /// Seconds for `c.iterations` round trips of one case.
+    static func measure(_ world: Communicator, _ c: Case) throws -> Double {
         guard world.rank < 2 else { return 1 }
         let peer = 1 - world.rank
-        var buffer = [Double](repeating: 1.5, count: c.elements)
-        let samples = Samples(values: buffer)
         let warmup = max(c.iterations / 10, 2)
         var start = 0.0
         for i in 0..<(warmup + c.iterations) {
             if i == warmup { start = monotonicSeconds() }
-            if path == "numbers" {
-                if world.rank == 0 {
-                    try world.send(buffer, to: peer)
-                    try world.receive(into: &buffer, from: .rank(peer))
-                } else {
-                    try world.receive(into: &buffer, from: .rank(peer))
-                    try world.send(buffer, to: peer)
-                }
-            } else {
-                if world.rank == 0 {
-                    try world.send(samples, to: peer)
-                    _ = try world.receive(Samples.self, from: .rank(peer))
-                } else {
-                    let got = try world.receive(Samples.self, from: .rank(peer))
-                    try world.send(got, to: peer)
-                }
-            }
+            try c.roundTrip(world, peer)
         }
         return monotonicSeconds() - start
     }

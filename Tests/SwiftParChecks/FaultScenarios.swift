@@ -16,7 +16,63 @@ let faultScenarios: [String: @Sendable (Communicator) throws -> String] = [
     "split-bad-color": splitBadColor,
     "stall": stall,
     "hostile-decode": hostileDecode,
+    "large-arrays-apart": largeArraysApart,
+    "late-failure": lateFailure,
 ]
+
+/// Rank 0 returns at once; rank 1 fails half a second later, while rank 0 is finishing.
+func lateFailure(_ world: Communicator) throws -> String {
+    if world.rank == 1 {
+        usleep(500_000)
+        struct Late: Error, CustomStringConvertible { var description: String { "rank 1 failed after rank 0 had finished" } }
+        throw Late()
+    }
+    return "\(soloPrefix)returned"
+}
+
+/// A value holding large arrays: they travel apart and arrive straight in the new arrays. Read
+/// in order, out of order (a hand-written decoder), nonblocking, and received as the wrong
+/// type (the arrays are drained, and the next message is the next value).
+func largeArraysApart(_ world: Communicator) throws -> String {
+    struct Big: Codable, Equatable {
+        var first: [Double]
+        var label: String
+        var second: [Int32]
+    }
+    struct Backwards: Codable {
+        var second: [Int32]
+        var first: [Double]
+        enum CodingKeys: String, CodingKey { case first, second }
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            second = try container.decode([Int32].self, forKey: .second)
+            first = try container.decode([Double].self, forKey: .first)
+        }
+    }
+    guard world.size > 1, world.rank < 2 else { return "\(soloPrefix)idle" }
+    let peer = 1 - world.rank
+    let big = Big(first: (0..<100_000).map { Double($0) / 4 }, label: "two arrays", second: (0..<50_000).map { Int32($0) * -3 })
+    if world.rank == 0 {
+        try world.send(big, to: peer, tag: 1)
+        try world.send(big, to: peer, tag: 1)
+        let request = try world.startSend(big, to: peer, tag: 2)
+        try world.send(big, to: peer, tag: 3)
+        try world.send("after", to: peer, tag: 3)
+        try request.wait()
+        return "\(soloPrefix)sent"
+    }
+    try expectEqual(try world.receive(Big.self, from: 0, tag: 1), big, world, "in order")
+    let backwards = try world.receive(Backwards.self, from: 0, tag: 1)
+    try expectEqual(backwards.first, big.first, world, "first array read second")
+    try expectEqual(backwards.second, big.second, world, "second array read first")
+    try expectEqual(try world.receive(Big.self, from: 0, tag: 2), big, world, "nonblocking send")
+    do {
+        _ = try world.receive([Double].self, from: 0, tag: 3)
+        throw CheckFailed(description: "rank 1: a value with arrays apart was received as [Double]")
+    } catch CommunicatorError.decodingFailed {}
+    try expectEqual(try world.receive(String.self, from: 0, tag: 3), "after", world, "the message after a rejected one")
+    return "\(soloPrefix)arrays=\(big.first.count + big.second.count)"
+}
 
 /// Rank 0 waits in a barrier the others never call: they return instead.
 func barrierSkipped(_ world: Communicator) throws -> String {

@@ -9,7 +9,38 @@ let poolScenarios: [String: @Sendable (Communicator) throws -> String] = [
     "pool-errors": poolErrors,
     "pool-worker-dies": poolWorkerDies,
     "pool-worker-dies-retry": poolWorkerDiesRetry,
+    "pool-reduce-into": poolReduceInto,
 ]
+
+/// mapReduce(into:): word counts merged in place, the total on rank 0 or on every rank, the
+/// initial value used once, nothing for no items.
+func poolReduceInto(_ world: Communicator) throws -> String {
+    let pool = Pool(world)
+    let lines = (0..<2000).map { i in (0..<(i % 7 + 1)).map { "w\(($0 * 31 + i) % 50)" }.joined(separator: " ") }
+    var expected: [String: Int] = [:]
+    for line in lines { for word in line.split(separator: " ") { expected[String(word), default: 0] += 1 } }
+    let counts = try pool.mapReduce(lines, into: [String: Int](), { line -> [String: Int] in
+        var counts: [String: Int] = [:]
+        for word in line.split(separator: " ") { counts[String(word), default: 0] += 1 }
+        return counts
+    }) { total, part in total.merge(part, uniquingKeysWith: +) }
+    if world.rank == 0 {
+        try expectEqual(counts, expected, world, "word counts on rank 0")
+    } else {
+        try expect(counts == nil, world, "a worker got the total without asking")
+    }
+    // The initial value is used once, and every rank gets the total when asked.
+    let sum = try pool.mapReduce(1...1000, into: 1_000_000, everyRank: true, { $0 }) { $0 += $1 }
+    try expectEqual(sum, 1_000_000 + 500_500, world, "sum with an initial value, on every rank")
+    let nothing = try pool.mapReduce([Int](), into: 7, everyRank: true, { $0 }) { $0 += $1 }
+    try expectEqual(nothing, 7, world, "no items")
+    // Partials per chunk (with retries) give the same total.
+    let retried = try pool.mapReduce(lines, into: [String: Int](), options: MapOptions(retryLostItems: true), { line -> [String: Int] in
+        Dictionary(line.split(separator: " ").map { (String($0), 1) }, uniquingKeysWith: +)
+    }) { total, part in total.merge(part, uniquingKeysWith: +) }
+    if world.rank == 0 { try expectEqual(retried, expected, world, "word counts with per-chunk partials") }
+    return "words=\(expected.count)"
+}
 
 /// Busy work whose length depends on the item, so items are irregular.
 func spin(_ units: Int) -> Int {

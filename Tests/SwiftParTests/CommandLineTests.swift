@@ -63,7 +63,7 @@ struct CommandLineTests {
     func pingPongLocal() throws {
         let result = try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "2", "bench", "pingpong", "--repetitions", "1"], timeout: 120)
         #expect(result.status == 0, "\(result.report)")
-        #expect(result.output.contains("(local backend)") && result.output.contains("codable  4MiB"), "\(result.report)")
+        #expect(result.output.contains("(local backend)") && result.output.contains("codable_4MiB"), "\(result.report)")
     }
 
     @Test("--backend local under mpirun is refused with a clear message")

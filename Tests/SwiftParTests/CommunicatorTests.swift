@@ -70,7 +70,7 @@ struct FaultTests {
         #expect(!result.timedOut, "the other ranks stayed blocked:\n\(result.report)")
         #expect(result.seconds < 10, "took \(result.seconds) s:\n\(result.report)")
         #expect(result.errors.contains("rank 1: the checks asked rank 1 to fail"), "message does not name rank 1:\n\(result.report)")
-        let left = Jobs.waitForNoSurvivors(named: "swiftpar-checks")
+        let left = Jobs.waitForNoSurvivors(named: "swiftpar-checks rank-one-throws")
         #expect(left.isEmpty, "processes left behind: \(left)")
     }
 

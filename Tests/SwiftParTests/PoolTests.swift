@@ -14,6 +14,9 @@ struct PoolTests {
     @Test("map, mapToAll, mapReduce, chunk size 1, static blocks, irregular items", arguments: launches)
     func forms(_ launch: Launch) throws { try check("pool-map", launch) }
 
+    @Test("mapReduce(into:): in-place totals per rank, on rank 0 or every rank, initial used once", arguments: launches)
+    func reduceInto(_ launch: Launch) throws { try check("pool-reduce-into", launch) }
+
     @Test("Streaming results unordered and ordered from a lazy input, with progress", arguments: [Launch.serial, .mpirun(2), .mpirun(4), .local(2), .local(4)])
     func streaming(_ launch: Launch) throws { try check("pool-stream", launch, timeout: 240) }
 

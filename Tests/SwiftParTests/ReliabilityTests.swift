@@ -234,6 +234,20 @@ struct ReliabilityTests {
         #expect(result.status == 0 && result.output.contains("rank 1: ok hostile-decode rejected=3"), "\(result.report)")
     }
 
+    @Test("A rank that fails after the others have finished still ends the job non-zero", arguments: [Launch.local(2), .mpirun(2)])
+    func lateFailure(_ launch: Launch) throws {
+        try expectFailure("late-failure", launch, "rank 1: rank 1 failed after rank 0 had finished")
+    }
+
+    @Test("Large arrays inside values travel apart and arrive whole, in any reading order", arguments: [Launch.local(2), .mpirun(2)])
+    func largeArraysApart(_ launch: Launch) throws {
+        let result = try Jobs.run("swiftpar-checks", ["large-arrays-apart"], launch: launch, timeout: 60)
+        #expect(result.status == 0 && result.output.contains("rank 1: ok large-arrays-apart arrays=150000"), "\(result.report)")
+        let chunked = try Jobs.run("swiftpar-checks", ["large-arrays-apart"], launch: launch,
+                                   environment: ["SWIFTPAR_MPI_MESSAGE_LIMIT": "65536"], timeout: 60)
+        #expect(chunked.status == 0 && chunked.output.contains("rank 1: ok large-arrays-apart"), "\(chunked.report)")
+    }
+
     @Test("A stopped rank: with a stall timeout the job ends, naming it", arguments: multiRank)
     func stall(_ launch: Launch) throws {
         try expectFailure("stall", launch, "rank 1 has made no progress in swiftpar (stopped, or busy outside swiftpar)",

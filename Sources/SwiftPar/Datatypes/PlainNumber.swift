@@ -112,6 +112,8 @@ protocol PlainNumberArray {
     init(rawElementBytes bytes: UnsafeRawBufferPointer)
     /// Receives a message straight into a new array, allocated once at its final size.
     static func receivedArray(through transport: any Transport, matching info: MessageInfo) throws -> Self
+    /// A new array of `count` elements whose bytes `fill` writes.
+    static func received(count: Int, _ fill: (UnsafeMutableRawBufferPointer) throws -> Void) throws -> Self
 }
 
 extension Array: PlainNumberArray where Element: PlainNumber {
@@ -132,5 +134,20 @@ extension Array: PlainNumberArray where Element: PlainNumber {
 extension Array where Element: PlainNumber {
     static func receivedArray(through transport: any Transport, matching info: MessageInfo) throws -> Self {
         try transport.receiveArray(Element.self, matching: info)
+    }
+
+    static func received(count: Int, _ fill: (UnsafeMutableRawBufferPointer) throws -> Void) throws -> Self {
+        var failure: (any Error)?
+        let values = [Element](unsafeUninitializedCapacity: count) { buffer, initialized in
+            do {
+                try fill(UnsafeMutableRawBufferPointer(buffer))
+                initialized = count
+            } catch {
+                failure = error
+                initialized = 0
+            }
+        }
+        if let failure { throw failure }
+        return values
     }
 }

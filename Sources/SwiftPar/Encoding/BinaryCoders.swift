@@ -16,11 +16,19 @@ public struct BinaryEncoder: Sendable {
 
     /// Calls `body` with the bytes of `value`, header included, without copying them into an array.
     func withEncoded<T: Encodable, R>(_ value: T, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        try withEncoded(value, attaching: false) { bytes, _ in try body(bytes) }
+    }
+
+    /// Calls `body` with the bytes of `value` and, when `attaching`, the large plain-number
+    /// arrays sent apart (see WireFormat.swift), whose count the header's flags byte holds.
+    func withEncoded<T: Encodable, R>(_ value: T, attaching: Bool,
+                                      _ body: (UnsafeRawBufferPointer, [any PlainNumberArray]) throws -> R) throws -> R {
         let scratch = CodecScratch.current
         let state = scratch.takeEncoder()
         defer { scratch.returnEncoder(state) }
         let context = state.context
         context.appendHeader()
+        context.pointee.attaching = attaching
         do {
             try context.encode(value)
             try context.close(downTo: 0)
@@ -29,9 +37,12 @@ public struct BinaryEncoder: Sendable {
             let fallback = EncodingState(scratch: scratch)
             fallback.context.appendHeader()
             try TreeEncoder.node(for: value).write(to: fallback.context)
-            return try body(fallback.bytes)
+            return try body(fallback.bytes, [])
         }
-        return try body(state.bytes)
+        if !state.attachments.isEmpty {
+            context.pointee.base.storeBytes(of: UInt8(state.attachments.count), toByteOffset: 7, as: UInt8.self)
+        }
+        return try body(state.bytes, state.attachments)
     }
 }
 
@@ -50,6 +61,12 @@ public struct BinaryDecoder: Sendable {
 
     /// Decodes a value of `type` from raw bytes, which must hold exactly one encoded value.
     public func decode<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer) throws -> T {
+        try decode(type, from: bytes, attachments: nil)
+    }
+
+    /// Decodes a value whose large plain-number arrays were sent apart; `attachments` receives
+    /// attachment `n` of a given byte count into a buffer.
+    func decode<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer, attachments: AttachmentReader?) throws -> T {
         guard WireHeader.isPresent(in: bytes) else {
             throw DecodingError.dataCorrupted(.init(
                 codingPath: [], debugDescription: bytes.count < WireHeader.size
@@ -63,7 +80,11 @@ public struct BinaryDecoder: Sendable {
         }
         let scratch = CodecScratch.current
         let state = scratch.takeDecoder(UnsafeRawBufferPointer(rebasing: bytes[WireHeader.size...]))
-        defer { scratch.returnDecoder(state) }
+        state.attachments = attachments
+        defer {
+            state.attachments = nil
+            scratch.returnDecoder(state)
+        }
         var offset = 0
         let context = state.context
         let value = try context.decode(type, at: &offset, depth: 0)

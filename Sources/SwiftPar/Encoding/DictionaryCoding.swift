@@ -14,7 +14,8 @@ protocol StringKeyedDictionary {
 
 extension Dictionary: StringKeyedEncodable where Key == String, Value: Encodable {
     func encodeEntries(to state: Writer) throws {
-        state.append(WireTag.keyed)
+        state.append(WireTag.countedKeyed)
+        state.appendVarint(UInt64(count))
         for (key, value) in self {
             state.writeKey(key, cache: nil)
             try state.encode(value)
@@ -26,8 +27,9 @@ extension Dictionary: StringKeyedEncodable where Key == String, Value: Encodable
 extension Dictionary: StringKeyedDictionary where Key == String, Value: Decodable {
     static func decodeEntries(from state: Reader, at offset: inout Int, depth: Int) throws -> Self {
         let tag = try state.byte(at: offset)
-        guard tag == WireTag.keyed else { throw state.mismatch(Self.self, found: tag, at: offset) }
+        guard tag == WireTag.keyed || tag == WireTag.countedKeyed else { throw state.mismatch(Self.self, found: tag, at: offset) }
         var position = offset + 1
+        if tag == WireTag.countedKeyed { _ = try state.varint(at: &position) }
         var result: [String: Value] = [:]
         var length = 0
         while let key = try state.key(at: &position, literalLength: &length) {

@@ -64,7 +64,8 @@ extension Array: DirectArray where Element: WireScalar {
     @_specialize(where Element == String)
     @_specialize(where Element == Bool)
     func encodeElements(to state: Writer) {
-        state.append(WireTag.unkeyed)
+        state.append(WireTag.countedUnkeyed)
+        state.appendVarint(UInt64(count))
         for element in self { Element.write(element, to: state) }
         state.append(WireTag.end)
     }
@@ -74,7 +75,7 @@ extension Array: DirectArray where Element: WireScalar {
     static func decodeElements(from state: Reader, at offset: inout Int) throws -> [Element] {
         var position = offset + 1
         var result: [Element] = []
-        result.reserveCapacity(try state.countValues(at: position))
+        result.reserveCapacity(try state.capacityHint(at: &position, tag: state.byte(at: offset), counting: false))
         while try state.byte(at: position) != WireTag.end {
             do {
                 result.append(try Element.read(from: state, at: &position))
@@ -98,7 +99,8 @@ extension Dictionary: DirectDictionary where Key == String, Value: WireScalar {
     @_specialize(where Key == String, Value == Double)
     @_specialize(where Key == String, Value == String)
     func encodeEntries(to state: Writer) {
-        state.append(WireTag.keyed)
+        state.append(WireTag.countedKeyed)
+        state.appendVarint(UInt64(count))
         for (key, value) in self {
             state.writeKey(key, cache: nil)
             Value.write(value, to: state)
@@ -112,7 +114,7 @@ extension Dictionary: DirectDictionary where Key == String, Value: WireScalar {
     static func decodeEntries(from state: Reader, at offset: inout Int) throws -> [String: Value] {
         var position = offset + 1
         var result: [String: Value] = [:]
-        result.reserveCapacity(try state.countEntries(at: position))
+        result.reserveCapacity(try state.capacityHint(at: &position, tag: state.byte(at: offset), counting: true))
         var length = 0
         while let key = try state.key(at: &position, literalLength: &length) {
             let name = try state.name(of: key, literalLength: length)

@@ -67,9 +67,62 @@ struct DecodeFrame {
 typealias Reader = UnsafeMutablePointer<DecodeContext>
 typealias FrameRef = UnsafeMutablePointer<DecodeFrame>
 
+/// Receives the arrays sent apart after a message, in order, keeping those read out of order.
+final class AttachmentReader {
+    /// Receives the next attachment (a whole message) into a buffer of exactly its size.
+    let receiveNext: (UnsafeMutableRawBufferPointer) throws -> Void
+    /// Receives the next attachment whole, whatever its size.
+    let receiveWhole: () throws -> [UInt8]
+    let count: Int
+    private(set) var received = 0
+    private var kept: [Int: [UInt8]] = [:]
+
+    init(count: Int, receiveNext: @escaping (UnsafeMutableRawBufferPointer) throws -> Void, receiveWhole: @escaping () throws -> [UInt8]) {
+        self.count = count
+        self.receiveNext = receiveNext
+        self.receiveWhole = receiveWhole
+    }
+
+    /// Fills `buffer` with attachment `index`.
+    func read(_ index: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
+        guard index < count else {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "the value names array \(index) sent apart, but only \(count) were"))
+        }
+        if let bytes = kept.removeValue(forKey: index) {
+            guard bytes.count == buffer.count else { throw sizeError(index, bytes.count, buffer.count) }
+            bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
+            return
+        }
+        guard index >= received else {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "array \(index) sent apart is read twice"))
+        }
+        // Attachments arrive in order: keep those before the one asked for.
+        while received < index {
+            kept[received] = try receiveWhole()
+            received += 1
+        }
+        try receiveNext(buffer)
+        received += 1
+    }
+
+    /// Receives and drops every attachment not read yet, so the next message is the next value.
+    func drain() throws {
+        while received < count {
+            _ = try receiveWhole()
+            received += 1
+        }
+    }
+
+    private func sizeError(_ index: Int, _ got: Int, _ expected: Int) -> DecodingError {
+        .dataCorrupted(.init(codingPath: [], debugDescription: "array \(index) sent apart has \(got) bytes, the value says \(expected)"))
+    }
+}
+
 /// Owns a decode context and its memory; reused by a thread for message after message.
 final class DecodingState {
     let context: Reader
+    /// The arrays sent apart from the message being decoded, if any.
+    var attachments: AttachmentReader?
     /// The `Decoder` of each depth, reused for every value at that depth.
     private var valueDecoders: [ValueDecoder] = []
     /// Frames made for nested containers handed to a value's code, freed at the next reset.
@@ -312,12 +365,20 @@ extension UnsafeMutablePointer where Pointee == DecodeContext {
             let (bytes, overflow) = elements.multipliedReportingOverflow(by: UInt64(kind.byteWidth))
             guard !overflow else { throw corrupted("array of \(elements) \(kind) runs past the end", at: position) }
             return position + (try length(bytes, at: position))
-        case WireTag.unkeyed:
+        case WireTag.attachedArray:
+            _ = try plainKind(at: position)
+            position += 1
+            _ = try varint(at: &position)
+            _ = try varint(at: &position)
+            return position
+        case WireTag.unkeyed, WireTag.countedUnkeyed:
+            if tag == WireTag.countedUnkeyed { _ = try varint(at: &position) }
             while try byte(at: position) != WireTag.end {
                 position = try skipValue(at: position, depth: depth + 1)
             }
             return position + 1
-        case WireTag.keyed:
+        case WireTag.keyed, WireTag.countedKeyed:
+            if tag == WireTag.countedKeyed { _ = try varint(at: &position) }
             while try skipKey(at: &position) {
                 position = try skipValue(at: position, depth: depth + 1)
             }
@@ -325,6 +386,18 @@ extension UnsafeMutablePointer where Pointee == DecodeContext {
         default:
             throw corrupted("unknown value tag \(tag)", at: offset)
         }
+    }
+
+    /// Room to reserve for the elements of the container whose tag was `tag`, its contents at
+    /// `position` (moved past a count, if the writer gave one). A given count is trusted only
+    /// as far as the bytes left could hold, so hostile input cannot make a large reservation;
+    /// without one, the elements are counted in a quick pass.
+    func capacityHint(at position: inout Int, tag: UInt8, counting entries: Bool) throws -> Int {
+        if tag == WireTag.countedKeyed || tag == WireTag.countedUnkeyed {
+            let claimed = try varint(at: &position)
+            return Int(min(claimed, UInt64(pointee.count - position) / 2))
+        }
+        return entries ? try countEntries(at: position) : try countValues(at: position)
     }
 
     /// How many values an unkeyed container holds, its first value at `offset` (a quick pass).
@@ -395,6 +468,9 @@ extension UnsafeMutablePointer where Pointee == DecodeContext {
         let tag = try byte(at: offset)
         switch pointee.scratch._withUnsafeGuaranteedRef({ $0.kind(of: T.self) }) {
         case .plainArray(let arrayType):
+            if tag == WireTag.attachedArray, try plainKind(at: offset + 1) == arrayType.elementKind {
+                return try attachedArray(arrayType, at: &offset) as! T
+            }
             if tag == WireTag.plainArray, try plainKind(at: offset + 1) == arrayType.elementKind {
                 var position = offset + 2
                 let elements = try varint(at: &position)
@@ -405,11 +481,13 @@ extension UnsafeMutablePointer where Pointee == DecodeContext {
                 return arrayType.init(rawElementBytes: UnsafeRawBufferPointer(start: pointee.base + position, count: n)) as! T
             }
         case .directArray(let arrayType):
-            if tag == WireTag.unkeyed { return try arrayType.decodeElements(from: self, at: &offset) as! T }
+            if tag == WireTag.unkeyed || tag == WireTag.countedUnkeyed { return try arrayType.decodeElements(from: self, at: &offset) as! T }
         case .directDictionary(let dictionaryType):
-            if tag == WireTag.keyed { return try dictionaryType.decodeEntries(from: self, at: &offset) as! T }
+            if tag == WireTag.keyed || tag == WireTag.countedKeyed { return try dictionaryType.decodeEntries(from: self, at: &offset) as! T }
         case .stringKeyedDecodable(let dictionaryType), .stringKeyedBoth(let dictionaryType):
-            if tag == WireTag.keyed { return try dictionaryType.decodeEntries(from: self, at: &offset, depth: depth) as! T }
+            if tag == WireTag.keyed || tag == WireTag.countedKeyed {
+                return try dictionaryType.decodeEntries(from: self, at: &offset, depth: depth) as! T
+            }
         case .stringKeyedEncodable, .other:
             break
         }
@@ -421,6 +499,23 @@ extension UnsafeMutablePointer where Pointee == DecodeContext {
         let value = try T(from: decoder)
         offset = try end(of: decoder.frame)
         return value
+    }
+
+    /// A plain-number array sent apart: allocated at its size and received straight into.
+    private func attachedArray(_ arrayType: any PlainNumberArray.Type, at offset: inout Int) throws -> any PlainNumberArray {
+        var position = offset + 2
+        let elements = try varint(at: &position)
+        let index = try varint(at: &position)
+        let width = UInt64(arrayType.elementKind.byteWidth)
+        guard let reader = pointee.owner!._withUnsafeGuaranteedRef({ $0.attachments }) else {
+            throw corrupted("an array sent apart, outside a point-to-point message", at: offset)
+        }
+        guard index < UInt64(reader.count), elements <= UInt64(Int.max) / width else {
+            throw corrupted("array \(index) sent apart of \(elements) elements is not one the message announced", at: offset)
+        }
+        let array = try arrayType.received(count: Int(elements)) { try reader.read(Int(index), into: $0) }
+        offset = position
+        return array
     }
 
     func integer<I: FixedWidthInteger>(_ type: I.Type, at offset: inout Int) throws -> I {
@@ -514,10 +609,12 @@ extension UnsafeMutablePointer where Pointee == DecodeContext {
 
     func beginKeyed(_ frame: FrameRef) throws {
         let tag = try byte(at: frame.pointee.start)
-        guard tag == WireTag.keyed else { throw mismatch([String: Any].self, found: tag, at: frame.pointee.start) }
+        guard tag == WireTag.keyed || tag == WireTag.countedKeyed else { throw mismatch([String: Any].self, found: tag, at: frame.pointee.start) }
         guard frame.pointee.handed != .keyed else { return }
+        var first = frame.pointee.start + 1
+        if tag == WireTag.countedKeyed { _ = try varint(at: &first) }
         frame.pointee.handed = .keyed
-        frame.pointee.first = frame.pointee.start + 1
+        frame.pointee.first = first
         frame.pointee.next = frame.pointee.first
         frame.pointee.currentKey = -1
         frame.pointee.currentValue = -1
@@ -661,9 +758,11 @@ extension UnsafeMutablePointer where Pointee == DecodeContext {
         frame.pointee.counted = -1
         frame.pointee.child = nil
         switch tag {
-        case WireTag.unkeyed:
+        case WireTag.unkeyed, WireTag.countedUnkeyed:
+            var position = start + 1
+            if tag == WireTag.countedUnkeyed { _ = try varint(at: &position) }
             frame.pointee.plainKind = 0
-            frame.pointee.position = start + 1
+            frame.pointee.position = position
         case WireTag.plainArray:
             let kind = try plainKind(at: start + 1)
             var at = start + 2

@@ -42,6 +42,8 @@ struct EncodeContext {
     var generation = 0
     let scratch: Unmanaged<CodecScratch>
     var owner: Unmanaged<EncodingState>?
+    /// Whether large plain-number arrays may be sent apart (point-to-point messages only).
+    var attaching = false
 }
 
 typealias Writer = UnsafeMutablePointer<EncodeContext>
@@ -51,6 +53,8 @@ final class EncodingState {
     let context: Writer
     /// Reused encoders, one per nesting depth.
     private var encoders: [ValueEncoder] = []
+    /// Plain-number arrays to send apart, after the message, in order.
+    var attachments: [any PlainNumberArray] = []
     /// Field names of values built by the tree encoder (any record's names, interned by name).
     private(set) lazy var treeKeys = KeyCache(interning: true)
     let scratch: CodecScratch
@@ -77,6 +81,8 @@ final class EncodingState {
 
     /// Prepares for a new message.
     func reset() {
+        attachments.removeAll(keepingCapacity: true)
+        context.pointee.attaching = false
         context.pointee.count = 0
         context.pointee.stackCount = 0
         context.pointee.internedCount = 0
@@ -350,7 +356,19 @@ extension UnsafeMutablePointer where Pointee == EncodeContext {
     }
 
     func writePlainArray(_ array: any PlainNumberArray) {
-        append(WireTag.plainArray, type(of: array).elementKind.rawValue)
+        let kind = type(of: array).elementKind
+        if pointee.attaching, array.count * kind.byteWidth >= WireHeader.attachmentThreshold,
+           let index = pointee.owner!._withUnsafeGuaranteedRef({ owner -> Int? in
+               guard owner.attachments.count < 255 else { return nil }
+               owner.attachments.append(array)
+               return owner.attachments.count - 1
+           }) {
+            append(WireTag.attachedArray, kind.rawValue)
+            appendVarint(UInt64(array.count))
+            appendVarint(UInt64(index))
+            return
+        }
+        append(WireTag.plainArray, kind.rawValue)
         appendVarint(UInt64(array.count))
         // Every supported platform is little-endian: the storage is the wire format.
         array.withUnsafeBytes { append($0) }

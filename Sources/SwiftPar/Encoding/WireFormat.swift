@@ -19,6 +19,15 @@
 //   09        keyed container: entries (a key, then a value), then the end key 0
 //   0A        plain-number array: kind byte, varint count, the raw little-endian elements
 //   0B, 0C    Int128, UInt128: 16 bytes little-endian
+//   0D        keyed container whose writer knew its size: varint entry count, then as 09
+//   0E        unkeyed container whose writer knew its size: varint value count, then as 08
+//   0F        plain-number array sent apart: kind byte, varint count, varint attachment number
+//
+// Point-to-point messages send large plain-number arrays (64 KiB and more) inside a value
+// apart, as messages of their own that follow the value's message from the same rank with the
+// same tag, in order: each is sent from the array's storage and received straight into the new
+// array, so a struct holding 4 MiB of Doubles costs what the Doubles alone cost. The header's
+// flags byte counts them (at most 255; the rest travel inline).
 //   40...7F   an integer from 0 to 63 in the tag itself
 //   80...BF   a string of 0 to 63 bytes, its length in the tag, then UTF-8
 //
@@ -26,7 +35,8 @@
 // h & 3 == 2 defines the next interned key, h >> 2 bytes of UTF-8 following; h & 3 == 3 is a
 // key used once (a dictionary's), h >> 2 bytes following. Field names are interned: they travel
 // once per message, and then as a byte or two. Containers end with a marker instead of starting
-// with a count, so the encoder writes straight into one buffer and never goes back.
+// with a count, so the encoder writes straight into one buffer and never goes back; writers
+// that know the size beforehand (arrays and dictionaries of scalars) say it, as a hint.
 
 enum WireTag {
     static let null: UInt8 = 0x00
@@ -42,6 +52,9 @@ enum WireTag {
     static let plainArray: UInt8 = 0x0A
     static let int128: UInt8 = 0x0B
     static let uint128: UInt8 = 0x0C
+    static let countedKeyed: UInt8 = 0x0D
+    static let countedUnkeyed: UInt8 = 0x0E
+    static let attachedArray: UInt8 = 0x0F
     static let smallInteger: UInt8 = 0x40
     static let shortString: UInt8 = 0x80
     static let end: UInt8 = 0xFF
@@ -54,9 +67,9 @@ enum WireTag {
         case signed, unsigned, int128, uint128, 0x40...0x7F: return "an integer"
         case float32, float64: return "a floating-point number"
         case string, 0x80...0xBF: return "a string"
-        case unkeyed: return "an unkeyed container (an array)"
-        case keyed: return "a keyed container (a struct, enum or dictionary)"
-        case plainArray: return "an array of plain numbers"
+        case unkeyed, countedUnkeyed: return "an unkeyed container (an array)"
+        case keyed, countedKeyed: return "a keyed container (a struct, enum or dictionary)"
+        case plainArray, attachedArray: return "an array of plain numbers"
         case end: return "the end of a container"
         default: return "an unknown tag \(tag)"
         }
@@ -70,6 +83,14 @@ enum WireHeader {
     /// The magic part of the header (its first six bytes) as a little-endian word.
     static let magic: UInt64 = 0x0000_7261_7077_73B7
     static let version: UInt8 = 2
+
+    /// The number of arrays sent apart after the message whose header is at the start of `bytes`.
+    static func attachmentCount(in bytes: UnsafeRawBufferPointer) -> Int {
+        isPresent(in: bytes) ? Int(bytes[7]) : 0
+    }
+
+    /// The smallest plain-number array sent apart, in bytes.
+    static let attachmentThreshold = 64 << 10
 
     /// Whether `bytes` starts with the header's magic (of any version).
     @inline(__always)

@@ -15,7 +15,11 @@ extension Communicator {
             return
         }
         do {
-            try BinaryEncoder().withEncoded(value) { try transport.send($0, to: destination, tag: tag) }
+            try BinaryEncoder().withEncoded(value, attaching: true) { body, attachments in
+                try transport.send(body, to: destination, tag: tag)
+                // Large arrays follow as messages of their own, from their storage.
+                for array in attachments { try array.withUnsafeBytes { try transport.send($0, to: destination, tag: tag) } }
+            }
         } catch let error as CommunicatorError {
             throw error
         } catch {
@@ -95,10 +99,27 @@ extension Communicator {
 
     // MARK: Shared by the receives
 
-    /// Bytes for a value as they travel: plain-number arrays as themselves, anything else encoded.
-    func outgoingBytes<T: Encodable>(_ value: T) throws -> OutgoingBytes {
-        if plainArrayType(T.self) != nil { return OutgoingBytes(owner: value as! any PlainNumberArray) }
-        return OutgoingBytes(try encode(value))
+    /// The messages a value travels as: a plain-number array as itself; anything else encoded,
+    /// followed by its large arrays sent apart.
+    func outgoingMessages<T: Encodable>(_ value: T) throws -> [OutgoingBytes] {
+        if plainArrayType(T.self) != nil { return [OutgoingBytes(owner: value as! any PlainNumberArray)] }
+        do {
+            return try BinaryEncoder().withEncoded(value, attaching: true) { body, attachments in
+                [OutgoingBytes([UInt8](body))] + attachments.map { OutgoingBytes(owner: $0) }
+            }
+        } catch let error as CommunicatorError {
+            throw error
+        } catch {
+            throw CommunicatorError.encodingFailed(type: String(describing: T.self), reason: "\(error)", rank: rank)
+        }
+    }
+
+    /// Receives and drops the arrays sent apart after a message that was not decoded, so the
+    /// next receive gets the next value.
+    func drainAttachments(_ count: Int, source: Int, tag: Int) throws {
+        for _ in 0..<count {
+            _ = try transport.receiveArray(UInt8.self, from: source, tag: tag)
+        }
     }
 
     @usableFromInline
@@ -121,18 +142,42 @@ extension Communicator {
                 // Take the message off the queue before reporting it.
                 let bytes = try transport.receiveArray(UInt8.self, matching: info)
                 if bytes.withUnsafeBytes({ WireHeader.isPresent(in: $0) }) {
+                    try drainAttachments(bytes.withUnsafeBytes { WireHeader.attachmentCount(in: $0) }, source: info.source, tag: info.tag)
                     throw failed("the message holds \(bytes.withUnsafeBytes { describeEncoded($0) }), not plain numbers")
                 }
                 throw failed("\(info.byteCount) bytes is not a whole number of \(width)-byte elements")
             }
             let values = try plainType.receivedArray(through: transport, matching: info)
             if values.withUnsafeBytes({ WireHeader.isPresent(in: $0) }) {
+                try drainAttachments(values.withUnsafeBytes { WireHeader.attachmentCount(in: $0) }, source: info.source, tag: info.tag)
                 throw failed("the message holds \(values.withUnsafeBytes { describeEncoded($0) }), not plain numbers")
             }
             return values as! T
         }
         let bytes = try transport.receiveArray(UInt8.self, matching: info)
-        return try decode(type, from: bytes, source: info.source, tag: info.tag)
+        let attached = bytes.withUnsafeBytes { WireHeader.attachmentCount(in: $0) }
+        guard attached > 0 else { return try decode(type, from: bytes, source: info.source, tag: info.tag) }
+        // Arrays sent apart follow from the same rank with the same tag: receive each straight
+        // into the array the value is built with.
+        let transport = self.transport
+        let reader = AttachmentReader(count: attached, receiveNext: { buffer in
+            guard let next = try transport.probe(source: info.source, tag: info.tag, wait: true) else { return }
+            guard next.byteCount == buffer.count else {
+                _ = try transport.receiveArray(UInt8.self, matching: next)
+                throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "an array sent apart has \(next.byteCount) bytes, the value says \(buffer.count)"))
+            }
+            try transport.receive(next, into: buffer)
+        }, receiveWhole: {
+            try transport.receiveArray(UInt8.self, from: info.source, tag: info.tag).0
+        })
+        defer { try? reader.drain() }
+        do {
+            return try bytes.withUnsafeBytes { try BinaryDecoder().decode(type, from: $0, attachments: reader) }
+        } catch let error as CommunicatorError {
+            throw error
+        } catch {
+            throw failed(describeDecodingError(error))
+        }
     }
 }
 
@@ -173,11 +218,14 @@ extension Communicator {
         func failed(_ reason: String) -> CommunicatorError {
             .decodingFailed(type: typeName, source: info.source, tag: info.tag, byteCount: info.byteCount, reason: reason, rank: rank)
         }
-        let encoded = values.withUnsafeBytes { raw -> String? in
+        let encoded = values.withUnsafeBytes { raw -> (String, Int)? in
             let received = UnsafeRawBufferPointer(rebasing: raw[..<min(info.byteCount, raw.count)])
-            return WireHeader.isPresent(in: received) ? describeEncoded(received) : nil
+            return WireHeader.isPresent(in: received) ? (describeEncoded(received), WireHeader.attachmentCount(in: received)) : nil
         }
-        if let encoded { throw failed("the message holds \(encoded), not plain numbers") }
+        if let encoded {
+            try drainAttachments(encoded.1, source: info.source, tag: info.tag)
+            throw failed("the message holds \(encoded.0), not plain numbers")
+        }
         guard info.byteCount % stride == 0 else {
             throw failed("\(info.byteCount) bytes is not a whole number of \(stride)-byte elements")
         }

@@ -13,6 +13,14 @@ public func waitAll(_ requests: [any Request]) throws {
     for request in requests { try request.wait() }
 }
 
+/// Several requests that complete together: a value and the arrays sent apart after it.
+final class CompositeRequest: TransportRequest {
+    let parts: [any TransportRequest]
+    init(_ parts: [any TransportRequest]) { self.parts = parts }
+    func wait() throws { for part in parts { try part.wait() } }
+    func test() throws -> Bool { try parts.allSatisfy { try $0.test() } }
+}
+
 /// A nonblocking send in flight (`MPI_Isend`). It owns the value's bytes until it completes.
 public final class SendRequest: Request {
     let inner: any TransportRequest
@@ -83,7 +91,8 @@ extension Communicator {
     public func startSend<T: Encodable>(_ value: T, to destination: Int, tag: Int = 0) throws -> SendRequest {
         try validate(destination: destination, "startSend")
         try validate(tag: tag, "startSend")
-        return SendRequest(try transport.startSend(try outgoingBytes(value), to: destination, tag: tag))
+        let requests = try outgoingMessages(value).map { try transport.startSend($0, to: destination, tag: tag) }
+        return SendRequest(requests.count == 1 ? requests[0] : CompositeRequest(requests))
     }
 
     /// Starts a receive of a value of `type` and returns at once (`MPI_Irecv`).

@@ -36,7 +36,7 @@ public final class Pool {
         _ items: S, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R
     ) throws -> [R]? where S.Element: Codable {
         var results = OrderedResults<R>()
-        let _: [UInt8]? = try execute(items, name: "Pool.map", options: options, transform: transform, combine: nil, keepGoing: false) { outcome in
+        let _: [UInt8]? = try execute(items, name: "Pool.map", options: options, transform: transform, keepGoing: false) { outcome in
             results.insert(outcome.results, at: outcome.start)
         }
         guard communicator.rank == 0 else { return nil }
@@ -50,7 +50,7 @@ public final class Pool {
         _ items: S, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R
     ) throws -> [R] where S.Element: Codable {
         var results = OrderedResults<R>()
-        let payload = try execute(items, name: "Pool.mapToAll", options: options, transform: transform, combine: nil, keepGoing: false) { outcome in
+        let payload = try execute(items, name: "Pool.mapToAll", options: options, transform: transform, keepGoing: false) { outcome in
             results.insert(outcome.results, at: outcome.start)
         }
         if communicator.rank == 0 {
@@ -61,25 +61,65 @@ public final class Pool {
         return try communicator.decode([R].self, from: payload ?? [], source: 0, tag: PoolTag.stop.rawValue)
     }
 
-    /// Applies `transform` to every item and combines the results with `combine` (which must
-    /// be associative and commutative: results are combined in the order they finish, first
-    /// within each chunk on the rank that ran it). Every rank gets the combined value; nil when
-    /// there were no items.
+    /// Applies `transform` to every item and folds each result into a running total with
+    /// `combine`, in place, as the standard library's `reduce(into:_:)` does:
+    ///
+    /// ```swift
+    /// let counts = try pool.mapReduce(paths, into: [String: Int](), { countWords(in: $0) }) { total, part in
+    ///     total.merge(part, uniquingKeysWith: +)
+    /// }
+    /// ```
+    ///
+    /// Each rank folds the results of the items it ran into a partial total of its own; at the
+    /// end one partial per rank travels to rank 0, which folds them into `initial` there. So
+    /// `combine` must be associative and commutative (the order items finish in varies), and
+    /// `initial` is used once. With `retryLostItems`, partials travel per chunk instead, so a
+    /// worker that dies loses nothing already finished.
+    ///
+    /// - Returns: the total on rank 0 (`initial` when there were no items), nil on the other
+    ///   ranks; on every rank when `everyRank` is set.
     @inlinable
     public func mapReduce<S: Sequence, R: Codable>(
-        _ items: S, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R, combine: @escaping (R, R) throws -> R
+        _ items: S, into initial: R, everyRank: Bool = false, options: MapOptions = MapOptions(),
+        _ transform: (S.Element) throws -> R, combine: (inout R, R) throws -> Void
     ) throws -> R? where S.Element: Codable {
-        var total: R?
-        let payload = try execute(items, name: "Pool.mapReduce", options: options, transform: transform, combine: combine, keepGoing: false) { outcome in
-            for value in outcome.results {
-                total = try total.map { try combine($0, value) } ?? value
+        try withoutActuallyEscaping(combine) { combine in
+            var total = initial
+            let perRank = !options.retryLostItems
+            let accumulator = PartialTotal<R>(combine: combine)
+            if communicator.rank == 0 { accumulator.value = initial }
+            let payload = try execute(items, name: "Pool.mapReduce", options: options, transform: transform,
+                                      accumulator: accumulator, perRank: perRank, keepGoing: false) { outcome in
+                for value in outcome.results { try combine(&accumulator.value!, value) }
             }
-        }
-        if communicator.rank == 0 {
-            try stopWorkers(payload: try communicator.encode(total))
+            guard communicator.rank == 0 else {
+                guard everyRank else { return nil }
+                return try communicator.decode(R.self, from: payload ?? [], source: 0, tag: PoolTag.stop.rawValue)
+            }
+            if perRank {
+                // One partial from every worker, folded in rank order.
+                for partial in try collectPartials(R.self) { try combine(&accumulator.value!, partial) }
+            }
+            total = accumulator.value!
+            try stopWorkers(payload: everyRank ? try communicator.encode(total) : nil)
             return total
         }
-        return try communicator.decode(R?.self, from: payload ?? [], source: 0, tag: PoolTag.stop.rawValue)
+    }
+
+    /// Applies `transform` to every item and combines the results with `combine` (which must
+    /// be associative and commutative: results are combined in the order they finish, first on
+    /// the rank that ran them). Every rank gets the combined value; nil when there were no items.
+    @inlinable
+    public func mapReduce<S: Sequence, R: Codable>(
+        _ items: S, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R, combine: (R, R) throws -> R
+    ) throws -> R? where S.Element: Codable {
+        try withoutActuallyEscaping(combine) { combine in
+            let total = try mapReduce(items, into: nil as R?, everyRank: true, options: options, { Optional(try transform($0)) }) { total, part in
+                guard let part else { return }
+                total = try total.map { try combine($0, part) } ?? part
+            }
+            return total ?? nil
+        }
     }
 
     /// Streams results to `body` on rank 0 as they finish: in input order when `ordered` is set
@@ -92,7 +132,7 @@ public final class Pool {
     ) throws where S.Element: Codable {
         var waiting: [Int: R] = [:]
         var next = 0
-        let _: [UInt8]? = try execute(items, name: "Pool.forEachResult", options: options, transform: transform, combine: nil, keepGoing: false) { outcome in
+        let _: [UInt8]? = try execute(items, name: "Pool.forEachResult", options: options, transform: transform, keepGoing: false) { outcome in
             guard ordered else {
                 for (offset, value) in outcome.results.enumerated() { try body(outcome.start + offset, value) }
                 return
@@ -114,7 +154,7 @@ public final class Pool {
         _ items: S, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R
     ) throws -> [Result<R, PoolItemError>]? where S.Element: Codable {
         var results = OrderedResults<Result<R, PoolItemError>>()
-        let _: [UInt8]? = try execute(items, name: "Pool.mapResults", options: options, transform: transform, combine: nil, keepGoing: true) { outcome in
+        let _: [UInt8]? = try execute(items, name: "Pool.mapResults", options: options, transform: transform, keepGoing: true) { outcome in
             var merged: [Result<R, PoolItemError>] = []
             merged.reserveCapacity(outcome.count)
             var values = outcome.results.makeIterator()
@@ -167,7 +207,8 @@ public final class Pool {
     /// unspecialised, every item costs several type-metadata lookups.
     @inlinable
     func execute<S: Sequence, R: Codable>(
-        _ items: S, name: String, options: MapOptions, transform: (S.Element) throws -> R, combine: ((R, R) throws -> R)?,
+        _ items: S, name: String, options: MapOptions, transform: (S.Element) throws -> R,
+        accumulator: PartialTotal<R>? = nil, perRank: Bool = false,
         keepGoing: Bool, deliver: (Outcome<R>) throws -> Void
     ) throws -> [UInt8]? where S.Element: Codable {
         if case .fixed(let n) = options.chunkSize, n < 1 {
@@ -181,7 +222,8 @@ public final class Pool {
         // The closures live only for this call: the worker and master structs never outlive it.
         return try withoutActuallyEscaping(transform) { transform in
             try withoutActuallyEscaping(deliver) { deliver in
-                let worker = ChunkWorker<S.Element, R>(rank: communicator.rank, transform: transform, combine: combine, keepGoing: keepGoing)
+                let worker = ChunkWorker<S.Element, R>(rank: communicator.rank, transform: transform, accumulator: accumulator,
+                                                       perRank: perRank, keepGoing: keepGoing)
                 guard communicator.rank == 0 else {
                     return try work(worker)
                 }
@@ -208,6 +250,12 @@ public final class Pool {
             case .stop?:
                 let stop = try communicator.decode(PoolStop.self, from: bytes, source: 0, tag: info.tag)
                 if let failure = stop.failure { throw failure.error }
+                if stop.collect {
+                    // Rank 0 asks for this rank's partial total; the result (if any) follows.
+                    let partial = try communicator.encode(worker.accumulator?.value)
+                    try channel.sendArray(partial, to: 0, tag: PoolTag.partial.rawValue)
+                    continue
+                }
                 return stop.payload
             default:
                 throw CommunicatorError.invalidArgument(
@@ -227,10 +275,27 @@ public final class Pool {
         }
     }
 
+    /// Asks every live worker for its partial total and returns them in rank order (workers
+    /// that ran nothing have none).
+    @usableFromInline
+    func collectPartials<R: Codable>(_ type: R.Type) throws -> [R] {
+        let ask = try communicator.encode(PoolStop(failure: nil, payload: nil, collect: true))
+        let workers = (1..<max(communicator.size, 1)).filter { !deadWorkers.contains($0) }
+        for rank in workers { try channel.sendArray(ask, to: rank, tag: PoolTag.stop.rawValue) }
+        var partials: [Int: R] = [:]
+        for rank in workers {
+            let (bytes, _) = try channel.receiveArray(UInt8.self, from: rank, tag: PoolTag.partial.rawValue)
+            if let partial = try communicator.decode(R?.self, from: bytes, source: rank, tag: PoolTag.partial.rawValue) {
+                partials[rank] = partial
+            }
+        }
+        return workers.compactMap { partials[$0] }
+    }
+
     /// Tells every live worker the map is over, with the payload for the all-ranks forms.
     @usableFromInline
     func stopWorkers(payload: [UInt8]?, failure: PoolError? = nil) throws {
-        let bytes = try communicator.encode(PoolStop(failure: failure.map(PoolFailureRecord.init), payload: payload))
+        let bytes = try communicator.encode(PoolStop(failure: failure.map(PoolFailureRecord.init), payload: payload, collect: false))
         for rank in 1..<max(communicator.size, 1) where !deadWorkers.contains(rank) {
             try channel.sendArray(bytes, to: rank, tag: PoolTag.stop.rawValue)
         }
@@ -249,43 +314,69 @@ public final class Pool {
     }
 }
 
+/// A running total that a rank folds results into, in place.
+@usableFromInline
+final class PartialTotal<R> {
+    @usableFromInline var value: R?
+    @usableFromInline let combine: (inout R, R) throws -> Void
+
+    @inlinable
+    init(combine: @escaping (inout R, R) throws -> Void) {
+        self.combine = combine
+    }
+
+    /// Folds `result` in; the first result of a rank starts its total.
+    @inlinable
+    func fold(_ result: R) throws {
+        if value == nil {
+            value = result
+        } else {
+            try combine(&value!, result)
+        }
+    }
+}
+
 /// Runs chunks of items through the user's closure and times them.
 @usableFromInline
 struct ChunkWorker<Item: Codable, R: Codable> {
     @usableFromInline let rank: Int
     @usableFromInline let transform: (Item) throws -> R
-    @usableFromInline let combine: ((R, R) throws -> R)?
+    /// For reductions: where this rank's results go.
+    @usableFromInline let accumulator: PartialTotal<R>?
+    /// Whether a reduction keeps one total per rank (sent at the end) rather than per chunk.
+    @usableFromInline let perRank: Bool
     @usableFromInline let keepGoing: Bool
 
     @inlinable
-    init(rank: Int, transform: @escaping (Item) throws -> R, combine: ((R, R) throws -> R)?, keepGoing: Bool) {
+    init(rank: Int, transform: @escaping (Item) throws -> R, accumulator: PartialTotal<R>?, perRank: Bool, keepGoing: Bool) {
         self.rank = rank
         self.transform = transform
-        self.combine = combine
+        self.accumulator = accumulator
+        self.perRank = perRank
         self.keepGoing = keepGoing
     }
 
     @inlinable
     func run(_ chunk: PoolChunk<Item>) -> PoolChunkResult<R> {
         let start = monotonicNow()
-        var combined: R?
         var failures: [PoolItemFailure] = []
         let items = chunk.items
         let count = items.count
         // Written into preallocated storage with index loops: in this unspecialised generic code
         // every append or tuple-producing iterator costs a metadata lookup per item.
         var results = [R]()
-        if let combine {
+        if let accumulator {
+            // A total per rank: fold into it. A total per chunk: fold into a fresh one.
+            let target = perRank ? accumulator : PartialTotal<R>(combine: accumulator.combine)
             for offset in 0..<count {
                 do {
-                    let value = try transform(items[offset])
-                    combined = try combined.map { try combine($0, value) } ?? value
+                    try target.fold(try transform(items[offset]))
                 } catch {
                     failures.append(PoolItemFailure(offset: offset, message: "\(error)"))
                     if !keepGoing { break }
                 }
             }
-            if let combined { results = [combined] }
+            if !perRank, let value = target.value { results = [value] }
         } else {
             var made = 0
             results = [R](unsafeUninitializedCapacity: count) { buffer, initialized in

@@ -153,7 +153,10 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
     @inlinable
     mutating func serveResults(wait: Bool) throws {
         var shouldWait = wait
-        while true {
+        // At most one round of results per call, so rank 0 gets to its own chunks between rounds
+        // even when the workers answer as fast as it serves them.
+        var handled = 0
+        while handled <= live.count {
             let info: MessageInfo?
             do {
                 info = try probeWorkers(wait: shouldWait)
@@ -168,6 +171,7 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
             let result = try pool.poolMessage(from: info.source, tag: info.tag) { try PoolChunkResult<R>.unframed(bytes) }
             try handle(result, from: info.source)
             if failure == nil, let chunk = nextChunk() { try send(chunk, to: info.source) }
+            handled += 1
         }
     }
 

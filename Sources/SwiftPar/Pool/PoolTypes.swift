@@ -89,7 +89,7 @@ public struct PoolItemError: Error, CustomStringConvertible, Sendable, Codable, 
 
 @usableFromInline
 enum PoolTag: Int {
-    case chunk = 100, result, stop
+    case chunk = 100, result, stop, partial
 }
 
 @usableFromInline
@@ -216,6 +216,15 @@ struct PoolChunkResult<R: Codable>: Codable {
 struct PoolStop: Codable {
     @usableFromInline var failure: PoolFailureRecord?
     @usableFromInline var payload: [UInt8]?
+    /// Rank 0 asks for the worker's partial total; another stop follows.
+    @usableFromInline var collect: Bool
+
+    @usableFromInline
+    init(failure: PoolFailureRecord?, payload: [UInt8]?, collect: Bool) {
+        self.failure = failure
+        self.payload = payload
+        self.collect = collect
+    }
 }
 
 /// A `PoolError` as it travels to the workers.
