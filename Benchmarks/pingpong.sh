@@ -28,12 +28,10 @@ for r in range(1, rounds + 1):
         if line.strip():
             label, _, us, _ = line.split()
             c.setdefault(label, []).append(float(us))
-    text = open(f"{folder}/swift.{r}").read()
-    for key, value in json.loads(text[text.index('{\n  "codable_4MiB"'):]).items():
-        ours.setdefault(key, []).append(value["oneWayMicroseconds"])
-    text = open(f"{folder}/local.{r}").read()
-    for key, value in json.loads(text[text.index('{\n  "codable_4MiB"'):]).items():
-        local.setdefault(key, []).append(value["oneWayMicroseconds"])
+    for name, target in (("swift", ours), ("local", local)):
+        text = open(f"{folder}/{name}.{r}").read()
+        for key, value in json.loads(text[text.index('{\n'):])["results"].items():
+            target.setdefault(key, []).append(value["oneWayMicroseconds"])
 size = {"8B": 8, "64KiB": 65536, "4MiB": 4194304}
 med = statistics.median
 def spread(xs): return 100 * (max(xs) - min(xs)) / med(xs)

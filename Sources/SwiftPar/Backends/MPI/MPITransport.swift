@@ -156,7 +156,10 @@ final class MPITransport: Transport {
         }
         if wait {
             try job.wait(context("receive", source.map { .sender(members[$0]) } ?? .anySender), arrived)
-        } else if try !arrived() {
+        } else if try !arrived(), try !arrived() {
+            // Open MPI's MPI_Iprobe looks for a match before it progresses the transports, so a
+            // message that has arrived in shared memory is only seen by the next call. Without
+            // the second look, a pool's rank 0 would miss results until after its own next chunk.
             return nil
         }
         return MessageInfo(source: Int(status.MPI_SOURCE), tag: Int(status.MPI_TAG), byteCount: try byteCount(of: &status))
