@@ -46,9 +46,15 @@ let package = Package(
             dependencies: ["SwiftPar"],
             path: "Tests/SwiftParChecks"
         ),
+        // An async program, as users write one, run by the tests under every backend.
+        .executableTarget(
+            name: "swiftpar-async-checks",
+            dependencies: ["SwiftPar"],
+            path: "Tests/SwiftParAsyncChecks"
+        ),
         .testTarget(
             name: "SwiftParTests",
-            dependencies: ["SwiftPar", "SwiftParWorkloads", "swiftpar-checks", "swiftpar"]
+            dependencies: ["SwiftPar", "SwiftParWorkloads", "swiftpar-checks", "swiftpar-async-checks", "swiftpar"]
         ),
     ],
     swiftLanguageModes: [.v6]

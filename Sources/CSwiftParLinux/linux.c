@@ -2,6 +2,9 @@
 #include "swiftpar_linux.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <string.h>
 #include <linux/futex.h>
 #include <stdio.h>
 #include <malloc.h>
@@ -42,6 +45,56 @@ int swiftpar_futex_wake(uint32_t *address) {
 }
 
 int swiftpar_memfd_create(const char *label) { return memfd_create(label, MFD_CLOEXEC); }
+
+pid_t swiftpar_spawn(const char *path, char *const argv[], char *const envp[], int keep_descriptor) {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attributes;
+    sigset_t none, defaults;
+    pid_t pid = -1;
+    int code = posix_spawn_file_actions_init(&actions);
+    if (code != 0) { errno = code; return -1; }
+    code = posix_spawnattr_init(&attributes);
+    if (code != 0) { posix_spawn_file_actions_destroy(&actions); errno = code; return -1; }
+    // dup2 onto itself clears close-on-exec for this descriptor in the child only (glibc 2.29+).
+    code = posix_spawn_file_actions_adddup2(&actions, keep_descriptor, keep_descriptor);
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    int reset[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD};
+    for (unsigned i = 0; i < sizeof reset / sizeof reset[0]; i++) sigaddset(&defaults, reset[i]);
+    if (code == 0) code = posix_spawnattr_setsigmask(&attributes, &none);
+    if (code == 0) code = posix_spawnattr_setsigdefault(&attributes, &defaults);
+    if (code == 0) code = posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    if (code == 0) code = posix_spawn(&pid, path, &actions, &attributes, argv, envp);
+    posix_spawnattr_destroy(&attributes);
+    posix_spawn_file_actions_destroy(&actions);
+    if (code != 0) { errno = code; return -1; }
+    return pid;
+}
+
+static int forwarded_signals_pipe = -1;
+
+static void forward_signal(int signal_number) {
+    int saved = errno;
+    unsigned char byte = (unsigned char)signal_number;
+    ssize_t written = write(forwarded_signals_pipe, &byte, 1);
+    (void)written;
+    errno = saved;
+}
+
+int swiftpar_forward_signals_to_pipe(const int *signals, int count) {
+    int ends[2];
+    if (pipe2(ends, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
+    forwarded_signals_pipe = ends[1];
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = forward_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    for (int i = 0; i < count; i++) {
+        if (sigaction(signals[i], &action, NULL) != 0) return -1;
+    }
+    return ends[0];
+}
 
 int swiftpar_flush_standard_output(void) { return fflush(stdout) == 0 ? 0 : (errno != 0 ? errno : EIO); }
 

@@ -1,3 +1,4 @@
+import Atomics
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,8 +8,12 @@ import Glibc
 ///
 /// Every process of a job runs the same program and gets a communicator from `SwiftPar.run`.
 /// Values of any `Codable` type can be sent and received; arrays of plain numbers (`[Double]`,
-/// `[Int]`, ...) travel as raw memory with no extra copy. A communicator is used by one thread
-/// at a time: the rank's own (see `SwiftPar.run`).
+/// `[Int]`, ...) travel as raw memory with no extra copy.
+///
+/// A communicator is `Sendable`: any task or thread of the rank may use it, one operation at a
+/// time. An operation started while another one of the same process is still running on another
+/// thread throws ``CommunicatorError/concurrentUse(operation:rank:)`` rather than racing; in
+/// `async` code, `await` one operation before starting the next, as sequential code does.
 ///
 /// ```swift
 /// SwiftPar.run { world in
@@ -16,13 +21,22 @@ import Glibc
 ///     if world.rank == 1 { print(try world.receive(String.self, from: 0)) }
 /// }
 /// ```
-public final class Communicator {
+///
+/// `@unchecked Sendable`: `transport` and the other stored properties are touched only inside
+/// operations, which `OneOperationAtATime` runs one at a time with acquire/release ordering;
+/// `exitStatus` is an atomic.
+public final class Communicator: @unchecked Sendable {
     @usableFromInline let transport: any Transport
+
+    private let status = ManagedAtomic<Int32>(0)
 
     /// The status this process exits with when the closure given to `SwiftPar.run` returns
     /// normally (0 by default): a way to fail without an error message, as a command that has
     /// already reported its problems does. On the local backend rank 0's status is the job's.
-    public var exitStatus: Int32 = 0
+    public var exitStatus: Int32 {
+        get { status.load(ordering: .acquiring) }
+        set { status.store(newValue, ordering: .releasing) }
+    }
 
     /// The backend that carries this communicator's messages.
     public let backend: Backend
@@ -68,6 +82,13 @@ public final class Communicator {
         }
         guard let part else { return nil }
         return Communicator(transport: part, backend: backend, hostName: hostName)
+    }
+
+    /// Runs `body` as `operation`, one swiftpar operation at a time in this process
+    /// (see `OneOperationAtATime`).
+    @inlinable @inline(__always)
+    func exclusive<R>(_ operation: @autoclosure () -> String, _ body: () throws -> R) throws -> R {
+        try OneOperationAtATime.run(operation(), rank: rank, body)
     }
 
     // MARK: Argument checks shared by every operation

@@ -148,7 +148,7 @@ public enum FileHashing {
 
     /// Hashes `files` on every rank of `pool`; on rank 0 returns one outcome per file, in the
     /// order given, nil elsewhere.
-    public static func hash(_ files: [File], pool: Pool, progress: ((Int, Int?) -> Void)? = nil) throws -> [Outcome]? {
+    public static func hash(_ files: [File], pool: Pool, progress: (@Sendable (Int, Int?) -> Void)? = nil) throws -> [Outcome]? {
         // Largest first: the big files start early and the small ones fill the gaps at the end.
         let order = files.indices.sorted { files[$0].size > files[$1].size }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)

@@ -51,7 +51,7 @@ public enum PrimeCounting {
 
     /// The number of primes in `range`, counted by all ranks of `pool`; every rank gets it.
     public static func count(in range: ClosedRange<UInt64>, method: Method, pool: Pool,
-                             progress: ((Int, Int?) -> Void)? = nil) throws -> Int {
+                             progress: (@Sendable (Int, Int?) -> Void)? = nil) throws -> Int {
         let root = PrimeSieve.integerSquareRoot(range.upperBound)
         var sievingPrimes: SievingPrimes?
         let span = method == .sieve ? countingSpan(for: range, ranks: pool.communicator.size) : 1 << 16

@@ -35,7 +35,7 @@ struct Info: ParsableCommand {
             let mine = RankInfo(rank: world.rank, host: world.hostName, pid: getpid())
             guard let all = try world.gather(mine, root: 0) else { return }
             let report = Report(backend: world.backend.rawValue, size: world.size,
-                                mpiLibrary: SwiftPar.mpiLibraryVersion ?? "not installed", ranks: all)
+                                mpiLibrary: SwiftPar.mpiLibraryVersion ?? "Open MPI not found", ranks: all)
             if json {
                 try printChecked(try jsonText(report))
             } else {

@@ -1,14 +1,16 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// A one-line progress bar on standard error, drawn only when standard error is a terminal
-/// and at most ten times a second; nothing at all when it is piped or redirected.
-final class ProgressBar {
+/// and at most ten times a second; nothing at all when it is piped or redirected. `Sendable`:
+/// a pool's progress reports may come from any thread.
+final class ProgressBar: Sendable {
     let label: String
     let enabled: Bool
-    private var lastDraw = 0.0
-    private var drawn = false
+    /// When the bar was last drawn, and whether it ever was.
+    private let drawing = Mutex((last: 0.0, drawn: false))
 
     init(_ label: String, enabled: Bool = isatty(2) != 0) {
         self.label = label
@@ -19,9 +21,12 @@ final class ProgressBar {
     func update(done: Int, total: Int?) {
         guard enabled else { return }
         let now = monotonicSeconds()
-        guard now - lastDraw >= 0.1 || done == total else { return }
-        lastDraw = now
-        drawn = true
+        let due = drawing.withLock { state in
+            guard now - state.last >= 0.1 || done == total else { return false }
+            state = (now, true)
+            return true
+        }
+        guard due else { return }
         var line = "\r\(label) "
         if let total, total > 0 {
             let fraction = min(Double(done) / Double(total), 1)
@@ -37,7 +42,7 @@ final class ProgressBar {
 
     /// Removes the bar, leaving the line clean for what follows.
     func finish() {
-        guard enabled, drawn else { return }
+        guard enabled, drawing.withLock({ $0.drawn }) else { return }
         writeStandardError("\r\u{1B}[K")
     }
 }

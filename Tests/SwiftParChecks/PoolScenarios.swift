@@ -115,11 +115,12 @@ func poolStream(_ world: Communicator) throws -> String {
     var seen = [Bool](repeating: false, count: world.rank == 0 ? total : 0)
     var delivered = 0
     var widestGap = 0
-    var progressCalls = 0
-    var lastDone = 0
+    // The progress closure runs on rank 0's own thread, during the map; a lock-free box is enough.
+    final class Calls: @unchecked Sendable { var count = 0, lastDone = 0 }
+    let calls = Calls()
     let options = MapOptions(progress: { done, _ in
-        progressCalls += 1
-        lastDone = done
+        calls.count += 1
+        calls.lastDone = done
     })
     try pool.forEachResult(input, ordered: false, options: options, { $0 &* 3 }) { index, value in
         guard value == index &* 3, !seen[index] else {
@@ -133,8 +134,8 @@ func poolStream(_ world: Communicator) throws -> String {
         try expectEqual(delivered, total, world, "results delivered")
         // Two chunks in flight per worker plus rank 0's own, each at most 65536 items.
         try expect(widestGap <= (2 * world.size + 1) * 65_536, world, "read \(widestGap) items ahead of the results")
-        try expectEqual(lastDone, total, world, "last progress report")
-        try expect(progressCalls > 1, world, "progress called \(progressCalls) times")
+        try expectEqual(calls.lastDone, total, world, "last progress report")
+        try expect(calls.count > 1, world, "progress called \(calls.count) times")
     }
     // Ordered streaming: indices arrive 0, 1, 2, ...
     var next = 0

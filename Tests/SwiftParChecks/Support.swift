@@ -58,3 +58,11 @@ struct Record: Codable, Equatable {
                samples: (0..<size * 10).map { Double($0) + Double(rank) / 8 })
     }
 }
+
+/// Starts a thread that sleeps for as long as the process runs.
+func startIdleThread() {
+    var thread = pthread_t()
+    pthread_create(&thread, nil, { _ in
+        while true { sleep(60) }
+    }, nil)
+}

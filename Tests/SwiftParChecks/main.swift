@@ -8,12 +8,29 @@ import Glibc
 import SwiftPar
 
 let arguments = Array(CommandLine.arguments.dropFirst())
+/// The process that ran main up to SwiftPar.run: a forked rank inherits rank 0's value, a
+/// spawned rank runs main itself.
+let pidBeforeRun = getpid()
+/// Scenarios about how the ranks were started.
+let startScenarios: [String: @Sendable (Communicator) throws -> String] = [
+    // Reports whether this rank's process ran main itself.
+    "start-method": { _ in "ran-main-itself=\(pidBeforeRun == getpid())" },
+    // The same, in a program that runs a second thread when it calls SwiftPar.run.
+    "threads-before-run": { _ in "ran-main-itself=\(pidBeforeRun == getpid())" },
+    // Spawned ranks exit before they reach SwiftPar.run; rank 0 must say so.
+    "exit-before-run": { _ in "unreachable" },
+]
 let everyScenario = scenarios.merging(poolScenarios) { first, _ in first }.merging(multiprocessingScenarios) { first, _ in first }
-    .merging(faultScenarios) { first, _ in first }
+    .merging(faultScenarios) { first, _ in first }.merging(startScenarios) { first, _ in first }
 guard let name = arguments.first, let scenario = everyScenario[name] else {
     let known = everyScenario.keys.sorted().joined(separator: ", ")
     writeError("usage: swiftpar-checks SCENARIO\nscenarios: \(known)\n")
     exit(2)
+}
+
+if name == "threads-before-run" { startIdleThread() }
+if name == "exit-before-run", getenv("SWIFTPAR_LOCAL_JOB") != nil {
+    exit(3)
 }
 
 SwiftPar.run { world in

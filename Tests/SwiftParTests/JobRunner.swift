@@ -9,25 +9,30 @@ enum Launch: CustomStringConvertible, Sendable {
     case mpirun(Int)
     /// The local backend forking this many ranks (`SWIFTPAR_WORKERS=n`).
     case local(Int)
+    /// The local backend starting this many ranks as new processes of the program
+    /// (`SWIFTPAR_WORKERS=n SWIFTPAR_START=spawn`).
+    case spawned(Int)
 
     var description: String {
         switch self {
         case .serial: return "serial"
         case .mpirun(let n): return "mpirun -n \(n)"
         case .local(let n): return "local -n \(n)"
+        case .spawned(let n): return "local -n \(n), spawned"
         }
     }
 
     var ranks: Int {
         switch self {
         case .serial: return 1
-        case .mpirun(let n), .local(let n): return n
+        case .mpirun(let n), .local(let n), .spawned(let n): return n
         }
     }
 
     /// The launches every API scenario runs under: both backends at 1, 2, 4 and 8 ranks
-    /// (4 and 8 oversubscribe a 2-core machine), and the single-rank backend.
-    static let all: [Launch] = [.serial, .mpirun(1), .mpirun(2), .mpirun(4), .mpirun(8), .local(1), .local(2), .local(4), .local(8)]
+    /// (4 and 8 oversubscribe a 2-core machine), spawned local ranks, and the single-rank backend.
+    static let all: [Launch] = [.serial, .mpirun(1), .mpirun(2), .mpirun(4), .mpirun(8), .local(1), .local(2), .local(4), .local(8),
+                                .spawned(3), .spawned(8)]
 }
 
 /// What a finished job left behind.
@@ -92,6 +97,9 @@ enum Jobs {
             command = ["mpirun", "-n", "\(n)"] + exports + command
         case .local(let n):
             environment["SWIFTPAR_WORKERS"] = "\(n)"
+        case .spawned(let n):
+            environment["SWIFTPAR_WORKERS"] = "\(n)"
+            environment["SWIFTPAR_START"] = "spawn"
         case .serial:
             environment["SWIFTPAR_BACKEND"] = "serial"
         }
@@ -118,8 +126,8 @@ enum Jobs {
         defer { try? FileManager.default.removeItem(at: folder) }
         let outURL = folder.appendingPathComponent("out")
         let errURL = folder.appendingPathComponent("err")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
         process.standardOutput = try FileHandle(forWritingTo: outURL)
         process.standardError = try FileHandle(forWritingTo: errURL)
         process.standardInput = FileHandle.nullDevice
@@ -146,6 +154,7 @@ enum Jobs {
         switch launch {
         case .serial: return "SWIFTPAR_BACKEND=serial " + quoted
         case .local(let n): return "SWIFTPAR_WORKERS=\(n) " + quoted
+        case .spawned(let n): return "SWIFTPAR_WORKERS=\(n) SWIFTPAR_START=spawn " + quoted
         case .mpirun(let n): return "mpirun -n \(n) " + quoted
         }
     }
@@ -188,8 +197,9 @@ final class BackgroundJob {
     let folder: URL
     let start = Date()
 
-    /// Starts `swiftpar-checks SCENARIO` with `ranks` local ranks, in its own process group.
-    init(scenario: String, ranks: Int) throws {
+    /// Starts `swiftpar-checks SCENARIO` with `ranks` local ranks, in its own process group,
+    /// started by `start` (fork or spawn).
+    init(scenario: String, ranks: Int, start: String = "fork") throws {
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-bg-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         errorsURL = folder.appendingPathComponent("err")
@@ -199,6 +209,7 @@ final class BackgroundJob {
         process.arguments = ["--wait", Jobs.product("swiftpar-checks"), scenario]
         var env = ProcessInfo.processInfo.environment
         env["SWIFTPAR_WORKERS"] = "\(ranks)"
+        env["SWIFTPAR_START"] = start
         env["SWIFT_BACKTRACE"] = "enable=no"
         process.environment = env
         process.standardOutput = FileHandle.nullDevice

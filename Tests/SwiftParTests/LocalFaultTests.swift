@@ -1,13 +1,17 @@
 import Foundation
 import Testing
 
+/// How the local backend starts its ranks: every fault test runs with both.
+let startMethods = ["fork", "spawn"]
+
 /// Faults on the local backend, each checked from outside: the job's exit status and message,
-/// what the surviving ranks saw, and that no process is left.
+/// what the surviving ranks saw, and that no process is left. Ranks started by fork and by
+/// spawn must behave the same.
 @Suite("Local backend faults", .serialized)
 struct LocalFaultTests {
-    @Test("A rank whose closure throws ends the job non-zero, naming the rank and the error")
-    func throwingRank() throws {
-        let result = try Jobs.run("swiftpar-checks", ["rank-one-throws"], launch: .local(4), timeout: 30)
+    @Test("A rank whose closure throws ends the job non-zero, naming the rank and the error", arguments: startMethods)
+    func throwingRank(_ start: String) throws {
+        let result = try Jobs.run("swiftpar-checks", ["rank-one-throws"], launch: .local(4), environment: ["SWIFTPAR_START": start], timeout: 30)
         #expect(result.status == 1, "\(result.report)")
         let line = "swiftpar: rank 1: the checks asked rank 1 to fail (rank 1 of 4 failed; ending the job)"
         #expect(result.errors.components(separatedBy: "the checks asked rank 1 to fail").count == 2 && result.errors.contains(line),
@@ -17,9 +21,9 @@ struct LocalFaultTests {
     }
 
     @Test("A rank that calls fatalError: the others get an error within 1 s, the launcher names the rank and signal",
-          arguments: ["rank-one-crashes", "rank-one-segfaults"])
-    func crashingRank(_ scenario: String) throws {
-        let result = try Jobs.run("swiftpar-checks", [scenario], launch: .local(4), timeout: 30)
+          arguments: ["rank-one-crashes", "rank-one-segfaults"], startMethods)
+    func crashingRank(_ scenario: String, _ start: String) throws {
+        let result = try Jobs.run("swiftpar-checks", [scenario], launch: .local(4), environment: ["SWIFTPAR_START": start], timeout: 30)
         let signal = scenario == "rank-one-crashes" ? "SIGILL" : "SIGSEGV"
         #expect(result.status == 1, "\(result.report)")
         #expect(result.errors.contains("swiftpar: rank 1 was killed by signal"), "\(result.report)")
@@ -36,9 +40,9 @@ struct LocalFaultTests {
         #expect(Jobs.waitForNoSurvivors(named: "swiftpar-checks \(scenario)").isEmpty)
     }
 
-    @Test("kill -9 of a rank from outside ends the job within 2 s, naming the rank and SIGKILL")
-    func killedRank() throws {
-        guard let (job, pids) = try startWaitingJob(ranks: 4) else { return }
+    @Test("kill -9 of a rank from outside ends the job within 2 s, naming the rank and SIGKILL", arguments: startMethods)
+    func killedRank(_ start: String) throws {
+        guard let (job, pids) = try startWaitingJob(ranks: 4, start: start) else { return }
         defer { job.cleanUp(pids) }
         kill(pids[2], SIGKILL)
         let status = job.waitForExit(seconds: 2)
@@ -49,21 +53,22 @@ struct LocalFaultTests {
     }
 
     @Test("Ctrl-C (SIGINT to the process group) and SIGTERM to the launcher stop every rank within 1 s",
-          arguments: [(SIGINT, true), (SIGTERM, false)])
-    func interrupted(_ signal: Int32, _ wholeGroup: Bool) throws {
-        guard let (job, pids) = try startWaitingJob(ranks: 4) else { return }
+          arguments: [(SIGINT, true, "fork"), (SIGTERM, false, "fork"), (SIGINT, true, "spawn"), (SIGTERM, false, "spawn")])
+    func interrupted(_ signal: Int32, _ wholeGroup: Bool, _ start: String) throws {
+        guard let (job, pids) = try startWaitingJob(ranks: 4, start: start) else { return }
         defer { job.cleanUp(pids) }
         if wholeGroup { kill(-pids[0], signal) } else { kill(pids[0], signal) }
         let deadline = Date().addingTimeInterval(1)
         while !pids.allSatisfy(isGone) && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
         #expect(pids.allSatisfy(isGone), "left after 1 s: \(pids.filter { !isGone($0) }):\n\(job.errors)")
         let status = job.waitForExit(seconds: 2)
-        #expect(status != nil && status != 0, "launcher status \(String(describing: status)):\n\(job.errors)")
+        #expect(status == 128 + signal, "launcher status \(String(describing: status)):\n\(job.errors)")
+        #expect(job.errors.contains("swiftpar: interrupted by \(signal == SIGINT ? "SIGINT" : "SIGTERM"); stopped all 4 ranks"), "\(job.errors)")
     }
 
-    @Test("The launcher killed with SIGKILL: its children notice and exit")
-    func launcherKilled() throws {
-        guard let (job, pids) = try startWaitingJob(ranks: 4) else { return }
+    @Test("The launcher killed with SIGKILL: its children notice and exit", arguments: startMethods)
+    func launcherKilled(_ start: String) throws {
+        guard let (job, pids) = try startWaitingJob(ranks: 4, start: start) else { return }
         defer { job.cleanUp(pids) }
         kill(pids[0], SIGKILL)
         let deadline = Date().addingTimeInterval(2)
@@ -71,9 +76,9 @@ struct LocalFaultTests {
         #expect(pids.allSatisfy(isGone), "orphans: \(pids.filter { !isGone($0) })")
     }
 
-    @Test("A receive from a rank that has finished throws instead of waiting forever")
-    func finishedPeer() throws {
-        let result = try Jobs.run("swiftpar-checks", ["receive-from-finished"], launch: .local(3), timeout: 30)
+    @Test("A receive from a rank that has finished throws instead of waiting forever", arguments: startMethods)
+    func finishedPeer(_ start: String) throws {
+        let result = try Jobs.run("swiftpar-checks", ["receive-from-finished"], launch: .local(3), environment: ["SWIFTPAR_START": start], timeout: 30)
         expectEveryRankOK(result, scenario: "receive-from-finished", ranks: 3)
         #expect(result.output.contains("rank 0: ok receive-from-finished threw-after-ms="), "\(result.report)")
     }
@@ -82,10 +87,11 @@ struct LocalFaultTests {
 /// What a local job exposes to other users of the machine: nothing with a name.
 @Suite("Local backend privacy")
 struct LocalPrivacyTests {
-    @Test("A local job's channels are anonymous: no sockets, no files in /dev/shm or /tmp, no named shared memory")
-    func channelsHaveNoNames() throws {
+    @Test("A local job's channels are anonymous: no sockets, no files in /dev/shm or /tmp, no named shared memory",
+          arguments: startMethods)
+    func channelsHaveNoNames(_ start: String) throws {
         let shmBefore = Set((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? [])
-        guard let (job, pids) = try startWaitingJob(ranks: 3) else { return }
+        guard let (job, pids) = try startWaitingJob(ranks: 3, start: start) else { return }
         defer { job.cleanUp(pids) }
         // Descriptors the job inherited from this test process are not the job's own.
         func targets(_ pid: String) -> [String: String] {
@@ -99,8 +105,9 @@ struct LocalPrivacyTests {
         for (rank, pid) in pids.enumerated() {
             let own = targets("\(pid)").filter { inherited[$0.key] != $0.value }
             held += own.values
-            // Doorbells are futex words in the shared mapping: no descriptors at all, but rank 0's signalfd.
-            for (fd, target) in own where !(rank == 0 && target.contains("signalfd")) {
+            // Doorbells are futex words in the shared mapping: no descriptors at all, but rank 0's
+            // signalfd (forked ranks), or its signal pipe and a pidfd per rank (spawned ranks).
+            for (fd, target) in own where !(rank == 0 && (target.contains("signalfd") || target.hasPrefix("pipe:") || target.contains("pidfd"))) {
                 #expect(target.hasPrefix("anon_inode:") || target.hasPrefix("/memfd:swiftpar"), "rank \(rank) holds fd \(fd) -> \(target)")
             }
             for (fd, target) in own {
@@ -126,8 +133,8 @@ struct LocalPrivacyTests {
 
 /// Starts a local job whose ranks wait forever, and returns it with the ranks' pids (nil, with
 /// the failure recorded, if they never reported them).
-func startWaitingJob(ranks: Int) throws -> (BackgroundJob, [Int32])? {
-    let job = try BackgroundJob(scenario: "wait-forever", ranks: ranks)
+func startWaitingJob(ranks: Int, start: String = "fork") throws -> (BackgroundJob, [Int32])? {
+    let job = try BackgroundJob(scenario: "wait-forever", ranks: ranks, start: start)
     guard let pids = job.waitForPids(ranks) else {
         job.cleanUp([])
         Issue.record("the ranks never reported their pids: \(job.errors)")

@@ -4,7 +4,7 @@ import Testing
 /// Pool.map and its forms, as real jobs on both backends.
 @Suite("Pool map on real jobs", .serialized)
 struct PoolTests {
-    static let launches: [Launch] = [.serial, .mpirun(1), .mpirun(2), .mpirun(4), .local(1), .local(2), .local(4), .local(8)]
+    static let launches: [Launch] = [.serial, .mpirun(1), .mpirun(2), .mpirun(4), .local(1), .local(2), .local(4), .local(8), .spawned(4)]
 
     func check(_ scenario: String, _ launch: Launch, timeout: Double = 120) throws {
         let result = try Jobs.run("swiftpar-checks", [scenario], launch: launch, timeout: timeout)

@@ -6,8 +6,8 @@ import Testing
 /// mpirun and on the local backend.
 @Suite("Reliability: write errors, file names, mistakes that used to hang", .serialized)
 struct ReliabilityTests {
-    static let backends: [Launch] = [.serial, .local(2), .mpirun(2)]
-    static let multiRank: [Launch] = [.local(3), .mpirun(3)]
+    static let backends: [Launch] = [.serial, .local(2), .spawned(2), .mpirun(2)]
+    static let multiRank: [Launch] = [.local(3), .spawned(3), .mpirun(3)]
 
     /// A small tree to hash.
     func smallTree() throws -> URL {

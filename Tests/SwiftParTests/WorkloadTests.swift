@@ -5,12 +5,14 @@ import Testing
 /// `swiftpar primes` and `swiftpar hash` as users run them, checked against the references.
 @Suite("Workloads", .serialized)
 struct WorkloadTests {
-    static let launches: [Launch] = [.serial, .local(2), .local(4), .mpirun(2), .mpirun(4)]
+    static let launches: [Launch] = [.serial, .local(2), .local(4), .spawned(3), .mpirun(2), .mpirun(4)]
 
     func swiftpar(_ arguments: [String], _ launch: Launch, timeout: Double = 120) throws -> JobResult {
         switch launch {
         case .serial: return try Jobs.runCommand([Jobs.product("swiftpar"), "--backend", "serial"] + arguments, timeout: timeout)
         case .local(let n): return try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "\(n)"] + arguments, timeout: timeout)
+        case .spawned(let n):
+            return try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "\(n)"] + arguments, environment: ["SWIFTPAR_START": "spawn"], timeout: timeout)
         case .mpirun: return try Jobs.run("swiftpar", arguments, launch: launch, timeout: timeout)
         }
     }

@@ -31,6 +31,17 @@ int swiftpar_futex_wake(uint32_t *address);
 /// memfd_create(2) with MFD_CLOEXEC: anonymous memory with a descriptor and no name in any file system.
 int swiftpar_memfd_create(const char *label);
 
+/// Starts `path` with `argv` and `envp` as a new process (posix_spawn), keeping descriptor
+/// `keep_descriptor` open in it under the same number, with every signal unblocked and
+/// SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE and SIGCHLD at their default actions.
+/// Returns the child's pid, or -1 with errno set.
+pid_t swiftpar_spawn(const char *path, char *const argv[], char *const envp[], int keep_descriptor);
+
+/// Catches each of `signals` (from any thread) by writing its number as one byte to a pipe,
+/// and returns the pipe's reading end (non-blocking, close-on-exec), or -1 with errno set.
+/// For a process that already runs threads, where a signalfd cannot catch signals reliably.
+int swiftpar_forward_signals_to_pipe(const int *signals, int count);
+
 /// fflush(stdout): 0, or the errno of the failed write.
 int swiftpar_flush_standard_output(void);
 

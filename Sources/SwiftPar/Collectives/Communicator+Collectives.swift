@@ -7,15 +7,17 @@ extension Communicator {
     /// Runs `body` as the collective `name`: a wait inside it that can never end says that a
     /// rank "has finished without calling it".
     func collective<R>(_ name: String, _ body: () throws -> R) throws -> R {
-        let channel = transport.collectiveChannel
-        let outer = (transport.activity, channel.activity)
-        transport.activity = outer.0 ?? name
-        channel.activity = outer.1 ?? name
-        defer {
-            transport.activity = outer.0
-            channel.activity = outer.1
+        try exclusive(name) {
+            let channel = transport.collectiveChannel
+            let outer = (transport.activity, channel.activity)
+            transport.activity = outer.0 ?? name
+            channel.activity = outer.1 ?? name
+            defer {
+                transport.activity = outer.0
+                channel.activity = outer.1
+            }
+            return try body()
         }
-        return try body()
     }
 
     /// The next signature of this communicator.

@@ -29,6 +29,9 @@ public enum CommunicatorError: Error, CustomStringConvertible, Sendable {
     /// The operation waited longer than the stall timeout (`SWIFTPAR_STALL_TIMEOUT`);
     /// `silentRanks` are those that gave no sign of life in swiftpar meanwhile.
     case stalled(operation: String, seconds: Double, silentRanks: [Int], timeout: Double, rank: Int)
+    /// `operation` was called while another swiftpar operation of this process was still
+    /// running on another thread: a rank makes one operation at a time.
+    case concurrentUse(operation: String, rank: Int)
 
     /// The rank that raised the error.
     public var rank: Int {
@@ -36,7 +39,8 @@ public enum CommunicatorError: Error, CustomStringConvertible, Sendable {
         case .mpi(_, _, _, let rank), .invalidRank(_, _, _, let rank), .invalidTag(_, _, _, let rank),
              .decodingFailed(_, _, _, _, _, let rank), .collectiveDecodingFailed(_, _, _, _, _, let rank),
              .encodingFailed(_, _, let rank), .invalidArgument(_, _, let rank), .mismatch(_, _, let rank),
-             .wouldWaitForever(_, _, let rank), .peerFailed(_, _, _, let rank), .stalled(_, _, _, _, let rank):
+             .wouldWaitForever(_, _, let rank), .peerFailed(_, _, _, let rank), .stalled(_, _, _, _, let rank),
+             .concurrentUse(_, let rank):
             return rank
         }
     }
@@ -72,6 +76,8 @@ public enum CommunicatorError: Error, CustomStringConvertible, Sendable {
                 who = "\(describeRanks(silent)) made no progress in swiftpar (stopped, or busy outside swiftpar)"
             }
             return "rank \(rank): \(operation) has waited \(Int(seconds)) s, longer than the stall timeout of \(formatSeconds(timeout)) s (SWIFTPAR_STALL_TIMEOUT): \(who)"
+        case let .concurrentUse(operation, rank):
+            return "rank \(rank): \(operation) was called while another swiftpar operation of this rank is running on another thread; a rank's communicators, pools and requests take one operation at a time (await one before starting the next)"
         }
     }
 }

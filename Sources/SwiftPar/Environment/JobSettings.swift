@@ -6,11 +6,20 @@ struct JobSettings: Sendable {
     var stallTimeout: Double?
     /// `SWIFTPAR_MPI_MESSAGE_LIMIT`: bytes from which MPI messages are split (default 1 GiB).
     var mpiMessageLimit: Int
+    /// `SWIFTPAR_START`: how the local backend starts its ranks; nil (`auto`) forks when this
+    /// process runs a single thread and spawns otherwise.
+    var start: StartMethod?
 
     static let defaultMessageLimit = 1 << 30
 
     static func fromEnvironment(_ environment: [String: String] = currentEnvironment(), stallTimeout: Double? = nil) throws -> JobSettings {
-        var settings = JobSettings(stallTimeout: nil, mpiMessageLimit: defaultMessageLimit)
+        var settings = JobSettings(stallTimeout: nil, mpiMessageLimit: defaultMessageLimit, start: nil)
+        if let text = environment["SWIFTPAR_START"], !text.isEmpty, text != "auto" {
+            guard let method = StartMethod(rawValue: text) else {
+                throw SwiftParUsageError("SWIFTPAR_START=\(text) is not one of auto, fork, spawn")
+            }
+            settings.start = method
+        }
         if let text = environment["SWIFTPAR_MPI_MESSAGE_LIMIT"], !text.isEmpty {
             guard let value = Int(text), value >= 16, value <= Int(Int32.max) else {
                 throw SwiftParUsageError("SWIFTPAR_MPI_MESSAGE_LIMIT=\(text) is not a number of bytes from 16 to \(Int32.max)")
@@ -32,4 +41,14 @@ struct JobSettings: Sendable {
         guard value.isFinite, value >= 0 else { throw SwiftParUsageError("\(source) must be a number of seconds, 0 for none") }
         return value == 0 ? nil : value
     }
+}
+
+/// How the local backend starts ranks 1…N−1.
+enum StartMethod: String, Sendable {
+    /// `fork()`: the ranks are copies of this process at the moment `run` was called. Only
+    /// safe while the process runs a single thread.
+    case fork
+    /// The program is started again (`/proc/self/exe`, same arguments and environment) once
+    /// per rank; each new process runs `main` up to `SwiftPar.run` and joins the job there.
+    case spawn
 }

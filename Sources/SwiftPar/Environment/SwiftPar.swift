@@ -124,10 +124,13 @@ public enum SwiftPar {
     /// Starts the job and runs `body` on every rank, then ends the process. Never returns.
     ///
     /// Under a launcher each process is one rank of the MPI world (`MPI_Init_thread`, by default
-    /// at `MPI_THREAD_SINGLE`, see `SWIFTPAR_MPI_THREAD_LEVEL`; `MPI_Finalize` at the end).
-    /// Otherwise this process becomes rank 0 of a local job and forks the other ranks before
-    /// anything else starts; call `run` at the start of `main`. Everything after `run` in
-    /// `main` is never reached: the process ends when the job does.
+    /// at `MPI_THREAD_SERIALIZED`, see `SWIFTPAR_MPI_THREAD_LEVEL`; `MPI_Finalize` at the end).
+    /// Otherwise this process becomes rank 0 of a local job and starts the other ranks: by
+    /// `fork` while the process runs a single thread, so they are copies of it as it is now;
+    /// otherwise by starting the program again, once per rank (`SWIFTPAR_START` chooses). A
+    /// started rank runs `main` from the top until it reaches `run`, as every rank does under
+    /// mpirun, so code before `run` must not depend on being the only copy. Everything after
+    /// `run` in `main` is never reached: the process ends when the job does.
     ///
     /// An error thrown by `body` on any rank is printed to standard error with the rank and
     /// ends the whole job with a non-zero status; the other ranks never stay blocked. So does
@@ -142,8 +145,68 @@ public enum SwiftPar {
     ///   - body: the program every rank runs, given the world communicator.
     public static func run(workers: Int? = nil, backend: Backend? = nil, stallTimeout: Double? = nil,
                            _ body: (Communicator) throws -> Void) -> Never {
+        let (communicator, job) = begin(workers: workers, backend: backend, stallTimeout: stallTimeout)
+        do {
+            try body(communicator)
+        } catch {
+            end(job, communicator, failure: error)
+        }
+        end(job, communicator, failure: nil)
+    }
+
+    /// Starts the job and runs the asynchronous `body` on every rank, then ends the process.
+    /// Never returns. For `async` programs: `body` may `await`.
+    ///
+    /// ```swift
+    /// @main struct App {
+    ///     static func main() async {
+    ///         await SwiftPar.run { world in
+    ///             let total = try world.allreduce(world.rank, .sum)
+    ///             try await Task.sleep(for: .milliseconds(10))
+    ///             if world.rank == 0 { print(total) }
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// `body` runs in the caller's isolation (the main actor in an `async` `main`); its
+    /// communicator may be used from whatever thread the code runs on after an `await`, one
+    /// operation at a time (see ``Communicator``). A local job started from an `async` `main`
+    /// spawns its ranks, since the Swift runtime's threads are already running: each rank runs
+    /// `main` from the top until it reaches `run`. Everything else is as in the synchronous
+    /// `run(workers:backend:stallTimeout:_:)`.
+    public static func run(workers: Int? = nil, backend: Backend? = nil, stallTimeout: Double? = nil,
+                           isolation: isolated (any Actor)? = #isolation,
+                           _ body: (Communicator) async throws -> Void) async -> Never {
+        let (communicator, job) = begin(workers: workers, backend: backend, stallTimeout: stallTimeout)
+        do {
+            try await body(communicator)
+        } catch {
+            end(job, communicator, failure: error)
+        }
+        end(job, communicator, failure: nil)
+    }
+
+    /// How this process takes part in the job.
+    private enum Role {
+        case mpi(MPITransport)
+        case local(LocalTransport)
+        case serial
+    }
+
+    /// Joins or starts the job and returns this rank's world communicator; on any failure,
+    /// prints it and ends the process.
+    private static func begin(workers: Int?, backend: Backend?, stallTimeout: Double?) -> (Communicator, Role) {
         StandardStreams.ensureOpen()
         keepMessageBuffersMapped()
+        // A rank spawned by a local job joins it, whatever this call asks for.
+        do {
+            if let spawned = try LocalJob.joinIfSpawned(settings: try JobSettings.fromEnvironment(stallTimeout: stallTimeout)) {
+                return (Communicator(transport: spawned, backend: .local, hostName: currentHostName()), .local(spawned))
+            }
+        } catch {
+            fail("swiftpar: cannot join the local job that started this process: \(error)")
+        }
         let chosen: Backend
         let count: Int
         let settings: JobSettings
@@ -157,15 +220,30 @@ public enum SwiftPar {
         }
         switch chosen {
         case .mpi:
-            let world: MPITransport
             do {
-                world = try MPIEnvironment.initialize(settings: settings)
+                let world = try MPIEnvironment.initialize(settings: settings)
+                return (Communicator(transport: world, backend: .mpi, hostName: MPIEnvironment.processorName), .mpi(world))
             } catch {
                 fail("swiftpar: cannot start MPI: \(error)")
             }
-            let communicator = Communicator(transport: world, backend: .mpi, hostName: MPIEnvironment.processorName)
+        case .local:
             do {
-                try body(communicator)
+                let world = try LocalJob.start(size: count, settings: settings)
+                return (Communicator(transport: world, backend: .local, hostName: currentHostName()), .local(world))
+            } catch {
+                fail("swiftpar: \(error)")
+            }
+        case .serial:
+            return (Communicator(transport: SerialTransport(), backend: .serial, hostName: currentHostName()), .serial)
+        }
+    }
+
+    /// Ends this rank: after its body returned (`failure` nil) or threw.
+    private static func end(_ role: Role, _ communicator: Communicator, failure: (any Error)?) -> Never {
+        switch role {
+        case .mpi(let world):
+            do {
+                if let failure { throw failure }
                 if let failure = StandardOutput.flushChecked() { throw failure }
                 try MPIEnvironment.finish()
             } catch {
@@ -174,24 +252,12 @@ public enum SwiftPar {
                 MPIEnvironment.abort(code: 1)
             }
             exit(communicator.exitStatus)
-        case .local:
-            let world: LocalTransport
-            do {
-                world = try LocalJob.start(size: count, settings: settings)
-            } catch {
-                fail("swiftpar: \(error)")
-            }
-            let communicator = Communicator(transport: world, backend: .local, hostName: currentHostName())
-            do {
-                try body(communicator)
-            } catch {
-                LocalJob.fail(error, world)
-            }
+        case .local(let world):
+            if let failure { LocalJob.fail(failure, world) }
             LocalJob.finish(world, status: communicator.exitStatus)
         case .serial:
-            let communicator = Communicator(transport: SerialTransport(), backend: .serial, hostName: currentHostName())
             do {
-                try body(communicator)
+                if let failure { throw failure }
                 if let failure = StandardOutput.flushChecked() { throw failure }
             } catch {
                 report(error, rank: 0, size: 1)

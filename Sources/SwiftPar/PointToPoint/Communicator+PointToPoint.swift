@@ -8,22 +8,24 @@ extension Communicator {
     /// The value is encoded in swiftpar's compact binary format. Arrays of plain numbers are sent
     /// from their storage without encoding, exactly as `send(_:to:tag:)` for `[PlainNumber]`.
     public func send<T: Encodable>(_ value: T, to destination: Int, tag: Int = 0) throws {
-        try validate(destination: destination, "send")
-        try validate(tag: tag, "send")
-        if plainArrayType(T.self) != nil {
-            try (value as! any PlainNumberArray).withUnsafeBytes { try transport.send($0, to: destination, tag: tag) }
-            return
-        }
-        do {
-            try BinaryEncoder().withEncoded(value, attaching: true) { body, attachments in
-                try transport.send(body, to: destination, tag: tag)
-                // Large arrays follow as messages of their own, from their storage.
-                for array in attachments { try array.withUnsafeBytes { try transport.send($0, to: destination, tag: tag) } }
+        try exclusive("send") {
+            try validate(destination: destination, "send")
+            try validate(tag: tag, "send")
+            if plainArrayType(T.self) != nil {
+                try (value as! any PlainNumberArray).withUnsafeBytes { try transport.send($0, to: destination, tag: tag) }
+                return
             }
-        } catch let error as CommunicatorError {
-            throw error
-        } catch {
-            throw CommunicatorError.encodingFailed(type: String(describing: T.self), reason: "\(error)", rank: rank)
+            do {
+                try BinaryEncoder().withEncoded(value, attaching: true) { body, attachments in
+                    try transport.send(body, to: destination, tag: tag)
+                    // Large arrays follow as messages of their own, from their storage.
+                    for array in attachments { try array.withUnsafeBytes { try transport.send($0, to: destination, tag: tag) } }
+                }
+            } catch let error as CommunicatorError {
+                throw error
+            } catch {
+                throw CommunicatorError.encodingFailed(type: String(describing: T.self), reason: "\(error)", rank: rank)
+            }
         }
     }
 
@@ -33,16 +35,20 @@ extension Communicator {
     /// it would from any MPI program.
     @inlinable
     public func send<T: PlainNumber>(_ values: [T], to destination: Int, tag: Int = 0) throws {
-        try validate(destination: destination, "send")
-        try validate(tag: tag, "send")
-        try values.withUnsafeBytes { try transport.send($0, to: destination, tag: tag) }
+        try exclusive("send") {
+            try validate(destination: destination, "send")
+            try validate(tag: tag, "send")
+            try values.withUnsafeBytes { try transport.send($0, to: destination, tag: tag) }
+        }
     }
 
     /// Sends raw bytes (`MPI_Send` of `MPI_BYTE`). Receive them with `receiveBytes`.
     public func send(bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int = 0) throws {
-        try validate(destination: destination, "send")
-        try validate(tag: tag, "send")
-        try transport.send(bytes, to: destination, tag: tag)
+        try exclusive("send") {
+            try validate(destination: destination, "send")
+            try validate(tag: tag, "send")
+            try transport.send(bytes, to: destination, tag: tag)
+        }
     }
 
     // MARK: Receiving
@@ -60,29 +66,37 @@ extension Communicator {
     public func receiveMessage<T: Decodable>(
         _ type: T.Type = T.self, from source: Source = .any, tag: TagSelector = .any
     ) throws -> ReceivedMessage<T> {
-        try validate(source: source, tag: tag, "receive")
-        let info = try waitForMessage(from: source, tag: tag, "receive")
-        return ReceivedMessage(value: try decodeMessage(type, info), source: info.source, tag: info.tag, byteCount: info.byteCount)
+        return try exclusive("receive") {
+            try validate(source: source, tag: tag, "receive")
+            let info = try waitForMessage(from: source, tag: tag, "receive")
+            return ReceivedMessage(value: try decodeMessage(type, info), source: info.source, tag: info.tag, byteCount: info.byteCount)
+        }
     }
 
     /// Receives raw bytes with their envelope, whatever the message holds (no type check).
     public func receiveBytes(from source: Source = .any, tag: TagSelector = .any) throws -> ReceivedMessage<[UInt8]> {
-        try validate(source: source, tag: tag, "receive")
-        let info = try waitForMessage(from: source, tag: tag, "receive")
-        let bytes = try transport.receiveArray(UInt8.self, matching: info)
-        return ReceivedMessage(value: bytes, source: info.source, tag: info.tag, byteCount: info.byteCount)
+        return try exclusive("receive") {
+            try validate(source: source, tag: tag, "receive")
+            let info = try waitForMessage(from: source, tag: tag, "receive")
+            let bytes = try transport.receiveArray(UInt8.self, matching: info)
+            return ReceivedMessage(value: bytes, source: info.source, tag: info.tag, byteCount: info.byteCount)
+        }
     }
 
     /// Waits until a matching message has arrived and describes it, without receiving it (`MPI_Probe`).
     public func probe(from source: Source = .any, tag: TagSelector = .any) throws -> MessageInfo {
-        try validate(source: source, tag: tag, "probe")
-        return try waitForMessage(from: source, tag: tag, "probe")
+        return try exclusive("probe") {
+            try validate(source: source, tag: tag, "probe")
+            return try waitForMessage(from: source, tag: tag, "probe")
+        }
     }
 
     /// Describes a matching message if one has arrived, or returns nil at once (`MPI_Iprobe`).
     public func probeNow(from source: Source = .any, tag: TagSelector = .any) throws -> MessageInfo? {
-        try validate(source: source, tag: tag, "probe")
-        return try transport.probe(source: source.rankValue, tag: tag.tagValue, wait: false)
+        return try exclusive("probe") {
+            try validate(source: source, tag: tag, "probe")
+            return try transport.probe(source: source.rankValue, tag: tag.tagValue, wait: false)
+        }
     }
 
     /// Sends `value` to `destination` and receives a value from `source` in one step, without
@@ -91,10 +105,12 @@ extension Communicator {
         _ value: Outgoing, to destination: Int, sendTag: Int = 0,
         receiving type: Incoming.Type = Incoming.self, from source: Source = .any, receiveTag: TagSelector = .any
     ) throws -> ReceivedMessage<Incoming> {
-        let request = try startSend(value, to: destination, tag: sendTag)
-        let received = try receiveMessage(type, from: source, tag: receiveTag)
-        try request.wait()
-        return received
+        return try exclusive("sendReceive") {
+            let request = try startSend(value, to: destination, tag: sendTag)
+            let received = try receiveMessage(type, from: source, tag: receiveTag)
+            try request.wait()
+            return received
+        }
     }
 
     // MARK: Shared by the receives
@@ -191,25 +207,27 @@ extension Communicator {
     /// messages of unknown size. Returns the envelope.
     @inlinable @discardableResult
     public func receive<T: PlainNumber>(into values: inout [T], from source: Source = .any, tag: TagSelector = .any) throws -> MessageInfo {
-        try validate(source: source, tag: tag, "receive")
-        let stride = MemoryLayout<T>.stride
-        if let info = try values.withUnsafeMutableBytes({ try transport.receiveDirectly(from: source.rankValue, tag: tag.tagValue, into: $0) }) {
+        return try exclusive("receive") {
+            try validate(source: source, tag: tag, "receive")
+            let stride = MemoryLayout<T>.stride
+            if let info = try values.withUnsafeMutableBytes({ try transport.receiveDirectly(from: source.rankValue, tag: tag.tagValue, into: $0) }) {
+                try checkReceived(info, values, stride: stride, "[\(T.self)]")
+                if info.byteCount / stride < values.count { values.removeLast(values.count - info.byteCount / stride) }
+                return info
+            }
+            let info = try waitForMessage(from: source, tag: tag, "receive")
+            let count = info.byteCount / stride
+            guard count <= values.count else {
+                throw CommunicatorError.invalidArgument(
+                    operation: "receive(into:)",
+                    reason: "the message from rank \(info.source) with tag \(info.tag) holds \(count) elements, more than the buffer's \(values.count); receive messages of unknown size with receive(_:from:tag:)",
+                    rank: rank)
+            }
+            try values.withUnsafeMutableBytes { try transport.receive(info, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<info.byteCount])) }
             try checkReceived(info, values, stride: stride, "[\(T.self)]")
-            if info.byteCount / stride < values.count { values.removeLast(values.count - info.byteCount / stride) }
+            if count < values.count { values.removeLast(values.count - count) }
             return info
         }
-        let info = try waitForMessage(from: source, tag: tag, "receive")
-        let count = info.byteCount / stride
-        guard count <= values.count else {
-            throw CommunicatorError.invalidArgument(
-                operation: "receive(into:)",
-                reason: "the message from rank \(info.source) with tag \(info.tag) holds \(count) elements, more than the buffer's \(values.count); receive messages of unknown size with receive(_:from:tag:)",
-                rank: rank)
-        }
-        try values.withUnsafeMutableBytes { try transport.receive(info, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<info.byteCount])) }
-        try checkReceived(info, values, stride: stride, "[\(T.self)]")
-        if count < values.count { values.removeLast(values.count - count) }
-        return info
     }
 
     /// Checks that a message received into `values` was plain numbers of their type.

@@ -21,31 +21,47 @@ final class CompositeRequest: TransportRequest {
     func test() throws -> Bool { try parts.allSatisfy { try $0.test() } }
 }
 
-/// A nonblocking send in flight (`MPI_Isend`). It owns the value's bytes until it completes.
-public final class SendRequest: Request {
+/// A nonblocking send in flight (`MPI_Isend`). It owns the value's bytes until it completes;
+/// a request dropped before it completed completes its send first, so no buffer is freed while
+/// a transport still reads it.
+///
+/// `@unchecked Sendable`: its state is touched only inside `wait()` and `test()`, which run one
+/// at a time in the process (see `CommunicatorError.concurrentUse`).
+public final class SendRequest: Request, @unchecked Sendable {
     let inner: any TransportRequest
+    let rank: Int
     private var finished = false
 
     @usableFromInline
-    init(_ inner: any TransportRequest) { self.inner = inner }
+    init(_ inner: any TransportRequest, rank: Int) {
+        self.inner = inner
+        self.rank = rank
+    }
 
     /// Blocks until the send buffer may be reused (`MPI_Wait`).
     public func wait() throws {
-        guard !finished else { return }
-        try inner.wait()
-        finished = true
+        try OneOperationAtATime.run("wait", rank: rank) {
+            guard !finished else { return }
+            try inner.wait()
+            finished = true
+        }
     }
 
     /// Returns whether the send has completed (`MPI_Test`).
     public func test() throws -> Bool {
-        if finished { return true }
-        finished = try inner.test()
-        return finished
+        try OneOperationAtATime.run("test", rank: rank) {
+            if finished { return true }
+            finished = try inner.test()
+            return finished
+        }
     }
 }
 
 /// A nonblocking receive (`MPI_Irecv`). The message is matched when it arrives and decoded when
 /// the request completes; `value` is then available.
+///
+/// `Sendable` when its value is: its state is touched only inside `wait()` and `test()`, which
+/// run one at a time in the process.
 public final class ReceiveRequest<Value: Decodable>: Request {
     let communicator: Communicator
     let source: Source
@@ -61,10 +77,12 @@ public final class ReceiveRequest<Value: Decodable>: Request {
     /// Blocks until the message has arrived and returns it (`MPI_Wait`).
     @discardableResult
     public func waitForMessage() throws -> ReceivedMessage<Value> {
-        if let result { return result }
-        let message = try communicator.receiveMessage(Value.self, from: source, tag: tag)
-        result = message
-        return message
+        try communicator.exclusive("wait") {
+            if let result { return result }
+            let message = try communicator.receiveMessage(Value.self, from: source, tag: tag)
+            result = message
+            return message
+        }
     }
 
     /// Blocks until the message has arrived.
@@ -72,27 +90,33 @@ public final class ReceiveRequest<Value: Decodable>: Request {
 
     /// Completes the receive if a matching message has arrived (`MPI_Test`).
     public func test() throws -> Bool {
-        if result != nil { return true }
-        guard let info = try communicator.transport.probe(source: source.rankValue, tag: tag.tagValue, wait: false) else {
-            return false
+        try communicator.exclusive("test") {
+            if result != nil { return true }
+            guard let info = try communicator.transport.probe(source: source.rankValue, tag: tag.tagValue, wait: false) else {
+                return false
+            }
+            let value = try communicator.decodeMessage(Value.self, info)
+            result = ReceivedMessage(value: value, source: info.source, tag: info.tag, byteCount: info.byteCount)
+            return true
         }
-        let value = try communicator.decodeMessage(Value.self, info)
-        result = ReceivedMessage(value: value, source: info.source, tag: info.tag, byteCount: info.byteCount)
-        return true
     }
 
     /// The received message, once `wait()` or a successful `test()` has completed the request.
     public var message: ReceivedMessage<Value>? { result }
 }
 
+extension ReceiveRequest: @unchecked Sendable where Value: Sendable {}
+
 extension Communicator {
     /// Starts sending `value` and returns at once (`MPI_Isend`). The request keeps the bytes
     /// alive; plain-number arrays are sent from their own storage.
     public func startSend<T: Encodable>(_ value: T, to destination: Int, tag: Int = 0) throws -> SendRequest {
-        try validate(destination: destination, "startSend")
-        try validate(tag: tag, "startSend")
-        let requests = try outgoingMessages(value).map { try transport.startSend($0, to: destination, tag: tag) }
-        return SendRequest(requests.count == 1 ? requests[0] : CompositeRequest(requests))
+        try exclusive("startSend") {
+            try validate(destination: destination, "startSend")
+            try validate(tag: tag, "startSend")
+            let requests = try outgoingMessages(value).map { try transport.startSend($0, to: destination, tag: tag) }
+            return SendRequest(requests.count == 1 ? requests[0] : CompositeRequest(requests), rank: rank)
+        }
     }
 
     /// Starts a receive of a value of `type` and returns at once (`MPI_Irecv`).

@@ -18,7 +18,13 @@ import Glibc
 ///     }
 /// }
 /// ```
-public final class Pool {
+///
+/// A pool is `Sendable`: like its communicator, it may be used from any task, one operation at
+/// a time (see ``CommunicatorError/concurrentUse(operation:rank:)``).
+//
+// `@unchecked Sendable`: its one mutable property, `deadWorkers`, is touched only inside the
+/// pool's operations, which run one at a time in the process.
+public final class Pool: @unchecked Sendable {
     /// The ranks that do the work.
     public let communicator: Communicator
 
@@ -35,13 +41,15 @@ public final class Pool {
     public func map<S: Sequence, R: Codable>(
         _ items: S, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R
     ) throws -> [R]? where S.Element: Codable {
-        var results = OrderedResults<R>()
-        let _: [UInt8]? = try execute(items, name: "Pool.map", options: options, transform: transform, keepGoing: false) { outcome in
-            results.insert(outcome.results, at: outcome.start)
+        try communicator.exclusive("Pool.map") {
+            var results = OrderedResults<R>()
+            let _: [UInt8]? = try execute(items, name: "Pool.map", options: options, transform: transform, keepGoing: false) { outcome in
+                results.insert(outcome.results, at: outcome.start)
+            }
+            guard communicator.rank == 0 else { return nil }
+            try stopWorkers(payload: nil)
+            return results.values
         }
-        guard communicator.rank == 0 else { return nil }
-        try stopWorkers(payload: nil)
-        return results.values
     }
 
     /// Like `map`, but every rank gets the results.
@@ -49,16 +57,18 @@ public final class Pool {
     public func mapToAll<S: Sequence, R: Codable>(
         _ items: S, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R
     ) throws -> [R] where S.Element: Codable {
-        var results = OrderedResults<R>()
-        let payload = try execute(items, name: "Pool.mapToAll", options: options, transform: transform, keepGoing: false) { outcome in
-            results.insert(outcome.results, at: outcome.start)
+        try communicator.exclusive("Pool.mapToAll") {
+            var results = OrderedResults<R>()
+            let payload = try execute(items, name: "Pool.mapToAll", options: options, transform: transform, keepGoing: false) { outcome in
+                results.insert(outcome.results, at: outcome.start)
+            }
+            if communicator.rank == 0 {
+                let values = results.values
+                try stopWorkers(payload: try communicator.encode(values))
+                return values
+            }
+            return try communicator.decode([R].self, from: payload ?? [], source: 0, tag: PoolTag.stop.rawValue)
         }
-        if communicator.rank == 0 {
-            let values = results.values
-            try stopWorkers(payload: try communicator.encode(values))
-            return values
-        }
-        return try communicator.decode([R].self, from: payload ?? [], source: 0, tag: PoolTag.stop.rawValue)
     }
 
     /// Applies `transform` to every item and folds each result into a running total with
@@ -83,26 +93,28 @@ public final class Pool {
         _ items: S, into initial: R, everyRank: Bool = false, options: MapOptions = MapOptions(),
         _ transform: (S.Element) throws -> R, combine: (inout R, R) throws -> Void
     ) throws -> R? where S.Element: Codable {
-        try withoutActuallyEscaping(combine) { combine in
-            var total = initial
-            let perRank = !options.retryLostItems
-            let accumulator = PartialTotal<R>(combine: combine)
-            if communicator.rank == 0 { accumulator.value = initial }
-            let payload = try execute(items, name: "Pool.mapReduce", options: options, transform: transform,
-                                      accumulator: accumulator, perRank: perRank, keepGoing: false) { outcome in
-                for value in outcome.results { try combine(&accumulator.value!, value) }
+        try communicator.exclusive("Pool.mapReduce") {
+            try withoutActuallyEscaping(combine) { combine in
+                var total = initial
+                let perRank = !options.retryLostItems
+                let accumulator = PartialTotal<R>(combine: combine)
+                if communicator.rank == 0 { accumulator.value = initial }
+                let payload = try execute(items, name: "Pool.mapReduce", options: options, transform: transform,
+                                          accumulator: accumulator, perRank: perRank, keepGoing: false) { outcome in
+                    for value in outcome.results { try combine(&accumulator.value!, value) }
+                }
+                guard communicator.rank == 0 else {
+                    guard everyRank else { return nil }
+                    return try communicator.decode(R.self, from: payload ?? [], source: 0, tag: PoolTag.stop.rawValue)
+                }
+                if perRank {
+                    // One partial from every worker, folded in rank order.
+                    for partial in try collectPartials(R.self) { try combine(&accumulator.value!, partial) }
+                }
+                total = accumulator.value!
+                try stopWorkers(payload: everyRank ? try communicator.encode(total) : nil)
+                return total
             }
-            guard communicator.rank == 0 else {
-                guard everyRank else { return nil }
-                return try communicator.decode(R.self, from: payload ?? [], source: 0, tag: PoolTag.stop.rawValue)
-            }
-            if perRank {
-                // One partial from every worker, folded in rank order.
-                for partial in try collectPartials(R.self) { try combine(&accumulator.value!, partial) }
-            }
-            total = accumulator.value!
-            try stopWorkers(payload: everyRank ? try communicator.encode(total) : nil)
-            return total
         }
     }
 
@@ -130,20 +142,22 @@ public final class Pool {
         _ items: S, ordered: Bool, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R,
         _ body: (_ index: Int, _ result: R) throws -> Void
     ) throws where S.Element: Codable {
-        var waiting: [Int: R] = [:]
-        var next = 0
-        let _: [UInt8]? = try execute(items, name: "Pool.forEachResult", options: options, transform: transform, keepGoing: false) { outcome in
-            guard ordered else {
-                for (offset, value) in outcome.results.enumerated() { try body(outcome.start + offset, value) }
-                return
+        try communicator.exclusive("Pool.forEachResult") {
+            var waiting: [Int: R] = [:]
+            var next = 0
+            let _: [UInt8]? = try execute(items, name: "Pool.forEachResult", options: options, transform: transform, keepGoing: false) { outcome in
+                guard ordered else {
+                    for (offset, value) in outcome.results.enumerated() { try body(outcome.start + offset, value) }
+                    return
+                }
+                for (offset, value) in outcome.results.enumerated() { waiting[outcome.start + offset] = value }
+                while let value = waiting.removeValue(forKey: next) {
+                    try body(next, value)
+                    next += 1
+                }
             }
-            for (offset, value) in outcome.results.enumerated() { waiting[outcome.start + offset] = value }
-            while let value = waiting.removeValue(forKey: next) {
-                try body(next, value)
-                next += 1
-            }
+            if communicator.rank == 0 { try stopWorkers(payload: nil) }
         }
-        if communicator.rank == 0 { try stopWorkers(payload: nil) }
     }
 
     /// Applies `transform` to every item and returns, on rank 0, one `Result` per item in
@@ -153,26 +167,28 @@ public final class Pool {
     public func mapResults<S: Sequence, R: Codable>(
         _ items: S, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R
     ) throws -> [Result<R, PoolItemError>]? where S.Element: Codable {
-        var results = OrderedResults<Result<R, PoolItemError>>()
-        let _: [UInt8]? = try execute(items, name: "Pool.mapResults", options: options, transform: transform, keepGoing: true) { outcome in
-            var merged: [Result<R, PoolItemError>] = []
-            merged.reserveCapacity(outcome.count)
-            var values = outcome.results.makeIterator()
-            var failures = outcome.failures.makeIterator()
-            var nextFailure = failures.next()
-            for offset in 0..<outcome.count {
-                if let failure = nextFailure, failure.offset == offset {
-                    merged.append(.failure(PoolItemError(index: outcome.start + offset, rank: outcome.rank, message: failure.message)))
-                    nextFailure = failures.next()
-                } else if let value = values.next() {
-                    merged.append(.success(value))
+        try communicator.exclusive("Pool.mapResults") {
+            var results = OrderedResults<Result<R, PoolItemError>>()
+            let _: [UInt8]? = try execute(items, name: "Pool.mapResults", options: options, transform: transform, keepGoing: true) { outcome in
+                var merged: [Result<R, PoolItemError>] = []
+                merged.reserveCapacity(outcome.count)
+                var values = outcome.results.makeIterator()
+                var failures = outcome.failures.makeIterator()
+                var nextFailure = failures.next()
+                for offset in 0..<outcome.count {
+                    if let failure = nextFailure, failure.offset == offset {
+                        merged.append(.failure(PoolItemError(index: outcome.start + offset, rank: outcome.rank, message: failure.message)))
+                        nextFailure = failures.next()
+                    } else if let value = values.next() {
+                        merged.append(.success(value))
+                    }
                 }
+                results.insert(merged, at: outcome.start)
             }
-            results.insert(merged, at: outcome.start)
+            guard communicator.rank == 0 else { return nil }
+            try stopWorkers(payload: nil)
+            return results.values
         }
-        guard communicator.rank == 0 else { return nil }
-        try stopWorkers(payload: nil)
-        return results.values
     }
 
     // MARK: The engine

@@ -136,7 +136,7 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
     @inlinable
     mutating func send(_ chunk: (start: Int, items: [Item]), to rank: Int) throws {
         let bytes = try pool.poolMessage(from: 0, tag: PoolTag.chunk.rawValue) { try PoolChunk(start: chunk.start, items: chunk.items).framed() }
-        sends.append(SendRequest(try channel.startSend(OutgoingBytes(bytes), to: rank, tag: PoolTag.chunk.rawValue)))
+        sends.append(SendRequest(try channel.startSend(OutgoingBytes(bytes), to: rank, tag: PoolTag.chunk.rawValue), rank: 0))
         if sends.count > 64 { sends = try sends.filter { try !$0.test() } }
         outstanding[rank].append(SentChunk(start: chunk.start, count: chunk.items.count,
                                            items: options.retryLostItems ? chunk.items : nil))

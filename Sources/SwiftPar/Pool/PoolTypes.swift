@@ -1,5 +1,5 @@
 /// How a `Pool` hands out items.
-public struct MapOptions {
+public struct MapOptions: Sendable {
     /// How many items travel to a rank at once.
     public enum ChunkSize: Equatable, Sendable {
         /// Adapts to how long items take: small chunks at first, then chunks of a few
@@ -26,14 +26,14 @@ public struct MapOptions {
     /// failing (local backend; under MPI a dead rank ends the whole job).
     public var retryLostItems = false
     /// Called on rank 0 as results arrive, with the items done and the total when known.
-    public var progress: ((_ done: Int, _ total: Int?) -> Void)?
+    public var progress: (@Sendable (_ done: Int, _ total: Int?) -> Void)?
     /// Whether rank 0 works on items too, between serving the others (the default). When
     /// false it only hands out items and collects results, unless it is the only rank.
     public var rankZeroWorks = true
 
     /// Options with the defaults: automatic chunks, dynamic schedule, no retries, no progress.
     public init(chunkSize: ChunkSize = .automatic, schedule: Schedule = .dynamic, retryLostItems: Bool = false,
-                progress: ((_ done: Int, _ total: Int?) -> Void)? = nil) {
+                progress: (@Sendable (_ done: Int, _ total: Int?) -> Void)? = nil) {
         self.chunkSize = chunkSize
         self.schedule = schedule
         self.retryLostItems = retryLostItems

@@ -27,14 +27,32 @@ enum LocalJob {
         }
     }
 
-    /// Forks `size` ranks and returns, in each process, its world communicator's transport.
+    /// Starts ranks 1…`size`−1 and returns, in each forked process, its world communicator's
+    /// transport. Forks while this process runs one thread (or with `SWIFTPAR_START=fork`);
+    /// spawns new processes of the program otherwise (or with `SWIFTPAR_START=spawn`).
     static func start(size: Int, settings: JobSettings) throws -> LocalTransport {
         try checkRankCount(size)
         let threads = threadCount()
-        guard threads <= 1 else {
-            throw SwiftParUsageError(
-                "the local backend must fork its ranks before any thread starts, but this process already runs \(threads) threads; call SwiftPar.run at the start of main")
+        switch settings.start {
+        case .fork?:
+            guard threads <= 1 else {
+                throw SwiftParUsageError(
+                    "SWIFTPAR_START=fork cannot be used here: this process already runs \(threads) threads, and a fork would copy only the calling one; use SWIFTPAR_START=spawn or auto")
+            }
+            return try startByForking(size: size, settings: settings)
+        case .spawn?:
+            return try startBySpawning(size: size, settings: settings)
+        case nil:
+            return threads <= 1 ? try startByForking(size: size, settings: settings) : try startBySpawning(size: size, settings: settings)
         }
+    }
+
+    /// The start method a job of this process would use now, for `info` and the tests.
+    static func startMethod(settings: JobSettings) -> StartMethod {
+        settings.start ?? (threadCount() <= 1 ? .fork : .spawn)
+    }
+
+    private static func startByForking(size: Int, settings: JobSettings) throws -> LocalTransport {
         let region = try SharedRegion(size: size)
         let launcher = getpid()
         region.pid(of: 0).store(Int(launcher), ordering: .relaxed)
@@ -46,22 +64,117 @@ enum LocalJob {
                 // In the child: die with the launcher, even if it is already gone.
                 _ = swiftpar_set_parent_death_signal(SIGKILL)
                 if getppid() != launcher { _exit(1) }
+                region.joined(rank).store(1, ordering: .releasing)
                 return LocalTransport(engine: LocalEngine(region: region, rank: rank, stallTimeout: settings.stallTimeout),
                                       members: Array(0..<size), context: 0)
             }
-            if pid < 0 {
-                let failure = SystemError.current("fork of rank \(rank) of \(size)")
-                for child in children { kill(child, SIGKILL); var status: Int32 = 0; waitpid(child, &status, 0) }
-                throw failure
-            }
-            children.append(pid)
-            region.pid(of: rank).store(Int(pid), ordering: .relaxed)
+            try record(pid, rank: rank, in: region, children: &children, failure: "fork of rank \(rank) of \(size)")
         }
         let engine = LocalEngine(region: region, rank: 0, stallTimeout: settings.stallTimeout)
         if size > 1 {
-            monitor = try LocalMonitor(region: region, engine: engine, children: children)
+            let monitor = try LocalMonitor(region: region, engine: engine, children: children, spawned: false)
+            self.monitor = monitor
+            try startThread { monitor.watch() }
         }
         return LocalTransport(engine: engine, members: Array(0..<size), context: 0)
+    }
+
+    /// Starts the other ranks as new processes of this program, from a monitor thread that
+    /// lives as long as the job (a child's parent-death signal follows the thread that started
+    /// it), and waits until each has reached `SwiftPar.run` and joined.
+    private static func startBySpawning(size: Int, settings: JobSettings) throws -> LocalTransport {
+        let region = try SharedRegion(size: size, shareable: true)
+        defer { close(region.descriptor) }
+        region.pid(of: 0).store(Int(getpid()), ordering: .relaxed)
+        region.joined(0).store(1, ordering: .relaxed)
+        let engine = LocalEngine(region: region, rank: 0, stallTimeout: settings.stallTimeout)
+        guard size > 1 else { return LocalTransport(engine: engine, members: [0], context: 0) }
+        swiftpar_flush_all_streams()
+        let caught: [Int32] = [SIGINT, SIGTERM, SIGHUP]
+        let signals = swiftpar_forward_signals_to_pipe(caught, Int32(caught.count))
+        guard signals >= 0 else { throw SystemError.current("installing the local backend's signal handlers") }
+        // The process may have started with these signals blocked (a parent's mask is
+        // inherited): unblock them here and in the monitor thread, so the handlers run.
+        unblock(caught)
+        let handoff = SpawnHandoff()
+        try startThread {
+            unblock(caught)
+            let spawned = Result { try spawnRanks(size: size, region: region) }
+            handoff.deliver(spawned)
+            guard case .success = spawned else { return }
+            handoff.monitor().watch()
+        }
+        let children = try handoff.children()
+        let monitor = try LocalMonitor(region: region, engine: engine, children: children, spawned: true, signals: signals)
+        self.monitor = monitor
+        handoff.start(monitor)
+        // Every rank runs the program from the top; rank 0 waits until all have joined.
+        while region.joinedRanks.load(ordering: .acquiring) < size - 1 {
+            if region.failedRank.load(ordering: .acquiring) >= 0 { monitor.endJob(exitCode: 1) }
+            usleep(200)
+        }
+        return LocalTransport(engine: engine, members: Array(0..<size), context: 0)
+    }
+
+    /// Records a started rank's pid, or, when starting it failed (`pid` < 0), kills and reaps
+    /// the ranks started so far and throws the failure with the current errno.
+    private static func record(_ pid: pid_t, rank: Int, in region: SharedRegion, children: inout [pid_t], failure: String) throws {
+        guard pid >= 0 else {
+            let error = SystemError.current(failure)
+            for child in children {
+                kill(child, SIGKILL)
+                var status: Int32 = 0
+                waitpid(child, &status, 0)
+            }
+            throw error
+        }
+        children.append(pid)
+        region.pid(of: rank).store(Int(pid), ordering: .relaxed)
+    }
+
+    /// Unblocks `signals` in the calling thread.
+    private static func unblock(_ signals: [Int32]) {
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        for signal in signals { sigaddset(&mask, signal) }
+        pthread_sigmask(SIG_UNBLOCK, &mask, nil)
+    }
+
+    /// Runs on the monitor thread: starts ranks 1…`size`−1 from `/proc/self/exe` with this
+    /// program's arguments, its environment and the job's descriptor named in `SWIFTPAR_LOCAL_JOB`.
+    private static func spawnRanks(size: Int, region: SharedRegion) throws -> [pid_t] {
+        var environment: [String] = []
+        var pointer = environ
+        while let entry = pointer.pointee {
+            let text = String(cString: entry)
+            if !text.hasPrefix(SpawnedRank.variable + "=") { environment.append(text) }
+            pointer += 1
+        }
+        var children: [pid_t] = []
+        for rank in 1..<size {
+            let job = SpawnedRank(rank: rank, size: size, descriptor: region.descriptor, launcher: getpid())
+            let pid = withCStrings(environment + ["\(SpawnedRank.variable)=\(job.text)"]) { envp in
+                swiftpar_spawn("/proc/self/exe", CommandLine.unsafeArgv, envp, region.descriptor)
+            }
+            try record(pid, rank: rank, in: region, children: &children, failure: "starting rank \(rank) of \(size) (posix_spawn of /proc/self/exe)")
+        }
+        return children
+    }
+
+    /// Joins the job that spawned this process as the rank it names, or returns nil when this
+    /// process was not spawned by a local job.
+    static func joinIfSpawned(settings: @autoclosure () throws -> JobSettings) throws -> LocalTransport? {
+        guard let job = try SpawnedRank.take() else { return nil }
+        // Die with the thread that started this process; end at once if it is already gone.
+        _ = swiftpar_set_parent_death_signal(SIGKILL)
+        if getppid() != job.launcher { _exit(1) }
+        let region = try SharedRegion(joining: job.descriptor, size: job.size)
+        close(job.descriptor)
+        region.pid(of: job.rank).store(Int(getpid()), ordering: .relaxed)
+        let engine = LocalEngine(region: region, rank: job.rank, stallTimeout: try settings().stallTimeout)
+        region.joined(job.rank).store(1, ordering: .releasing)
+        region.joinedRanks.wrappingIncrement(ordering: .releasing)
+        return LocalTransport(engine: engine, members: Array(0..<job.size), context: 0)
     }
 
     /// Ends this rank after its closure returned normally. Rank 0 waits for every other rank.
@@ -124,17 +237,23 @@ extension StringProtocol {
     }
 }
 
-/// Rank 0's watcher of the other ranks (a thread started after the forks).
+/// Rank 0's watcher of the other ranks (a thread of its own).
 ///
-/// Shared between the main thread and the monitor thread: `children` and `region` never change;
-/// `reaped` and `ending` are atomics; `toleratedFailures` is written by the monitor thread only
-/// before it counts the child as reaped, and read by the main thread only after every child
-/// is counted.
+/// `@unchecked Sendable`, shared between the main thread and the monitor thread: `children`
+/// and `region` never change; `reaped` and `ending` are atomics; `pidDescriptors` is touched
+/// by the monitor thread only; `toleratedFailures` is written by the monitor thread only before
+/// it counts the child as reaped, and read by the main thread only after every child is counted.
 final class LocalMonitor: @unchecked Sendable {
     let region: SharedRegion
     let engine: LocalEngine
     let children: [pid_t]
+    /// Whether the children were spawned (they must join before they end) rather than forked.
+    let spawned: Bool
+    /// A signalfd (forked ranks) or the reading end of the signal pipe (spawned ranks).
     private let signals: Int32
+    /// A pidfd per child that is not reaped yet, -1 once reaped (spawned ranks; forked ones
+    /// are noticed through SIGCHLD on the signalfd).
+    private var pidDescriptors: [Int32]
     /// Children reaped so far.
     private let reaped = ManagedAtomic<Int>(0)
     /// Whether each child has been reaped.
@@ -142,34 +261,41 @@ final class LocalMonitor: @unchecked Sendable {
     /// Ranks that died while rank 0 handled failures itself; reported when the job ends.
     private var toleratedFailures: [Int] = []
 
-    init(region: SharedRegion, engine: LocalEngine, children: [pid_t]) throws {
+    /// A monitor for `children`. Forked ranks: blocks SIGCHLD, SIGINT, SIGTERM and SIGHUP in
+    /// the calling thread, the only one, so every later thread inherits the mask and the
+    /// signals reach a signalfd. Spawned ranks: `signals` is the pipe the signal handlers write.
+    init(region: SharedRegion, engine: LocalEngine, children: [pid_t], spawned: Bool, signals: Int32 = -1) throws {
         self.region = region
         self.engine = engine
         self.children = children
+        self.spawned = spawned
         isReaped = children.map { _ in ManagedAtomic(false) }
+        if spawned {
+            self.signals = signals
+            pidDescriptors = children.map { swiftpar_pidfd_open($0) }
+            return
+        }
+        pidDescriptors = []
         var mask = sigset_t()
         sigemptyset(&mask)
         for signal in [SIGCHLD, SIGINT, SIGTERM, SIGHUP] { sigaddset(&mask, signal) }
-        // Blocked here, in the only thread, so every later thread inherits the mask and the
-        // signals reach the signalfd instead.
         pthread_sigmask(SIG_BLOCK, &mask, nil)
-        signals = signalfd(-1, &mask, Int32(SFD_CLOEXEC | SFD_NONBLOCK))
-        guard signals >= 0 else { throw SystemError.current("signalfd for the local backend's monitor") }
-        try startThread { [self] in self.watch() }
+        self.signals = signalfd(-1, &mask, Int32(SFD_CLOEXEC | SFD_NONBLOCK))
+        guard self.signals >= 0 else { throw SystemError.current("signalfd for the local backend's monitor") }
     }
 
-    private func watch() -> Never {
+    /// The monitor thread's loop: reaps children, handles signals, ends a failed job.
+    func watch() -> Never {
         var deadline: Double?
         while true {
-            var descriptor = pollfd(fd: signals, events: Int16(POLLIN), revents: 0)
-            _ = poll(&descriptor, 1, 100)
-            var info = signalfd_siginfo()
-            while Glibc.read(signals, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
-                let signal = Int32(info.ssi_signo)
-                if signal != SIGCHLD {
-                    region.recordFailure(rank: 0, kind: .interrupted, value: Int(signal))
-                    endJob(exitCode: 128 + signal)
-                }
+            var watched = [pollfd(fd: signals, events: Int16(POLLIN), revents: 0)]
+            for descriptor in pidDescriptors where descriptor >= 0 {
+                watched.append(pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0))
+            }
+            _ = poll(&watched, nfds_t(watched.count), 100)
+            for signal in caughtSignals() where signal != SIGCHLD {
+                region.recordFailure(rank: 0, kind: .interrupted, value: Int(signal))
+                endJob(exitCode: 128 + signal)
             }
             reapChildren()
             if region.failedRank.load(ordering: .acquiring) >= 0 {
@@ -183,15 +309,52 @@ final class LocalMonitor: @unchecked Sendable {
         }
     }
 
+    /// The signals that arrived since the last call.
+    private func caughtSignals() -> [Int32] {
+        var found: [Int32] = []
+        if spawned {
+            var bytes = [UInt8](repeating: 0, count: 64)
+            while true {
+                let count = Glibc.read(signals, &bytes, bytes.count)
+                guard count > 0 else { break }
+                found += bytes[..<count].map { Int32($0) }
+            }
+        } else {
+            var info = signalfd_siginfo()
+            while Glibc.read(signals, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
+                found.append(Int32(info.ssi_signo))
+            }
+        }
+        return found
+    }
+
     /// Reaps every child that has ended and records how it ended.
     private func reapChildren() {
         for (index, pid) in children.enumerated() where !isReaped[index].load(ordering: .acquiring) {
             var status: Int32 = 0
             guard waitpid(pid, &status, WNOHANG) == pid else { continue }
             let rank = index + 1
+            if index < pidDescriptors.count, pidDescriptors[index] >= 0 {
+                close(pidDescriptors[index])
+                pidDescriptors[index] = -1
+            }
             let termination = status & 0x7F
+            if [SIGINT, SIGTERM, SIGHUP, SIGQUIT].contains(termination) && region.failedRank.load(ordering: .acquiring) < 0 {
+                // Ctrl-C signals the whole process group at once, and a rank may die of it
+                // before this process's own signal has arrived: give it a moment, so the job
+                // reports the interruption rather than the rank.
+                usleep(20_000)
+                if let signal = caughtSignals().first(where: { $0 != SIGCHLD }) {
+                    region.recordFailure(rank: 0, kind: .interrupted, value: Int(signal))
+                    endJob(exitCode: 128 + signal)
+                }
+            }
             let tolerated = region.toleratesFailures.load(ordering: .sequentiallyConsistent) != 0
-            if tolerated && !(termination == 0 && (status >> 8) & 0xFF == 0) {
+            if region.joined(rank).load(ordering: .acquiring) == 0 && termination != 0x7F {
+                // A spawned rank that ended before it reached SwiftPar.run.
+                region.recordFailure(rank: rank, kind: .endedBeforeJoining, value: termination != 0 ? -Int(termination) : Int((status >> 8) & 0xFF))
+                region.state(of: rank).store(RankState.failed.rawValue, ordering: .releasing)
+            } else if tolerated && !(termination == 0 && (status >> 8) & 0xFF == 0) {
                 let signaled = termination != 0
                 region.recordRankFailure(rank: rank, kind: signaled ? .signal : .exitStatus,
                                          value: Int(signaled ? termination : (status >> 8) & 0xFF))
@@ -238,7 +401,7 @@ final class LocalMonitor: @unchecked Sendable {
         guard region.ending.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged else {
             while true { pause() }
         }
-        for pid in children { kill(pid, SIGKILL) }
+        for (index, pid) in children.enumerated() where !isReaped[index].load(ordering: .acquiring) { kill(pid, SIGKILL) }
         for (index, pid) in children.enumerated() where !isReaped[index].load(ordering: .acquiring) {
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
@@ -289,4 +452,83 @@ func startJoinableThread(_ body: @escaping @Sendable () -> Void, detached: Bool 
     guard code == 0 else { throw SystemError("pthread_create", code: code) }
     if detached { pthread_detach(thread) }
     return thread
+}
+
+/// What a spawned rank finds in `SWIFTPAR_LOCAL_JOB`: the job it was started for.
+struct SpawnedRank: Equatable {
+    static let variable = "SWIFTPAR_LOCAL_JOB"
+    let rank: Int
+    let size: Int
+    /// The inherited memfd of the job's shared memory.
+    let descriptor: Int32
+    /// The pid of rank 0, this process's parent.
+    let launcher: pid_t
+
+    /// "RANK SIZE DESCRIPTOR LAUNCHER".
+    var text: String { "\(rank) \(size) \(descriptor) \(launcher)" }
+
+    /// Parses `text`; nil unless it names a rank of a job of a possible size.
+    init?(text: String) {
+        let fields = text.split(separator: " ").compactMap { Int($0) }
+        guard fields.count == 4, fields[1] >= 2, fields[1] <= SharedRegion.maximumRanks, fields[0] >= 1, fields[0] < fields[1],
+              let descriptor = Int32(exactly: fields[2]), descriptor >= 0, let launcher = pid_t(exactly: fields[3]), launcher > 0
+        else { return nil }
+        (rank, size, self.descriptor, self.launcher) = (fields[0], fields[1], descriptor, launcher)
+    }
+
+    init(rank: Int, size: Int, descriptor: Int32, launcher: pid_t) {
+        (self.rank, self.size, self.descriptor, self.launcher) = (rank, size, descriptor, launcher)
+    }
+
+    /// The job named in this process's environment, removed from it so that the rank's own
+    /// child processes do not see it; nil when there is none.
+    static func take() throws -> SpawnedRank? {
+        guard let text = getenvString(variable) else { return nil }
+        unsetenv(variable)
+        guard let job = SpawnedRank(text: text) else {
+            throw SwiftParUsageError("\(variable)=\(text) is not a job this process can join (it is set by swiftpar's local backend for the ranks it starts; unset it)")
+        }
+        return job
+    }
+}
+
+/// Passes the spawned children from the monitor thread to the starting thread, and the monitor
+/// back. Each side waits on a semaphore for the other's value, written before the post.
+private final class SpawnHandoff: @unchecked Sendable {
+    private var spawned: Result<[pid_t], any Error>?
+    private var started: LocalMonitor?
+    private let childrenReady = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+    private let monitorReady = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+
+    init() {
+        sem_init(childrenReady, 0, 0)
+        sem_init(monitorReady, 0, 0)
+    }
+
+    func deliver(_ result: Result<[pid_t], any Error>) {
+        spawned = result
+        sem_post(childrenReady)
+    }
+
+    func children() throws -> [pid_t] {
+        while sem_wait(childrenReady) != 0 {}
+        return try spawned!.get()
+    }
+
+    func start(_ monitor: LocalMonitor) {
+        started = monitor
+        sem_post(monitorReady)
+    }
+
+    func monitor() -> LocalMonitor {
+        while sem_wait(monitorReady) != 0 {}
+        return started!
+    }
+}
+
+/// Calls `body` with a NUL-terminated array of C strings made from `strings`.
+func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
+    let pointers = strings.map { strdup($0) } + [nil]
+    defer { for pointer in pointers { free(pointer) } }
+    return body(pointers)
 }

@@ -18,7 +18,11 @@ import Glibc
 /// The rings are reserved, not committed (`MAP_NORESERVE`): a page costs memory only once a
 /// message has passed through it, so a job of a thousand ranks that talk to a few neighbours
 /// each needs little.
-final class SharedRegion {
+///
+/// `@unchecked Sendable`: its stored properties never change after `init`, and the memory it
+/// maps is only touched through atomics or through a ring's bytes, which the ring's head and
+/// tail hand from one side to the other.
+final class SharedRegion: @unchecked Sendable {
     static let lineSize = 64
     static let messageCapacity = 2048
     static let jobBlockSize = 4096
@@ -43,11 +47,47 @@ final class SharedRegion {
         jobBlockSize + size * rankBlockSize + size * (size - 1) * (Ring.dataOffset + ringCapacity(for: size))
     }
 
-    /// Maps a new region for `size` ranks (`descriptor` -1), or the region a parent made, from
-    /// its memfd `descriptor`.
-    init(size: Int, descriptor: Int32 = -1) throws {
+    /// Maps a new region for `size` ranks: anonymous memory that forked ranks inherit, or, with
+    /// `shareable`, a memfd (`descriptor`) that spawned ranks inherit and map.
+    convenience init(size: Int, shareable: Bool = false) throws {
+        guard shareable else {
+            try self.init(size: size, descriptor: -1, fresh: true)
+            return
+        }
+        let descriptor = swiftpar_memfd_create("swiftpar-local-job")
+        guard descriptor >= 0 else { throw SystemError.current("memfd_create for the shared memory of \(size) local ranks") }
+        guard ftruncate(descriptor, off_t(Self.byteCount(for: size))) == 0 else {
+            let failure = SystemError.current("ftruncate of the shared memory of \(size) local ranks to \(Self.byteCount(for: size)) bytes")
+            close(descriptor)
+            throw failure
+        }
+        do {
+            try self.init(size: size, descriptor: descriptor, fresh: true)
+        } catch {
+            close(descriptor)
+            throw error
+        }
+    }
+
+    /// Maps the region a spawning rank 0 made, from the memfd `descriptor` it passed down.
+    convenience init(joining descriptor: Int32, size: Int) throws {
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else {
+            throw SystemError.current("fstat of descriptor \(descriptor), the shared memory of the local job this rank was started for")
+        }
+        guard Int(status.st_size) == Self.byteCount(for: size) else {
+            throw SystemError("descriptor \(descriptor) holds \(status.st_size) bytes, not the \(Self.byteCount(for: size)) of a local job of \(size) ranks", code: EINVAL)
+        }
+        try self.init(size: size, descriptor: descriptor, fresh: false)
+    }
+
+    /// The memfd behind the region, or -1 for anonymous memory.
+    let descriptor: Int32
+
+    private init(size: Int, descriptor: Int32, fresh: Bool) throws {
         precondition(size >= 1 && size <= Self.maximumRanks)
         self.size = size
+        self.descriptor = descriptor
         ringCapacity = Self.ringCapacity(for: size)
         byteCount = Self.byteCount(for: size)
         let flags = descriptor < 0 ? MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE : MAP_SHARED | MAP_NORESERVE
@@ -55,8 +95,8 @@ final class SharedRegion {
             throw SystemError.current("mmap of \(byteCount) bytes of shared memory for \(size) local ranks")
         }
         base = mapped
-        if descriptor >= 0 { return }
-        // Fresh anonymous memory is zero; the atomics start at their initial values explicitly.
+        guard fresh else { return }
+        // Fresh memory is zero; the atomics start at their initial values explicitly.
         failedRank.store(-1, ordering: .relaxed)
         for rank in 0..<size {
             state(of: rank).store(RankState.running.rawValue, ordering: .relaxed)
@@ -120,6 +160,9 @@ final class SharedRegion {
             return (rank, "failed: " + String(decoding: bytes, as: UTF8.self))
         case .interrupted?:
             return (rank, "was interrupted by signal \(value) (\(signalName(Int32(value))))")
+        case .endedBeforeJoining?:
+            let how = value < 0 ? "was killed by signal \(-value) (\(signalName(Int32(-value))))" : "exited with status \(value)"
+            return (rank, "\(how) before it reached SwiftPar.run; a spawned rank runs the program from the start of main and must call SwiftPar.run as rank 0 did")
         case nil:
             return (rank, "failed")
         }
@@ -146,6 +189,8 @@ final class SharedRegion {
     func waiting(_ rank: Int) -> UnsafeAtomic<Int> { atomic(at: rankBlock(rank) + 5 * Self.lineSize) }
     /// Counts the rank's completed waits and messages: it changes while the rank makes progress.
     func progress(_ rank: Int) -> UnsafeAtomic<Int> { atomic(at: rankBlock(rank) + 6 * Self.lineSize) }
+    /// Non-zero once the rank has joined the job (a spawned rank that reached `SwiftPar.run`).
+    func joined(_ rank: Int) -> UnsafeAtomic<Int> { atomic(at: rankBlock(rank) + 7 * Self.lineSize) }
 
     /// Records that `rank` ended badly, for this rank alone (failures tolerated).
     func recordRankFailure(rank: Int, kind: FailureKind, value: Int) {
@@ -189,6 +234,8 @@ enum RankState: Int {
 
 enum FailureKind: Int {
     case threw = 1, signal, exitStatus, interrupted
+    /// A spawned rank that ended before it joined: the value is its exit status, or minus the signal.
+    case endedBeforeJoining
 }
 
 /// A single-producer, single-consumer byte ring in shared memory.

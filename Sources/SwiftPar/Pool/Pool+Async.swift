@@ -1,0 +1,104 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Async forms of the pool, for transforms that `await` (network calls, async file APIs, actors).
+//
+// The pool's engine is synchronous: rank 0 serves and works, the workers wait for chunks. An
+// async form runs that engine on a thread of its own, so the calling task is suspended rather
+// than blocking its executor, and runs each item's transform as a task on the global executor,
+// which that thread waits for. Items are still handed out in chunks and run one at a time per
+// rank, in input order within a chunk; results arrive exactly as with the synchronous forms.
+
+extension Pool {
+    /// Applies the asynchronous `transform` to every item; returns the results in input order
+    /// on rank 0 and nil on the other ranks. As `map(_:options:_:)`, for a transform that awaits.
+    ///
+    /// ```swift
+    /// await SwiftPar.run { world in
+    ///     let pool = Pool(world)
+    ///     let sizes = try await pool.map(["a", "bb", "ccc"]) { name async throws in
+    ///         try await Task.sleep(for: .milliseconds(1))
+    ///         return name.count
+    ///     }
+    ///     if let sizes { print(sizes) }   // [1, 2, 3] on rank 0
+    /// }
+    /// ```
+    public func map<S: Sequence & Sendable, R: Codable & Sendable>(
+        _ items: S, options: MapOptions = MapOptions(), _ transform: @escaping @Sendable (S.Element) async throws -> R
+    ) async throws -> [R]? where S.Element: Codable & Sendable {
+        try await onOwnThread {
+            try self.map(items, options: options) { item in try waitForTask { try await transform(item) } }
+        }
+    }
+
+    /// Applies the asynchronous `transform` to every item and folds each result into a running
+    /// total with `combine`, in place, as `mapReduce(_:into:everyRank:options:_:combine:)` does.
+    ///
+    /// - Returns: the total on rank 0, nil on the other ranks; on every rank when `everyRank`
+    ///   is set.
+    public func mapReduce<S: Sequence & Sendable, R: Codable & Sendable>(
+        _ items: S, into initial: R, everyRank: Bool = false, options: MapOptions = MapOptions(),
+        _ transform: @escaping @Sendable (S.Element) async throws -> R, combine: @escaping @Sendable (inout R, R) throws -> Void
+    ) async throws -> R? where S.Element: Codable & Sendable {
+        try await onOwnThread {
+            try self.mapReduce(items, into: initial, everyRank: everyRank, options: options,
+                               { item in try waitForTask { try await transform(item) } }, combine: combine)
+        }
+    }
+}
+
+/// Runs `body` on a new thread and suspends the caller until it returns.
+func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        do {
+            try startThread { continuation.resume(with: Result { try body() }) }
+        } catch {
+            continuation.resume(throwing: error)
+        }
+    }
+}
+
+/// Runs `operation` as a task on the global executor and blocks this thread (never one of the
+/// executor's) until it finishes.
+func waitForTask<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) throws -> T {
+    let done = TaskOutcomeBox<T>()
+    Task.detached { done.finish(await Result { try await operation() }) }
+    return try done.wait()
+}
+
+/// The outcome of one task, handed to the thread that waits for it.
+///
+/// `@unchecked Sendable`: `outcome` is written once before `sem_post` and read after `sem_wait`.
+private final class TaskOutcomeBox<T: Sendable>: @unchecked Sendable {
+    private var outcome: Result<T, any Error>?
+    private let ready = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+
+    init() { sem_init(ready, 0, 0) }
+
+    deinit {
+        sem_destroy(ready)
+        ready.deallocate()
+    }
+
+    func finish(_ result: Result<T, any Error>) {
+        outcome = result
+        sem_post(ready)
+    }
+
+    func wait() throws -> T {
+        while sem_wait(ready) != 0 {}
+        return try outcome!.get()
+    }
+}
+
+extension Result where Failure == any Error {
+    /// The result of the asynchronous `body`.
+    init(catching body: () async throws -> Success) async {
+        do {
+            self = .success(try await body())
+        } catch {
+            self = .failure(error)
+        }
+    }
+}

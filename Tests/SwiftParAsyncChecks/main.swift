@@ -1,0 +1,53 @@
+// swiftpar-async-checks: an async program, as a new user writes one, that the tests run under
+// every backend. It awaits before SwiftPar.run and inside it, uses the async pool forms, hands
+// the communicator to a child task, and prints what rank 0 collected: the output must be the
+// same on every backend.
+//
+//     swiftpar-async-checks [await-first | run-first]
+#if canImport(Glibc)
+import Glibc
+#endif
+import SwiftPar
+
+/// Something to await that is not a sleep: an actor's state.
+actor Ledger {
+    private var entries: [String] = []
+    func record(_ entry: String) { entries.append(entry) }
+    var count: Int { entries.count }
+}
+
+struct Report: Codable, Sendable, Equatable {
+    var rank: Int
+    var ledgerEntries: Int
+    var fromChildTask: Int
+}
+
+@main
+struct AsyncChecks {
+    static func main() async {
+        let mode = CommandLine.arguments.dropFirst().first ?? "await-first"
+        let ledger = Ledger()
+        if mode == "await-first" {
+            // Awaits before run: the Swift runtime's threads are running by now.
+            try? await Task.sleep(for: .milliseconds(5))
+            await ledger.record("before run")
+        }
+        await SwiftPar.run { world in
+            try await Task.sleep(for: .milliseconds(1))
+            await ledger.record("rank \(world.rank)")
+            // The communicator is Sendable: a child task may use it while this one waits.
+            let fromChild = try await Task { try world.allreduce(world.rank + 1, .sum) }.value
+            let sizes = try await Pool(world).map(Array(0..<40)) { item async throws -> Int in
+                try await Task.sleep(for: .microseconds(100))
+                return item * item
+            }
+            let total = try await Pool(world).mapReduce(Array(1...100), into: 0, everyRank: true, { item async throws in item }) { $0 += $1 }
+            let report = Report(rank: world.rank, ledgerEntries: await ledger.count, fromChildTask: fromChild)
+            guard let reports = try world.gather(report, root: 0) else { return }
+            print("ranks \(world.size): sum of squares \(sizes!.reduce(0, +)), mapReduce total \(total!)")
+            for report in reports {
+                print("rank \(report.rank): ledger \(report.ledgerEntries - (mode == "await-first" ? 1 : 0)) entry, child task saw \(report.fromChildTask)")
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+import Foundation
+import Testing
+
+/// How local ranks start (fork, or spawn: the program started again), async programs, and
+/// local work on a machine without Open MPI.
+@Suite("Start methods, async programs, and running without Open MPI")
+struct StartMethodTests {
+    /// Each rank's "ran-main-itself" report, by rank.
+    func ranMainItself(_ result: JobResult, _ scenario: String) -> [Int: String] {
+        result.okLines(for: scenario).mapValues { String($0.split(separator: "=").last ?? "") }
+    }
+
+    @Test("A single-threaded program forks its ranks; with a thread running, or when asked, it spawns them")
+    func startMethodFollowsThreads() throws {
+        let forked = try Jobs.run("swiftpar-checks", ["start-method"], launch: .local(3), timeout: 30)
+        expectEveryRankOK(forked, scenario: "start-method", ranks: 3)
+        #expect(ranMainItself(forked, "start-method") == [0: "true", 1: "false", 2: "false"], "\(forked.report)")
+
+        let asked = try Jobs.run("swiftpar-checks", ["start-method"], launch: .spawned(3), timeout: 30)
+        expectEveryRankOK(asked, scenario: "start-method", ranks: 3)
+        #expect(ranMainItself(asked, "start-method") == [0: "true", 1: "true", 2: "true"], "\(asked.report)")
+
+        let threaded = try Jobs.run("swiftpar-checks", ["threads-before-run"], launch: .local(3), timeout: 30)
+        expectEveryRankOK(threaded, scenario: "threads-before-run", ranks: 3)
+        #expect(ranMainItself(threaded, "threads-before-run") == [0: "true", 1: "true", 2: "true"], "\(threaded.report)")
+    }
+
+    @Test("Forking with threads running, or an unknown start method, is refused before anything starts")
+    func refusedStartMethods() throws {
+        let fork = try Jobs.run("swiftpar-checks", ["threads-before-run"], launch: .local(3), environment: ["SWIFTPAR_START": "fork"], timeout: 30)
+        #expect(fork.status == 2, "\(fork.report)")
+        #expect(fork.errors.contains("SWIFTPAR_START=fork cannot be used here: this process already runs 2 threads"), "\(fork.report)")
+        #expect(fork.output.isEmpty, "\(fork.report)")
+
+        let unknown = try Jobs.run("swiftpar-checks", ["start-method"], launch: .local(2), environment: ["SWIFTPAR_START": "clone"], timeout: 30)
+        #expect(unknown.status == 2, "\(unknown.report)")
+        #expect(unknown.errors.contains("SWIFTPAR_START=clone is not one of auto, fork, spawn"), "\(unknown.report)")
+    }
+
+    @Test("A spawned rank that ends before it reaches SwiftPar.run ends the job, saying so")
+    func spawnedRankEndsEarly() throws {
+        let result = try Jobs.run("swiftpar-checks", ["exit-before-run"], launch: .spawned(3), timeout: 30)
+        #expect(result.status == 1, "\(result.report)")
+        #expect(result.errors.contains("exited with status 3 before it reached SwiftPar.run"), "\(result.report)")
+        #expect(result.seconds < 5, "\(result.report)")
+        #expect(!result.output.contains("ok exit-before-run"), "\(result.report)")
+        #expect(Jobs.waitForNoSurvivors(named: "swiftpar-checks exit-before-run").isEmpty)
+    }
+
+    /// What swiftpar-async-checks prints on `ranks` ranks.
+    static func asyncOutput(ranks: Int) -> String {
+        let sum = ranks * (ranks + 1) / 2
+        return "ranks \(ranks): sum of squares 20540, mapReduce total 5050\n"
+            + (0..<ranks).map { "rank \($0): ledger 1 entry, child task saw \(sum)\n" }.joined()
+    }
+
+    @Test("An async main that awaits before and inside run prints the same on every backend",
+          arguments: [(Launch.serial, "await-first"), (.local(3), "await-first"), (.spawned(3), "await-first"),
+                      (.mpirun(3), "await-first"), (.local(3), "run-first"), (.mpirun(3), "run-first")])
+    func asyncProgram(_ launch: Launch, _ mode: String) throws {
+        let result = try Jobs.run("swiftpar-async-checks", [mode], launch: launch, timeout: 60)
+        #expect(result.status == 0, "\(result.report)")
+        #expect(result.output == Self.asyncOutput(ranks: launch.ranks), "\(result.report)")
+    }
+
+    @Test("An async main that calls run before any await may fork its ranks")
+    func asyncProgramForks() throws {
+        let result = try Jobs.run("swiftpar-async-checks", ["run-first"], launch: .local(3), environment: ["SWIFTPAR_START": "fork"], timeout: 60)
+        #expect(result.status == 0, "\(result.report)")
+        #expect(result.output == Self.asyncOutput(ranks: 3), "\(result.report)")
+    }
+
+    @Test("Without Open MPI's library (masked in a mount namespace), local and serial jobs run and MPI is refused clearly")
+    func withoutOpenMPI() throws {
+        guard getuid() == 0 else {
+            Issue.record("masking libmpi needs a mount namespace, which needs root")
+            return
+        }
+        let library = try Jobs.runShell("readlink -f \"$(ldconfig -p | awk '/libmpi.so.40 /{print $NF; exit}')\"", timeout: 10)
+        let path = library.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(path.hasPrefix("/") && FileManager.default.fileExists(atPath: path), "libmpi.so.40 not found: \(library.report)")
+        let swiftpar = shellQuoted(Jobs.product("swiftpar"))
+        let script = """
+            mount --bind /dev/null \(shellQuoted(path)) || exit 90
+            ldd \(swiftpar) | grep -c libmpi
+            echo "---"
+            \(swiftpar) -n 2 primes 1000 && SWIFTPAR_START=spawn \(swiftpar) -n 3 primes 100 && \(swiftpar) --backend serial primes 10
+            echo "---"
+            \(swiftpar) --backend mpi info; echo "status $?"
+            OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=1 \(swiftpar) info; echo "status $?"
+            """
+        let result = try Jobs.runCommand(["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script], timeout: 60)
+        let parts = result.output.components(separatedBy: "---\n")
+        #expect(parts.count == 3, "\(result.report)")
+        guard parts.count == 3 else { return }
+        #expect(parts[0] == "0\n", "the binary links libmpi:\n\(result.report)")
+        #expect(parts[1] == "168\n25\n4\n", "\(result.report)")
+        #expect(parts[2] == "status 2\nstatus 2\n", "\(result.report)")
+        let refusal = "swiftpar: cannot start MPI: cannot load Open MPI's library (libmpi.so.40)"
+        #expect(result.errors.components(separatedBy: refusal).count == 3, "\(result.report)")
+        #expect(result.errors.contains("file too short; install Open MPI"), "\(result.report)")
+    }
+}
