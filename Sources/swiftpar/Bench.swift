@@ -62,22 +62,22 @@ struct Experiment: ParsableCommand {
             var expected: [Int] = []
             try world.barrier()
             if world.rank == 0 {
-                var start = monotonicSeconds()
+                var start = monotonicNow()
                 expected = (0..<tasks).map { trialDivisionPrimeCount(below: limit + $0) }
-                serial = monotonicSeconds() - start
+                serial = monotonicNow() - start
                 rows.append(Row(approach: "serial (one process, one thread)", seconds: serial, speedup: 1))
                 bar.update(done: 1, total: 3)
-                start = monotonicSeconds()
+                start = monotonicNow()
                 let threaded = try runOnThreads(tasks) { trialDivisionPrimeCount(below: limit + $0) }
-                let seconds = monotonicSeconds() - start
+                let seconds = monotonicNow() - start
                 guard threaded == expected else { throw SwiftParUsageError("bench: threads counted differently") }
                 rows.append(Row(approach: "\(tasks) threads in one process", seconds: seconds, speedup: serial / seconds))
             }
             try world.barrier()
             bar.update(done: 2, total: 3)
-            let start = monotonicSeconds()
+            let start = monotonicNow()
             let counts = try pool.map(0..<tasks, options: MapOptions(chunkSize: .fixed(1))) { trialDivisionPrimeCount(below: limit + $0) }
-            let seconds = monotonicSeconds() - start
+            let seconds = monotonicNow() - start
             bar.finish()
             guard world.rank == 0 else { return }
             guard counts == expected else { throw SwiftParUsageError("bench: processes counted differently") }
@@ -102,28 +102,13 @@ struct Experiment: ParsableCommand {
 func coreCount() -> Int { max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1) }
 
 /// Runs `count` tasks on as many threads, returning their results in order.
-func runOnThreads(_ count: Int, _ task: @escaping (Int) -> Int) throws -> [Int] {
-    final class Slot {
-        let index: Int
-        let task: (Int) -> Int
+func runOnThreads(_ count: Int, _ task: @escaping @Sendable (Int) -> Int) throws -> [Int] {
+    /// One thread's result: written by that thread before it ends, read after `pthread_join`.
+    final class Slot: @unchecked Sendable {
         var result = 0
-        init(_ index: Int, _ task: @escaping (Int) -> Int) {
-            self.index = index
-            self.task = task
-        }
     }
-    let slots = (0..<count).map { Slot($0, task) }
-    var threads: [pthread_t] = []
-    for slot in slots {
-        var thread = pthread_t()
-        let context = Unmanaged.passRetained(slot).toOpaque()
-        guard pthread_create(&thread, nil, { context in
-            let slot = Unmanaged<Slot>.fromOpaque(context!).takeRetainedValue()
-            slot.result = slot.task(slot.index)
-            return nil
-        }, context) == 0 else { throw SwiftParUsageError("cannot start a thread") }
-        threads.append(thread)
-    }
+    let slots = (0..<count).map { _ in Slot() }
+    let threads = try slots.enumerated().map { index, slot in try startJoinableThread { slot.result = task(index) } }
     for thread in threads { pthread_join(thread, nil) }
     return slots.map(\.result)
 }
@@ -169,9 +154,9 @@ struct PrimesBench: ParsableCommand {
             var count = 0
             for _ in 0..<repetitions {
                 try world.barrier()
-                let start = monotonicSeconds()
+                let start = monotonicNow()
                 count = try PrimeCounting.count(in: 0...n, method: .sieve, pool: pool)
-                times.append(monotonicSeconds() - start)
+                times.append(monotonicNow() - start)
             }
             guard world.rank == 0 else { return }
             let median = times.sorted()[times.count / 2]
@@ -206,9 +191,9 @@ struct HashBench: ParsableCommand {
             var files: [FileHashing.File] = []
             if world.rank == 0 { files = FileHashing.walk(paths, followSymlinks: false).files }
             try world.barrier()
-            let start = monotonicSeconds()
+            let start = monotonicNow()
             let outcomes = try FileHashing.hash(files, pool: pool)
-            let seconds = monotonicSeconds() - start
+            let seconds = monotonicNow() - start
             guard world.rank == 0, let outcomes else { return }
             let bytes = files.reduce(0) { $0 + Int($1.size) }
             let failed = outcomes.filter { if case .failed = $0 { return true } else { return false } }.count

@@ -33,12 +33,12 @@ struct CodecBench: ParsableCommand {
     static func time<T: Codable>(_ value: T, iterations: Int, encode: (T) throws -> [UInt8], decode: ([UInt8]) throws -> T)
         throws -> (encode: Double, decode: Double, bytes: Int) {
         let bytes = try encode(value)
-        var start = monotonicSeconds()
+        var start = monotonicNow()
         for _ in 0..<iterations { _ = try encode(value) }
-        let encoding = (monotonicSeconds() - start) / Double(iterations)
-        start = monotonicSeconds()
+        let encoding = (monotonicNow() - start) / Double(iterations)
+        start = monotonicNow()
         for _ in 0..<iterations { _ = try decode(bytes) }
-        return (encoding, (monotonicSeconds() - start) / Double(iterations), bytes.count)
+        return (encoding, (monotonicNow() - start) / Double(iterations), bytes.count)
     }
 
     static func shape<T: Codable>(_ name: String, _ value: T, iterations: Int) -> Shape {

@@ -39,9 +39,9 @@ struct CollectivesBench: ParsableCommand {
                 var times: [Double] = []
                 for round in 0..<(repetitions + 2) {
                     try world.barrier()
-                    let start = monotonicSeconds()
+                    let start = monotonicNow()
                     try body()
-                    if round >= 2 { times.append(monotonicSeconds() - start) }
+                    if round >= 2 { times.append(monotonicNow() - start) }
                 }
                 return times.sorted()[times.count / 2]
             }

@@ -2,13 +2,6 @@
 import Glibc
 #endif
 
-/// Seconds on the monotonic clock.
-func monotonicSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-}
-
 /// `value` with `digits` decimals.
 func format(_ value: Double, _ digits: Int) -> String {
     var scale = 1.0

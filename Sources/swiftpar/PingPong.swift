@@ -174,9 +174,9 @@ struct PingPong: ParsableCommand {
         let warmup = max(c.iterations / 10, 2)
         var start = 0.0
         for i in 0..<(warmup + c.iterations) {
-            if i == warmup { start = monotonicSeconds() }
+            if i == warmup { start = monotonicNow() }
             try c.roundTrip(world, peer)
         }
-        return monotonicSeconds() - start
+        return monotonicNow() - start
     }
 }

@@ -60,21 +60,21 @@ struct PoolBench: ParsableCommand {
             let pool = Pool(world)
             try world.barrier()
             let bar = ProgressBar("squaring \(tasks) integers", enabled: world.rank == 0 && isatty(2) != 0)
-            var start = monotonicSeconds()
+            var start = monotonicNow()
             let squares = try pool.map(0..<tasks, options: MapOptions(progress: bar.update)) { $0 &* $0 }
-            let automatic = Double(tasks) / (monotonicSeconds() - start)
+            let automatic = Double(tasks) / (monotonicNow() - start)
             bar.finish()
             if let squares, squares.count != tasks || squares.last != (tasks - 1) &* (tasks - 1) {
                 throw SwiftParUsageError("bench pool: wrong results from the chunked map")
             }
 
             try world.barrier()
-            start = monotonicSeconds()
+            start = monotonicNow()
             // Rank 0 only serves here, so every task is a round trip to a worker, as in Python's Pool.
             var oneByOne = MapOptions(chunkSize: .fixed(1))
             oneByOne.rankZeroWorks = false
             let one = try pool.map(0..<roundTrips, options: oneByOne) { $0 &* $0 }
-            let chunkOne = Double(roundTrips) / (monotonicSeconds() - start)
+            let chunkOne = Double(roundTrips) / (monotonicNow() - start)
             if let one, one.count != roundTrips { throw SwiftParUsageError("bench pool: wrong results from the chunk-size-1 map") }
 
             // Serial reference: rank 0 alone, the others waiting at the barrier.
@@ -82,17 +82,17 @@ struct PoolBench: ParsableCommand {
             var serialCounts: [Int] = []
             var serial = 0.0
             if world.rank == 0 {
-                start = monotonicSeconds()
+                start = monotonicNow()
                 serialCounts = (0..<heavyTasks).map { trialDivisionPrimeCount(below: limit + $0) }
-                serial = monotonicSeconds() - start
+                serial = monotonicNow() - start
             }
             try world.barrier()
             let heavyBar = ProgressBar("prime counts", enabled: world.rank == 0 && isatty(2) != 0)
-            start = monotonicSeconds()
+            start = monotonicNow()
             let counts = try pool.map(0..<heavyTasks, options: MapOptions(chunkSize: .fixed(1), progress: heavyBar.update)) {
                 trialDivisionPrimeCount(below: limit + $0)
             }
-            let parallel = monotonicSeconds() - start
+            let parallel = monotonicNow() - start
             heavyBar.finish()
             guard world.rank == 0 else { return }
             if counts != serialCounts { throw SwiftParUsageError("bench pool: the parallel prime counts differ from the serial ones") }

@@ -118,9 +118,9 @@ struct Primes: ParsableCommand {
                 return
             }
             let bar = ProgressBar("sieving", enabled: world.rank == 0 && isTerminal(2))
-            let start = monotonicSeconds()
+            let start = monotonicNow()
             let count = try PrimeCounting.count(in: range, method: method, pool: pool, progress: bar.update)
-            let seconds = monotonicSeconds() - start
+            let seconds = monotonicNow() - start
             bar.finish()
             guard world.rank == 0 else { return }
             if json {

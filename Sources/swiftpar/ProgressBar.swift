@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SwiftPar
 import Synchronization
 
 /// A one-line progress bar on standard error, drawn only when standard error is a terminal
@@ -20,7 +21,7 @@ final class ProgressBar: Sendable {
     /// Shows `done` of `total` (total unknown: a count only).
     func update(done: Int, total: Int?) {
         guard enabled else { return }
-        let now = monotonicSeconds()
+        let now = monotonicNow()
         let due = drawing.withLock { state in
             guard now - state.last >= 0.1 || done == total else { return false }
             state = (now, true)
@@ -45,11 +46,6 @@ final class ProgressBar: Sendable {
         guard enabled, drawing.withLock({ $0.drawn }) else { return }
         writeStandardError("\r\u{1B}[K")
     }
-}
-
-func writeStandardError(_ text: String) {
-    var copy = text
-    copy.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
 }
 
 func isTerminal(_ descriptor: Int32) -> Bool { isatty(descriptor) != 0 }

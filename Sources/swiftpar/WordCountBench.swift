@@ -49,7 +49,7 @@ struct WordCountBench: ParsableCommand {
                 guard !files.isEmpty else { throw SwiftParUsageError("no files to count under \(root)") }
             }
             try world.barrier()
-            let start = monotonicSeconds()
+            let start = monotonicNow()
             var counts: [String: Int]?
             if plain {
                 if world.rank == 0 {
@@ -62,7 +62,7 @@ struct WordCountBench: ParsableCommand {
                     total.merge(part, uniquingKeysWith: +)
                 }
             }
-            let seconds = monotonicSeconds() - start
+            let seconds = monotonicNow() - start
             guard world.rank == 0, let counts else { return }
             let bytes = files.reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int) ?? 0) }
             let report = Report(files: files.count, bytes: bytes, words: counts.values.reduce(0, +), distinctWords: counts.count,

@@ -204,11 +204,11 @@ func poolWorkerDies(_ world: Communicator) throws -> String {
         _ = try pool.map(0..<400, options: MapOptions(chunkSize: .fixed(5))) { item -> Int in
             if world.rank == 1 && item >= 100 { kill(getpid(), SIGKILL) }
             usleep(1000)
-            diedAt = monotonic()
+            diedAt = monotonicNow()
             return item
         }
     } catch let PoolError.workerDied(rank, lost, reason) {
-        let ms = Int((monotonic() - diedAt) * 1000)
+        let ms = Int((monotonicNow() - diedAt) * 1000)
         writeError("rank \(world.rank) saw rank \(rank) die after \(ms) ms: lost \(lost), \(reason)\n")
         try expectEqual(rank, 1, world, "dead rank")
         try expect(!lost.isEmpty && lost.allSatisfy { $0.count == 5 }, world, "lost items \(lost)")

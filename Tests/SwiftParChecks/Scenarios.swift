@@ -31,12 +31,12 @@ let scenarios: [String: @Sendable (Communicator) throws -> String] = [
 func receiveFromFinished(_ world: Communicator) throws -> String {
     // Each rank reports alone: the others must really finish, not wait in a gather.
     guard world.rank == 0, world.size > 1 else { return "\(soloPrefix)finished" }
-    let start = monotonic()
+    let start = monotonicNow()
     do {
         _ = try world.receive(Int.self, from: .rank(1), tag: 5)
     } catch let error as CommunicatorError {
         guard case .wouldWaitForever = error else { throw error }
-        return "\(soloPrefix)threw-after-ms=\(Int((monotonic() - start) * 1000))"
+        return "\(soloPrefix)threw-after-ms=\(Int((monotonicNow() - start) * 1000))"
     }
     throw CheckFailed(description: "rank 0 received a message rank 1 never sent")
 }
@@ -61,11 +61,11 @@ func crashRankOne(_ world: Communicator, _ crash: () -> Void) throws -> String {
         usleep(200_000)
         crash()
     }
-    let start = monotonic()
+    let start = monotonicNow()
     do {
         _ = try world.receive(Int.self, from: .rank(1), tag: 1)
     } catch {
-        writeError("rank \(world.rank) observed after \(Int((monotonic() - start) * 1000)) ms: \(error)\n")
+        writeError("rank \(world.rank) observed after \(Int((monotonicNow() - start) * 1000)) ms: \(error)\n")
         // Give the other ranks time to report too before this one ends the job.
         usleep(300_000)
         throw error
@@ -80,11 +80,6 @@ func waitForever(_ world: Communicator) throws -> String {
     return "unreachable"
 }
 
-func monotonic() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-}
 
 /// Receiving into an existing array: same size, shorter (the array shrinks), longer (an error).
 func receiveInto(_ world: Communicator) throws -> String {

@@ -309,7 +309,8 @@ public struct SwiftParUsageError: Error, CustomStringConvertible, Sendable {
     public init(_ description: String) { self.description = description }
 }
 
-func writeStandardError(_ text: String) {
+/// Writes all of `text` to standard error, unbuffered (for the whole package).
+package func writeStandardError(_ text: String) {
     var copy = text
     copy.withUTF8 { bytes in
         var offset = 0

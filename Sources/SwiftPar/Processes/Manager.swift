@@ -140,7 +140,7 @@ public final class Manager: @unchecked Sendable {
             while slot(index).load(as: Int.self) != 2 {
                 if !answered.wait(mailboxLock, until: deadline), !server.isRunningForCaller {
                     slot(index).storeBytes(of: 0, as: Int.self)
-                    throw SwiftParUsageError("the manager's server process has exited")
+                    throw SharedMemoryError.managerExited
                 }
             }
             let count = (slot(index) + 8).load(as: Int.self)
@@ -150,7 +150,7 @@ public final class Manager: @unchecked Sendable {
             return bytes
         }
         let answer = try BinaryDecoder().decode(Answer.self, from: bytes)
-        if case .failure(let message) = answer { throw SwiftParUsageError(message) }
+        if case .failure(let message) = answer { throw SharedMemoryError.managerFailed(reason: message) }
         return answer
     }
 }

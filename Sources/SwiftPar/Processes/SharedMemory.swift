@@ -35,6 +35,10 @@ public enum SharedMemoryError: Error, CustomStringConvertible, Sendable {
     case timedOut(seconds: Double)
     /// The queue was finished by all its producers; nothing more can be put.
     case finished
+    /// A `Manager`'s server process is gone, so its objects cannot be reached.
+    case managerExited
+    /// A `Manager`'s server could not carry out a request; `reason` says why.
+    case managerFailed(reason: String)
 
     /// One line saying what happened.
     public var description: String {
@@ -44,6 +48,8 @@ public enum SharedMemoryError: Error, CustomStringConvertible, Sendable {
         case let .tooLarge(bytes, capacity): return "a value of \(bytes) encoded bytes does not fit in a queue of \(capacity) bytes"
         case let .timedOut(seconds): return "timed out after \(seconds) s"
         case .finished: return "the queue is finished: every producer called finish()"
+        case .managerExited: return "the manager's server process has exited"
+        case let .managerFailed(reason): return "the manager's server failed: \(reason)"
         }
     }
 }

@@ -424,8 +424,9 @@ final class LocalMonitor: @unchecked Sendable {
     }
 }
 
+/// Seconds on the monotonic clock (for the whole package: the CLI and the test programs too).
 @usableFromInline
-func monotonicNow() -> Double {
+package func monotonicNow() -> Double {
     var now = timespec()
     clock_gettime(CLOCK_MONOTONIC, &now)
     return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
@@ -438,7 +439,7 @@ func startThread(_ body: @escaping @Sendable () -> Void) throws {
 
 /// Starts a thread running `body`; joinable unless `detached`.
 @discardableResult
-func startJoinableThread(_ body: @escaping @Sendable () -> Void, detached: Bool = false) throws -> pthread_t {
+package func startJoinableThread(_ body: @escaping @Sendable () -> Void, detached: Bool = false) throws -> pthread_t {
     final class ThreadBody {
         let body: @Sendable () -> Void
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }
