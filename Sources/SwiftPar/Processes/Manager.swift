@@ -17,6 +17,8 @@ import Glibc
 /// Requests travel through a `SharedQueue`; each answer comes back in a mailbox slot of shared
 /// memory that the asking process reserved, so any number of processes can ask at once.
 public final class Manager: @unchecked Sendable {
+    // Sendable: its properties never change after init; the mailbox slots in shared memory
+    // are guarded by `mailboxLock`, a process-shared mutex, and the request queue by its own.
     enum Operation: Codable {
         case set(name: String, key: String, value: [UInt8])
         case get(name: String, key: String)

@@ -60,6 +60,7 @@ public enum SharedMemoryError: Error, CustomStringConvertible, Sendable {
 /// Make it before forking (before `SwiftPar.run` or `ChildProcess.start`); every process that
 /// inherits it locks the same mutex. The article's `Lock`.
 public final class ProcessLock: @unchecked Sendable {
+    // Sendable: it is a lock; its mutex lives in shared memory and is only used through pthread calls.
     let mapping: SharedMapping
     let mutex: UnsafeMutablePointer<pthread_mutex_t>
 

@@ -12,6 +12,8 @@ import Glibc
 ///
 /// Make it before forking the processes that use it.
 public final class SharedQueue<Element: Codable>: Sequence, @unchecked Sendable {
+    // Sendable: its properties never change after init; the ring and counters in shared memory
+    // are read and written holding its process-shared mutex.
     let mapping: SharedMapping
     let lock: ProcessLock
     let notEmpty: ProcessCondition

@@ -14,6 +14,8 @@ import Glibc
 /// // counter.value == 40_000
 /// ```
 public final class SharedValue<Value: PlainNumber>: @unchecked Sendable {
+    // Sendable like a pointer to shared memory: `value` is a plain load or store of one number
+    // (use a ProcessLock, or `add`, which is atomic, for read-modify-write), as Python's Value.
     let mapping: SharedMapping
     let storage: UnsafeMutablePointer<Value>
     /// The lock that `withLock` holds; use it to make several changes at once.
@@ -52,6 +54,8 @@ extension SharedValue where Value == Int {
 
 /// A fixed-size array of numbers in shared memory: the article's `Array`.
 public final class SharedArray<Element: PlainNumber>: RandomAccessCollection, MutableCollection, @unchecked Sendable {
+    // Sendable like a pointer to shared memory: each element is a plain load or store; guard
+    // read-modify-write with a ProcessLock, as with Python's Array.
     let mapping: SharedMapping
     let storage: UnsafeMutablePointer<Element>
     /// The lock that `withLock` holds.
