@@ -91,17 +91,23 @@ public enum PrimeSieve {
         return result
     }
 
-    /// The numbers whose bits are set, in order.
-    static func appendPrimes(of words: UnsafeBufferPointer<UInt64>, base: UInt64, to result: inout [UInt64]) {
+    /// Calls `body` with each number whose bit is set, in order.
+    @inline(__always)
+    static func forEachPrime(in words: UnsafeBufferPointer<UInt64>, base: UInt64, _ body: (UInt64) -> Void) {
         for (w, word) in words.enumerated() {
             var bits = word
             let wordBase = base + 240 * UInt64(w)
             while bits != 0 {
                 let b = bits.trailingZeroBitCount
                 bits &= bits &- 1
-                result.append(wordBase + 30 * UInt64(b >> 3) + residues[b & 7])
+                body(wordBase + 30 * UInt64(b >> 3) + residues[b & 7])
             }
         }
+    }
+
+    /// The numbers whose bits are set, in order.
+    static func appendPrimes(of words: UnsafeBufferPointer<UInt64>, base: UInt64, to result: inout [UInt64]) {
+        forEachPrime(in: words, base: base) { result.append($0) }
     }
 
     /// Sieves `range`: `small` gets the primes below 19 in it, in order; then `visit` gets each
@@ -257,15 +263,8 @@ struct LargePrimeStream {
         while windowLow <= top {
             let windowHigh = min(top, windowLow + window - 1)
             PrimeSieve.sieve(windowLow...windowHigh, sievingPrimes: small, small: { _ in }) { words, base, _ in
-                for (w, word) in words.enumerated() {
-                    var bits = word
-                    let wordBase = base + 240 * UInt64(w)
-                    while bits != 0 {
-                        let b = bits.trailingZeroBitCount
-                        bits &= bits &- 1
-                        let p = wordBase + 30 * UInt64(b >> 3) + PrimeSieve.residues[b & 7]
-                        Self.crossOne(p, bytes, count: count, segmentBase: segmentBase)
-                    }
+                PrimeSieve.forEachPrime(in: words, base: base) { p in
+                    Self.crossOne(p, bytes, count: count, segmentBase: segmentBase)
                 }
             }
             windowLow = windowHigh + 1

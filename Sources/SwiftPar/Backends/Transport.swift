@@ -131,19 +131,7 @@ extension Transport {
                 type: "[\(T.self)]", source: info.source, tag: info.tag, byteCount: info.byteCount,
                 reason: "\(info.byteCount) bytes is not a whole number of \(stride)-byte elements", rank: rank)
         }
-        let count = info.byteCount / stride
-        var failure: (any Error)?
-        let values = [T](unsafeUninitializedCapacity: count) { buffer, initialized in
-            do {
-                try receive(info, into: UnsafeMutableRawBufferPointer(buffer))
-                initialized = count
-            } catch {
-                failure = error
-                initialized = 0
-            }
-        }
-        if let failure { throw failure }
-        return values
+        return try [T].received(count: info.byteCount / stride) { try receive(info, into: $0) }
     }
 
     /// Probes for, then receives, the next matching message as an array of `T`.
