@@ -31,7 +31,7 @@ let package = Package(
         // The workloads users run first: prime counting and file hashing, built on the pool.
         .target(
             name: "SwiftParWorkloads",
-            dependencies: ["SwiftPar", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["SwiftPar", "CSwiftParLinux", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .executableTarget(
             name: "swiftpar",

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what swiftpar needs on Debian/Ubuntu that is not there yet: Open MPI (library,
-# headers and mpirun), pkg-config; for the tests, primesieve (a reference), and Slurm,
+# headers and mpirun), pkg-config; for the tests, primesieve and GNU parallel (references), and Slurm,
 # munge and iproute2 (a real single-node Slurm and namespace hosts).
 # Swift itself must already be installed (swift.org).
 # Safe to run again: it installs nothing when everything is present.
 set -euo pipefail
 
 missing=()
-for package in libopenmpi-dev openmpi-bin pkg-config primesieve-bin slurm-wlm munge iproute2; do
+for package in libopenmpi-dev openmpi-bin pkg-config primesieve-bin parallel slurm-wlm munge iproute2; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 

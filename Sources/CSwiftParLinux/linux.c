@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/wait.h>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -105,3 +106,108 @@ int swiftpar_standard_output_failed(void) {
 }
 
 void swiftpar_flush_all_streams(void) { fflush(NULL); }
+
+pid_t swiftpar_spawn_task(const char *path, char *const argv[], char *const envp[], int input, int output, int error) {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attributes;
+    sigset_t none, all;
+    pid_t pid = -1;
+    int code = posix_spawn_file_actions_init(&actions);
+    if (code != 0) { errno = code; return -1; }
+    code = posix_spawnattr_init(&attributes);
+    if (code != 0) { posix_spawn_file_actions_destroy(&actions); errno = code; return -1; }
+    code = posix_spawn_file_actions_adddup2(&actions, input, 0);
+    if (code == 0) code = posix_spawn_file_actions_adddup2(&actions, output, 1);
+    if (code == 0) code = posix_spawn_file_actions_adddup2(&actions, error, 2);
+    sigemptyset(&none);
+    sigfillset(&all);
+    sigdelset(&all, SIGKILL);
+    sigdelset(&all, SIGSTOP);
+    if (code == 0) code = posix_spawnattr_setsigmask(&attributes, &none);
+    if (code == 0) code = posix_spawnattr_setsigdefault(&attributes, &all);
+    if (code == 0) code = posix_spawnattr_setpgroup(&attributes, 0);
+    if (code == 0) code = posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+    if (code == 0) code = posix_spawn(&pid, path, &actions, &attributes, argv, envp);
+    posix_spawnattr_destroy(&attributes);
+    posix_spawn_file_actions_destroy(&actions);
+    if (code != 0) { errno = code; return -1; }
+    return pid;
+}
+
+#define GUARDED_MAX 65536
+static int32_t guarded[GUARDED_MAX];
+
+/// The guardian's life, in the forked child: only async-signal-safe calls from here on.
+static void guard_groups(int commands) {
+    struct sigaction ignore;
+    memset(&ignore, 0, sizeof ignore);
+    ignore.sa_handler = SIG_IGN;
+    int ignored[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
+    for (unsigned i = 0; i < sizeof ignored / sizeof ignored[0]; i++) sigaction(ignored[i], &ignore, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    // Hold nothing of the parent's open: a pipe's reader must see its end when the parent goes.
+    if (commands != 3) { dup2(commands, 3); commands = 3; }
+    for (int fd = 0; fd < 3; fd++) close(fd);
+    if (syscall(SYS_close_range, 4, ~0U, 0) != 0) {
+        for (int fd = 4; fd < 65536; fd++) close(fd);
+    }
+    int count = 0;
+    int32_t buffer[1024];
+    while (1) {
+        ssize_t got = read(commands, buffer, sizeof buffer);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) break;
+        for (ssize_t i = 0; i < got / (ssize_t)sizeof(int32_t); i++) {
+            int32_t group = buffer[i];
+            if (group > 0) {
+                if (count < GUARDED_MAX) guarded[count++] = group;
+            } else {
+                for (int j = count - 1; j >= 0; j--) {
+                    if (guarded[j] == -group) { guarded[j] = guarded[--count]; break; }
+                }
+            }
+        }
+    }
+    if (count == 0) _exit(0);
+    for (int j = 0; j < count; j++) kill(-guarded[j], SIGTERM);
+    struct timespec step = {0, 10 * 1000 * 1000};
+    for (int waited = 0; waited < 20; waited++) {
+        int alive = 0;
+        for (int j = 0; j < count; j++) {
+            if (kill(-guarded[j], 0) == 0) alive = 1;
+        }
+        if (!alive) _exit(0);
+        nanosleep(&step, NULL);
+    }
+    for (int j = 0; j < count; j++) kill(-guarded[j], SIGKILL);
+    _exit(0);
+}
+
+int swiftpar_start_guardian(void) {
+    int ends[2];
+    if (pipe2(ends, O_CLOEXEC) != 0) return -1;
+    pid_t pid = fork();
+    if (pid < 0) { int saved = errno; close(ends[0]); close(ends[1]); errno = saved; return -1; }
+    if (pid == 0) {
+        // A session of its own: a signal to the job's process group does not reach it.
+        setsid();
+        guard_groups(ends[0]);
+    }
+    close(ends[0]);
+    return ends[1];
+}
+
+int swiftpar_pipe(int ends[2]) { return pipe2(ends, O_CLOEXEC); }
+
+static void exit_for_signal(int signal_number) { _exit(128 + signal_number); }
+
+void swiftpar_exit_on_termination_signals(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = exit_for_signal;
+    sigemptyset(&action.sa_mask);
+    int caught[] = {SIGINT, SIGTERM, SIGHUP};
+    for (unsigned i = 0; i < sizeof caught / sizeof caught[0]; i++) sigaction(caught[i], &action, NULL);
+}

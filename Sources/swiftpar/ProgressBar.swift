@@ -19,7 +19,10 @@ final class ProgressBar: Sendable {
     }
 
     /// Shows `done` of `total` (total unknown: a count only).
-    func update(done: Int, total: Int?) {
+    func update(done: Int, total: Int?) { update(done: done, total: total, detail: "") }
+
+    /// Shows `done` of `total` (total unknown: a count only), then `detail`.
+    func update(done: Int, total: Int?, detail: String) {
         guard enabled else { return }
         let now = monotonicNow()
         let due = drawing.withLock { state in
@@ -38,7 +41,7 @@ final class ProgressBar: Sendable {
         } else {
             line += "\(done) done"
         }
-        writeStandardError(line + "\u{1B}[K")
+        writeStandardError(line + detail + "\u{1B}[K")
     }
 
     /// Removes the bar, leaving the line clean for what follows.

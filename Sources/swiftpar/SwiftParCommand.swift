@@ -16,10 +16,22 @@ struct SwiftParCommand: ParsableCommand {
               mpirun -n 4 swiftpar info
               swiftpar -n 2 bench
             """,
-        subcommands: [Primes.self, Hash.self, Info.self, Bench.self]
+        subcommands: [Run.self, Primes.self, Hash.self, Info.self, Bench.self]
     )
 
     static func main() {
-        main(GlobalOptions.movingLeadingOptions(RawArguments.forParser()))
+        let arguments = GlobalOptions.movingLeadingOptions(RawArguments.forParser())
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+        } catch {
+            // `run` keeps 1…101 for the number of failed tasks: its own usage errors end with
+            // 255, as GNU parallel's do.
+            if arguments.first == "run", exitCode(for: error) == .validationFailure {
+                writeStandardError(fullMessage(for: error) + "\n")
+                exit(withError: ExitCode(255))
+            }
+            exit(withError: error)
+        }
     }
 }

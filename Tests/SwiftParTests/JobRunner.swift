@@ -22,6 +22,11 @@ enum Launch: CustomStringConvertible, Sendable {
         }
     }
 
+    var isMPI: Bool {
+        if case .mpirun = self { return true }
+        return false
+    }
+
     var ranks: Int {
         switch self {
         case .serial: return 1
@@ -216,6 +221,37 @@ final class BackgroundJob {
         process.standardError = try FileHandle(forWritingTo: errorsURL)
         process.standardInput = FileHandle.nullDevice
         try process.run()
+    }
+
+    /// Starts `command` in `directory`, in its own process group (as a shell starts a foreground
+    /// job, with SIGINT at its default action), its output to `directory/out`.
+    init(command: [String], environment: [String: String], directory: URL) throws {
+        folder = directory
+        errorsURL = folder.appendingPathComponent("err")
+        _ = FileManager.default.createFile(atPath: errorsURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: folder.appendingPathComponent("out").path, contents: nil)
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
+        process.arguments = ["--wait"] + command
+        process.currentDirectoryURL = directory
+        var env = ProcessInfo.processInfo.environment
+        for (key, value) in environment { env[key] = value }
+        env["SWIFT_BACKTRACE"] = "enable=no"
+        process.environment = env
+        process.standardOutput = try FileHandle(forWritingTo: folder.appendingPathComponent("out"))
+        process.standardError = try FileHandle(forWritingTo: errorsURL)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    /// The pid of the program setsid started (it leads the job's process group), once it runs.
+    func leader(seconds: Double = 10) -> Int32? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            let children = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/task/\(process.processIdentifier)/children", encoding: .utf8)) ?? ""
+            if let pid = children.split(separator: " ").first.flatMap({ Int32($0) }) { return pid }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        return nil
     }
 
     var errors: String { (try? String(contentsOf: errorsURL, encoding: .utf8)) ?? "" }

@@ -51,4 +51,24 @@ int swiftpar_standard_output_failed(void);
 /// fflush(NULL): every stdio stream, before a fork or an exit that skips stdio's own flush.
 void swiftpar_flush_all_streams(void);
 
+/// Starts task `path` with `argv` and `envp` in a process group of its own, with its standard
+/// input, output and error on `input`, `output` and `error`, every signal unblocked and every
+/// caught signal at its default action. Returns the child's pid, or -1 with errno set.
+pid_t swiftpar_spawn_task(const char *path, char *const argv[], char *const envp[], int input, int output, int error);
+
+/// Starts a guardian: a small child process that outlives this one only to clean up. Write a
+/// process group id (int32, positive) to the returned descriptor to put the group in the
+/// guardian's care, its negative to take it back. When every copy of the descriptor is closed
+/// (this process ended, however it ended), the guardian sends SIGTERM to each group in its care,
+/// SIGKILL to those still alive 200 ms later, and exits. Returns the descriptor (close-on-exec),
+/// or -1 with errno set.
+int swiftpar_start_guardian(void);
+
+/// pipe2(2) with O_CLOEXEC: 0, or -1 with errno set.
+int swiftpar_pipe(int ends[2]);
+
+/// Makes SIGINT, SIGTERM and SIGHUP end this process at once with exit status 128 + the signal,
+/// as a shell reports a command a signal stopped (for a launcher such as mpirun to pass on).
+void swiftpar_exit_on_termination_signals(void);
+
 #endif

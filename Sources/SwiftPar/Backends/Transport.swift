@@ -60,6 +60,9 @@ protocol Transport: AnyObject {
     /// While `tolerate` is set, a dead rank of this job is this rank's business (a pool redoing
     /// its items) instead of the end of the job; backends that cannot survive a dead rank ignore it.
     func tolerateFailures(_ tolerate: Bool)
+    /// Which of `ranks` have died (while failures are tolerated); backends that end the job
+    /// when a rank dies report none.
+    func failedRanks(among ranks: [Int]) -> [Int]
 }
 
 /// An operation in flight: a nonblocking send, or a receive that completes when waited on.
@@ -115,6 +118,8 @@ extension Transport {
     }
 
     func tolerateFailures(_ tolerate: Bool) {}
+
+    func failedRanks(among ranks: [Int]) -> [Int] { [] }
 
     /// Sends a plain-number array from its own storage.
     @usableFromInline

@@ -390,7 +390,7 @@ final class LocalMonitor: @unchecked Sendable {
         }
         if region.failedRank.load(ordering: .acquiring) >= 0 { endJob(exitCode: 1) }
         for rank in toleratedFailures {
-            writeStandardError("swiftpar: note: rank \(rank) \(region.rankFailureDescription(rank)) during a map with retries; its unfinished items were redone by the other ranks\n")
+            writeStandardError("swiftpar: note: rank \(rank) \(region.rankFailureDescription(rank)) and the job went on without it; its unfinished work was redone by the other ranks\n")
         }
         exit(status)
     }

@@ -73,4 +73,8 @@ final class LocalTransport: Transport {
     func tolerateFailures(_ tolerate: Bool) {
         engine.region.toleratesFailures.store(tolerate ? 1 : 0, ordering: .sequentiallyConsistent)
     }
+
+    func failedRanks(among ranks: [Int]) -> [Int] {
+        ranks.filter { engine.region.state(of: members[$0]).load(ordering: .acquiring) == RankState.failed.rawValue }
+    }
 }

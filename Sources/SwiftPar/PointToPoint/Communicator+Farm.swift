@@ -1,0 +1,25 @@
+extension Communicator {
+    /// Like `probeNow`/`probe`, for a message from one of `sources` only: a rank that has died
+    /// is left out of the wait instead of ending it. For the package's task farm.
+    package func probe(anyOf sources: [Int], tag: Int, wait: Bool) throws -> MessageInfo? {
+        try exclusive("probe") {
+            try validate(source: .any, tag: .tag(tag), "probe")
+            return try transport.probe(anyOf: sources, tag: tag, wait: wait)
+        }
+    }
+
+    /// While on, a rank that dies is this job's business, reported to the ranks waiting on it as
+    /// `CommunicatorError.peerFailed`, instead of the end of the job (the local backend; under
+    /// MPI a lost rank always ends the job). For the package's task farm.
+    package func tolerateRankFailures(_ on: Bool) {
+        transport.tolerateFailures(on)
+    }
+
+    /// Which of `ranks` have died while failures were tolerated (none under MPI).
+    package func failedRanks(among ranks: [Int]) -> [Int] {
+        transport.failedRanks(among: ranks)
+    }
+
+    /// Whether this communicator's ranks are MPI processes (started by mpirun or srun).
+    package var runsOnMPI: Bool { transport is MPITransport }
+}

@@ -1,0 +1,385 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SwiftPar
+
+/// A task handed out and not yet printed.
+struct FarmTask {
+    var inputs: [[UInt8]]
+    var command: [UInt8]
+    var rank: Int
+}
+
+/// Rank 0 of a farm: reads the inputs, hands tasks to slots as they free up (two per slot, so a
+/// slot never waits for the next), prints, logs, and decides when the farm ends.
+final class Coordinator {
+    let options: FarmOptions
+    let world: Communicator
+    let progress: (FarmProgress) -> Void
+    let slotsPerRank: Int
+    let runner: TaskRunner
+    let inputs: TaskInputs
+    let printer: Printer
+    let started = monotonicNow()
+
+    /// Inputs read ahead (only when `--halt` counts a percentage, which needs the total).
+    private var readAhead: [[[UInt8]]] = []
+    private var readAheadIndex = 0
+    private var nextSequence = 1
+    private let skip: Set<Int>
+    private var inputDone = false
+    private var retryQueue: [(sequence: Int, inputs: [[UInt8]])] = []
+    /// Slots with room for one more task, in the order they get one.
+    private var ready: [Int] = []
+    private var readyIndex = 0
+    private var outstanding: [Set<Int>]
+    private var live: [Int]
+    private var hosts: [String]
+    private var finished = 0, failed = 0, succeeded = 0, skipped = 0
+    private var halting: HaltPolicy.Urgency?
+    private var haltStatus: Int32?
+    private var awaitingDrops = 0
+    private var lastDeathCheck = 0.0
+
+    init(options: FarmOptions, world: Communicator, progress: @escaping (FarmProgress) -> Void) throws {
+        self.options = options
+        self.world = world
+        self.progress = progress
+        slotsPerRank = max(options.slotsPerRank, 1)
+        var settings = options.runner
+        settings.rank = 0
+        runner = try TaskRunner(settings: settings, slots: slotsPerRank)
+        inputs = try TaskInputs(options.sources, separator: options.separator, link: options.link, skipEmpty: options.skipEmpty)
+        var log: JobLog?
+        if let path = options.joblog {
+            if options.resume || options.resumeFailed {
+                skip = try JobLog.finishedTasks(in: path, succeededOnly: options.resumeFailed)
+            } else {
+                skip = []
+            }
+            log = try JobLog(path: path, append: options.appendToJoblog || options.resume || options.resumeFailed)
+        } else {
+            skip = []
+        }
+        outstanding = Array(repeating: [], count: world.size)
+        live = Array(1..<world.size)
+        let localHost = hostName()
+        hosts = Array(repeating: localHost, count: world.size)
+        printer = Printer(keepOrder: options.keepOrder, tag: options.tag, lineBuffered: options.runner.lineBuffered, joblog: log)
+        printer.acknowledge = { [unowned self] rank, sequence, count in
+            if rank == 0 {
+                self.runner.acknowledge(sequence: sequence, count: count)
+            } else if self.live.contains(rank) {
+                var message = FarmMessage(.acknowledge)
+                message.append(sequence)
+                message.append(count)
+                try self.world.send(bytes: message.bytes, to: rank, tag: TaskFarm.toWorker)
+            }
+        }
+        printer.host = { [unowned self] rank in self.hosts[rank] == localHost ? ":" : self.hosts[rank] }
+        for _ in 0..<2 {
+            for slot in 0..<(world.size * slotsPerRank) { ready.append(slot) }
+        }
+        if case .percent? = options.halt?.threshold {
+            while let values = try inputs.next() { readAhead.append(values) }
+        }
+    }
+
+    /// The total number of tasks to run, once every input has been read.
+    private var total: Int? {
+        if !readAhead.isEmpty || inputDone { return (inputDone ? nextSequence - 1 : readAhead.count) - skipped }
+        return nil
+    }
+
+    func run() throws -> FarmSummary {
+        world.tolerateRankFailures(true)
+        defer { world.tolerateRankFailures(false) }
+        try fill()
+        while true {
+            try receive(wait: false)
+            try fill()
+            if halting == .now || isFinished { break }
+            let remoteBusy = awaitingDrops > 0 || live.contains { !outstanding[$0].isEmpty }
+            if runner.isBusy {
+                try printer.flushOutput()
+                try runner.step(timeout: remoteBusy ? 0.001 : 0.05) { event in
+                    switch event {
+                    case .output(let sequence, let stream, let bytes):
+                        try self.printer.output(sequence: sequence, stream: stream, bytes: bytes, rank: 0)
+                    case .finished(let result):
+                        try self.finished(result, rank: 0)
+                    }
+                }
+                if remoteBusy && monotonicNow() - lastDeathCheck > 0.2 {
+                    lastDeathCheck = monotonicNow()
+                    for rank in world.failedRanks(among: live) { try rankDied(rank, reason: "died") }
+                }
+            } else if remoteBusy {
+                try printer.flushOutput()
+                try receive(wait: true)
+            } else {
+                // Nothing runs anywhere and nothing more can be handed out.
+                break
+            }
+        }
+        try shutDown()
+        try printer.finish()
+        let seconds = monotonicNow() - started
+        var status: Int32
+        if let haltStatus {
+            status = haltStatus
+        } else if case .percent? = options.halt?.threshold {
+            status = finished == 0 ? 0 : Int32((Double(failed) * 100 / Double(finished)).rounded(.up))
+        } else {
+            status = Int32(min(failed, 101))
+        }
+        if halting == nil && !isFinished {
+            writeStandardError("swiftpar: run: internal error: the farm stopped with tasks left\n")
+            status = 255
+        }
+        progress(FarmProgress(done: finished, total: total, failed: failed, seconds: seconds))
+        return FarmSummary(tasks: finished, failed: failed, skipped: skipped, seconds: seconds, peakMemoryKB: peakMemoryKB(), exitStatus: status)
+    }
+
+    private var isFinished: Bool {
+        let noneOutstanding = awaitingDrops == 0 && outstanding.allSatisfy(\.isEmpty) && !runner.isBusy
+        if halting != nil { return noneOutstanding }
+        return noneOutstanding && inputDone && retryQueue.isEmpty
+    }
+
+    // MARK: Handing out
+
+    private func nextTask() throws -> (sequence: Int, inputs: [[UInt8]])? {
+        if !retryQueue.isEmpty { return retryQueue.removeFirst() }
+        while !inputDone {
+            let values: [[UInt8]]?
+            if !readAhead.isEmpty {
+                values = readAheadIndex < readAhead.count ? readAhead[readAheadIndex] : nil
+                readAheadIndex += 1
+            } else {
+                values = try inputs.next()
+            }
+            guard let values else {
+                inputDone = true
+                return nil
+            }
+            let sequence = nextSequence
+            nextSequence += 1
+            if skip.contains(sequence) {
+                skipped += 1
+                continue
+            }
+            printer.order(sequence)
+            return (sequence, values)
+        }
+        return nil
+    }
+
+    private func fill() throws {
+        while readyIndex < ready.count && halting == nil && printer.hasRoom {
+            let slotIndex = ready[readyIndex]
+            let rank = slotIndex / slotsPerRank
+            if rank != 0 && !live.contains(rank) {
+                readyIndex += 1
+                continue
+            }
+            guard let (sequence, values) = try nextTask() else { break }
+            readyIndex += 1
+            let command = options.template.command(inputs: values, sequence: sequence, slot: slotIndex + 1)
+            printer.register(sequence, FarmTask(inputs: values, command: command, rank: rank))
+            outstanding[rank].insert(sequence)
+            let assignment = TaskAssignment(sequence: sequence, slot: slotIndex + 1, localSlot: slotIndex % slotsPerRank, command: command)
+            if rank == 0 {
+                runner.enqueue(assignment)
+            } else {
+                var message = FarmMessage(.assign)
+                message.append(sequence)
+                message.append(slotIndex + 1)
+                message.append(slotIndex % slotsPerRank)
+                message.append(bytes: command)
+                try world.send(bytes: message.bytes, to: rank, tag: TaskFarm.toWorker)
+            }
+        }
+        if readyIndex > 4096 {
+            ready.removeFirst(readyIndex)
+            readyIndex = 0
+        }
+    }
+
+    // MARK: Results
+
+    /// Handles the workers' messages that have arrived; with `wait`, waits for one first.
+    private func receive(wait: Bool) throws {
+        var shouldWait = wait
+        while !live.isEmpty {
+            let info: MessageInfo?
+            do {
+                info = try world.probe(anyOf: live, tag: TaskFarm.toCoordinator, wait: shouldWait)
+            } catch let CommunicatorError.peerFailed(peer, reason, _, _) where live.contains(peer) {
+                try rankDied(peer, reason: reason)
+                continue
+            }
+            guard let info else { return }
+            shouldWait = false
+            let bytes = try world.receiveBytes(from: .rank(info.source), tag: .tag(TaskFarm.toCoordinator)).value
+            try handle(bytes, from: info.source)
+        }
+    }
+
+    private func handle(_ bytes: [UInt8], from rank: Int) throws {
+        var reader = FarmMessageReader(bytes, source: rank)
+        switch reader.kind {
+        case .hello?:
+            hosts[rank] = String(decoding: try reader.data(), as: UTF8.self)
+        case .output?:
+            let sequence = try reader.integer(), stream = Int32(try reader.integer())
+            try printer.output(sequence: sequence, stream: stream, bytes: try reader.data(), rank: rank)
+        case .finished?:
+            try finished(try TaskResult(&reader), rank: rank)
+        case .dropped?:
+            let count = try reader.integer()
+            for _ in 0..<count { forget(try reader.integer(), rank: rank) }
+            awaitingDrops -= 1
+        case .bye?:
+            live.removeAll { $0 == rank }
+        default:
+            throw reader.malformed()
+        }
+    }
+
+    private func forget(_ sequence: Int, rank: Int) {
+        outstanding[rank].remove(sequence)
+        printer.forget(sequence)
+    }
+
+    private func finished(_ result: TaskResult, rank: Int) throws {
+        guard outstanding[rank].remove(result.sequence) != nil else { return }
+        ready.append(result.slot - 1)
+        finished += 1
+        if result.failed { failed += 1 } else { succeeded += 1 }
+        if result.timedOut, let command = printer.command(of: result.sequence) {
+            writeStandardError("swiftpar: task \(result.sequence) ran longer than \(formatSeconds(options.runner.timeout ?? 0)) s and was killed: \(String(decoding: command, as: UTF8.self))\n")
+        }
+        let command = printer.command(of: result.sequence)
+        try printer.finished(result, rank: rank)
+        try checkHalt(result, command: command)
+        progress(FarmProgress(done: finished, total: total, failed: failed, seconds: monotonicNow() - started))
+    }
+
+    private func rankDied(_ rank: Int, reason: String) throws {
+        live.removeAll { $0 == rank }
+        let lost = outstanding[rank].sorted()
+        outstanding[rank] = []
+        if awaitingDrops > 0 { awaitingDrops -= 1 }
+        if !lost.isEmpty && halting == nil {
+            writeStandardError("swiftpar: rank \(rank) \(reason) while it held task\(lost.count == 1 ? "" : "s") \(lost.map(String.init).joined(separator: ", ")); running \(lost.count == 1 ? "it" : "them") again on the other ranks\n")
+        }
+        for sequence in lost.reversed() {
+            guard let inputs = printer.abandon(sequence) else { continue }
+            if halting == nil { retryQueue.insert((sequence, inputs), at: 0) }
+        }
+    }
+
+    // MARK: Halting
+
+    private func checkHalt(_ result: TaskResult, command: [UInt8]?) throws {
+        guard let halt = options.halt, halting != .now else { return }
+        let count: Int
+        let verb: String
+        switch halt.condition {
+        case .fail:
+            guard result.failed else { return }
+            (count, verb) = (failed, "failed")
+        case .success:
+            guard !result.failed else { return }
+            (count, verb) = (succeeded, "succeeded")
+        case .done:
+            (count, verb) = (finished, "finished")
+        }
+        writeStandardError("swiftpar: task \(result.sequence) \(verb): \(String(decoding: command ?? [], as: UTF8.self))\n")
+        guard halting == nil else { return }
+        let triggered: Bool
+        switch halt.threshold {
+        case .count(let limit):
+            triggered = count >= limit
+            if triggered {
+                if halt.condition == .success {
+                    haltStatus = 0
+                } else if limit == 1 {
+                    haltStatus = result.timedOut ? 255 : result.signal != 0 ? 128 + result.signal : result.exitValue
+                } else {
+                    haltStatus = Int32(min(failed, 101))
+                }
+            }
+        case .percent(let percent):
+            let all = max(total ?? finished, 1)
+            triggered = Double(count) >= Double(all) * percent / 100
+            if triggered {
+                haltStatus = halt.condition == .success ? 0 : Int32((Double(failed) * 100 / Double(all)).rounded(.up))
+            }
+        }
+        guard triggered else { return }
+        switch halt.urgency {
+        case .now:
+            halting = .now
+            writeStandardError("swiftpar: --halt \(haltDescription(halt)) reached; killing the running tasks\n")
+            runner.killAll()
+            for rank in live { try world.send(bytes: FarmMessage(.halt).bytes, to: rank, tag: TaskFarm.toWorker) }
+            printer.discardAll()
+            outstanding = outstanding.map { _ in [] }
+        case .soon:
+            halting = .soon
+            for sequence in runner.dropQueued() { forget(sequence, rank: 0) }
+            for rank in live where !outstanding[rank].isEmpty {
+                try world.send(bytes: FarmMessage(.dropQueued).bytes, to: rank, tag: TaskFarm.toWorker)
+                awaitingDrops += 1
+            }
+            writeStandardError("swiftpar: --halt \(haltDescription(halt)) reached; starting no more tasks, waiting for the running ones\n")
+        }
+    }
+
+    private func haltDescription(_ halt: HaltPolicy) -> String {
+        let condition: String
+        switch halt.condition {
+        case .fail: condition = "fail"
+        case .success: condition = "success"
+        case .done: condition = "done"
+        }
+        let threshold: String
+        switch halt.threshold {
+        case .count(let n): threshold = "\(n)"
+        case .percent(let p): threshold = "\(formatSeconds(p))%"
+        }
+        return "\(halt.urgency == .now ? "now" : "soon"),\(condition)=\(threshold)"
+    }
+
+    /// Tells every worker to stop and waits until each has said goodbye (or died), dropping
+    /// whatever else still arrives (output of tasks killed by `--halt now`).
+    private func shutDown() throws {
+        for rank in live where halting != .now {
+            try world.send(bytes: FarmMessage(.stop).bytes, to: rank, tag: TaskFarm.toWorker)
+        }
+        while !live.isEmpty {
+            let info: MessageInfo?
+            do {
+                info = try world.probe(anyOf: live, tag: TaskFarm.toCoordinator, wait: true)
+            } catch let CommunicatorError.peerFailed(peer, _, _, _) where live.contains(peer) {
+                live.removeAll { $0 == peer }
+                continue
+            }
+            guard let info else { return }
+            let bytes = try world.receiveBytes(from: .rank(info.source), tag: .tag(TaskFarm.toCoordinator)).value
+            if bytes.first == FarmMessage.Kind.bye.rawValue {
+                live.removeAll { $0 == info.source }
+            } else if halting != .now {
+                try handle(bytes, from: info.source)
+            }
+        }
+    }
+}
+
+/// "1.5", "2", "0.25".
+func formatSeconds(_ value: Double) -> String {
+    if value == value.rounded() && abs(value) < 1e15 { return String(Int(value)) }
+    return String(value)
+}

@@ -1,0 +1,87 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SwiftPar
+
+/// A joblog in GNU parallel's format: a header, then one tab-separated line per finished task
+/// (`Seq Host Starttime JobRuntime Send Receive Exitval Signal Command`), each written whole
+/// with one `write` as the task's output is printed, so a job killed at any moment leaves only
+/// whole lines, one per task whose output was printed.
+package final class JobLog {
+    package static let header = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
+
+    private let descriptor: Int32
+    private let path: PathBytes
+
+    /// Opens `path`: appended to when `append` is set and it has content, otherwise created or
+    /// emptied and given a header.
+    package init(path: PathBytes, append: Bool) throws {
+        self.path = path
+        var status = stat()
+        let exists = path.withCString { stat($0, &status) } == 0
+        let keep = append && exists && status.st_size > 0
+        let flags = O_WRONLY | O_CREAT | O_CLOEXEC | (keep ? O_APPEND : O_TRUNC)
+        descriptor = path.withCString { open($0, flags, 0o644) }
+        guard descriptor >= 0 else { throw SystemError.current("opening joblog \(path)") }
+        if !keep { try write(Array(Self.header.utf8)) }
+    }
+
+    deinit { close(descriptor) }
+
+    /// Writes one task's line.
+    package func record(_ result: TaskResult, host: String, command: [UInt8]) throws {
+        var line = Array("\(result.sequence)\t\(host)\t\(Self.seconds(result.startTime))\t".utf8)
+        // GNU parallel: the runtime is cut (not rounded) to milliseconds, right-aligned in 10.
+        let runtime = Self.seconds(Double(Int(max(result.runtime, 0) * 1000)) / 1000)
+        line += Array((String(repeating: " ", count: max(0, 10 - runtime.count)) + runtime).utf8)
+        line += Array("\t0\t\(result.outputByteCount)\t\(result.exitValue)\t\(result.signal)\t".utf8)
+        // A newline in a command would break the line: GNU parallel writes it as NUL.
+        line += command.map { $0 == 10 ? 0 : $0 }
+        line.append(10)
+        try write(line)
+    }
+
+    private func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let written = Glibc.write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    throw SystemError.current("write to joblog \(path)")
+                }
+                offset += written
+            }
+        }
+    }
+
+    /// `value` with three decimals.
+    static func seconds(_ value: Double) -> String {
+        let thousandths = Int((value * 1000).rounded())
+        let fraction = String(thousandths % 1000)
+        return "\(thousandths / 1000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction)"
+    }
+
+    /// The task numbers a joblog marks as done: every task it has a line for, or with
+    /// `succeededOnly` those with a line saying exit status 0 and no signal (GNU parallel's
+    /// `--resume` and `--resume-failed`). A missing file marks none.
+    package static func finishedTasks(in path: PathBytes, succeededOnly: Bool) throws -> Set<Int> {
+        let descriptor = path.withCString { open($0, O_RDONLY | O_CLOEXEC) }
+        if descriptor < 0 {
+            if errno == ENOENT { return [] }
+            throw SystemError.current("opening joblog \(path) to resume")
+        }
+        let reader = RecordReader(descriptor: descriptor, separator: 10, name: path.description)
+        var done: Set<Int> = []
+        while let line = try reader.next() {
+            let fields = line.split(separator: 9, maxSplits: 8, omittingEmptySubsequences: false)
+            guard fields.count >= 8, let sequence = Int(String(decoding: fields[0], as: UTF8.self)) else { continue }
+            if succeededOnly {
+                let exitValue = String(decoding: fields[6], as: UTF8.self), signal = String(decoding: fields[7], as: UTF8.self)
+                guard exitValue == "0" && signal == "0" else { continue }
+            }
+            done.insert(sequence)
+        }
+        return done
+    }
+}

@@ -1,0 +1,263 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SwiftPar
+
+/// Where a task's inputs come from, as GNU parallel's `:::`, `::::` and standard input.
+package enum InputSource: Sendable {
+    /// Values from the command line (`::: a b c`).
+    case values([[UInt8]])
+    /// Records of a file (`:::: FILE`), or of standard input when the path is `-`.
+    case file(PathBytes)
+    /// Records of standard input (no source given).
+    case standardInput
+}
+
+/// One source and whether it is joined element by element to the one before (`:::+`, `::::+`).
+package struct InputSpecification: Sendable {
+    package var source: InputSource
+    package var linkedToPrevious: Bool
+
+    package init(_ source: InputSource, linkedToPrevious: Bool = false) {
+        self.source = source
+        self.linkedToPrevious = linkedToPrevious
+    }
+}
+
+/// An input file that could not be read.
+package struct InputError: Error, CustomStringConvertible {
+    package let description: String
+
+    package init(description: String) { self.description = description }
+}
+
+/// Records read from a descriptor a block at a time: constant memory whatever the input's size.
+final class RecordReader {
+    private let descriptor: Int32
+    private let separator: UInt8
+    private let name: String
+    private var buffer: [UInt8] = []
+    private var start = 0
+    private var ended = false
+
+    init(descriptor: Int32, separator: UInt8, name: String) {
+        self.descriptor = descriptor
+        self.separator = separator
+        self.name = name
+    }
+
+    private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
+
+    deinit {
+        scratch.deallocate()
+        if descriptor > 2 { close(descriptor) }
+    }
+
+    /// The next record without its separator; the last one counts without a final separator.
+    func next() throws -> [UInt8]? {
+        while true {
+            if let end = buffer[start...].firstIndex(of: separator) {
+                let record = Array(buffer[start..<end])
+                start = end + 1
+                return record
+            }
+            if ended {
+                guard start < buffer.count else { return nil }
+                let record = Array(buffer[start...])
+                start = buffer.count
+                return record
+            }
+            if start > 0 {
+                buffer.removeFirst(start)
+                start = 0
+            }
+            let got = read(descriptor, scratch.baseAddress!, scratch.count)
+            if got < 0 {
+                if errno == EINTR { continue }
+                throw InputError(description: "reading input \(name) failed: \(String(cString: strerror(errno)))")
+            }
+            buffer.append(contentsOf: UnsafeRawBufferPointer(start: scratch.baseAddress!, count: got))
+            if got == 0 { ended = true }
+        }
+    }
+}
+
+/// The tasks' inputs, one array of values (one per source) per task, produced as they are
+/// needed: the first source (or linked group) is streamed, the others are read once and kept.
+///
+/// Several sources give every combination, the last source varying fastest; with `link`, they
+/// are paired element by element, shorter sources starting over, for as many tasks as the
+/// longest has values; a source marked `linkedToPrevious` is paired with the one before it and
+/// the pair ends with the shorter. An empty source among others counts as one empty value.
+package final class TaskInputs {
+    /// A group of sources read in step.
+    private final class Unit {
+        var readers: [() throws -> [UInt8]?]
+        var kept: [[[UInt8]]]? // every element, when the unit is read more than once
+        init(readers: [() throws -> [UInt8]?]) { self.readers = readers }
+
+        func next() throws -> [[UInt8]]? {
+            var values: [[UInt8]] = []
+            for reader in readers {
+                guard let value = try reader() else { return nil }
+                values.append(value)
+            }
+            return values
+        }
+
+        func all() throws -> [[[UInt8]]] {
+            if let kept { return kept }
+            var elements: [[[UInt8]]] = []
+            while let element = try next() { elements.append(element) }
+            kept = elements
+            return elements
+        }
+    }
+
+    private let units: [Unit]
+    private let link: Bool
+    private let skipEmpty: Bool
+    /// Product: the current element of each unit after the first, by index.
+    private var positions: [Int] = []
+    private var keptUnits: [[[[UInt8]]]] = []
+    private var current: [[UInt8]]?
+    private var started = false
+    private var finished = false
+    /// Link: values read so far of each unit, to start over from, and which have ended.
+    private var linkSeen: [[[[UInt8]]]] = []
+    private var linkEnded: [Bool] = []
+    private var linkIndex = 0
+
+    /// The inputs of `sources`, records ending with `separator`; with `skipEmpty`, tasks whose
+    /// inputs are all blank are left out (`-r`).
+    package init(_ sources: [InputSpecification], separator: UInt8 = 10, link: Bool = false, skipEmpty: Bool = false) throws {
+        var units: [Unit] = []
+        for specification in sources {
+            let reader = try Self.reader(for: specification.source, separator: separator)
+            if specification.linkedToPrevious, let last = units.last {
+                last.readers.append(reader)
+            } else {
+                units.append(Unit(readers: [reader]))
+            }
+        }
+        self.units = units
+        self.link = link
+        self.skipEmpty = skipEmpty
+    }
+
+    private static func reader(for source: InputSource, separator: UInt8) throws -> () throws -> [UInt8]? {
+        switch source {
+        case .values(let values):
+            // Values are split on the separator too (`::: $'a\nb'` is two values).
+            var split: [[UInt8]] = []
+            for value in values {
+                var part: [UInt8] = []
+                for byte in value {
+                    if byte == separator { split.append(part); part = [] } else { part.append(byte) }
+                }
+                if !part.isEmpty || value.isEmpty || value.last != separator { split.append(part) }
+            }
+            var index = 0
+            return {
+                guard index < split.count else { return nil }
+                defer { index += 1 }
+                return split[index]
+            }
+        case .standardInput:
+            let records = RecordReader(descriptor: dup(0), separator: separator, name: "standard input")
+            return { try records.next() }
+        case .file(let path):
+            if path.bytes == Array("-".utf8) {
+                let records = RecordReader(descriptor: dup(0), separator: separator, name: "standard input")
+                return { try records.next() }
+            }
+            let descriptor = path.withCString { open($0, O_RDONLY | O_CLOEXEC) }
+            guard descriptor >= 0 else {
+                throw InputError(description: "cannot open input file \(path): \(String(cString: strerror(errno)))")
+            }
+            var status = stat()
+            if fstat(descriptor, &status) == 0 && (status.st_mode & S_IFMT) == S_IFDIR {
+                close(descriptor)
+                throw InputError(description: "input file \(path) is a directory")
+            }
+            let records = RecordReader(descriptor: descriptor, separator: separator, name: path.description)
+            return { try records.next() }
+        }
+    }
+
+    /// The next task's inputs, or nil when there are no more.
+    package func next() throws -> [[UInt8]]? {
+        while true {
+            guard let inputs = try nextCombination() else { return nil }
+            if skipEmpty && inputs.allSatisfy({ $0.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D } }) { continue }
+            return inputs
+        }
+    }
+
+    private func nextCombination() throws -> [[UInt8]]? {
+        if finished || units.isEmpty { return nil }
+        if link { return try nextLinked() }
+        if !started {
+            started = true
+            keptUnits = try units.dropFirst().map { unit in
+                let all = try unit.all()
+                // An empty source among others counts as one empty value.
+                return all.isEmpty ? [Array(repeating: [], count: unit.readers.count)] : all
+            }
+            positions = Array(repeating: 0, count: keptUnits.count)
+            if let first = try units[0].next() {
+                current = first
+            } else if keptUnits.isEmpty {
+                finished = true
+                return nil
+            } else {
+                current = Array(repeating: [], count: units[0].readers.count)
+            }
+        } else {
+            // Advance: the last unit fastest.
+            var level = keptUnits.count - 1
+            while level >= 0 {
+                positions[level] += 1
+                if positions[level] < keptUnits[level].count { break }
+                positions[level] = 0
+                level -= 1
+            }
+            if level < 0 {
+                guard let first = try units[0].next() else {
+                    finished = true
+                    return nil
+                }
+                current = first
+            }
+        }
+        var inputs = current!
+        for (level, elements) in keptUnits.enumerated() { inputs += elements[positions[level]] }
+        return inputs
+    }
+
+    private func nextLinked() throws -> [[UInt8]]? {
+        if linkSeen.isEmpty {
+            linkSeen = Array(repeating: [], count: units.count)
+            linkEnded = Array(repeating: false, count: units.count)
+        }
+        var inputs: [[UInt8]] = []
+        for (index, unit) in units.enumerated() {
+            if !linkEnded[index], let element = try unit.next() {
+                linkSeen[index].append(element)
+                inputs += element
+                continue
+            }
+            linkEnded[index] = true
+            if linkEnded.allSatisfy({ $0 }) {
+                finished = true
+                return nil
+            }
+            guard !linkSeen[index].isEmpty else {
+                throw InputError(description: "--link: input source \(index + 1) is empty")
+            }
+            inputs += linkSeen[index][linkIndex % linkSeen[index].count]
+        }
+        linkIndex += 1
+        return inputs
+    }
+}

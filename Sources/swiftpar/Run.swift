@@ -1,0 +1,244 @@
+import ArgumentParser
+import SwiftPar
+import SwiftParWorkloads
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a shell command per input on every slot of every rank: a task farm, as GNU parallel.",
+        usage: "swiftpar run [options] [COMMAND [ARG...]] [::: VALUE...] [:::: FILE...]",
+        discussion: """
+            Each input becomes one task: COMMAND with the input in place of {} (appended when there is no replacement string), run by /bin/sh -c in a process group of its own. Inputs come from ::: values, from the lines of :::: files, or from standard input. Several sources give every combination (the last varies fastest); --link pairs them.
+
+            Replacement strings: {} {.} {/} {//} {/.} {#} (task number) {%} (slot), and {1} {2} {1.} {2/} ... for one source. Inputs are quoted for the shell.
+
+            Every rank is a slot (rank 0 too); --slots-per-rank K gives K. Each task's output is printed whole as it ends, never mixed with another's; -k keeps input order. The exit status is the number of failed tasks (at most 101), as GNU parallel's; 255 for a usage error. Tasks see SWIFTPAR_TASK, SWIFTPAR_RANK and SWIFTPAR_SLOT (and PARALLEL_SEQ, PARALLEL_JOBSLOT) in their environment; SWIFTPAR_SHELL chooses another shell.
+
+            Examples:
+              swiftpar -n 8 run gzip -9 {} ::: *.log
+              swiftpar run -k --tag 'wc -l < {}' :::: files.txt
+              find . -name '*.fa' | swiftpar run --joblog log 'blast {} > {.}.out'
+              mpirun -n 64 swiftpar run --joblog log --resume --commands tasks.txt
+            """
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Flag(name: [.customShort("k"), .customLong("keep-order")], help: "Print the tasks' output in input order.")
+    var keepOrder = false
+
+    @Flag(help: "Put each task's inputs and a tab before every line it prints.")
+    var tag = false
+
+    @Flag(name: .customLong("line-buffer"), help: "Print complete lines as tasks write them, instead of each task's output whole.")
+    var lineBuffer = false
+
+    @Option(help: ArgumentHelp("Log each finished task to FILE in GNU parallel's joblog format (+FILE adds to it).", valueName: "file"))
+    var joblog: String?
+
+    @Flag(help: "Skip the tasks the joblog shows as run (needs --joblog).")
+    var resume = false
+
+    @Flag(name: .customLong("resume-failed"), help: "Skip the tasks the joblog shows as succeeded; run the others (needs --joblog).")
+    var resumeFailed = false
+
+    @Option(help: ArgumentHelp("Run a failing task up to N times in all (0: until it succeeds).", valueName: "n"))
+    var retries: Int = 1
+
+    @Option(help: ArgumentHelp("Kill a task's process group after this long (seconds, or with s, m, h, d).", valueName: "duration"))
+    var timeout: String?
+
+    @Option(help: ArgumentHelp("Stop early: never, soon,fail=N, now,fail=N, now,fail=P%, soon,success=N, now,done=N.", valueName: "when"))
+    var halt: String?
+
+    @Option(name: .customLong("slots-per-rank"), help: ArgumentHelp("Tasks each rank runs at once.", valueName: "k"))
+    var slotsPerRank: Int = 1
+
+    @Option(help: ArgumentHelp("Run each line of FILE as a whole command (as TACC's launcher).", valueName: "file"))
+    var commands: String?
+
+    @Option(name: [.customShort("a"), .customLong("arg-file")], help: ArgumentHelp("Read inputs from the lines of FILE (as :::: FILE).", valueName: "file"))
+    var argumentFiles: [String] = []
+
+    @Flag(name: .customLong("link"), help: "Pair the input sources element by element instead of taking every combination.")
+    var link = false
+
+    @Flag(name: [.customShort("0"), .customLong("null")], help: "Inputs end with a NUL byte instead of a newline.")
+    var null = false
+
+    @Option(name: [.customShort("d"), .customLong("delimiter")], help: ArgumentHelp("Inputs end with this character instead of a newline (\\n, \\t and \\0 understood).", valueName: "char"))
+    var delimiter: String?
+
+    @Flag(name: [.customShort("r"), .customLong("no-run-if-empty")], help: "Skip inputs that are empty or blank.")
+    var noRunIfEmpty = false
+
+    @Flag(name: [.customShort("q"), .customLong("quote")], help: "Quote each word of the command, so it holds no shell code.")
+    var quote = false
+
+    @Flag(name: .customLong("dry-run"), help: "Print each task's command instead of running it.")
+    var dryRun = false
+
+    @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The command, its arguments, and the inputs after ::: or ::::.", valueName: "command"))
+    var words: [String] = []
+
+    func validate() throws {
+        if let first = words.first, first == "--help" || first == "-h" { throw CleanExit.helpRequest(Self.self) }
+        if let first = words.first, first.hasPrefix("-"), first.count > 1, !first.hasPrefix(":::") {
+            if first == "-j" || first.hasPrefix("-j") || first == "--jobs" {
+                throw ValidationError("swiftpar run has no -j: every rank is a slot, so use -n N for N slots on this machine, or --slots-per-rank K")
+            }
+            throw ValidationError("unknown option '\(first)' for run (a command cannot start with '-')")
+        }
+        guard slotsPerRank >= 1 else { throw ValidationError("--slots-per-rank must be at least 1, not \(slotsPerRank)") }
+        guard retries >= 0 else { throw ValidationError("--retries must be 0 (until it succeeds) or more, not \(retries)") }
+        if (resume || resumeFailed) && joblog == nil {
+            throw ValidationError("--resume and --resume-failed need --joblog FILE: the log says which tasks have run")
+        }
+        if resume && resumeFailed { throw ValidationError("give --resume or --resume-failed, not both") }
+        _ = try timeoutSeconds()
+        _ = try separator()
+        do { _ = try HaltPolicy.parse(halt ?? "never") } catch { throw ValidationError("\(error)") }
+        if commands != nil && (!words.isEmpty || !argumentFiles.isEmpty) {
+            throw ValidationError("--commands FILE takes the commands from FILE: give no command, ::: or -a with it")
+        }
+    }
+
+    private func timeoutSeconds() throws -> Double? {
+        guard let timeout else { return nil }
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        var number = Substring(timeout)
+        var scale = 1.0
+        if let last = number.last, let unit = units[last] {
+            scale = unit
+            number = number.dropLast()
+        }
+        guard let value = Double(number), value > 0, value.isFinite else {
+            throw ValidationError("--timeout must be a duration such as 30, 1.5, 90s, 10m or 2h, not '\(timeout)'")
+        }
+        return value * scale
+    }
+
+    private func separator() throws -> UInt8 {
+        if null { return 0 }
+        guard let delimiter else { return 10 }
+        switch delimiter {
+        case "\\n": return 10
+        case "\\t": return 9
+        case "\\0": return 0
+        case "\\r": return 13
+        default:
+            let bytes = RawArguments.bytes(of: delimiter)
+            guard bytes.count == 1 else { throw ValidationError("-d takes one character (or \\n, \\t, \\0), not '\(delimiter)'") }
+            return bytes[0]
+        }
+    }
+
+    /// The command template and the input sources, from the words after the options.
+    private func farmOptions() throws -> FarmOptions {
+        var farm = FarmOptions()
+        var template: [[UInt8]] = []
+        var sources: [InputSpecification] = argumentFiles.map { InputSpecification(.file(PathBytes(RawArguments.bytes(of: $0)))) }
+        enum Mode { case template, values(linked: Bool), files(linked: Bool) }
+        var mode = Mode.template
+        var values: [[UInt8]] = []
+        func closeValues() {
+            if case .values(let linked) = mode { sources.append(InputSpecification(.values(values), linkedToPrevious: linked)) }
+            values = []
+        }
+        for word in words {
+            switch word {
+            case ":::", ":::+":
+                closeValues()
+                mode = .values(linked: word == ":::+")
+            case "::::", "::::+":
+                closeValues()
+                mode = .files(linked: word == "::::+")
+            default:
+                let bytes = RawArguments.bytes(of: word)
+                switch mode {
+                case .template: template.append(bytes)
+                case .values: values.append(bytes)
+                case .files(let linked): sources.append(InputSpecification(.file(PathBytes(bytes)), linkedToPrevious: linked))
+                }
+            }
+        }
+        closeValues()
+        if let commands {
+            sources = [InputSpecification(.file(PathBytes(RawArguments.bytes(of: commands))))]
+            template = []
+        }
+        if sources.isEmpty { sources = [InputSpecification(.standardInput)] }
+        // Open every input file now, so a missing one is reported before any rank starts.
+        for source in sources {
+            if case .file(let path) = source.source, path.bytes != Array("-".utf8) {
+                let descriptor = path.withCString { open($0, O_RDONLY | O_CLOEXEC) }
+                guard descriptor >= 0 else { throw InputError(description: "cannot open input file \(path): \(String(cString: strerror(errno)))") }
+                close(descriptor)
+            }
+        }
+        farm.template = CommandTemplate(template, quotesWords: quote)
+        farm.sources = sources
+        farm.separator = try separator()
+        farm.link = link
+        farm.skipEmpty = noRunIfEmpty
+        farm.slotsPerRank = slotsPerRank
+        farm.keepOrder = keepOrder
+        farm.tag = tag
+        farm.runner.lineBuffered = lineBuffer
+        farm.runner.timeout = try timeoutSeconds()
+        farm.runner.attempts = retries == 0 ? Int.max : retries
+        farm.runner.shell = currentEnvironment()["SWIFTPAR_SHELL"] ?? "/bin/sh"
+        if var log = joblog {
+            if log.hasPrefix("+") {
+                farm.appendToJoblog = true
+                log.removeFirst()
+            }
+            farm.joblog = PathBytes(RawArguments.bytes(of: log))
+        }
+        farm.resume = resume
+        farm.resumeFailed = resumeFailed
+        farm.halt = try HaltPolicy.parse(halt ?? "never")
+        farm.dryRun = dryRun
+        return farm
+    }
+
+    func run() throws {
+        let farm: FarmOptions
+        do {
+            farm = try farmOptions()
+        } catch let error as InputError {
+            writeStandardError("swiftpar: run: \(error.description)\n")
+            throw ExitCode(255)
+        }
+        let json = options.json
+        options.run { world in
+            let bar = ProgressBar("tasks", enabled: world.rank == 0 && isTerminal(2) && !farm.dryRun)
+            let summary: FarmSummary?
+            do {
+                summary = try TaskFarm.run(farm, on: world) { progress in
+                    var detail = ""
+                    if progress.failed > 0 { detail += ", \(progress.failed) failed" }
+                    if let total = progress.total, progress.done > 0, progress.done < total {
+                        let left = progress.seconds / Double(progress.done) * Double(total - progress.done)
+                        detail += ", \(Int(left.rounded(.up))) s left"
+                    }
+                    bar.update(done: progress.done, total: progress.total, detail: detail)
+                }
+            } catch let error as InputError {
+                bar.finish()
+                writeStandardError("swiftpar: run: \(error.description)\n")
+                world.exitStatus = 255
+                return
+            }
+            bar.finish()
+            guard let summary else { return }
+            if json {
+                let rate = summary.seconds > 0 ? Double(summary.tasks) / summary.seconds : 0
+                try printChecked("{\"tasks\": \(summary.tasks), \"failed\": \(summary.failed), \"skipped\": \(summary.skipped), \"seconds\": \(format(summary.seconds, 3)), \"tasksPerSecond\": \(format(rate, 1)), \"peakMemoryKB\": \(summary.peakMemoryKB)}")
+            }
+            world.exitStatus = summary.exitStatus
+        }
+    }
+}

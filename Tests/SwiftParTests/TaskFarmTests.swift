@@ -1,0 +1,324 @@
+import Foundation
+import Testing
+@testable import SwiftParWorkloads
+
+/// `swiftpar run`, the task farm, against GNU parallel itself: the same inputs must give
+/// byte-identical output, joblogs must pass between the two, and faults must leave every task
+/// run to its end exactly once.
+@Suite("Task farm: swiftpar run", .serialized)
+struct TaskFarmTests {
+    /// A fresh folder for one test's files.
+    static func folder() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-farm-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    static var parallelInstalled: Bool { FileManager.default.isExecutableFile(atPath: "/usr/bin/parallel") }
+
+    /// A shell line that runs swiftpar under `launch` (`-n N` local, or mpirun).
+    static func swiftpar(_ launch: Launch) -> String {
+        Jobs.shellCommand("swiftpar", [], launch: launch)
+    }
+
+    // MARK: Replacement strings and quoting, in the process
+
+    @Test("Replacement strings transform inputs as GNU parallel's do")
+    func replacementStrings() {
+        let cases: [(String, String, String, String, String, String)] = [
+            // input, {}, {.}, {/}, {//}, {/.}
+            ("dir.x/file", "dir.x/file", "dir.x/file", "file", "dir.x", "file"),
+            (".hidden", ".hidden", "", ".hidden", ".", ""),
+            ("a.tar.gz", "a.tar.gz", "a.tar", "a.tar.gz", ".", "a.tar"),
+            ("/file", "/file", "/file", "file", "/", "file"),
+            ("a/b/", "a/b/", "a/b/", "", "a", ""),
+            ("/", "/", "/", "", "/", ""),
+            ("", "", "", "", ".", ""),
+            ("a/.hidden", "a/.hidden", "a/", ".hidden", "a", ""),
+            ("a.b/", "a.b/", "a.b/", "", ".", ""),
+            ("..a", "..a", ".", "..a", ".", "."),
+            ("//a", "//a", "//a", "a", "/", "a"),
+            ("a/b//", "a/b//", "a/b//", "", "a", ""),
+            ("dir/a.b/c.d", "dir/a.b/c.d", "dir/a.b/c", "c.d", "dir/a.b", "c"),
+        ]
+        for (input, whole, noExtension, base, directory, baseNoExtension) in cases {
+            let bytes = Array(input.utf8)
+            let got = [CommandTemplate.Transform.whole, .noExtension, .basename, .dirname, .basenameNoExtension].map {
+                String(decoding: CommandTemplate.apply($0, to: bytes), as: UTF8.self)
+            }
+            #expect(got == [whole, noExtension, base, directory, baseNoExtension], "input '\(input)'")
+        }
+    }
+
+    @Test("Inputs are quoted for the shell as GNU parallel quotes them")
+    func quoting() {
+        let cases: [(String, String)] = [
+            ("plain", "plain"), ("A.Z/9_-", "A.Z/9_-"), ("a b", "'a b'"), ("it's", "'it'\"'\"'s'"),
+            ("", "''"), ("'", "\"'\""), ("'abc'", "\"'\"'abc'\"'\""), ("cost $5", "'cost $5'"), ("é", "'é'"),
+        ]
+        for (input, quoted) in cases {
+            #expect(String(decoding: CommandTemplate.shellQuoted(Array(input.utf8)), as: UTF8.self) == quoted, "input '\(input)'")
+        }
+        let template = CommandTemplate([Array("echo".utf8), Array("x{/}y".utf8)])
+        #expect(String(decoding: template.command(inputs: [Array("dir/it's".utf8)], sequence: 1, slot: 1), as: UTF8.self) == "echo x'it'\"'\"'s'y")
+        let appended = CommandTemplate([Array("echo".utf8), Array("hi".utf8)])
+        #expect(String(decoding: appended.command(inputs: [Array("a".utf8), Array("b c".utf8)], sequence: 1, slot: 1), as: UTF8.self) == "echo hi a 'b c'")
+    }
+
+    @Test("Several sources combine as GNU parallel's: every combination, --link, :::+")
+    func combinations() throws {
+        func all(_ sources: [InputSpecification], link: Bool = false) throws -> [String] {
+            let inputs = try TaskInputs(sources, link: link)
+            var result: [String] = []
+            while let values = try inputs.next() { result.append(values.map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ")) }
+            return result
+        }
+        func values(_ items: String...) -> InputSource { .values(items.map { Array($0.utf8) }) }
+        #expect(try all([.init(values("a", "b")), .init(values("1", "2"))]) == ["a 1", "a 2", "b 1", "b 2"])
+        #expect(try all([.init(values("a", "b", "c", "d", "e")), .init(values("1", "2"))], link: true) == ["a 1", "b 2", "c 1", "d 2", "e 1"])
+        #expect(try all([.init(values("a", "b", "c", "d")), .init(values("1", "2"), linkedToPrevious: true), .init(values("X"))]) == ["a 1 X", "b 2 X"])
+        #expect(try all([.init(values("a", "b")), .init(.values([]))]) == ["a ", "b "])
+        #expect(try all([.init(.values([]))]) == [])
+    }
+
+    // MARK: Byte for byte against GNU parallel
+
+    /// Runs every case with `swiftpar run -k` under `launch` and with `parallel -k`, and
+    /// compares output, errors and exit status byte for byte.
+    @Test("swiftpar run -k and parallel -k give byte-identical output", .enabled(if: parallelInstalled),
+          arguments: [Launch.local(3), Launch.mpirun(2)])
+    func sameAsParallel(launch: Launch) throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // Spaces, quotes, $, a backslash, a non-UTF-8 byte, an empty line, blanks, no final newline.
+        try Data("a b\nit's\n$HOME\nback\\slash\nx\u{FF}y\n\n  \nsay \"hi\"\nlast".utf8.map { $0 == 0xC3 ? 0xFF : $0 }).write(to: folder.appendingPathComponent("weird.txt"))
+        var raw = Array("a b\nit's\n".utf8); raw += [0x78, 0xFF, 0x79, 0x0A]; raw += Array("é\n".utf8)
+        try Data(raw).write(to: folder.appendingPathComponent("weird.txt"))
+        try Data("a b\0c\nd\0".utf8).write(to: folder.appendingPathComponent("nul.txt"))
+        try Data("f1\nf2\n".utf8).write(to: folder.appendingPathComponent("f.txt"))
+        let cases = [
+            "echo :::: weird.txt",
+            "echo '{}' '{.}' '{/}' '{//}' '{/.}' '{#}' :::: weird.txt",
+            "echo '{}' '{.}' '{/}' '{//}' '{/.}' ::: dir.x/file .hidden a.tar.gz /file a/b/ / '' ./a.b a//b dir/a.b/c.d",
+            "--tag echo :::: weird.txt",
+            "--tag 'printf \"A\\rB\\nC\"' ::: z y",
+            "'printf \"no-nl-{}\"' ::: a b",
+            "echo ::: a b ::: 1 2 ::: x y",
+            "--link echo ::: a b c d e ::: 1 2",
+            "echo ::: a b c :::+ 1 2 3 ::: X Y",
+            "echo :::: f.txt ::: Z",
+            "echo '{1}' '{2}' '{1.}' '{2/}' '{2//}' '{1/.}' '{-1}' '{-2}' ::: a.x/b.y ::: c/d.e",
+            "echo '{3}' '{10}' '{ }' '{x}' ::: a ::: 1",
+            "'echo out1; echo err1 >&2; echo out2; echo err2 >&2' ::: 1 2",
+            "-q echo 'a  b' '$HOME' '{}' 'x{}y' ::: 'p q' plain",
+            "::: 'echo a' \"echo 'b  c'\"",
+            "echo ::: a b :::: /dev/null",
+            "-0 echo '[{}]' :::: nul.txt",
+            "-d , echo '[{}]' ::: 'a,b,c'",
+            "-r echo '[{}]' :::: weird.txt",
+            "echo \"'{}'\" ::: 'a b' plain \"it's\"",
+            "'echo {}; exit {}' ::: 0 1 2 0 3",
+            "--dry-run 'echo {} | tr a b' ::: aa 'a b'",
+            "'seq {} | tail -c 5' ::: 1 50000 7",
+        ]
+        var script = "cd '\(folder.path)'\nexport PARALLEL_SHELL=/bin/sh\n"
+        // mpirun adds its own notice on standard error when a rank exits non-zero: not ours.
+        let mpirunNotice = launch.isMPI ? "sed -i '/^-\\{20,\\}$/,/^-\\{20,\\}$/d' ours.err.$1" : ":"
+        script += "dropNotice() { \(mpirunNotice); }\n"
+        for (index, arguments) in cases.enumerated() {
+            script += """
+                \(Self.swiftpar(launch)) run -k \(arguments) > ours.\(index) 2> ours.err.\(index); echo "status $?" >> ours.\(index); dropNotice \(index)
+                parallel --will-cite -k \(arguments) > theirs.\(index) 2> theirs.err.\(index); echo "status $?" >> theirs.\(index)
+                if cmp -s ours.\(index) theirs.\(index) && cmp -s ours.err.\(index) theirs.err.\(index); then echo "same \(index)"; else
+                  echo "different \(index)"; diff ours.\(index) theirs.\(index) | head -8; diff ours.err.\(index) theirs.err.\(index) | head -8; fi
+
+                """
+        }
+        try script.write(to: folder.appendingPathComponent("compare.sh"), atomically: true, encoding: .utf8)
+        let result = try Jobs.runCommand(["/bin/sh", folder.appendingPathComponent("compare.sh").path], timeout: 300)
+        for index in cases.indices {
+            #expect(result.output.contains("same \(index)\n"), "case \(index) under \(launch): run -k \(cases[index])\n\(result.output)\n\(result.errors)")
+        }
+    }
+
+    // MARK: Joblog
+
+    @Test("The joblog has GNU parallel's format, and --resume/--resume-failed pass logs both ways",
+          .enabled(if: parallelInstalled))
+    func joblogInterchange() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let swiftpar = Self.swiftpar(.local(2))
+        let script = """
+            cd '\(folder.path)'
+            export PARALLEL_SHELL=/bin/sh
+            \(swiftpar) run -k --joblog ours.log 'echo run{}; [ {} != 3 ]' ::: 1 2 3 4 5 > first.out; echo "first $?"
+            parallel --will-cite -k --resume-failed --joblog ours.log 'echo again{}; [ {} != 3 ]' ::: 1 2 3 4 5 6 > second.out; echo "second $?"
+            parallel --will-cite -k --joblog theirs.log 'echo run{}; [ {} != 2 ]' ::: 1 2 3 > /dev/null
+            \(swiftpar) run -k --resume --joblog theirs.log 'echo new{}' ::: 1 2 3 4 5 > third.out; echo "third $?"
+            \(swiftpar) run -k --resume-failed --joblog theirs.log 'echo fixed{}' ::: 1 2 3 4 5 > fourth.out; echo "fourth $?"
+            """
+        let result = try Jobs.runShell(script, timeout: 120)
+        let read = { (name: String) in (try? String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)) ?? "" }
+        #expect(result.output.contains("first 1\n") && read("first.out") == "run1\nrun2\nrun3\nrun4\nrun5\n", "\(result.report)")
+        // GNU parallel reran the failed task 3 and the new task 6 from our log.
+        #expect(result.output.contains("second 1\n") && read("second.out") == "again3\nagain6\n", "\(result.report)\n\(read("second.out"))")
+        // We skip what parallel logged (1, 2, 3), run 4 and 5; then rerun only parallel's failed task 2.
+        #expect(result.output.contains("third 0\n") && read("third.out") == "new4\nnew5\n", "\(result.report)\n\(read("third.out"))")
+        #expect(result.output.contains("fourth 0\n") && read("fourth.out") == "fixed2\n", "\(result.report)\n\(read("fourth.out"))")
+        let log = read("ours.log").split(separator: "\n", omittingEmptySubsequences: false)
+        #expect(log.first == "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand", "\(log)")
+        let line = try #require(log.dropFirst().first)
+        let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+        #expect(fields.count == 9 && fields[0] == "1" && fields[1] == ":" && fields[4] == "0" && fields[5] == "5" && fields[6] == "0"
+                && fields[7] == "0" && fields[8] == "echo run1; [ 1 != 3 ]", "\(fields)")
+        #expect(fields.count == 9 && fields[2].range(of: #"^\d{10}\.\d{3}$"#, options: .regularExpression) != nil
+                && fields[3].count == 10 && fields[3].range(of: #"^ *\d+\.\d{3}$"#, options: .regularExpression) != nil, "\(fields)")
+        // 5 lines from us, then 2 appended by parallel (tasks 3 and 6).
+        #expect(log.filter { !$0.isEmpty }.count == 8, "\(read("ours.log"))")
+    }
+
+    /// SIGKILL of the launcher between tasks, then `--resume`: each task has run to its end once.
+    @Test("SIGKILL of the launcher mid-run, then --resume: every task ran to its end exactly once",
+          arguments: [Launch.local(2), Launch.mpirun(2)])
+    func killedThenResumed(launch: Launch) throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let task = "'sleep 0.4; echo {} >> done/{}'"
+        let script = """
+            cd '\(folder.path)'
+            mkdir done
+            \(Self.swiftpar(launch)) run --joblog farm.log \(task) ::: $(seq 24) & job=$!
+            # Kill in the middle of a round of tasks: once 6 are logged, 0.2 s into the next.
+            waited=0
+            while [ "$(cat farm.log 2>/dev/null | wc -l)" -lt 7 ] && [ $waited -lt 600 ]; do sleep 0.02; waited=$((waited + 1)); done
+            sleep 0.2
+            kill -9 $job; wait $job; echo "killed $?"
+            sleep 1
+            echo "logged $(($(wc -l < farm.log) - 1)) done $(ls done | wc -l)"
+            \(Self.swiftpar(launch)) run --joblog farm.log --resume \(task) ::: $(seq 24); echo "resumed $?"
+            echo "files $(ls done | wc -l) runs $(cat done/* | wc -l) logged $(($(wc -l < farm.log) - 1))"
+            cut -f1 farm.log | sort | uniq -d | head -3
+            """
+        let result = try Jobs.runShell(script, timeout: 120)
+        #expect(result.output.contains("killed 137"), "\(result.report)")
+        #expect(result.output.contains("resumed 0") && result.output.contains("files 24 runs 24 logged 24\n"), "\(result.report)")
+        let logged = result.output.split(separator: "\n").first { $0.hasPrefix("logged") }
+        // Tasks running at the kill were stopped before their end: as many done as logged.
+        if let logged {
+            let numbers = logged.split(separator: " ")
+            #expect(numbers.count == 4 && numbers[1] == numbers[3] && numbers[1] != "0" && numbers[1] != "24", "\(result.report)")
+        }
+        #expect(Jobs.waitForNoSurvivors(named: "sleep 0.4").isEmpty, "tasks left running: \(Jobs.survivors(named: "sleep 0.4"))")
+    }
+
+    // MARK: Control and faults
+
+    @Test("Retries, timeout, halt and the exit status behave as GNU parallel's")
+    func control() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let swiftpar = Self.swiftpar(.local(2))
+        let script = """
+            cd '\(folder.path)'
+            \(swiftpar) run --retries 3 --joblog retries.log 'echo x >> count; echo out; exit 7; : {}' ::: a > retries.out; echo "retries $? $(wc -l < count) $(wc -l < retries.log)"
+            \(swiftpar) run --retries 3 'echo x >> count{}; [ $(wc -l < count{}) -ge 2 ]' ::: b; echo "second-try $? $(wc -l < countb)"
+            \(swiftpar) run --joblog timeout.log --timeout 0.5 'echo start{}; sleep {}; echo end{}' ::: 0.1 5 > timeout.out 2> timeout.err; echo "timeout $?"
+            \(swiftpar) run --halt now,fail=1 'sleep {}; echo done{}; [ {} != 1 ]' ::: 1 3 4 5 > halt-now.out 2> halt-now.err; echo "halt-now $?"
+            \(swiftpar) run --halt soon,fail=1 'sleep {}; echo done{}; [ {} != 1 ]' ::: 1 3 4 5 > halt-soon.out 2> halt-soon.err; echo "halt-soon $?"
+            \(swiftpar) run --halt now,fail=1 'kill -9 $$; : {}' ::: a 2> /dev/null; echo "halt-signal $?"
+            \(swiftpar) run --halt now,success=1 -k 'sleep 0.{}; exit {}' ::: 3 0 4 2> /dev/null; echo "halt-success $?"
+            \(swiftpar) run 'exit 1; : {}' ::: $(seq 150); echo "many $?"
+            \(swiftpar) run 'kill -{} $$' ::: TERM KILL INT; echo "signals $?"
+            \(swiftpar) run --json 'exit {}' ::: 0 0 3 > summary.json; echo "json $?"
+            """
+        let result = try Jobs.runShell(script, timeout: 180)
+        let read = { (name: String) in (try? String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)) ?? "" }
+        let out = result.output
+        // 3 attempts, printed once, one log line.
+        #expect(out.contains("retries 1 3 2\n") && read("retries.out") == "out\n", "\(result.report)")
+        #expect(out.contains("second-try 0 2\n"), "\(result.report)")
+        #expect(out.contains("timeout 1\n") && read("timeout.out") == "start0.1\nend0.1\nstart5\n", "\(result.report)\n\(read("timeout.out"))")
+        let timedOut = read("timeout.log").split(separator: "\n").first { $0.hasPrefix("2\t") }?.split(separator: "\t").map(String.init) ?? []
+        #expect(timedOut.count == 9 && timedOut[6] == "-1" && timedOut[7] == "15", "\(read("timeout.log"))")
+        #expect(read("timeout.err").contains("task 2 ran longer than 0.5 s and was killed"), "\(read("timeout.err"))")
+        // now: task 3 killed, printed nothing; soon: task 3 finished and printed.
+        #expect(out.contains("halt-now 1\n") && read("halt-now.out") == "done1\n", "\(result.report)\n\(read("halt-now.out"))")
+        #expect(out.contains("halt-soon 1\n") && read("halt-soon.out") == "done1\ndone3\n", "\(result.report)\n\(read("halt-soon.out"))")
+        #expect(out.contains("halt-signal 137\n"), "\(result.report)")
+        #expect(out.contains("halt-success 0\n"), "\(result.report)")
+        #expect(out.contains("many 101\n") && out.contains("signals 3\n"), "\(result.report)")
+        #expect(out.contains("json 1\n") && read("summary.json").hasPrefix("{\"tasks\": 3, \"failed\": 1, \"skipped\": 0, \"seconds\": "), "\(read("summary.json"))")
+    }
+
+    @Test("Ctrl-C and SIGTERM stop every task, keep the joblog whole, and exit 130 and 143")
+    func interrupted() throws {
+        for (signal, status) in [(SIGINT, Int32(130)), (SIGTERM, Int32(143))] {
+            let folder = try Self.folder()
+            let job = try BackgroundJob(command: [Jobs.product("swiftpar"), "run", "--joblog", "farm.log", "sleep 0.2; echo {}; sleep 60", ":::"] + (1...20).map(String.init),
+                                        environment: ["SWIFTPAR_WORKERS": "3"], directory: folder)
+            defer { job.cleanUp([]) }
+            let leader = try #require(job.leader(), "the launcher did not start")
+            // Three tasks asleep, one per rank.
+            let deadline = Date().addingTimeInterval(20)
+            while Jobs.survivors(named: "sleep 60").filter({ $0.contains("/bin/sh") }).count < 3 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+            Thread.sleep(forTimeInterval: 0.3)
+            // Ctrl-C reaches the whole foreground process group; SIGTERM only the launcher.
+            kill(signal == SIGINT ? -leader : leader, signal)
+            let exit = job.waitForExit(seconds: 10)
+            #expect(exit == status, "signal \(signal): status \(exit.map(String.init) ?? "none (still running)")\n\(job.errors)")
+            #expect(Jobs.waitForNoSurvivors(named: "sleep 60").isEmpty, "signal \(signal) left tasks: \(Jobs.survivors(named: "sleep 60"))")
+            let log = (try? String(contentsOf: folder.appendingPathComponent("farm.log"), encoding: .utf8)) ?? ""
+            #expect(log.hasPrefix("Seq\tHost") && log.hasSuffix("\n") && log.split(separator: "\n").allSatisfy { $0.split(separator: "\t").count == 9 },
+                    "signal \(signal) joblog:\n\(log)")
+        }
+    }
+
+    @Test("A local rank that dies has its tasks run again on the others")
+    func rankDies() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let script = """
+            cd '\(folder.path)'
+            mkdir done
+            \(Self.swiftpar(.local(3))) run --joblog farm.log 'sleep 0.3; echo {} >> done/{}; echo $SWIFTPAR_RANK' ::: $(seq 15) > out 2> err & job=$!
+            waited=0
+            while [ "$(cat farm.log 2>/dev/null | wc -l)" -lt 3 ] && [ $waited -lt 300 ]; do sleep 0.02; waited=$((waited + 1)); done
+            sleep 0.1
+            # Rank 1: the launcher's first child (the ranks are forked before anything else).
+            victim=$(pgrep -P $job -x swiftpar | sort -n | head -1)
+            kill -9 $victim; wait $job; echo "status $?"
+            echo "files $(ls done | wc -l) runs $(cat done/* | wc -l) logged $(($(wc -l < farm.log) - 1))"
+            cat err
+            """
+        let result = try Jobs.runShell(script, timeout: 60)
+        #expect(result.output.contains("status 0\n") && result.output.contains("files 15 runs 15 logged 15\n"), "\(result.report)")
+        #expect(result.output.contains("running them again on the other ranks") || result.output.contains("running it again on the other ranks"),
+                "\(result.report)")
+    }
+
+    @Test("A task printing 1 GB passes in bounded memory, and 100,000 tasks all run and log")
+    func volume() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let swiftpar = Self.swiftpar(.local(2))
+        let script = """
+            cd '\(folder.path)'
+            \(swiftpar) run --json 'head -c {} /dev/zero | tr "\\0" x' ::: 1000000000 3000 > big.out; echo "big $?"
+            tail -c 200 big.out | tail -1
+            head -c 1000003000 big.out | tr -d x | wc -c
+            seq 100000 | \(swiftpar) run --joblog many.log 'echo {}' | sort -n | md5sum
+            seq 100000 | md5sum
+            echo "logged $(($(wc -l < many.log) - 1))"
+            """
+        let result = try Jobs.runShell(script, timeout: 400)
+        let lines = result.output.split(separator: "\n").map(String.init)
+        #expect(result.output.contains("big 0\n"), "\(result.report)")
+        // The output is 1,000,003,000 x's then the summary line; nothing else.
+        #expect(lines.count >= 3 && lines[2] == "0", "\(result.report)")
+        let summary = lines.count >= 2 ? lines[1] : ""
+        let peak = summary.range(of: #""peakMemoryKB": (\d+)"#, options: .regularExpression).map { Int(summary[$0].split(separator: " ").last!)! }
+        #expect(peak != nil && peak! < 200_000, "rank 0 peak memory while 1 GB passed: \(summary)")
+        #expect(lines.count >= 6 && lines[3] == lines[4] && lines[5] == "logged 100000", "\(result.report)")
+    }
+}
