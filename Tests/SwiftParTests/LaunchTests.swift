@@ -114,4 +114,88 @@ struct LaunchTests {
                     "hash.sbatch with \(launcher):\n\(hashJob.report)\nsha256sum -c:\n\(check.report)")
         }
     }
+
+    @Test("swiftpar run across 3 namespace hosts: tasks run on every host; a host killed mid-run ends the job and --resume finishes the rest, each task once")
+    func farmAcrossHosts() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-farm-hosts-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder.appendingPathComponent("done"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let swiftpar = Jobs.product("swiftpar")
+        let cluster = Self.script("Launch/local-cluster")
+        let spread = try Jobs.runCommand([cluster, "--", "-n", "6", swiftpar, "run", "-k", "--joblog", folder.appendingPathComponent("spread.log").path,
+                                          "echo {} $(hostname)", ":::"] + (1...30).map(String.init), timeout: 120)
+        let hosts = Set(spread.output.split(separator: "\n").compactMap { $0.split(separator: " ").last })
+        #expect(spread.status == 0 && spread.output.split(separator: "\n").count == 30 && hosts.count == 3, "tasks should run on 3 hosts:\n\(spread.report)")
+        let logHosts = Set(((try? String(contentsOf: folder.appendingPathComponent("spread.log"), encoding: .utf8)) ?? "")
+            .split(separator: "\n").dropFirst().map { $0.split(separator: "\t")[1] })
+        #expect(logHosts.count == 3 && logHosts.contains(":"), "joblog hosts: \(logHosts)")
+
+        // Tasks after the 12th wait while the file `hold` exists: host 2 dies while they wait,
+        // never between a task's end and its joblog line.
+        let task = "if [ {} -gt 12 ] && [ -e '\(folder.path)/hold' ]; then sleep 30; fi; echo {} >> '\(folder.path)/done/{}'"
+        let script = """
+            cd '\(folder.path)'
+            touch hold
+            '\(cluster)' --print-hosts hosts.txt -- -n 6 '\(swiftpar)' run --joblog farm.log "$TASK" ::: $(seq 60) > out 2> err & job=$!
+            waited=0
+            while [ "$(cat farm.log 2>/dev/null | wc -l)" -lt 13 ] && [ $waited -lt 1500 ]; do sleep 0.02; waited=$((waited + 1)); done
+            sleep 0.25
+            host=$(sed -n 2p hosts.txt | awk '{print $NF}')
+            ip netns pids "$host" | xargs -r kill -9
+            wait $job; echo "killed-run $?"
+            echo "logged $(($(wc -l < farm.log) - 1)) done $(ls done | wc -l)"
+            rm hold
+            '\(cluster)' -- -n 6 '\(swiftpar)' run --joblog farm.log --resume "$TASK" ::: $(seq 60); echo "resumed $?"
+            echo "files $(ls done | wc -l) runs $(cat done/* | wc -l) logged $(($(wc -l < farm.log) - 1))"
+            """
+        let result = try Jobs.runShell(script, environment: ["TASK": task], timeout: 240)
+        #expect(!result.output.contains("killed-run 0\n") && result.output.contains("killed-run "), "a lost host must end the job non-zero:\n\(result.report)")
+        #expect(result.output.contains("resumed 0\n") && result.output.contains("files 60 runs 60 logged 60\n"), "\(result.report)")
+        if let line = result.output.split(separator: "\n").first(where: { $0.hasPrefix("logged ") }) {
+            let numbers = line.split(separator: " ")
+            #expect(numbers.count == 4 && numbers[1] == "12" && numbers[3] == "12", "before the resume: \(line)")
+        }
+        #expect(clusterNamespaces().isEmpty, "namespaces left: \(clusterNamespaces())")
+        #expect(Jobs.waitForNoSurvivors(named: "sleep 30").isEmpty, "tasks left: \(Jobs.survivors(named: "sleep 30"))")
+    }
+
+    @Test("farm.sbatch under the real Slurm, with srun and mpirun: cancelled mid-run and submitted again, every command ran once")
+    func slurmFarm() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-slurm-farm-\(UUID().uuidString)").path
+        let started = try Jobs.runCommand([Self.script("Launch/local-slurm"), "start", folder], timeout: 60)
+        defer { _ = try? Jobs.runCommand([Self.script("Launch/local-slurm"), "stop", folder], timeout: 60) }
+        #expect(started.status == 0, "\(started.report)")
+        guard started.status == 0 else { return }
+        for launcher in ["srun", "mpirun"] {
+            let work = "\(folder)/farm-\(launcher)"
+            try FileManager.default.createDirectory(atPath: "\(work)/done", withIntermediateDirectories: true)
+            // Commands after the 8th wait while the file `hold` exists: the cancel lands while
+            // they wait, never between a command's end and its joblog line.
+            let tasks = (1...24).map { "if [ \($0) -gt 8 ] && [ -e hold ]; then sleep 30; fi; echo \($0) >> done/\($0)" }.joined(separator: "\n") + "\n"
+            try tasks.write(toFile: "\(work)/tasks.txt", atomically: true, encoding: .utf8)
+            let exports = "--export=ALL,SWIFTPAR=\(Jobs.product("swiftpar")),TASKS=tasks.txt,LAUNCHER=\(launcher)"
+            let script = """
+                cd '\(work)'
+                touch hold
+                id=$(sbatch --parsable --output=first.out '\(exports)' '\(Self.script("Launch/slurm/farm.sbatch"))')
+                waited=0
+                while [ "$(cat tasks.txt.joblog 2>/dev/null | wc -l)" -lt 9 ] && [ $waited -lt 3000 ]; do sleep 0.02; waited=$((waited + 1)); done
+                sleep 0.3
+                scancel "$id"
+                while squeue -h -j "$id" 2>/dev/null | grep -q .; do sleep 0.2; done
+                echo "logged $(($(wc -l < tasks.txt.joblog) - 1)) done $(ls done | wc -l)"
+                rm hold
+                sbatch --wait --output=second.out '\(exports)' '\(Self.script("Launch/slurm/farm.sbatch"))'; echo "second $?"
+                echo "files $(ls done | wc -l) runs $(cat done/* | wc -l)"
+                cat second.out
+                """
+            let result = try Jobs.runShell(script, environment: ["SLURM_CONF": "\(folder)/slurm.conf"], timeout: 240)
+            #expect(result.output.contains("second 0\n") && result.output.contains("files 24 runs 24\n")
+                    && result.output.contains("24 of 24 commands logged"), "farm.sbatch with \(launcher):\n\(result.report)")
+            if let line = result.output.split(separator: "\n").first(where: { $0.hasPrefix("logged ") }) {
+                let numbers = line.split(separator: " ")
+                #expect(numbers.count == 4 && numbers[1] == "8" && numbers[3] == "8", "with \(launcher), before the second submission: \(line)")
+            }
+        }
+    }
 }

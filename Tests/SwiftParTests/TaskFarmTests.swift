@@ -178,38 +178,35 @@ struct TaskFarmTests {
         #expect(log.filter { !$0.isEmpty }.count == 8, "\(read("ours.log"))")
     }
 
-    /// SIGKILL of the launcher between tasks, then `--resume`: each task has run to its end once.
+    /// SIGKILL of the launcher mid-run, then `--resume`: each task has run to its end once.
+    /// Tasks after the 6th wait while the file `hold` exists, so the kill never lands in the
+    /// moment between a task's end and its joblog line (no tool can log that moment).
     @Test("SIGKILL of the launcher mid-run, then --resume: every task ran to its end exactly once",
           arguments: [Launch.local(2), Launch.mpirun(2)])
     func killedThenResumed(launch: Launch) throws {
         let folder = try Self.folder()
         defer { try? FileManager.default.removeItem(at: folder) }
-        let task = "'sleep 0.4; echo {} >> done/{}'"
+        let task = "'if [ {} -gt 6 ] && [ -e hold ]; then sleep 30; fi; echo {} >> done/{}'"
         let script = """
             cd '\(folder.path)'
-            mkdir done
+            mkdir done; touch hold
             \(Self.swiftpar(launch)) run --joblog farm.log \(task) ::: $(seq 24) & job=$!
-            # Kill in the middle of a round of tasks: once 6 are logged, 0.2 s into the next.
             waited=0
-            while [ "$(cat farm.log 2>/dev/null | wc -l)" -lt 7 ] && [ $waited -lt 600 ]; do sleep 0.02; waited=$((waited + 1)); done
-            sleep 0.2
+            while [ "$(cat farm.log 2>/dev/null | wc -l)" -lt 7 ] && [ $waited -lt 1500 ]; do sleep 0.02; waited=$((waited + 1)); done
+            sleep 0.3
             kill -9 $job; wait $job; echo "killed $?"
-            sleep 1
+            sleep 0.5
             echo "logged $(($(wc -l < farm.log) - 1)) done $(ls done | wc -l)"
+            rm hold
             \(Self.swiftpar(launch)) run --joblog farm.log --resume \(task) ::: $(seq 24); echo "resumed $?"
             echo "files $(ls done | wc -l) runs $(cat done/* | wc -l) logged $(($(wc -l < farm.log) - 1))"
             cut -f1 farm.log | sort | uniq -d | head -3
             """
         let result = try Jobs.runShell(script, timeout: 120)
         #expect(result.output.contains("killed 137"), "\(result.report)")
+        #expect(result.output.contains("logged 6 done 6\n"), "\(result.report)")
         #expect(result.output.contains("resumed 0") && result.output.contains("files 24 runs 24 logged 24\n"), "\(result.report)")
-        let logged = result.output.split(separator: "\n").first { $0.hasPrefix("logged") }
-        // Tasks running at the kill were stopped before their end: as many done as logged.
-        if let logged {
-            let numbers = logged.split(separator: " ")
-            #expect(numbers.count == 4 && numbers[1] == numbers[3] && numbers[1] != "0" && numbers[1] != "24", "\(result.report)")
-        }
-        #expect(Jobs.waitForNoSurvivors(named: "sleep 0.4").isEmpty, "tasks left running: \(Jobs.survivors(named: "sleep 0.4"))")
+        #expect(Jobs.waitForNoSurvivors(named: "sleep 30").isEmpty, "tasks left running: \(Jobs.survivors(named: "sleep 30"))")
     }
 
     // MARK: Control and faults
@@ -274,27 +271,32 @@ struct TaskFarmTests {
         }
     }
 
+    /// Tasks after the 3rd wait while the file `hold` exists: rank 1 dies while its task
+    /// waits, never between a task's end and its report.
     @Test("A local rank that dies has its tasks run again on the others")
     func rankDies() throws {
         let folder = try Self.folder()
         defer { try? FileManager.default.removeItem(at: folder) }
         let script = """
             cd '\(folder.path)'
-            mkdir done
-            \(Self.swiftpar(.local(3))) run --joblog farm.log 'sleep 0.3; echo {} >> done/{}; echo $SWIFTPAR_RANK' ::: $(seq 15) > out 2> err & job=$!
+            mkdir done; touch hold
+            \(Self.swiftpar(.local(3))) run --joblog farm.log 'if [ {} -gt 3 ]; then while [ -e hold ]; do sleep 0.05; done; fi; echo {} >> done/{}' ::: $(seq 15) > out 2> err & job=$!
             waited=0
-            while [ "$(cat farm.log 2>/dev/null | wc -l)" -lt 3 ] && [ $waited -lt 300 ]; do sleep 0.02; waited=$((waited + 1)); done
-            sleep 0.1
+            while [ "$(cat farm.log 2>/dev/null | wc -l)" -lt 4 ] && [ $waited -lt 500 ]; do sleep 0.02; waited=$((waited + 1)); done
+            sleep 0.3
             # Rank 1: the launcher's first child (the ranks are forked before anything else).
             victim=$(pgrep -P $job -x swiftpar | sort -n | head -1)
-            kill -9 $victim; wait $job; echo "status $?"
+            kill -9 $victim
+            sleep 0.5
+            rm hold
+            wait $job; echo "status $?"
             echo "files $(ls done | wc -l) runs $(cat done/* | wc -l) logged $(($(wc -l < farm.log) - 1))"
             cat err
             """
         let result = try Jobs.runShell(script, timeout: 60)
         #expect(result.output.contains("status 0\n") && result.output.contains("files 15 runs 15 logged 15\n"), "\(result.report)")
-        #expect(result.output.contains("running them again on the other ranks") || result.output.contains("running it again on the other ranks"),
-                "\(result.report)")
+        #expect(result.output.contains("rank 1 died while it held task"), "\(result.report)")
+        #expect(result.output.contains("note: rank 1 was killed by signal 9 (SIGKILL) and the job went on without it"), "\(result.report)")
     }
 
     @Test("A task printing 1 GB passes in bounded memory, and 100,000 tasks all run and log")
