@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <spawn.h>
 #include <string.h>
 #include <linux/futex.h>
@@ -14,6 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/wait.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <stdlib.h>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -108,29 +112,44 @@ int swiftpar_standard_output_failed(void) {
 void swiftpar_flush_all_streams(void) { fflush(NULL); }
 
 pid_t swiftpar_spawn_task(const char *path, char *const argv[], char *const envp[], int input, int output, int error) {
-    posix_spawn_file_actions_t actions;
-    posix_spawnattr_t attributes;
-    sigset_t none, all;
-    pid_t pid = -1;
-    int code = posix_spawn_file_actions_init(&actions);
-    if (code != 0) { errno = code; return -1; }
-    code = posix_spawnattr_init(&attributes);
-    if (code != 0) { posix_spawn_file_actions_destroy(&actions); errno = code; return -1; }
-    code = posix_spawn_file_actions_adddup2(&actions, input, 0);
-    if (code == 0) code = posix_spawn_file_actions_adddup2(&actions, output, 1);
-    if (code == 0) code = posix_spawn_file_actions_adddup2(&actions, error, 2);
-    sigemptyset(&none);
+    // vfork: the child borrows this process's memory until it execs, so starting a task costs
+    // the same whatever this process's size. No signal handler may run in the child: every
+    // signal is blocked around the vfork, and the child sets them to their defaults first.
+    sigset_t all, old;
     sigfillset(&all);
-    sigdelset(&all, SIGKILL);
-    sigdelset(&all, SIGSTOP);
-    if (code == 0) code = posix_spawnattr_setsigmask(&attributes, &none);
-    if (code == 0) code = posix_spawnattr_setsigdefault(&attributes, &all);
-    if (code == 0) code = posix_spawnattr_setpgroup(&attributes, 0);
-    if (code == 0) code = posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-    if (code == 0) code = posix_spawn(&pid, path, &actions, &attributes, argv, envp);
-    posix_spawnattr_destroy(&attributes);
-    posix_spawn_file_actions_destroy(&actions);
-    if (code != 0) { errno = code; return -1; }
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pid_t parent = getpid();
+    volatile int child_errno = 0;
+    pid_t pid = vfork();
+    if (pid == 0) {
+        struct sigaction defaults;
+        memset(&defaults, 0, sizeof defaults);
+        defaults.sa_handler = SIG_DFL;
+        for (int number = 1; number < NSIG; number++) {
+            if (number != SIGKILL && number != SIGSTOP) sigaction(number, &defaults, NULL);
+        }
+        setpgid(0, 0);
+        // The shell dies with its rank even when nothing else is left to stop it (a batch
+        // system that kills a job's processes one by one may kill the guardian first).
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(127);
+        if (dup2(input, 0) < 0 || dup2(output, 1) < 0 || dup2(error, 2) < 0) { child_errno = errno; _exit(127); }
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execve(path, argv, envp);
+        child_errno = errno;
+        _exit(127);
+    }
+    int saved = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) { errno = saved; return -1; }
+    if (child_errno != 0) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        errno = child_errno;
+        return -1;
+    }
     return pid;
 }
 
@@ -187,7 +206,9 @@ static void guard_groups(int commands) {
 
 int swiftpar_start_guardian(void) {
     int ends[2];
-    if (pipe2(ends, O_CLOEXEC) != 0) return -1;
+    // A socket pair rather than a pipe: a send to a guardian that is gone fails with EPIPE
+    // (MSG_NOSIGNAL) instead of raising SIGPIPE in the rank.
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) return -1;
     pid_t pid = fork();
     if (pid < 0) { int saved = errno; close(ends[0]); close(ends[1]); errno = saved; return -1; }
     if (pid == 0) {
@@ -210,4 +231,26 @@ void swiftpar_exit_on_termination_signals(void) {
     sigemptyset(&action.sa_mask);
     int caught[] = {SIGINT, SIGTERM, SIGHUP};
     for (unsigned i = 0; i < sizeof caught / sizeof caught[0]; i++) sigaction(caught[i], &action, NULL);
+}
+
+int swiftpar_guardian_tell(int descriptor, int32_t group) {
+    ssize_t sent;
+    do { sent = send(descriptor, &group, sizeof group, MSG_NOSIGNAL); } while (sent < 0 && errno == EINTR);
+    return sent == (ssize_t)sizeof group ? 0 : -1;
+}
+
+int swiftpar_open_spill_file(const char *directory) {
+    int descriptor = open(directory, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (descriptor >= 0) return descriptor;
+    char name[4096];
+    int length = snprintf(name, sizeof name, "%s/swiftpar-held-XXXXXX", directory);
+    if (length < 0 || length >= (int)sizeof name) { errno = ENAMETOOLONG; return -1; }
+    descriptor = mkostemp(name, O_CLOEXEC);
+    if (descriptor < 0) return -1;
+    unlink(name);
+    return descriptor;
+}
+
+int swiftpar_punch_hole(int descriptor, int64_t offset, int64_t length) {
+    return fallocate(descriptor, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
 }

@@ -135,6 +135,19 @@ struct Run: ParsableCommand {
         }
     }
 
+    /// The shell that runs each command: SWIFTPAR_SHELL (a path, or a name looked up on the
+    /// PATH), or /bin/sh.
+    private func shellPath() throws -> String {
+        let environment = currentEnvironment()
+        guard let shell = environment["SWIFTPAR_SHELL"], !shell.isEmpty else { return "/bin/sh" }
+        if shell.contains("/") { return shell }
+        for folder in (environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(folder)/\(shell)"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        throw InputError(description: "SWIFTPAR_SHELL is \(shell), which is not on the PATH")
+    }
+
     /// The command template and the input sources, from the words after the options.
     private func farmOptions() throws -> FarmOptions {
         var farm = FarmOptions()
@@ -175,7 +188,10 @@ struct Run: ParsableCommand {
             if case .file(let path) = source.source, path.bytes != Array("-".utf8) {
                 let descriptor = path.withCString { open($0, O_RDONLY | O_CLOEXEC) }
                 guard descriptor >= 0 else { throw InputError(description: "cannot open input file \(path): \(String(cString: strerror(errno)))") }
+                var status = stat()
+                let isDirectory = fstat(descriptor, &status) == 0 && (status.st_mode & S_IFMT) == S_IFDIR
                 close(descriptor)
+                if isDirectory { throw InputError(description: "input file \(path) is a directory") }
             }
         }
         farm.template = CommandTemplate(template, quotesWords: quote)
@@ -189,7 +205,7 @@ struct Run: ParsableCommand {
         farm.runner.lineBuffered = lineBuffer
         farm.runner.timeout = try timeoutSeconds()
         farm.runner.attempts = retries == 0 ? Int.max : retries
-        farm.runner.shell = currentEnvironment()["SWIFTPAR_SHELL"] ?? "/bin/sh"
+        farm.runner.shell = try shellPath()
         if var log = joblog {
             if log.hasPrefix("+") {
                 farm.appendToJoblog = true

@@ -52,13 +52,14 @@ int swiftpar_standard_output_failed(void);
 void swiftpar_flush_all_streams(void);
 
 /// Starts task `path` with `argv` and `envp` in a process group of its own, with its standard
-/// input, output and error on `input`, `output` and `error`, every signal unblocked and every
-/// caught signal at its default action. Returns the child's pid, or -1 with errno set.
+/// input, output and error on `input`, `output` and `error`, every signal unblocked and at its
+/// default action, and SIGKILL for it when the calling thread's process dies
+/// (PR_SET_PDEATHSIG). Returns the child's pid, or -1 with errno set (also when exec failed).
 pid_t swiftpar_spawn_task(const char *path, char *const argv[], char *const envp[], int input, int output, int error);
 
-/// Starts a guardian: a small child process that outlives this one only to clean up. Write a
-/// process group id (int32, positive) to the returned descriptor to put the group in the
-/// guardian's care, its negative to take it back. When every copy of the descriptor is closed
+/// Starts a guardian: a small child process that outlives this one only to clean up. Tell it a
+/// process group id (swiftpar_guardian_tell, positive) to put the group in the guardian's care,
+/// its negative to take it back. When every copy of the descriptor is closed
 /// (this process ended, however it ended), the guardian sends SIGTERM to each group in its care,
 /// SIGKILL to those still alive 200 ms later, and exits. Returns the descriptor (close-on-exec),
 /// or -1 with errno set.
@@ -70,5 +71,16 @@ int swiftpar_pipe(int ends[2]);
 /// Makes SIGINT, SIGTERM and SIGHUP end this process at once with exit status 128 + the signal,
 /// as a shell reports a command a signal stopped (for a launcher such as mpirun to pass on).
 void swiftpar_exit_on_termination_signals(void);
+
+/// A file for bytes kept for later: unlinked from the start (O_TMPFILE in `directory`, or a
+/// name made and removed at once), read-write, close-on-exec. -1 with errno set on failure.
+int swiftpar_open_spill_file(const char *directory);
+
+/// Frees the disk blocks of a range of a file without changing its size (a hole); 0 or -1.
+int swiftpar_punch_hole(int descriptor, int64_t offset, int64_t length);
+
+/// Sends a process group id to a guardian (see swiftpar_start_guardian) without SIGPIPE when
+/// the guardian is gone; 0, or -1 with errno set.
+int swiftpar_guardian_tell(int descriptor, int32_t group);
 
 #endif

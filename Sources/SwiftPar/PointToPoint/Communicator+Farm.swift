@@ -22,4 +22,15 @@ extension Communicator {
 
     /// Whether this communicator's ranks are MPI processes (started by mpirun or srun).
     package var runsOnMPI: Bool { transport is MPITransport }
+
+    /// Starts sending `bytes` as they are (no encoding), to be received with `receiveBytes`;
+    /// the request keeps them until the send completes. For the package's task farm, whose
+    /// rank 0 must never block in a send while a worker blocks sending to it.
+    package func startSend(bytes: [UInt8], to destination: Int, tag: Int) throws -> SendRequest {
+        try exclusive("startSend") {
+            try validate(destination: destination, "startSend")
+            try validate(tag: tag, "startSend")
+            return SendRequest(try transport.startSend(OutgoingBytes(bytes), to: destination, tag: tag), rank: rank)
+        }
+    }
 }

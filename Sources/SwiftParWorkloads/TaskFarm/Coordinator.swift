@@ -38,8 +38,12 @@ final class Coordinator {
     private var finished = 0, failed = 0, succeeded = 0, skipped = 0
     private var halting: HaltPolicy.Urgency?
     private var haltStatus: Int32?
-    private var awaitingDrops = 0
+    /// Ranks asked to give back their queued tasks (`--halt soon`) that have not answered.
+    private var awaitingDrops: Set<Int> = []
     private var lastDeathCheck = 0.0
+    /// Orders on their way to workers: rank 0 never waits in a send, so a worker sending it a
+    /// large message while it sends one to that worker cannot block both.
+    private var sends: [(rank: Int, request: SendRequest)] = []
 
     init(options: FarmOptions, world: Communicator, progress: @escaping (FarmProgress) -> Void) throws {
         self.options = options
@@ -73,7 +77,7 @@ final class Coordinator {
                 var message = FarmMessage(.acknowledge)
                 message.append(sequence)
                 message.append(count)
-                try self.world.send(bytes: message.bytes, to: rank, tag: TaskFarm.toWorker)
+                try self.order(message, to: rank)
             }
         }
         printer.host = { [unowned self] rank in self.hosts[rank] == localHost ? ":" : self.hosts[rank] }
@@ -99,7 +103,7 @@ final class Coordinator {
             try receive(wait: false)
             try fill()
             if halting == .now || isFinished { break }
-            let remoteBusy = awaitingDrops > 0 || live.contains { !outstanding[$0].isEmpty }
+            let remoteBusy = !awaitingDrops.isEmpty || live.contains { !outstanding[$0].isEmpty }
             if runner.isBusy {
                 try printer.flushOutput()
                 try runner.step(timeout: remoteBusy ? 0.001 : 0.05) { event in
@@ -112,8 +116,15 @@ final class Coordinator {
                 }
                 if remoteBusy && monotonicNow() - lastDeathCheck > 0.2 {
                     lastDeathCheck = monotonicNow()
-                    for rank in world.failedRanks(among: live) { try rankDied(rank, reason: "died") }
+                    for rank in world.failedRanks(among: live) {
+                        // What it sent before it died counts: read that first.
+                        while let info = try world.probeNow(from: .rank(rank), tag: .tag(TaskFarm.toCoordinator)) {
+                            try handle(try world.receiveBytes(from: .rank(info.source), tag: .tag(TaskFarm.toCoordinator)).value, from: rank)
+                        }
+                        try rankDied(rank, reason: "died")
+                    }
                 }
+                if sends.count > 64 { try pruneSends() }
             } else if remoteBusy {
                 try printer.flushOutput()
                 try receive(wait: true)
@@ -142,7 +153,7 @@ final class Coordinator {
     }
 
     private var isFinished: Bool {
-        let noneOutstanding = awaitingDrops == 0 && outstanding.allSatisfy(\.isEmpty) && !runner.isBusy
+        let noneOutstanding = awaitingDrops.isEmpty && outstanding.allSatisfy(\.isEmpty) && !runner.isBusy
         if halting != nil { return noneOutstanding }
         return noneOutstanding && inputDone && retryQueue.isEmpty
     }
@@ -197,13 +208,35 @@ final class Coordinator {
                 message.append(slotIndex + 1)
                 message.append(slotIndex % slotsPerRank)
                 message.append(bytes: command)
-                try world.send(bytes: message.bytes, to: rank, tag: TaskFarm.toWorker)
+                try order(message, to: rank)
             }
         }
         if readyIndex > 4096 {
             ready.removeFirst(readyIndex)
             readyIndex = 0
         }
+    }
+
+    /// Sends `message` to worker `rank` without waiting; a rank that has died is handled as such.
+    private func order(_ message: FarmMessage, to rank: Int) throws {
+        do {
+            sends.append((rank, try world.startSend(bytes: message.bytes, to: rank, tag: TaskFarm.toWorker)))
+        } catch let CommunicatorError.peerFailed(peer, reason, _, _) where live.contains(peer) {
+            try rankDied(peer, reason: reason)
+        }
+    }
+
+    /// Forgets the sends that have completed.
+    private func pruneSends() throws {
+        var pending: [(rank: Int, request: SendRequest)] = []
+        for send in sends {
+            do {
+                if try !send.request.test() { pending.append(send) }
+            } catch let CommunicatorError.peerFailed(peer, reason, _, _) {
+                if live.contains(peer) { try rankDied(peer, reason: reason) }
+            }
+        }
+        sends = pending
     }
 
     // MARK: Results
@@ -214,7 +247,13 @@ final class Coordinator {
         while !live.isEmpty {
             let info: MessageInfo?
             do {
-                info = try world.probe(anyOf: live, tag: TaskFarm.toCoordinator, wait: shouldWait)
+                if live.count == world.size - 1 {
+                    // Every worker is there: one probe for any of them.
+                    info = shouldWait ? try world.probe(from: .any, tag: .tag(TaskFarm.toCoordinator))
+                                      : try world.probeNow(from: .any, tag: .tag(TaskFarm.toCoordinator))
+                } else {
+                    info = try world.probe(anyOf: live, tag: TaskFarm.toCoordinator, wait: shouldWait)
+                }
             } catch let CommunicatorError.peerFailed(peer, reason, _, _) where live.contains(peer) {
                 try rankDied(peer, reason: reason)
                 continue
@@ -238,8 +277,8 @@ final class Coordinator {
             try finished(try TaskResult(&reader), rank: rank)
         case .dropped?:
             let count = try reader.integer()
-            for _ in 0..<count { forget(try reader.integer(), rank: rank) }
-            awaitingDrops -= 1
+            for _ in 0..<count { try forget(try reader.integer(), rank: rank) }
+            awaitingDrops.remove(rank)
         case .bye?:
             live.removeAll { $0 == rank }
         default:
@@ -247,9 +286,9 @@ final class Coordinator {
         }
     }
 
-    private func forget(_ sequence: Int, rank: Int) {
+    private func forget(_ sequence: Int, rank: Int) throws {
         outstanding[rank].remove(sequence)
-        printer.forget(sequence)
+        try printer.forget(sequence)
     }
 
     private func finished(_ result: TaskResult, rank: Int) throws {
@@ -270,13 +309,13 @@ final class Coordinator {
         live.removeAll { $0 == rank }
         let lost = outstanding[rank].sorted()
         outstanding[rank] = []
-        if awaitingDrops > 0 { awaitingDrops -= 1 }
+        awaitingDrops.remove(rank)
         if !lost.isEmpty && halting == nil {
             writeStandardError("swiftpar: rank \(rank) \(reason) while it held task\(lost.count == 1 ? "" : "s") \(lost.map(String.init).joined(separator: ", ")); running \(lost.count == 1 ? "it" : "them") again on the other ranks\n")
         }
         for sequence in lost.reversed() {
-            guard let inputs = printer.abandon(sequence) else { continue }
-            if halting == nil { retryQueue.insert((sequence, inputs), at: 0) }
+            guard let inputs = try printer.abandon(sequence, runAgain: halting == nil), halting == nil else { continue }
+            retryQueue.insert((sequence, inputs), at: 0)
         }
     }
 
@@ -324,15 +363,15 @@ final class Coordinator {
             halting = .now
             writeStandardError("swiftpar: --halt \(haltDescription(halt)) reached; killing the running tasks\n")
             runner.killAll()
-            for rank in live { try world.send(bytes: FarmMessage(.halt).bytes, to: rank, tag: TaskFarm.toWorker) }
+            for rank in live { try order(FarmMessage(.halt), to: rank) }
             printer.discardAll()
             outstanding = outstanding.map { _ in [] }
         case .soon:
             halting = .soon
-            for sequence in runner.dropQueued() { forget(sequence, rank: 0) }
+            for sequence in runner.dropQueued() { try forget(sequence, rank: 0) }
             for rank in live where !outstanding[rank].isEmpty {
-                try world.send(bytes: FarmMessage(.dropQueued).bytes, to: rank, tag: TaskFarm.toWorker)
-                awaitingDrops += 1
+                awaitingDrops.insert(rank)
+                try order(FarmMessage(.dropQueued), to: rank)
             }
             writeStandardError("swiftpar: --halt \(haltDescription(halt)) reached; starting no more tasks, waiting for the running ones\n")
         }
@@ -356,9 +395,7 @@ final class Coordinator {
     /// Tells every worker to stop and waits until each has said goodbye (or died), dropping
     /// whatever else still arrives (output of tasks killed by `--halt now`).
     private func shutDown() throws {
-        for rank in live where halting != .now {
-            try world.send(bytes: FarmMessage(.stop).bytes, to: rank, tag: TaskFarm.toWorker)
-        }
+        for rank in live where halting != .now { try order(FarmMessage(.stop), to: rank) }
         while !live.isEmpty {
             let info: MessageInfo?
             do {
@@ -375,6 +412,16 @@ final class Coordinator {
                 try handle(bytes, from: info.source)
             }
         }
+        for send in sends { try? send.request.wait() }
+        sends = []
+    }
+
+    /// Rank 0 failed: tells every worker to stop its tasks and end, without waiting.
+    func haltWorkers() {
+        for rank in live { try? order(FarmMessage(.halt), to: rank) }
+        runner.killAll()
+        for send in sends { try? send.request.wait() }
+        sends = []
     }
 }
 

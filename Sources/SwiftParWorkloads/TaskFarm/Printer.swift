@@ -7,13 +7,13 @@ import SwiftPar
 ///
 /// By default each task's output is printed whole, standard output then standard error, as the
 /// task ends, and output of different tasks never mixes. A task whose output grows past what a
-/// slot holds is printed as it comes while no other task prints; the others' pieces wait (and
-/// their tasks with them, as a pipe's writer waits for its reader). With `keepOrder`, tasks print
-/// in input order; with `lineBuffered`, complete lines pass as they come.
+/// slot holds is printed as it comes while no other task prints; the others' output waits its
+/// turn in `HeldOutput` (memory, then a file in TMPDIR), so no task ever waits for printing.
+/// With `keepOrder`, tasks print in input order; with `lineBuffered`, complete lines pass as
+/// they come. Every piece is acknowledged as soon as it is printed or kept.
 final class Printer {
     private struct Held {
-        var rank: Int
-        var pieces: [(stream: Int32, bytes: [UInt8])] = []
+        var pieces: [HeldOutput.Piece] = []
         var result: TaskResult?
     }
 
@@ -21,6 +21,7 @@ final class Printer {
     private let tag: Bool
     private let lineBuffered: Bool
     private let joblog: JobLog?
+    private let store = HeldOutput()
     var acknowledge: (_ rank: Int, _ sequence: Int, _ count: Int) throws -> Void = { _, _, _ in }
     var host: (_ rank: Int) -> String = { _ in ":" }
 
@@ -29,12 +30,13 @@ final class Printer {
     private var printOrder: [Int] = []
     private var orderIndex = 0
     private var held: [Int: Held] = [:]
-    private var heldBytes = 0
     /// Tasks that ended while another printed, in the order they ended.
     private var waiting: [Int] = []
+    private var waitingIndex = 0
     /// The task printing as it runs.
     private var owner: Int?
-    /// Whether the next byte of a streamed task's stream starts a line (for tags).
+    /// Whether the next byte of a streamed task's stream starts a line (for tags); present once
+    /// some of the task's output has been printed.
     private var lineStarts: [Int: (output: Bool, errors: Bool)] = [:]
     private var output: [UInt8] = []
 
@@ -45,8 +47,11 @@ final class Printer {
         self.joblog = joblog
     }
 
-    /// Whether more tasks may be handed out: held output is bounded.
-    var hasRoom: Bool { heldBytes < 64 << 20 && held.count < 10_000 }
+    /// Whether more tasks may be handed out: what is held about each waiting task is bounded.
+    var hasRoom: Bool { held.count < 100_000 }
+
+    /// Whether nothing waits to be printed.
+    var isEmpty: Bool { held.isEmpty }
 
     /// Notes that `sequence` is the next task in input order.
     func order(_ sequence: Int) {
@@ -58,49 +63,51 @@ final class Printer {
     func command(of sequence: Int) -> [UInt8]? { tasks[sequence]?.command }
 
     /// A task will not run (`--halt soon` took it back from a queue).
-    func forget(_ sequence: Int) {
+    func forget(_ sequence: Int) throws {
         tasks[sequence] = nil
-        if let dropped = held.removeValue(forKey: sequence) { heldBytes -= size(of: dropped) }
+        drop(sequence)
+        if owner == sequence { owner = nil }
+        try release()
     }
 
-    /// A task's rank died: what it printed is dropped (a note says so if some was already
-    /// printed); returns its inputs to run it again.
-    func abandon(_ sequence: Int) -> [[UInt8]]? {
-        if let dropped = held.removeValue(forKey: sequence) { heldBytes -= size(of: dropped) }
-        if owner == sequence || lineStarts[sequence] != nil {
-            writeStandardError("swiftpar: task \(sequence) was cut short; the output it printed is followed by that of its next run\n")
-            if owner == sequence { owner = nil }
-            lineStarts[sequence] = nil
+    /// A task's rank died: what it had printed is followed by its next run's output (a note
+    /// says so); what was held is dropped. Returns its inputs when it is to run again.
+    func abandon(_ sequence: Int, runAgain: Bool) throws -> [[UInt8]]? {
+        drop(sequence)
+        if lineStarts.removeValue(forKey: sequence) != nil {
+            writeStandardError("swiftpar: task \(sequence) was cut short; the output it printed \(runAgain ? "is followed by that of its next run" : "is all there is")\n")
         }
-        return tasks[sequence]?.inputs
+        if owner == sequence { owner = nil }
+        let inputs = tasks[sequence]?.inputs
+        if !runAgain { tasks[sequence] = nil }
+        try release()
+        return inputs
     }
 
     /// Drops everything not yet printed (`--halt now`).
     func discardAll() {
+        for sequence in Array(held.keys) { drop(sequence) }
         tasks = [:]
-        held = [:]
-        heldBytes = 0
         waiting = []
+        waitingIndex = 0
         owner = nil
         printOrder = []
         orderIndex = 0
     }
 
-    private func size(of held: Held) -> Int {
-        held.pieces.reduce(0) { $0 + $1.bytes.count } + (held.result.map { $0.output.count + $0.errors.count } ?? 0)
+    private func drop(_ sequence: Int) {
+        guard let dropped = held.removeValue(forKey: sequence) else { return }
+        for piece in dropped.pieces { store.forget(piece) }
     }
 
     /// The task whose turn it is to print, with `keepOrder`.
     private var head: Int? {
-        while orderIndex < printOrder.count {
-            if tasks[printOrder[orderIndex]] != nil { return printOrder[orderIndex] }
-            orderIndex += 1
-        }
-        if orderIndex > 4096 {
+        while orderIndex < printOrder.count && tasks[printOrder[orderIndex]] == nil { orderIndex += 1 }
+        if orderIndex > 4096 && orderIndex * 2 > printOrder.count {
             printOrder.removeFirst(orderIndex)
             orderIndex = 0
         }
-        return nil
+        return orderIndex < printOrder.count ? printOrder[orderIndex] : nil
     }
 
     private func mayPrint(_ sequence: Int) -> Bool {
@@ -112,14 +119,16 @@ final class Printer {
 
     /// A piece of a running task's output.
     func output(sequence: Int, stream: Int32, bytes: [UInt8], rank: Int) throws {
-        guard tasks[sequence] != nil else { return }
-        if mayPrint(sequence) {
-            try write(bytes, stream: stream, sequence: sequence, streamed: true)
-            try acknowledge(rank, sequence, 1)
-        } else {
-            held[sequence, default: Held(rank: rank)].pieces.append((stream, bytes))
-            heldBytes += bytes.count
+        if tasks[sequence] != nil {
+            if mayPrint(sequence) {
+                try printHeldPieces(sequence)
+                try write(bytes, stream: stream, sequence: sequence, streamed: true)
+            } else {
+                held[sequence, default: Held()].pieces.append(try store.keep(bytes, stream: stream))
+            }
         }
+        // Printed or kept: either way the task may go on.
+        try acknowledge(rank, sequence, 1)
     }
 
     /// A task has ended.
@@ -130,8 +139,14 @@ final class Printer {
             try printWhole(sequence, result)
             try release()
         } else {
-            held[sequence, default: Held(rank: rank)].result = result
-            heldBytes += result.output.count + result.errors.count
+            var rest = result
+            var waitingTask = held[sequence] ?? Held()
+            if !result.output.isEmpty { waitingTask.pieces.append(try store.keep(result.output, stream: 1)) }
+            if !result.errors.isEmpty { waitingTask.pieces.append(try store.keep(result.errors, stream: 2)) }
+            rest.output = []
+            rest.errors = []
+            waitingTask.result = rest
+            held[sequence] = waitingTask
             if !keepOrder { waiting.append(sequence) }
         }
     }
@@ -144,41 +159,43 @@ final class Printer {
                     try printWhole(next, result)
                     continue
                 }
-                try printPieces(next)
+                try printHeldPieces(next)
                 break
             }
             return
         }
         guard owner == nil else { return }
-        while !waiting.isEmpty {
-            let next = waiting.removeFirst()
+        while waitingIndex < waiting.count {
+            let next = waiting[waitingIndex]
+            waitingIndex += 1
             guard let result = held[next]?.result else { continue }
             try printWhole(next, result)
         }
-        if let next = held.first(where: { !$0.value.pieces.isEmpty })?.key {
+        waiting = []
+        waitingIndex = 0
+        if let next = held.first(where: { $0.value.result == nil && !$0.value.pieces.isEmpty })?.key {
             owner = next
-            try printPieces(next)
+            try printHeldPieces(next)
         }
     }
 
-    private func printPieces(_ sequence: Int) throws {
+    private func printHeldPieces(_ sequence: Int) throws {
         guard var waitingTask = held[sequence], !waitingTask.pieces.isEmpty else { return }
-        for piece in waitingTask.pieces {
-            try write(piece.bytes, stream: piece.stream, sequence: sequence, streamed: true)
-            heldBytes -= piece.bytes.count
-        }
-        let count = waitingTask.pieces.count
+        let pieces = waitingTask.pieces
         waitingTask.pieces = []
-        held[sequence] = waitingTask
-        try acknowledge(waitingTask.rank, sequence, count)
+        held[sequence] = waitingTask.result == nil ? nil : waitingTask
+        for piece in pieces {
+            try store.release(piece) { bytes in try write(bytes, stream: piece.stream, sequence: sequence, streamed: true) }
+        }
     }
 
     private func printWhole(_ sequence: Int, _ result: TaskResult) throws {
+        let streamed = lineStarts[sequence] != nil || !(held[sequence]?.pieces.isEmpty ?? true)
         if let waitingTask = held.removeValue(forKey: sequence) {
-            heldBytes -= size(of: waitingTask)
-            for piece in waitingTask.pieces { try write(piece.bytes, stream: piece.stream, sequence: sequence, streamed: true) }
+            for piece in waitingTask.pieces {
+                try store.release(piece) { bytes in try write(bytes, stream: piece.stream, sequence: sequence, streamed: streamed) }
+            }
         }
-        let streamed = lineStarts[sequence] != nil
         try write(result.output, stream: 1, sequence: sequence, streamed: streamed)
         try write(result.errors, stream: 2, sequence: sequence, streamed: streamed)
         lineStarts[sequence] = nil
@@ -194,8 +211,8 @@ final class Printer {
     private func write(_ bytes: [UInt8], stream: Int32, sequence: Int, streamed: Bool) throws {
         guard !bytes.isEmpty else { return }
         var text = bytes
+        var starts = lineStarts[sequence] ?? (true, true)
         if tag, let task = tasks[sequence] {
-            var starts = lineStarts[sequence] ?? (true, true)
             var atStart = stream == 1 ? starts.output : starts.errors
             let prefix = CommandTemplate.tag(inputs: task.inputs)
             text = []
@@ -209,10 +226,8 @@ final class Printer {
                 if byte == 10 || byte == 13 { atStart = true }
             }
             if stream == 1 { starts.output = atStart } else { starts.errors = atStart }
-            if streamed { lineStarts[sequence] = starts }
-        } else if streamed && lineStarts[sequence] == nil {
-            lineStarts[sequence] = (true, true)
         }
+        if streamed { lineStarts[sequence] = starts }
         if stream == 1 {
             output += text
             if output.count >= 1 << 16 || lineBuffered { try flushOutput() }

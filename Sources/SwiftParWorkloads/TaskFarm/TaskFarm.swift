@@ -115,7 +115,7 @@ package enum TaskFarm {
                             progress: @escaping (FarmProgress) -> Void = { _ in }) throws -> FarmSummary? {
         if options.dryRun {
             guard world.rank == 0 else { return nil }
-            return try dryRun(options)
+            return try dryRun(options, slots: world.size * max(options.slotsPerRank, 1))
         }
         if world.runsOnMPI {
             // Under mpirun a signal reaches every rank: end with 128 + the signal, as the local
@@ -123,21 +123,34 @@ package enum TaskFarm {
             swiftpar_exit_on_termination_signals()
         }
         if world.rank == 0 {
-            let coordinator = try Coordinator(options: options, world: world, progress: progress)
-            return try coordinator.run()
+            // However rank 0 fails (an input that cannot be read, a full disk), the workers are
+            // told to stop their tasks and end, so the job ends with rank 0's error alone.
+            let coordinator: Coordinator
+            do {
+                coordinator = try Coordinator(options: options, world: world, progress: progress)
+            } catch {
+                for rank in 1..<world.size { try? world.send(bytes: FarmMessage(.halt).bytes, to: rank, tag: toWorker) }
+                throw error
+            }
+            do {
+                return try coordinator.run()
+            } catch {
+                coordinator.haltWorkers()
+                throw error
+            }
         }
         try Worker(options: options, world: world).run()
         return nil
     }
 
     /// Prints each task's command, one per line, and runs nothing.
-    static func dryRun(_ options: FarmOptions) throws -> FarmSummary {
+    static func dryRun(_ options: FarmOptions, slots: Int) throws -> FarmSummary {
         let inputs = try TaskInputs(options.sources, separator: options.separator, link: options.link, skipEmpty: options.skipEmpty)
         var output = [UInt8]()
         var sequence = 0
         while let values = try inputs.next() {
             sequence += 1
-            output += options.template.command(inputs: values, sequence: sequence, slot: 1 + (sequence - 1) % max(options.slotsPerRank, 1))
+            output += options.template.command(inputs: values, sequence: sequence, slot: 1 + (sequence - 1) % slots)
             output.append(10)
             if output.count > 1 << 16 {
                 try output.withUnsafeBytes { try StandardOutput.write($0) }
@@ -277,7 +290,9 @@ final class Worker {
             }
             if stopping && !runner.isBusy { break }
             if runner.isBusy {
-                try runner.step(timeout: 0.05) { event in try self.report(event) }
+                // A task waiting for its output to be acknowledged waits for a message, which
+                // cannot wake the poll: look again soon.
+                try runner.step(timeout: runner.awaitsAcknowledgement ? 0.001 : 0.05) { event in try self.report(event) }
             } else {
                 let info = try world.probe(from: 0, tag: .tag(TaskFarm.toWorker))
                 if try handle(info) { stopping = true }

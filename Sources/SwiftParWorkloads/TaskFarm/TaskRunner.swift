@@ -93,6 +93,10 @@ package final class TaskRunner {
         var timedOut = false
         var killStep = -1
         var nextKillAt = 0.0
+        /// When the task's shell ended (its runtime ends there, not when its output is passed on).
+        var endClock = 0.0
+        /// Output of an attempt that may be retried, kept aside once it is large.
+        var keptAside: [HeldOutput.Piece] = []
 
         init(_ assignment: TaskAssignment) { self.assignment = assignment }
     }
@@ -109,6 +113,8 @@ package final class TaskRunner {
     private let shellArgument: String
     /// Where output is read to before it is appended to its task's buffer.
     private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
+    /// Where a large output waits while its task may still be retried (a file in TMPDIR).
+    private let keptAside = HeldOutput(memoryLimit: 0)
 
     /// A runner with `slots` slots.
     package init(settings: RunnerSettings, slots: Int) throws {
@@ -135,6 +141,9 @@ package final class TaskRunner {
 
     /// Whether a task runs.
     package var isRunning: Bool { running.contains { $0 != nil } }
+
+    /// Whether a task's output waits for acknowledgements before more of it is passed on.
+    package var awaitsAcknowledgement: Bool { running.contains { ($0?.unacknowledged ?? 0) >= settings.window } }
 
     /// Tasks given to the slots and not finished.
     package var pendingCount: Int { running.reduce(0) { $0 + ($1 == nil ? 0 : 1) } + queues.reduce(0) { $0 + $1.count } }
@@ -178,9 +187,13 @@ package final class TaskRunner {
                 if task.outputDescriptor >= 0 { descriptors.append(pollfd(fd: task.outputDescriptor, events: Int16(POLLIN), revents: 0)); owners.append((slot, 1)) }
                 if task.errorDescriptor >= 0 { descriptors.append(pollfd(fd: task.errorDescriptor, events: Int16(POLLIN), revents: 0)); owners.append((slot, 2)) }
             }
-            if !task.exited { descriptors.append(pollfd(fd: task.processDescriptor, events: Int16(POLLIN), revents: 0)); owners.append((slot, 0)) }
-            if let limit = settings.timeout, !task.timedOut { wait = min(wait, task.startClock + limit - now) }
-            if task.killStep >= 0 { wait = min(wait, task.nextKillAt - now) }
+            if !task.exited && task.processDescriptor >= 0 {
+                descriptors.append(pollfd(fd: task.processDescriptor, events: Int16(POLLIN), revents: 0))
+                owners.append((slot, 0))
+            }
+            if let limit = settings.timeout, !task.timedOut, !task.exited { wait = min(wait, task.startClock + limit - now) }
+            if task.killStep >= 0, !task.exited { wait = min(wait, task.nextKillAt - now) }
+            if task.processDescriptor < 0 && !task.exited { wait = min(wait, 0.01) }
         }
         if extra >= 0 { descriptors.append(pollfd(fd: extra, events: Int16(POLLIN), revents: 0)); owners.append((-1, 0)) }
         let milliseconds = Int32(max(0, min(wait, 60) * 1000).rounded(.up))
@@ -202,6 +215,8 @@ package final class TaskRunner {
         let later = monotonicNow()
         for slot in running.indices {
             guard let task = running[slot] else { continue }
+            // Without a pidfd (an old kernel), the task's end is found by asking.
+            if task.processDescriptor < 0 { reap(task) }
             if let limit = settings.timeout, !task.timedOut, !task.exited, later >= task.startClock + limit {
                 task.timedOut = true
                 task.killStep = 0
@@ -297,8 +312,7 @@ package final class TaskRunner {
             close(outputEnds[0]); close(errorEnds[0])
             throw SystemError("starting \(shellArgument) for task \(task.assignment.sequence) on rank \(settings.rank)", code: spawnError)
         }
-        var group = Int32(pid)
-        _ = write(guardian, &group, 4)
+        _ = swiftpar_guardian_tell(guardian, Int32(pid))
         task.pid = pid
         task.startTime = wallClockNow()
         task.startClock = monotonicNow()
@@ -307,7 +321,6 @@ package final class TaskRunner {
         task.processDescriptor = swiftpar_pidfd_open(pid)
         task.exited = false
         task.status = 0
-        if task.processDescriptor < 0 { throw SystemError.current("pidfd_open for task \(task.assignment.sequence) on rank \(settings.rank)") }
     }
 
     /// Reads what a task's stream holds now; closes it at its end.
@@ -337,6 +350,7 @@ package final class TaskRunner {
         if result == task.pid {
             task.exited = true
             task.status = status
+            task.endClock = monotonicNow()
         }
     }
 
@@ -360,10 +374,22 @@ package final class TaskRunner {
             }
             return
         }
+        if task.attempt < settings.attempts {
+            // This attempt may fail and be run again, and then its output must not have been
+            // printed: once it is large, it waits in a file instead of being passed on.
+            if task.output.count + task.errors.count > settings.holdLimit {
+                if !task.output.isEmpty { task.keptAside.append(try keptAside.keep(task.output, stream: 1)) }
+                if !task.errors.isEmpty { task.keptAside.append(try keptAside.keep(task.errors, stream: 2)) }
+                task.output = []
+                task.errors = []
+            }
+            return
+        }
         if !task.streaming && task.output.count + task.errors.count > settings.holdLimit { task.streaming = true }
         guard task.streaming else { return }
-        while task.unacknowledged < settings.window, !task.output.isEmpty {
-            try send(task, stream: 1, count: min(task.output.count, settings.pieceSize), emit: emit)
+        // Whole pieces only: fewer, larger messages (what is left goes with the task's end).
+        while task.unacknowledged < settings.window, task.output.count >= settings.pieceSize {
+            try send(task, stream: 1, count: settings.pieceSize, emit: emit)
         }
         while task.unacknowledged < settings.window, task.errors.count >= settings.pieceSize {
             try send(task, stream: 2, count: settings.pieceSize, emit: emit)
@@ -389,10 +415,11 @@ package final class TaskRunner {
         let signal = task.status & 0x7F
         let exitValue: Int32 = task.timedOut ? -1 : (signal == 0 ? (task.status >> 8) & 0xFF : 0)
         let result = TaskResult(sequence: task.assignment.sequence, slot: task.assignment.slot, startTime: task.startTime,
-                                runtime: monotonicNow() - task.startClock, exitValue: exitValue, signal: signal,
+                                runtime: task.endClock - task.startClock, exitValue: exitValue, signal: signal,
                                 outputByteCount: task.outputByteCount, output: task.output, errors: task.errors, timedOut: task.timedOut)
         if result.failed && task.attempt < settings.attempts {
             // Try again on the same slot at once; this attempt's output is dropped.
+            for piece in task.keptAside { keptAside.forget(piece) }
             let retry = Running(task.assignment)
             retry.attempt = task.attempt + 1
             retry.unacknowledged = task.unacknowledged
@@ -402,6 +429,9 @@ package final class TaskRunner {
             return
         }
         running[slot] = nil
+        for piece in task.keptAside {
+            try keptAside.release(piece) { bytes in try emit(.output(sequence: task.assignment.sequence, stream: piece.stream, bytes: bytes)) }
+        }
         try emit(.finished(result))
     }
 
@@ -411,8 +441,7 @@ package final class TaskRunner {
         task.outputDescriptor = -1
         task.errorDescriptor = -1
         task.processDescriptor = -1
-        var group = -Int32(task.pid)
-        _ = write(guardian, &group, 4)
+        _ = swiftpar_guardian_tell(guardian, -Int32(task.pid))
     }
 }
 
