@@ -37,6 +37,7 @@ let package = Package(
             name: "swiftpar",
             dependencies: [
                 "SwiftPar",
+                "CSwiftParLinux",
                 "SwiftParWorkloads",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

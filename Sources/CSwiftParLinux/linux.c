@@ -254,3 +254,9 @@ int swiftpar_open_spill_file(const char *directory) {
 int swiftpar_punch_hole(int descriptor, int64_t offset, int64_t length) {
     return fallocate(descriptor, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
 }
+
+#ifndef SWIFTPAR_COMMIT
+#define SWIFTPAR_COMMIT ""
+#endif
+
+const char *swiftpar_build_commit(void) { return SWIFTPAR_COMMIT; }

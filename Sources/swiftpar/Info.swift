@@ -23,6 +23,8 @@ struct Info: ParsableCommand {
     }
 
     struct Report: Codable {
+        var version: String
+        var commit: String?
         var backend: String
         var size: Int
         var mpiLibrary: String
@@ -34,7 +36,7 @@ struct Info: ParsableCommand {
         options.run { world in
             let mine = RankInfo(rank: world.rank, host: world.hostName, pid: getpid())
             guard let all = try world.gather(mine, root: 0) else { return }
-            let report = Report(backend: world.backend.rawValue, size: world.size,
+            let report = Report(version: swiftparVersion, commit: buildCommit, backend: world.backend.rawValue, size: world.size,
                                 mpiLibrary: SwiftPar.mpiLibraryVersion ?? "Open MPI not found", ranks: all)
             if json {
                 try printChecked(try jsonText(report))

@@ -16,6 +16,7 @@ struct SwiftParCommand: ParsableCommand {
               mpirun -n 4 swiftpar info
               swiftpar -n 2 bench
             """,
+        version: "swiftpar \(versionDescription)",
         subcommands: [Run.self, Primes.self, Hash.self, Info.self, Bench.self]
     )
 

@@ -83,4 +83,8 @@ int swiftpar_punch_hole(int descriptor, int64_t offset, int64_t length);
 /// the guardian is gone; 0, or -1 with errno set.
 int swiftpar_guardian_tell(int descriptor, int32_t group);
 
+/// The git commit this build was made from (Launch/build-release.sh passes it as
+/// -DSWIFTPAR_COMMIT), or "" for a build that did not say.
+const char *swiftpar_build_commit(void);
+
 #endif

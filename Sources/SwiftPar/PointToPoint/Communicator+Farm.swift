@@ -20,9 +20,6 @@ extension Communicator {
         transport.failedRanks(among: ranks)
     }
 
-    /// Whether this communicator's ranks are MPI processes (started by mpirun or srun).
-    package var runsOnMPI: Bool { transport is MPITransport }
-
     /// Starts sending `bytes` as they are (no encoding), to be received with `receiveBytes`;
     /// the request keeps them until the send completes. For the package's task farm, whose
     /// rank 0 must never block in a send while a worker blocks sending to it.

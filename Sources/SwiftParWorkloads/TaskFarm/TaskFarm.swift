@@ -117,7 +117,7 @@ package enum TaskFarm {
             guard world.rank == 0 else { return nil }
             return try dryRun(options, slots: world.size * max(options.slotsPerRank, 1))
         }
-        if world.runsOnMPI {
+        if world.backend == .mpi {
             // Under mpirun a signal reaches every rank: end with 128 + the signal, as the local
             // backend does; the guardians then stop the tasks.
             swiftpar_exit_on_termination_signals()
