@@ -79,6 +79,13 @@ struct TaskFarmTests {
         #expect(try all([.init(values("a", "b", "c", "d")), .init(values("1", "2"), linkedToPrevious: true), .init(values("X"))]) == ["a 1 X", "b 2 X"])
         #expect(try all([.init(values("a", "b")), .init(.values([]))]) == ["a ", "b "])
         #expect(try all([.init(.values([]))]) == [])
+        // The total a progress bar shows is known before reading when every source is values.
+        func known(_ sources: [InputSpecification], link: Bool = false) throws -> Int? { try TaskInputs(sources, link: link).knownCount }
+        #expect(try known([.init(values("a", "b")), .init(values("1", "2", "3"))]) == 6)
+        #expect(try known([.init(values("a", "b", "c", "d")), .init(values("1", "2"), linkedToPrevious: true), .init(values("X", "Y"))]) == 4)
+        #expect(try known([.init(values("a", "b", "c")), .init(values("1"))], link: true) == 3)
+        #expect(try known([.init(values("a\nb", "", "c\n")), .init(.values([]))]) == 4)
+        #expect(try known([.init(values("a")), .init(.standardInput)]) == nil)
     }
 
     // MARK: Byte for byte against GNU parallel

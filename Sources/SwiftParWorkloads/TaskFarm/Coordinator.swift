@@ -41,6 +41,8 @@ final class Coordinator {
     /// Ranks asked to give back their queued tasks (`--halt soon`) that have not answered.
     private var awaitingDrops: Set<Int> = []
     private var lastDeathCheck = 0.0
+    /// The number of tasks to run, when the inputs say it before they are read.
+    private var knownTotal: Int?
     /// Orders on their way to workers: rank 0 never waits in a send, so a worker sending it a
     /// large message while it sends one to that worker cannot block both.
     private var sends: [(rank: Int, request: SendRequest)] = []
@@ -84,14 +86,18 @@ final class Coordinator {
         for _ in 0..<2 {
             for slot in 0..<(world.size * slotsPerRank) { ready.append(slot) }
         }
+        knownTotal = inputs.knownCount.map { count in count - skip.filter { (1...max(count, 1)).contains($0) }.count }
         if case .percent? = options.halt?.threshold {
             while let values = try inputs.next() { readAhead.append(values) }
         }
     }
 
-    /// The total number of tasks to run, once every input has been read.
+    /// The total number of tasks to run: known from the start for command-line values, or once
+    /// every input has been read. Tasks a resumed joblog skips are left out once they are met.
     private var total: Int? {
-        if !readAhead.isEmpty || inputDone { return (inputDone ? nextSequence - 1 : readAhead.count) - skipped }
+        if inputDone { return nextSequence - 1 - skipped }
+        if !readAhead.isEmpty { return readAhead.count - skipped }
+        if let known = knownTotal { return known }
         return nil
     }
 

@@ -128,9 +128,14 @@ package final class TaskInputs {
     private var linkEnded: [Bool] = []
     private var linkIndex = 0
 
+    /// How many tasks there will be, when that is known before reading: every source is
+    /// values from the command line and none is skipped (`-r`). Nil otherwise.
+    package let knownCount: Int?
+
     /// The inputs of `sources`, records ending with `separator`; with `skipEmpty`, tasks whose
     /// inputs are all blank are left out (`-r`).
     package init(_ sources: [InputSpecification], separator: UInt8 = 10, link: Bool = false, skipEmpty: Bool = false) throws {
+        knownCount = skipEmpty ? nil : Self.count(of: sources, separator: separator, link: link)
         var units: [Unit] = []
         for specification in sources {
             let reader = try Self.reader(for: specification.source, separator: separator)
@@ -143,6 +148,35 @@ package final class TaskInputs {
         self.units = units
         self.link = link
         self.skipEmpty = skipEmpty
+    }
+
+    /// The number of tasks `sources` give, if they are all command-line values.
+    private static func count(of sources: [InputSpecification], separator: UInt8, link: Bool) -> Int? {
+        var units: [Int] = []
+        for specification in sources {
+            guard case .values(let values) = specification.source else { return nil }
+            var records = 0
+            for value in values {
+                let parts = value.split(separator: separator, omittingEmptySubsequences: false).count
+                records += value.last == separator ? parts - 1 : parts
+            }
+            if specification.linkedToPrevious, let last = units.last {
+                units[units.count - 1] = min(last, records)
+            } else {
+                units.append(records)
+            }
+        }
+        guard let first = units.first else { return 0 }
+        if link { return units.max() ?? 0 }
+        if units.count == 1 { return first }
+        // An empty source among others counts as one empty value.
+        var total = 1
+        for count in units {
+            let (product, overflow) = total.multipliedReportingOverflow(by: max(count, 1))
+            if overflow { return nil }
+            total = product
+        }
+        return total
     }
 
     private static func reader(for source: InputSource, separator: UInt8) throws -> () throws -> [UInt8]? {
