@@ -106,6 +106,7 @@ final class Coordinator {
         defer { world.tolerateRankFailures(false) }
         try fill()
         while true {
+            if sends.count > 64 { try pruneSends() }
             try receive(wait: false)
             try fill()
             if halting == .now || isFinished { break }
@@ -122,15 +123,8 @@ final class Coordinator {
                 }
                 if remoteBusy && monotonicNow() - lastDeathCheck > 0.2 {
                     lastDeathCheck = monotonicNow()
-                    for rank in world.failedRanks(among: live) {
-                        // What it sent before it died counts: read that first.
-                        while let info = try world.probeNow(from: .rank(rank), tag: .tag(TaskFarm.toCoordinator)) {
-                            try handle(try world.receiveBytes(from: .rank(info.source), tag: .tag(TaskFarm.toCoordinator)).value, from: rank)
-                        }
-                        try rankDied(rank, reason: "died")
-                    }
+                    for rank in world.failedRanks(among: live) { try rankFailed(rank, reason: "died") }
                 }
-                if sends.count > 64 { try pruneSends() }
             } else if remoteBusy {
                 try printer.flushOutput()
                 try receive(wait: true)
@@ -193,7 +187,8 @@ final class Coordinator {
     }
 
     private func fill() throws {
-        while readyIndex < ready.count && halting == nil && printer.hasRoom {
+        // Held output bounds only new tasks: a task to run again always goes out.
+        while readyIndex < ready.count && halting == nil && (printer.hasRoom || !retryQueue.isEmpty) {
             let slotIndex = ready[readyIndex]
             let rank = slotIndex / slotsPerRank
             if rank != 0 && !live.contains(rank) {
@@ -228,8 +223,22 @@ final class Coordinator {
         do {
             sends.append((rank, try world.startSend(bytes: message.bytes, to: rank, tag: TaskFarm.toWorker)))
         } catch let CommunicatorError.peerFailed(peer, reason, _, _) where live.contains(peer) {
-            try rankDied(peer, reason: reason)
+            try rankFailed(peer, reason: reason)
         }
+    }
+
+    /// Rank `rank` has died: what it sent before it died counts, so that is read first (up to a
+    /// message it did not finish sending); then its tasks are run again elsewhere.
+    private func rankFailed(_ rank: Int, reason: String) throws {
+        guard live.contains(rank) else { return }
+        do {
+            while let info = try world.probeNow(from: .rank(rank), tag: .tag(TaskFarm.toCoordinator)) {
+                try handle(try world.receiveBytes(from: .rank(info.source), tag: .tag(TaskFarm.toCoordinator)).value, from: rank)
+            }
+        } catch CommunicatorError.peerFailed {
+            // The rest of what it was sending is lost with it.
+        }
+        if live.contains(rank) { try rankDied(rank, reason: reason) }
     }
 
     /// Forgets the sends that have completed.
@@ -239,7 +248,7 @@ final class Coordinator {
             do {
                 if try !send.request.test() { pending.append(send) }
             } catch let CommunicatorError.peerFailed(peer, reason, _, _) {
-                if live.contains(peer) { try rankDied(peer, reason: reason) }
+                try rankFailed(peer, reason: reason)
             }
         }
         sends = pending
@@ -266,7 +275,14 @@ final class Coordinator {
             }
             guard let info else { return }
             shouldWait = false
-            let bytes = try world.receiveBytes(from: .rank(info.source), tag: .tag(TaskFarm.toCoordinator)).value
+            let bytes: [UInt8]
+            do {
+                bytes = try world.receiveBytes(from: .rank(info.source), tag: .tag(TaskFarm.toCoordinator)).value
+            } catch let CommunicatorError.peerFailed(peer, reason, _, _) where live.contains(peer) {
+                // It died while sending this message.
+                try rankDied(peer, reason: reason)
+                continue
+            }
             try handle(bytes, from: info.source)
         }
     }
@@ -411,7 +427,13 @@ final class Coordinator {
                 continue
             }
             guard let info else { return }
-            let bytes = try world.receiveBytes(from: .rank(info.source), tag: .tag(TaskFarm.toCoordinator)).value
+            let bytes: [UInt8]
+            do {
+                bytes = try world.receiveBytes(from: .rank(info.source), tag: .tag(TaskFarm.toCoordinator)).value
+            } catch let CommunicatorError.peerFailed(peer, _, _, _) where live.contains(peer) {
+                live.removeAll { $0 == peer }
+                continue
+            }
             if bytes.first == FarmMessage.Kind.bye.rawValue {
                 live.removeAll { $0 == info.source }
             } else if halting != .now {

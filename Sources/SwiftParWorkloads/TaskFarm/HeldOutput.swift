@@ -38,7 +38,8 @@ final class HeldOutput {
             descriptor = swiftpar_open_spill_file(directory)
             guard descriptor >= 0 else { throw SystemError.current("creating a file in \(directory) for output waiting to be printed") }
         }
-        let offset = fileEnd
+        // Pieces start on a block boundary, so the blocks of a printed piece can be freed whole.
+        let offset = (fileEnd + 4095) & ~4095
         try bytes.withUnsafeBytes { buffer in
             var done = 0
             while done < buffer.count {
@@ -50,7 +51,7 @@ final class HeldOutput {
                 done += written
             }
         }
-        fileEnd += Int64(bytes.count)
+        fileEnd = offset + Int64(bytes.count)
         bytesInFile += Int64(bytes.count)
         return .file(stream: stream, offset: offset, count: bytes.count)
     }
@@ -89,7 +90,7 @@ final class HeldOutput {
                 _ = ftruncate(descriptor, 0)
                 fileEnd = 0
             } else {
-                _ = swiftpar_punch_hole(descriptor, offset, Int64(count))
+                _ = swiftpar_punch_hole(descriptor, offset, (Int64(count) + 4095) & ~4095)
             }
         }
     }

@@ -237,7 +237,11 @@ package final class TaskRunner {
                 // Read what the pipes hold now; a background process that keeps them open is not
                 // waited for. A task whose output waits for its turn to print finishes later.
                 var waitsForTurn = false
-                while true {
+                // At most a megabyte more per stream: a background process that keeps writing
+                // to the pipes must not keep the task from ending.
+                var budget = 16
+                while budget > 0 {
+                    budget -= 1
                     try passOn(task, emit: emit)
                     if task.unacknowledged >= settings.window {
                         waitsForTurn = true
