@@ -52,16 +52,3 @@ final class ProgressBar: Sendable {
 }
 
 func isTerminal(_ descriptor: Int32) -> Bool { isatty(descriptor) != 0 }
-
-/// Writes every byte to `descriptor`, retrying short writes; stops quietly on a closed pipe.
-func writeAll(_ descriptor: Int32, _ bytes: [UInt8]) {
-    bytes.withUnsafeBytes { buffer in
-        var offset = 0
-        while offset < buffer.count {
-            let written = write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
-            if written < 0 && errno == EINTR { continue }
-            if written <= 0 { return }
-            offset += written
-        }
-    }
-}

@@ -312,12 +312,17 @@ public struct SwiftParUsageError: Error, CustomStringConvertible, Sendable {
 /// Writes all of `text` to standard error, unbuffered (for the whole package).
 package func writeStandardError(_ text: String) {
     var copy = text
-    copy.withUTF8 { bytes in
-        var offset = 0
-        while offset < bytes.count {
-            let written = write(2, bytes.baseAddress! + offset, bytes.count - offset)
-            if written <= 0 { break }
-            offset += written
-        }
+    copy.withUTF8 { writeStandardError(bytes: UnsafeRawBufferPointer($0)) }
+}
+
+/// Writes all of `bytes` to standard error, unbuffered; a closed or failing standard error
+/// ends the attempt quietly (there is nowhere left to say so).
+package func writeStandardError(bytes: UnsafeRawBufferPointer) {
+    var offset = 0
+    while offset < bytes.count {
+        let written = write(2, bytes.baseAddress! + offset, bytes.count - offset)
+        if written < 0 && errno == EINTR { continue }
+        if written <= 0 { break }
+        offset += written
     }
 }

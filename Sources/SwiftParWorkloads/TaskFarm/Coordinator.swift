@@ -69,7 +69,7 @@ final class Coordinator {
         }
         outstanding = Array(repeating: [], count: world.size)
         live = Array(1..<world.size)
-        let localHost = hostName()
+        let localHost = world.hostName
         hosts = Array(repeating: localHost, count: world.size)
         printer = Printer(keepOrder: options.keepOrder, tag: options.tag, lineBuffered: options.runner.lineBuffered, joblog: log)
         printer.acknowledge = { [unowned self] rank, sequence, count in

@@ -233,7 +233,7 @@ final class Printer {
             if output.count >= 1 << 16 || lineBuffered { try flushOutput() }
         } else {
             try flushOutput()
-            writeAllToStandardError(text)
+            text.withUnsafeBytes { writeStandardError(bytes: $0) }
         }
     }
 
@@ -246,18 +246,5 @@ final class Printer {
     /// Prints what is left at the end.
     func finish() throws {
         try flushOutput()
-    }
-}
-
-/// Writes all of `bytes` to standard error.
-func writeAllToStandardError(_ bytes: [UInt8]) {
-    bytes.withUnsafeBytes { buffer in
-        var offset = 0
-        while offset < buffer.count {
-            let written = write(2, buffer.baseAddress! + offset, buffer.count - offset)
-            if written < 0 && errno == EINTR { continue }
-            if written <= 0 { return }
-            offset += written
-        }
     }
 }

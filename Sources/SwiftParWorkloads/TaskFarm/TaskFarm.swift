@@ -257,13 +257,6 @@ func peakMemoryKB() -> Int {
     return usage.ru_maxrss
 }
 
-/// This machine's name.
-func hostName() -> String {
-    var buffer = [CChar](repeating: 0, count: 256)
-    guard gethostname(&buffer, buffer.count - 1) == 0 else { return "localhost" }
-    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
-
 // MARK: - Worker
 
 /// A rank other than 0: runs what it is given, reports output and ends, until told to stop.
@@ -280,7 +273,7 @@ final class Worker {
 
     func run() throws {
         var hello = FarmMessage(.hello)
-        hello.append(bytes: Array(hostName().utf8))
+        hello.append(bytes: Array(world.hostName.utf8))
         try world.send(bytes: hello.bytes, to: 0, tag: TaskFarm.toCoordinator)
         var stopping = false
         while true {

@@ -300,12 +300,11 @@ package final class TaskRunner {
         let pid: pid_t = withCStrings([shellArgument, "-c"]) { leading in
             command.withUnsafeBufferPointer { commandBytes in
                 withCStrings(environment + extra) { environmentPointers in
-                    var arguments: [UnsafeMutablePointer<CChar>?] = leading
+                    // The shell, -c, the command (bytes, maybe not UTF-8), and the end.
+                    var arguments = Array(leading.dropLast())
                     arguments.append(UnsafeMutablePointer(mutating: UnsafeRawPointer(commandBytes.baseAddress!).assumingMemoryBound(to: CChar.self)))
                     arguments.append(nil)
-                    var environmentList = environmentPointers
-                    environmentList.append(nil)
-                    return swiftpar_spawn_task(shellArgument, arguments, environmentList, nullInput, outputEnds[1], errorEnds[1])
+                    return swiftpar_spawn_task(shellArgument, arguments, environmentPointers, nullInput, outputEnds[1], errorEnds[1])
                 }
             }
         }
@@ -454,11 +453,4 @@ func wallClockNow() -> Double {
     var now = timespec()
     clock_gettime(CLOCK_REALTIME, &now)
     return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-}
-
-/// Runs `body` with NUL-terminated copies of `strings`.
-func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
-    let pointers = strings.map { strdup($0) }
-    defer { pointers.forEach { free($0) } }
-    return body(pointers)
 }

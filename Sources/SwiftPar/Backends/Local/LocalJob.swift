@@ -527,8 +527,8 @@ private final class SpawnHandoff: @unchecked Sendable {
     }
 }
 
-/// Calls `body` with a NUL-terminated array of C strings made from `strings`.
-func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
+/// Calls `body` with a NUL-terminated array of C strings made from `strings` (for the package).
+package func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
     let pointers = strings.map { strdup($0) } + [nil]
     defer { for pointer in pointers { free(pointer) } }
     return body(pointers)
