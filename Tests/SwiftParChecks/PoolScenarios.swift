@@ -80,6 +80,15 @@ func poolMap(_ world: Communicator) throws -> String {
     if let ranks, world.size > 1 {
         try expectEqual(Set(ranks), Set(0..<world.size), world, "ranks that did work")
     }
+    // As many long items as ranks: one each, not a first chunk of several to one rank. (Each
+    // takes 0.3 s, far longer than handing out the others, and sleeps, so it needs no core.)
+    let heavy = try pool.map(0..<world.size) { item -> Int in
+        usleep(300_000)
+        return world.rank
+    }
+    if let heavy {
+        try expectEqual(Set(heavy), Set(0..<world.size), world, "ranks that ran one heavy item each")
+    }
     // Rank 0 only serving: every item runs on another rank (unless rank 0 is alone).
     var serving = MapOptions(chunkSize: .fixed(3))
     serving.rankZeroWorks = false

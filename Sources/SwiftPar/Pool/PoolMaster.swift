@@ -69,7 +69,9 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
         if options.retryLostItems { pool.tolerateWorkerFailures(true) }
         defer { if options.retryLostItems { pool.tolerateWorkerFailures(false) } }
         let inFlight = options.schedule == .staticBlocks ? 1 : 2
-        for _ in 0..<inFlight {
+        for round in 0..<inFlight {
+            // A second chunk each only when there is enough for every rank, rank 0 included.
+            if round > 0, let total, total - nextIndex < size { break }
             for rank in live {
                 if let chunk = nextChunk() { try send(chunk, to: rank) }
             }
@@ -122,13 +124,15 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
         return (start, items)
     }
 
-    /// Automatic chunks carry about 2 ms of work, and no more than half of a fair share of
-    /// what is left, so the last chunks are small and every rank finishes at about the same time.
+    /// Automatic chunks carry about 2 ms of work (4 items before the first timing), and no more
+    /// than half of a fair share of what is left, so the last chunks are small and every rank
+    /// finishes at about the same time.
     @inlinable
     func chunkSize() -> Int {
         if case .fixed(let n) = options.chunkSize { return n }
-        guard let perItem = secondsPerItem else { return 4 }
-        var n = Int(min(0.002 / max(perItem, 1e-9), Double(1 << 16)))
+        // Before any timing, a few items; never more than a fair share, so that a handful of
+        // heavy items is spread over the ranks rather than handed to the first one.
+        var n = secondsPerItem.map { Int(min(0.002 / max($0, 1e-9), Double(1 << 16))) } ?? 4
         if let total { n = min(n, max(1, (total - nextIndex) / (2 * size))) }
         return max(n, 1)
     }
@@ -170,7 +174,12 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
             let bytes = try channel.receiveArray(UInt8.self, matching: info)
             let result = try pool.poolMessage(from: info.source, tag: info.tag) { try PoolChunkResult<R>.unframed(bytes) }
             try handle(result, from: info.source)
-            if failure == nil, let chunk = nextChunk() { try send(chunk, to: info.source) }
+            // Near the end a worker that still holds a chunk gets no second one: the last
+            // items go to whichever rank is free first, rank 0 included.
+            let fewLeft = total.map { $0 - nextIndex < 2 * size } ?? false
+            if failure == nil, !(fewLeft && !outstanding[info.source].isEmpty), let chunk = nextChunk() {
+                try send(chunk, to: info.source)
+            }
             handled += 1
         }
     }
