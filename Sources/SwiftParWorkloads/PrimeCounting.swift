@@ -35,18 +35,17 @@ public enum PrimeCounting {
         }
     }
 
-    /// Numbers per block when counting: about 64 blocks per rank for balance, each at least a
-    /// few segments' worth; blocks whose sieving primes must be generated again are as large
-    /// as one segment of the large kind, so that is done rarely.
+    /// Numbers per block when counting: about 64 blocks per rank for balance, each a whole
+    /// number of segments and at least 1024 times the range's square root (a block makes its
+    /// large sieving primes again, which costs about one step per prime up to the root), and
+    /// at most one block kept whole.
     public static func countingSpan(for range: ClosedRange<UInt64>, ranks: Int) -> UInt64 {
         let segmentNumbers = 30 * UInt64(PrimeSieve.segmentBytes)
-        if PrimeSieve.integerSquareRoot(range.upperBound) > PrimeSieve.stateLimit {
-            return 30 * UInt64(PrimeSieve.largeSegmentBytes) - 30
-        }
         let width = range.upperBound - range.lowerBound
-        let wanted = width / UInt64(64 * max(ranks, 1)) + 1
+        let root = PrimeSieve.integerSquareRoot(range.upperBound)
+        let wanted = max(width / UInt64(64 * max(ranks, 1)) + 1, 1024 * root)
         let segments = max((wanted + segmentNumbers - 1) / segmentNumbers, 1)
-        return min(segments * segmentNumbers, 30 * UInt64(PrimeSieve.largeSegmentBytes))
+        return min(segments * segmentNumbers, 30 * UInt64(PrimeSieve.wholeBlockBytes))
     }
 
     /// The number of primes in `range`, counted by all ranks of `pool`; every rank gets it.

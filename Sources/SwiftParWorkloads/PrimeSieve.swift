@@ -1,46 +1,47 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SwiftPar
 
 /// Prime counting and listing with a segmented sieve of Eratosthenes on a mod-30 wheel.
 ///
 /// Only numbers coprime to 30 are stored, eight to a byte: bit k of byte i stands for
-/// `base + 30·i + residues[k]`. A block of the range is sieved in segments that fit the L2
-/// cache. Each segment starts as a copy of a pattern with the multiples of 7, 11, 13 and 17
-/// already cleared. For a sieving prime p, its multiples p·q with q coprime to 30 fall into 8
-/// residue classes; within a class consecutive multiples are 30p apart, which is exactly p
-/// bytes, always the same bit: each prime clears 8 arithmetic progressions.
+/// `base + 30·i + wheel[k]`, with `wheel = [1, 7, 11, 13, 17, 19, 23, 29]`. A block of the range
+/// is sieved in segments of 2 MiB:
 ///
-/// Memory stays bounded whatever the range: sieving primes up to `stateLimit` keep their place
-/// from segment to segment; larger ones (needed only above about 1.8·10^13) are generated again
-/// for each block, in batches, and cross the block directly.
+/// - each segment starts as the AND of four periodic patterns that already lack the multiples
+///   of every prime from 7 to 53;
+/// - primes up to a few thousand cross it in L1-sized slices, and primes up to a few segments'
+///   length cross the whole segment; both walk one turn of the wheel (8 multiples, p bytes) at
+///   a time with the eight byte offsets and bit masks of the prime's class known in advance;
+/// - larger primes wait in buckets, one per 256 KiB of the block (L2-sized, so their scattered
+///   writes stay in the cache): a prime is touched only where its multiples fall, then moves on
+///   to the bucket of its next one;
+/// - the segment's primes are counted 64 bits at a time.
+///
+/// Memory per rank stays bounded however large the range: the large primes of a block are
+/// generated again for each block, and when their buckets would pass `bucketPrimesLimit`
+/// entries the block is kept whole and the large primes cross it in batches.
 public enum PrimeSieve {
     /// The residues coprime to 30, one per bit.
     static let residues: [UInt64] = [1, 7, 11, 13, 17, 19, 23, 29]
-    /// For each n in 0..<30, the bit of n in the wheel, or -1.
-    static let bitOfResidue: [Int] = (0..<30).map { n in residues.firstIndex(of: UInt64(n)) ?? -1 }
-    /// Bytes per segment: the L2 cache's share of one core.
-    static let segmentBytes = 1 << 18
-    /// Bytes per segment when large sieving primes are generated for each segment: the larger,
-    /// the fewer times they are generated (16 MiB covers about 5·10^8 numbers).
-    static let largeSegmentBytes = 1 << 24
-    /// Sieving primes up to this keep crossing state between segments.
-    static let stateLimit: UInt64 = 1 << 22
-    /// The primes the pre-sieve pattern clears.
-    static let presievedPrimes: [UInt64] = [7, 11, 13, 17]
-    /// One period of the pre-sieve pattern in bytes (7·11·13·17), stored twice so any phase is
-    /// one contiguous copy.
-    static let patternPeriod = 7 * 11 * 13 * 17
-    static let pattern: [UInt8] = {
-        var bytes = [UInt8](repeating: 0xFF, count: 2 * patternPeriod)
-        for i in 0..<bytes.count {
-            for bit in 0..<8 {
-                let n = 30 * UInt64(i) + residues[bit]
-                if presievedPrimes.contains(where: { n % $0 == 0 }) { bytes[i] &= ~UInt8(1 << bit) }
-            }
-        }
-        return bytes
-    }()
+    /// log2 of the bytes per segment.
+    static let segmentShift = 21
+    /// Bytes per segment: large, since every small and medium prime visits every segment.
+    static let segmentBytes = 1 << segmentShift
+    /// Bytes per slice of a segment that the smallest primes cross while it is in L1.
+    static let sliceBytes = 1 << 15
+    /// Primes up to this cross slice by slice.
+    static let smallLimit: UInt64 = 6_000
+    /// Primes up to this keep their place from segment to segment (and are made once per rank);
+    /// larger ones go through the buckets.
+    static let mediumLimit: UInt64 = 2 * UInt64(segmentBytes)
+    /// The most large primes in buckets at once (8 bytes each).
+    static let bucketPrimesLimit = 2_000_000
+    /// Bytes of a block kept whole when its large primes cross it in batches.
+    static let wholeBlockBytes = 1 << 25
+    /// The largest prime the pre-sieve patterns clear; sieving starts above it.
+    static let largestPresieved: UInt64 = 53
 
     /// The primes up to `limit` (inclusive), by a simple sieve; for limits up to a few million.
     public static func smallPrimes(upTo limit: UInt64) -> [UInt64] {
@@ -74,10 +75,8 @@ public enum PrimeSieve {
     /// How many primes lie in `range`.
     public static func count(in range: ClosedRange<UInt64>, sievingPrimes: SievingPrimes? = nil) -> Int {
         var total = 0
-        sieve(range, sievingPrimes: sievingPrimes, small: { _ in total += 1 }) { words, _, _ in
-            var sum = 0
-            for word in words { sum &+= word.nonzeroBitCount }
-            total += sum
+        sieve(range, sievingPrimes: sievingPrimes, small: { _ in total += 1 }) { words, _ in
+            total += countBits(words)
         }
         return total
     }
@@ -85,10 +84,18 @@ public enum PrimeSieve {
     /// The primes in `range`, in order.
     public static func primes(in range: ClosedRange<UInt64>, sievingPrimes: SievingPrimes? = nil) -> [UInt64] {
         var result: [UInt64] = []
-        sieve(range, sievingPrimes: sievingPrimes, small: { result.append($0) }) { words, base, _ in
-            appendPrimes(of: words, base: base, to: &result)
+        sieve(range, sievingPrimes: sievingPrimes, small: { result.append($0) }) { words, base in
+            forEachPrime(in: words, base: base) { result.append($0) }
         }
         return result
+    }
+
+    /// The number of set bits in `words`.
+    @inline(__always)
+    static func countBits(_ words: UnsafeBufferPointer<UInt64>) -> Int {
+        var sum = 0
+        for word in words { sum &+= word.nonzeroBitCount }
+        return sum
     }
 
     /// Calls `body` with each number whose bit is set, in order.
@@ -105,186 +112,560 @@ public enum PrimeSieve {
         }
     }
 
-    /// The numbers whose bits are set, in order.
-    static func appendPrimes(of words: UnsafeBufferPointer<UInt64>, base: UInt64, to result: inout [UInt64]) {
-        forEachPrime(in: words, base: base) { result.append($0) }
-    }
-
-    /// Sieves `range`: `small` gets the primes below 19 in it, in order; then `visit` gets each
-    /// segment's bits as 64-bit words (1 = prime, numbers outside the range already 0), the
-    /// number its first byte starts at, and its byte count, in order.
+    /// Sieves `range`: `small` gets the primes up to 53 in it, in order; then `visit` gets the
+    /// bits of each stretch of the range as 64-bit words (1 = prime, numbers outside the range
+    /// already 0) and the number its first byte starts at, in order.
     static func sieve(_ range: ClosedRange<UInt64>, sievingPrimes: SievingPrimes?,
-                      small: (UInt64) -> Void, _ visit: (UnsafeBufferPointer<UInt64>, UInt64, Int) -> Void) {
-        for p: UInt64 in [2, 3, 5, 7, 11, 13, 17] where range.contains(p) { small(p) }
-        let start = max(range.lowerBound, 19)
+                      small: (UInt64) -> Void, _ visit: (UnsafeBufferPointer<UInt64>, UInt64) -> Void) {
+        for p in presievedPrimes where range.contains(p) { small(p) }
+        let start = max(range.lowerBound, largestPresieved + 1)
         let high = range.upperBound
         guard start <= high else { return }
-        let base = start / 30 * 30
-        let totalBytes = Int((high - base) / 30) + 1
         let root = integerSquareRoot(high)
         let primes = sievingPrimes ?? SievingPrimes(upTo: root)
-        var crossing = CrossingState(primes: primes.statePrimes, upTo: min(root, stateLimit), base: base)
-        let streaming = root > stateLimit
-        let segmentCapacity = min(streaming ? largeSegmentBytes : segmentBytes, (totalBytes + 7) & ~7)
-        let words = UnsafeMutablePointer<UInt64>.allocate(capacity: segmentCapacity / 8 + 1)
-        defer { words.deallocate() }
-        let bytes = UnsafeMutableRawPointer(words).assumingMemoryBound(to: UInt8.self)
-        var offset = 0
-        let streamed: LargePrimeStream? = streaming ? LargePrimeStream(from: stateLimit + 1, through: root, small: primes) : nil
-        while offset < totalBytes {
-            let length = min(segmentCapacity, totalBytes - offset)
-            let segmentBase = base + 30 * UInt64(offset)
-            fillPattern(bytes, count: length, firstByte: segmentBase / 30)
-            crossing.cross(bytes, from: offset, count: length)
-            streamed?.cross(bytes, count: length, segmentBase: segmentBase)
-            // Bits of numbers below `start` or above `high`.
-            if offset == 0 {
-                for bit in 0..<8 where base + residues[bit] < start { bytes[0] &= ~UInt8(1 << bit) }
-            }
-            if offset + length == totalBytes {
-                for bit in 0..<8 where segmentBase + 30 * UInt64(length - 1) + residues[bit] > high {
-                    bytes[length - 1] &= ~UInt8(1 << bit)
-                }
-            }
-            // Whole words: zero the padding of the last one.
-            let wordCount = (length + 7) / 8
-            for pad in length..<(wordCount * 8) { bytes[pad] = 0 }
-            visit(UnsafeBufferPointer(start: words, count: wordCount), segmentBase, length)
-            offset += length
+        precondition(primes.root >= min(root, mediumLimit), "sieving primes up to \(primes.root) cannot sieve up to \(high)")
+        // Blocks of at most `wholeBlockBytes`, so a block kept whole stays bounded.
+        let blockNumbers = 30 * UInt64(wholeBlockBytes)
+        var low = start
+        while true {
+            let (sum, overflow) = (low / 30 * 30).addingReportingOverflow(blockNumbers - 1)
+            let blockHigh = overflow ? high : min(sum, high)
+            var block = BlockSieve(start: low, high: blockHigh, root: integerSquareRoot(blockHigh), primes: primes)
+            block.run(visit)
+            if blockHigh == high { break }
+            low = blockHigh + 1
         }
     }
 
-    /// Copies the pre-sieve pattern for the bytes starting at wheel number `firstByte`.
+    /// The primes 2 to 53, which the pre-sieve patterns take care of.
+    static let presievedPrimes: [UInt64] = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53]
+
+    /// The bit of residue `n` (mod 30) in a byte, for residues coprime to 30; folds to a
+    /// constant when `n` is one.
     @inline(__always)
-    static func fillPattern(_ bytes: UnsafeMutablePointer<UInt8>, count: Int, firstByte: UInt64) {
-        pattern.withUnsafeBufferPointer { pattern in
-            var phase = Int(firstByte % UInt64(patternPeriod))
-            var filled = 0
-            while filled < count {
-                let n = min(patternPeriod, count - filled)
-                (bytes + filled).update(from: pattern.baseAddress! + phase, count: n)
-                filled += n
-                phase = (phase + n) % patternPeriod
-            }
+    static func bit(ofResidue n: Int) -> Int {
+        switch n {
+        case 1: 0
+        case 7: 1
+        case 11: 2
+        case 13: 3
+        case 17: 4
+        case 19: 5
+        case 23: 6
+        default: 7
         }
     }
 
-    /// The bit cleared by the multiples p·q of progression `j` (q ≡ residues[j] mod 30).
+    /// The multipliers of one wheel turn. For a prime p = 30a + r, the multiple p·(30c + wheel[j])
+    /// is in byte `c·p + a·wheel[j] + ⌊r·wheel[j]/30⌋` (a turn is p bytes), bit of r·wheel[j] mod 30.
+    static let wheel: [Int] = [1, 7, 11, 13, 17, 19, 23, 29]
+    /// For each class index (0..<8, residue `wheel[i]`) and wheel position j, the step in bytes
+    /// to the next multiple is `a·gap[j] + carry[8·class + j]`, and the bit to clear is
+    /// `masks[8·class + j]`.
+    static let gap: [Int] = [6, 4, 2, 4, 2, 4, 6, 2]
+    static let carry: [Int] = (0..<64).map { index in
+        let r = wheel[index >> 3], j = index & 7
+        let next = j == 7 ? 31 : wheel[j + 1]
+        return r * next / 30 - r * wheel[j] / 30
+    }
+    static let masks: [UInt8] = (0..<64).map { index in
+        ~UInt8(1 << bit(ofResidue: wheel[index >> 3] * wheel[index & 7] % 30))
+    }
+    /// For each n in 0..<30, the first wheel position whose residue is at least n.
+    static let wheelPositionAtOrAfter: [Int] = (0..<30).map { n in wheel.firstIndex { $0 >= n }! }
+    /// The class index of each residue coprime to 30.
+    static let classOfResidue: [Int] = (0..<30).map { n in wheel.firstIndex(of: n) ?? -1 }
+
+    /// Where the first multiple p·m ≥ max(p², low) with m coprime to 30 falls: the byte index of
+    /// its wheel turn (m's multiple of 30 times p, relative to byte `baseByte`) and its position
+    /// in the turn.
     @inline(__always)
-    static func mask(prime p: UInt64, progression j: Int) -> UInt8 {
-        ~UInt8(1 << bitOfResidue[Int((p % 30) * residues[j] % 30)])
+    static func firstMultiple(of p: UInt64, atOrAfter low: UInt64, baseByte: UInt64) -> (turn: Int, position: Int) {
+        let q = Swift.max(p, low / p + (low % p == 0 ? 0 : 1))
+        let position = wheelPositionAtOrAfter[Int(q % 30)]
+        return (Int(bitPattern: UInt(q / 30 * p) &- UInt(baseByte)), position)
     }
 }
 
-/// The primes that sieve a range, from 19 up to its square root: the smaller ones (up to
-/// `PrimeSieve.stateLimit`) as a list, the rest generated when needed. Made once per rank and
-/// shared by every block it sieves.
+/// The primes that sieve a range, from 59 up to its square root or to `PrimeSieve.mediumLimit`,
+/// whichever is smaller; larger ones are made for each block. Made once per rank and shared by
+/// every block it sieves.
 public struct SievingPrimes: Sendable {
-    /// Primes from 19 up to the state limit (or the root, if smaller).
-    let statePrimes: [UInt32]
+    /// Primes from 59 up to the medium limit (or the root, if smaller).
+    let primes: [UInt32]
+    /// How many of them cross slice by slice.
+    let smallCount: Int
     /// The largest number whose square root these primes cover.
     public let root: UInt64
 
     /// The sieving primes for ranges ending at or below `root`².
     public init(upTo root: UInt64) {
         self.root = root
-        statePrimes = PrimeSieve.smallPrimes(upTo: min(root, PrimeSieve.stateLimit)).filter { $0 >= 19 }.map { UInt32($0) }
+        primes = PrimeSieve.smallPrimes(upTo: min(root, PrimeSieve.mediumLimit))
+            .filter { $0 > PrimeSieve.largestPresieved }.map { UInt32($0) }
+        smallCount = primes.firstIndex { UInt64($0) > PrimeSieve.smallLimit } ?? primes.count
     }
 }
 
-/// Where each small sieving prime's 8 progressions stand, as byte offsets from the start of
-/// the range being sieved.
-struct CrossingState {
-    var primes: [UInt64] = []
-    var next: [Int] = []
-    var masks: [UInt8] = []
-
-    init(primes all: [UInt32], upTo limit: UInt64, base: UInt64) {
-        for p32 in all {
-            let p = UInt64(p32)
-            guard p <= limit else { break }
-            primes.append(p)
-            // Crossing starts at p², or at the first multiple in the range.
-            let qMin = max(p, (base + p - 1) / p)
-            for j in 0..<8 {
-                let q = qMin + (PrimeSieve.residues[j] + 30 - qMin % 30) % 30
-                next.append(Int((p * q - base) / 30))
-                masks.append(PrimeSieve.mask(prime: p, progression: j))
+/// The pre-sieve: four periodic patterns whose AND lacks the multiples of 7…53.
+enum Presieve {
+    /// The primes of each pattern; a pattern repeats every product-of-its-primes bytes.
+    static let groups: [[UInt64]] = [[7, 11, 13, 17], [19, 23, 29], [31, 37, 41], [43, 47, 53]]
+    /// Bytes copied per step: each pattern is stored with this many bytes of its start repeated
+    /// after its end, so every step reads one contiguous run of each.
+    static let run = 4096
+    static let periods: [Int] = groups.map { Int($0.reduce(1, *)) }
+    nonisolated(unsafe) static let patterns: [UnsafeMutablePointer<UInt8>] = groups.map { group in
+        let period = Int(group.reduce(1, *))
+        let bytes = UnsafeMutablePointer<UInt8>.allocate(capacity: period + run)
+        for i in 0..<(period + run) {
+            var byte: UInt8 = 0xFF
+            for bit in 0..<8 {
+                let n = 30 * UInt64(i % period) + PrimeSieve.residues[bit]
+                if group.contains(where: { n % $0 == 0 }) { byte &= ~UInt8(1 << bit) }
             }
+            bytes[i] = byte
+        }
+        return bytes
+    }
+
+    /// Fills `count` bytes at `bytes` with the pattern for the bytes starting at wheel byte
+    /// `firstByte` (the number 30·firstByte).
+    static func fill(_ bytes: UnsafeMutablePointer<UInt8>, count: Int, firstByte: UInt64) {
+        let p0 = patterns[0], p1 = patterns[1], p2 = patterns[2], p3 = patterns[3]
+        let n0 = periods[0], n1 = periods[1], n2 = periods[2], n3 = periods[3]
+        var f0 = Int(firstByte % UInt64(n0)), f1 = Int(firstByte % UInt64(n1))
+        var f2 = Int(firstByte % UInt64(n2)), f3 = Int(firstByte % UInt64(n3))
+        var done = 0
+        while done < count {
+            let n = min(run, count - done)
+            let out = UnsafeMutableRawPointer(bytes + done)
+            let a = UnsafeRawPointer(p0 + f0), b = UnsafeRawPointer(p1 + f1)
+            let c = UnsafeRawPointer(p2 + f2), d = UnsafeRawPointer(p3 + f3)
+            var i = 0
+            while i &+ 8 <= n {
+                let word = a.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                    & b.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                    & c.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                    & d.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                out.storeBytes(of: word, toByteOffset: i, as: UInt64.self)
+                i &+= 8
+            }
+            while i < n {
+                out.storeBytes(of: a.load(fromByteOffset: i, as: UInt8.self) & b.load(fromByteOffset: i, as: UInt8.self)
+                               & c.load(fromByteOffset: i, as: UInt8.self) & d.load(fromByteOffset: i, as: UInt8.self),
+                               toByteOffset: i, as: UInt8.self)
+                i &+= 1
+            }
+            done &+= n
+            f0 &+= n; if f0 >= n0 { f0 &-= n0 }
+            f1 &+= n; if f1 >= n1 { f1 &-= n1 }
+            f2 &+= n; if f2 >= n2 { f2 &-= n2 }
+            f3 &+= n; if f3 >= n3 { f3 &-= n3 }
+        }
+    }
+}
+
+/// Uses `value`, so the loads that made it are not left out.
+@_optimize(none) func keep(_ value: UInt64) {}
+
+/// A residue class of primes mod 30, as a type, so the crossing code is made once per class
+/// with its constants folded in.
+protocol WheelResidue { static var value: Int { get } }
+enum Residue1: WheelResidue { static var value: Int { 1 } }
+enum Residue7: WheelResidue { static var value: Int { 7 } }
+enum Residue11: WheelResidue { static var value: Int { 11 } }
+enum Residue13: WheelResidue { static var value: Int { 13 } }
+enum Residue17: WheelResidue { static var value: Int { 17 } }
+enum Residue19: WheelResidue { static var value: Int { 19 } }
+enum Residue23: WheelResidue { static var value: Int { 23 } }
+enum Residue29: WheelResidue { static var value: Int { 29 } }
+
+/// One block of a range being sieved: `[start, high]`, in segments.
+struct BlockSieve {
+    let start: UInt64
+    let high: UInt64
+    /// The number byte 0 stands for (a multiple of 30).
+    let base: UInt64
+    let totalBytes: Int
+    let root: UInt64
+    let primes: SievingPrimes
+    /// Each small or medium prime's place: the byte (relative to `base`) where its current wheel
+    /// turn starts, and its position in the turn.
+    var turns: [Int] = []
+    var positions: [Int] = []
+    var primeCount = 0
+
+    init(start: UInt64, high: UInt64, root: UInt64, primes: SievingPrimes) {
+        self.start = start
+        self.high = high
+        self.root = root
+        self.primes = primes
+        base = start / 30 * 30
+        totalBytes = Int((high - base) / 30) + 1
+        let baseByte = base / 30
+        for p32 in primes.primes {
+            let p = UInt64(p32)
+            guard p <= root else { break }
+            let first = PrimeSieve.firstMultiple(of: p, atOrAfter: start, baseByte: baseByte)
+            turns.append(first.turn)
+            positions.append(first.position)
+        }
+        primeCount = turns.count
+    }
+
+    mutating func run(_ visit: (UnsafeBufferPointer<UInt64>, UInt64) -> Void) {
+        let segmentBytes = PrimeSieve.segmentBytes
+        let segments = (totalBytes + segmentBytes - 1) >> PrimeSieve.segmentShift
+        // Large primes (above the medium limit, up to the root).
+        let largeLow = PrimeSieve.mediumLimit + 1
+        let hasLarge = root >= largeLow
+        let largeCount = hasLarge ? estimatedPrimeCount(largeLow...root) : 0
+        let batched = largeCount > PrimeSieve.bucketPrimesLimit
+        // Batched blocks are kept whole; otherwise one segment's buffer is reused.
+        let bufferBytes = batched ? segments * segmentBytes : hasLarge ? segmentBytes : min(segmentBytes, (totalBytes + 7) & ~7)
+        let words = UnsafeMutablePointer<UInt64>.allocate(capacity: bufferBytes / 8 + 1)
+        defer { words.deallocate() }
+        let buffer = UnsafeMutableRawPointer(words).assumingMemoryBound(to: UInt8.self)
+        let bucketSegments = (totalBytes + Buckets.mask) >> Buckets.shift
+        var buckets = hasLarge ? Buckets(segments: bucketSegments, entries: min(largeCount, PrimeSieve.bucketPrimesLimit * 5 / 4)) : nil
+        defer { buckets?.release() }
+
+        func segmentPointer(_ index: Int) -> UnsafeMutablePointer<UInt8> {
+            batched ? buffer + index * segmentBytes : buffer
+        }
+        func length(_ index: Int) -> Int { min(segmentBytes, totalBytes - index * segmentBytes) }
+        func finish(_ index: Int) {
+            let bytes = segmentPointer(index)
+            let count = length(index)
+            let segmentBase = base + 30 * UInt64(index * segmentBytes)
+            // Bits of numbers below `start` or above `high`.
+            if index == 0 {
+                for bit in 0..<8 where base + PrimeSieve.residues[bit] < start { bytes[0] &= ~UInt8(1 << bit) }
+            }
+            if index == segments - 1 {
+                for bit in 0..<8 where segmentBase + 30 * UInt64(count - 1) + PrimeSieve.residues[bit] > high {
+                    bytes[count - 1] &= ~UInt8(1 << bit)
+                }
+            }
+            let wordCount = (count + 7) / 8
+            for pad in count..<(wordCount * 8) { bytes[pad] = 0 }
+            visit(UnsafeBufferPointer(start: UnsafeRawPointer(bytes).assumingMemoryBound(to: UInt64.self), count: wordCount), segmentBase)
+        }
+
+        // The large primes go to the buckets in batches as they are generated.
+        var largeLowNext = largeLow
+        func fillBuckets() {
+            guard hasLarge, largeLowNext <= root else { return }
+            var stop = root
+            // Roughly bucketPrimesLimit primes per batch.
+            if batched {
+                let logRoot = log(Double(root))
+                let span = UInt64(Double(PrimeSieve.bucketPrimesLimit) * logRoot)
+                stop = min(root, largeLowNext &+ span)
+            }
+            let baseByte = base / 30
+            let start = start
+            let bucketSegments = bucketSegments
+            PrimeSieve.wheelPositionAtOrAfter.withUnsafeBufferPointer { atOrAfter in
+                PrimeSieve.classOfResidue.withUnsafeBufferPointer { classOf in
+                    PrimeSieve.wheel.withUnsafeBufferPointer { wheel in
+                        PrimeSieve.sieve(largeLowNext...stop, sievingPrimes: primes, small: { _ in }) { words, wordsBase in
+                            PrimeSieve.forEachPrime(in: words, base: wordsBase) { p in
+                                // The first multiplier q ≥ p with q·p ≥ start.
+                                var q: UInt64
+                                if start < 1 << 62 {
+                                    // A double's quotient is within one of the truth for p > 2^13.
+                                    q = UInt64(Double(start) / Double(p))
+                                    var m = q &* p
+                                    while m > start { q &-= 1; m &-= p }
+                                    while m < start { q &+= 1; m &+= p }
+                                } else {
+                                    q = start / p + (start % p == 0 ? 0 : 1)
+                                }
+                                q = Swift.max(q, p)
+                                let j = atOrAfter[Int(q % 30)]
+                                let classIndex = classOf[Int(p % 30)]
+                                let a = Int(p / 30)
+                                let position = Int(bitPattern: UInt(q / 30 &* p) &- UInt(baseByte))
+                                    &+ a &* wheel[j] &+ (wheel[classIndex] &* wheel[j]) / 30
+                                let segment = position >> Buckets.shift
+                                if position >= 0 && segment < bucketSegments {
+                                    buckets!.add(a: UInt32(a), classPosition: classIndex << 3 | j,
+                                                 offset: position & Buckets.mask, segment: segment)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            largeLowNext = stop + 1
+        }
+
+        fillBuckets()
+        for index in 0..<segments {
+            let bytes = segmentPointer(index)
+            let count = length(index)
+            let segmentStart = index * segmentBytes
+            Presieve.fill(bytes, count: count, firstByte: base / 30 + UInt64(segmentStart))
+            let origin = bytes - segmentStart
+            // Small primes, slice by slice while it is in L1.
+            var sliceStart = segmentStart
+            while sliceStart < segmentStart + count {
+                let sliceEnd = min(sliceStart + PrimeSieve.sliceBytes, segmentStart + count)
+                crossTurns(origin, primes: 0..<min(primes.smallCount, primeCount), end: sliceEnd)
+                sliceStart = sliceEnd
+            }
+            // Medium primes over the whole segment.
+            crossTurns(origin, primes: min(primes.smallCount, primeCount)..<primeCount, end: segmentStart + count)
+            if buckets != nil {
+                let end = min((segmentStart + count + Buckets.mask) >> Buckets.shift, bucketSegments)
+                for sub in (segmentStart >> Buckets.shift)..<end { buckets!.cross(segment: sub, origin + sub << Buckets.shift) }
+            }
+            if !batched { finish(index) }
+        }
+        if batched {
+            while largeLowNext <= root {
+                fillBuckets()
+                for sub in 0..<bucketSegments where buckets!.top[sub] >= 0 {
+                    // Bring the stretch into the cache in order first: scattered writes to
+                    // memory outside it would each wait for a line.
+                    let stretch = buffer + sub << Buckets.shift
+                    var sum: UInt64 = 0
+                    for line in stride(from: 0, to: 1 << Buckets.shift, by: 64) {
+                        sum &+= UnsafeRawPointer(stretch).load(fromByteOffset: line, as: UInt64.self)
+                    }
+                    keep(sum)
+                    buckets!.cross(segment: sub, stretch)
+                }
+            }
+            for index in 0..<segments { finish(index) }
         }
     }
 
-    /// Clears the multiples that fall in the `count` bytes at `offset` of the range.
-    mutating func cross(_ bytes: UnsafeMutablePointer<UInt8>, from offset: Int, count: Int) {
-        let end = offset + count
-        primes.withUnsafeBufferPointer { primes in
-            next.withUnsafeMutableBufferPointer { next in
-                masks.withUnsafeBufferPointer { masks in
-                    for k in 0..<primes.count {
-                        let stride = Int(primes[k])
-                        for j in (k &* 8)..<(k &* 8 &+ 8) {
-                            var c = next[j]
-                            let mask = masks[j]
-                            while c < end {
-                                bytes[c &- offset] &= mask
-                                c &+= stride
-                            }
-                            next[j] = c
+    /// Crosses the multiples of `range`'s primes that fall before byte `end`; `origin` is where
+    /// byte 0 of the block would be.
+    @inline(__always)
+    mutating func crossTurns(_ origin: UnsafeMutablePointer<UInt8>, primes range: Range<Int>, end: Int) {
+        primes.primes.withUnsafeBufferPointer { list in
+            turns.withUnsafeMutableBufferPointer { turns in
+                positions.withUnsafeMutableBufferPointer { positions in
+                    for k in range {
+                        let p = Int(list[k])
+                        let a = p / 30
+                        switch p % 30 {
+                        case 1: Self.cross(Residue1.self, a: a, p: p, origin, &turns[k], &positions[k], end: end)
+                        case 7: Self.cross(Residue7.self, a: a, p: p, origin, &turns[k], &positions[k], end: end)
+                        case 11: Self.cross(Residue11.self, a: a, p: p, origin, &turns[k], &positions[k], end: end)
+                        case 13: Self.cross(Residue13.self, a: a, p: p, origin, &turns[k], &positions[k], end: end)
+                        case 17: Self.cross(Residue17.self, a: a, p: p, origin, &turns[k], &positions[k], end: end)
+                        case 19: Self.cross(Residue19.self, a: a, p: p, origin, &turns[k], &positions[k], end: end)
+                        case 23: Self.cross(Residue23.self, a: a, p: p, origin, &turns[k], &positions[k], end: end)
+                        default: Self.cross(Residue29.self, a: a, p: p, origin, &turns[k], &positions[k], end: end)
                         }
                     }
                 }
             }
         }
     }
-}
 
-/// The sieving primes above the state limit, generated again for every range that needs them
-/// (a window of each batch at a time), so memory stays bounded however large the range.
-struct LargePrimeStream {
-    let low: UInt64
-    let high: UInt64
-    let small: SievingPrimes
-
-    init(from low: UInt64, through high: UInt64, small: SievingPrimes) {
-        self.low = low
-        self.high = high
-        self.small = small
+    /// Crosses the multiples of one prime p = 30a + r before byte `end`, a whole wheel turn (8
+    /// multiples, p bytes) at a time; the function is specialized for each residue r, so the
+    /// offsets' extra parts and the masks are constants.
+    static func cross<R: WheelResidue>(_: R.Type, a: Int, p: Int, _ origin: UnsafeMutablePointer<UInt8>,
+                                       _ turn: inout Int, _ position: inout Int, end: Int) {
+        let r = R.value
+        let d0 = a &+ r / 30, d1 = a &* 7 &+ r &* 7 / 30, d2 = a &* 11 &+ r &* 11 / 30
+        let d3 = a &* 13 &+ r &* 13 / 30, d4 = a &* 17 &+ r &* 17 / 30, d5 = a &* 19 &+ r &* 19 / 30
+        let d6 = a &* 23 &+ r &* 23 / 30, d7 = a &* 29 &+ r &* 29 / 30
+        let m0 = ~UInt8(1 << PrimeSieve.bit(ofResidue: r % 30)), m1 = ~UInt8(1 << PrimeSieve.bit(ofResidue: r * 7 % 30))
+        let m2 = ~UInt8(1 << PrimeSieve.bit(ofResidue: r * 11 % 30)), m3 = ~UInt8(1 << PrimeSieve.bit(ofResidue: r * 13 % 30))
+        let m4 = ~UInt8(1 << PrimeSieve.bit(ofResidue: r * 17 % 30)), m5 = ~UInt8(1 << PrimeSieve.bit(ofResidue: r * 19 % 30))
+        let m6 = ~UInt8(1 << PrimeSieve.bit(ofResidue: r * 23 % 30)), m7 = ~UInt8(1 << PrimeSieve.bit(ofResidue: r * 29 % 30))
+        var t = turn
+        var j = position
+        // The rest of the turn in progress.
+        if j != 0 {
+            stopped: do {
+                switch j {
+                case 1:
+                    if t &+ d1 >= end { break stopped }
+                    origin[t &+ d1] &= m1; j = 2; fallthrough
+                case 2:
+                    if t &+ d2 >= end { break stopped }
+                    origin[t &+ d2] &= m2; j = 3; fallthrough
+                case 3:
+                    if t &+ d3 >= end { break stopped }
+                    origin[t &+ d3] &= m3; j = 4; fallthrough
+                case 4:
+                    if t &+ d4 >= end { break stopped }
+                    origin[t &+ d4] &= m4; j = 5; fallthrough
+                case 5:
+                    if t &+ d5 >= end { break stopped }
+                    origin[t &+ d5] &= m5; j = 6; fallthrough
+                case 6:
+                    if t &+ d6 >= end { break stopped }
+                    origin[t &+ d6] &= m6; j = 7; fallthrough
+                default:
+                    if t &+ d7 >= end { break stopped }
+                    origin[t &+ d7] &= m7
+                }
+                t &+= p
+                j = 0
+            }
+            if j != 0 {
+                turn = t
+                position = j
+                return
+            }
+        }
+        // Whole turns.
+        let limit = end &- d7
+        while t < limit {
+            let q = origin + t
+            q[d0] &= m0
+            q[d1] &= m1
+            q[d2] &= m2
+            q[d3] &= m3
+            q[d4] &= m4
+            q[d5] &= m5
+            q[d6] &= m6
+            q[d7] &= m7
+            t &+= p
+        }
+        // The start of the last turn (its last multiple is past the end).
+        stopped: do {
+            if t &+ d0 >= end { break stopped }
+            origin[t &+ d0] &= m0; j = 1
+            if t &+ d1 >= end { break stopped }
+            origin[t &+ d1] &= m1; j = 2
+            if t &+ d2 >= end { break stopped }
+            origin[t &+ d2] &= m2; j = 3
+            if t &+ d3 >= end { break stopped }
+            origin[t &+ d3] &= m3; j = 4
+            if t &+ d4 >= end { break stopped }
+            origin[t &+ d4] &= m4; j = 5
+            if t &+ d5 >= end { break stopped }
+            origin[t &+ d5] &= m5; j = 6
+            if t &+ d6 >= end { break stopped }
+            origin[t &+ d6] &= m6; j = 7
+        }
+        turn = t
+        position = j
     }
 
-    /// Clears, in one segment of `count` bytes starting at number `segmentBase`, the multiples
-    /// of every prime of the stream.
-    func cross(_ bytes: UnsafeMutablePointer<UInt8>, count: Int, segmentBase: UInt64) {
-        let segmentEnd = segmentBase + 30 * UInt64(count)
-        // Only primes up to the root of this segment's end matter.
-        let top = min(high, PrimeSieve.integerSquareRoot(segmentEnd))
-        guard top >= low else { return }
-        var windowLow = low
-        let window: UInt64 = 30 << 20
-        while windowLow <= top {
-            let windowHigh = min(top, windowLow + window - 1)
-            PrimeSieve.sieve(windowLow...windowHigh, sievingPrimes: small, small: { _ in }) { words, base, _ in
-                PrimeSieve.forEachPrime(in: words, base: base) { p in
-                    Self.crossOne(p, bytes, count: count, segmentBase: segmentBase)
-                }
-            }
-            windowLow = windowHigh + 1
+    /// An overestimate of the number of primes in `range`.
+    func estimatedPrimeCount(_ range: ClosedRange<UInt64>) -> Int {
+        func pi(_ x: UInt64) -> Double { x < 17 ? 7 : 1.26 * Double(x) / log(Double(x)) }
+        return Int(pi(range.upperBound) - Double(range.lowerBound) / log(Double(max(range.lowerBound, 3))))
+    }
+}
+
+/// The large primes of a block, each in the bucket of the next segment one of its multiples
+/// falls in. An entry is one UInt64: a = p/30 in the high 32 bits, the class and wheel position
+/// in 6 bits, and the byte offset in its segment below them. A bucket is a stack of chunks of
+/// `chunkEntries` entries; emptied chunks are reused.
+struct Buckets {
+    static let chunkEntries = 1024
+    /// log2 of the bytes a bucket covers: L2-sized, so the scattered writes stay in L2.
+    static let shift = 18
+    static let mask = (1 << shift) - 1
+    let segments: Int
+    /// Every chunk's entries.
+    var storage: UnsafeMutablePointer<UInt64>
+    /// Per chunk: the chunk below it in its bucket (or -1), and how many entries it holds.
+    var below: UnsafeMutablePointer<Int32>
+    var fill: UnsafeMutablePointer<Int32>
+    var chunkCapacity: Int
+    var chunkCount = 0
+    /// Per segment: its top chunk, or -1.
+    var top: UnsafeMutablePointer<Int32>
+    /// Emptied chunks, a stack linked through `below`.
+    var freeTop: Int32 = -1
+
+    /// Buckets for `segments` segments, with room for about `entries` entries before growing.
+    init(segments: Int, entries: Int) {
+        self.segments = segments
+        chunkCapacity = entries / Self.chunkEntries + segments + 16
+        storage = .allocate(capacity: chunkCapacity * Self.chunkEntries)
+        below = .allocate(capacity: chunkCapacity)
+        fill = .allocate(capacity: chunkCapacity)
+        top = .allocate(capacity: segments)
+        top.initialize(repeating: -1, count: segments)
+    }
+
+    /// Gives the memory back.
+    func release() {
+        storage.deallocate()
+        below.deallocate()
+        fill.deallocate()
+        top.deallocate()
+    }
+
+    mutating func newChunk() -> Int32 {
+        if freeTop >= 0 {
+            let chunk = freeTop
+            freeTop = below[Int(chunk)]
+            return chunk
         }
+        if chunkCount == chunkCapacity {
+            let capacity = 2 * chunkCapacity
+            moveToLargerBuffer(&storage, count: chunkCount * Self.chunkEntries, capacity: capacity * Self.chunkEntries)
+            moveToLargerBuffer(&below, count: chunkCount, capacity: capacity)
+            moveToLargerBuffer(&fill, count: chunkCount, capacity: capacity)
+            chunkCapacity = capacity
+        }
+        chunkCount += 1
+        return Int32(chunkCount - 1)
     }
 
     @inline(__always)
-    static func crossOne(_ p: UInt64, _ bytes: UnsafeMutablePointer<UInt8>, count: Int, segmentBase: UInt64) {
-        let qMin = max(p, (segmentBase + p - 1) / p)
-        let r = qMin % 30
-        let stride = Int(p)
-        for j in 0..<8 {
-            let q = qMin + (PrimeSieve.residues[j] + 30 - r) % 30
-            let (n, overflow) = p.multipliedReportingOverflow(by: q)
-            guard !overflow else { continue }
-            var c = Int((n - segmentBase) / 30)
-            let mask = PrimeSieve.mask(prime: p, progression: j)
-            while c < count {
-                bytes[c] &= mask
-                c &+= stride
+    mutating func add(a: UInt32, classPosition: Int, offset: Int, segment: Int) {
+        var chunk = Int(top[segment])
+        if chunk < 0 || fill[chunk] == Int32(Self.chunkEntries) {
+            let fresh = Int(newChunk())
+            below[fresh] = Int32(chunk)
+            fill[fresh] = 0
+            top[segment] = Int32(fresh)
+            chunk = fresh
+        }
+        let count = Int(fill[chunk])
+        storage[chunk &* Self.chunkEntries &+ count] = UInt64(a) << 32 | UInt64(classPosition) << 26 | UInt64(offset)
+        fill[chunk] = Int32(count &+ 1)
+    }
+
+    /// Crosses segment `segment`'s entries in `bytes` and moves each to the bucket of its next
+    /// multiple (dropping it past the block).
+    mutating func cross(segment: Int, _ bytes: UnsafeMutablePointer<UInt8>) {
+        let shift = Self.shift
+        let mask = Self.mask
+        PrimeSieve.carry.withUnsafeBufferPointer { carry in
+            PrimeSieve.masks.withUnsafeBufferPointer { masks in
+                PrimeSieve.gap.withUnsafeBufferPointer { gap in
+                    while top[segment] >= 0 {
+                        let chunk = Int(top[segment])
+                        top[segment] = below[chunk]
+                        let count = Int(fill[chunk])
+                        let entries = storage + chunk * Self.chunkEntries
+                        for e in 0..<count {
+                            let entry = entries[e]
+                            let a = Int(entry >> 32)
+                            var classPosition = Int(entry >> 26) & 63
+                            var offset = Int(entry & 0x3FF_FFFF)
+                            repeat {
+                                bytes[offset] &= masks[classPosition]
+                                offset &+= a &* gap[classPosition & 7] &+ carry[classPosition]
+                                classPosition = (classPosition & 56) | ((classPosition &+ 1) & 7)
+                            } while offset <= mask
+                            let next = segment &+ (offset >> shift)
+                            if next < segments {
+                                add(a: UInt32(truncatingIfNeeded: a), classPosition: classPosition, offset: offset & mask, segment: next)
+                            }
+                        }
+                        below[chunk] = freeTop
+                        freeTop = Int32(chunk)
+                    }
+                }
             }
         }
     }

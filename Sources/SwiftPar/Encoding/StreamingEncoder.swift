@@ -448,18 +448,9 @@ final class KeyCache {
     private func add(_ name: String) -> Int {
         if count == capacity {
             let larger = capacity * 2
-            let newNames = UnsafeMutablePointer<String>.allocate(capacity: larger)
-            newNames.moveInitialize(from: names, count: count)
-            names.deallocate()
-            names = newNames
-            let newIndices = UnsafeMutablePointer<Int>.allocate(capacity: larger)
-            newIndices.moveInitialize(from: indices, count: count)
-            indices.deallocate()
-            indices = newIndices
-            let newGenerations = UnsafeMutablePointer<Int>.allocate(capacity: larger)
-            newGenerations.moveInitialize(from: generations, count: count)
-            generations.deallocate()
-            generations = newGenerations
+            moveToLargerBuffer(&names, count: count, capacity: larger)
+            moveToLargerBuffer(&indices, count: count, capacity: larger)
+            moveToLargerBuffer(&generations, count: count, capacity: larger)
             capacity = larger
         }
         (names + count).initialize(to: name)
@@ -654,4 +645,13 @@ struct SingleValueWriter: SingleValueEncodingContainer {
         // The value fills this frame: its own containers open inside it.
         try context.encode(value)
     }
+}
+
+/// Moves the first `count` elements at `pointer` into a new allocation of `capacity` elements,
+/// frees the old one, and points `pointer` at the new one.
+package func moveToLargerBuffer<T>(_ pointer: inout UnsafeMutablePointer<T>, count: Int, capacity: Int) {
+    let larger = UnsafeMutablePointer<T>.allocate(capacity: capacity)
+    larger.moveInitialize(from: pointer, count: count)
+    pointer.deallocate()
+    pointer = larger
 }
