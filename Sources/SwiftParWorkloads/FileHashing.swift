@@ -120,8 +120,7 @@ public enum FileHashing {
         guard info.st_mode & S_IFMT == S_IFREG else {
             throw Problem(path: path, reason: "not a regular file (\(kind(of: info.st_mode)))")
         }
-        // Regular files never block; reading whole pieces is simpler without O_NONBLOCK.
-        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) & ~O_NONBLOCK)
+        // O_NONBLOCK has no effect on a regular file's reads, so it can stay set.
         var hasher = SHA256()
         while true {
             let count = read(descriptor, buffer.baseAddress, buffer.count)
@@ -167,14 +166,262 @@ public enum FileHashing {
         return outcomes.map { $0! }
     }
 
+    /// A piece of the work of hashing trees, in the order of the output.
+    public enum Unit: Codable, Sendable {
+        /// Files met by rank 0's walk of the top levels (a few, or one large one).
+        case files([File])
+        /// A directory walked by the rank that hashes it; `ancestors` are the directories
+        /// above it (device and inode), for finding link loops.
+        case tree(PathBytes, ancestors: [[UInt64]])
+        /// A path the top-level walk could not use.
+        case problem(Problem)
+        /// A symbolic link met inside a directory and not followed.
+        case skippedLink(PathBytes)
+
+        /// The first path the unit covers; a tree covers every path under "path/".
+        var key: [UInt8] {
+            switch self {
+            case .files(let files): files[0].path.bytes
+            case .tree(let path, _): path.bytes + [UInt8(ascii: "/")]
+            case .problem(let problem): problem.path.bytes
+            case .skippedLink(let path): path.bytes
+            }
+        }
+
+        /// A guess at the work, to start the largest first.
+        var weight: Int64 {
+            switch self {
+            case .files(let files): files.reduce(0) { $0 + $1.size + 4096 }
+            case .tree: Int64.max
+            case .problem, .skippedLink: 0
+            }
+        }
+    }
+
+    /// What became of one unit, ready to print.
+    public struct HashedUnit: Codable, Sendable {
+        /// `sha256sum` lines of the files hashed, in path order.
+        public var lines: [UInt8] = []
+        /// Every path and its digest or problem, in path order (kept only when asked for).
+        public var entries: [Entry] = []
+        /// Paths that could not be hashed, in path order.
+        public var problems: [Problem] = []
+        /// Symbolic links skipped inside directories, in path order.
+        public var skippedLinks: [PathBytes] = []
+        /// How many files were hashed.
+        public var hashed = 0
+    }
+
+    /// One path of the output and what became of it.
+    public struct Entry: Codable, Sendable, Equatable {
+        public var path: PathBytes
+        public var digest: String?
+        public var problem: String?
+    }
+
+    /// Files, problems and skipped links of a walk, and the directories left for later.
+    struct Walker {
+        let followSymlinks: Bool
+        /// Directories at this depth below an operand are left as `.tree` units.
+        let deferDepth: Int
+        /// Whether files need their sizes (to group and order them).
+        let needSizes: Bool
+        var units: [Unit] = []
+        var files: [File] = []
+        var active: [[UInt64]]
+
+        init(followSymlinks: Bool, deferDepth: Int, ancestors: [[UInt64]] = []) {
+            self.followSymlinks = followSymlinks
+            self.deferDepth = deferDepth
+            needSizes = deferDepth != .max
+            active = ancestors
+        }
+
+        mutating func visit(_ path: PathBytes, operand: Bool, depth: Int, type: UInt8 = UInt8(DT_UNKNOWN)) {
+            // A regular file named by its directory needs no stat when its size is not needed.
+            if type == UInt8(DT_REG) && !needSizes {
+                files.append(File(path: path, size: 0))
+                return
+            }
+            var info = stat()
+            guard path.withCString({ lstat($0, &info) }) == 0 else {
+                units.append(.problem(Problem(path: path, reason: systemMessage(errno))))
+                return
+            }
+            if info.st_mode & S_IFMT == S_IFLNK {
+                guard operand || followSymlinks else {
+                    units.append(.skippedLink(path))
+                    return
+                }
+                guard path.withCString({ stat($0, &info) }) == 0 else {
+                    let reason = errno == ELOOP ? "symbolic link loop" : systemMessage(errno)
+                    units.append(.problem(Problem(path: path, reason: reason)))
+                    return
+                }
+            }
+            switch info.st_mode & S_IFMT {
+            case S_IFREG:
+                files.append(File(path: path, size: Int64(info.st_size)))
+            case S_IFDIR:
+                let identity = [UInt64(info.st_dev), UInt64(info.st_ino)]
+                if active.contains(identity) {
+                    units.append(.problem(Problem(path: path, reason: "symbolic link loop: leads back to a directory above it")))
+                    return
+                }
+                if depth >= deferDepth {
+                    units.append(.tree(path, ancestors: active))
+                    return
+                }
+                guard let directory = path.withCString({ opendir($0) }) else {
+                    units.append(.problem(Problem(path: path, reason: systemMessage(errno))))
+                    return
+                }
+                var names: [(name: [UInt8], type: UInt8)] = []
+                while let entry = readdir(directory) {
+                    let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in Array(raw.prefix { $0 != 0 }) }
+                    if name != [0x2E] && name != [0x2E, 0x2E] { names.append((name, entry.pointee.d_type)) }
+                }
+                closedir(directory)
+                active.append(identity)
+                for (name, type) in names.sorted(by: { $0.name.lexicographicallyPrecedes($1.name) }) {
+                    visit(path.appending(name), operand: false, depth: depth + 1, type: type)
+                }
+                active.removeLast()
+            default:
+                units.append(.problem(Problem(path: path, reason: "not a regular file (\(kind(of: info.st_mode)))")))
+            }
+        }
+    }
+
+    /// Splits the work of hashing `paths` into units: rank 0 walks the operands' top levels
+    /// and leaves deeper directories to the ranks. Files are grouped a few hundred at a time
+    /// (a file of 64 MiB or more alone); units come back sorted by the paths they cover.
+    public static func units(of paths: [PathBytes], followSymlinks: Bool, ranks: Int) -> [Unit] {
+        var depth = 1
+        var units: [Unit] = []
+        // Deeper until there are enough pieces to keep every rank busy, or nothing deeper.
+        while true {
+            var walker = Walker(followSymlinks: followSymlinks, deferDepth: depth)
+            for path in paths { walker.visit(path, operand: true, depth: 0) }
+            // In path order first, then neighbouring files grouped: a group never spans a tree.
+            let pieces = (walker.units + walker.files.map { Unit.files([$0]) })
+                .sorted { $0.key.lexicographicallyPrecedes($1.key) }
+            var grouped: [Unit] = []
+            var group: [File] = []
+            var groupBytes: Int64 = 0
+            func close() {
+                if !group.isEmpty { grouped.append(.files(group)) }
+                group = []
+                groupBytes = 0
+            }
+            for piece in pieces {
+                guard case .files(let one) = piece, let file = one.first else {
+                    close()
+                    grouped.append(piece)
+                    continue
+                }
+                if file.size >= 64 << 20 {
+                    close()
+                    grouped.append(piece)
+                    continue
+                }
+                group.append(file)
+                groupBytes += file.size
+                if group.count == 256 || groupBytes >= 64 << 20 { close() }
+            }
+            close()
+            units = grouped
+            let trees = units.filter { if case .tree = $0 { true } else { false } }.count
+            if trees == 0 || units.count >= 16 * ranks || depth >= 4 { break }
+            depth += 1
+        }
+        return units
+    }
+
+    /// Hashes one unit: walks it if it is a tree, then hashes its files in path order.
+    public static func hash(_ unit: Unit, followSymlinks: Bool, keepEntries: Bool,
+                            buffer: UnsafeMutableRawBufferPointer) -> HashedUnit {
+        var result = HashedUnit()
+        var files: [File] = []
+        var problems: [Problem] = []
+        switch unit {
+        case .files(let list):
+            files = list
+        case .tree(let path, let ancestors):
+            var walker = Walker(followSymlinks: followSymlinks, deferDepth: .max, ancestors: ancestors)
+            walker.visit(path, operand: false, depth: 0)
+            files = walker.files
+            for piece in walker.units {
+                switch piece {
+                case .problem(let problem): problems.append(problem)
+                case .skippedLink(let link): result.skippedLinks.append(link)
+                default: break
+                }
+            }
+        case .problem(let problem):
+            problems.append(problem)
+        case .skippedLink(let link):
+            result.skippedLinks.append(link)
+        }
+        // Files and problems together in path order.
+        var items: [(path: PathBytes, file: Bool, reason: String)] = files.map { ($0.path, true, "") }
+        items += problems.map { ($0.path, false, $0.reason) }
+        items.sort { $0.path < $1.path }
+        result.skippedLinks.sort()
+        for item in items {
+            var reason = item.reason
+            if item.file {
+                do {
+                    let digest = try digest(of: item.path, buffer: buffer)
+                    result.lines += checksumLine(digest: digest, path: item.path)
+                    result.hashed += 1
+                    if keepEntries { result.entries.append(Entry(path: item.path, digest: digest, problem: nil)) }
+                    continue
+                } catch let problem as Problem {
+                    reason = problem.reason
+                } catch {
+                    reason = "\(error)"
+                }
+            }
+            result.problems.append(Problem(path: item.path, reason: reason))
+            if keepEntries { result.entries.append(Entry(path: item.path, digest: nil, problem: reason)) }
+        }
+        return result
+    }
+
+    /// Hashes everything under `paths` on every rank of `pool`: rank 0 splits the work
+    /// (``units(of:followSymlinks:ranks:)``), the ranks walk and hash the units, largest first,
+    /// and `deliver` gets each unit's result on rank 0, in path order, as soon as every unit
+    /// before it is done. Only formatted lines travel; no rank holds more than its units.
+    public static func hashTrees(_ paths: [PathBytes], followSymlinks: Bool, keepEntries: Bool, pool: Pool,
+                                 progress: (@Sendable (Int, Int?) -> Void)? = nil,
+                                 deliver: (HashedUnit) throws -> Void) throws {
+        let units = pool.communicator.rank == 0 ? units(of: paths, followSymlinks: followSymlinks, ranks: pool.communicator.size) : []
+        // Largest first, so one big piece does not end up last on one rank.
+        let order = units.indices.sorted { units[$0].weight > units[$1].weight }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        defer { buffer.deallocate() }
+        var done = [HashedUnit?](repeating: nil, count: units.count)
+        var next = 0
+        try pool.forEachResult(order.lazy.map { units[$0] }, ordered: false, options: MapOptions(chunkSize: .fixed(1), progress: progress), { unit in
+            hash(unit, followSymlinks: followSymlinks, keepEntries: keepEntries, buffer: buffer)
+        }) { index, result in
+            done[order[index]] = result
+            while next < done.count, let ready = done[next] {
+                done[next] = nil
+                next += 1
+                try deliver(ready)
+            }
+        }
+    }
+
     /// A line in `sha256sum`'s format: "digest  path" and a newline, the path's bytes as they
     /// are, except that a path holding a backslash, newline or carriage return is escaped as
     /// GNU does (`\\`, `\n`, `\r`) and the line then starts with a backslash.
     public static func checksumLine(digest: String, path: PathBytes) -> [UInt8] {
-        let special: Set<UInt8> = [UInt8(ascii: "\\"), 10, 13]
         var line: [UInt8] = []
         line.reserveCapacity(digest.utf8.count + path.bytes.count + 4)
-        let escape = path.bytes.contains { special.contains($0) }
+        let escape = path.bytes.contains { $0 == UInt8(ascii: "\\") || $0 == 10 || $0 == 13 }
         if escape { line.append(UInt8(ascii: "\\")) }
         line.append(contentsOf: digest.utf8)
         line.append(contentsOf: [0x20, 0x20])

@@ -52,39 +52,31 @@ struct Hash: ParsableCommand {
         let (paths, follow, json) = (self.paths.map { PathBytes(RawArguments.bytes(of: $0)) }, followSymlinks, options.json)
         options.run { world in
             let pool = Pool(world)
-            // Rank 0 walks; the others learn only the paths they are given.
-            var walked = (files: [FileHashing.File](), problems: [FileHashing.Problem](), skippedLinks: [PathBytes]())
-            if world.rank == 0 { walked = FileHashing.walk(paths, followSymlinks: follow) }
-            let bar = ProgressBar("hashing \(walked.files.count) files", enabled: world.rank == 0 && isTerminal(2))
-            let outcomes = try FileHashing.hash(walked.files, pool: pool, progress: bar.update)
-            bar.finish()
-            guard world.rank == 0, let outcomes else { return }
-            for link in walked.skippedLinks {
-                writeStandardError("swiftpar: skipped symbolic link \(link) (use --follow-symlinks to hash its target)\n")
-            }
-            var results: [(path: PathBytes, digest: String?, error: String?)] = walked.problems.map { ($0.path, nil, $0.reason) }
-            for (file, outcome) in zip(walked.files, outcomes) {
-                switch outcome {
-                case .digest(let digest): results.append((file.path, digest, nil))
-                case .failed(let reason): results.append((file.path, nil, reason))
-                }
-            }
-            results.sort { $0.path < $1.path }
+            // Rank 0 walks the top levels; the ranks walk the directories below and hash.
+            let bar = ProgressBar("hashing", enabled: world.rank == 0 && isTerminal(2))
             var failed = false
-            for result in results {
-                if let error = result.error {
-                    writeStandardError("swiftpar: \(result.path): \(error)\n")
+            var entries: [FileHashing.Entry] = []
+            var output = CommandOutput()
+            try FileHashing.hashTrees(paths, followSymlinks: follow, keepEntries: json, pool: pool, progress: bar.update) { unit in
+                for link in unit.skippedLinks {
+                    writeStandardError("swiftpar: skipped symbolic link \(link) (use --follow-symlinks to hash its target)\n")
+                }
+                for problem in unit.problems {
+                    writeStandardError("swiftpar: \(problem.path): \(problem.reason)\n")
                     failed = true
                 }
-            }
-            if json {
-                try printChecked(try jsonText(results.map { Entry(path: $0.path, sha256: $0.digest, error: $0.error) }))
-            } else {
-                var output = CommandOutput()
-                for result in results {
-                    if let digest = result.digest { output.append(bytes: FileHashing.checksumLine(digest: digest, path: result.path)) }
+                if json {
+                    entries += unit.entries
+                } else {
+                    output.append(bytes: unit.lines)
                     try output.flushIfLarge()
                 }
+            }
+            bar.finish()
+            guard world.rank == 0 else { return }
+            if json {
+                try printChecked(try jsonText(entries.map { Entry(path: $0.path, sha256: $0.digest, error: $0.problem) }))
+            } else {
                 try output.flush()
             }
             if failed { world.exitStatus = 1 }
