@@ -168,6 +168,9 @@ public enum PrimeSieve {
         let next = j == 7 ? 31 : wheel[j + 1]
         return r * next / 30 - r * wheel[j] / 30
     }
+    /// For each class index and wheel position j, ⌊r·wheel[j]/30⌋: the part of the j-th
+    /// multiple's offset in a turn that does not grow with a.
+    static let turnOffsets: [Int] = (0..<64).map { index in wheel[index >> 3] * wheel[index & 7] / 30 }
     static let masks: [UInt8] = (0..<64).map { index in
         ~UInt8(1 << bit(ofResidue: wheel[index >> 3] * wheel[index & 7] % 30))
     }
@@ -358,10 +361,9 @@ struct BlockSieve {
         func fillBuckets() {
             guard hasLarge, largeLowNext <= root else { return }
             var stop = root
-            // Roughly bucketPrimesLimit primes per batch.
+            // About bucketPrimesLimit primes per batch (primes thin out as they grow).
             if batched {
-                let logRoot = log(Double(root))
-                let span = UInt64(Double(PrimeSieve.bucketPrimesLimit) * logRoot)
+                let span = UInt64(Double(PrimeSieve.bucketPrimesLimit) * log(Double(largeLowNext)))
                 stop = min(root, largeLowNext &+ span)
             }
             let baseByte = base / 30
@@ -370,29 +372,32 @@ struct BlockSieve {
             PrimeSieve.wheelPositionAtOrAfter.withUnsafeBufferPointer { atOrAfter in
                 PrimeSieve.classOfResidue.withUnsafeBufferPointer { classOf in
                     PrimeSieve.wheel.withUnsafeBufferPointer { wheel in
-                        PrimeSieve.sieve(largeLowNext...stop, sievingPrimes: primes, small: { _ in }) { words, wordsBase in
-                            PrimeSieve.forEachPrime(in: words, base: wordsBase) { p in
-                                // The first multiplier q ≥ p with q·p ≥ start.
-                                var q: UInt64
-                                if start < 1 << 62 {
-                                    // A double's quotient is within one of the truth for p > 2^13.
-                                    q = UInt64(Double(start) / Double(p))
-                                    var m = q &* p
-                                    while m > start { q &-= 1; m &-= p }
-                                    while m < start { q &+= 1; m &+= p }
-                                } else {
-                                    q = start / p + (start % p == 0 ? 0 : 1)
-                                }
-                                q = Swift.max(q, p)
-                                let j = atOrAfter[Int(q % 30)]
-                                let classIndex = classOf[Int(p % 30)]
-                                let a = Int(p / 30)
-                                let position = Int(bitPattern: UInt(q / 30 &* p) &- UInt(baseByte))
-                                    &+ a &* wheel[j] &+ (wheel[classIndex] &* wheel[j]) / 30
-                                let segment = position >> Buckets.shift
-                                if position >= 0 && segment < bucketSegments {
-                                    buckets!.add(a: UInt32(a), classPosition: classIndex << 3 | j,
-                                                 offset: position & Buckets.mask, segment: segment)
+                        PrimeSieve.turnOffsets.withUnsafeBufferPointer { extra in
+                            PrimeSieve.sieve(largeLowNext...stop, sievingPrimes: primes, small: { _ in }) { words, wordsBase in
+                                PrimeSieve.forEachPrime(in: words, base: wordsBase) { p in
+                                    // The first multiplier q ≥ p with q·p ≥ start.
+                                    var q: UInt64
+                                    if start < 1 << 62 {
+                                        // A double's quotient q0 is within one of ⌊start/p⌋ for
+                                        // p > 2^13, so r = start − q0·p lies in (−p, 2p).
+                                        let q0 = Int64(Double(Int64(start)) / Double(Int64(p)))
+                                        let r = Int64(start) &- q0 &* Int64(p)
+                                        q = UInt64(q0 &+ (r > 0 ? 1 : 0) &+ (r > Int64(p) ? 1 : 0))
+                                    } else {
+                                        q = start / p + (start % p == 0 ? 0 : 1)
+                                    }
+                                    q = Swift.max(q, p)
+                                    let c = q / 30
+                                    let j = atOrAfter[Int(truncatingIfNeeded: q &- 30 &* c)]
+                                    let a = p / 30
+                                    let classIndex = classOf[Int(truncatingIfNeeded: p &- 30 &* a)]
+                                    let position = Int(bitPattern: UInt(c &* p) &- UInt(baseByte))
+                                        &+ Int(truncatingIfNeeded: a) &* wheel[j] &+ extra[classIndex &<< 3 | j]
+                                    let segment = position >> Buckets.shift
+                                    if position >= 0 && segment < bucketSegments {
+                                        buckets!.add(a: UInt32(truncatingIfNeeded: a), classPosition: classIndex << 3 | j,
+                                                     offset: position & Buckets.mask, segment: segment)
+                                    }
                                 }
                             }
                         }
@@ -420,24 +425,14 @@ struct BlockSieve {
             crossTurns(origin, primes: min(primes.smallCount, primeCount)..<primeCount, end: segmentStart + count)
             if buckets != nil {
                 let end = min((segmentStart + count + Buckets.mask) >> Buckets.shift, bucketSegments)
-                for sub in (segmentStart >> Buckets.shift)..<end { buckets!.cross(segment: sub, origin + sub << Buckets.shift) }
+                for sub in (segmentStart >> Buckets.shift)..<end { buckets!.warmAndCross(segment: sub, origin + sub << Buckets.shift) }
             }
             if !batched { finish(index) }
         }
         if batched {
             while largeLowNext <= root {
                 fillBuckets()
-                for sub in 0..<bucketSegments where buckets!.top[sub] >= 0 {
-                    // Bring the stretch into the cache in order first: scattered writes to
-                    // memory outside it would each wait for a line.
-                    let stretch = buffer + sub << Buckets.shift
-                    var sum: UInt64 = 0
-                    for line in stride(from: 0, to: 1 << Buckets.shift, by: 64) {
-                        sum &+= UnsafeRawPointer(stretch).load(fromByteOffset: line, as: UInt64.self)
-                    }
-                    keep(sum)
-                    buckets!.cross(segment: sub, stretch)
-                }
+                for sub in 0..<bucketSegments { buckets!.warmAndCross(segment: sub, buffer + sub << Buckets.shift) }
             }
             for index in 0..<segments { finish(index) }
         }
@@ -561,94 +556,102 @@ struct BlockSieve {
     }
 }
 
-/// The large primes of a block, each in the bucket of the next segment one of its multiples
+/// The large primes of a block, each in the bucket of the next stretch one of its multiples
 /// falls in. An entry is one UInt64: a = p/30 in the high 32 bits, the class and wheel position
-/// in 6 bits, and the byte offset in its segment below them. A bucket is a stack of chunks of
-/// `chunkEntries` entries; emptied chunks are reused.
+/// in 6 bits, and the byte offset in its stretch below them.
+///
+/// A bucket is a chain of 8 KiB chunks, aligned to 8 KiB: 1023 entries and, in the last slot,
+/// the address of the chunk below. Each bucket keeps only its write cursor; a chunk is full
+/// when the cursor reaches its last slot, which the cursor's address alone tells.
 struct Buckets {
-    static let chunkEntries = 1024
+    static let chunkBytes = 8192
+    static let linkSlot = chunkBytes / 8 - 1
     /// log2 of the bytes a bucket covers: L2-sized, so the scattered writes stay in L2.
     static let shift = 18
     static let mask = (1 << shift) - 1
     let segments: Int
-    /// Every chunk's entries.
-    var storage: UnsafeMutablePointer<UInt64>
-    /// Per chunk: the chunk below it in its bucket (or -1), and how many entries it holds.
-    var below: UnsafeMutablePointer<Int32>
-    var fill: UnsafeMutablePointer<Int32>
-    var chunkCapacity: Int
-    var chunkCount = 0
-    /// Per segment: its top chunk, or -1.
-    var top: UnsafeMutablePointer<Int32>
-    /// Emptied chunks, a stack linked through `below`.
-    var freeTop: Int32 = -1
+    /// Per stretch: where its next entry goes.
+    var cursor: UnsafeMutablePointer<UnsafeMutablePointer<UInt64>>
+    /// A chunk that is always full and links to nothing: the cursor of an empty bucket.
+    let none: UnsafeMutablePointer<UInt64>
+    var slabs: [UnsafeMutableRawPointer] = []
+    var free: [UnsafeMutablePointer<UInt64>] = []
+    let chunksPerSlab: Int
 
-    /// Buckets for `segments` segments, with room for about `entries` entries before growing.
+    /// Buckets for `segments` stretches, with a first slab for about `entries` entries.
     init(segments: Int, entries: Int) {
         self.segments = segments
-        chunkCapacity = entries / Self.chunkEntries + segments + 16
-        storage = .allocate(capacity: chunkCapacity * Self.chunkEntries)
-        below = .allocate(capacity: chunkCapacity)
-        fill = .allocate(capacity: chunkCapacity)
-        top = .allocate(capacity: segments)
-        top.initialize(repeating: -1, count: segments)
+        let slab = UnsafeMutableRawPointer.allocate(byteCount: 2 * Self.chunkBytes, alignment: 16)
+        slabs.append(slab)
+        none = Self.aligned(slab).bindMemory(to: UInt64.self, capacity: Self.chunkBytes / 8)
+        none[Self.linkSlot] = 0
+        cursor = .allocate(capacity: segments)
+        cursor.initialize(repeating: none + Self.linkSlot, count: segments)
+        chunksPerSlab = max(64, entries / Self.linkSlot / 4)
+        free.reserveCapacity(entries / Self.linkSlot + segments + 64)
+    }
+
+    /// The first chunk boundary at or after `pointer`.
+    static func aligned(_ pointer: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(bitPattern: (UInt(bitPattern: pointer) + UInt(chunkBytes - 1)) & ~UInt(chunkBytes - 1))!
     }
 
     /// Gives the memory back.
     func release() {
-        storage.deallocate()
-        below.deallocate()
-        fill.deallocate()
-        top.deallocate()
+        for slab in slabs { slab.deallocate() }
+        cursor.deallocate()
     }
 
-    mutating func newChunk() -> Int32 {
-        if freeTop >= 0 {
-            let chunk = freeTop
-            freeTop = below[Int(chunk)]
-            return chunk
-        }
-        if chunkCount == chunkCapacity {
-            let capacity = 2 * chunkCapacity
-            moveToLargerBuffer(&storage, count: chunkCount * Self.chunkEntries, capacity: capacity * Self.chunkEntries)
-            moveToLargerBuffer(&below, count: chunkCount, capacity: capacity)
-            moveToLargerBuffer(&fill, count: chunkCount, capacity: capacity)
-            chunkCapacity = capacity
-        }
-        chunkCount += 1
-        return Int32(chunkCount - 1)
+    mutating func newChunk() -> UnsafeMutablePointer<UInt64> {
+        if let chunk = free.popLast() { return chunk }
+        // Plain allocations, aligned by hand (one chunk more than needed).
+        let slab = UnsafeMutableRawPointer.allocate(byteCount: (chunksPerSlab + 1) * Self.chunkBytes, alignment: 16)
+        slabs.append(slab)
+        let first = Self.aligned(slab).bindMemory(to: UInt64.self, capacity: chunksPerSlab * Self.chunkBytes / 8)
+        for k in stride(from: chunksPerSlab - 1, to: 0, by: -1) { free.append(first + k * (Self.chunkBytes / 8)) }
+        return first
     }
 
     @inline(__always)
     mutating func add(a: UInt32, classPosition: Int, offset: Int, segment: Int) {
-        var chunk = Int(top[segment])
-        if chunk < 0 || fill[chunk] == Int32(Self.chunkEntries) {
-            let fresh = Int(newChunk())
-            below[fresh] = Int32(chunk)
-            fill[fresh] = 0
-            top[segment] = Int32(fresh)
-            chunk = fresh
+        var c = cursor[segment]
+        if UInt(bitPattern: c) & UInt(Self.chunkBytes - 1) == UInt(Self.linkSlot * 8) {
+            // Full (or the empty bucket's marker): a fresh chunk on top, linked to this one.
+            let fresh = newChunk()
+            let full = c - Self.linkSlot
+            fresh[Self.linkSlot] = full == none ? 0 : UInt64(UInt(bitPattern: full))
+            c = fresh
         }
-        let count = Int(fill[chunk])
-        storage[chunk &* Self.chunkEntries &+ count] = UInt64(a) << 32 | UInt64(classPosition) << 26 | UInt64(offset)
-        fill[chunk] = Int32(count &+ 1)
+        c.pointee = UInt64(a) << 32 | UInt64(classPosition) << 26 | UInt64(offset)
+        cursor[segment] = c + 1
     }
 
-    /// Crosses segment `segment`'s entries in `bytes` and moves each to the bucket of its next
+    /// Brings the stretch of segment `segment` into the cache in order, then crosses its
+    /// entries: scattered writes to memory outside the cache would each wait for a line.
+    mutating func warmAndCross(segment: Int, _ bytes: UnsafeMutablePointer<UInt8>) {
+        guard cursor[segment] != none + Self.linkSlot else { return }
+        var sum: UInt64 = 0
+        for line in stride(from: 0, to: 1 << Self.shift, by: 64) {
+            sum &+= UnsafeRawPointer(bytes).load(fromByteOffset: line, as: UInt64.self)
+        }
+        keep(sum)
+        cross(segment: segment, bytes)
+    }
+
+    /// Crosses stretch `segment`'s entries in `bytes` and moves each to the bucket of its next
     /// multiple (dropping it past the block).
     mutating func cross(segment: Int, _ bytes: UnsafeMutablePointer<UInt8>) {
         let shift = Self.shift
         let mask = Self.mask
+        var c = cursor[segment]
+        cursor[segment] = none + Self.linkSlot
         PrimeSieve.carry.withUnsafeBufferPointer { carry in
             PrimeSieve.masks.withUnsafeBufferPointer { masks in
                 PrimeSieve.gap.withUnsafeBufferPointer { gap in
-                    while top[segment] >= 0 {
-                        let chunk = Int(top[segment])
-                        top[segment] = below[chunk]
-                        let count = Int(fill[chunk])
-                        let entries = storage + chunk * Self.chunkEntries
-                        for e in 0..<count {
-                            let entry = entries[e]
+                    while c != none + Self.linkSlot {
+                        let chunk = UnsafeMutablePointer<UInt64>(bitPattern: UInt(bitPattern: c) & ~UInt(Self.chunkBytes - 1))!
+                        for e in 0..<(c - chunk) {
+                            let entry = chunk[e]
                             let a = Int(entry >> 32)
                             var classPosition = Int(entry >> 26) & 63
                             var offset = Int(entry & 0x3FF_FFFF)
@@ -662,8 +665,9 @@ struct Buckets {
                                 add(a: UInt32(truncatingIfNeeded: a), classPosition: classPosition, offset: offset & mask, segment: next)
                             }
                         }
-                        below[chunk] = freeTop
-                        freeTop = Int32(chunk)
+                        let below = chunk[Self.linkSlot]
+                        free.append(chunk)
+                        c = below == 0 ? none + Self.linkSlot : UnsafeMutablePointer<UInt64>(bitPattern: UInt(below))! + Self.linkSlot
                     }
                 }
             }

@@ -145,6 +145,18 @@ struct ReliabilityTests {
         #expect(ours.status == 0 && ours.output == listing.output, "\(ours.report.prefix(1000))")
     }
 
+    @Test("A window just below 10^18, where the large primes cross whole blocks in batches, stays under 100 MB",
+          .enabled(if: FileManager.default.fileExists(atPath: "/usr/bin/primesieve")))
+    func primesBatchedMemory() throws {
+        let (low, high) = ("999999999000000000", "1000000000000000000")
+        let reference = try Jobs.runCommand(["primesieve", low, high, "-c", "-q"], timeout: 120)
+        let ours = try Jobs.runCommand(["/usr/bin/time", "-f", "maxrss=%M", Jobs.product("swiftpar"), "--backend", "serial",
+                                        "primes", "--from", low, high], timeout: 180)
+        #expect(ours.status == 0 && ours.output == reference.output, "\(ours.report)\nprimesieve: \(reference.output)")
+        let kilobytes = ours.errors.split(separator: "=").last.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? Int.max
+        #expect(kilobytes < 100_000, "the window took \(kilobytes) KiB")
+    }
+
     @Test("primes 1e18 on 2 ranks stays within tens of MB per rank")
     func primesMemoryIsBounded() throws {
         let job = Process()
