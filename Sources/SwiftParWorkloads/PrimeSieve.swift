@@ -369,12 +369,25 @@ struct BlockSieve {
             let baseByte = base / 30
             let start = start
             let bucketSegments = bucketSegments
+            // Primes are gathered a few thousand at a time, placed in one loop (no dependency
+            // from one to the next, so the divisions overlap), then filed in another.
+            let capacity = 4096
+            let found = UnsafeMutablePointer<UInt64>.allocate(capacity: capacity)
+            let places = UnsafeMutablePointer<Int>.allocate(capacity: capacity)
+            let kinds = UnsafeMutablePointer<Int>.allocate(capacity: capacity)
+            defer {
+                found.deallocate()
+                places.deallocate()
+                kinds.deallocate()
+            }
+            var count = 0
             PrimeSieve.wheelPositionAtOrAfter.withUnsafeBufferPointer { atOrAfter in
                 PrimeSieve.classOfResidue.withUnsafeBufferPointer { classOf in
                     PrimeSieve.wheel.withUnsafeBufferPointer { wheel in
                         PrimeSieve.turnOffsets.withUnsafeBufferPointer { extra in
-                            PrimeSieve.sieve(largeLowNext...stop, sievingPrimes: primes, small: { _ in }) { words, wordsBase in
-                                PrimeSieve.forEachPrime(in: words, base: wordsBase) { p in
+                            func file() {
+                                for i in 0..<count {
+                                    let p = found[i]
                                     // The first multiplier q ≥ p with q·p ≥ start.
                                     var q: UInt64
                                     if start < 1 << 62 {
@@ -391,15 +404,28 @@ struct BlockSieve {
                                     let j = atOrAfter[Int(truncatingIfNeeded: q &- 30 &* c)]
                                     let a = p / 30
                                     let classIndex = classOf[Int(truncatingIfNeeded: p &- 30 &* a)]
-                                    let position = Int(bitPattern: UInt(c &* p) &- UInt(baseByte))
+                                    places[i] = Int(bitPattern: UInt(c &* p) &- UInt(baseByte))
                                         &+ Int(truncatingIfNeeded: a) &* wheel[j] &+ extra[classIndex &<< 3 | j]
+                                    kinds[i] = classIndex << 3 | j
+                                }
+                                for i in 0..<count {
+                                    let position = places[i]
                                     let segment = position >> Buckets.shift
                                     if position >= 0 && segment < bucketSegments {
-                                        buckets!.add(a: UInt32(truncatingIfNeeded: a), classPosition: classIndex << 3 | j,
+                                        buckets!.add(a: UInt32(truncatingIfNeeded: found[i] / 30), classPosition: kinds[i],
                                                      offset: position & Buckets.mask, segment: segment)
                                     }
                                 }
+                                count = 0
                             }
+                            PrimeSieve.sieve(largeLowNext...stop, sievingPrimes: primes, small: { _ in }) { words, wordsBase in
+                                PrimeSieve.forEachPrime(in: words, base: wordsBase) { p in
+                                    found[count] = p
+                                    count &+= 1
+                                    if count == capacity { file() }
+                                }
+                            }
+                            file()
                         }
                     }
                 }
@@ -580,6 +606,7 @@ struct Buckets {
 
     /// Buckets for `segments` stretches, with a first slab for about `entries` entries.
     init(segments: Int, entries: Int) {
+        precondition(2 * (PrimeSieve.mediumLimit / 30) > UInt64(Self.mask), "a large prime could hit a stretch twice")
         self.segments = segments
         let slab = UnsafeMutableRawPointer.allocate(byteCount: 2 * Self.chunkBytes, alignment: 16)
         slabs.append(slab)
@@ -655,11 +682,11 @@ struct Buckets {
                             let a = Int(entry >> 32)
                             var classPosition = Int(entry >> 26) & 63
                             var offset = Int(entry & 0x3FF_FFFF)
-                            repeat {
-                                bytes[offset] &= masks[classPosition]
-                                offset &+= a &* gap[classPosition & 7] &+ carry[classPosition]
-                                classPosition = (classPosition & 56) | ((classPosition &+ 1) & 7)
-                            } while offset <= mask
+                            // One multiple per stretch at most: a large prime's smallest step,
+                            // 2·(p/30) bytes, is longer than a stretch.
+                            bytes[offset] &= masks[classPosition]
+                            offset &+= a &* gap[classPosition & 7] &+ carry[classPosition]
+                            classPosition = (classPosition & 56) | ((classPosition &+ 1) & 7)
                             let next = segment &+ (offset >> shift)
                             if next < segments {
                                 add(a: UInt32(truncatingIfNeeded: a), classPosition: classPosition, offset: offset & mask, segment: next)
