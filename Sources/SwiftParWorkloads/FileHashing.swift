@@ -112,7 +112,14 @@ public enum FileHashing {
     /// The file is opened without blocking and checked on the open descriptor: a path that
     /// became a named pipe or a device after the walk is reported, never waited on.
     public static func digest(of path: PathBytes, buffer: UnsafeMutableRawBufferPointer) throws -> String {
-        let descriptor = path.withCString { open($0, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY) }
+        try path.withCString { try digest(in: AT_FDCWD, name: $0, path: path, buffer: buffer) }
+    }
+
+    /// The SHA-256 of the file `name` in the directory open as `directory` (or `AT_FDCWD`),
+    /// `path` naming it in errors.
+    static func digest(in directory: Int32, name: UnsafePointer<CChar>, path: PathBytes,
+                       buffer: UnsafeMutableRawBufferPointer) throws -> String {
+        let descriptor = openat(directory, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard descriptor >= 0 else { throw Problem(path: path, reason: systemMessage(errno)) }
         defer { close(descriptor) }
         var info = stat()
@@ -122,6 +129,7 @@ public enum FileHashing {
         }
         // O_NONBLOCK has no effect on a regular file's reads, so it can stay set.
         var hasher = SHA256()
+        var total = 0
         while true {
             let count = read(descriptor, buffer.baseAddress, buffer.count)
             if count < 0 {
@@ -130,6 +138,9 @@ public enum FileHashing {
             }
             if count == 0 { break }
             hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[..<count]))
+            total += count
+            // A short read of a regular file that reached its size is its end: no second read.
+            if count < buffer.count && total == Int(info.st_size) { break }
         }
         return hex(hasher.finalize())
     }
@@ -226,25 +237,48 @@ public enum FileHashing {
         let deferDepth: Int
         /// Whether files need their sizes (to group and order them).
         let needSizes: Bool
+        /// When set, files met inside directories are hashed at once, opened relative to their
+        /// directory (no path lookup from the root for each), into `hashed`.
+        let buffer: UnsafeMutableRawBufferPointer?
         var units: [Unit] = []
         var files: [File] = []
+        var hashed: [(path: PathBytes, digest: String?, reason: String)] = []
         var active: [[UInt64]]
 
-        init(followSymlinks: Bool, deferDepth: Int, ancestors: [[UInt64]] = []) {
+        init(followSymlinks: Bool, deferDepth: Int, ancestors: [[UInt64]] = [], buffer: UnsafeMutableRawBufferPointer? = nil) {
             self.followSymlinks = followSymlinks
             self.deferDepth = deferDepth
+            self.buffer = buffer
             needSizes = deferDepth != .max
             active = ancestors
         }
 
-        mutating func visit(_ path: PathBytes, operand: Bool, depth: Int, type: UInt8 = UInt8(DT_UNKNOWN)) {
+        /// Visits `path`; inside a directory, `parent` is that directory's descriptor and `name`
+        /// the entry's name (a NUL-terminated copy), otherwise `AT_FDCWD` and the whole path.
+        mutating func visit(_ path: PathBytes, operand: Bool, depth: Int, type: UInt8 = UInt8(DT_UNKNOWN),
+                            parent: Int32 = AT_FDCWD, name: [UInt8]? = nil) {
+            let name = name ?? (path.bytes + [0])
+            func withName<R>(_ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R {
+                try name.withUnsafeBufferPointer { try body(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self)) }
+            }
+            func file(size: Int64) {
+                guard let buffer, !needSizes else {
+                    files.append(File(path: path, size: size))
+                    return
+                }
+                do {
+                    hashed.append((path, try withName { try digest(in: parent, name: $0, path: path, buffer: buffer) }, ""))
+                } catch {
+                    hashed.append((path, nil, (error as? Problem)?.reason ?? "\(error)"))
+                }
+            }
             // A regular file named by its directory needs no stat when its size is not needed.
             if type == UInt8(DT_REG) && !needSizes {
-                files.append(File(path: path, size: 0))
+                file(size: 0)
                 return
             }
             var info = stat()
-            guard path.withCString({ lstat($0, &info) }) == 0 else {
+            guard withName({ fstatat(parent, $0, &info, AT_SYMLINK_NOFOLLOW) }) == 0 else {
                 units.append(.problem(Problem(path: path, reason: systemMessage(errno))))
                 return
             }
@@ -253,7 +287,7 @@ public enum FileHashing {
                     units.append(.skippedLink(path))
                     return
                 }
-                guard path.withCString({ stat($0, &info) }) == 0 else {
+                guard withName({ fstatat(parent, $0, &info, 0) }) == 0 else {
                     let reason = errno == ELOOP ? "symbolic link loop" : systemMessage(errno)
                     units.append(.problem(Problem(path: path, reason: reason)))
                     return
@@ -261,7 +295,7 @@ public enum FileHashing {
             }
             switch info.st_mode & S_IFMT {
             case S_IFREG:
-                files.append(File(path: path, size: Int64(info.st_size)))
+                file(size: Int64(info.st_size))
             case S_IFDIR:
                 let identity = [UInt64(info.st_dev), UInt64(info.st_ino)]
                 if active.contains(identity) {
@@ -272,19 +306,27 @@ public enum FileHashing {
                     units.append(.tree(path, ancestors: active))
                     return
                 }
-                guard let directory = path.withCString({ opendir($0) }) else {
-                    units.append(.problem(Problem(path: path, reason: systemMessage(errno))))
+                let descriptor = withName { openat(parent, $0, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOCTTY) }
+                guard descriptor >= 0, let directory = fdopendir(descriptor) else {
+                    let reason = systemMessage(errno)
+                    if descriptor >= 0 { close(descriptor) }
+                    units.append(.problem(Problem(path: path, reason: reason)))
                     return
                 }
+                defer { closedir(directory) }
                 var names: [(name: [UInt8], type: UInt8)] = []
                 while let entry = readdir(directory) {
                     let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in Array(raw.prefix { $0 != 0 }) }
                     if name != [0x2E] && name != [0x2E, 0x2E] { names.append((name, entry.pointee.d_type)) }
                 }
-                closedir(directory)
                 active.append(identity)
+                // Entries are opened relative to this directory, unless the tree is so deep that
+                // keeping every level open could run out of descriptors.
+                let relative = depth < 64
                 for (name, type) in names.sorted(by: { $0.name.lexicographicallyPrecedes($1.name) }) {
-                    visit(path.appending(name), operand: false, depth: depth + 1, type: type)
+                    let child = path.appending(name)
+                    visit(child, operand: false, depth: depth + 1, type: type,
+                          parent: relative ? dirfd(directory) : AT_FDCWD, name: relative ? name + [0] : nil)
                 }
                 active.removeLast()
             default:
@@ -342,49 +384,47 @@ public enum FileHashing {
     public static func hash(_ unit: Unit, followSymlinks: Bool, keepEntries: Bool,
                             buffer: UnsafeMutableRawBufferPointer) -> HashedUnit {
         var result = HashedUnit()
-        var files: [File] = []
-        var problems: [Problem] = []
+        // Every path of the unit with its digest or the reason it has none.
+        var items: [(path: PathBytes, digest: String?, reason: String)] = []
+        func hashFiles(_ files: [File]) {
+            for file in files {
+                do {
+                    items.append((file.path, try digest(of: file.path, buffer: buffer), ""))
+                } catch {
+                    items.append((file.path, nil, (error as? Problem)?.reason ?? "\(error)"))
+                }
+            }
+        }
         switch unit {
         case .files(let list):
-            files = list
+            hashFiles(list)
         case .tree(let path, let ancestors):
-            var walker = Walker(followSymlinks: followSymlinks, deferDepth: .max, ancestors: ancestors)
+            var walker = Walker(followSymlinks: followSymlinks, deferDepth: .max, ancestors: ancestors, buffer: buffer)
             walker.visit(path, operand: false, depth: 0)
-            files = walker.files
+            items = walker.hashed
+            hashFiles(walker.files)
             for piece in walker.units {
                 switch piece {
-                case .problem(let problem): problems.append(problem)
+                case .problem(let problem): items.append((problem.path, nil, problem.reason))
                 case .skippedLink(let link): result.skippedLinks.append(link)
                 default: break
                 }
             }
         case .problem(let problem):
-            problems.append(problem)
+            items.append((problem.path, nil, problem.reason))
         case .skippedLink(let link):
             result.skippedLinks.append(link)
         }
-        // Files and problems together in path order.
-        var items: [(path: PathBytes, file: Bool, reason: String)] = files.map { ($0.path, true, "") }
-        items += problems.map { ($0.path, false, $0.reason) }
         items.sort { $0.path < $1.path }
         result.skippedLinks.sort()
         for item in items {
-            var reason = item.reason
-            if item.file {
-                do {
-                    let digest = try digest(of: item.path, buffer: buffer)
-                    result.lines += checksumLine(digest: digest, path: item.path)
-                    result.hashed += 1
-                    if keepEntries { result.entries.append(Entry(path: item.path, digest: digest, problem: nil)) }
-                    continue
-                } catch let problem as Problem {
-                    reason = problem.reason
-                } catch {
-                    reason = "\(error)"
-                }
+            if let digest = item.digest {
+                result.lines += checksumLine(digest: digest, path: item.path)
+                result.hashed += 1
+            } else {
+                result.problems.append(Problem(path: item.path, reason: item.reason))
             }
-            result.problems.append(Problem(path: item.path, reason: reason))
-            if keepEntries { result.entries.append(Entry(path: item.path, digest: nil, problem: reason)) }
+            if keepEntries { result.entries.append(Entry(path: item.path, digest: item.digest, problem: item.digest == nil ? item.reason : nil)) }
         }
         return result
     }
