@@ -133,7 +133,8 @@ public enum FileHashing {
         while true {
             let count = read(descriptor, buffer.baseAddress, buffer.count)
             if count < 0 {
-                if errno == EINTR { continue }
+                // (EAGAIN only from a file system that honours O_NONBLOCK for files.)
+                if errno == EINTR || errno == EAGAIN { continue }
                 throw Problem(path: path, reason: systemMessage(errno))
             }
             if count == 0 { break }
@@ -236,7 +237,7 @@ public enum FileHashing {
         /// Directories at this depth below an operand are left as `.tree` units.
         let deferDepth: Int
         /// Whether files need their sizes (to group and order them).
-        let needSizes: Bool
+        var needSizes: Bool
         /// When set, files met inside directories are hashed at once, opened relative to their
         /// directory (no path lookup from the root for each), into `hashed`.
         let buffer: UnsafeMutableRawBufferPointer?
@@ -313,22 +314,24 @@ public enum FileHashing {
                     units.append(.problem(Problem(path: path, reason: reason)))
                     return
                 }
-                defer { closedir(directory) }
                 var names: [(name: [UInt8], type: UInt8)] = []
                 while let entry = readdir(directory) {
                     let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in Array(raw.prefix { $0 != 0 }) }
                     if name != [0x2E] && name != [0x2E, 0x2E] { names.append((name, entry.pointee.d_type)) }
                 }
-                active.append(identity)
-                // Entries are opened relative to this directory, unless the tree is so deep that
-                // keeping every level open could run out of descriptors.
+                // Entries are opened relative to this directory, which stays open meanwhile,
+                // except below 64 levels: there it is closed first, so a very deep tree cannot
+                // run out of descriptors, and entries are named by their whole paths.
                 let relative = depth < 64
+                if !relative { closedir(directory) }
+                active.append(identity)
                 for (name, type) in names.sorted(by: { $0.name.lexicographicallyPrecedes($1.name) }) {
                     let child = path.appending(name)
                     visit(child, operand: false, depth: depth + 1, type: type,
                           parent: relative ? dirfd(directory) : AT_FDCWD, name: relative ? name + [0] : nil)
                 }
                 active.removeLast()
+                if relative { closedir(directory) }
             default:
                 units.append(.problem(Problem(path: path, reason: "not a regular file (\(kind(of: info.st_mode)))")))
             }
@@ -346,8 +349,21 @@ public enum FileHashing {
             var walker = Walker(followSymlinks: followSymlinks, deferDepth: depth)
             for path in paths { walker.visit(path, operand: true, depth: 0) }
             // In path order first, then neighbouring files grouped: a group never spans a tree.
-            let pieces = (walker.units + walker.files.map { Unit.files([$0]) })
+            var pieces = (walker.units + walker.files.map { Unit.files([$0]) })
                 .sorted { $0.key.lexicographicallyPrecedes($1.key) }
+            // Operands that repeat or lie inside one another would make trees overlap other
+            // units; then rank 0 walks everything, and every file is its own piece in order.
+            let overlap = pieces.indices.dropLast().contains { i in
+                if case .tree = pieces[i] { return pieces[i + 1].key.starts(with: pieces[i].key) }
+                return false
+            }
+            if overlap && depth < .max {
+                var whole = Walker(followSymlinks: followSymlinks, deferDepth: .max)
+                whole.needSizes = true
+                for path in paths { whole.visit(path, operand: true, depth: 0) }
+                pieces = (whole.units + whole.files.map { Unit.files([$0]) }).sorted { $0.key.lexicographicallyPrecedes($1.key) }
+                depth = .max
+            }
             var grouped: [Unit] = []
             var group: [File] = []
             var groupBytes: Int64 = 0
@@ -432,7 +448,8 @@ public enum FileHashing {
     /// Hashes everything under `paths` on every rank of `pool`: rank 0 splits the work
     /// (``units(of:followSymlinks:ranks:)``), the ranks walk and hash the units, largest first,
     /// and `deliver` gets each unit's result on rank 0, in path order, as soon as every unit
-    /// before it is done. Only formatted lines travel; no rank holds more than its units.
+    /// before it is done. Only formatted lines travel; a worker holds no more than its unit,
+    /// rank 0 the units that wait for an earlier one.
     public static func hashTrees(_ paths: [PathBytes], followSymlinks: Bool, keepEntries: Bool, pool: Pool,
                                  progress: (@Sendable (Int, Int?) -> Void)? = nil,
                                  deliver: (HashedUnit) throws -> Void) throws {

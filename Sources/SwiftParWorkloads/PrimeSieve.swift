@@ -343,11 +343,13 @@ struct BlockSieve {
             let count = length(index)
             let segmentBase = base + 30 * UInt64(index * segmentBytes)
             // Bits of numbers below `start` or above `high`.
+            // (Compared as differences, so nothing overflows at the top of UInt64.)
             if index == 0 {
-                for bit in 0..<8 where base + PrimeSieve.residues[bit] < start { bytes[0] &= ~UInt8(1 << bit) }
+                for bit in 0..<8 where PrimeSieve.residues[bit] < start - base { bytes[0] &= ~UInt8(1 << bit) }
             }
             if index == segments - 1 {
-                for bit in 0..<8 where segmentBase + 30 * UInt64(count - 1) + PrimeSieve.residues[bit] > high {
+                let lastByte = segmentBase + 30 * UInt64(count - 1)
+                for bit in 0..<8 where PrimeSieve.residues[bit] > high - lastByte {
                     bytes[count - 1] &= ~UInt8(1 << bit)
                 }
             }

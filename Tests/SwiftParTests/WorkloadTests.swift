@@ -75,6 +75,17 @@ struct WorkloadTests {
         }
     }
 
+    @Test("The sieve's own interface works up to 2^64 − 1, as primesieve does",
+          .enabled(if: FileManager.default.fileExists(atPath: "/usr/bin/primesieve")))
+    func sieveAtTheTopOfUInt64() throws {
+        // (Every such range needs the 203 million sieving primes below 2^32: one range is enough.)
+        for low in [UInt64.max - 1000] {
+            let reference = try Jobs.runCommand(["primesieve", "\(low)", "\(UInt64.max)", "-c", "-q"], timeout: 120)
+            let ours = PrimeSieve.count(in: low...UInt64.max)
+            #expect("\(ours)\n" == reference.output, "\(low)...2^64−1: \(ours), primesieve \(reference.output)")
+        }
+    }
+
     @Test("--list prints the primes in order; trial division agrees with the sieve", arguments: [Launch.local(3), .mpirun(2)])
     func listAndTrial(_ launch: Launch) throws {
         let listed = try swiftpar(["primes", "--from", "4000000", "5000000", "--list"], launch)
@@ -154,6 +165,27 @@ struct WorkloadTests {
         let ours = try swiftpar(["hash", root.path], launch)
         #expect(ours.status == 0 && ours.output == reference.output, "\(launch):\n\(ours.report.prefix(3000))")
         #expect(ours.output.split(separator: "\n").count == 6 * 4 + 701 + 1, "line count: \(ours.report.prefix(500))")
+    }
+
+    @Test("Operands given twice or inside one another, and a tree 100 levels deep, print what sha256sum prints sorted")
+    func hashOverlapsAndDepth() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-overlap-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let inner = root.appendingPathComponent("d/x")
+        try FileManager.default.createDirectory(at: inner, withIntermediateDirectories: true)
+        for name in ["a", "b", "g"] { try Data(name.utf8).write(to: inner.appendingPathComponent(name)) }
+        try Data("z".utf8).write(to: root.appendingPathComponent("d/z"))
+        var deep = root.appendingPathComponent("deep")
+        for level in 0..<100 { deep = deep.appendingPathComponent("l\(level)") }
+        try FileManager.default.createDirectory(at: deep, withIntermediateDirectories: true)
+        try Data("bottom".utf8).write(to: deep.appendingPathComponent("f"))
+        let d = root.appendingPathComponent("d").path, g = inner.appendingPathComponent("g").path
+        let deepRoot = root.appendingPathComponent("deep").path
+        let reference = try Jobs.runCommand(["sh", "-c", "{ find '\(d)' -type f; echo '\(g)'; find '\(d)' '\(deepRoot)' -type f; } | LC_ALL=C sort | xargs sha256sum"])
+        for launch in [Launch.local(2), .mpirun(2)] {
+            let ours = try swiftpar(["hash", d, g, d, deepRoot], launch)
+            #expect(ours.status == 0 && ours.output == reference.output, "\(launch):\n\(ours.report.prefix(3000))")
+        }
     }
 
     @Test("Missing, unreadable and special paths and symlink loops: an error line each, the rest hashed, exit 1")

@@ -78,6 +78,14 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
         }
         while true {
             try serveResults(wait: false)
+            // A live worker with nothing to do gets the next chunk: items a dead worker left
+            // must not wait for rank 0 (which may not work) or be dropped.
+            if failure == nil {
+                for rank in live where outstanding[rank].isEmpty {
+                    guard let chunk = nextChunk() else { break }
+                    try send(chunk, to: rank)
+                }
+            }
             if failure == nil, options.rankZeroWorks || live.isEmpty, let chunk = nextChunk() {
                 try runOwn(chunk)
                 continue
