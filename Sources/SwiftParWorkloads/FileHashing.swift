@@ -6,10 +6,12 @@ import Glibc
 
 /// SHA-256 of many files, spread over the ranks of a communicator.
 ///
-/// Rank 0 walks the paths, hands the files out largest first (so a few large files do not end
-/// up last on one rank) and prints lines that `sha256sum -c` accepts, sorted by path. Every
-/// rank reads the files it is given itself, in 1 MiB pieces, so memory stays small whatever
-/// the file sizes; only paths and digests travel.
+/// ``hashTrees(_:followSymlinks:keepEntries:pool:progress:deliver:)`` is what `swiftpar hash`
+/// runs: rank 0 walks only the top levels and cuts the work into units (subtrees, groups of
+/// files, large files alone); the ranks walk their subtrees themselves, hash each file in 1 MiB
+/// pieces, and send back finished lines that `sha256sum -c` accepts, which rank 0 prints in path
+/// order. ``walk(_:followSymlinks:)`` and ``hash(_:pool:progress:)`` are the simpler form for a
+/// list of files known in advance: rank 0 walks everything and hands files out largest first.
 public enum FileHashing {
     /// One file to hash, as found by the walk.
     public struct File: Codable, Sendable, Equatable {
