@@ -42,59 +42,19 @@ public enum FileHashing {
     /// met during the walk are skipped unless `followSymlinks` is set, and followed links that
     /// lead back into a directory being walked are reported as loops.
     public static func walk(_ paths: [PathBytes], followSymlinks: Bool) -> (files: [File], problems: [Problem], skippedLinks: [PathBytes]) {
-        var files: [File] = []
+        var walker = Walker(followSymlinks: followSymlinks, deferDepth: .max)
+        walker.needSizes = true
+        for path in paths { walker.visit(path, operand: true, depth: 0) }
         var problems: [Problem] = []
         var skipped: [PathBytes] = []
-        var active: [(UInt64, UInt64)] = []
-
-        func visit(_ path: PathBytes, operand: Bool) {
-            var info = stat()
-            guard path.withCString({ lstat($0, &info) }) == 0 else {
-                problems.append(Problem(path: path, reason: systemMessage(errno)))
-                return
-            }
-            if info.st_mode & S_IFMT == S_IFLNK {
-                guard operand || followSymlinks else {
-                    skipped.append(path)
-                    return
-                }
-                guard path.withCString({ stat($0, &info) }) == 0 else {
-                    let reason = errno == ELOOP ? "symbolic link loop" : systemMessage(errno)
-                    problems.append(Problem(path: path, reason: reason))
-                    return
-                }
-            }
-            switch info.st_mode & S_IFMT {
-            case S_IFREG:
-                files.append(File(path: path, size: Int64(info.st_size)))
-            case S_IFDIR:
-                let identity = (UInt64(info.st_dev), UInt64(info.st_ino))
-                if active.contains(where: { $0 == identity }) {
-                    problems.append(Problem(path: path, reason: "symbolic link loop: leads back to a directory above it"))
-                    return
-                }
-                guard let directory = path.withCString({ opendir($0) }) else {
-                    problems.append(Problem(path: path, reason: systemMessage(errno)))
-                    return
-                }
-                var names: [[UInt8]] = []
-                while let entry = readdir(directory) {
-                    let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in Array(raw.prefix { $0 != 0 }) }
-                    if name != [0x2E] && name != [0x2E, 0x2E] { names.append(name) }
-                }
-                closedir(directory)
-                active.append(identity)
-                for name in names.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
-                    visit(path.appending(name), operand: false)
-                }
-                active.removeLast()
-            default:
-                problems.append(Problem(path: path, reason: "not a regular file (\(kind(of: info.st_mode)))"))
+        for unit in walker.units {
+            switch unit {
+            case .problem(let problem): problems.append(problem)
+            case .skippedLink(let link): skipped.append(link)
+            default: break
             }
         }
-
-        for path in paths { visit(path, operand: true) }
-        return (files, problems, skipped)
+        return (walker.files, problems, skipped)
     }
 
     static func kind(of mode: mode_t) -> String {
