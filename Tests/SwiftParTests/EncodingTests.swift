@@ -54,6 +54,29 @@ struct EncodingTests {
         _ = try roundTrip(value)
     }
 
+    @Test("Short strings of every length, ASCII or not, decode equal to the standard library's, with the same hash")
+    func shortStrings() throws {
+        #expect(SmallASCIIString.isAvailable, "this toolchain's small strings are not laid out as the codec expects")
+        var samples: [String] = []
+        for length in 0...20 {
+            let ascii = String((0..<length).map { Character(Unicode.Scalar(UInt8(33 + ($0 * 7) % 94))) })
+            samples += [ascii, ascii + "é", "é" + ascii, String(ascii.dropLast()) + "\u{7F}"]
+        }
+        // As values, as dictionary keys, and as field names (record keys are interned).
+        let words = try roundTrip(samples)
+        let counts = try roundTrip(Dictionary(samples.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first }))
+        for (index, word) in samples.enumerated() {
+            let reference = String(decoding: Array(word.utf8), as: UTF8.self)
+            #expect(words[index] == reference && words[index].hashValue == reference.hashValue && Array(words[index].utf8) == Array(word.utf8))
+            #expect(counts[reference] != nil, "the decoded dictionary cannot find \(reference.debugDescription)")
+        }
+        struct Keys: Codable, Equatable { var a: String; var abcdefghijklmno: String; var abcdefghijklmnop: String }
+        _ = try roundTrip(Keys(a: "", abcdefghijklmno: "fifteen-byte key", abcdefghijklmnop: "sixteen"))
+        // A string ending exactly at the end of the message: nothing past it is read.
+        let last = try BinaryEncoder().encode("abc")
+        #expect(try BinaryDecoder().decode(String.self, from: last) == "abc")
+    }
+
     @Test("Top-level scalars, strings and optionals round trip")
     func scalars() throws {
         _ = try roundTrip(42)

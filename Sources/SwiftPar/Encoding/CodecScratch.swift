@@ -22,9 +22,10 @@ final class CodecScratch {
         return key
     }()
 
-    /// The reusable encoder, or nil while a message is being encoded with it.
-    private lazy var idleEncoder: EncodingState? = EncodingState(scratch: self)
-    private lazy var idleDecoder: DecodingState? = DecodingState(UnsafeRawBufferPointer(start: nil, count: 0), scratch: self)
+    /// The reusable encoder and decoder: nil until first used, and while a message is being
+    /// coded with them.
+    @exclusivity(unchecked) private var idleEncoder: EncodingState?
+    @exclusivity(unchecked) private var idleDecoder: DecodingState?
     /// Field names per key type, kept across messages.
     @exclusivity(unchecked) private var keyCaches: [ObjectIdentifier: KeyCache] = [:]
     /// How values of each type are written.
@@ -35,6 +36,14 @@ final class CodecScratch {
     func newGeneration() -> Int {
         generations &+= 1
         return generations
+    }
+
+    @exclusivity(unchecked) private var serials = 0
+
+    /// A number no other coding state of this thread has.
+    func newSerial() -> Int {
+        serials &+= 1
+        return serials
     }
 
     /// An encoder ready for a new message (the reusable one unless it is busy: a value's
@@ -61,26 +70,27 @@ final class CodecScratch {
         idleDecoder = decoder
     }
 
-    /// The names cache of key type `Key`, or nil for dictionary-like keys (written each time).
+    /// What this thread keeps for key type `Key`: its names (unless it is dictionary-like, and
+    /// its keys are written whole) and container boxes.
     @inline(__always)
-    func keyCache<Key: CodingKey>(for type: Key.Type) -> KeyCache? {
+    func keyCache<Key: CodingKey>(for type: Key.Type) -> KeyCache {
         let identifier = ObjectIdentifier(type)
-        if identifier == lastKeyType, let cache = lastKeyCache { return cache.interning ? cache : nil }
-        if let cache = keyCaches[identifier] {
-            lastKeyType = identifier
-            lastKeyCache = cache
-            return cache.interning ? cache : nil
-        }
-        let cache = KeyCache(interning: !KeyCache.isDictionaryKey(type))
-        keyCaches[identifier] = cache
-        return cache.interning ? cache : nil
+        if identifier == lastKeyType, let cache = lastKeyCache { return cache }
+        let cache = keyCaches[identifier] ?? {
+            let made = KeyCache(interning: !KeyCache.isDictionaryKey(type))
+            keyCaches[identifier] = made
+            return made
+        }()
+        lastKeyType = identifier
+        lastKeyCache = cache
+        return cache
     }
 
     /// The type asked about last and its kind: a message is usually one type after another.
-    private var lastType: ObjectIdentifier?
-    private var lastKind = ValueKind.other
-    private var lastKeyType: ObjectIdentifier?
-    private var lastKeyCache: KeyCache?
+    @exclusivity(unchecked) private var lastType: ObjectIdentifier?
+    @exclusivity(unchecked) private var lastKind = ValueKind.other
+    @exclusivity(unchecked) private var lastKeyType: ObjectIdentifier?
+    @exclusivity(unchecked) private var lastKeyCache: KeyCache?
 
     /// How values of type `T` are written.
     @inline(__always)

@@ -8,19 +8,25 @@ final class ValueDecoder: Decoder {
     let frame: FrameRef
     /// Keeps the decode context alive while a nested container that outlives the call uses it.
     let owner: DecodingState
+    /// The depth whose frame this decoder reuses, or -1 for a decoder with a frame of its own.
+    let place: Int
 
     var codingPath: [any CodingKey] { [] }
     var userInfo: [CodingUserInfoKey: Any] { [:] }
 
-    init(context: Reader, frame: FrameRef, owner: DecodingState) {
+    init(context: Reader, frame: FrameRef, owner: DecodingState, place: Int) {
         self.context = context
         self.frame = frame
         self.owner = owner
+        self.place = place
     }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
         try context.beginKeyed(frame)
-        return KeyedDecodingContainer(KeyedReader<Key>(context: context, frame: frame))
+        // A reused decoder's containers read the same frame every time: their box can be too.
+        guard place >= 0, ContainerReuse.isAvailable else { return KeyedDecodingContainer(KeyedReader<Key>(context: context, frame: frame)) }
+        let cache = context.pointee.scratch._withUnsafeGuaranteedRef { $0.keyCache(for: type) }
+        return cache.decodingContainer(Key.self, place: place, context: context, frame: frame)
     }
 
     func unkeyedContainer() throws -> any UnkeyedDecodingContainer {

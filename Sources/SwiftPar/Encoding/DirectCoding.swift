@@ -10,47 +10,65 @@ protocol WireScalar: Codable {
 }
 
 extension String: WireScalar {
+    @inline(__always)
     static func write(_ value: String, to state: Writer) { state.writeString(value) }
+    @inline(__always)
     static func read(from state: Reader, at offset: inout Int) throws -> String { try state.string(at: &offset) }
 }
 
 extension Bool: WireScalar {
+    @inline(__always)
     static func write(_ value: Bool, to state: Writer) { state.append(value ? WireTag.trueValue : WireTag.falseValue) }
+    @inline(__always)
     static func read(from state: Reader, at offset: inout Int) throws -> Bool { try state.bool(at: &offset) }
 }
 
 extension Int: WireScalar {
+    @inline(__always)
     static func write(_ value: Int, to state: Writer) { state.writeSigned(Int64(value)) }
+    @inline(__always)
     static func read(from state: Reader, at offset: inout Int) throws -> Int { try state.integer(Int.self, at: &offset) }
 }
 
 extension Int64: WireScalar {
+    @inline(__always)
     static func write(_ value: Int64, to state: Writer) { state.writeSigned(value) }
+    @inline(__always)
     static func read(from state: Reader, at offset: inout Int) throws -> Int64 { try state.integer(Int64.self, at: &offset) }
 }
 
 extension Int32: WireScalar {
+    @inline(__always)
     static func write(_ value: Int32, to state: Writer) { state.writeSigned(Int64(value)) }
+    @inline(__always)
     static func read(from state: Reader, at offset: inout Int) throws -> Int32 { try state.integer(Int32.self, at: &offset) }
 }
 
 extension UInt64: WireScalar {
+    @inline(__always)
     static func write(_ value: UInt64, to state: Writer) { state.writeUnsigned(value) }
+    @inline(__always)
     static func read(from state: Reader, at offset: inout Int) throws -> UInt64 { try state.integer(UInt64.self, at: &offset) }
 }
 
 extension UInt: WireScalar {
+    @inline(__always)
     static func write(_ value: UInt, to state: Writer) { state.writeUnsigned(UInt64(value)) }
+    @inline(__always)
     static func read(from state: Reader, at offset: inout Int) throws -> UInt { try state.integer(UInt.self, at: &offset) }
 }
 
 extension Double: WireScalar {
+    @inline(__always)
     static func write(_ value: Double, to state: Writer) { state.writeDouble(value) }
+    @inline(__always)
     static func read(from state: Reader, at offset: inout Int) throws -> Double { try state.double(at: &offset) }
 }
 
 extension Float: WireScalar {
+    @inline(__always)
     static func write(_ value: Float, to state: Writer) { state.writeFloat(value) }
+    @inline(__always)
     static func read(from state: Reader, at offset: inout Int) throws -> Float { try state.float(at: &offset) }
 }
 
@@ -115,9 +133,7 @@ extension Dictionary: DirectDictionary where Key == String, Value: WireScalar {
         var position = offset + 1
         var result: [String: Value] = [:]
         result.reserveCapacity(try state.capacityHint(at: &position, tag: state.byte(at: offset), counting: true))
-        var length = 0
-        while let key = try state.key(at: &position, literalLength: &length) {
-            let name = try state.name(of: key, literalLength: length)
+        while let name = try state.dictionaryKey(at: &position) {
             do {
                 result[name] = try Value.read(from: state, at: &position)
             } catch let error as DecodingError {

@@ -32,6 +32,9 @@ struct DecodeContext {
     let scratch: Unmanaged<CodecScratch>
     /// The state that owns this context, for its reusable decoders.
     var owner: Unmanaged<DecodingState>?
+    /// Which decoding state this is, among those of its thread: container boxes kept for
+    /// reuse belong to one.
+    var serial = 0
 
     static let frameCount = maximumNestingDepth + 2
 }
@@ -74,8 +77,8 @@ final class AttachmentReader {
     /// Receives the next attachment whole, whatever its size.
     let receiveWhole: () throws -> [UInt8]
     let count: Int
-    private(set) var received = 0
-    private var kept: [Int: [UInt8]] = [:]
+    @exclusivity(unchecked) private(set) var received = 0
+    @exclusivity(unchecked) private var kept: [Int: [UInt8]] = [:]
 
     init(count: Int, receiveNext: @escaping (UnsafeMutableRawBufferPointer) throws -> Void, receiveWhole: @escaping () throws -> [UInt8]) {
         self.count = count
@@ -122,11 +125,11 @@ final class AttachmentReader {
 final class DecodingState {
     let context: Reader
     /// The arrays sent apart from the message being decoded, if any.
-    var attachments: AttachmentReader?
+    @exclusivity(unchecked) var attachments: AttachmentReader?
     /// The `Decoder` of each depth, reused for every value at that depth.
-    private var valueDecoders: [ValueDecoder] = []
+    @exclusivity(unchecked) private var valueDecoders: [ValueDecoder] = []
     /// Frames made for nested containers handed to a value's code, freed at the next reset.
-    private var extraFrames: [FrameRef] = []
+    @exclusivity(unchecked) private var extraFrames: [FrameRef] = []
 
     init(_ bytes: UnsafeRawBufferPointer, scratch: CodecScratch) {
         context = .allocate(capacity: 1)
@@ -137,15 +140,19 @@ final class DecodingState {
             scratch: Unmanaged.passUnretained(scratch)))
         context.pointee.frames.initialize(repeating: DecodeFrame(), count: DecodeContext.frameCount)
         context.pointee.owner = Unmanaged.passUnretained(self)
+        context.pointee.serial = scratch.newSerial()
     }
 
     /// Prepares for decoding `bytes`.
     func reset(_ bytes: UnsafeRawBufferPointer) {
         context.pointee.base = bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 8)!
         context.pointee.count = bytes.count
-        context.pointee.keys.deinitialize(count: context.pointee.keyCount)
-        context.pointee.keyCount = 0
+        if context.pointee.keyCount > 0 {
+            context.pointee.keys.deinitialize(count: context.pointee.keyCount)
+            context.pointee.keyCount = 0
+        }
         context.pointee.entryCount = 0
+        guard !extraFrames.isEmpty else { return }
         for frame in extraFrames {
             frame.deinitialize(count: 1)
             frame.deallocate()
@@ -168,7 +175,7 @@ final class DecodingState {
     func valueDecoder(depth: Int) -> ValueDecoder {
         while valueDecoders.count <= depth {
             let d = valueDecoders.count
-            valueDecoders.append(ValueDecoder(context: context, frame: context.pointee.frames + d, owner: self))
+            valueDecoders.append(ValueDecoder(context: context, frame: context.pointee.frames + d, owner: self, place: d))
         }
         return valueDecoders[depth]
     }
@@ -180,7 +187,7 @@ final class DecodingState {
         frame.pointee.start = offset
         frame.pointee.depth = depth
         extraFrames.append(frame)
-        return ValueDecoder(context: context, frame: frame, owner: self)
+        return ValueDecoder(context: context, frame: frame, owner: self, place: -1)
     }
 }
 
@@ -199,7 +206,19 @@ extension UnsafeMutablePointer where Pointee == DecodeContext {
 
     @inline(__always)
     func varint(at offset: inout Int) throws -> UInt64 {
-        if offset < pointee.count {
+        if offset + 1 < pointee.count {
+            // One or two bytes, the common cases, without a loop.
+            let first = pointee.base.load(fromByteOffset: offset, as: UInt8.self)
+            if first < 0x80 {
+                offset += 1
+                return UInt64(first)
+            }
+            let second = pointee.base.load(fromByteOffset: offset + 1, as: UInt8.self)
+            if second < 0x80 {
+                offset += 2
+                return UInt64(first & 0x7F) | UInt64(second) << 7
+            }
+        } else if offset < pointee.count {
             let first = pointee.base.load(fromByteOffset: offset, as: UInt8.self)
             if first < 0x80 {
                 offset += 1
@@ -243,6 +262,7 @@ extension UnsafeMutablePointer where Pointee == DecodeContext {
     func text(at offset: Int, length: Int) throws -> String {
         let bytes = UnsafeBufferPointer(start: (pointee.base + offset).assumingMemoryBound(to: UInt8.self), count: length)
         // ASCII, the common case, needs no validation beyond the top bits.
+        if let small = SmallASCIIString.make(pointee.base, offset: offset, count: length, end: pointee.count) { return small }
         if isASCII(UnsafeRawPointer(bytes.baseAddress!), length) { return String(decoding: bytes, as: UTF8.self) }
         guard let text = String(validating: bytes, as: UTF8.self) else { throw corrupted("invalid UTF-8 in a string", at: offset) }
         return text
@@ -307,6 +327,24 @@ extension UnsafeMutablePointer where Pointee == DecodeContext {
     /// The text of a key as `key(at:literalLength:)` returned it.
     func name(of key: Int, literalLength: Int) throws -> String {
         key >= 0 ? pointee.keys[key] : try text(at: -1 - key, length: literalLength)
+    }
+
+    /// The next key of a dictionary, as its text, moving `offset` past it; nil at the end of
+    /// the container. A short key written whole (the common case) is read in one step.
+    @inline(__always)
+    func dictionaryKey(at offset: inout Int) throws -> String? {
+        if offset < pointee.count {
+            let header = pointee.base.load(fromByteOffset: offset, as: UInt8.self)
+            // One header byte for a key used once: its length is header >> 2, below 32.
+            if header & 0x83 == 3, offset + 1 + Int(header >> 2) <= pointee.count,
+               let small = SmallASCIIString.make(pointee.base, offset: offset + 1, count: Int(header >> 2), end: pointee.count) {
+                offset += 1 + Int(header >> 2)
+                return small
+            }
+        }
+        var length = 0
+        guard let key = try key(at: &offset, literalLength: &length) else { return nil }
+        return try name(of: key, literalLength: length)
     }
 
     /// Whether a key as `key(at:literalLength:)` returned it is `name`.
@@ -518,6 +556,7 @@ extension UnsafeMutablePointer where Pointee == DecodeContext {
         return array
     }
 
+    @inline(__always)
     func integer<I: FixedWidthInteger>(_ type: I.Type, at offset: inout Int) throws -> I {
         let start = offset
         let tag = try byte(at: offset)

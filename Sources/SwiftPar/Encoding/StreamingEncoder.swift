@@ -44,6 +44,9 @@ struct EncodeContext {
     var owner: Unmanaged<EncodingState>?
     /// Whether large plain-number arrays may be sent apart (point-to-point messages only).
     var attaching = false
+    /// Which encoding state this is, among those of its thread: container boxes kept for reuse
+    /// belong to one.
+    var serial = 0
 }
 
 typealias Writer = UnsafeMutablePointer<EncodeContext>
@@ -52,9 +55,9 @@ typealias Writer = UnsafeMutablePointer<EncodeContext>
 final class EncodingState {
     let context: Writer
     /// Reused encoders, one per nesting depth.
-    private var encoders: [ValueEncoder] = []
+    @exclusivity(unchecked) private var encoders: [ValueEncoder] = []
     /// Plain-number arrays to send apart, after the message, in order.
-    var attachments: [any PlainNumberArray] = []
+    @exclusivity(unchecked) var attachments: [any PlainNumberArray] = []
     /// Field names of values built by the tree encoder (any record's names, interned by name).
     private(set) lazy var treeKeys = KeyCache(interning: true)
     let scratch: CodecScratch
@@ -67,6 +70,7 @@ final class EncodingState {
                                              scratch: Unmanaged.passUnretained(scratch)))
         context.pointee.owner = Unmanaged.passUnretained(self)
         context.pointee.generation = scratch.newGeneration()
+        context.pointee.serial = scratch.newSerial()
     }
 
     deinit {
@@ -273,12 +277,13 @@ extension UnsafeMutablePointer where Pointee == EncodeContext {
     }
 
     /// Opens the container of `frame`'s value, or returns the one already opened there (a class
-    /// and its superclass asking for the keyed container of the same encoder share it).
-    /// Returns -1 when that cannot be done in place.
-    func openContainer(in frame: Int, kind: EncodeEntry.Kind) -> Int {
+    /// and its superclass asking for the keyed container of the same encoder share it); `place`
+    /// gets its position in the stack. Returns -1 when that cannot be done in place.
+    func openContainer(in frame: Int, kind: EncodeEntry.Kind, place: inout Int) -> Int {
         var index = pointee.stackCount - 1
         while index >= 0 && pointee.stack[index].id != frame { index -= 1 }
         guard index >= 0 else { return -1 }
+        place = index + 1
         if !pointee.stack[index].wrote {
             do { try close(downTo: index + 1) } catch { return -1 }
             pointee.stack[index].wrote = true
@@ -336,6 +341,9 @@ extension UnsafeMutablePointer where Pointee == EncodeContext {
 
     @inline(__always)
     func writeString(_ s: String) {
+        if SmallASCIIString.isAvailable, let inline = SmallASCIIString.inlineWords(of: s) {
+            return writeInline(inline.words, count: inline.count, header: WireTag.shortString | UInt8(inline.count))
+        }
         if let done = s.utf8.withContiguousStorageIfAvailable({ utf8 -> Bool in
             writeStringBytes(UnsafeRawBufferPointer(utf8))
             return true
@@ -353,6 +361,18 @@ extension UnsafeMutablePointer where Pointee == EncodeContext {
             appendVarint(UInt64(utf8.count))
         }
         append(utf8)
+    }
+
+    /// Writes `header` and the first `count` bytes of an inline string's words.
+    @inline(__always)
+    private func writeInline(_ words: (UInt64, UInt64), count: Int, header: UInt8) {
+        reserve(17)
+        let at = pointee.base + pointee.count
+        at.storeBytes(of: header, as: UInt8.self)
+        // All 16 bytes go in (the room is reserved); only `count` of them are kept.
+        (at + 1).storeBytes(of: words.0, as: UInt64.self)
+        (at + 9).storeBytes(of: words.1, as: UInt64.self)
+        pointee.count += 1 + count
     }
 
     func writePlainArray(_ array: any PlainNumberArray) {
@@ -381,7 +401,7 @@ extension UnsafeMutablePointer where Pointee == EncodeContext {
     /// dictionary's.
     @inline(__always)
     func writeKey(_ name: String, cache: Unmanaged<KeyCache>?) {
-        guard let cache else { return writeKeyBytes(name, kind: 3) }
+        guard let cache, cache._withUnsafeGuaranteedRef({ $0.interning }) else { return writeKeyBytes(name, kind: 3) }
         let generation = pointee.generation
         let reference: Int? = cache._withUnsafeGuaranteedRef { cache in
             let entry = cache.entry(for: name)
@@ -396,6 +416,10 @@ extension UnsafeMutablePointer where Pointee == EncodeContext {
     }
 
     private func writeKeyBytes(_ name: String, kind: UInt64) {
+        if SmallASCIIString.isAvailable, let inline = SmallASCIIString.inlineWords(of: name) {
+            // 15 bytes or fewer: the header varint is one byte.
+            return writeInline(inline.words, count: inline.count, header: UInt8(UInt64(inline.count) << 2 | kind))
+        }
         if let done = name.utf8.withContiguousStorageIfAvailable({ utf8 -> Bool in
             appendVarint(UInt64(utf8.count) << 2 | kind)
             append(UnsafeRawBufferPointer(utf8))
@@ -408,21 +432,27 @@ extension UnsafeMutablePointer where Pointee == EncodeContext {
         }
     }
 
-    /// The names cache of key type `Key`; nil for dictionary-like keys.
-    func keyCache<Key: CodingKey>(for type: Key.Type) -> Unmanaged<KeyCache>? {
-        pointee.scratch._withUnsafeGuaranteedRef { $0.keyCache(for: type) }.map { Unmanaged.passUnretained($0) }
+    /// What this thread keeps for key type `Key` (its names, if it interns them, and boxes).
+    @inline(__always)
+    func keyCache<Key: CodingKey>(for type: Key.Type) -> Unmanaged<KeyCache> {
+        Unmanaged.passUnretained(pointee.scratch._withUnsafeGuaranteedRef { $0.keyCache(for: type) })
     }
 }
 
-/// The keys of one key type: their names, and where each was interned in the message of the
-/// generation it was last used in. Kept per thread across messages.
+/// What the codec keeps for one key type, per thread, across messages: the keys' names, where
+/// each was interned in the message of the generation it was last used in, and container boxes
+/// to hand out again (see ContainerReuse.swift). A key type with many distinct keys is a
+/// dictionary's, and its keys are written whole instead of interned.
 final class KeyCache {
-    private(set) var interning: Bool
-    private var names: UnsafeMutablePointer<String>
-    fileprivate var indices: UnsafeMutablePointer<Int>
-    fileprivate var generations: UnsafeMutablePointer<Int>
-    private var count = 0
-    private var capacity = 8
+    @exclusivity(unchecked) private(set) var interning: Bool
+    @exclusivity(unchecked) private var names: UnsafeMutablePointer<String>
+    @exclusivity(unchecked) fileprivate var indices: UnsafeMutablePointer<Int>
+    @exclusivity(unchecked) fileprivate var generations: UnsafeMutablePointer<Int>
+    @exclusivity(unchecked) private var count = 0
+    @exclusivity(unchecked) private var capacity = 8
+    /// Boxes of encoding containers, by stack position, and of decoding containers, by depth.
+    let encodingBoxes = KeptBoxes()
+    let decodingBoxes = KeptBoxes()
 
     init(interning: Bool) {
         self.interning = interning
@@ -438,12 +468,24 @@ final class KeyCache {
         generations.deallocate()
     }
 
-    /// The entry for `name`, added if new.
+    /// The entry for `name`, added if new. Fields come in the same order every time, so the
+    /// entry after the last one found is looked at first.
     @inline(__always)
     func entry(for name: String) -> Int {
-        for i in 0..<count where names[i] == name { return i }
-        return add(name)
+        let guess = lastEntry &+ 1 < count ? lastEntry &+ 1 : 0
+        if guess < count && names[guess] == name {
+            lastEntry = guess
+            return guess
+        }
+        for i in 0..<count where names[i] == name {
+            lastEntry = i
+            return i
+        }
+        lastEntry = add(name)
+        return lastEntry
     }
+
+    @exclusivity(unchecked) private var lastEntry = -1
 
     private func add(_ name: String) -> Int {
         if count == capacity {
@@ -471,19 +513,25 @@ final class KeyCache {
 /// The `Encoder` a value's `encode(to:)` sees, one per nesting depth, reused.
 final class ValueEncoder: Encoder {
     let context: Writer
-    var frame = 0
+    @exclusivity(unchecked) var frame = 0
     var codingPath: [any CodingKey] { [] }
     var userInfo: [CodingUserInfoKey: Any] { [:] }
 
     init(context: Writer) { self.context = context }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
-        KeyedEncodingContainer(KeyedWriter<Key>(context: context, id: context.openContainer(in: frame, kind: .keyed),
-                                                cache: context.keyCache(for: type)))
+        var place = -1
+        let id = context.openContainer(in: frame, kind: .keyed, place: &place)
+        let cache = context.keyCache(for: type)
+        guard id >= 0, ContainerReuse.isAvailable else {
+            return KeyedEncodingContainer(KeyedWriter<Key>(context: context, id: id, cache: cache))
+        }
+        return cache._withUnsafeGuaranteedRef { $0.encodingContainer(Key.self, place: place, id: id, context: context) }
     }
 
     func unkeyedContainer() -> any UnkeyedEncodingContainer {
-        UnkeyedWriter(context: context, id: context.openContainer(in: frame, kind: .unkeyed))
+        var place = -1
+        return UnkeyedWriter(context: context, id: context.openContainer(in: frame, kind: .unkeyed, place: &place))
     }
 
     func singleValueContainer() -> any SingleValueEncodingContainer {
@@ -493,9 +541,22 @@ final class ValueEncoder: Encoder {
 
 struct KeyedWriter<Key: CodingKey>: KeyedEncodingContainerProtocol {
     let context: Writer
-    let id: Int
+    /// The container written to, or, for a box kept for reuse, where the codec puts the id of
+    /// the container it is handed out for.
+    private let fixedID: Int
+    private let slot: UnsafeMutablePointer<Int>?
     let cache: Unmanaged<KeyCache>?
     var codingPath: [any CodingKey] { [] }
+
+    init(context: Writer, id: Int, slot: UnsafeMutablePointer<Int>? = nil, cache: Unmanaged<KeyCache>?) {
+        self.context = context
+        self.fixedID = id
+        self.slot = slot
+        self.cache = cache
+    }
+
+    @inline(__always)
+    var id: Int { slot?.pointee ?? fixedID }
 
     @inline(__always)
     private func key(_ key: Key) throws {
