@@ -24,7 +24,71 @@ let scenarios: [String: @Sendable (Communicator) throws -> String] = [
     "rank-one-segfaults": rankOneSegfaults,
     "wait-forever": waitForever,
     "receive-from-finished": receiveFromFinished,
+    "encoded-sizes": encodedSizes,
 ]
+
+/// Encoded values just below, at and above the size that one receive takes under MPI (1 MiB,
+/// or less than SWIFTPAR_MPI_MESSAGE_LIMIT when that is set lower), received every way: by
+/// receive, after a probe, as raw bytes, after a nonblocking send, and into a plain-number
+/// buffer (which fails and leaves the next message intact). Then a plain message longer than
+/// that, received as a value: it fails the same way, and the next value arrives intact.
+func encodedSizes(_ world: Communicator) throws -> String {
+    guard world.size > 1, world.rank < 2 else { return "\(soloPrefix)idle" }
+    let peer = 1 - world.rank
+    let limit = Int(currentEnvironment()["SWIFTPAR_MPI_MESSAGE_LIMIT"] ?? "") ?? 0
+    let eager = limit > 0 ? min(1 << 20, limit - 1) : 1 << 20
+    // A String of n bytes (64 or more) encodes as the 8-byte header, a tag byte, the varint of
+    // n and the bytes: pick n so the whole value is `size` bytes.
+    func text(encodingTo size: Int, seed: Int) throws -> String {
+        var n = size - 10
+        while 9 + varintLength(n) + n > size { n -= 1 }
+        while 9 + varintLength(n) + n < size { n += 1 }
+        let value = String(decoding: (0..<n).map { UInt8(97 + ($0 &* 7 &+ seed) % 26) }, as: UTF8.self)
+        try expectEqual(try BinaryEncoder().encode(value).count, size, world, "encoded size of the \(n)-byte text")
+        return value
+    }
+    func varintLength(_ n: Int) -> Int { n < 128 ? 1 : n < 1 << 14 ? 2 : n < 1 << 21 ? 3 : 4 }
+    var checks = 0
+    for (index, size) in [eager - 1, eager, eager + 1, 3 * eager + 5].enumerated() {
+        let mine = try text(encodingTo: size, seed: world.rank * 10 + index)
+        let theirs = try text(encodingTo: size, seed: peer * 10 + index)
+        let base = 100 * (index + 1)
+        // Both ranks send first (nonblocking), then receive: no order can deadlock.
+        let sends = try [
+            world.startSend(mine, to: peer, tag: base),
+            world.startSend(mine, to: peer, tag: base + 1),
+            world.startSend(mine, to: peer, tag: base + 2),
+            world.startSend(mine, to: peer, tag: base + 3),
+            world.startSend(Int64(size), to: peer, tag: base + 4),
+        ]
+        try expectEqual(try world.receive(String.self, from: .rank(peer), tag: .tag(base)), theirs, world, "\(size)-byte value received")
+        let info = try world.probe(from: .rank(peer), tag: .tag(base + 1))
+        try expectEqual(info.byteCount, size, world, "probed size of a \(size)-byte value")
+        try expectEqual(try world.receive(String.self, from: .rank(peer), tag: .tag(base + 1)), theirs, world, "\(size)-byte value after a probe")
+        let raw = try world.receiveBytes(from: .rank(peer), tag: .tag(base + 2))
+        try expectEqual(try BinaryDecoder().decode(String.self, from: raw.value), theirs, world, "\(size)-byte value as raw bytes")
+        var numbers = [Double](repeating: 0, count: 1 << 19)
+        _ = try expectError(world, "a \(size)-byte value into a [Double] buffer", {
+            if case .decodingFailed(_, _, _, _, let reason, _) = $0 { return reason.contains("encoded value") }
+            if case .invalidArgument(_, let reason, _) = $0 { return reason.contains("larger than") || reason.contains("more than") }
+            return false
+        }) { try world.receive(into: &numbers, from: .rank(peer), tag: .tag(base + 3)) }
+        try expectEqual(try world.receive(Int64.self, from: .rank(peer), tag: .tag(base + 4)), Int64(size), world,
+                        "the message after a \(size)-byte value that failed to decode")
+        try waitAll(sends)
+        checks += 5
+    }
+    // Plain bytes longer than one receive takes, received as a value.
+    let plain = [UInt8](repeating: 7, count: eager + 100)
+    let sends = try [world.startSend(plain, to: peer, tag: 900), world.startSend("after", to: peer, tag: 901)]
+    _ = try expectError(world, "plain bytes received as a value", {
+        if case .decodingFailed(_, _, _, _, let reason, _) = $0 { return reason.contains("without swiftpar's header") }
+        return false
+    }) { _ = try world.receive(String.self, from: .rank(peer), tag: 900) }
+    try expectEqual(try world.receive(String.self, from: .rank(peer), tag: 901), "after", world, "the value after the plain bytes")
+    try waitAll(sends)
+    return "\(soloPrefix)checks=\(checks + 2)"
+}
 
 /// Rank 0 waits for a message from rank 1, which finishes without sending it: the receive
 /// throws instead of waiting forever (on the local backend, which can see that rank 1 ended).

@@ -53,6 +53,14 @@ struct CommunicatorTests {
         try check("large-messages", launch, environment: ["SWIFTPAR_MPI_MESSAGE_LIMIT": "4096"], timeout: 120)
     }
 
+    @Test("Encoded values just below, at and above what one receive takes arrive every way, and mismatches leave the queue clean",
+          arguments: [Launch.mpirun(2), .local(2)])
+    func encodedSizes(_ launch: Launch) throws {
+        try check("encoded-sizes", launch, timeout: 120)
+        // With a low message limit the announced values also travel in chunks.
+        try check("encoded-sizes", launch, environment: ["SWIFTPAR_MPI_MESSAGE_LIMIT": "4096"], timeout: 120)
+    }
+
     @Test("A real message above 2 GiB arrives intact and comes back", arguments: [Launch.mpirun(2), .local(2)])
     func hugeMessage(_ launch: Launch) throws {
         try check("huge-message", launch, timeout: 240)

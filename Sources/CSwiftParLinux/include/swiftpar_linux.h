@@ -83,6 +83,17 @@ int swiftpar_punch_hole(int descriptor, int64_t offset, int64_t length);
 /// the guardian is gone; 0, or -1 with errno set.
 int swiftpar_guardian_tell(int descriptor, int32_t group);
 
+/// Tells the processor that this thread is spinning in a wait loop (x86 PAUSE, Arm YIELD): on
+/// a core shared with another hardware thread, that thread gets the core's resources meanwhile,
+/// and a spinning rank no longer slows down the rank it waits for.
+static inline void swiftpar_spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /// The git commit this build was made from (Launch/build-release.sh passes it as
 /// -DSWIFTPAR_COMMIT), or "" for a build that did not say.
 const char *swiftpar_build_commit(void);

@@ -32,9 +32,21 @@ protocol Transport: AnyObject {
     func probe(anyOf sources: [Int], tag: Int?, wait: Bool) throws -> MessageInfo?
     /// Receives the message that `probe` described into `buffer`, of exactly `info.byteCount` bytes.
     func receive(_ info: MessageInfo, into buffer: UnsafeMutableRawBufferPointer) throws
-    /// Receives the next matching message straight into `buffer` if the backend can do so in
-    /// one step (MPI's `MPI_Recv` into the buffer); nil when it cannot, and the caller probes.
-    func receiveDirectly(from source: Int?, tag: Int?, into buffer: UnsafeMutableRawBufferPointer) throws -> MessageInfo?
+    /// Receives the next matching message into `buffer` if the backend can do so in one step;
+    /// nil when it cannot, and the caller probes. Returns the envelope, with the message's size,
+    /// and how many of its bytes are in `buffer`: fewer when it was longer than `buffer` (it is
+    /// off the queue all the same).
+    func receiveDirectly(from source: Int?, tag: Int?, into buffer: UnsafeMutableRawBufferPointer) throws -> (info: MessageInfo, written: Int)?
+    /// Sends the bytes of an encoded value (which start with swiftpar's header). A backend may
+    /// send it in a way of its own that `receiveEncoded` undoes; every other receive still sees
+    /// the bytes as one message.
+    func sendEncoded(_ bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws
+    /// Starts sending an encoded value, as `sendEncoded` would send it.
+    func startSendEncoded(_ message: OutgoingBytes, to destination: Int, tag: Int) throws -> [any TransportRequest]
+    /// Receives the next matching message, expected to hold an encoded value, and calls `body`
+    /// with its bytes — where they lie, if the backend can lend them; valid only during the
+    /// call — and its envelope. Waits for one to arrive.
+    func receiveEncoded<R>(from source: Int?, tag: Int?, _ body: (UnsafeRawBufferPointer, MessageInfo) throws -> R) throws -> R
 
     /// Every rank's `values` (each rank passes the same count), concatenated in rank order.
     func allgatherFixed<T: PlainNumber>(_ values: [T], operation: String) throws -> [T]
@@ -89,6 +101,16 @@ struct OutgoingBytes {
     }
 }
 
+/// A receive for an encoded value matched a message longer than it takes (under MPI, one
+/// that was not sent as an encoded value): the message is taken off the queue unread, and the
+/// receive reports it.
+struct MessageLongerThanReceive: Error {
+    let source: Int
+    let tag: Int
+    let byteCount: Int
+    let limit: Int
+}
+
 /// A message that has arrived and can be received: who sent it, with which tag, and how large.
 public struct MessageInfo: Sendable, Equatable {
     /// The rank that sent the message.
@@ -113,8 +135,24 @@ extension Transport {
         try probe(source: sources.count == 1 ? sources[0] : nil, tag: tag, wait: wait)
     }
 
-    func receiveDirectly(from source: Int?, tag: Int?, into buffer: UnsafeMutableRawBufferPointer) throws -> MessageInfo? {
+    func receiveDirectly(from source: Int?, tag: Int?, into buffer: UnsafeMutableRawBufferPointer) throws -> (info: MessageInfo, written: Int)? {
         nil
+    }
+
+    func sendEncoded(_ bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws {
+        try send(bytes, to: destination, tag: tag)
+    }
+
+    func startSendEncoded(_ message: OutgoingBytes, to destination: Int, tag: Int) throws -> [any TransportRequest] {
+        [try startSend(message, to: destination, tag: tag)]
+    }
+
+    /// Probes, then receives the whole message into an array.
+    func receiveEncoded<R>(from source: Int?, tag: Int?, _ body: (UnsafeRawBufferPointer, MessageInfo) throws -> R) throws -> R {
+        guard let info = try probe(source: source, tag: tag, wait: true) else {
+            throw CommunicatorError.wouldWaitForever(operation: "receive", reason: "no message can arrive", rank: rank)
+        }
+        return try receiveArray(UInt8.self, matching: info).withUnsafeBytes { try body($0, info) }
     }
 
     func tolerateFailures(_ tolerate: Bool) {}

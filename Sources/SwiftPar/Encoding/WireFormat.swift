@@ -98,6 +98,38 @@ enum WireHeader {
         guard bytes.count >= size else { return false }
         return bytes.loadUnaligned(as: UInt64.self) & 0x0000_FFFF_FFFF_FFFF == magic
     }
+
+    /// How many messages follow the one `bytes` starts: its arrays sent apart, and for an
+    /// announcement the value itself.
+    static func followingCount(in bytes: UnsafeRawBufferPointer) -> Int {
+        attachmentCount(in: bytes) + (Announcement.length(in: bytes) != nil ? 1 : 0)
+    }
+}
+
+/// What goes before a long encoded value sent point to point under MPI: its length, so that a
+/// receiver that posts one receive of a fixed size for a value (`MPITransport.eagerBytes`,
+/// instead of probing for its size first) can receive a longer one whole. 16 bytes: the header with the version's
+/// top bit set (0x82) and the value's attachment count, then the value's length as a
+/// little-endian UInt64. The value follows as a message of its own, from the same rank with the
+/// same tag; probes never report an announcement, only the value.
+enum Announcement {
+    static let size = 16
+
+    /// The 16 bytes announcing an encoded value of `length` bytes whose header is `header`.
+    static func bytes(announcing header: UnsafeRawBufferPointer, length: Int) -> [UInt8] {
+        var result = WireHeader.bytes
+        result[6] = WireHeader.version | 0x80
+        result[7] = header[7]
+        withUnsafeBytes(of: UInt64(length).littleEndian) { result.append(contentsOf: $0) }
+        return result
+    }
+
+    /// The announced length, if `bytes` is an announcement.
+    static func length(in bytes: UnsafeRawBufferPointer) -> Int? {
+        guard bytes.count == size, WireHeader.isPresent(in: bytes), bytes[6] == WireHeader.version | 0x80 else { return nil }
+        let length = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        return length <= UInt64(Int.max) ? Int(length) : nil
+    }
 }
 
 /// The deepest nesting the decoder accepts, so hostile input cannot exhaust the stack.

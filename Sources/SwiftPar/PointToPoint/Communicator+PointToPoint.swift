@@ -17,7 +17,7 @@ extension Communicator {
             }
             do {
                 try BinaryEncoder().withEncoded(value, attaching: true) { body, attachments in
-                    try transport.send(body, to: destination, tag: tag)
+                    try transport.sendEncoded(body, to: destination, tag: tag)
                     // Large arrays follow as messages of their own, from their storage.
                     for array in attachments { try array.withUnsafeBytes { try transport.send($0, to: destination, tag: tag) } }
                 }
@@ -59,17 +59,40 @@ extension Communicator {
     /// encoded value received as plain numbers, plain numbers received as a `Codable` type, or
     /// an encoded value of another shape.
     public func receive<T: Decodable>(_ type: T.Type = T.self, from source: Source = .any, tag: TagSelector = .any) throws -> T {
-        try receiveMessage(type, from: source, tag: tag).value
+        var envelope = MessageInfo(source: 0, tag: 0, byteCount: 0)
+        return try receiveValue(type, from: source, tag: tag, envelope: &envelope)
     }
 
     /// Receives a value with its envelope: the sender, the tag and the size.
     public func receiveMessage<T: Decodable>(
         _ type: T.Type = T.self, from source: Source = .any, tag: TagSelector = .any
     ) throws -> ReceivedMessage<T> {
-        return try exclusive("receive") {
+        var envelope = MessageInfo(source: 0, tag: 0, byteCount: 0)
+        let value = try receiveValue(type, from: source, tag: tag, envelope: &envelope)
+        return ReceivedMessage(value: value, source: envelope.source, tag: envelope.tag, byteCount: envelope.byteCount)
+    }
+
+    /// Receives a value of `type`, and its envelope into `envelope`.
+    func receiveValue<T: Decodable>(_ type: T.Type, from source: Source, tag: TagSelector, envelope: inout MessageInfo) throws -> T {
+        try exclusive("receive") {
             try validate(source: source, tag: tag, "receive")
-            let info = try waitForMessage(from: source, tag: tag, "receive")
-            return ReceivedMessage(value: try decodeMessage(type, info), source: info.source, tag: info.tag, byteCount: info.byteCount)
+            guard plainArrayType(T.self) == nil else {
+                envelope = try waitForMessage(from: source, tag: tag, "receive")
+                return try decodeMessage(type, envelope)
+            }
+            // An encoded value: decoded where the backend lets it land, without a probe first.
+            do {
+                return try transport.receiveEncoded(from: source.rankValue, tag: tag.tagValue) { bytes, info in
+                    envelope = info
+                    return try decodeEncoded(type, bytes, info)
+                }
+            } catch let longer as MessageLongerThanReceive {
+                // Encoded values that long are announced: this one was sent as something else.
+                throw CommunicatorError.decodingFailed(
+                    type: String(describing: T.self), source: longer.source, tag: longer.tag, byteCount: longer.byteCount,
+                    reason: "the message holds \(longer.byteCount) bytes without swiftpar's header: it was sent as plain numbers or raw bytes, not as an encoded value",
+                    rank: rank)
+            }
         }
     }
 
@@ -130,8 +153,8 @@ extension Communicator {
         }
     }
 
-    /// Receives and drops the arrays sent apart after a message that was not decoded, so the
-    /// next receive gets the next value.
+    /// Receives and drops the messages that follow one that was not decoded (arrays sent
+    /// apart, or an announced value), so the next receive gets the next value.
     func drainAttachments(_ count: Int, source: Int, tag: Int) throws {
         for _ in 0..<count {
             _ = try transport.receiveArray(UInt8.self, from: source, tag: tag)
@@ -171,8 +194,24 @@ extension Communicator {
             return values as! T
         }
         let bytes = try transport.receiveArray(UInt8.self, matching: info)
-        let attached = bytes.withUnsafeBytes { WireHeader.attachmentCount(in: $0) }
-        guard attached > 0 else { return try decode(type, from: bytes, source: info.source, tag: info.tag) }
+        return try bytes.withUnsafeBytes { try decodeEncoded(type, $0, info) }
+    }
+
+    /// Decodes the bytes of the message `info` describes, which should hold an encoded value,
+    /// receiving the arrays sent apart after it.
+    func decodeEncoded<T: Decodable>(_ type: T.Type, _ bytes: UnsafeRawBufferPointer, _ info: MessageInfo) throws -> T {
+        func failed(_ reason: String) -> CommunicatorError {
+            .decodingFailed(type: String(describing: T.self), source: info.source, tag: info.tag,
+                            byteCount: info.byteCount, reason: reason, rank: rank)
+        }
+        let attached = WireHeader.attachmentCount(in: bytes)
+        guard attached > 0 else {
+            do {
+                return try decodeValue(type, from: bytes)
+            } catch let failure as MessageDecodingFailure {
+                throw failed(failure.reason)
+            }
+        }
         // Arrays sent apart follow from the same rank with the same tag: receive each straight
         // into the array the value is built with.
         let transport = self.transport
@@ -188,7 +227,7 @@ extension Communicator {
         })
         defer { try? reader.drain() }
         do {
-            return try bytes.withUnsafeBytes { try BinaryDecoder().decode(type, from: $0, attachments: reader) }
+            return try BinaryDecoder().decode(type, from: bytes, attachments: reader)
         } catch let error as CommunicatorError {
             throw error
         } catch {
@@ -208,44 +247,58 @@ extension Communicator {
     @inlinable @discardableResult
     public func receive<T: PlainNumber>(into values: inout [T], from source: Source = .any, tag: TagSelector = .any) throws -> MessageInfo {
         return try exclusive("receive") {
-            try validate(source: source, tag: tag, "receive")
             let stride = MemoryLayout<T>.stride
-            if let info = try values.withUnsafeMutableBytes({ try transport.receiveDirectly(from: source.rankValue, tag: tag.tagValue, into: $0) }) {
-                try checkReceived(info, values, stride: stride, "[\(T.self)]")
-                if info.byteCount / stride < values.count { values.removeLast(values.count - info.byteCount / stride) }
-                return info
+            let count = values.count
+            let info = try values.withUnsafeMutableBytes {
+                try receivePlain(into: $0, stride: stride, elementType: T.self, from: source, tag: tag)
             }
-            let info = try waitForMessage(from: source, tag: tag, "receive")
-            let count = info.byteCount / stride
-            guard count <= values.count else {
-                throw CommunicatorError.invalidArgument(
-                    operation: "receive(into:)",
-                    reason: "the message from rank \(info.source) with tag \(info.tag) holds \(count) elements, more than the buffer's \(values.count); receive messages of unknown size with receive(_:from:tag:)",
-                    rank: rank)
-            }
-            try values.withUnsafeMutableBytes { try transport.receive(info, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<info.byteCount])) }
-            try checkReceived(info, values, stride: stride, "[\(T.self)]")
-            if count < values.count { values.removeLast(values.count - count) }
+            if info.byteCount / stride < count { values.removeLast(count - info.byteCount / stride) }
             return info
         }
     }
 
-    /// Checks that a message received into `values` was plain numbers of their type.
+    /// Receives plain numbers of `stride` bytes each into `buffer`, checking that the message
+    /// fits and holds plain numbers; a message that does not is taken off the queue (with what
+    /// follows it, if it holds an encoded value) and reported.
     @usableFromInline
-    func checkReceived<T: PlainNumber>(_ info: MessageInfo, _ values: [T], stride: Int, _ typeName: String) throws {
+    func receivePlain(into buffer: UnsafeMutableRawBufferPointer, stride: Int, elementType: Any.Type,
+                      from source: Source, tag: TagSelector) throws -> MessageInfo {
+        try validate(source: source, tag: tag, "receive")
+        let info: MessageInfo
+        var written = 0
+        var following = 0
+        if let direct = try transport.receiveDirectly(from: source.rankValue, tag: tag.tagValue, into: buffer) {
+            (info, written) = direct
+            following = WireHeader.followingCount(in: UnsafeRawBufferPointer(rebasing: buffer[..<written]))
+        } else {
+            info = try waitForMessage(from: source, tag: tag, "receive")
+            if info.byteCount > buffer.count {
+                // Taken off the queue, as a receive into a short buffer is under MPI.
+                following = try transport.receiveArray(UInt8.self, matching: info).withUnsafeBytes { WireHeader.followingCount(in: $0) }
+            } else {
+                try transport.receive(info, into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<info.byteCount]))
+                written = info.byteCount
+                following = WireHeader.followingCount(in: UnsafeRawBufferPointer(rebasing: buffer[..<written]))
+            }
+        }
         func failed(_ reason: String) -> CommunicatorError {
-            .decodingFailed(type: typeName, source: info.source, tag: info.tag, byteCount: info.byteCount, reason: reason, rank: rank)
+            .decodingFailed(type: "[\(elementType)]", source: info.source, tag: info.tag, byteCount: info.byteCount, reason: reason, rank: rank)
         }
-        let encoded = values.withUnsafeBytes { raw -> (String, Int)? in
-            let received = UnsafeRawBufferPointer(rebasing: raw[..<min(info.byteCount, raw.count)])
-            return WireHeader.isPresent(in: received) ? (describeEncoded(received), WireHeader.attachmentCount(in: received)) : nil
+        let received = UnsafeRawBufferPointer(rebasing: buffer[..<written])
+        let encoded = WireHeader.isPresent(in: received)
+        // An encoded value is not decoded: what was sent apart after it, or the value an
+        // announcement announced, goes too, so the next receive gets the next message.
+        if following > 0 { try drainAttachments(following, source: info.source, tag: info.tag) }
+        guard info.byteCount <= buffer.count else {
+            throw CommunicatorError.invalidArgument(
+                operation: "receive(into:)",
+                reason: "the message from rank \(info.source) with tag \(info.tag) holds \((info.byteCount + stride - 1) / stride) elements, more than the buffer's \(buffer.count / stride); receive messages of unknown size with receive(_:from:tag:)",
+                rank: rank)
         }
-        if let encoded {
-            try drainAttachments(encoded.1, source: info.source, tag: info.tag)
-            throw failed("the message holds \(encoded.0), not plain numbers")
-        }
+        if encoded { throw failed("the message holds \(describeEncoded(received)), not plain numbers") }
         guard info.byteCount % stride == 0 else {
             throw failed("\(info.byteCount) bytes is not a whole number of \(stride)-byte elements")
         }
+        return info
     }
 }

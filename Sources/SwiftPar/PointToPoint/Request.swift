@@ -114,7 +114,18 @@ extension Communicator {
         try exclusive("startSend") {
             try validate(destination: destination, "startSend")
             try validate(tag: tag, "startSend")
-            let requests = try outgoingMessages(value).map { try transport.startSend($0, to: destination, tag: tag) }
+            let messages = try outgoingMessages(value)
+            // An encoded value goes as the backend sends encoded values; plain numbers and the
+            // arrays sent apart after a value, as they are.
+            let encoded = plainArrayType(T.self) == nil
+            var requests: [any TransportRequest] = []
+            for (index, message) in messages.enumerated() {
+                if index == 0 && encoded {
+                    requests += try transport.startSendEncoded(message, to: destination, tag: tag)
+                } else {
+                    requests.append(try transport.startSend(message, to: destination, tag: tag))
+                }
+            }
             return SendRequest(requests.count == 1 ? requests[0] : CompositeRequest(requests), rank: rank)
         }
     }

@@ -257,6 +257,39 @@ final class LocalEngine {
         countProgress()
     }
 
+    /// Receives the first message from one of `sources` in `context` with `tag` (nil: any),
+    /// waiting for one, and calls `body` with its bytes and envelope. A message that has arrived
+    /// whole in one stretch of its ring, with nothing sent apart after it, is read where it lies
+    /// and freed after `body`; others are copied out first.
+    func receiveEncoded<R>(sources: [Int], anySource: Bool, tag: Int?, context: Int, waiter: LocalTransport,
+                           _ body: (UnsafeRawBufferPointer, _ source: Int, _ tag: Int) throws -> R) throws -> R {
+        guard let found = try probe(sources: sources, anySource: anySource, tag: tag, context: context, wait: true, waiter: waiter) else {
+            throw CommunicatorError.wouldWaitForever(operation: "receive", reason: "no message can arrive", rank: waiter.rank)
+        }
+        let source = found.source
+        if let index = pending[source].firstIndex(where: { $0.header.matches(tag: found.tag, context: context) }) {
+            let message = pending[source].remove(at: index)
+            countProgress()
+            return try message.bytes.withUnsafeBytes { try body($0, source, found.tag) }
+        }
+        let ring = receiveRing(source)
+        let start = read[source] + FrameHeader.size
+        if ring.head.load(ordering: .acquiring) - start >= found.length,
+           let bytes = ring.contiguousBytes(at: start, count: found.length), WireHeader.attachmentCount(in: bytes) == 0 {
+            defer {
+                read[source] = start + found.length
+                ring.tail.store(read[source], ordering: .sequentiallyConsistent)
+                wakeIfSleeping(source)
+                countProgress()
+            }
+            return try body(bytes, source, found.tag)
+        }
+        let bytes = try [UInt8].received(count: found.length) {
+            try receive(from: source, tag: found.tag, context: context, into: $0)
+        }
+        return try bytes.withUnsafeBytes { try body($0, source, found.tag) }
+    }
+
     /// Copies the next `buffer.count` payload bytes out of `source`'s ring as they arrive,
     /// freeing space for the sender after every piece.
     private func readPayload(from source: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
@@ -388,7 +421,10 @@ final class LocalEngine {
                 if start == 0 { start = monotonicNow() }
                 try check(monotonicNow() - start)
             }
-            if tries < spinLimit { continue }
+            if tries < spinLimit {
+                swiftpar_spin_pause()
+                continue
+            }
             if tries < spinLimit + yieldLimit {
                 sched_yield()
                 continue

@@ -53,6 +53,13 @@ final class LocalTransport: Transport {
         return MessageInfo(source: groupRank(found.source), tag: found.tag, byteCount: found.length)
     }
 
+    func receiveEncoded<R>(from source: Int?, tag: Int?, _ body: (UnsafeRawBufferPointer, MessageInfo) throws -> R) throws -> R {
+        let sources = source.map { [members[$0]] } ?? members
+        return try engine.receiveEncoded(sources: sources, anySource: source == nil, tag: tag, context: context, waiter: self) { bytes, world, tag in
+            try body(bytes, MessageInfo(source: groupRank(world), tag: tag, byteCount: bytes.count))
+        }
+    }
+
     func receive(_ info: MessageInfo, into buffer: UnsafeMutableRawBufferPointer) throws {
         try engine.receive(from: members[info.source], tag: info.tag, context: context, into: buffer)
     }

@@ -261,6 +261,14 @@ struct Ring {
         if first < count { data.copyMemory(from: source + first, byteCount: count - first) }
     }
 
+    /// The `count` bytes at absolute position `position`, if they do not wrap around the end.
+    @inline(__always)
+    func contiguousBytes(at position: Int, count: Int) -> UnsafeRawBufferPointer? {
+        let start = position & (capacity - 1)
+        guard start + count <= capacity else { return nil }
+        return UnsafeRawBufferPointer(start: data + start, count: count)
+    }
+
     /// Copies `count` bytes out of the ring from absolute position `position`, wrapping around.
     func copyOut(_ destination: UnsafeMutableRawPointer, count: Int, at position: Int) {
         let start = position & (capacity - 1)

@@ -1,3 +1,4 @@
+import CSwiftParLinux
 import CSwiftParMPI
 #if canImport(Glibc)
 import Glibc
@@ -121,7 +122,10 @@ final class MPIJob {
         while true {
             if try done() { return }
             tries += 1
-            if tries < spinLimit { continue }
+            if tries < spinLimit {
+                swiftpar_spin_pause()
+                continue
+            }
             let now = monotonicNow()
             if now - lastPoll >= 0.002 {
                 lastPoll = now

@@ -1,4 +1,7 @@
 import CSwiftParMPI
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The MPI backend: one communicator of Open MPI, reached through the loaded library.
 ///
@@ -9,6 +12,19 @@ import CSwiftParMPI
 /// exactly `messageLimit` bytes and a final shorter chunk (possibly empty): a message of exactly
 /// that size therefore always means "more follows". The limit defaults to 1 GiB and can be
 /// lowered with `SWIFTPAR_MPI_MESSAGE_LIMIT` (bytes) to test the chunked path with small messages.
+///
+/// A receive of a `Codable` value posts one `MPI_Irecv` into a buffer of `eagerBytes` kept by
+/// the transport (the landing buffer) and decodes the value where it landed: no probe, no
+/// allocation. Encoded values longer than that are announced (see `Announcement`) and then
+/// received whole into their own buffer; probes and receives into a buffer take announcements
+/// off the queue, so every other receive sees one message.
+///
+/// A receive posted for fewer bytes than the message that matches it is never given memory of
+/// the user's: Open MPI 4.1's single-copy path (CMA) writes the whole message, past the end of
+/// the receive. Only the landing buffer, which an inaccessible guard region follows, takes
+/// receives of unknown size; there the overlong message ends in `MPI_ERR_TRUNCATE` with its
+/// real size, and nothing else is touched. Receives into a user's buffer of more than
+/// `smallReceiveBytes` probe for the size first.
 final class MPITransport: Transport {
     let comm: MPI_Comm
     let rank: Int
@@ -18,11 +34,21 @@ final class MPITransport: Transport {
     let members: [Int]
     let job: MPIJob
     let messageLimit: Int
+    /// The longest encoded value sent point to point as a single message: 1 MiB, or less than
+    /// the message limit when that is lower.
+    let eagerBytes: Int
     /// The collective or pool call running on this communicator, for the words of its errors.
     @exclusivity(unchecked) var activity: String?
     private let ownsComm: Bool
     @exclusivity(unchecked) private var stash: [(info: MessageInfo, chunks: [[UInt8]])] = []
     @exclusivity(unchecked) private var channel: MPITransport?
+    /// Where receives of unknown size land (mapped when first needed, with a guard region
+    /// after it), and whether a decode is reading it now.
+    @exclusivity(unchecked) private var landing: UnsafeMutableRawPointer?
+    @exclusivity(unchecked) private var landingBusy = false
+    /// The largest user buffer received into by way of the landing buffer (and a copy).
+    static let smallReceiveBytes = 4096
+    static let guardBytes = 64 << 10
 
     /// A transport for `comm`. With `channel`, also duplicates `comm` for the collectives and
     /// the pool, now, while every rank is here (`MPI_Comm_dup` blocks until all ranks call it).
@@ -32,6 +58,7 @@ final class MPITransport: Transport {
         self.members = members
         self.job = job
         self.messageLimit = messageLimit
+        eagerBytes = max(min(1 << 20, messageLimit - 1), Announcement.size)
         MPI_Comm_set_errhandler(comm, swiftpar_errors_return())
         var r: Int32 = 0
         var s: Int32 = 0
@@ -115,13 +142,151 @@ final class MPITransport: Transport {
         return request
     }
 
+    func sendEncoded(_ bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws {
+        if bytes.count > eagerBytes {
+            try Announcement.bytes(announcing: bytes, length: bytes.count).withUnsafeBytes { try send($0, to: destination, tag: tag) }
+        }
+        try send(bytes, to: destination, tag: tag)
+    }
+
+    func startSendEncoded(_ message: OutgoingBytes, to destination: Int, tag: Int) throws -> [any TransportRequest] {
+        guard message.byteCount > eagerBytes else { return [try startSend(message, to: destination, tag: tag)] }
+        let announcement = message.withBytes { Announcement.bytes(announcing: $0, length: $0.count) }
+        return [try startSend(OutgoingBytes(announcement), to: destination, tag: tag), try startSend(message, to: destination, tag: tag)]
+    }
+
     func probe(source: Int?, tag: Int?, wait: Bool) throws -> MessageInfo? {
         if let index = stash.firstIndex(where: { Self.matches($0.info, source: source, tag: tag) }) {
             return stash[index].info
         }
         guard let info = try probeOneMessage(source: source, tag: tag, wait: wait) else { return nil }
+        // It may be an announcement: only its bytes tell. Either way it is then in the stash.
+        if info.byteCount == Announcement.size { return try stashShortMessage(info) }
         if info.byteCount < messageLimit { return info }
         return try collectChunks(startingWith: info)
+    }
+
+    /// Receives the 16-byte message `info` describes; if it announces a value, receives the
+    /// value too. Stashes what it received and describes it.
+    private func stashShortMessage(_ info: MessageInfo) throws -> MessageInfo {
+        var bytes = [UInt8](repeating: 0, count: Announcement.size)
+        try bytes.withUnsafeMutableBytes { try receiveExactly($0.baseAddress, count: Announcement.size, from: info.source, tag: info.tag) }
+        guard let length = bytes.withUnsafeBytes({ Announcement.length(in: $0) }) else {
+            stash.append((info, [bytes]))
+            return info
+        }
+        let value = try receiveAnnounced(length, from: info.source, tag: info.tag)
+        let announced = MessageInfo(source: info.source, tag: info.tag, byteCount: value.count)
+        stash.append((announced, [value]))
+        return announced
+    }
+
+    /// Receives the value an announcement of `length` bytes from `source` with `tag` announced.
+    private func receiveAnnounced(_ length: Int, from source: Int, tag: Int) throws -> [UInt8] {
+        guard length < messageLimit else {
+            // Chunked: probing collects every chunk.
+            guard let info = try probe(source: source, tag: tag, wait: true), info.byteCount == length else {
+                throw CommunicatorError.invalidArgument(
+                    operation: "receive", reason: "the value rank \(source) announced with tag \(tag) (\(length) bytes) did not follow", rank: rank)
+            }
+            return try receiveArray(UInt8.self, matching: info)
+        }
+        return try [UInt8].received(count: length) { buffer in
+            try receiveExactly(buffer.baseAddress, count: length, from: source, tag: tag)
+        }
+    }
+
+    func receiveEncoded<R>(from source: Int?, tag: Int?, _ body: (UnsafeRawBufferPointer, MessageInfo) throws -> R) throws -> R {
+        // Messages already taken off the queue, and decodes that receive while one is running,
+        // take the general path.
+        if landingBusy || stash.contains(where: { Self.matches($0.info, source: source, tag: tag) }) {
+            guard let info = try probe(source: source, tag: tag, wait: true) else {
+                throw CommunicatorError.wouldWaitForever(operation: "receive", reason: "no message can arrive", rank: rank)
+            }
+            return try receiveArray(UInt8.self, matching: info).withUnsafeBytes { try body($0, info) }
+        }
+        let buffer = try landingBuffer()
+        landingBusy = true
+        defer { landingBusy = false }
+        let (info, truncated) = try receiveIntoLanding(buffer, from: source, tag: tag)
+        if truncated { throw MessageLongerThanReceive(source: info.source, tag: info.tag, byteCount: info.byteCount, limit: eagerBytes) }
+        let bytes = UnsafeRawBufferPointer(start: buffer, count: info.byteCount)
+        if let length = Announcement.length(in: bytes) {
+            let value = try receiveAnnounced(length, from: info.source, tag: info.tag)
+            return try value.withUnsafeBytes { try body($0, MessageInfo(source: info.source, tag: info.tag, byteCount: length)) }
+        }
+        return try body(bytes, info)
+    }
+
+    /// The landing buffer's size: `eagerBytes`, rounded up to whole pages.
+    private var landingBytes: Int {
+        let page = max(Int(sysconf(Int32(_SC_PAGESIZE))), 4096)
+        return (eagerBytes + page - 1) / page * page
+    }
+
+    /// The landing buffer: `eagerBytes` of memory followed by a guard region no access can touch.
+    private func landingBuffer() throws -> UnsafeMutableRawPointer {
+        if let landing { return landing }
+        let total = landingBytes + Self.guardBytes
+        guard let mapped = mmap(nil, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
+              mapped != MAP_FAILED else {
+            throw SystemError.current("mmap of \(total) bytes for rank \(rank)'s receive buffer")
+        }
+        // The guard starts at the first page boundary after the buffer (a message that overruns
+        // it writes into the rest of that page, which is ours, then stops).
+        let guardRegion = mapped + landingBytes
+        guard mprotect(guardRegion, Self.guardBytes, PROT_NONE) == 0 else {
+            let failure = SystemError.current("mprotect of rank \(rank)'s receive buffer guard")
+            munmap(mapped, total)
+            throw failure
+        }
+        landing = mapped
+        return mapped
+    }
+
+    /// Receives the next message matching `source` and `tag` into the landing buffer; reports
+    /// its envelope (with its real size) and whether it was longer than the buffer.
+    private func receiveIntoLanding(_ buffer: UnsafeMutableRawPointer, from source: Int?, tag: Int?) throws -> (MessageInfo, Bool) {
+        var status = MPI_Status()
+        var request: MPI_Request? = swiftpar_request_null()
+        try check(MPI_Irecv(buffer, Int32(eagerBytes), swiftpar_type_byte(), Int32(source ?? Int(MPI_ANY_SOURCE)),
+                            Int32(tag ?? Int(MPI_ANY_TAG)), comm, &request), "MPI_Irecv")
+        let truncated = try completeReceive(&request, status: &status, source: source)
+        return (MessageInfo(source: Int(status.MPI_SOURCE), tag: Int(status.MPI_TAG), byteCount: try byteCount(of: &status)), truncated)
+    }
+
+    /// Waits for the receive `request` from `source` (nil: any) and reports whether the message
+    /// was longer than the buffer (`MPI_ERR_TRUNCATE`). If the wait fails, the receive is
+    /// cancelled first, so that it never writes into the buffer after this returns.
+    private func completeReceive(_ request: inout MPI_Request?, status: inout MPI_Status, source: Int?) throws -> Bool {
+        var truncated = false
+        do {
+            try job.wait(context("receive", source.map { .sender(members[$0]) } ?? .anySender)) {
+                var flag: Int32 = 0
+                let code = MPI_Test(&request, &flag, &status)
+                if code == MPI_ERR_TRUNCATE || (flag != 0 && status.MPI_ERROR == MPI_ERR_TRUNCATE) {
+                    truncated = true
+                    return true
+                }
+                try check(code, "MPI_Test")
+                return flag != 0
+            }
+        } catch {
+            cancel(&request)
+            throw error
+        }
+        return truncated
+    }
+
+    /// Cancels a receive that will not be waited for, and lets it complete (for a second at most).
+    private func cancel(_ request: inout MPI_Request?) {
+        guard request != swiftpar_request_null() else { return }
+        _ = MPI_Cancel(&request)
+        let deadline = monotonicNow() + 1
+        var flag: Int32 = 0
+        while flag == 0 && monotonicNow() < deadline {
+            if MPI_Test(&request, &flag, swiftpar_status_ignore()) != MPI_SUCCESS { break }
+        }
     }
 
     func probe(anyOf sources: [Int], tag: Int?, wait: Bool) throws -> MessageInfo? {
@@ -208,27 +373,26 @@ final class MPITransport: Transport {
         return info
     }
 
-    /// Receives the next matching message straight into `buffer` when it fits one call.
-    func receiveDirectly(from source: Int?, tag: Int?, into buffer: UnsafeMutableRawBufferPointer) throws -> MessageInfo? {
-        guard buffer.count < messageLimit,
+    /// Receives the next matching message into `buffer` in one step when `buffer` is small
+    /// (`smallReceiveBytes`): by way of the landing buffer, then a copy; the envelope gives the
+    /// message's real size, which may be larger than `buffer`. Returns nil for larger
+    /// buffers (the caller probes for the size, so no receive is ever shorter than its message),
+    /// and when the message met is an announcement: the value it announces goes to the stash,
+    /// where the caller's probe finds it.
+    func receiveDirectly(from source: Int?, tag: Int?, into buffer: UnsafeMutableRawBufferPointer) throws -> (info: MessageInfo, written: Int)? {
+        guard buffer.count <= Self.smallReceiveBytes, !landingBusy,
               !stash.contains(where: { Self.matches($0.info, source: source, tag: tag) }) else { return nil }
-        var status = MPI_Status()
-        var request: MPI_Request? = swiftpar_request_null()
-        try check(MPI_Irecv(buffer.baseAddress, Int32(buffer.count), swiftpar_type_byte(),
-                            Int32(source ?? Int(MPI_ANY_SOURCE)), Int32(tag ?? Int(MPI_ANY_TAG)), comm, &request), "MPI_Irecv")
-        try job.wait(context("receive", source.map { .sender(members[$0]) } ?? .anySender)) {
-            var flag: Int32 = 0
-            let code = MPI_Test(&request, &flag, &status)
-            if code == MPI_ERR_TRUNCATE || (flag != 0 && status.MPI_ERROR == MPI_ERR_TRUNCATE) {
-                throw CommunicatorError.invalidArgument(
-                    operation: "receive(into:)",
-                    reason: "the message from rank \(status.MPI_SOURCE) with tag \(status.MPI_TAG) is larger than the \(buffer.count)-byte buffer (MPI_ERR_TRUNCATE); receive messages of unknown size with receive(_:from:tag:)",
-                    rank: rank)
-            }
-            try check(code, "MPI_Test")
-            return flag != 0
+        let landed = try landingBuffer()
+        let (info, truncated) = try receiveIntoLanding(landed, from: source, tag: tag)
+        if !truncated, let length = Announcement.length(in: UnsafeRawBufferPointer(start: landed, count: info.byteCount)) {
+            let value = try receiveAnnounced(length, from: info.source, tag: info.tag)
+            stash.append((MessageInfo(source: info.source, tag: info.tag, byteCount: value.count), [value]))
+            return nil
         }
-        return MessageInfo(source: Int(status.MPI_SOURCE), tag: Int(status.MPI_TAG), byteCount: try byteCount(of: &status))
+        // A message longer than `buffer` is off the queue: the caller reports its size.
+        let fitting = truncated ? 0 : min(info.byteCount, buffer.count)
+        if fitting > 0 { buffer.baseAddress!.copyMemory(from: landed, byteCount: fitting) }
+        return (info, fitting)
     }
 
     func receive(_ info: MessageInfo, into buffer: UnsafeMutableRawBufferPointer) throws {
@@ -426,6 +590,7 @@ final class MPITransport: Transport {
     }
 
     deinit {
+        if let landing { munmap(landing, landingBytes + Self.guardBytes) }
         guard ownsComm, MPIEnvironment.isActive else { return }
         var handle: MPI_Comm? = comm
         MPI_Comm_free(&handle)
