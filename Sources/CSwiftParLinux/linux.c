@@ -260,3 +260,34 @@ int swiftpar_punch_hole(int descriptor, int64_t offset, int64_t length) {
 #endif
 
 const char *swiftpar_build_commit(void) { return SWIFTPAR_COMMIT; }
+
+// struct sched_attr of sched_setattr(2), as the kernel defines it (glibc declares neither).
+struct swiftpar_sched_attr {
+    uint32_t size;
+    uint32_t sched_policy;
+    uint64_t sched_flags;
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime;
+    uint64_t sched_deadline;
+    uint64_t sched_period;
+};
+
+int swiftpar_prefer_throughput(uint64_t slice_ns) {
+#ifdef SYS_sched_setattr
+    struct swiftpar_sched_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.size = sizeof attr;
+    attr.sched_policy = 3;   // SCHED_BATCH
+    attr.sched_flags = 1;    // SCHED_FLAG_RESET_ON_FORK: children start as usual
+    attr.sched_runtime = slice_ns;
+    if (syscall(SYS_sched_setattr, 0, &attr, 0) == 0) return 0;
+    if (slice_ns == 0) return -1;
+    // Kernels without custom slices for normal tasks: batch scheduling alone.
+    attr.sched_runtime = 0;
+    return syscall(SYS_sched_setattr, 0, &attr, 0) == 0 ? 0 : -1;
+#else
+    (void)slice_ns;
+    return -1;
+#endif
+}

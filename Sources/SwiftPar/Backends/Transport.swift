@@ -33,10 +33,8 @@ protocol Transport: AnyObject {
     /// Receives the message that `probe` described into `buffer`, of exactly `info.byteCount` bytes.
     func receive(_ info: MessageInfo, into buffer: UnsafeMutableRawBufferPointer) throws
     /// Receives the next matching message into `buffer` if the backend can do so in one step;
-    /// nil when it cannot, and the caller probes. Returns the envelope, with the message's size,
-    /// and how many of its bytes are in `buffer`: fewer when it was longer than `buffer` (it is
-    /// off the queue all the same).
-    func receiveDirectly(from source: Int?, tag: Int?, into buffer: UnsafeMutableRawBufferPointer) throws -> (info: MessageInfo, written: Int)?
+    /// nil when it cannot, and the caller probes.
+    func receiveDirectly(from source: Int?, tag: Int?, into buffer: UnsafeMutableRawBufferPointer) throws -> DirectReceipt?
     /// Sends the bytes of an encoded value (which start with swiftpar's header). A backend may
     /// send it in a way of its own that `receiveEncoded` undoes; every other receive still sees
     /// the bytes as one message.
@@ -101,6 +99,16 @@ struct OutgoingBytes {
     }
 }
 
+/// What a receive straight into a buffer got: the envelope, with the message's real size (it
+/// may be longer than the buffer: it is off the queue all the same), how many of its bytes are
+/// in the buffer, and how many messages follow it (the arrays an encoded value sent apart).
+@usableFromInline
+struct DirectReceipt {
+    let info: MessageInfo
+    let written: Int
+    let following: Int
+}
+
 /// A receive for an encoded value matched a message longer than it takes (under MPI, one
 /// that was not sent as an encoded value): the message is taken off the queue unread, and the
 /// receive reports it.
@@ -135,7 +143,7 @@ extension Transport {
         try probe(source: sources.count == 1 ? sources[0] : nil, tag: tag, wait: wait)
     }
 
-    func receiveDirectly(from source: Int?, tag: Int?, into buffer: UnsafeMutableRawBufferPointer) throws -> (info: MessageInfo, written: Int)? {
+    func receiveDirectly(from source: Int?, tag: Int?, into buffer: UnsafeMutableRawBufferPointer) throws -> DirectReceipt? {
         nil
     }
 

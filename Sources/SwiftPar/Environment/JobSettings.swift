@@ -1,3 +1,8 @@
+import CSwiftParLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Settings a job reads from its environment at start, checked before anything starts, the
 /// same way on every backend: a bad value is a usage error, never silently ignored.
 struct JobSettings: Sendable {
@@ -9,6 +14,9 @@ struct JobSettings: Sendable {
     /// `SWIFTPAR_START`: how the local backend starts its ranks; nil (`auto`) forks when this
     /// process runs a single thread and spawns otherwise.
     var start: StartMethod?
+    /// `SWIFTPAR_SCHEDULING`: `auto` (the default) runs ranks that share cores with other ranks
+    /// of the job as batch work in long time slices; `normal` leaves the scheduler alone.
+    var batchWhenSharingCores = true
 
     static let defaultMessageLimit = 1 << 30
 
@@ -20,9 +28,15 @@ struct JobSettings: Sendable {
             }
             settings.start = method
         }
+        if let text = environment["SWIFTPAR_SCHEDULING"], !text.isEmpty {
+            guard text == "auto" || text == "normal" else {
+                throw SwiftParUsageError("SWIFTPAR_SCHEDULING=\(text) is not one of auto, normal")
+            }
+            settings.batchWhenSharingCores = text == "auto"
+        }
         if let text = environment["SWIFTPAR_MPI_MESSAGE_LIMIT"], !text.isEmpty {
-            guard let value = Int(text), value >= 16, value <= Int(Int32.max) else {
-                throw SwiftParUsageError("SWIFTPAR_MPI_MESSAGE_LIMIT=\(text) is not a number of bytes from 16 to \(Int32.max)")
+            guard let value = Int(text), value >= 64, value <= Int(Int32.max) else {
+                throw SwiftParUsageError("SWIFTPAR_MPI_MESSAGE_LIMIT=\(text) is not a number of bytes from 64 to \(Int32.max)")
             }
             settings.mpiMessageLimit = value
         }
@@ -35,6 +49,17 @@ struct JobSettings: Sendable {
             settings.stallTimeout = try checkedStallTimeout(value, source: "SWIFTPAR_STALL_TIMEOUT=\(text)")
         }
         return settings
+    }
+
+    /// Ranks of the job on this host, `ranksOnHost` of them, share its cores when they
+    /// outnumber them. Each then asks to be scheduled as batch work (SCHED_BATCH, see
+    /// `swiftpar_prefer_throughput`), unless the settings say not to: a rank that wakes no
+    /// longer preempts one that computes, whose caches another rank's data would refill — that
+    /// made 4 ranks on 2 cores slower than 2. Time slices keep their usual length: longer ones
+    /// delay the replies that waiting ranks, and other programs, need.
+    func shareCores(ranksOnHost: Int) {
+        guard batchWhenSharingCores, ranksOnHost > max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1) else { return }
+        _ = swiftpar_prefer_throughput(0)
     }
 
     private static func checkedStallTimeout(_ value: Double, source: String) throws -> Double? {

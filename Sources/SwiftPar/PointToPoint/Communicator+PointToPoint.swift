@@ -268,8 +268,7 @@ extension Communicator {
         var written = 0
         var following = 0
         if let direct = try transport.receiveDirectly(from: source.rankValue, tag: tag.tagValue, into: buffer) {
-            (info, written) = direct
-            following = WireHeader.followingCount(in: UnsafeRawBufferPointer(rebasing: buffer[..<written]))
+            (info, written, following) = (direct.info, direct.written, direct.following)
         } else {
             info = try waitForMessage(from: source, tag: tag, "receive")
             if info.byteCount > buffer.count {

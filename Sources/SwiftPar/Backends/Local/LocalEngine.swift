@@ -34,11 +34,12 @@ final class LocalEngine {
     /// The next free communicator context on this process (0 and 1 are the world's).
     @exclusivity(unchecked) var nextContext = 2
 
-    init(region: SharedRegion, rank: Int, stallTimeout: Double?) {
+    init(region: SharedRegion, rank: Int, settings: JobSettings) {
         self.region = region
         self.me = rank
         self.size = region.size
-        self.stallTimeout = stallTimeout
+        self.stallTimeout = settings.stallTimeout
+        settings.shareCores(ranksOnHost: region.size)
         pending = Array(repeating: [], count: region.size)
         outgoing = Array(repeating: [], count: region.size)
         written = Array(repeating: 0, count: region.size)
@@ -48,7 +49,7 @@ final class LocalEngine {
         // With more ranks than cores a spinning rank takes the core another rank needs.
         let cores = max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1)
         spinLimit = region.size <= cores ? 20_000 : 200
-        yieldLimit = 200
+        yieldLimit = region.size <= cores ? 200 : 0
     }
 
     @inline(__always)

@@ -65,12 +65,12 @@ enum LocalJob {
                 _ = swiftpar_set_parent_death_signal(SIGKILL)
                 if getppid() != launcher { _exit(1) }
                 region.joined(rank).store(1, ordering: .releasing)
-                return LocalTransport(engine: LocalEngine(region: region, rank: rank, stallTimeout: settings.stallTimeout),
+                return LocalTransport(engine: LocalEngine(region: region, rank: rank, settings: settings),
                                       members: Array(0..<size), context: 0)
             }
             try record(pid, rank: rank, in: region, children: &children, failure: "fork of rank \(rank) of \(size)")
         }
-        let engine = LocalEngine(region: region, rank: 0, stallTimeout: settings.stallTimeout)
+        let engine = LocalEngine(region: region, rank: 0, settings: settings)
         if size > 1 {
             let monitor = try LocalMonitor(region: region, engine: engine, children: children, spawned: false)
             self.monitor = monitor
@@ -87,7 +87,7 @@ enum LocalJob {
         defer { close(region.descriptor) }
         region.pid(of: 0).store(Int(getpid()), ordering: .relaxed)
         region.joined(0).store(1, ordering: .relaxed)
-        let engine = LocalEngine(region: region, rank: 0, stallTimeout: settings.stallTimeout)
+        let engine = LocalEngine(region: region, rank: 0, settings: settings)
         guard size > 1 else { return LocalTransport(engine: engine, members: [0], context: 0) }
         swiftpar_flush_all_streams()
         let caught: [Int32] = [SIGINT, SIGTERM, SIGHUP]
@@ -171,7 +171,7 @@ enum LocalJob {
         let region = try SharedRegion(joining: job.descriptor, size: job.size)
         close(job.descriptor)
         region.pid(of: job.rank).store(Int(getpid()), ordering: .relaxed)
-        let engine = LocalEngine(region: region, rank: job.rank, stallTimeout: try settings().stallTimeout)
+        let engine = LocalEngine(region: region, rank: job.rank, settings: try settings())
         region.joined(job.rank).store(1, ordering: .releasing)
         region.joinedRanks.wrappingIncrement(ordering: .releasing)
         return LocalTransport(engine: engine, members: Array(0..<job.size), context: 0)

@@ -71,7 +71,7 @@ enum MPIEnvironment {
                 operation: "MPI_Init_thread", code: 0,
                 message: "asked for thread level \(requestedName), but the MPI library provides only \(name)", rank: Int(rank))
         }
-        let job = try MPIJob(world: swiftpar_comm_world(), rank: Int(rank), size: Int(size), stallTimeout: settings.stallTimeout)
+        let job = try MPIJob(world: swiftpar_comm_world(), rank: Int(rank), size: Int(size), settings: settings)
         MPIJob.current = job
         if rank == 0 { StandardStreams.adoptLauncherOutput() }
         return try MPITransport(comm: swiftpar_comm_world(), owns: false, members: Array(0..<Int(size)), job: job,

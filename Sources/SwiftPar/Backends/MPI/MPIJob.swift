@@ -41,7 +41,7 @@ final class MPIJob {
         case finished = 1, stallQuery, stallAnswer
     }
 
-    init(world: MPI_Comm, rank: Int, size: Int, stallTimeout: Double?) throws {
+    init(world: MPI_Comm, rank: Int, size: Int, settings: JobSettings) throws {
         var dup: MPI_Comm? = nil
         let code = MPI_Comm_dup(world, &dup)
         guard code == MPI_SUCCESS, let dup else {
@@ -56,7 +56,8 @@ final class MPIJob {
         noticeWords.initialize(repeating: Int64(rank), count: 4)
         let localRanks = Int(getenvString("OMPI_COMM_WORLD_LOCAL_SIZE") ?? "") ?? 1
         oversubscribed = localRanks > max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1)
-        self.stallTimeout = stallTimeout
+        stallTimeout = settings.stallTimeout
+        settings.shareCores(ranksOnHost: localRanks)
     }
 
     // MARK: Notices
@@ -118,10 +119,12 @@ final class MPIJob {
         let start = monotonicNow()
         var lastPoll = start
         var failureSince: Double?
+        var testsSinceFailure = 0
         var tries = 0
         while true {
             if try done() { return }
             tries += 1
+            testsSinceFailure += 1
             if tries < spinLimit {
                 swiftpar_spin_pause()
                 continue
@@ -133,11 +136,16 @@ final class MPIJob {
                 if context.failure(finished: finished) != nil {
                     // A notice can overtake the last messages the finished rank sent on another
                     // communicator, and other ranks may be finishing too: keep testing a little
-                    // longer, then report every rank known to have finished by then.
+                    // longer, then report every rank known to have finished by then. "Longer"
+                    // counts tests as well as time, so that a rank the scheduler kept off its
+                    // core meanwhile still gives Open MPI the chance to deliver what arrived.
                     if let since = failureSince {
-                        if now - since > finishGrace, let failure = context.failure(finished: finished) { throw failure }
+                        if now - since > finishGrace, testsSinceFailure > 100, let failure = context.failure(finished: finished) {
+                            throw failure
+                        }
                     } else {
                         failureSince = now
+                        testsSinceFailure = 0
                     }
                 }
                 if let stallTimeout, now - start > stallTimeout {

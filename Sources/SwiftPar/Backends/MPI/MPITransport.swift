@@ -58,7 +58,7 @@ final class MPITransport: Transport {
         self.members = members
         self.job = job
         self.messageLimit = messageLimit
-        eagerBytes = max(min(1 << 20, messageLimit - 1), Announcement.size)
+        eagerBytes = min(1 << 20, messageLimit - 1)
         MPI_Comm_set_errhandler(comm, swiftpar_errors_return())
         var r: Int32 = 0
         var s: Int32 = 0
@@ -160,41 +160,100 @@ final class MPITransport: Transport {
             return stash[index].info
         }
         guard let info = try probeOneMessage(source: source, tag: tag, wait: wait) else { return nil }
-        // It may be an announcement: only its bytes tell. Either way it is then in the stash.
-        if info.byteCount == Announcement.size { return try stashShortMessage(info) }
-        if info.byteCount < messageLimit { return info }
-        return try collectChunks(startingWith: info)
-    }
-
-    /// Receives the 16-byte message `info` describes; if it announces a value, receives the
-    /// value too. Stashes what it received and describes it.
-    private func stashShortMessage(_ info: MessageInfo) throws -> MessageInfo {
-        var bytes = [UInt8](repeating: 0, count: Announcement.size)
-        try bytes.withUnsafeMutableBytes { try receiveExactly($0.baseAddress, count: Announcement.size, from: info.source, tag: info.tag) }
-        guard let length = bytes.withUnsafeBytes({ Announcement.length(in: $0) }) else {
-            stash.append((info, [bytes]))
-            return info
+        // A chunk of a large message, or 16 bytes that may announce a value (only its bytes
+        // tell): received whole into the stash. An announced value follows its announcement at
+        // once, so even a probe that does not wait waits for it.
+        if info.byteCount >= messageLimit || info.byteCount == Announcement.size {
+            return try stashFirst(from: info.source, tag: info.tag)
         }
-        let value = try receiveAnnounced(length, from: info.source, tag: info.tag)
-        let announced = MessageInfo(source: info.source, tag: info.tag, byteCount: value.count)
-        stash.append((announced, [value]))
-        return announced
+        return info
     }
 
-    /// Receives the value an announcement of `length` bytes from `source` with `tag` announced.
+    // MARK: The stash
+    //
+    // A message received before its turn — to read what it is, or to join its chunks — waits
+    // in the stash, and every earlier message from the same rank goes there before it, so that
+    // none is overtaken: a later receive from that rank with any tag finds them in order.
+
+    /// Takes the first pending message from `source` with `tag` off the queue, whole (an
+    /// announcement with its value, chunks joined), after every earlier message from `source`;
+    /// all go to the stash, in order. Returns the envelope of the one asked for.
+    private func stashFirst(from source: Int, tag: Int) throws -> MessageInfo {
+        while true {
+            guard let next = try probeOneMessage(source: source, tag: nil, wait: true) else {
+                throw CommunicatorError.wouldWaitForever(operation: "receive", reason: "no message can arrive", rank: rank)
+            }
+            let entry = try receiveWhole(next)
+            stash.append(entry)
+            if next.tag == tag { return entry.info }
+        }
+    }
+
+    /// Receives the message whose first part `first` describes (the next one from its source
+    /// with its tag): all its chunks, or for an announcement, the value announced.
+    private func receiveWhole(_ first: MessageInfo) throws -> (info: MessageInfo, chunks: [[UInt8]]) {
+        if first.byteCount >= messageLimit {
+            return try receiveChunks(startingWith: first)
+        }
+        let bytes = try [UInt8].received(count: first.byteCount) {
+            try receiveExactly($0.baseAddress, count: first.byteCount, from: first.source, tag: first.tag)
+        }
+        guard let length = bytes.withUnsafeBytes({ Announcement.length(in: $0) }) else { return (first, [bytes]) }
+        guard let value = try probeOneMessage(source: first.source, tag: first.tag, wait: true) else {
+            throw CommunicatorError.wouldWaitForever(operation: "receive", reason: "no message can arrive", rank: rank)
+        }
+        let whole = try receiveWhole(value)
+        guard whole.info.byteCount == length else { throw announcedValueMissing(length, from: first.source, tag: first.tag) }
+        return whole
+    }
+
+    /// Receives every chunk of a large message, the first described by `first`.
+    private func receiveChunks(startingWith first: MessageInfo) throws -> (info: MessageInfo, chunks: [[UInt8]]) {
+        var chunks: [[UInt8]] = []
+        var total = 0
+        var chunkSize = first.byteCount
+        while true {
+            let size = chunkSize
+            chunks.append(try [UInt8].received(count: size) {
+                try receiveExactly($0.baseAddress, count: size, from: first.source, tag: first.tag)
+            })
+            total += size
+            if size < messageLimit { break }
+            guard let next = try probeOneMessage(source: first.source, tag: first.tag, wait: true) else { break }
+            chunkSize = next.byteCount
+        }
+        return (MessageInfo(source: first.source, tag: first.tag, byteCount: total), chunks)
+    }
+
+    private func announcedValueMissing(_ length: Int, from source: Int, tag: Int) -> CommunicatorError {
+        .invalidArgument(operation: "receive", reason: "the value rank \(source) announced with tag \(tag) (\(length) bytes) did not follow", rank: rank)
+    }
+
+    /// Receives the value an announcement of `length` bytes from `source` with `tag` announced:
+    /// the next message from there, straight into its buffer (the sender's own two sends are
+    /// in order, so nothing else from it with this tag comes between).
     private func receiveAnnounced(_ length: Int, from source: Int, tag: Int) throws -> [UInt8] {
         guard length < messageLimit else {
-            // Chunked: probing collects every chunk.
-            guard let info = try probe(source: source, tag: tag, wait: true), info.byteCount == length else {
-                throw CommunicatorError.invalidArgument(
-                    operation: "receive", reason: "the value rank \(source) announced with tag \(tag) (\(length) bytes) did not follow", rank: rank)
+            guard let first = try probeOneMessage(source: source, tag: tag, wait: true) else {
+                throw announcedValueMissing(length, from: source, tag: tag)
             }
-            return try receiveArray(UInt8.self, matching: info)
+            let whole = try receiveChunks(startingWith: first)
+            guard whole.info.byteCount == length else { throw announcedValueMissing(length, from: source, tag: tag) }
+            return whole.chunks.count == 1 ? whole.chunks[0] : Array(whole.chunks.joined())
         }
-        return try [UInt8].received(count: length) { buffer in
-            try receiveExactly(buffer.baseAddress, count: length, from: source, tag: tag)
+        var status = MPI_Status()
+        let value = try [UInt8].received(count: length) { buffer in
+            var request: MPI_Request? = swiftpar_request_null()
+            try check(MPI_Irecv(buffer.baseAddress, Int32(length), swiftpar_type_byte(), Int32(source), Int32(tag), comm, &request),
+                      "MPI_Irecv from rank \(source)")
+            // A receive of exactly the announced size is never shorter than a value sent as announced.
+            if try completeReceive(&request, status: &status, source: source) { throw announcedValueMissing(length, from: source, tag: tag) }
         }
+        guard try byteCount(of: &status) == length else { throw announcedValueMissing(length, from: source, tag: tag) }
+        return value
     }
+
+    // MARK: Receiving encoded values
 
     func receiveEncoded<R>(from source: Int?, tag: Int?, _ body: (UnsafeRawBufferPointer, MessageInfo) throws -> R) throws -> R {
         // Messages already taken off the queue, and decodes that receive while one is running,
@@ -245,14 +304,27 @@ final class MPITransport: Transport {
     }
 
     /// Receives the next message matching `source` and `tag` into the landing buffer; reports
-    /// its envelope (with its real size) and whether it was longer than the buffer.
+    /// its envelope and whether it was longer than the buffer. A longer one is off the queue,
+    /// unread, with every chunk of it; the envelope gives its whole size.
     private func receiveIntoLanding(_ buffer: UnsafeMutableRawPointer, from source: Int?, tag: Int?) throws -> (MessageInfo, Bool) {
         var status = MPI_Status()
         var request: MPI_Request? = swiftpar_request_null()
         try check(MPI_Irecv(buffer, Int32(eagerBytes), swiftpar_type_byte(), Int32(source ?? Int(MPI_ANY_SOURCE)),
                             Int32(tag ?? Int(MPI_ANY_TAG)), comm, &request), "MPI_Irecv")
         let truncated = try completeReceive(&request, status: &status, source: source)
-        return (MessageInfo(source: Int(status.MPI_SOURCE), tag: Int(status.MPI_TAG), byteCount: try byteCount(of: &status)), truncated)
+        var info = MessageInfo(source: Int(status.MPI_SOURCE), tag: Int(status.MPI_TAG), byteCount: try byteCount(of: &status))
+        if truncated && info.byteCount >= messageLimit {
+            // The first chunk of a large message: the rest go too.
+            var total = info.byteCount
+            var last = info.byteCount
+            while last >= messageLimit, let next = try probeOneMessage(source: info.source, tag: info.tag, wait: true) {
+                _ = try receiveArray(UInt8.self, matching: next)
+                last = next.byteCount
+                total += last
+            }
+            info = MessageInfo(source: info.source, tag: info.tag, byteCount: total)
+        }
+        return (info, truncated)
     }
 
     /// Waits for the receive `request` from `source` (nil: any) and reports whether the message
@@ -278,14 +350,20 @@ final class MPITransport: Transport {
         return truncated
     }
 
-    /// Cancels a receive that will not be waited for, and lets it complete (for a second at most).
+    /// Cancels a receive that will not be waited for, and lets it complete. A receive already
+    /// matched finishes its transfer first; one that cannot be cancelled in 10 s would write
+    /// into memory that is gone, so the job ends instead.
     private func cancel(_ request: inout MPI_Request?) {
         guard request != swiftpar_request_null() else { return }
         _ = MPI_Cancel(&request)
-        let deadline = monotonicNow() + 1
+        let deadline = monotonicNow() + 10
         var flag: Int32 = 0
-        while flag == 0 && monotonicNow() < deadline {
-            if MPI_Test(&request, &flag, swiftpar_status_ignore()) != MPI_SUCCESS { break }
+        while flag == 0 {
+            if MPI_Test(&request, &flag, swiftpar_status_ignore()) != MPI_SUCCESS { return }
+            if monotonicNow() > deadline {
+                writeStandardError("swiftpar: rank \(rank): a receive could not be cancelled after its wait failed; ending the job\n")
+                MPI_Abort(swiftpar_comm_world(), 1)
+            }
         }
     }
 
@@ -340,59 +418,39 @@ final class MPITransport: Transport {
         return Int(count)
     }
 
-    /// Receives exactly `count` bytes of the next message from `source` with `tag` into `buffer`.
+    /// Receives exactly `count` bytes of the next message from `source` with `tag` into `buffer`
+    /// (a probe just reported that size, so the receive is never shorter than its message).
     private func receiveExactly(_ buffer: UnsafeMutableRawPointer?, count: Int, from source: Int, tag: Int) throws {
         var request: MPI_Request? = swiftpar_request_null()
+        var status = MPI_Status()
         try check(MPI_Irecv(buffer, Int32(count), swiftpar_type_byte(), Int32(source), Int32(tag), comm, &request),
                   "MPI_Irecv from rank \(source)")
-        try complete(&request, "receive", .sender(members[source]))
-    }
-
-    /// Receives every chunk of a large message into the stash and describes the whole of it.
-    private func collectChunks(startingWith first: MessageInfo) throws -> MessageInfo {
-        var chunks: [[UInt8]] = []
-        var total = 0
-        var chunkSize = first.byteCount
-        while true {
-            var failure: (any Error)?
-            let size = chunkSize
-            chunks.append([UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
-                do {
-                    try receiveExactly(buffer.baseAddress, count: size, from: first.source, tag: first.tag)
-                } catch { failure = error }
-                initialized = size
-            })
-            if let failure { throw failure }
-            total += size
-            if size < messageLimit { break }
-            guard let next = try probeOneMessage(source: first.source, tag: first.tag, wait: true) else { break }
-            chunkSize = next.byteCount
+        if try completeReceive(&request, status: &status, source: source) {
+            throw CommunicatorError.invalidArgument(operation: "receive", reason: "the message from rank \(source) with tag \(tag) is longer than the \(count) bytes probed", rank: rank)
         }
-        let info = MessageInfo(source: first.source, tag: first.tag, byteCount: total)
-        stash.append((info, chunks))
-        return info
     }
 
     /// Receives the next matching message into `buffer` in one step when `buffer` is small
-    /// (`smallReceiveBytes`): by way of the landing buffer, then a copy; the envelope gives the
-    /// message's real size, which may be larger than `buffer`. Returns nil for larger
+    /// (`smallReceiveBytes`): by way of the landing buffer, then a copy. Returns nil for larger
     /// buffers (the caller probes for the size, so no receive is ever shorter than its message),
     /// and when the message met is an announcement: the value it announces goes to the stash,
-    /// where the caller's probe finds it.
-    func receiveDirectly(from source: Int?, tag: Int?, into buffer: UnsafeMutableRawBufferPointer) throws -> (info: MessageInfo, written: Int)? {
+    /// where the caller's probe finds it. Otherwise returns the envelope with the message's
+    /// real size (possibly more than `buffer` holds: the message is off the queue all the
+    /// same), how many of its bytes are in `buffer`, and how many messages follow it (arrays
+    /// sent apart after an encoded value), counted from its header.
+    func receiveDirectly(from source: Int?, tag: Int?, into buffer: UnsafeMutableRawBufferPointer) throws -> DirectReceipt? {
         guard buffer.count <= Self.smallReceiveBytes, !landingBusy,
               !stash.contains(where: { Self.matches($0.info, source: source, tag: tag) }) else { return nil }
         let landed = try landingBuffer()
         let (info, truncated) = try receiveIntoLanding(landed, from: source, tag: tag)
-        if !truncated, let length = Announcement.length(in: UnsafeRawBufferPointer(start: landed, count: info.byteCount)) {
-            let value = try receiveAnnounced(length, from: info.source, tag: info.tag)
-            stash.append((MessageInfo(source: info.source, tag: info.tag, byteCount: value.count), [value]))
+        let bytes = UnsafeRawBufferPointer(start: landed, count: truncated ? 0 : info.byteCount)
+        if Announcement.length(in: bytes) != nil {
+            _ = try stashFirst(from: info.source, tag: info.tag)
             return nil
         }
-        // A message longer than `buffer` is off the queue: the caller reports its size.
-        let fitting = truncated ? 0 : min(info.byteCount, buffer.count)
+        let fitting = min(bytes.count, buffer.count)
         if fitting > 0 { buffer.baseAddress!.copyMemory(from: landed, byteCount: fitting) }
-        return (info, fitting)
+        return DirectReceipt(info: info, written: fitting, following: WireHeader.followingCount(in: bytes))
     }
 
     func receive(_ info: MessageInfo, into buffer: UnsafeMutableRawBufferPointer) throws {
