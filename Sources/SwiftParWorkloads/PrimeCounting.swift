@@ -37,27 +37,32 @@ public enum PrimeCounting {
 
     /// Numbers per block when counting: about 64 blocks per rank for balance, each a whole
     /// number of segments and at least 1024 times the range's square root (a block makes its
-    /// large sieving primes again, which costs about one step per prime up to the root), and
-    /// at most one block kept whole.
-    public static func countingSpan(for range: ClosedRange<UInt64>, ranks: Int) -> UInt64 {
+    /// large sieving primes again, which costs about one step per prime up to the root, so no
+    /// more blocks than ranks when that is most of the work), and, where the large primes do
+    /// not all fit in `memory`, at most one block kept whole.
+    public static func countingSpan(for range: ClosedRange<UInt64>, ranks: Int, memory: Int = PrimeSieve.defaultMemory) -> UInt64 {
         let segmentNumbers = 30 * UInt64(PrimeSieve.segmentBytes)
         let width = range.upperBound - range.lowerBound
         let root = PrimeSieve.integerSquareRoot(range.upperBound)
-        let wanted = max(width / UInt64(64 * max(ranks, 1)) + 1, 1024 * root)
+        let share = width / UInt64(max(ranks, 1)) + 1
+        let wanted = max(width / UInt64(64 * max(ranks, 1)) + 1, min(1024 * root, share))
         let segments = max((wanted + segmentNumbers - 1) / segmentNumbers, 1)
-        return min(segments * segmentNumbers, 30 * UInt64(PrimeSieve.wholeBlockBytes))
+        let fits = root <= PrimeSieve.mediumLimit
+            || PrimeSieve.estimatedPrimeCount((PrimeSieve.mediumLimit + 1)...root) <= SievingPrimes.bucketLimit(for: memory)
+        return min(segments * segmentNumbers, fits ? PrimeSieve.largestBlockNumbers : 30 * UInt64(PrimeSieve.wholeBlockBytes))
     }
 
-    /// The number of primes in `range`, counted by all ranks of `pool`; every rank gets it.
-    public static func count(in range: ClosedRange<UInt64>, method: Method, pool: Pool,
+    /// The number of primes in `range`, counted by all ranks of `pool`, each within about
+    /// `memory` bytes (at least `PrimeSieve.defaultMemory`); every rank gets it.
+    public static func count(in range: ClosedRange<UInt64>, method: Method, pool: Pool, memory: Int = PrimeSieve.defaultMemory,
                              progress: (@Sendable (Int, Int?) -> Void)? = nil) throws -> Int {
         let root = PrimeSieve.integerSquareRoot(range.upperBound)
         var sievingPrimes: SievingPrimes?
-        let span = method == .sieve ? countingSpan(for: range, ranks: pool.communicator.size) : 1 << 16
+        let span = method == .sieve ? countingSpan(for: range, ranks: pool.communicator.size, memory: memory) : 1 << 16
         let total = try pool.mapReduce(Blocks(range, span: span), options: MapOptions(progress: progress), { block -> Int in
             switch method {
             case .sieve:
-                if sievingPrimes == nil { sievingPrimes = SievingPrimes(upTo: root) }
+                if sievingPrimes == nil { sievingPrimes = SievingPrimes(upTo: root, memory: memory) }
                 return PrimeSieve.count(in: block, sievingPrimes: sievingPrimes)
             case .trial:
                 return TrialDivision.count(in: block)

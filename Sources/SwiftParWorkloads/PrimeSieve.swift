@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSwiftParLinux
 import SwiftPar
 
 /// Prime counting and listing with a segmented sieve of Eratosthenes on a mod-30 wheel.
@@ -19,9 +20,11 @@ import SwiftPar
 ///   to the bucket of its next one;
 /// - the segment's primes are counted 64 bits at a time.
 ///
-/// Memory per rank stays bounded however large the range: the large primes of a block are
-/// generated again for each block, and when their buckets would pass `bucketPrimesLimit`
-/// entries the block is kept whole and the large primes cross it in batches.
+/// Memory per rank stays within a budget however large the range (`defaultMemory`, or what the
+/// caller gives): when every large prime of a range fits in the buckets, the range is one
+/// block and each large prime is placed once; when they do not, the range is cut into blocks
+/// of `wholeBlockBytes`, each kept whole while its large primes, made again for each block,
+/// cross it in batches that fit.
 public enum PrimeSieve {
     /// The residues coprime to 30, one per bit.
     static let residues: [UInt64] = [1, 7, 11, 13, 17, 19, 23, 29]
@@ -36,12 +39,27 @@ public enum PrimeSieve {
     /// Primes up to this keep their place from segment to segment (and are made once per rank);
     /// larger ones go through the buckets.
     static let mediumLimit: UInt64 = 2 * UInt64(segmentBytes)
-    /// The most large primes in buckets at once (8 bytes each).
-    static let bucketPrimesLimit = 2_000_000
+    /// The memory a rank's sieve stays within unless told otherwise: 100 MB.
+    public static let defaultMemory = 100_000_000
+    /// The most large primes in buckets at once within the default memory (8 bytes each).
+    static let defaultBucketPrimes = 2_000_000
+    /// Memory a sieve takes besides its buckets when nothing is kept whole: the segment, the
+    /// sieving primes, the pre-sieve patterns, the stretches' cursors, the heap's slack.
+    static let bucketlessMemory = 40_000_000
+    /// Bytes per large prime in the buckets: an 8-byte entry, in chunks partly filled.
+    static let bytesPerBucketEntry = 10
+    /// The most numbers one block may cover (its buckets keep a cursor per 256 KiB stretch).
+    static let largestBlockNumbers: UInt64 = 30 << (Buckets.shift + 20)
     /// Bytes of a block kept whole when its large primes cross it in batches.
     static let wholeBlockBytes = 1 << 25
     /// The largest prime the pre-sieve patterns clear; sieving starts above it.
     static let largestPresieved: UInt64 = 53
+
+    /// An overestimate of the number of primes in `range`.
+    static func estimatedPrimeCount(_ range: ClosedRange<UInt64>) -> Int {
+        func pi(_ x: UInt64) -> Double { x < 17 ? 7 : 1.26 * Double(x) / log(Double(x)) }
+        return Int(pi(range.upperBound) - Double(range.lowerBound) / log(Double(max(range.lowerBound, 3))))
+    }
 
     /// The primes up to `limit` (inclusive), by a simple sieve; for limits up to a few million.
     public static func smallPrimes(upTo limit: UInt64) -> [UInt64] {
@@ -72,10 +90,12 @@ public enum PrimeSieve {
         return r
     }
 
-    /// How many primes lie in `range`.
-    public static func count(in range: ClosedRange<UInt64>, sievingPrimes: SievingPrimes? = nil) -> Int {
+    /// How many primes lie in `range`, using about `memory` bytes at most (sieving primes that
+    /// were made for another memory size bring theirs).
+    public static func count(in range: ClosedRange<UInt64>, sievingPrimes: SievingPrimes? = nil, memory: Int = defaultMemory) -> Int {
         var total = 0
-        sieve(range, sievingPrimes: sievingPrimes, small: { _ in total += 1 }) { words, _ in
+        sieve(range, sievingPrimes: sievingPrimes ?? SievingPrimes(upTo: integerSquareRoot(range.upperBound), memory: memory),
+              small: { _ in total += 1 }) { words, _ in
             total += countBits(words)
         }
         return total
@@ -124,8 +144,10 @@ public enum PrimeSieve {
         let root = integerSquareRoot(high)
         let primes = sievingPrimes ?? SievingPrimes(upTo: root)
         precondition(primes.root >= min(root, mediumLimit), "sieving primes up to \(primes.root) cannot sieve up to \(high)")
-        // Blocks of at most `wholeBlockBytes`, so a block kept whole stays bounded.
-        let blockNumbers = 30 * UInt64(wholeBlockBytes)
+        // One block when the large primes all fit in the buckets (each is placed once); else
+        // blocks of at most `wholeBlockBytes`, so a block kept whole stays bounded.
+        let fits = root <= mediumLimit || estimatedPrimeCount((mediumLimit + 1)...root) <= primes.bucketLimit
+        let blockNumbers = fits ? largestBlockNumbers : 30 * UInt64(wholeBlockBytes)
         var low = start
         while true {
             let (sum, overflow) = (low / 30 * 30).addingReportingOverflow(blockNumbers - 1)
@@ -200,13 +222,24 @@ public struct SievingPrimes: Sendable {
     let smallCount: Int
     /// The largest number whose square root these primes cover.
     public let root: UInt64
+    /// The most large primes a block keeps in its buckets at once, from the memory given.
+    let bucketLimit: Int
 
-    /// The sieving primes for ranges ending at or below `root`².
-    public init(upTo root: UInt64) {
+    /// The sieving primes for ranges ending at or below `root`², for sieves that stay within
+    /// about `memory` bytes (at least `PrimeSieve.defaultMemory`).
+    public init(upTo root: UInt64, memory: Int = PrimeSieve.defaultMemory) {
         self.root = root
+        bucketLimit = Self.bucketLimit(for: memory)
         primes = PrimeSieve.smallPrimes(upTo: min(root, PrimeSieve.mediumLimit))
             .filter { $0 > PrimeSieve.largestPresieved }.map { UInt32($0) }
         smallCount = primes.firstIndex { UInt64($0) > PrimeSieve.smallLimit } ?? primes.count
+    }
+
+    /// The most large primes in buckets at once for a sieve within `memory` bytes: those of the
+    /// default memory, or all that the memory beyond what a sieve needs besides them holds.
+    static func bucketLimit(for memory: Int) -> Int {
+        memory <= PrimeSieve.defaultMemory ? PrimeSieve.defaultBucketPrimes
+            : (memory - PrimeSieve.bucketlessMemory) / PrimeSieve.bytesPerBucketEntry
     }
 }
 
@@ -323,15 +356,15 @@ struct BlockSieve {
         // Large primes (above the medium limit, up to the root).
         let largeLow = PrimeSieve.mediumLimit + 1
         let hasLarge = root >= largeLow
-        let largeCount = hasLarge ? estimatedPrimeCount(largeLow...root) : 0
-        let batched = largeCount > PrimeSieve.bucketPrimesLimit
+        let largeCount = hasLarge ? PrimeSieve.estimatedPrimeCount(largeLow...root) : 0
+        let batched = largeCount > primes.bucketLimit
         // Batched blocks are kept whole; otherwise one segment's buffer is reused.
         let bufferBytes = batched ? segments * segmentBytes : hasLarge ? segmentBytes : min(segmentBytes, (totalBytes + 7) & ~7)
         let words = UnsafeMutablePointer<UInt64>.allocate(capacity: bufferBytes / 8 + 1)
         defer { words.deallocate() }
         let buffer = UnsafeMutableRawPointer(words).assumingMemoryBound(to: UInt8.self)
         let bucketSegments = (totalBytes + Buckets.mask) >> Buckets.shift
-        var buckets = hasLarge ? Buckets(segments: bucketSegments, entries: min(largeCount, PrimeSieve.bucketPrimesLimit * 5 / 4)) : nil
+        var buckets = hasLarge ? Buckets(segments: bucketSegments, entries: min(largeCount, primes.bucketLimit * 5 / 4)) : nil
         defer { buckets?.release() }
 
         func segmentPointer(_ index: Int) -> UnsafeMutablePointer<UInt8> {
@@ -365,7 +398,7 @@ struct BlockSieve {
             var stop = root
             // About bucketPrimesLimit primes per batch (primes thin out as they grow).
             if batched {
-                let span = UInt64(Double(PrimeSieve.bucketPrimesLimit) * log(Double(largeLowNext)))
+                let span = UInt64(Double(primes.bucketLimit) * log(Double(largeLowNext)))
                 stop = min(root, largeLowNext &+ span)
             }
             let baseByte = base / 30
@@ -577,11 +610,6 @@ struct BlockSieve {
         position = j
     }
 
-    /// An overestimate of the number of primes in `range`.
-    func estimatedPrimeCount(_ range: ClosedRange<UInt64>) -> Int {
-        func pi(_ x: UInt64) -> Double { x < 17 ? 7 : 1.26 * Double(x) / log(Double(x)) }
-        return Int(pi(range.upperBound) - Double(range.lowerBound) / log(Double(max(range.lowerBound, 3))))
-    }
 }
 
 /// The large primes of a block, each in the bucket of the next stretch one of its multiples
@@ -644,13 +672,8 @@ struct Buckets {
     @inline(__always)
     mutating func add(a: UInt32, classPosition: Int, offset: Int, segment: Int) {
         var c = cursor[segment]
-        if UInt(bitPattern: c) & UInt(Self.chunkBytes - 1) == UInt(Self.linkSlot * 8) {
-            // Full (or the empty bucket's marker): a fresh chunk on top, linked to this one.
-            let fresh = newChunk()
-            let full = c - Self.linkSlot
-            fresh[Self.linkSlot] = full == none ? 0 : UInt64(UInt(bitPattern: full))
-            c = fresh
-        }
+        // Full (or the empty bucket's marker): a fresh chunk on top, linked to this one.
+        if UInt(bitPattern: c) & UInt(Self.chunkBytes - 1) == UInt(Self.linkSlot * 8) { c = startChunk(on: c) }
         c.pointee = UInt64(a) << 32 | UInt64(classPosition) << 26 | UInt64(offset)
         cursor[segment] = c + 1
     }
@@ -672,34 +695,76 @@ struct Buckets {
     mutating func cross(segment: Int, _ bytes: UnsafeMutablePointer<UInt8>) {
         let shift = Self.shift
         let mask = Self.mask
+        let empty = none + Self.linkSlot
+        let segments = self.segments
+        let cursor = self.cursor
+        let steps = Self.steps
         var c = cursor[segment]
-        cursor[segment] = none + Self.linkSlot
-        PrimeSieve.carry.withUnsafeBufferPointer { carry in
-            PrimeSieve.masks.withUnsafeBufferPointer { masks in
-                PrimeSieve.gap.withUnsafeBufferPointer { gap in
-                    while c != none + Self.linkSlot {
-                        let chunk = UnsafeMutablePointer<UInt64>(bitPattern: UInt(bitPattern: c) & ~UInt(Self.chunkBytes - 1))!
-                        for e in 0..<(c - chunk) {
-                            let entry = chunk[e]
-                            let a = Int(entry >> 32)
-                            var classPosition = Int(entry >> 26) & 63
-                            var offset = Int(entry & 0x3FF_FFFF)
-                            // One multiple per stretch at most: a large prime's smallest step,
-                            // 2·(p/30) bytes, is longer than a stretch.
-                            bytes[offset] &= masks[classPosition]
-                            offset &+= a &* gap[classPosition & 7] &+ carry[classPosition]
-                            classPosition = (classPosition & 56) | ((classPosition &+ 1) & 7)
-                            let next = segment &+ (offset >> shift)
-                            if next < segments {
-                                add(a: UInt32(truncatingIfNeeded: a), classPosition: classPosition, offset: offset & mask, segment: next)
-                            }
-                        }
-                        let below = chunk[Self.linkSlot]
-                        free.append(chunk)
-                        c = below == 0 ? none + Self.linkSlot : UnsafeMutablePointer<UInt64>(bitPattern: UInt(below))! + Self.linkSlot
-                    }
+        cursor[segment] = empty
+        while c != empty {
+            let chunk = UnsafeMutablePointer<UInt64>(bitPattern: UInt(bitPattern: c) & ~UInt(Self.chunkBytes - 1))!
+            let count = c - chunk
+            var e = 0
+            while e < count {
+                // The byte an entry a few ahead clears: its line is on its way meanwhile.
+                if e &+ Self.prefetchDistance < count {
+                    swiftpar_prefetch_for_write(bytes + (Int(truncatingIfNeeded: chunk[e &+ Self.prefetchDistance]) & 0x3FF_FFFF))
                 }
+                let entry = chunk[e]
+                let step = steps[Int(truncatingIfNeeded: entry >> 26) & 63]
+                let offset = Int(truncatingIfNeeded: entry) & 0x3FF_FFFF
+                // One multiple per stretch at most: a large prime's smallest step, 2·(p/30)
+                // bytes, is longer than a stretch.
+                bytes[offset] &= step.mask
+                let moved = offset &+ Int(truncatingIfNeeded: entry >> 32) &* step.gap &+ step.carry
+                let next = segment &+ (moved >> shift)
+                if next < segments {
+                    // The same prime, its next wheel position, its place in that stretch.
+                    let newEntry = (entry & 0xFFFF_FFFF_0000_0000) | step.nextClassPosition | UInt64(truncatingIfNeeded: moved & mask)
+                    var target = cursor[next]
+                    if UInt(bitPattern: target) & UInt(Self.chunkBytes - 1) == UInt(Self.linkSlot * 8) {
+                        target = startChunk(on: target)
+                    }
+                    target.pointee = newEntry
+                    cursor[next] = target + 1
+                }
+                e &+= 1
             }
+            let below = chunk[Self.linkSlot]
+            free.append(chunk)
+            c = below == 0 ? empty : UnsafeMutablePointer<UInt64>(bitPattern: UInt(below))! + Self.linkSlot
         }
     }
+
+    /// How many entries ahead the crossing loop asks for the byte it will clear.
+    static let prefetchDistance = 16
+
+    /// A fresh chunk on top of the full one (or the empty bucket's marker) `full` ends.
+    @inline(never)
+    mutating func startChunk(on cursor: UnsafeMutablePointer<UInt64>) -> UnsafeMutablePointer<UInt64> {
+        let fresh = newChunk()
+        let full = cursor - Self.linkSlot
+        fresh[Self.linkSlot] = full == none ? 0 : UInt64(UInt(bitPattern: full))
+        return fresh
+    }
+
+    /// What crossing one multiple of a prime at each class and wheel position needs: the bit to
+    /// clear, the step to the next multiple (a·gap + carry bytes, for p = 30a + r), and the
+    /// next class position as it sits in an entry.
+    struct Step {
+        var mask: UInt8
+        var gap: Int
+        var carry: Int
+        var nextClassPosition: UInt64
+    }
+
+    nonisolated(unsafe) static let steps: UnsafeMutablePointer<Step> = {
+        let table = UnsafeMutablePointer<Step>.allocate(capacity: 64)
+        for classPosition in 0..<64 {
+            let next = (classPosition & 56) | ((classPosition + 1) & 7)
+            table[classPosition] = Step(mask: PrimeSieve.masks[classPosition], gap: PrimeSieve.gap[classPosition & 7],
+                                        carry: PrimeSieve.carry[classPosition], nextClassPosition: UInt64(next) << 26)
+        }
+        return table
+    }()
 }

@@ -157,6 +157,22 @@ struct ReliabilityTests {
         #expect(kilobytes < 100_000, "the window took \(kilobytes) KiB")
     }
 
+    @Test("With --memory 1G a window near 10^18 places its sieving primes once, agrees with primesieve, and stays within the budget",
+          .enabled(if: FileManager.default.fileExists(atPath: "/usr/bin/primesieve")))
+    func primesLargerMemory() throws {
+        let (low, high) = ("999999997000000000", "1000000000000000000")
+        let reference = try Jobs.runCommand(["primesieve", low, high, "-c", "-q"], timeout: 120)
+        let local = try Jobs.runCommand(["/usr/bin/time", "-f", "maxrss=%M", Jobs.product("swiftpar"), "-n", "2",
+                                         "primes", "--from", low, high, "--memory", "1G"], timeout: 300)
+        #expect(local.status == 0 && local.output == reference.output, "\(local.report)\nprimesieve: \(reference.output)")
+        let kilobytes = local.errors.split(separator: "=").last.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? Int.max
+        #expect(kilobytes < 1_000_000_000 / 1024, "a rank took \(kilobytes) KiB with --memory 1G")
+        let mpi = try Jobs.run("swiftpar", ["primes", "--from", low, high, "--memory", "1G"], launch: .mpirun(2), timeout: 300)
+        #expect(mpi.status == 0 && mpi.output == reference.output, "\(mpi.report)\nprimesieve: \(reference.output)")
+        let binary = try Jobs.runCommand([Jobs.product("swiftpar"), "primes", "1e6", "--memory", "512MiB"])
+        #expect(binary.status == 0 && binary.output == "78498\n", "\(binary.report)")
+    }
+
     @Test("primes 1e18 on 2 ranks stays within tens of MB per rank")
     func primesMemoryIsBounded() throws {
         let job = Process()

@@ -99,7 +99,8 @@ struct WorkloadTests {
         #expect(json.output.contains("\"count\" : 78498"), "\(json.report)")
     }
 
-    @Test("Bad input is a usage error", arguments: [["-5"], ["ten"], ["--from", "10", "5"], ["1e19"], ["10", "--method", "magic"], ["10", "--list", "--method", "trial"]])
+    @Test("Bad input is a usage error", arguments: [["-5"], ["ten"], ["--from", "10", "5"], ["1e19"], ["10", "--method", "magic"], ["10", "--list", "--method", "trial"],
+                                          ["10", "--memory", "50M"], ["10", "--memory", "lots"], ["10", "--memory", "-1G"], ["10", "--memory", "1e30"]])
     func primeBadInput(_ arguments: [String]) throws {
         let result = try swiftpar(["primes"] + arguments, .local(2))
         #expect(result.status != 0 && result.errors.contains("Error:"), "\(arguments):\n\(result.report)")

@@ -100,6 +100,11 @@ static inline void swiftpar_spin_pause(void) {
 #endif
 }
 
+/// Asks the processor to bring the cache line at `address` in for writing, ahead of use.
+static inline void swiftpar_prefetch_for_write(const void *address) {
+    __builtin_prefetch(address, 1, 3);
+}
+
 /// The git commit this build was made from (Launch/build-release.sh passes it as
 /// -DSWIFTPAR_COMMIT), or "" for a build that did not say.
 const char *swiftpar_build_commit(void);
