@@ -9,10 +9,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure swiftpar on this machine; with no subcommand, the article's experiment.",
         discussion: """
-            `swiftpar bench` runs the article's CPU-bound experiment honestly for Swift: the same
-            trial-division prime counts serially, with threads in one process, and with processes
-            (the local backend, or MPI ranks under mpirun). In Swift threads run in parallel too,
-            so the table shows what processes cost and what they buy.
+            `swiftpar bench` runs the article's CPU-bound experiment honestly for Swift: the same trial-division prime counts serially, with threads in one process, and with processes (the local backend, or MPI ranks under mpirun). In Swift threads run in parallel too, so the table shows what processes cost and what they buy.
 
             Examples:
               swiftpar -n 2 bench

@@ -6,8 +6,7 @@ struct CollectivesBench: ParsableCommand {
         commandName: "collectives",
         abstract: "Allreduce (sum) and broadcast of 1,000,000 doubles through the Swift API.",
         discussion: """
-            Each figure is the median of --repetitions timed calls. Compare with
-            Benchmarks/collectives.c under the same mpirun.
+            Each figure is the median of --repetitions timed calls. Compare with Benchmarks/collectives.c under the same mpirun.
 
             Examples:
               mpirun -n 4 swiftpar bench collectives

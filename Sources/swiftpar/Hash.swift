@@ -7,12 +7,7 @@ struct Hash: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "SHA-256 of files and directory trees, in sha256sum's format.",
         discussion: """
-            Directories are walked recursively. Output lines are sorted by path (byte order) and
-            exactly sha256sum's, so `sha256sum -c` verifies them; file names are bytes, printed as
-            they are. A missing or unreadable path, a special file or a symbolic link loop gets an
-            error line on standard error; every other file is still hashed and the exit status is
-            1. Symbolic links given as operands are followed; links met inside directories are
-            skipped (with a note) unless --follow-symlinks is given.
+            Directories are walked recursively. Output lines are sorted by path (byte order) and exactly sha256sum's, so `sha256sum -c` verifies them; file names are bytes, printed as they are. A missing or unreadable path, a special file or a symbolic link loop gets an error line on standard error; every other file is still hashed and the exit status is 1. Symbolic links given as operands are followed; links met inside directories are skipped (with a note) unless --follow-symlinks is given.
 
             Examples:
               swiftpar hash ~/data > SHA256SUMS && sha256sum -c SHA256SUMS

@@ -31,11 +31,7 @@ struct PingPong: ParsableCommand {
         commandName: "pingpong",
         abstract: "One-way latency and bandwidth between ranks 0 and 1, like OSU's latency and bandwidth tests.",
         discussion: """
-            Plain-number arrays ([Double], sent from their storage) at 8 B, 64 KiB and 4 MiB, and
-            Codable values of the shapes users send: a struct holding a [Double] at the same sizes,
-            a small struct (Int, Double, String), a [String] of about 64 KiB and 4 MiB, and a
-            [String: Int] of 10,000 entries and of about 4 MiB. Each figure is the median of several
-            repetitions. Needs at least 2 ranks; other ranks wait.
+            Plain-number arrays ([Double], sent from their storage) at 8 B, 64 KiB and 4 MiB, and Codable values of the shapes users send: a struct holding a [Double] at the same sizes, a small struct (Int, Double, String), a [String] of about 64 KiB and 4 MiB, and a [String: Int] of 10,000 entries and of about 4 MiB. Each figure is the median of several repetitions. Needs at least 2 ranks; other ranks wait.
 
             Examples:
               mpirun -n 2 swiftpar bench pingpong

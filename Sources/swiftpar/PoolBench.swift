@@ -9,11 +9,7 @@ struct PoolBench: ParsableCommand {
         commandName: "pool",
         abstract: "Throughput of Pool.map: trivial tasks chunked and one by one, and speedup on CPU-heavy tasks.",
         discussion: """
-            Measures, in tasks per second: 1,000,000 trivial tasks (square an Int) with automatic
-            chunks, and 20,000 with chunk size 1 (one round trip to a worker per task, rank 0 only
-            serving, as in Python's Pool); and the speedup over
-            one rank of a CPU-heavy map (trial-division prime counts, the workload of the
-            article our users start from). Works on the local backend and under mpirun.
+            Measures, in tasks per second: 1,000,000 trivial tasks (square an Int) with automatic chunks, and 20,000 with chunk size 1 (one round trip to a worker per task, rank 0 only serving, as in Python's Pool); and the speedup over one rank of a CPU-heavy map (trial-division prime counts, the workload of the article our users start from). Works on the local backend and under mpirun.
 
             Examples:
               swiftpar -n 2 bench pool

@@ -6,15 +6,9 @@ struct Primes: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Count (or list) the primes up to N.",
         discussion: """
-            The range is split into blocks that every rank sieves (segmented sieve of
-            Eratosthenes), or tests number by number (--method trial, the article's task).
-            Rank 0 prints the result; with --list it prints the primes in order as they are found.
+            The range is split into blocks that every rank sieves (segmented sieve of Eratosthenes), or tests number by number (--method trial, the article's task). Rank 0 prints the result; with --list it prints the primes in order as they are found.
 
-            Each rank's sieve stays within --memory (100M unless told otherwise).
-            Near 10^18 the sieving primes go up to 10^9 and their places take more
-            than that, so each block makes and places them again. With --memory 1G
-            (about 8 bytes per sieving prime: 450 MB near 10^18) every rank places
-            them once, and the count runs faster.
+            Each rank's sieve stays within --memory (100M unless told otherwise). Near 10^18 the sieving primes go up to 10^9 and their places take more than that, so each block makes and places them again. With --memory 1G (about 8 bytes per sieving prime: 450 MB near 10^18) every rank places them once, and the count runs faster.
 
             Examples:
               swiftpar primes 1000000000

@@ -7,8 +7,7 @@ struct SwiftParCommand: ParsableCommand {
         commandName: "swiftpar",
         abstract: "True parallelism for Swift: ranked workers on one machine or across a cluster.",
         discussion: """
-            Under mpirun (or srun --mpi=pmix) every process is one rank of an MPI job.
-            Started by hand, swiftpar forks its own ranks on this machine: one per core, or -n N.
+            Under mpirun (or srun --mpi=pmix) every process is one rank of an MPI job. Started by hand, swiftpar forks its own ranks on this machine: one per core, or -n N.
 
             Examples:
               swiftpar primes 1e10

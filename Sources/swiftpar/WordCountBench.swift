@@ -7,11 +7,7 @@ struct WordCountBench: ParsableCommand {
         commandName: "wordcount",
         abstract: "Word frequencies of a tree of text files with Pool.mapReduce(into:), the shape of many users' jobs.",
         discussion: """
-            Each rank counts the words of the files it is given into a [String: Int] of its own;
-            one partial per rank travels to rank 0 at the end. Words are runs of bytes between
-            ASCII whitespace, as Python's bytes.split() makes them. With no DIR, a corpus of text
-            with a Zipf-like vocabulary (256 files of 1 MiB) is generated once in the temporary
-            folder and reused. --plain counts on rank 0 alone, in a plain loop: the baseline.
+            Each rank counts the words of the files it is given into a [String: Int] of its own; one partial per rank travels to rank 0 at the end. Words are runs of bytes between ASCII whitespace, as Python's bytes.split() makes them. With no DIR, a corpus of text with a Zipf-like vocabulary (256 files of 1 MiB) is generated once in the temporary folder and reused. --plain counts on rank 0 alone, in a plain loop: the baseline.
 
             Examples:
               swiftpar -n 2 bench wordcount
