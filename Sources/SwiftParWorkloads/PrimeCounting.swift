@@ -47,8 +47,7 @@ public enum PrimeCounting {
         let share = width / UInt64(max(ranks, 1)) + 1
         let wanted = max(width / UInt64(64 * max(ranks, 1)) + 1, min(1024 * root, share))
         let segments = max((wanted + segmentNumbers - 1) / segmentNumbers, 1)
-        let fits = root <= PrimeSieve.mediumLimit
-            || PrimeSieve.estimatedPrimeCount((PrimeSieve.mediumLimit + 1)...root) <= SievingPrimes.bucketLimit(for: memory)
+        let fits = PrimeSieve.largePrimesFit(upTo: root, bucketLimit: SievingPrimes.bucketLimit(for: memory))
         return min(segments * segmentNumbers, fits ? PrimeSieve.largestBlockNumbers : 30 * UInt64(PrimeSieve.wholeBlockBytes))
     }
 

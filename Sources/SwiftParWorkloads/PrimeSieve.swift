@@ -55,6 +55,12 @@ public enum PrimeSieve {
     /// The largest prime the pre-sieve patterns clear; sieving starts above it.
     static let largestPresieved: UInt64 = 53
 
+    /// Whether the large sieving primes up to `root` all fit in buckets of `bucketLimit`
+    /// entries, so a range ending at or below `root`² can be one block with each placed once.
+    static func largePrimesFit(upTo root: UInt64, bucketLimit: Int) -> Bool {
+        root <= mediumLimit || estimatedPrimeCount((mediumLimit + 1)...root) <= bucketLimit
+    }
+
     /// An overestimate of the number of primes in `range`.
     static func estimatedPrimeCount(_ range: ClosedRange<UInt64>) -> Int {
         func pi(_ x: UInt64) -> Double { x < 17 ? 7 : 1.26 * Double(x) / log(Double(x)) }
@@ -146,8 +152,7 @@ public enum PrimeSieve {
         precondition(primes.root >= min(root, mediumLimit), "sieving primes up to \(primes.root) cannot sieve up to \(high)")
         // One block when the large primes all fit in the buckets (each is placed once); else
         // blocks of at most `wholeBlockBytes`, so a block kept whole stays bounded.
-        let fits = root <= mediumLimit || estimatedPrimeCount((mediumLimit + 1)...root) <= primes.bucketLimit
-        let blockNumbers = fits ? largestBlockNumbers : 30 * UInt64(wholeBlockBytes)
+        let blockNumbers = largePrimesFit(upTo: root, bucketLimit: primes.bucketLimit) ? largestBlockNumbers : 30 * UInt64(wholeBlockBytes)
         var low = start
         while true {
             let (sum, overflow) = (low / 30 * 30).addingReportingOverflow(blockNumbers - 1)
