@@ -398,6 +398,8 @@ struct BlockSieve {
 
         // The large primes go to the buckets in batches as they are generated.
         var largeLowNext = largeLow
+        let placer = LargePrimePlacer(start: start, baseByte: base / 30, bucketSegments: bucketSegments)
+        defer { placer.release() }
         func fillBuckets() {
             guard hasLarge, largeLowNext <= root else { return }
             var stop = root
@@ -406,70 +408,7 @@ struct BlockSieve {
                 let span = UInt64(Double(primes.bucketLimit) * log(Double(largeLowNext)))
                 stop = min(root, largeLowNext &+ span)
             }
-            let baseByte = base / 30
-            let start = start
-            let bucketSegments = bucketSegments
-            // Primes are gathered a few thousand at a time, placed in one loop (no dependency
-            // from one to the next, so the divisions overlap), then filed in another.
-            let capacity = 4096
-            let found = UnsafeMutablePointer<UInt64>.allocate(capacity: capacity)
-            let places = UnsafeMutablePointer<Int>.allocate(capacity: capacity)
-            let kinds = UnsafeMutablePointer<Int>.allocate(capacity: capacity)
-            defer {
-                found.deallocate()
-                places.deallocate()
-                kinds.deallocate()
-            }
-            var count = 0
-            PrimeSieve.wheelPositionAtOrAfter.withUnsafeBufferPointer { atOrAfter in
-                PrimeSieve.classOfResidue.withUnsafeBufferPointer { classOf in
-                    PrimeSieve.wheel.withUnsafeBufferPointer { wheel in
-                        PrimeSieve.turnOffsets.withUnsafeBufferPointer { extra in
-                            func file() {
-                                for i in 0..<count {
-                                    let p = found[i]
-                                    // The first multiplier q ≥ p with q·p ≥ start.
-                                    var q: UInt64
-                                    if start < 1 << 62 {
-                                        // A double's quotient q0 is within one of ⌊start/p⌋ for
-                                        // p > 2^13, so r = start − q0·p lies in (−p, 2p).
-                                        let q0 = Int64(Double(Int64(start)) / Double(Int64(p)))
-                                        let r = Int64(start) &- q0 &* Int64(p)
-                                        q = UInt64(q0 &+ (r > 0 ? 1 : 0) &+ (r > Int64(p) ? 1 : 0))
-                                    } else {
-                                        q = start / p + (start % p == 0 ? 0 : 1)
-                                    }
-                                    q = Swift.max(q, p)
-                                    let c = q / 30
-                                    let j = atOrAfter[Int(truncatingIfNeeded: q &- 30 &* c)]
-                                    let a = p / 30
-                                    let classIndex = classOf[Int(truncatingIfNeeded: p &- 30 &* a)]
-                                    places[i] = Int(bitPattern: UInt(c &* p) &- UInt(baseByte))
-                                        &+ Int(truncatingIfNeeded: a) &* wheel[j] &+ extra[classIndex &<< 3 | j]
-                                    kinds[i] = classIndex << 3 | j
-                                }
-                                for i in 0..<count {
-                                    let position = places[i]
-                                    let segment = position >> Buckets.shift
-                                    if position >= 0 && segment < bucketSegments {
-                                        buckets!.add(a: UInt32(truncatingIfNeeded: found[i] / 30), classPosition: kinds[i],
-                                                     offset: position & Buckets.mask, segment: segment)
-                                    }
-                                }
-                                count = 0
-                            }
-                            PrimeSieve.sieve(largeLowNext...stop, sievingPrimes: primes, small: { _ in }) { words, wordsBase in
-                                PrimeSieve.forEachPrime(in: words, base: wordsBase) { p in
-                                    found[count] = p
-                                    count &+= 1
-                                    if count == capacity { file() }
-                                }
-                            }
-                            file()
-                        }
-                    }
-                }
-            }
+            placer.place(largeLowNext...stop, sievingPrimes: primes, into: &buckets!)
             largeLowNext = stop + 1
         }
 
@@ -615,6 +554,117 @@ struct BlockSieve {
         position = j
     }
 
+}
+
+/// Makes the large primes of a range and files each in the bucket of the stretch its first
+/// multiple in a block falls in (or nowhere, when it has none there).
+struct LargePrimePlacer {
+    let start: UInt64
+    let baseByte: UInt64
+    let bucketSegments: Int
+    /// Primes are gathered a word group at a time, placed in one loop (no dependency from one to
+    /// the next, so the divisions overlap), then filed in another.
+    static let groupWords = 64
+    let found: UnsafeMutablePointer<UInt64>
+    let places: UnsafeMutablePointer<Int>
+    let kinds: UnsafeMutablePointer<Int>
+
+    init(start: UInt64, baseByte: UInt64, bucketSegments: Int) {
+        self.start = start
+        self.baseByte = baseByte
+        self.bucketSegments = bucketSegments
+        found = .allocate(capacity: 64 * Self.groupWords)
+        places = .allocate(capacity: 64 * Self.groupWords)
+        kinds = .allocate(capacity: 64 * Self.groupWords)
+    }
+
+    func release() {
+        found.deallocate()
+        places.deallocate()
+        kinds.deallocate()
+    }
+
+    /// Sieves `range` (of large primes) and files each prime in `buckets`.
+    func place(_ range: ClosedRange<UInt64>, sievingPrimes: SievingPrimes, into buckets: inout Buckets) {
+        PrimeSieve.sieve(range, sievingPrimes: sievingPrimes, small: { _ in }) { words, wordsBase in
+            var w = 0
+            while w < words.count {
+                let end = Swift.min(w + Self.groupWords, words.count)
+                place(words.baseAddress! + w, count: end - w, base: wordsBase + 240 * UInt64(w), into: &buckets)
+                w = end
+            }
+        }
+    }
+
+    @inline(__always)
+    func place(_ words: UnsafePointer<UInt64>, count wordCount: Int, base: UInt64, into buckets: inout Buckets) {
+        let residues = Self.residues
+        var count = 0
+        for w in 0..<wordCount {
+            var bits = words[w]
+            let wordBase = base &+ 240 &* UInt64(w)
+            while bits != 0 {
+                let b = bits.trailingZeroBitCount
+                bits &= bits &- 1
+                found[count] = wordBase &+ 30 &* UInt64(b >> 3) &+ residues[b & 7]
+                count &+= 1
+            }
+        }
+        let start = start
+        let baseByte = baseByte
+        let atOrAfter = Self.wheelPositionAtOrAfter
+        let classOf = Self.classOfResidue
+        let turnStart = Self.turnStart
+        let wheel = Self.wheel
+        // The block's start as a double, once for every prime.
+        let startDouble = Double(Int64(bitPattern: start))
+        let fast = start < 1 << 62
+        for i in 0..<count {
+            let p = found[i]
+            // The first multiplier q ≥ p with q·p ≥ start.
+            var q: UInt64
+            if fast {
+                // A large prime is above 2^22, so a double's quotient q0 is within one of
+                // ⌊start/p⌋: r = start − q0·p lies in (−p, 2p).
+                let q0 = Int64(startDouble / Double(Int64(bitPattern: p)))
+                let r = Int64(bitPattern: start) &- q0 &* Int64(bitPattern: p)
+                q = UInt64(bitPattern: q0 &+ (r > 0 ? 1 : 0) &+ (r > Int64(bitPattern: p) ? 1 : 0))
+            } else {
+                q = start / p + (start % p == 0 ? 0 : 1)
+            }
+            q = Swift.max(q, p)
+            let c = q / 30
+            let j = atOrAfter[Int(truncatingIfNeeded: q &- 30 &* c)]
+            let a = p / 30
+            let kind = classOf[Int(truncatingIfNeeded: p &- 30 &* a)] &<< 3 | j
+            places[i] = Int(bitPattern: UInt(c &* p) &- UInt(baseByte)) &+ Int(truncatingIfNeeded: a) &* wheel[j]
+                &+ turnStart[kind]
+            kinds[i] = Int(truncatingIfNeeded: a) &<< 6 | kind
+        }
+        let bucketSegments = bucketSegments
+        for i in 0..<count {
+            let position = places[i]
+            let segment = position >> Buckets.shift
+            if position >= 0 && segment < bucketSegments {
+                let kind = kinds[i]
+                buckets.add(a: UInt32(truncatingIfNeeded: kind >> 6), classPosition: kind & 63,
+                            offset: position & Buckets.mask, segment: segment)
+            }
+        }
+    }
+
+    /// The tables `place` reads, as plain memory (no bounds or lazy-initialisation checks).
+    nonisolated(unsafe) static let residues = table(PrimeSieve.residues)
+    nonisolated(unsafe) static let wheelPositionAtOrAfter = table(PrimeSieve.wheelPositionAtOrAfter)
+    nonisolated(unsafe) static let classOfResidue = table(PrimeSieve.classOfResidue)
+    nonisolated(unsafe) static let turnStart = table(PrimeSieve.turnOffsets)
+    nonisolated(unsafe) static let wheel = table(PrimeSieve.wheel)
+
+    static func table<T>(_ values: [T]) -> UnsafeMutablePointer<T> {
+        let pointer = UnsafeMutablePointer<T>.allocate(capacity: values.count)
+        pointer.initialize(from: values, count: values.count)
+        return pointer
+    }
 }
 
 /// The large primes of a block, each in the bucket of the next stretch one of its multiples
