@@ -20,6 +20,17 @@ struct CodecBench: ParsableCommand {
     @Option(help: "Repetitions of each measurement; the median is reported.")
     var repetitions = 5
 
+    @Option(name: .customLong("case"), help: "Measure only this shape (repeat for several); the default is every shape.")
+    var only: [String] = []
+
+    func validate() throws {
+        guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
+        let known = Self.builders.map(\.name)
+        for name in only where !known.contains(name) {
+            throw ValidationError("no shape named '\(name)'; the shapes are \(known.joined(separator: ", "))")
+        }
+    }
+
     struct Shape {
         let name: String
         let iterations: Int
@@ -50,15 +61,14 @@ struct CodecBench: ParsableCommand {
                              decode: { try jsonDecoder.decode(T.self, from: Data($0)) }) })
     }
 
-    static var shapes: [Shape] {
-        [
-            shape("small", MessageShapes.Small(id: 42, weight: 1.5, name: "hello"), iterations: 200_000),
-            shape("doubles_4MiB", MessageShapes.Samples(values: [Double](repeating: 1.5, count: 524_288)), iterations: 100),
-            shape("strings_64KiB", MessageShapes.words(6_554), iterations: 2_000),
-            shape("dictionary_10000", MessageShapes.counts(10_000), iterations: 200),
-            shape("records_1000", (0..<1000).map { MessageShapes.Small(id: $0, weight: Double($0), name: "n\($0)") }, iterations: 500),
-        ]
-    }
+    /// Every shape by name, made only when it is measured.
+    static let builders: [(name: String, make: @Sendable () -> Shape)] = [
+        ("small", { shape("small", MessageShapes.Small(id: 42, weight: 1.5, name: "hello"), iterations: 200_000) }),
+        ("doubles_4MiB", { shape("doubles_4MiB", MessageShapes.Samples(values: [Double](repeating: 1.5, count: 524_288)), iterations: 100) }),
+        ("strings_64KiB", { shape("strings_64KiB", MessageShapes.words(6_554), iterations: 2_000) }),
+        ("dictionary_10000", { shape("dictionary_10000", MessageShapes.counts(10_000), iterations: 200) }),
+        ("records_1000", { shape("records_1000", (0..<1000).map { MessageShapes.Small(id: $0, weight: Double($0), name: "n\($0)") }, iterations: 500) }),
+    ]
 
     struct Row: Codable {
         var bytes: Int
@@ -70,11 +80,12 @@ struct CodecBench: ParsableCommand {
     }
 
     func run() throws {
-        let (json, repetitions) = (options.json, self.repetitions)
+        let (json, repetitions, only) = (options.json, self.repetitions, self.only)
         options.run { world in
             guard world.rank == 0 else { return }
             var rows: [(String, Row)] = []
-            for shape in Self.shapes {
+            for builder in Self.builders where only.isEmpty || only.contains(builder.name) {
+                let shape = builder.make()
                 var binary: [(encode: Double, decode: Double, bytes: Int)] = []
                 var text: [(encode: Double, decode: Double, bytes: Int)] = []
                 for _ in 0..<repetitions {

@@ -37,6 +37,7 @@ struct PingPong: ParsableCommand {
               mpirun -n 2 swiftpar bench pingpong
               mpirun -n 2 swiftpar bench pingpong --json
               swiftpar -n 2 bench pingpong --repetitions 3
+              mpirun -n 2 swiftpar bench pingpong --case small --case numbers_8B
             """
     )
 
@@ -45,9 +46,20 @@ struct PingPong: ParsableCommand {
     @Option(help: "Repetitions of each measurement; the median is reported.")
     var repetitions = 5
 
+    @Option(name: .customLong("case"), help: "Measure only this case (repeat for several); the default is every case.")
+    var only: [String] = []
+
     func validate() throws {
         guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
+        let known = Self.caseNames
+        for name in only where !known.contains(name) {
+            throw ValidationError("no case named '\(name)'; the cases are \(known.joined(separator: ", "))")
+        }
     }
+
+    /// The cases' names, in the order they run.
+    static let caseNames = ["numbers_8B", "numbers_64KiB", "numbers_4MiB", "codable_8B", "codable_64KiB", "codable_4MiB",
+                            "small", "strings_64KiB", "strings_4MiB", "dictionary_10000", "dictionary_4MiB"]
 
     /// One measured case: its name in the report, its size in bytes as a user counts it, the
     /// round trips per repetition, and one round trip.
@@ -84,27 +96,33 @@ struct PingPong: ParsableCommand {
         }
     }
 
-    static var cases: [Case] {
+    /// The cases named in `only` (every case when it is empty), in the order they run; the
+    /// values of the others are not made.
+    static func cases(_ only: [String]) -> [Case] {
+        func wanted(_ key: String) -> Bool { only.isEmpty || only.contains(key) }
         var cases: [Case] = []
-        for (label, elements, iterations) in [("8B", 1, 20_000), ("64KiB", 8192, 2_000), ("4MiB", 524_288, 200)] {
+        for (label, elements, iterations) in [("8B", 1, 20_000), ("64KiB", 8192, 2_000), ("4MiB", 524_288, 200)] where wanted("numbers_\(label)") {
             cases.append(Case(key: "numbers_\(label)", bytes: elements * 8, iterations: iterations, roundTrip: numbers(elements)))
         }
-        for (label, elements, iterations) in [("8B", 1, 20_000), ("64KiB", 8192, 2_000), ("4MiB", 524_288, 200)] {
+        for (label, elements, iterations) in [("8B", 1, 20_000), ("64KiB", 8192, 2_000), ("4MiB", 524_288, 200)] where wanted("codable_\(label)") {
             let samples = MessageShapes.Samples(values: [Double](repeating: 1.5, count: elements))
             cases.append(Case(key: "codable_\(label)", bytes: elements * 8, iterations: iterations, roundTrip: codable(samples)))
         }
-        cases.append(Case(key: "small", bytes: 8 + 8 + 5, iterations: 20_000,
-                          roundTrip: codable(MessageShapes.Small(id: 42, weight: 1.5, name: "hello"))))
+        if wanted("small") {
+            cases.append(Case(key: "small", bytes: 8 + 8 + 5, iterations: 20_000,
+                              roundTrip: codable(MessageShapes.Small(id: 42, weight: 1.5, name: "hello"))))
+        }
         // A word is 10 bytes: 6,554 words make 64 KiB of text, 419,430 make 4 MiB.
-        for (label, count, iterations) in [("64KiB", 6_554, 500), ("4MiB", 419_430, 10)] {
+        for (label, count, iterations) in [("64KiB", 6_554, 500), ("4MiB", 419_430, 10)] where wanted("strings_\(label)") {
             cases.append(Case(key: "strings_\(label)", bytes: count * 10, iterations: iterations,
                               roundTrip: codable(MessageShapes.words(count))))
         }
         // An entry is a 10-byte word and an Int: 10,000 entries, and about 4 MiB (233,017).
-        for (label, count, iterations) in [("10000", 10_000, 200), ("4MiB", 233_017, 10)] {
+        for (label, count, iterations) in [("10000", 10_000, 200), ("4MiB", 233_017, 10)] where wanted("dictionary_\(label)") {
             cases.append(Case(key: "dictionary_\(label)", bytes: count * 18, iterations: iterations,
                               roundTrip: codable(MessageShapes.counts(count))))
         }
+        assert(!only.isEmpty || cases.map(\.key) == caseNames, "caseNames lists every case in order")
         return cases
     }
 
@@ -127,7 +145,8 @@ struct PingPong: ParsableCommand {
             guard world.size >= 2 else {
                 throw SwiftParUsageError("bench pingpong needs at least 2 ranks, for example: mpirun -n 2 swiftpar bench pingpong")
             }
-            let cases = Self.cases
+            let only = self.only
+            let cases = Self.cases(only)
             var results: [(String, Result)] = []
             let bar = ProgressBar("ping-pong", enabled: world.rank == 0 && isTerminal(2))
             var measured = 0

@@ -96,6 +96,30 @@ struct CommandLineTests {
         }
     }
 
+    @Test("bench pingpong and bench codec --case measure only the cases named, and an unknown name lists the real ones")
+    func benchCases() throws {
+        let pingPong = try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "2", "bench", "pingpong", "--json", "--repetitions", "1",
+                                            "--case", "small", "--case", "numbers_8B"], timeout: 120)
+        #expect(pingPong.status == 0, "\(pingPong.report)")
+        let object = try JSONSerialization.jsonObject(with: Data(pingPong.output.utf8)) as? [String: Any]
+        let results = object?["results"] as? [String: [String: Any]]
+        #expect(results.map { Set($0.keys) } == ["small", "numbers_8B"], "\(pingPong.report)")
+        #expect((results?["small"]?["oneWayMicroseconds"] as? Double ?? 0) > 0, "\(pingPong.report)")
+
+        let codec = try Jobs.run("swiftpar", ["bench", "codec", "--json", "--repetitions", "1", "--case", "strings_64KiB"], launch: .serial,
+                                 timeout: 120)
+        #expect(codec.status == 0, "\(codec.report)")
+        let rows = try JSONSerialization.jsonObject(with: Data(codec.output.utf8)) as? [String: [String: Any]]
+        #expect(rows.map { Array($0.keys) } == ["strings_64KiB"], "\(codec.report)")
+        #expect((rows?["strings_64KiB"]?["bytes"] as? Int ?? 0) > 65_536, "\(codec.report)")
+
+        for (command, name) in [("pingpong", "case"), ("codec", "shape")] {
+            let unknown = try Jobs.run("swiftpar", ["bench", command, "--case", "tiny"], launch: .serial)
+            #expect(unknown.status == 64, "\(unknown.report)")
+            #expect(unknown.errors.contains("no \(name) named 'tiny'") && unknown.errors.contains("small"), "\(unknown.report)")
+        }
+    }
+
     @Test("bench pingpong with one rank explains that it needs two")
     func pingPongNeedsTwoRanks() throws {
         let result = try Jobs.run("swiftpar", ["bench", "pingpong"], launch: .serial)
