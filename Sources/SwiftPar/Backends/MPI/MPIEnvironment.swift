@@ -78,10 +78,11 @@ enum MPIEnvironment {
                             messageLimit: settings.mpiMessageLimit)
     }
 
-    /// Announces that this rank has finished, then `MPI_Finalize`.
+    /// Announces that this rank has finished, waits until every rank has, then `MPI_Finalize`.
     static func finish() throws {
         guard isActive else { return }
         try MPIJob.current?.announceFinished()
+        try MPIJob.current?.waitForEveryoneFinished()
         isActive = false
         MPI_Finalize()
     }
