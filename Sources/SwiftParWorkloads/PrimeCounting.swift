@@ -39,7 +39,9 @@ public enum PrimeCounting {
     /// number of segments and at least 1024 times the range's square root (a block makes its
     /// large sieving primes again, which costs about one step per prime up to the root, so no
     /// more blocks than ranks when that is most of the work), and, where the large primes do
-    /// not all fit in `memory`, at most one block kept whole.
+    /// not all fit in `memory`, at most one block kept whole. Blocks kept whole are made as few
+    /// as that allows, and as many as a whole number of rounds of the ranks: every rank then
+    /// sieves as many of them, of about the same size.
     public static func countingSpan(for range: ClosedRange<UInt64>, ranks: Int, memory: Int = PrimeSieve.defaultMemory) -> UInt64 {
         let segmentNumbers = 30 * UInt64(PrimeSieve.segmentBytes)
         let width = range.upperBound - range.lowerBound
@@ -47,8 +49,16 @@ public enum PrimeCounting {
         let share = width / UInt64(max(ranks, 1)) + 1
         let wanted = max(width / UInt64(64 * max(ranks, 1)) + 1, min(1024 * root, share))
         let segments = max((wanted + segmentNumbers - 1) / segmentNumbers, 1)
-        let fits = PrimeSieve.largePrimesFit(upTo: root, bucketLimit: SievingPrimes.bucketLimit(for: memory))
-        return min(segments * segmentNumbers, fits ? PrimeSieve.largestBlockNumbers : 30 * UInt64(PrimeSieve.wholeBlockBytes))
+        if PrimeSieve.largePrimesFit(upTo: root, bucketLimit: SievingPrimes.bucketLimit(for: memory)) {
+            return min(segments * segmentNumbers, PrimeSieve.largestBlockNumbers)
+        }
+        let largest = 30 * UInt64(PrimeSieve.wholeBlockBytes(forMemory: memory))
+        let ranks = UInt64(max(ranks, 1))
+        // Whole rounds of the ranks, enough that no block is larger than the memory allows.
+        let fewest = width / largest + 1
+        let blocks = (fewest + ranks - 1) / ranks * ranks
+        let even = (width / blocks + 1 + segmentNumbers - 1) / segmentNumbers * segmentNumbers
+        return min(even, largest)
     }
 
     /// The number of primes in `range`, counted by all ranks of `pool`, each within about

@@ -23,8 +23,8 @@ import SwiftPar
 /// Memory per rank stays within a budget however large the range (`defaultMemory`, or what the
 /// caller gives): when every large prime of a range fits in the buckets, the range is one
 /// block and each large prime is placed once; when they do not, the range is cut into blocks
-/// of `wholeBlockBytes`, each kept whole while its large primes, made again for each block,
-/// cross it in batches that fit.
+/// as large as the budget allows (`wholeBlockBytes(forMemory:)`), each kept whole while its
+/// large primes, made again for each block, cross it in batches.
 public enum PrimeSieve {
     /// The residues coprime to 30, one per bit.
     static let residues: [UInt64] = [1, 7, 11, 13, 17, 19, 23, 29]
@@ -41,8 +41,15 @@ public enum PrimeSieve {
     static let mediumLimit: UInt64 = 2 * UInt64(segmentBytes)
     /// The memory a rank's sieve stays within unless told otherwise: 100 MB.
     public static let defaultMemory = 100_000_000
-    /// The most large primes in buckets at once within the default memory (8 bytes each).
+    /// The most large primes in buckets at once within the default memory (8 bytes each), when
+    /// all of a range's large primes fit and nothing is kept whole.
     static let defaultBucketPrimes = 2_000_000
+    /// Large primes per batch when a block is kept whole: few, so the block can take the memory.
+    static let batchPrimes = 250_000
+    /// What a rank holds besides a block kept whole: the Swift runtime and libraries, the small
+    /// and medium sieving primes and their places, the segment the large primes are made in,
+    /// one batch of them in buckets, and the heap's slack.
+    static let memoryBesidesBlock = 36_000_000
     /// Memory a sieve takes besides its buckets when nothing is kept whole: the segment, the
     /// sieving primes, the pre-sieve patterns, the stretches' cursors, the heap's slack.
     static let bucketlessMemory = 40_000_000
@@ -50,8 +57,15 @@ public enum PrimeSieve {
     static let bytesPerBucketEntry = 10
     /// The most numbers one block may cover (its buckets keep a cursor per 256 KiB stretch).
     static let largestBlockNumbers: UInt64 = 30 << (Buckets.shift + 20)
-    /// Bytes of a block kept whole when its large primes cross it in batches.
-    static let wholeBlockBytes = 1 << 25
+    /// Bytes of a block kept whole when its large primes cross it in batches, for a rank within
+    /// `memory` bytes: what is left besides, in whole segments. Every block makes and places its
+    /// large primes again, so the larger the block, the fewer times that is done (60 MiB at the
+    /// default 100 MB: a range near 10^18 places its 50 million large primes once per 1.9·10^9
+    /// numbers).
+    static func wholeBlockBytes(forMemory memory: Int) -> Int {
+        let segments = Swift.max((memory - memoryBesidesBlock) / segmentBytes, 2)
+        return Swift.min(segments * segmentBytes, Int(largestBlockNumbers / 30))
+    }
     /// The largest prime the pre-sieve patterns clear; sieving starts above it.
     static let largestPresieved: UInt64 = 53
 
@@ -151,8 +165,8 @@ public enum PrimeSieve {
         let primes = sievingPrimes ?? SievingPrimes(upTo: root)
         precondition(primes.root >= min(root, mediumLimit), "sieving primes up to \(primes.root) cannot sieve up to \(high)")
         // One block when the large primes all fit in the buckets (each is placed once); else
-        // blocks of at most `wholeBlockBytes`, so a block kept whole stays bounded.
-        let blockNumbers = largePrimesFit(upTo: root, bucketLimit: primes.bucketLimit) ? largestBlockNumbers : 30 * UInt64(wholeBlockBytes)
+        // blocks kept whole within the memory budget.
+        let blockNumbers = largePrimesFit(upTo: root, bucketLimit: primes.bucketLimit) ? largestBlockNumbers : 30 * UInt64(primes.blockBytes)
         var low = start
         while true {
             let (sum, overflow) = (low / 30 * 30).addingReportingOverflow(blockNumbers - 1)
@@ -229,12 +243,15 @@ public struct SievingPrimes: Sendable {
     public let root: UInt64
     /// The most large primes a block keeps in its buckets at once, from the memory given.
     let bucketLimit: Int
+    /// Bytes of a block kept whole, from the memory given.
+    let blockBytes: Int
 
     /// The sieving primes for ranges ending at or below `root`², for sieves that stay within
     /// about `memory` bytes (at least `PrimeSieve.defaultMemory`).
     public init(upTo root: UInt64, memory: Int = PrimeSieve.defaultMemory) {
         self.root = root
         bucketLimit = Self.bucketLimit(for: memory)
+        blockBytes = PrimeSieve.wholeBlockBytes(forMemory: memory)
         primes = PrimeSieve.smallPrimes(upTo: min(root, PrimeSieve.mediumLimit))
             .filter { $0 > PrimeSieve.largestPresieved }.map { UInt32($0) }
         smallCount = primes.firstIndex { UInt64($0) > PrimeSieve.smallLimit } ?? primes.count
@@ -331,10 +348,10 @@ struct BlockSieve {
     let totalBytes: Int
     let root: UInt64
     let primes: SievingPrimes
-    /// Each small or medium prime's place: the byte (relative to `base`) where its current wheel
-    /// turn starts, and its position in the turn.
-    var turns: [Int] = []
-    var positions: [Int] = []
+    /// Each small or medium prime's place, in one word (half the memory of two): the byte
+    /// (relative to `base`) where its current wheel turn starts, times 8, plus its position in
+    /// the turn.
+    var places: [Int] = []
     var primeCount = 0
 
     init(start: UInt64, high: UInt64, root: UInt64, primes: SievingPrimes) {
@@ -349,10 +366,9 @@ struct BlockSieve {
             let p = UInt64(p32)
             guard p <= root else { break }
             let first = PrimeSieve.firstMultiple(of: p, atOrAfter: start, baseByte: baseByte)
-            turns.append(first.turn)
-            positions.append(first.position)
+            places.append(first.turn << 3 | first.position)
         }
-        primeCount = turns.count
+        primeCount = places.count
     }
 
     mutating func run(_ visit: (UnsafeBufferPointer<UInt64>, UInt64) -> Void) {
@@ -369,7 +385,8 @@ struct BlockSieve {
         defer { words.deallocate() }
         let buffer = UnsafeMutableRawPointer(words).assumingMemoryBound(to: UInt8.self)
         let bucketSegments = (totalBytes + Buckets.mask) >> Buckets.shift
-        var buckets = hasLarge ? Buckets(segments: bucketSegments, entries: min(largeCount, primes.bucketLimit * 5 / 4)) : nil
+        let batchLimit = batched ? PrimeSieve.batchPrimes : primes.bucketLimit
+        var buckets = hasLarge ? Buckets(segments: bucketSegments, entries: min(largeCount, batchLimit * 5 / 4)) : nil
         defer { buckets?.release() }
 
         func segmentPointer(_ index: Int) -> UnsafeMutablePointer<UInt8> {
@@ -403,9 +420,9 @@ struct BlockSieve {
         func fillBuckets() {
             guard hasLarge, largeLowNext <= root else { return }
             var stop = root
-            // About bucketPrimesLimit primes per batch (primes thin out as they grow).
+            // About `batchLimit` primes per batch (primes thin out as they grow).
             if batched {
-                let span = UInt64(Double(primes.bucketLimit) * log(Double(largeLowNext)))
+                let span = UInt64(Double(batchLimit) * log(Double(largeLowNext)))
                 stop = min(root, largeLowNext &+ span)
             }
             placer.place(largeLowNext...stop, sievingPrimes: primes, into: &buckets!)
@@ -448,22 +465,23 @@ struct BlockSieve {
     @inline(__always)
     mutating func crossTurns(_ origin: UnsafeMutablePointer<UInt8>, primes range: Range<Int>, end: Int) {
         primes.primes.withUnsafeBufferPointer { list in
-            turns.withUnsafeMutableBufferPointer { turns in
-                positions.withUnsafeMutableBufferPointer { positions in
-                    for k in range {
-                        let p = Int(list[k])
-                        let a = p / 30
-                        switch p % 30 {
-                        case 1: Self.cross(Residue1.self, a: a, p: p, origin, &turns[k], &positions[k], end: end)
-                        case 7: Self.cross(Residue7.self, a: a, p: p, origin, &turns[k], &positions[k], end: end)
-                        case 11: Self.cross(Residue11.self, a: a, p: p, origin, &turns[k], &positions[k], end: end)
-                        case 13: Self.cross(Residue13.self, a: a, p: p, origin, &turns[k], &positions[k], end: end)
-                        case 17: Self.cross(Residue17.self, a: a, p: p, origin, &turns[k], &positions[k], end: end)
-                        case 19: Self.cross(Residue19.self, a: a, p: p, origin, &turns[k], &positions[k], end: end)
-                        case 23: Self.cross(Residue23.self, a: a, p: p, origin, &turns[k], &positions[k], end: end)
-                        default: Self.cross(Residue29.self, a: a, p: p, origin, &turns[k], &positions[k], end: end)
-                        }
+            places.withUnsafeMutableBufferPointer { places in
+                for k in range {
+                    let p = Int(list[k])
+                    let a = p / 30
+                    var turn = places[k] >> 3
+                    var position = places[k] & 7
+                    switch p % 30 {
+                    case 1: Self.cross(Residue1.self, a: a, p: p, origin, &turn, &position, end: end)
+                    case 7: Self.cross(Residue7.self, a: a, p: p, origin, &turn, &position, end: end)
+                    case 11: Self.cross(Residue11.self, a: a, p: p, origin, &turn, &position, end: end)
+                    case 13: Self.cross(Residue13.self, a: a, p: p, origin, &turn, &position, end: end)
+                    case 17: Self.cross(Residue17.self, a: a, p: p, origin, &turn, &position, end: end)
+                    case 19: Self.cross(Residue19.self, a: a, p: p, origin, &turn, &position, end: end)
+                    case 23: Self.cross(Residue23.self, a: a, p: p, origin, &turn, &position, end: end)
+                    default: Self.cross(Residue29.self, a: a, p: p, origin, &turn, &position, end: end)
                     }
+                    places[k] = turn << 3 | position
                 }
             }
         }
@@ -567,7 +585,6 @@ struct LargePrimePlacer {
     static let groupWords = 64
     let found: UnsafeMutablePointer<UInt64>
     let places: UnsafeMutablePointer<Int>
-    let kinds: UnsafeMutablePointer<Int>
 
     init(start: UInt64, baseByte: UInt64, bucketSegments: Int) {
         self.start = start
@@ -575,13 +592,11 @@ struct LargePrimePlacer {
         self.bucketSegments = bucketSegments
         found = .allocate(capacity: 64 * Self.groupWords)
         places = .allocate(capacity: 64 * Self.groupWords)
-        kinds = .allocate(capacity: 64 * Self.groupWords)
     }
 
     func release() {
         found.deallocate()
         places.deallocate()
-        kinds.deallocate()
     }
 
     /// Sieves `range` (of large primes) and files each prime in `buckets`.
@@ -598,57 +613,73 @@ struct LargePrimePlacer {
 
     @inline(__always)
     func place(_ words: UnsafePointer<UInt64>, count wordCount: Int, base: UInt64, into buckets: inout Buckets) {
-        let residues = Self.residues
+        // Each prime p = 30a + residues[class], gathered as a·8 + class straight from its bit:
+        // no division by 30 to take it apart again.
         var count = 0
+        let baseA = base / 30
         for w in 0..<wordCount {
             var bits = words[w]
-            let wordBase = base &+ 240 &* UInt64(w)
+            let wordA = baseA &+ 8 &* UInt64(w)
             while bits != 0 {
                 let b = bits.trailingZeroBitCount
                 bits &= bits &- 1
-                found[count] = wordBase &+ 30 &* UInt64(b >> 3) &+ residues[b & 7]
+                found[count] = (wordA &+ UInt64(b >> 3)) &<< 3 | UInt64(b & 7)
                 count &+= 1
             }
         }
-        let start = start
-        let baseByte = baseByte
+        guard count > 0 else { return }
+        let residues = Self.residues
         let atOrAfter = Self.wheelPositionAtOrAfter
-        let classOf = Self.classOfResidue
         let turnStart = Self.turnStart
         let wheel = Self.wheel
-        // The block's start as a double, once for every prime.
-        let startDouble = Double(Int64(bitPattern: start))
-        let fast = start < 1 << 62
-        for i in 0..<count {
-            let p = found[i]
-            // The first multiplier q ≥ p with q·p ≥ start.
-            var q: UInt64
-            if fast {
-                // A large prime is above 2^22, so a double's quotient q0 is within one of
-                // ⌊start/p⌋: r = start − q0·p lies in (−p, 2p).
-                let q0 = Int64(startDouble / Double(Int64(bitPattern: p)))
-                let r = Int64(bitPattern: start) &- q0 &* Int64(bitPattern: p)
-                q = UInt64(bitPattern: q0 &+ (r > 0 ? 1 : 0) &+ (r > Int64(bitPattern: p) ? 1 : 0))
-            } else {
-                q = start / p + (start % p == 0 ? 0 : 1)
+        let baseByte = Int(truncatingIfNeeded: self.baseByte)
+        let start = self.start
+        // The first multiplier q ≥ p with q·p ≥ start; below start = p², q = p.
+        let largest = 30 &* (found[count &- 1] >> 3) &+ residues[Int(truncatingIfNeeded: found[count &- 1] & 7)]
+        let clamped = largest.multipliedReportingOverflow(by: largest).overflow || largest &* largest > start
+        if start < 1 << 62 {
+            // Near the quotient in floating point, then exact: a large prime is above 2^22, so
+            // the double's quotient is within one of start/p, and r = start − q0·p lies in (−p, 2p).
+            let startDouble = Double(Int64(bitPattern: start))
+            let startInteger = Int64(bitPattern: start)
+            for i in 0..<count {
+                let packed = found[i]
+                let a = Int64(bitPattern: packed >> 3)
+                let residueClass = Int(truncatingIfNeeded: packed & 7)
+                let p = 30 &* a &+ Int64(bitPattern: residues[residueClass])
+                let q0 = Int64(startDouble / Double(p))
+                let r = startInteger &- q0 &* p
+                var q = q0 &+ (r > 0 ? 1 : 0) &+ (r > p ? 1 : 0)
+                if clamped { q = Swift.max(q, p) }
+                placeOne(i, a: a, residueClass: residueClass, p: p, q: UInt64(bitPattern: q))
             }
-            q = Swift.max(q, p)
+        } else {
+            for i in 0..<count {
+                let packed = found[i]
+                let a = Int64(bitPattern: packed >> 3)
+                let residueClass = Int(truncatingIfNeeded: packed & 7)
+                let p = UInt64(bitPattern: 30 &* a) &+ residues[residueClass]
+                let q = Swift.max(start / p + (start % p == 0 ? 0 : 1), p)
+                placeOne(i, a: a, residueClass: residueClass, p: Int64(bitPattern: p), q: q)
+            }
+        }
+        // Where the first multiple of p·q's wheel turn falls, and what the bucket entry holds.
+        @inline(__always)
+        func placeOne(_ i: Int, a: Int64, residueClass: Int, p: Int64, q: UInt64) {
             let c = q / 30
             let j = atOrAfter[Int(truncatingIfNeeded: q &- 30 &* c)]
-            let a = p / 30
-            let kind = classOf[Int(truncatingIfNeeded: p &- 30 &* a)] &<< 3 | j
-            places[i] = Int(bitPattern: UInt(c &* p) &- UInt(baseByte)) &+ Int(truncatingIfNeeded: a) &* wheel[j]
-                &+ turnStart[kind]
-            kinds[i] = Int(truncatingIfNeeded: a) &<< 6 | kind
+            let kind = residueClass &<< 3 | j
+            places[i] = (Int(truncatingIfNeeded: c) &* Int(truncatingIfNeeded: p) &- baseByte)
+                &+ Int(truncatingIfNeeded: a) &* wheel[j] &+ turnStart[kind]
+            found[i] = UInt64(bitPattern: a) &<< 6 | UInt64(kind)
         }
-        let bucketSegments = bucketSegments
+        let bucketSegments = UInt(bitPattern: bucketSegments)
         for i in 0..<count {
             let position = places[i]
-            let segment = position >> Buckets.shift
-            if position >= 0 && segment < bucketSegments {
-                let kind = kinds[i]
-                buckets.add(a: UInt32(truncatingIfNeeded: kind >> 6), classPosition: kind & 63,
-                            offset: position & Buckets.mask, segment: segment)
+            if UInt(bitPattern: position >> Buckets.shift) < bucketSegments {
+                let entry = found[i]
+                buckets.add(a: UInt32(truncatingIfNeeded: entry >> 6), classPosition: Int(truncatingIfNeeded: entry & 63),
+                            offset: position & Buckets.mask, segment: position >> Buckets.shift)
             }
         }
     }
@@ -656,7 +687,6 @@ struct LargePrimePlacer {
     /// The tables `place` reads, as plain memory (no bounds or lazy-initialisation checks).
     nonisolated(unsafe) static let residues = table(PrimeSieve.residues)
     nonisolated(unsafe) static let wheelPositionAtOrAfter = table(PrimeSieve.wheelPositionAtOrAfter)
-    nonisolated(unsafe) static let classOfResidue = table(PrimeSieve.classOfResidue)
     nonisolated(unsafe) static let turnStart = table(PrimeSieve.turnOffsets)
     nonisolated(unsafe) static let wheel = table(PrimeSieve.wheel)
 
@@ -736,7 +766,14 @@ struct Buckets {
     /// Brings the stretch of segment `segment` into the cache in order, then crosses its
     /// entries: scattered writes to memory outside the cache would each wait for a line.
     mutating func warmAndCross(segment: Int, _ bytes: UnsafeMutablePointer<UInt8>) {
-        guard cursor[segment] != none + Self.linkSlot else { return }
+        let top = cursor[segment]
+        guard top != none + Self.linkSlot else { return }
+        // A bucket of one partly filled chunk (a small batch over a block kept whole) touches
+        // too few of the stretch's lines for reading them all first to pay.
+        let chunk = UnsafeMutablePointer<UInt64>(bitPattern: UInt(bitPattern: top) & ~UInt(Self.chunkBytes - 1))!
+        if chunk[Self.linkSlot] == 0 && top - chunk < Self.warmingEntries {
+            return cross(segment: segment, bytes)
+        }
         var sum: UInt64 = 0
         for line in stride(from: 0, to: 1 << Self.shift, by: 64) {
             sum &+= UnsafeRawPointer(bytes).load(fromByteOffset: line, as: UInt64.self)
@@ -790,6 +827,9 @@ struct Buckets {
             c = below == 0 ? empty : UnsafeMutablePointer<UInt64>(bitPattern: UInt(below))! + Self.linkSlot
         }
     }
+
+    /// Fewer entries than this in a bucket's only chunk: cross without reading the stretch first.
+    static let warmingEntries = 768
 
     /// How many entries ahead the crossing loop asks for the byte it will clear.
     static let prefetchDistance = 16
