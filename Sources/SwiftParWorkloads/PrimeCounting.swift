@@ -42,22 +42,28 @@ public enum PrimeCounting {
     /// not all fit in `memory`, at most one block kept whole. Blocks kept whole are made as few
     /// as that allows, and as many as a whole number of rounds of the ranks: every rank then
     /// sieves as many of them, of about the same size.
+    ///
+    /// A pool block is always one block of the sieve: the sieve starts its blocks at a multiple
+    /// of 30, up to 29 numbers before the pool block, so pool blocks stay 30 numbers short of
+    /// the sieve's largest (a remainder of a few numbers would be a block of its own, and make
+    /// and place every large prime again).
     public static func countingSpan(for range: ClosedRange<UInt64>, ranks: Int, memory: Int = PrimeSieve.defaultMemory) -> UInt64 {
         let segmentNumbers = 30 * UInt64(PrimeSieve.segmentBytes)
         let width = range.upperBound - range.lowerBound
         let root = PrimeSieve.integerSquareRoot(range.upperBound)
-        let share = width / UInt64(max(ranks, 1)) + 1
-        let wanted = max(width / UInt64(64 * max(ranks, 1)) + 1, min(1024 * root, share))
-        let segments = max((wanted + segmentNumbers - 1) / segmentNumbers, 1)
         if PrimeSieve.largePrimesFit(upTo: root, bucketLimit: SievingPrimes.bucketLimit(for: memory)) {
-            return min(segments * segmentNumbers, PrimeSieve.largestBlockNumbers)
+            let share = width / UInt64(max(ranks, 1)) + 1
+            let wanted = max(width / UInt64(64 * max(ranks, 1)) + 1, min(1024 * root, share))
+            let segments = max((wanted + segmentNumbers - 1) / segmentNumbers, 1)
+            return min(segments * segmentNumbers, PrimeSieve.largestBlockNumbers - 30)
         }
-        let largest = 30 * UInt64(PrimeSieve.wholeBlockBytes(forMemory: memory))
+        let largest = 30 * UInt64(PrimeSieve.wholeBlockBytes(forMemory: memory)) - 30
         let ranks = UInt64(max(ranks, 1))
-        // Whole rounds of the ranks, enough that no block is larger than the memory allows.
+        // Whole rounds of the ranks, enough that no block is larger than the memory allows,
+        // each a whole number of wheel turns (30 numbers).
         let fewest = width / largest + 1
         let blocks = (fewest + ranks - 1) / ranks * ranks
-        let even = (width / blocks + 1 + segmentNumbers - 1) / segmentNumbers * segmentNumbers
+        let even = (width / blocks + 1 + 29) / 30 * 30
         return min(even, largest)
     }
 

@@ -764,7 +764,8 @@ struct Buckets {
     }
 
     /// Brings the stretch of segment `segment` into the cache in order, then crosses its
-    /// entries: scattered writes to memory outside the cache would each wait for a line.
+    /// entries: scattered writes to memory outside the cache would each wait for a line. A
+    /// bucket with too few entries to touch most of the stretch's lines is crossed at once.
     mutating func warmAndCross(segment: Int, _ bytes: UnsafeMutablePointer<UInt8>) {
         let top = cursor[segment]
         guard top != none + Self.linkSlot else { return }
