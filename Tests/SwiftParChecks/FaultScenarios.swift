@@ -15,6 +15,7 @@ let faultScenarios: [String: @Sendable (Communicator) throws -> String] = [
     "message-type-mismatch": messageTypeMismatch,
     "split-bad-color": splitBadColor,
     "stall": stall,
+    "stall-at-end": stallAtEnd,
     "hostile-decode": hostileDecode,
     "large-arrays-apart": largeArraysApart,
     "late-failure": lateFailure,
@@ -162,6 +163,13 @@ func stall(_ world: Communicator) throws -> String {
     if world.rank == 1 { raise(SIGSTOP) }
     _ = try world.receive(Int.self, from: .rank(1), tag: 3)
     return "\(soloPrefix)unreachable"
+}
+
+/// Rank 1 stops itself (SIGSTOP) while the others return: with a stall timeout the job ends,
+/// naming rank 1, instead of waiting for it at the end for ever.
+func stallAtEnd(_ world: Communicator) throws -> String {
+    if world.rank == 1 { raise(SIGSTOP) }
+    return "\(soloPrefix)returned"
 }
 
 /// Peak resident memory of this process, from /proc/self/status (VmHWM), in bytes.

@@ -281,4 +281,10 @@ struct ReliabilityTests {
         try expectFailure("stall", launch, "rank 1 has made no progress in swiftpar (stopped, or busy outside swiftpar)",
                           environment: ["SWIFTPAR_STALL_TIMEOUT": "2"])
     }
+
+    @Test("A rank stopped while the others have finished: with a stall timeout the job ends, naming it", arguments: multiRank)
+    func stallAtEnd(_ launch: Launch) throws {
+        try expectFailure("stall-at-end", launch, "rank 1 has made no progress in swiftpar (stopped, or busy outside swiftpar)",
+                          environment: ["SWIFTPAR_STALL_TIMEOUT": "2"])
+    }
 }

@@ -447,7 +447,7 @@ final class LocalEngine {
 
     /// This rank has waited longer than the stall timeout: watch the other ranks for a second,
     /// name those that neither wait in swiftpar nor make progress, and fail.
-    private func reportStall(_ operation: String, waited: Double, rank: Int) throws {
+    func reportStall(_ operation: String, waited: Double, rank: Int) throws {
         let before = (0..<size).map { region.progress($0).load(ordering: .relaxed) }
         var seenWaiting = [Bool](repeating: false, count: size)
         let deadline = monotonicNow() + 1

@@ -189,7 +189,16 @@ enum LocalJob {
         engine.region.state(of: engine.me).store(RankState.finished.rawValue, ordering: .releasing)
         engine.wakeEveryone()
         guard engine.me == 0 else { _exit(status) }
-        monitor?.waitForChildren(status: status)
+        // Rank 0 waits for the others; with a stall timeout, not for ever for one that stopped.
+        let start = monotonicNow()
+        monitor?.waitForChildren(status: status) {
+            guard let timeout = engine.stallTimeout, monotonicNow() - start > timeout else { return }
+            do {
+                try engine.reportStall("finishing", waited: monotonicNow() - start, rank: 0)
+            } catch {
+                fail(error, transport)
+            }
+        }
         exit(status)
     }
 
@@ -383,9 +392,10 @@ final class LocalMonitor: @unchecked Sendable {
     }
 
     /// Rank 0's closure has returned: wait until every child has ended, then end the job.
-    func waitForChildren(status: Int32) -> Never {
+    func waitForChildren(status: Int32, whileWaiting: () -> Void) -> Never {
         while reaped.load(ordering: .acquiring) < children.count {
             if region.failedRank.load(ordering: .acquiring) >= 0 { endJob(exitCode: 1) }
+            whileWaiting()
             usleep(2000)
         }
         if region.failedRank.load(ordering: .acquiring) >= 0 { endJob(exitCode: 1) }

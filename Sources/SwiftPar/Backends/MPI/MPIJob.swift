@@ -111,13 +111,23 @@ final class MPIJob {
     /// closing fence (seen here in about 1 job in 20 on a loaded machine, with plain C ranks too).
     /// A rank that is done therefore enters that fence only once no rank can fail any more; until
     /// then it sits here, where an abort elsewhere simply ends it.
+    ///
+    /// With a stall timeout, a rank that waits here longer than that for ranks that make no
+    /// progress names them and ends the job, as a blocked operation does (no rank is in
+    /// `MPI_Finalize` yet, so ending it is safe).
     func waitForEveryoneFinished() throws {
         var pause: useconds_t = 50
+        let start = monotonicNow()
         try pollNotices()
         while finishedCount < worldSize - 1 {
             usleep(pause)
             pause = min(pause * 2, 5_000)
             try pollNotices()
+            if let stallTimeout, monotonicNow() - start > stallTimeout {
+                let context = MPIWaitContext(operation: "finishing", peers: .everyone, members: Array(0..<worldSize),
+                                             rank: worldRank, activity: nil)
+                try reportStall(context, waited: monotonicNow() - start)
+            }
         }
     }
 
