@@ -278,6 +278,57 @@ struct HandWrittenCodingTests {
         try roundTrip(["a": Shape.empty, "b": .circle(radius: -1)])
     }
 
+    /// A value that codes as the value it holds, through a single-value container: a
+    /// dictionary of these takes the general path where one of `T` takes the direct loop.
+    struct Boxed<T: Codable & Equatable>: Codable, Equatable {
+        var value: T
+        init(_ value: T) { self.value = value }
+        init(from decoder: any Decoder) throws { value = try decoder.singleValueContainer().decode(T.self) }
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            try container.encode(value)
+        }
+    }
+
+    /// `count` distinct keys: empty, short ASCII (kept inline), 15 and 16 bytes, non-ASCII, long.
+    func mixedKeys(_ count: Int) -> [String] {
+        (0..<count).map { i in
+            switch i % 6 {
+            case 0: return i == 0 ? "" : "k\(i)"
+            case 1: return String("abcdefghijklmno".prefix(15 - String(i).count)) + String(i)
+            case 2: return "abcdefghijklmnop" + String(i)
+            case 3: return "é\(i)"
+            case 4: return String(repeating: "long key ", count: 5) + String(i)
+            default: return "w\(i)"
+            }
+        }
+    }
+
+    @Test("Dictionaries of numbers and Bools, written by the direct loop, read by the general path and the other way round")
+    func directDictionaries() throws {
+        func check<T: Codable & Equatable>(_ values: [T], sourceLocation: SourceLocation = #_sourceLocation) throws {
+            let direct = Dictionary(uniqueKeysWithValues: zip(mixedKeys(values.count), values))
+            let general = direct.mapValues(Boxed.init)
+            let back = try BinaryDecoder().decode([String: T].self, from: BinaryEncoder().encode(direct))
+            #expect(back == direct, sourceLocation: sourceLocation)
+            let readGenerally = try BinaryDecoder().decode([String: Boxed<T>].self, from: BinaryEncoder().encode(direct))
+            #expect(readGenerally == general, sourceLocation: sourceLocation)
+            let writtenGenerally = try BinaryDecoder().decode([String: T].self, from: BinaryEncoder().encode(general))
+            #expect(writtenGenerally == direct, sourceLocation: sourceLocation)
+        }
+        // Enough entries that the buffer grows many times, in the loop and after long keys.
+        let n = 6_000
+        try check((0..<n).map { [0, 63, 64, -1, Int.min, Int.max, $0 * 7919][$0 % 7] })
+        try check((0..<n).map { [Int64.min, -64, 127, Int64($0)][$0 % 4] })
+        try check((0..<n).map { [Int32.min, Int32.max, 0, Int32($0)][$0 % 4] })
+        try check((0..<n).map { [UInt64.max, 63, 64, UInt64($0) << 40][$0 % 4] })
+        try check((0..<n).map { [UInt.max, 0, UInt($0)][$0 % 3] })
+        try check((0..<n).map { [1.5, -0.0, .infinity, -.greatestFiniteMagnitude, Double($0) / 3][$0 % 5] })
+        try check((0..<n).map { [Float(1.25), -.infinity, .leastNonzeroMagnitude, Float($0)][$0 % 4] })
+        try check((0..<n).map { $0 % 3 == 0 })
+        try check([String: Int]().values.map { $0 })
+    }
+
     @Test("Dictionaries with String, Int and struct values; Int keys; nested arrays")
     func collections() throws {
         try roundTrip(Dictionary(uniqueKeysWithValues: (0..<1000).map { ("word\($0)", $0) }))

@@ -7,6 +7,56 @@
 protocol WireScalar: Codable {
     static func write(_ value: Self, to state: Writer)
     static func read(from state: Reader, at offset: inout Int) throws -> Self
+    /// The most bytes one value takes, for types whose values have such a bound (not String).
+    static var wireBound: Int? { get }
+    /// Writes `value` at byte `offset` of `base`, where `wireBound` bytes are free, and returns
+    /// the offset past it: the bytes `write(_:to:)` writes, for loops that keep their place in
+    /// a local variable instead of the encoder's memory.
+    static func write(_ value: Self, into base: UnsafeMutableRawPointer, at offset: Int) -> Int
+}
+
+extension WireScalar {
+    static var wireBound: Int? { nil }
+    static func write(_ value: Self, into base: UnsafeMutableRawPointer, at offset: Int) -> Int {
+        preconditionFailure("\(Self.self) has no bound on its encoded size")
+    }
+}
+
+/// The bytes of `WireTag.signed`/`unsigned` integers and small integers, as
+/// `writeSigned`/`writeUnsigned` write them: a tag and at most a 10-byte varint.
+let integerWireBound = 11
+
+@inline(__always)
+func writeVarint(_ value: UInt64, into base: UnsafeMutableRawPointer, at offset: Int) -> Int {
+    var v = value
+    var n = offset
+    while v >= 0x80 {
+        base.storeBytes(of: UInt8(truncatingIfNeeded: v) | 0x80, toByteOffset: n, as: UInt8.self)
+        n &+= 1
+        v >>= 7
+    }
+    base.storeBytes(of: UInt8(truncatingIfNeeded: v), toByteOffset: n, as: UInt8.self)
+    return n &+ 1
+}
+
+@inline(__always)
+func writeSigned(_ v: Int64, into base: UnsafeMutableRawPointer, at offset: Int) -> Int {
+    if v >= 0 && v < 64 {
+        base.storeBytes(of: WireTag.smallInteger | UInt8(truncatingIfNeeded: v), toByteOffset: offset, as: UInt8.self)
+        return offset &+ 1
+    }
+    base.storeBytes(of: WireTag.signed, toByteOffset: offset, as: UInt8.self)
+    return writeVarint(zigzag(v), into: base, at: offset &+ 1)
+}
+
+@inline(__always)
+func writeUnsigned(_ v: UInt64, into base: UnsafeMutableRawPointer, at offset: Int) -> Int {
+    if v < 64 {
+        base.storeBytes(of: WireTag.smallInteger | UInt8(truncatingIfNeeded: v), toByteOffset: offset, as: UInt8.self)
+        return offset &+ 1
+    }
+    base.storeBytes(of: WireTag.unsigned, toByteOffset: offset, as: UInt8.self)
+    return writeVarint(v, into: base, at: offset &+ 1)
 }
 
 extension String: WireScalar {
@@ -17,6 +67,12 @@ extension String: WireScalar {
 }
 
 extension Bool: WireScalar {
+    static var wireBound: Int? { 1 }
+    @inline(__always)
+    static func write(_ value: Bool, into base: UnsafeMutableRawPointer, at offset: Int) -> Int {
+        base.storeBytes(of: value ? WireTag.trueValue : WireTag.falseValue, toByteOffset: offset, as: UInt8.self)
+        return offset &+ 1
+    }
     @inline(__always)
     static func write(_ value: Bool, to state: Writer) { state.append(value ? WireTag.trueValue : WireTag.falseValue) }
     @inline(__always)
@@ -24,6 +80,9 @@ extension Bool: WireScalar {
 }
 
 extension Int: WireScalar {
+    static var wireBound: Int? { integerWireBound }
+    @inline(__always)
+    static func write(_ value: Int, into base: UnsafeMutableRawPointer, at offset: Int) -> Int { writeSigned(Int64(value), into: base, at: offset) }
     @inline(__always)
     static func write(_ value: Int, to state: Writer) { state.writeSigned(Int64(value)) }
     @inline(__always)
@@ -31,6 +90,9 @@ extension Int: WireScalar {
 }
 
 extension Int64: WireScalar {
+    static var wireBound: Int? { integerWireBound }
+    @inline(__always)
+    static func write(_ value: Int64, into base: UnsafeMutableRawPointer, at offset: Int) -> Int { writeSigned(value, into: base, at: offset) }
     @inline(__always)
     static func write(_ value: Int64, to state: Writer) { state.writeSigned(value) }
     @inline(__always)
@@ -38,6 +100,9 @@ extension Int64: WireScalar {
 }
 
 extension Int32: WireScalar {
+    static var wireBound: Int? { integerWireBound }
+    @inline(__always)
+    static func write(_ value: Int32, into base: UnsafeMutableRawPointer, at offset: Int) -> Int { writeSigned(Int64(value), into: base, at: offset) }
     @inline(__always)
     static func write(_ value: Int32, to state: Writer) { state.writeSigned(Int64(value)) }
     @inline(__always)
@@ -45,6 +110,9 @@ extension Int32: WireScalar {
 }
 
 extension UInt64: WireScalar {
+    static var wireBound: Int? { integerWireBound }
+    @inline(__always)
+    static func write(_ value: UInt64, into base: UnsafeMutableRawPointer, at offset: Int) -> Int { writeUnsigned(value, into: base, at: offset) }
     @inline(__always)
     static func write(_ value: UInt64, to state: Writer) { state.writeUnsigned(value) }
     @inline(__always)
@@ -52,6 +120,9 @@ extension UInt64: WireScalar {
 }
 
 extension UInt: WireScalar {
+    static var wireBound: Int? { integerWireBound }
+    @inline(__always)
+    static func write(_ value: UInt, into base: UnsafeMutableRawPointer, at offset: Int) -> Int { writeUnsigned(UInt64(value), into: base, at: offset) }
     @inline(__always)
     static func write(_ value: UInt, to state: Writer) { state.writeUnsigned(UInt64(value)) }
     @inline(__always)
@@ -59,6 +130,13 @@ extension UInt: WireScalar {
 }
 
 extension Double: WireScalar {
+    static var wireBound: Int? { 9 }
+    @inline(__always)
+    static func write(_ value: Double, into base: UnsafeMutableRawPointer, at offset: Int) -> Int {
+        base.storeBytes(of: WireTag.float64, toByteOffset: offset, as: UInt8.self)
+        base.storeBytes(of: value.bitPattern.littleEndian, toByteOffset: offset &+ 1, as: UInt64.self)
+        return offset &+ 9
+    }
     @inline(__always)
     static func write(_ value: Double, to state: Writer) { state.writeDouble(value) }
     @inline(__always)
@@ -66,6 +144,13 @@ extension Double: WireScalar {
 }
 
 extension Float: WireScalar {
+    static var wireBound: Int? { 5 }
+    @inline(__always)
+    static func write(_ value: Float, into base: UnsafeMutableRawPointer, at offset: Int) -> Int {
+        base.storeBytes(of: WireTag.float32, toByteOffset: offset, as: UInt8.self)
+        base.storeBytes(of: value.bitPattern.littleEndian, toByteOffset: offset &+ 1, as: UInt32.self)
+        return offset &+ 5
+    }
     @inline(__always)
     static func write(_ value: Float, to state: Writer) { state.writeFloat(value) }
     @inline(__always)
@@ -119,11 +204,48 @@ extension Dictionary: DirectDictionary where Key == String, Value: WireScalar {
     func encodeEntries(to state: Writer) {
         state.append(WireTag.countedKeyed)
         state.appendVarint(UInt64(count))
-        for (key, value) in self {
-            state.writeKey(key, cache: nil)
-            Value.write(value, to: state)
+        if let valueBound = Value.wireBound, SmallASCIIString.isAvailable {
+            encodeEntries(to: state, valueBound: valueBound)
+        } else {
+            for (key, value) in self {
+                state.writeKey(key, cache: nil)
+                Value.write(value, to: state)
+            }
         }
         state.append(0)
+    }
+
+    /// The loop above for values of bounded size: the write position and the buffer stay in
+    /// local variables (the encoder's own are reloaded after every byte it stores, since a
+    /// store through the buffer might change them), and a short ASCII key is stored as the two
+    /// words the string already is. The same bytes as `writeKey` and `write` put down.
+    @inline(__always)
+    private func encodeEntries(to state: Writer, valueBound: Int) {
+        // A short key takes its header and 16 stored bytes (of which only its own are kept).
+        let room = 17 + valueBound
+        var base = state.pointee.base
+        var offset = state.pointee.count
+        var last = state.pointee.capacity - room
+        for (key, value) in self {
+            if offset > last {
+                state.pointee.count = offset
+                state.reserve(room)
+                (base, last) = (state.pointee.base, state.pointee.capacity - room)
+            }
+            if let inline = SmallASCIIString.inlineWords(of: key) {
+                base.storeBytes(of: UInt8(truncatingIfNeeded: inline.count << 2 | 3), toByteOffset: offset, as: UInt8.self)
+                base.storeBytes(of: inline.words.0, toByteOffset: offset &+ 1, as: UInt64.self)
+                base.storeBytes(of: inline.words.1, toByteOffset: offset &+ 9, as: UInt64.self)
+                offset &+= 1 &+ inline.count
+            } else {
+                state.pointee.count = offset
+                state.writeKey(key, cache: nil)
+                state.reserve(room)
+                (base, offset, last) = (state.pointee.base, state.pointee.count, state.pointee.capacity - room)
+            }
+            offset = Value.write(value, into: base, at: offset)
+        }
+        state.pointee.count = offset
     }
 
     @_specialize(where Key == String, Value == Int)
