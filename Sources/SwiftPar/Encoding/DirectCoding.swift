@@ -27,7 +27,7 @@ extension WireScalar {
 let integerWireBound = 11
 
 @inline(__always)
-func writeVarint(_ value: UInt64, into base: UnsafeMutableRawPointer, at offset: Int) -> Int {
+func storeVarint(_ value: UInt64, into base: UnsafeMutableRawPointer, at offset: Int) -> Int {
     var v = value
     var n = offset
     while v >= 0x80 {
@@ -40,23 +40,23 @@ func writeVarint(_ value: UInt64, into base: UnsafeMutableRawPointer, at offset:
 }
 
 @inline(__always)
-func writeSigned(_ v: Int64, into base: UnsafeMutableRawPointer, at offset: Int) -> Int {
+func storeSigned(_ v: Int64, into base: UnsafeMutableRawPointer, at offset: Int) -> Int {
     if v >= 0 && v < 64 {
         base.storeBytes(of: WireTag.smallInteger | UInt8(truncatingIfNeeded: v), toByteOffset: offset, as: UInt8.self)
         return offset &+ 1
     }
     base.storeBytes(of: WireTag.signed, toByteOffset: offset, as: UInt8.self)
-    return writeVarint(zigzag(v), into: base, at: offset &+ 1)
+    return storeVarint(zigzag(v), into: base, at: offset &+ 1)
 }
 
 @inline(__always)
-func writeUnsigned(_ v: UInt64, into base: UnsafeMutableRawPointer, at offset: Int) -> Int {
+func storeUnsigned(_ v: UInt64, into base: UnsafeMutableRawPointer, at offset: Int) -> Int {
     if v < 64 {
         base.storeBytes(of: WireTag.smallInteger | UInt8(truncatingIfNeeded: v), toByteOffset: offset, as: UInt8.self)
         return offset &+ 1
     }
     base.storeBytes(of: WireTag.unsigned, toByteOffset: offset, as: UInt8.self)
-    return writeVarint(v, into: base, at: offset &+ 1)
+    return storeVarint(v, into: base, at: offset &+ 1)
 }
 
 extension String: WireScalar {
@@ -82,7 +82,7 @@ extension Bool: WireScalar {
 extension Int: WireScalar {
     static var wireBound: Int? { integerWireBound }
     @inline(__always)
-    static func write(_ value: Int, into base: UnsafeMutableRawPointer, at offset: Int) -> Int { writeSigned(Int64(value), into: base, at: offset) }
+    static func write(_ value: Int, into base: UnsafeMutableRawPointer, at offset: Int) -> Int { storeSigned(Int64(value), into: base, at: offset) }
     @inline(__always)
     static func write(_ value: Int, to state: Writer) { state.writeSigned(Int64(value)) }
     @inline(__always)
@@ -92,7 +92,7 @@ extension Int: WireScalar {
 extension Int64: WireScalar {
     static var wireBound: Int? { integerWireBound }
     @inline(__always)
-    static func write(_ value: Int64, into base: UnsafeMutableRawPointer, at offset: Int) -> Int { writeSigned(value, into: base, at: offset) }
+    static func write(_ value: Int64, into base: UnsafeMutableRawPointer, at offset: Int) -> Int { storeSigned(value, into: base, at: offset) }
     @inline(__always)
     static func write(_ value: Int64, to state: Writer) { state.writeSigned(value) }
     @inline(__always)
@@ -102,7 +102,7 @@ extension Int64: WireScalar {
 extension Int32: WireScalar {
     static var wireBound: Int? { integerWireBound }
     @inline(__always)
-    static func write(_ value: Int32, into base: UnsafeMutableRawPointer, at offset: Int) -> Int { writeSigned(Int64(value), into: base, at: offset) }
+    static func write(_ value: Int32, into base: UnsafeMutableRawPointer, at offset: Int) -> Int { storeSigned(Int64(value), into: base, at: offset) }
     @inline(__always)
     static func write(_ value: Int32, to state: Writer) { state.writeSigned(Int64(value)) }
     @inline(__always)
@@ -112,7 +112,7 @@ extension Int32: WireScalar {
 extension UInt64: WireScalar {
     static var wireBound: Int? { integerWireBound }
     @inline(__always)
-    static func write(_ value: UInt64, into base: UnsafeMutableRawPointer, at offset: Int) -> Int { writeUnsigned(value, into: base, at: offset) }
+    static func write(_ value: UInt64, into base: UnsafeMutableRawPointer, at offset: Int) -> Int { storeUnsigned(value, into: base, at: offset) }
     @inline(__always)
     static func write(_ value: UInt64, to state: Writer) { state.writeUnsigned(value) }
     @inline(__always)
@@ -122,7 +122,7 @@ extension UInt64: WireScalar {
 extension UInt: WireScalar {
     static var wireBound: Int? { integerWireBound }
     @inline(__always)
-    static func write(_ value: UInt, into base: UnsafeMutableRawPointer, at offset: Int) -> Int { writeUnsigned(UInt64(value), into: base, at: offset) }
+    static func write(_ value: UInt, into base: UnsafeMutableRawPointer, at offset: Int) -> Int { storeUnsigned(UInt64(value), into: base, at: offset) }
     @inline(__always)
     static func write(_ value: UInt, to state: Writer) { state.writeUnsigned(UInt64(value)) }
     @inline(__always)

@@ -141,16 +141,7 @@ extension UnsafeMutablePointer where Pointee == EncodeContext {
     @inline(__always)
     func appendVarint(_ value: UInt64) {
         reserve(10)
-        var v = value
-        var count = pointee.count
-        let base = pointee.base
-        while v >= 0x80 {
-            base.storeBytes(of: UInt8(truncatingIfNeeded: v) | 0x80, toByteOffset: count, as: UInt8.self)
-            count += 1
-            v >>= 7
-        }
-        base.storeBytes(of: UInt8(v), toByteOffset: count, as: UInt8.self)
-        pointee.count = count + 1
+        pointee.count = storeVarint(value, into: pointee.base, at: pointee.count)
     }
 
     @inline(__always)
@@ -305,38 +296,30 @@ extension UnsafeMutablePointer where Pointee == EncodeContext {
 
     // MARK: Scalars
 
+    // Each writes what the scalar's `WireScalar.write(_:into:at:)` writes (DirectCoding.swift).
+
     @inline(__always)
     func writeSigned(_ v: Int64) {
-        if v >= 0 && v < 64 {
-            append(WireTag.smallInteger | UInt8(v))
-        } else {
-            append(WireTag.signed)
-            appendVarint(zigzag(v))
-        }
+        reserve(integerWireBound)
+        pointee.count = storeSigned(v, into: pointee.base, at: pointee.count)
     }
 
     @inline(__always)
     func writeUnsigned(_ v: UInt64) {
-        if v < 64 {
-            append(WireTag.smallInteger | UInt8(v))
-        } else {
-            append(WireTag.unsigned)
-            appendVarint(v)
-        }
+        reserve(integerWireBound)
+        pointee.count = storeUnsigned(v, into: pointee.base, at: pointee.count)
     }
 
     @inline(__always)
     func writeDouble(_ v: Double) {
         reserve(9)
-        pointee.base.storeBytes(of: WireTag.float64, toByteOffset: pointee.count, as: UInt8.self)
-        (pointee.base + pointee.count + 1).storeBytes(of: v.bitPattern.littleEndian, as: UInt64.self)
-        pointee.count += 9
+        pointee.count = Double.write(v, into: pointee.base, at: pointee.count)
     }
 
     @inline(__always)
     func writeFloat(_ v: Float) {
-        append(WireTag.float32)
-        appendLittleEndian(v.bitPattern)
+        reserve(5)
+        pointee.count = Float.write(v, into: pointee.base, at: pointee.count)
     }
 
     @inline(__always)
