@@ -24,7 +24,8 @@ import SwiftPar
 /// caller gives): when every large prime of a range fits in the buckets, the range is one
 /// block and each large prime is placed once; when they do not, the range is cut into blocks
 /// as large as the budget allows (`wholeBlockBytes(forMemory:)`), each kept whole while its
-/// large primes, made again for each block, cross it in batches.
+/// large primes, made again for each block, cross it in batches as large as what the block
+/// leaves of the budget (`batchPrimes(blockBytes:memory:)`).
 public enum PrimeSieve {
     /// The residues coprime to 30, one per bit.
     static let residues: [UInt64] = [1, 7, 11, 13, 17, 19, 23, 29]
@@ -44,11 +45,23 @@ public enum PrimeSieve {
     /// The most large primes in buckets at once within the default memory (8 bytes each), when
     /// all of a range's large primes fit and nothing is kept whole.
     static let defaultBucketPrimes = 2_000_000
-    /// Large primes per batch when a block is kept whole: few, so the block can take the memory.
+    /// The fewest large primes per batch when a block is kept whole. A batch takes what the
+    /// block leaves of the memory: each batch reads and writes the whole block once, so the
+    /// fewer the batches, the less traffic to memory.
     static let batchPrimes = 250_000
+    /// What a rank holds besides a block kept whole and one batch of large primes in buckets:
+    /// the Swift runtime and libraries, the small and medium sieving primes and their places,
+    /// the segment the large primes are made in, the buckets' partly filled chunks, and the
+    /// heap's slack.
+    static let memoryBesidesBatch = 32_000_000
+    /// Large primes per batch over a block of `blockBytes` kept whole, for a rank within `memory`
+    /// bytes.
+    static func batchPrimes(blockBytes: Int, memory: Int) -> Int {
+        Swift.max(batchPrimes, (memory - memoryBesidesBatch - blockBytes) / bytesPerBucketEntry)
+    }
     /// What a rank holds besides a block kept whole: the Swift runtime and libraries, the small
     /// and medium sieving primes and their places, the segment the large primes are made in,
-    /// one batch of them in buckets, and the heap's slack.
+    /// a batch of them in buckets at least `batchPrimes` large, and the heap's slack.
     static let memoryBesidesBlock = 36_000_000
     /// Memory a sieve takes besides its buckets when nothing is kept whole: the segment, the
     /// sieving primes, the pre-sieve patterns, the stretches' cursors, the heap's slack.
@@ -245,6 +258,8 @@ public struct SievingPrimes: Sendable {
     let bucketLimit: Int
     /// Bytes of a block kept whole, from the memory given.
     let blockBytes: Int
+    /// The memory given; what a block kept whole leaves of it goes to batches of large primes.
+    let memory: Int
 
     /// The sieving primes for ranges ending at or below `root`², for sieves that stay within
     /// about `memory` bytes (at least `PrimeSieve.defaultMemory`).
@@ -252,6 +267,7 @@ public struct SievingPrimes: Sendable {
         self.root = root
         bucketLimit = Self.bucketLimit(for: memory)
         blockBytes = PrimeSieve.wholeBlockBytes(forMemory: memory)
+        self.memory = max(memory, PrimeSieve.defaultMemory)
         primes = PrimeSieve.smallPrimes(upTo: min(root, PrimeSieve.mediumLimit))
             .filter { $0 > PrimeSieve.largestPresieved }.map { UInt32($0) }
         smallCount = primes.firstIndex { UInt64($0) > PrimeSieve.smallLimit } ?? primes.count
@@ -385,7 +401,7 @@ struct BlockSieve {
         defer { words.deallocate() }
         let buffer = UnsafeMutableRawPointer(words).assumingMemoryBound(to: UInt8.self)
         let bucketSegments = (totalBytes + Buckets.mask) >> Buckets.shift
-        let batchLimit = batched ? PrimeSieve.batchPrimes : primes.bucketLimit
+        let batchLimit = batched ? PrimeSieve.batchPrimes(blockBytes: bufferBytes, memory: primes.memory) : primes.bucketLimit
         var buckets = hasLarge ? Buckets(segments: bucketSegments, entries: min(largeCount, batchLimit * 5 / 4)) : nil
         defer { buckets?.release() }
 
