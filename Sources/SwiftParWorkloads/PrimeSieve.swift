@@ -48,7 +48,7 @@ public enum PrimeSieve {
     /// The fewest large primes per batch when a block is kept whole. A batch takes what the
     /// block leaves of the memory: each batch reads and writes the whole block once, so the
     /// fewer the batches, the less traffic to memory.
-    static let batchPrimes = 250_000
+    static let fewestBatchPrimes = 250_000
     /// What a rank holds besides a block kept whole and one batch of large primes in buckets:
     /// the Swift runtime and libraries, the small and medium sieving primes and their places,
     /// the segment the large primes are made in, the buckets' partly filled chunks, and the
@@ -57,11 +57,11 @@ public enum PrimeSieve {
     /// Large primes per batch over a block of `blockBytes` kept whole, for a rank within `memory`
     /// bytes.
     static func batchPrimes(blockBytes: Int, memory: Int) -> Int {
-        Swift.max(batchPrimes, (memory - memoryBesidesBatch - blockBytes) / bytesPerBucketEntry)
+        Swift.max(fewestBatchPrimes, (memory - memoryBesidesBatch - blockBytes) / bytesPerBucketEntry)
     }
     /// What a rank holds besides a block kept whole: the Swift runtime and libraries, the small
     /// and medium sieving primes and their places, the segment the large primes are made in,
-    /// a batch of them in buckets at least `batchPrimes` large, and the heap's slack.
+    /// a batch of them in buckets at least `fewestBatchPrimes` large, and the heap's slack.
     static let memoryBesidesBlock = 36_000_000
     /// Memory a sieve takes besides its buckets when nothing is kept whole: the segment, the
     /// sieving primes, the pre-sieve patterns, the stretches' cursors, the heap's slack.
