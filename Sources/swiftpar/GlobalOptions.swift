@@ -41,40 +41,60 @@ struct GlobalOptions: ParsableArguments {
     }
 
     func validate() throws {
-        _ = try workerCount
-        _ = try stallSeconds
+        let workers = try workerCount
+        let stall = try stallSeconds
+        // What the job would refuse as it starts (-n under mpirun, too many local ranks, a bad
+        // SWIFTPAR_* setting) is a usage error too, reported as the options' are.
+        do {
+            try SwiftPar.checkSettings(workers: workers, backend: backend.backend, stallTimeout: stall)
+        } catch {
+            throw ValidationError("\(error)")
+        }
     }
 
-    /// Moves global options written before the subcommand (`swiftpar -n 8 info`) to just after
-    /// its name, where every subcommand accepts them (`swiftpar info -n 8`), ahead of arguments
-    /// that belong to the subcommand (a `run` command line must stay as it was written).
+    /// Moves global options written before the subcommand (`swiftpar -n 8 info`), or between
+    /// `bench` and the benchmark's name (`swiftpar bench -n 2 pingpong`), to just after the
+    /// name, where every subcommand accepts them (`swiftpar info -n 8`), ahead of arguments that
+    /// belong to the subcommand (a `run` command line must stay as it was written).
     static func movingLeadingOptions(_ arguments: [String]) -> [String] {
+        var (leading, index) = globalOptions(in: arguments, from: 0)
+        guard index < arguments.count else { return arguments }
+        var names = [arguments[index]]
+        index += 1
+        // `bench` is a group: the options go after the benchmark's name.
+        if names[0] == "bench" {
+            let (more, next) = globalOptions(in: arguments, from: index)
+            if next < arguments.count, Bench.configuration.subcommands.contains(where: { $0.configuration.commandName == arguments[next] }) {
+                leading += more
+                names.append(arguments[next])
+                index = next + 1
+            }
+        }
+        guard !leading.isEmpty else { return arguments }
+        return names + leading + arguments[index...]
+    }
+
+    /// The global options in `arguments` from `start` up to the first argument that is not
+    /// one, and where that argument is.
+    private static func globalOptions(in arguments: [String], from start: Int) -> (options: [String], end: Int) {
         let takesValue: Set<String> = ["-n", "--workers", "--backend", "--stall-timeout"]
         let flags: Set<String> = ["--json"]
-        var leading: [String] = []
-        var index = 0
+        var options: [String] = []
+        var index = start
         while index < arguments.count {
             let argument = arguments[index]
             if takesValue.contains(argument), index + 1 < arguments.count {
-                leading += [argument, arguments[index + 1]]
+                options += [argument, arguments[index + 1]]
                 index += 2
             } else if flags.contains(argument) || takesValue.contains(where: { argument.hasPrefix($0 + "=") })
                         || (argument.hasPrefix("-n") && argument.count > 2 && !argument.hasPrefix("--")) {
-                leading.append(argument)
+                options.append(argument)
                 index += 1
             } else {
                 break
             }
         }
-        guard !leading.isEmpty, index < arguments.count else { return arguments }
-        var rest = Array(arguments[index...])
-        // `bench` is a group: the options go after the benchmark's name.
-        var names = 1
-        if rest[0] == "bench", rest.count > 1, Bench.configuration.subcommands.contains(where: { $0.configuration.commandName == rest[1] }) {
-            names = 2
-        }
-        rest.insert(contentsOf: leading, at: names)
-        return rest
+        return (options, index)
     }
 
     /// Runs `body` on every rank of the job these options describe. Never returns.

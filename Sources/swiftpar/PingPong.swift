@@ -143,7 +143,8 @@ struct PingPong: ParsableCommand {
         let repetitions = self.repetitions
         options.run { world in
             guard world.size >= 2 else {
-                throw SwiftParUsageError("bench pingpong needs at least 2 ranks, for example: mpirun -n 2 swiftpar bench pingpong")
+                let example = world.backend == .mpi ? "mpirun -n 2 swiftpar bench pingpong" : "swiftpar -n 2 bench pingpong"
+                throw SwiftParUsageError("bench pingpong needs at least 2 ranks, for example: \(example)")
             }
             let only = self.only
             let cases = Self.cases(only)

@@ -5,6 +5,7 @@ import SwiftParWorkloads
 struct Primes: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Count (or list) the primes up to N.",
+        usage: "swiftpar primes [--from <A>] [--list] [--memory <size>] [--method <method>] [--workers <n>] [--backend <backend>] [--json] [--stall-timeout <seconds>] <N>",
         discussion: """
             The range is split into blocks that every rank sieves (segmented sieve of Eratosthenes), or tests number by number (--method trial, the article's task). Rank 0 prints the result; with --list it prints the primes in order as they are found.
 
@@ -33,7 +34,8 @@ struct Primes: ParsableCommand {
     @Flag(help: "Print the primes themselves, one per line, in order (with --json: a JSON array).")
     var list = false
 
-    @Option(help: ArgumentHelp("Memory each rank's sieve may use: bytes, or with K, M, G (powers of 1000) or KiB, MiB, GiB; at least 100M (the default).",
+    @Option(parsing: .unconditional,
+            help: ArgumentHelp("Memory each rank's sieve may use: bytes, or with K, M, G, T (powers of 1000) or KiB, MiB, GiB, TiB; at least 100M (the default).",
                                valueName: "size"))
     var memory: String = "100M"
 
@@ -41,9 +43,17 @@ struct Primes: ParsableCommand {
     var limit: String { arguments.first ?? "" }
 
     mutating func validate() throws {
-        if let unknown = arguments.first(where: { $0.hasPrefix("-") && Self.parse($0.dropFirst()) == nil && $0 != "-" }) {
+        // After `--` everything is positional, as for any command.
+        var options = arguments
+        var positional: [String] = []
+        if let end = arguments.firstIndex(of: "--") {
+            options = Array(arguments[..<end])
+            positional = Array(arguments[(end + 1)...])
+        }
+        if let unknown = options.first(where: { $0.hasPrefix("-") && Self.parse($0.dropFirst()) == nil && $0 != "-" }) {
             throw ValidationError("Unknown option '\(unknown)'")
         }
+        arguments = options + positional
         guard arguments.count <= 1 else {
             throw ValidationError("give one upper end N, not \(arguments.count) (\(arguments.joined(separator: " ")))")
         }
@@ -60,6 +70,9 @@ struct Primes: ParsableCommand {
         }
         if list && method == "trial" { throw ValidationError("--list works with --method sieve only") }
         guard let bytes = Self.parseSize(memory) else {
+            if Self.parseSize(memory, limit: .infinity) != nil {
+                throw ValidationError("--memory \(memory) is too large: give the memory each rank may use, such as 1G or 64G")
+            }
             throw ValidationError("--memory must be a size such as 100M, 1G or 512MiB, not '\(memory)'")
         }
         guard bytes >= PrimeSieve.defaultMemory else {
@@ -69,7 +82,7 @@ struct Primes: ParsableCommand {
 
     /// A size in bytes: a whole or decimal number, with an optional K, M, G, T (powers of
     /// 1000) or KiB, MiB, GiB, TiB (powers of 1024) after it.
-    static func parseSize(_ text: String) -> Int? {
+    static func parseSize(_ text: String, limit: Double = 1e18) -> Int? {
         let units: [(String, Double)] = [("KiB", 1024), ("MiB", 1024 * 1024), ("GiB", 1024 * 1024 * 1024), ("TiB", 1024 * 1024 * 1024 * 1024),
                                          ("K", 1e3), ("M", 1e6), ("G", 1e9), ("T", 1e12), ("B", 1), ("", 1)]
         for (suffix, factor) in units where text.hasSuffix(suffix) {
@@ -77,7 +90,7 @@ struct Primes: ParsableCommand {
             guard !number.isEmpty, number.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
                   let value = Double(number), value.isFinite else { return nil }
             let bytes = value * factor
-            return bytes < 1e18 ? Int(bytes) : nil
+            return bytes < limit ? Int(min(bytes, 1e18)) : nil
         }
         return nil
     }

@@ -27,9 +27,13 @@ struct SwiftParCommand: ParsableCommand {
         } catch {
             // `run` keeps 1…101 for the number of failed tasks: its own usage errors end with
             // 255, as GNU parallel's do.
-            if arguments.first == "run", exitCode(for: error) == .validationFailure {
+            let code = arguments.first == "run" && exitCode(for: error) == .validationFailure ? ExitCode(255) : exitCode(for: error)
+            // Under a launcher every rank parses the same command line: rank 0 alone says what
+            // is wrong with it (or prints the help), the others end with the same status.
+            if LaunchEnvironment.isOtherThanFirstRank() { exit(withError: code) }
+            if code == ExitCode(255) {
                 writeStandardError(fullMessage(for: error) + "\n")
-                exit(withError: ExitCode(255))
+                exit(withError: code)
             }
             exit(withError: error)
         }

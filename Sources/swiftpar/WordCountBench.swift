@@ -18,7 +18,7 @@ struct WordCountBench: ParsableCommand {
 
     @OptionGroup var options: GlobalOptions
 
-    @Argument(help: "A folder of text files (default: a generated corpus).")
+    @Argument(help: ArgumentHelp("A folder of text files (default: a generated corpus).", valueName: "dir"))
     var folder: String?
 
     @Flag(help: "Count in a plain loop on rank 0, without the pool.")
@@ -33,6 +33,15 @@ struct WordCountBench: ParsableCommand {
         var ranks: Int
         var backend: String
         var plain: Bool
+    }
+
+    func validate() throws {
+        guard let folder else { return }
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) else {
+            throw ValidationError("\(folder): No such file or directory")
+        }
+        guard isFolder.boolValue else { throw ValidationError("\(folder): Not a directory (give a folder of text files)") }
     }
 
     func run() throws {
@@ -149,6 +158,11 @@ enum Corpus {
 
     /// Regular files under `root`, sorted, the marker left out.
     static func files(in root: String) throws -> [String] {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: root, isDirectory: &isFolder) else {
+            throw SwiftParUsageError("\(root): No such file or directory")
+        }
+        guard isFolder.boolValue else { throw SwiftParUsageError("\(root): Not a directory (give a folder of text files)") }
         guard let walker = FileManager.default.enumerator(atPath: root) else { throw SwiftParUsageError("cannot read the folder \(root)") }
         var found: [String] = []
         while let name = walker.nextObject() as? String {

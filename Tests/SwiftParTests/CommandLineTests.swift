@@ -56,7 +56,23 @@ struct CommandLineTests {
         let result = try Jobs.runCommand([Jobs.product("swiftpar"), "info", "--json"], environment: ["SWIFTPAR_WORKERS": "3"])
         #expect(result.status == 0 && result.output.contains("\"size\" : 3"), "\(result.report)")
         let bad = try Jobs.runCommand([Jobs.product("swiftpar"), "info"], environment: ["SWIFTPAR_WORKERS": "many"])
-        #expect(bad.status != 0 && bad.errors.contains("SWIFTPAR_WORKERS=many"), "\(bad.report)")
+        #expect(bad.status == 64 && bad.errors.contains("Error: SWIFTPAR_WORKERS=many"), "\(bad.report)")
+    }
+
+    @Test("Settings the job would refuse are usage errors like bad options, and under mpirun rank 0 alone reports them")
+    func settingsAreUsageErrors() throws {
+        let tooMany = try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "100000", "info"])
+        #expect(tooMany.status == 64 && tooMany.errors.contains("Error: 100000 local ranks is more than"), "\(tooMany.report)")
+        let serial = try Jobs.run("swiftpar", ["--backend", "serial", "-n", "3", "info"], launch: .serial)
+        #expect(serial.status == 64 && serial.errors.contains("runs exactly one rank, not 3"), "\(serial.report)")
+        // Every rank parses the same command line; the message must come once, whole.
+        for (arguments, words) in [(["bench", "pingpong", "--case", "nosuch"], "no case named 'nosuch'"),
+                                   (["-n", "4", "info"], "-n/--workers 4 cannot be used here")] {
+            let job = try Jobs.run("swiftpar", arguments, launch: .mpirun(2), timeout: 60)
+            #expect(job.status == 64, "\(arguments): \(job.report)")
+            #expect(job.errors.components(separatedBy: words).count == 2, "\(arguments): printed \(job.errors.components(separatedBy: words).count - 1) times\n\(job.report)")
+            #expect(job.errors.components(separatedBy: "Usage: ").count == 2, "\(arguments): \(job.report)")
+        }
     }
 
     @Test("bench pingpong works on the local backend")
@@ -98,7 +114,8 @@ struct CommandLineTests {
 
     @Test("bench pingpong and bench codec --case measure only the cases named, and an unknown name lists the real ones")
     func benchCases() throws {
-        let pingPong = try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "2", "bench", "pingpong", "--json", "--repetitions", "1",
+        // Global options may also sit between `bench` and the benchmark's name.
+        let pingPong = try Jobs.runCommand([Jobs.product("swiftpar"), "bench", "-n", "2", "--json", "pingpong", "--repetitions", "1",
                                             "--case", "small", "--case", "numbers_8B"], timeout: 120)
         #expect(pingPong.status == 0, "\(pingPong.report)")
         let object = try JSONSerialization.jsonObject(with: Data(pingPong.output.utf8)) as? [String: Any]
@@ -124,7 +141,15 @@ struct CommandLineTests {
     func pingPongNeedsTwoRanks() throws {
         let result = try Jobs.run("swiftpar", ["bench", "pingpong"], launch: .serial)
         #expect(result.status != 0, "\(result.report)")
-        #expect(result.errors.contains("needs at least 2 ranks"), "\(result.report)")
+        #expect(result.errors.contains("needs at least 2 ranks, for example: swiftpar -n 2 bench pingpong"), "\(result.report)")
+    }
+
+    @Test("bench wordcount names a folder that is missing or is a file before it starts")
+    func wordCountFolder() throws {
+        let missing = try Jobs.run("swiftpar", ["bench", "wordcount", "/no/such/folder"], launch: .serial)
+        #expect(missing.status == 64 && missing.errors.contains("Error: /no/such/folder: No such file or directory"), "\(missing.report)")
+        let file = try Jobs.run("swiftpar", ["bench", "wordcount", "/etc/passwd"], launch: .serial)
+        #expect(file.status == 64 && file.errors.contains("/etc/passwd: Not a directory"), "\(file.report)")
     }
 
     @Test("bench pool draws a progress bar on a terminal and nothing when stderr is piped")

@@ -99,12 +99,23 @@ struct WorkloadTests {
         #expect(json.output.contains("\"count\" : 78498"), "\(json.report)")
     }
 
-    @Test("Bad input is a usage error", arguments: [["-5"], ["ten"], ["--from", "10", "5"], ["1e19"], ["10", "--method", "magic"], ["10", "--list", "--method", "trial"],
-                                          ["10", "--memory", "50M"], ["10", "--memory", "lots"], ["10", "--memory", "-1G"], ["10", "--memory", "1e30"]])
-    func primeBadInput(_ arguments: [String]) throws {
-        let result = try swiftpar(["primes"] + arguments, .local(2))
-        #expect(result.status != 0 && result.errors.contains("Error:"), "\(arguments):\n\(result.report)")
+    @Test("Bad input is a usage error that says what is wrong", arguments: [
+        (["-5"], "N must be a whole number from 0 to 10^18, not '-5'"), (["--", "-5"], "N must be a whole number from 0 to 10^18, not '-5'"), (["ten"], "not 'ten'"),
+        (["--from", "10", "5"], "--from 10 is larger than N = 5"), (["1e19"], "not '1e19'"), (["10", "--method", "magic"], "magic"),
+        (["10", "--list", "--method", "trial"], "--list works with --method sieve only"), (["10", "--memory", "50M"], "at least 100M"),
+        (["10", "--memory", "lots"], "not 'lots'"), (["10", "--memory", "-1G"], "not '-1G'"), (["10", "--memory", "1e30"], "not '1e30'"),
+        (["10", "--memory", "20000000000G"], "is too large"), (["10", "20"], "give one upper end N, not 2"),
+    ])
+    func primeBadInput(_ bad: (arguments: [String], words: String)) throws {
+        let result = try swiftpar(["primes"] + bad.arguments, .local(2))
+        #expect(result.status == 64 && result.errors.contains("Error: ") && result.errors.contains(bad.words), "\(bad.arguments):\n\(result.report)")
         #expect(result.output.isEmpty, "\(result.report)")
+    }
+
+    @Test("After --, N may be written anywhere a number can")
+    func primesAfterDoubleDash() throws {
+        let result = try swiftpar(["primes", "--", "100"], .serial)
+        #expect(result.status == 0 && result.output == "25\n", "\(result.report)")
     }
 
     /// A tree of files with awkward names, an empty file, a larger one, a symlink, a loop and a pipe.

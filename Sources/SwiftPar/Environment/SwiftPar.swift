@@ -22,6 +22,9 @@ public struct LaunchEnvironment: Sendable, Equatable {
     public let launcher: String
     /// The environment variable that revealed it.
     public let variable: String
+    /// This process's rank in the launcher's job, when the launcher says it
+    /// (`OMPI_COMM_WORLD_RANK`, `PMIX_RANK`, `PMI_RANK` or `SLURM_PROCID`).
+    public let rank: Int?
 
     /// Detects a launcher from the environment; nil when the process was started by hand.
     ///
@@ -39,9 +42,20 @@ public struct LaunchEnvironment: Sendable, Equatable {
             guard let value = environment[variable], !value.isEmpty else { continue }
             // A Slurm step of one task without PMI is an ordinary process.
             if variable == "SLURM_STEP_NUM_TASKS", value == "1" { continue }
-            return LaunchEnvironment(launcher: launcher, variable: variable)
+            let rank = ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"].lazy
+                .compactMap { environment[$0].flatMap { Int($0) } }.first
+            return LaunchEnvironment(launcher: launcher, variable: variable, rank: rank)
         }
         return nil
+    }
+}
+
+extension LaunchEnvironment {
+    /// Whether a launcher started this process as a rank other than 0 (so a message that every
+    /// rank would print alike is left to rank 0).
+    public static func isOtherThanFirstRank(_ environment: [String: String] = currentEnvironment()) -> Bool {
+        guard let rank = detect(environment)?.rank else { return false }
+        return rank != 0
     }
 }
 
@@ -107,6 +121,29 @@ public enum SwiftPar {
         case .local?, nil:
             return .local
         }
+    }
+
+    /// Checks what `run(workers:backend:stallTimeout:_:)` would refuse before it starts anything:
+    /// a backend or worker count that this process cannot use (`-n` under mpirun, `serial` with
+    /// several ranks), more local ranks than one machine can run, and unreadable `SWIFTPAR_*`
+    /// settings. A command-line tool calls it while it checks its options, so that these are
+    /// usage errors like the others; `run` itself reports them as it starts.
+    ///
+    /// - Throws: `SwiftParUsageError`, saying which setting is wrong and what would work.
+    public static func checkSettings(workers: Int?, backend: Backend?, stallTimeout: Double? = nil,
+                                     environment: [String: String] = currentEnvironment()) throws {
+        _ = try settings(workers: workers, backend: backend, stallTimeout: stallTimeout, environment: environment)
+    }
+
+    /// The backend, local rank count and job settings that the arguments and environment ask
+    /// for, checked.
+    static func settings(workers: Int?, backend: Backend?, stallTimeout: Double?,
+                         environment: [String: String] = currentEnvironment()) throws -> (backend: Backend, count: Int, settings: JobSettings) {
+        let chosen = try chooseBackend(requested: backend, workers: workers, environment: environment)
+        let count = chosen == .local ? try localWorkerCount(workers, environment: environment) : 1
+        let settings = try JobSettings.fromEnvironment(environment, stallTimeout: stallTimeout)
+        if chosen == .local { try LocalJob.checkRankCount(count) }
+        return (chosen, count, settings)
     }
 
     /// The number of local ranks: `workers`, else `SWIFTPAR_WORKERS`, else the number of cores.
@@ -211,12 +248,10 @@ public enum SwiftPar {
         let count: Int
         let settings: JobSettings
         do {
-            chosen = try chooseBackend(requested: backend, workers: workers)
-            count = chosen == .local ? try localWorkerCount(workers) : 1
-            settings = try JobSettings.fromEnvironment(stallTimeout: stallTimeout)
-            if chosen == .local { try LocalJob.checkRankCount(count) }
+            (chosen, count, settings) = try Self.settings(workers: workers, backend: backend, stallTimeout: stallTimeout)
         } catch {
-            fail("swiftpar: \(error)")
+            // Every rank of a launcher's job reads the same settings: one of them says so.
+            fail("swiftpar: \(error)", sameOnEveryRank: true)
         }
         switch chosen {
         case .mpi:
@@ -287,8 +322,12 @@ public enum SwiftPar {
         return text.hasPrefix(prefix) ? String(text.dropFirst(prefix.count)) : text
     }
 
-    static func fail(_ message: String) -> Never {
-        writeStandardError(message + "\n")
+    /// Prints `message` and ends the process with status 2. A message that every rank of a
+    /// launcher's job prints alike (`sameOnEveryRank`) is printed by its rank 0 only.
+    static func fail(_ message: String, sameOnEveryRank: Bool = false) -> Never {
+        if !sameOnEveryRank || !LaunchEnvironment.isOtherThanFirstRank() {
+            writeStandardError(message + "\n")
+        }
         exit(2)
     }
 }
