@@ -108,6 +108,27 @@ public enum FileHashing {
         return hex(hasher.finalize())
     }
 
+    /// The SHA-256 of everything left on standard input, as lowercase hex (`sha256sum -`).
+    public static func digestOfStandardInput(buffer: UnsafeMutableRawBufferPointer) throws -> String {
+        var hasher = SHA256()
+        while true {
+            let count = read(STDIN_FILENO, buffer.baseAddress, buffer.count)
+            if count < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN {
+                    // A descriptor left non-blocking by whoever passed it: wait until it is readable.
+                    var ready = pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)
+                    _ = poll(&ready, 1, -1)
+                    continue
+                }
+                throw Problem(path: PathBytes(Array("-".utf8)), reason: systemMessage(errno))
+            }
+            if count == 0 { break }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[..<count]))
+        }
+        return hex(hasher.finalize())
+    }
+
     static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
         let digits = Array("0123456789abcdef".utf8)
         var bytes: [UInt8] = []
@@ -191,6 +212,13 @@ public enum FileHashing {
         public var path: PathBytes
         public var digest: String?
         public var problem: String?
+
+        /// The digest of `path`, or the problem that kept it from being hashed.
+        public init(path: PathBytes, digest: String?, problem: String?) {
+            self.path = path
+            self.digest = digest
+            self.problem = problem
+        }
     }
 
     /// Files, problems and skipped links of a walk, and the directories left for later.

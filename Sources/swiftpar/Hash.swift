@@ -7,7 +7,7 @@ struct Hash: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "SHA-256 of files and directory trees, in sha256sum's format.",
         discussion: """
-            Directories are walked recursively. Output lines are sorted by path (byte order) and exactly sha256sum's, so `sha256sum -c` verifies them; file names are bytes, printed as they are. A missing or unreadable path, a special file or a symbolic link loop gets an error line on standard error; every other file is still hashed and the exit status is 1. Symbolic links given as operands are followed; links met inside directories are skipped (with a note) unless --follow-symlinks is given.
+            Directories are walked recursively. Output lines are sorted by path (byte order) and exactly sha256sum's, so `sha256sum -c` verifies them; file names are bytes, printed as they are. A missing or unreadable path, a special file or a symbolic link loop gets an error line on standard error; every other file is still hashed and the exit status is 1. Symbolic links given as operands are followed; links met inside directories are skipped (with a note) unless --follow-symlinks is given. The operand - is standard input, as for sha256sum; rank 0 reads it first and its line ("digest  -") comes before the others.
 
             Examples:
               swiftpar hash ~/data > SHA256SUMS && sha256sum -c SHA256SUMS
@@ -18,7 +18,7 @@ struct Hash: ParsableCommand {
 
     @OptionGroup var options: GlobalOptions
 
-    @Argument(help: "Files and directories to hash.")
+    @Argument(help: "Files and directories to hash (- for standard input).")
     var paths: [String] = []
 
     @Flag(help: "Hash the targets of symbolic links inside directories instead of skipping them.")
@@ -44,7 +44,11 @@ struct Hash: ParsableCommand {
     }
 
     func run() throws {
-        let (paths, follow, json) = (self.paths.map { PathBytes(RawArguments.bytes(of: $0)) }, followSymlinks, options.json)
+        let operands = self.paths.map { PathBytes(RawArguments.bytes(of: $0)) }
+        // "-" is standard input, as for sha256sum: hashed first, on rank 0.
+        let standardInput = PathBytes(Array("-".utf8))
+        let readsInput = operands.contains(standardInput)
+        let (paths, follow, json) = (operands.filter { $0 != standardInput }, followSymlinks, options.json)
         options.run { world in
             let pool = Pool(world)
             // Rank 0 walks the top levels; the ranks walk the directories below and hash.
@@ -52,6 +56,22 @@ struct Hash: ParsableCommand {
             var failed = false
             var entries: [FileHashing.Entry] = []
             var output = CommandOutput()
+            if readsInput && world.rank == 0 {
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+                defer { buffer.deallocate() }
+                do {
+                    let digest = try FileHashing.digestOfStandardInput(buffer: buffer)
+                    if json {
+                        entries.append(FileHashing.Entry(path: standardInput, digest: digest, problem: nil))
+                    } else {
+                        output.append(bytes: FileHashing.checksumLine(digest: digest, path: standardInput))
+                    }
+                } catch let problem as FileHashing.Problem {
+                    writeStandardError("swiftpar: -: \(problem.reason)\n")
+                    failed = true
+                    if json { entries.append(FileHashing.Entry(path: standardInput, digest: nil, problem: problem.reason)) }
+                }
+            }
             try FileHashing.hashTrees(paths, followSymlinks: follow, keepEntries: json, pool: pool, progress: bar.update) { unit in
                 for link in unit.skippedLinks {
                     writeStandardError("swiftpar: skipped symbolic link \(link) (use --follow-symlinks to hash its target)\n")

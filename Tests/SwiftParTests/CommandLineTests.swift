@@ -67,12 +67,15 @@ struct CommandLineTests {
         #expect(serial.status == 64 && serial.errors.contains("runs exactly one rank, not 3"), "\(serial.report)")
         // Every rank parses the same command line; the message must come once, whole.
         for (arguments, words) in [(["bench", "pingpong", "--case", "nosuch"], "no case named 'nosuch'"),
-                                   (["-n", "4", "info"], "-n/--workers 4 cannot be used here")] {
+                                   (["-n", "4", "info"], "-n/--workers 4 cannot be used here: the number of ranks is set by mpirun, which started 2")] {
             let job = try Jobs.run("swiftpar", arguments, launch: .mpirun(2), timeout: 60)
             #expect(job.status == 64, "\(arguments): \(job.report)")
             #expect(job.errors.components(separatedBy: words).count == 2, "\(arguments): printed \(job.errors.components(separatedBy: words).count - 1) times\n\(job.report)")
             #expect(job.errors.components(separatedBy: "Usage: ").count == 2, "\(arguments): \(job.report)")
         }
+        // The launcher's own count is accepted: one command line works both ways.
+        let same = try Jobs.run("swiftpar", ["-n", "2", "info"], launch: .mpirun(2), timeout: 60)
+        #expect(same.status == 0 && same.output.hasPrefix("backend mpi, 2 ranks"), "\(same.report)")
     }
 
     @Test("bench pingpong works on the local backend")

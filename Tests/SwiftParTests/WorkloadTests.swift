@@ -200,6 +200,21 @@ struct WorkloadTests {
         }
     }
 
+    @Test("The operand - hashes standard input as sha256sum does, its line first, on every backend")
+    func hashStandardInput() throws {
+        let root = try makeTree()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let input = "printf 'standard\\ninput\\n' | "
+        let reference = try Jobs.runShell(input + "{ sha256sum -; find '\(root.path)/d/e' -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum; }")
+        #expect(reference.status == 0 && reference.output.hasPrefix("00604ef809f82743b17ca469093e7200f770a1b72d5153ca94adbf5fbed68276  -\n"), "\(reference.report)")
+        for launch in [Launch.serial, .local(2), .mpirun(2)] {
+            let ours = try Jobs.runShell(input + Jobs.shellCommand("swiftpar", ["hash", "-", root.path + "/d/e"], launch: launch), timeout: 60)
+            #expect(ours.status == 0 && ours.output == reference.output, "\(launch):\n\(ours.report.prefix(3000))")
+        }
+        let closed = try Jobs.runShell(Jobs.shellCommand("swiftpar", ["hash", "-"], launch: .local(2)) + " <&-")
+        #expect(closed.status == 1 && closed.errors.contains("swiftpar: -: Bad file descriptor"), "\(closed.report)")
+    }
+
     @Test("Missing, unreadable and special paths and symlink loops: an error line each, the rest hashed, exit 1")
     func hashBadInput() throws {
         let root = try makeTree()

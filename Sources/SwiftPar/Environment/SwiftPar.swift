@@ -25,6 +25,9 @@ public struct LaunchEnvironment: Sendable, Equatable {
     /// This process's rank in the launcher's job, when the launcher says it
     /// (`OMPI_COMM_WORLD_RANK`, `PMIX_RANK`, `PMI_RANK` or `SLURM_PROCID`).
     public let rank: Int?
+    /// The number of ranks the launcher started, when it says it (`OMPI_COMM_WORLD_SIZE`,
+    /// `PMI_SIZE` or `SLURM_STEP_NUM_TASKS`).
+    public let size: Int?
 
     /// Detects a launcher from the environment; nil when the process was started by hand.
     ///
@@ -44,7 +47,9 @@ public struct LaunchEnvironment: Sendable, Equatable {
             if variable == "SLURM_STEP_NUM_TASKS", value == "1" { continue }
             let rank = ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"].lazy
                 .compactMap { environment[$0].flatMap { Int($0) } }.first
-            return LaunchEnvironment(launcher: launcher, variable: variable, rank: rank)
+            let size = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"].lazy
+                .compactMap { environment[$0].flatMap { Int($0) } }.first
+            return LaunchEnvironment(launcher: launcher, variable: variable, rank: rank, size: size)
         }
         return nil
     }
@@ -99,9 +104,11 @@ public enum SwiftPar {
                 throw SwiftParUsageError(
                     "\(named) cannot be used here: this process was started by \(launched.launcher) (\(launched.variable) is set), which runs one rank per process; drop --backend or use --backend mpi")
             }
-            if let workers {
+            // The same count as the launcher's is harmless (one command line for both ways).
+            if let workers, workers != launched.size {
+                let started = launched.size.map { ", which started \($0)" } ?? ""
                 throw SwiftParUsageError(
-                    "-n/--workers \(workers) cannot be used here: the number of ranks is set by \(launched.launcher) (\(launched.variable) is set)")
+                    "-n/--workers \(workers) cannot be used here: the number of ranks is set by \(launched.launcher)\(started) (\(launched.variable) is set)")
             }
             return .mpi
         }
