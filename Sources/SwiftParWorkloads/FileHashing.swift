@@ -109,6 +109,10 @@ public enum FileHashing {
     }
 
     /// The SHA-256 of everything left on standard input, as lowercase hex (`sha256sum -`).
+    ///
+    /// - Parameter buffer: where each piece is read to; its size is the size of the reads.
+    /// - Throws: `Problem` for the path `-` when standard input cannot be read (closed, or a
+    ///   read error), with the system's words.
     public static func digestOfStandardInput(buffer: UnsafeMutableRawBufferPointer) throws -> String {
         var hasher = SHA256()
         while true {

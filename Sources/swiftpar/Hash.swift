@@ -47,7 +47,7 @@ struct Hash: ParsableCommand {
         let operands = self.paths.map { PathBytes(RawArguments.bytes(of: $0)) }
         // "-" is standard input, as for sha256sum: hashed first, on rank 0.
         let standardInput = PathBytes(Array("-".utf8))
-        let readsInput = operands.contains(standardInput)
+        let inputReads = operands.filter { $0 == standardInput }.count
         let (paths, follow, json) = (operands.filter { $0 != standardInput }, followSymlinks, options.json)
         options.run { world in
             let pool = Pool(world)
@@ -56,20 +56,23 @@ struct Hash: ParsableCommand {
             var failed = false
             var entries: [FileHashing.Entry] = []
             var output = CommandOutput()
-            if readsInput && world.rank == 0 {
+            // Each - reads what is left (the second one nothing, as for sha256sum - -).
+            if inputReads > 0 && world.rank == 0 {
                 let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
                 defer { buffer.deallocate() }
-                do {
-                    let digest = try FileHashing.digestOfStandardInput(buffer: buffer)
-                    if json {
-                        entries.append(FileHashing.Entry(path: standardInput, digest: digest, problem: nil))
-                    } else {
-                        output.append(bytes: FileHashing.checksumLine(digest: digest, path: standardInput))
+                for _ in 0..<inputReads {
+                    do {
+                        let digest = try FileHashing.digestOfStandardInput(buffer: buffer)
+                        if json {
+                            entries.append(FileHashing.Entry(path: standardInput, digest: digest, problem: nil))
+                        } else {
+                            output.append(bytes: FileHashing.checksumLine(digest: digest, path: standardInput))
+                        }
+                    } catch let problem as FileHashing.Problem {
+                        writeStandardError("swiftpar: -: \(problem.reason)\n")
+                        failed = true
+                        if json { entries.append(FileHashing.Entry(path: standardInput, digest: nil, problem: problem.reason)) }
                     }
-                } catch let problem as FileHashing.Problem {
-                    writeStandardError("swiftpar: -: \(problem.reason)\n")
-                    failed = true
-                    if json { entries.append(FileHashing.Entry(path: standardInput, digest: nil, problem: problem.reason)) }
                 }
             }
             try FileHashing.hashTrees(paths, followSymlinks: follow, keepEntries: json, pool: pool, progress: bar.update) { unit in

@@ -143,7 +143,11 @@ struct PingPong: ParsableCommand {
         let repetitions = self.repetitions
         options.run { world in
             guard world.size >= 2 else {
-                let example = world.backend == .mpi ? "mpirun -n 2 swiftpar bench pingpong" : "swiftpar -n 2 bench pingpong"
+                let example = switch world.backend {
+                case .mpi: LaunchEnvironment.detect()?.launcher == "srun" ? "srun --mpi=pmix -n 2 swiftpar bench pingpong" : "mpirun -n 2 swiftpar bench pingpong"
+                case .serial: "swiftpar --backend local -n 2 bench pingpong"
+                case .local: "swiftpar -n 2 bench pingpong"
+                }
                 throw SwiftParUsageError("bench pingpong needs at least 2 ranks, for example: \(example)")
             }
             let only = self.only

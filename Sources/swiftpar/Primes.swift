@@ -44,16 +44,16 @@ struct Primes: ParsableCommand {
 
     mutating func validate() throws {
         // After `--` everything is positional, as for any command.
-        var options = arguments
+        var beforeEnd = arguments
         var positional: [String] = []
         if let end = arguments.firstIndex(of: "--") {
-            options = Array(arguments[..<end])
+            beforeEnd = Array(arguments[..<end])
             positional = Array(arguments[(end + 1)...])
         }
-        if let unknown = options.first(where: { $0.hasPrefix("-") && Self.parse($0.dropFirst()) == nil && $0 != "-" }) {
+        if let unknown = beforeEnd.first(where: { $0.hasPrefix("-") && Self.parse($0.dropFirst()) == nil && $0 != "-" }) {
             throw ValidationError("Unknown option '\(unknown)'")
         }
-        arguments = options + positional
+        arguments = beforeEnd + positional
         guard arguments.count <= 1 else {
             throw ValidationError("give one upper end N, not \(arguments.count) (\(arguments.joined(separator: " ")))")
         }

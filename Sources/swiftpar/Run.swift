@@ -225,7 +225,7 @@ struct Run: ParsableCommand {
         do {
             farm = try farmOptions()
         } catch let error as InputError {
-            writeStandardError("swiftpar: run: \(error.description)\n")
+            LaunchEnvironment.reportSharedProblem("swiftpar: run: \(error.description)")
             throw ExitCode(255)
         }
         let json = options.json

@@ -28,9 +28,14 @@ struct SwiftParCommand: ParsableCommand {
             // `run` keeps 1…101 for the number of failed tasks: its own usage errors end with
             // 255, as GNU parallel's do.
             let code = arguments.first == "run" && exitCode(for: error) == .validationFailure ? ExitCode(255) : exitCode(for: error)
-            // Under a launcher every rank parses the same command line: rank 0 alone says what
-            // is wrong with it (or prints the help), the others end with the same status.
-            if LaunchEnvironment.isOtherThanFirstRank() { exit(withError: code) }
+            // Under a launcher every rank usually parses the same command line: rank 0 prints
+            // the help, and says what is wrong once (another rank does only if it alone fails).
+            if LaunchEnvironment.isOtherThanFirstRank() {
+                if code.isSuccess { exit(withError: code) }
+                let message = fullMessage(for: error)
+                if !message.isEmpty { LaunchEnvironment.reportSharedProblem(message) }
+                exit(withError: code)
+            }
             if code == ExitCode(255) {
                 writeStandardError(fullMessage(for: error) + "\n")
                 exit(withError: code)

@@ -76,6 +76,14 @@ struct CommandLineTests {
         // The launcher's own count is accepted: one command line works both ways.
         let same = try Jobs.run("swiftpar", ["-n", "2", "info"], launch: .mpirun(2), timeout: 60)
         #expect(same.status == 0 && same.output.hasPrefix("backend mpi, 2 ranks"), "\(same.report)")
+        // A rank whose own command line is wrong still says so, naming itself.
+        let binary = Jobs.product("swiftpar")
+        let alone = try Jobs.runCommand(["mpirun", "-n", "1", binary, "info", ":", "-n", "1", binary, "info", "--bogus"], timeout: 60)
+        #expect(alone.status == 64 && alone.errors.contains("rank 1: Error: Unknown option '--bogus'"), "\(alone.report)")
+        // A program's own SwiftPar.run reports a bad setting once too, with status 2.
+        let program = try Jobs.run("swiftpar-checks", ["start-method"], launch: .mpirun(2), environment: ["SWIFTPAR_MPI_MESSAGE_LIMIT": "lots"], timeout: 60)
+        #expect(program.status == 2, "\(program.report)")
+        #expect(program.errors.components(separatedBy: "SWIFTPAR_MPI_MESSAGE_LIMIT=lots").count == 2, "\(program.report)")
     }
 
     @Test("bench pingpong works on the local backend")
@@ -144,7 +152,9 @@ struct CommandLineTests {
     func pingPongNeedsTwoRanks() throws {
         let result = try Jobs.run("swiftpar", ["bench", "pingpong"], launch: .serial)
         #expect(result.status != 0, "\(result.report)")
-        #expect(result.errors.contains("needs at least 2 ranks, for example: swiftpar -n 2 bench pingpong"), "\(result.report)")
+        #expect(result.errors.contains("needs at least 2 ranks, for example: swiftpar --backend local -n 2 bench pingpong"), "\(result.report)")
+        let local = try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "1", "bench", "pingpong"])
+        #expect(local.status != 0 && local.errors.contains("for example: swiftpar -n 2 bench pingpong"), "\(local.report)")
     }
 
     @Test("bench wordcount names a folder that is missing or is a file before it starts")

@@ -227,7 +227,7 @@ struct TaskFarmTests {
             cd '\(folder.path)'
             \(swiftpar) run --retries 3 --joblog retries.log 'echo x >> count; echo out; exit 7; : {}' ::: a > retries.out; echo "retries $? $(wc -l < count) $(wc -l < retries.log)"
             \(swiftpar) run --retries 3 'echo x >> count{}; [ $(wc -l < count{}) -ge 2 ]' ::: b; echo "second-try $? $(wc -l < countb)"
-            \(swiftpar) run --joblog timeout.log --timeout 0.5 'echo start{}; sleep {}; echo end{}' ::: 0.1 5 > timeout.out 2> timeout.err; echo "timeout $?"
+            \(swiftpar) run --joblog timeout.log --timeout 1.5 'echo start{}; sleep {}; echo end{}' ::: 0.1 5 > timeout.out 2> timeout.err; echo "timeout $?"
             \(swiftpar) run --halt now,fail=1 'sleep {}; echo done{}; [ {} != 1 ]' ::: 1 3 4 5 > halt-now.out 2> halt-now.err; echo "halt-now $?"
             \(swiftpar) run --halt soon,fail=1 'sleep {}; echo done{}; [ {} != 1 ]' ::: 1 3 4 5 > halt-soon.out 2> halt-soon.err; echo "halt-soon $?"
             \(swiftpar) run --halt now,fail=1 'kill -9 $$; : {}' ::: a 2> /dev/null; echo "halt-signal $?"
@@ -245,7 +245,7 @@ struct TaskFarmTests {
         #expect(out.contains("timeout 1\n") && read("timeout.out") == "start0.1\nend0.1\nstart5\n", "\(result.report)\n\(read("timeout.out"))")
         let timedOut = read("timeout.log").split(separator: "\n").first { $0.hasPrefix("2\t") }?.split(separator: "\t").map(String.init) ?? []
         #expect(timedOut.count == 9 && timedOut[6] == "-1" && timedOut[7] == "15", "\(read("timeout.log"))")
-        #expect(read("timeout.err").contains("task 2 ran longer than 0.5 s and was killed"), "\(read("timeout.err"))")
+        #expect(read("timeout.err").contains("task 2 ran longer than 1.5 s and was killed"), "\(read("timeout.err"))")
         // now: task 3 killed, printed nothing; soon: task 3 finished and printed.
         #expect(out.contains("halt-now 1\n") && read("halt-now.out") == "done1\n", "\(result.report)\n\(read("halt-now.out"))")
         #expect(out.contains("halt-soon 1\n") && read("halt-soon.out") == "done1\ndone3\n", "\(result.report)\n\(read("halt-soon.out"))")

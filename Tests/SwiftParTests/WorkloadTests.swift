@@ -211,6 +211,14 @@ struct WorkloadTests {
             let ours = try Jobs.runShell(input + Jobs.shellCommand("swiftpar", ["hash", "-", root.path + "/d/e"], launch: launch), timeout: 60)
             #expect(ours.status == 0 && ours.output == reference.output, "\(launch):\n\(ours.report.prefix(3000))")
         }
+        // Alone, twice (the second reads nothing, as sha256sum's does), and as JSON, slashes unescaped.
+        let twice = try Jobs.runShell(input + Jobs.shellCommand("swiftpar", ["hash", "-", "-"], launch: .local(2)))
+        let twiceReference = try Jobs.runShell(input + "sha256sum - -")
+        #expect(twice.status == 0 && twice.output == twiceReference.output && twice.output.split(separator: "\n").count == 2, "\(twice.report)")
+        let json = try Jobs.runShell(input + Jobs.shellCommand("swiftpar", ["hash", "--json", "-", root.path + "/a.txt"], launch: .local(2)))
+        #expect(json.status == 0 && json.output.contains("\"path\" : \"-\"") && json.output.contains("00604ef809f82743b17ca469093e7200f770a1b72d5153ca94adbf5fbed68276"),
+                "\(json.report)")
+        #expect(json.output.contains(root.path + "/a.txt") && !json.output.contains("\\/"), "paths in JSON keep their slashes as they are:\n\(json.report)")
         let closed = try Jobs.runShell(Jobs.shellCommand("swiftpar", ["hash", "-"], launch: .local(2)) + " <&-")
         #expect(closed.status == 1 && closed.errors.contains("swiftpar: -: Bad file descriptor"), "\(closed.report)")
     }

@@ -56,11 +56,30 @@ public struct LaunchEnvironment: Sendable, Equatable {
 }
 
 extension LaunchEnvironment {
-    /// Whether a launcher started this process as a rank other than 0 (so a message that every
-    /// rank would print alike is left to rank 0).
+    /// Whether a launcher started this process as a rank other than 0; false outside a
+    /// launcher, and when the launcher does not say which rank this is.
     public static func isOtherThanFirstRank(_ environment: [String: String] = currentEnvironment()) -> Bool {
         guard let rank = detect(environment)?.rank else { return false }
         return rank != 0
+    }
+
+    /// Writes `message` (and a newline) to standard error for a problem that every rank of a
+    /// launcher's job usually meets alike, such as a bad command line or setting, so that it
+    /// appears once rather than once per rank, interleaved.
+    ///
+    /// Rank 0, and a process no launcher started, write it at once. Another rank first waits
+    /// `pause` seconds: when rank 0 failed alike, the launcher ends the job meanwhile (mpirun
+    /// does so when a rank exits with an error), and the message is rank 0's alone; when this
+    /// rank alone failed, for instance on another host with other files or settings, it still
+    /// writes the message, starting with its rank.
+    public static func reportSharedProblem(_ message: String, pause: Double = 2,
+                                           environment: [String: String] = currentEnvironment()) {
+        guard let rank = detect(environment)?.rank, rank != 0 else {
+            writeStandardError(message + "\n")
+            return
+        }
+        usleep(UInt32(max(pause, 0) * 1e6))
+        writeStandardError("rank \(rank): " + message + "\n")
     }
 }
 
@@ -83,7 +102,7 @@ public enum SwiftPar {
     /// Picks the backend a process would use, before anything is started.
     ///
     /// - A process started by a launcher uses MPI; asking for `.local` or `.serial` there, or
-    ///   for a number of workers, is an error.
+    ///   for a number of workers other than the launcher's, is an error.
     /// - Otherwise the default is the local backend with `workers` ranks (or `SWIFTPAR_WORKERS`,
     ///   or one per core); `.serial` runs one rank in this process, and `.mpi` runs as a one-rank
     ///   MPI job.
@@ -130,12 +149,19 @@ public enum SwiftPar {
         }
     }
 
-    /// Checks what `run(workers:backend:stallTimeout:_:)` would refuse before it starts anything:
-    /// a backend or worker count that this process cannot use (`-n` under mpirun, `serial` with
-    /// several ranks), more local ranks than one machine can run, and unreadable `SWIFTPAR_*`
-    /// settings. A command-line tool calls it while it checks its options, so that these are
-    /// usage errors like the others; `run` itself reports them as it starts.
+    /// Checks the settings `run(workers:backend:stallTimeout:_:)` would refuse before it starts
+    /// anything: a backend or worker count that this process cannot use (`-n 4` under
+    /// `mpirun -n 2`, `serial` with several ranks), more local ranks than one machine can run,
+    /// and unreadable `SWIFTPAR_*` settings. A command-line tool calls it while it checks its
+    /// options, so that these are usage errors like the others; `run` itself reports them as it
+    /// starts. What only starting can tell is not checked: whether Open MPI's library loads,
+    /// and whether the process may still fork its ranks (`SWIFTPAR_START`).
     ///
+    /// - Parameters:
+    ///   - workers: the number of local ranks asked for, as `run` takes it.
+    ///   - backend: the backend asked for, as `run` takes it.
+    ///   - stallTimeout: the stall timeout asked for, as `run` takes it.
+    ///   - environment: the variables to read the launcher and `SWIFTPAR_*` settings from.
     /// - Throws: `SwiftParUsageError`, saying which setting is wrong and what would work.
     public static func checkSettings(workers: Int?, backend: Backend?, stallTimeout: Double? = nil,
                                      environment: [String: String] = currentEnvironment()) throws {
@@ -182,7 +208,8 @@ public enum SwiftPar {
     ///
     /// - Parameters:
     ///   - workers: the number of local ranks when no launcher started the process; nil for
-    ///     `SWIFTPAR_WORKERS` or one per core.
+    ///     `SWIFTPAR_WORKERS` or one per core. Under a launcher it must be nil or the
+    ///     launcher's own count, else the process prints why and exits with status 2.
     ///   - backend: force a backend; nil chooses from the environment.
     ///   - stallTimeout: seconds a rank may wait in one operation before the job ends naming
     ///     the ranks that made no progress; nil for `SWIFTPAR_STALL_TIMEOUT` (default: no limit).
@@ -257,8 +284,8 @@ public enum SwiftPar {
         do {
             (chosen, count, settings) = try Self.settings(workers: workers, backend: backend, stallTimeout: stallTimeout)
         } catch {
-            // Every rank of a launcher's job reads the same settings: one of them says so.
-            fail("swiftpar: \(error)", sameOnEveryRank: true)
+            // Every rank of a launcher's job usually reads the same settings: one of them says so.
+            fail("swiftpar: \(error)", sharedByRanks: true)
         }
         switch chosen {
         case .mpi:
@@ -329,10 +356,13 @@ public enum SwiftPar {
         return text.hasPrefix(prefix) ? String(text.dropFirst(prefix.count)) : text
     }
 
-    /// Prints `message` and ends the process with status 2. A message that every rank of a
-    /// launcher's job prints alike (`sameOnEveryRank`) is printed by its rank 0 only.
-    static func fail(_ message: String, sameOnEveryRank: Bool = false) -> Never {
-        if !sameOnEveryRank || !LaunchEnvironment.isOtherThanFirstRank() {
+    /// Prints `message` and ends the process with status 2. A problem that every rank of a
+    /// launcher's job usually meets alike (`sharedByRanks`) is said once, by rank 0, unless this
+    /// rank alone has it (see `LaunchEnvironment.reportSharedProblem`).
+    static func fail(_ message: String, sharedByRanks: Bool = false) -> Never {
+        if sharedByRanks {
+            LaunchEnvironment.reportSharedProblem(message)
+        } else {
             writeStandardError(message + "\n")
         }
         exit(2)
