@@ -280,6 +280,14 @@ struct TaskFarmTests {
 
     /// Tasks after the 3rd wait while the file `hold` exists: rank 1 dies while its task
     /// waits, never between a task's end and its report.
+    @Test("Under mpirun a task is not a rank: it may itself be a swiftpar job, and sees no launcher identity")
+    func nestedJobs() throws {
+        let binary = Jobs.product("swiftpar")
+        let result = try Jobs.run("swiftpar", ["run", "-k", "\(binary) -n 2 primes {}; env | grep -c -E '^(OMPI_COMM_WORLD_|PMIX_RANK=)' || true", ":::", "100", "1000"],
+                                  launch: .mpirun(2), timeout: 120)
+        #expect(result.status == 0 && result.output == "25\n0\n168\n0\n", "\(result.report)")
+    }
+
     @Test("A local rank that dies has its tasks run again on the others")
     func rankDies() throws {
         let folder = try Self.folder()

@@ -116,6 +116,21 @@ package final class TaskRunner {
     /// Where a large output waits while its task may still be retried (a file in TMPDIR).
     private let keptAside = HeldOutput(memoryLimit: 0)
 
+    /// Whether `name` is one of the variables by which a launcher makes a process one rank of
+    /// an MPI job (Open MPI's, PMIx's, PMI's). A task is not a rank: without them, a task that
+    /// is itself a swiftpar or MPI program starts as a job of its own instead of trying to
+    /// join this one. Settings a user may have passed on (`OMPI_MCA_btl`, running as root)
+    /// are kept.
+    static func isLauncherIdentity(_ name: String) -> Bool {
+        if name.hasPrefix("PMIX_") || name.hasPrefix("OMPI_COMM_WORLD_") { return true }
+        if ["PMI_RANK", "PMI_SIZE", "PMI_FD", "PMI_JOBID", "PMI_PORT", "PMI_ID"].contains(name) { return true }
+        let openMPIJob = ["OMPI_APP_CTX_NUM_PROCS", "OMPI_ARGV", "OMPI_COMMAND", "OMPI_FILE_LOCATION", "OMPI_FIRST_RANKS",
+                          "OMPI_NUM_APP_CTX", "OMPI_UNIVERSE_SIZE", "OMPI_MCA_initial_wdir", "OMPI_MCA_pmix",
+                          "OMPI_MCA_shmem_RUNTIME_QUERY_hint"]
+        return openMPIJob.contains(name) || name.hasPrefix("OMPI_MCA_ess") || name.hasPrefix("OMPI_MCA_orte_")
+            || name.hasPrefix("OMPI_MCA_prte_") || name.hasPrefix("PRTE_")
+    }
+
     /// A runner with `slots` slots.
     package init(settings: RunnerSettings, slots: Int) throws {
         self.settings = settings
@@ -126,7 +141,8 @@ package final class TaskRunner {
         nullInput = open("/dev/null", O_RDONLY | O_CLOEXEC)
         guard nullInput >= 0 else { throw SystemError.current("opening /dev/null for the tasks' input") }
         let ours = ["SWIFTPAR_TASK=", "SWIFTPAR_RANK=", "SWIFTPAR_SLOT=", "PARALLEL_SEQ=", "PARALLEL_JOBSLOT=", "SWIFTPAR_LOCAL_"]
-        environment = currentEnvironment().map { "\($0.key)=\($0.value)" }.filter { entry in !ours.contains { entry.hasPrefix($0) } }
+        environment = currentEnvironment().filter { !Self.isLauncherIdentity($0.key) }
+            .map { "\($0.key)=\($0.value)" }.filter { entry in !ours.contains { entry.hasPrefix($0) } }
         shellArgument = settings.shell
     }
 
