@@ -111,6 +111,32 @@ int swiftpar_standard_output_failed(void) {
 
 void swiftpar_flush_all_streams(void) { fflush(NULL); }
 
+/* SIGTERM (how mpirun ends the other ranks when one aborts): write what standard output still
+ * holds in its buffer, then die of the signal as before. Only write(2) is called: the buffer's
+ * bounds are read from glibc's FILE, whose fields are public. */
+static void swiftpar_write_pending_output(int signal_number) {
+#ifdef __GLIBC__
+    const char *start = stdout->_IO_write_base, *end = stdout->_IO_write_ptr;
+    while (start && end && start < end) {
+        ssize_t written = write(STDOUT_FILENO, start, (size_t)(end - start));
+        if (written < 0 && errno == EINTR) continue;
+        if (written <= 0) break;
+        start += written;
+    }
+#endif
+    signal(signal_number, SIG_DFL);
+    raise(signal_number);
+}
+
+void swiftpar_write_output_on_termination(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = swiftpar_write_pending_output;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESETHAND;
+    sigaction(SIGTERM, &action, NULL);
+}
+
 pid_t swiftpar_spawn_task(const char *path, char *const argv[], char *const envp[], int input, int output, int error) {
     // vfork: the child borrows this process's memory until it execs, so starting a task costs
     // the same whatever this process's size. No signal handler may run in the child: every

@@ -19,7 +19,30 @@ let faultScenarios: [String: @Sendable (Communicator) throws -> String] = [
     "hostile-decode": hostileDecode,
     "large-arrays-apart": largeArraysApart,
     "late-failure": lateFailure,
+    "failure-while-printing": failureWhilePrinting,
 ]
+
+/// Rank 0 prints lines (held in its output buffer: standard output is a pipe) and goes on
+/// computing; rank 1 fails meanwhile. The lines rank 0 printed must still come out.
+func failureWhilePrinting(_ world: Communicator) throws -> String {
+    if world.rank == 0 {
+        for line in 1...5 { print("rank 0 printed line \(line)") }
+        // Busy, outside any swiftpar call, until the job is ended from outside.
+        let start = monotonicSeconds()
+        var spin: UInt64 = 0
+        while monotonicSeconds() - start < 20 { spin &+= 1 }
+        return "\(soloPrefix)never ended \(spin)"
+    }
+    usleep(500_000)
+    struct Failed: Error, CustomStringConvertible { var description: String { "rank \(1) failed while rank 0 was busy" } }
+    throw Failed()
+}
+
+func monotonicSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}
 
 /// Rank 0 returns at once; rank 1 fails half a second later, while rank 0 is finishing.
 func lateFailure(_ world: Communicator) throws -> String {

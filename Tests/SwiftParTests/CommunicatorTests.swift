@@ -82,6 +82,18 @@ struct FaultTests {
         #expect(left.isEmpty, "processes left behind: \(left)")
     }
 
+    @Test("When a rank fails, what rank 0 had printed still comes out, on every backend", arguments: [Launch.local(2), .mpirun(2)])
+    func outputKeptWhenAnotherRankFails(_ launch: Launch) throws {
+        // Standard output is a pipe here, so rank 0's lines wait in its buffer when rank 1 fails.
+        let result = try Jobs.run("swiftpar-checks", ["failure-while-printing"], launch: launch, timeout: 30)
+        #expect(result.status != 0 && !result.timedOut && result.seconds < 15, "\(launch):\n\(result.report)")
+        #expect(result.errors.contains("rank 1 failed while rank 0 was busy"), "\(launch):\n\(result.report)")
+        let lines = result.output.split(separator: "\n").filter { $0.hasPrefix("rank 0 printed line") }
+        #expect(lines.count == 5, "\(launch): rank 0's printed lines were lost:\n\(result.report)")
+        let left = Jobs.waitForNoSurvivors(named: "swiftpar-checks failure-while-printing")
+        #expect(left.isEmpty, "processes left behind: \(left)")
+    }
+
     @Test("An uncaught error on the only rank exits non-zero with the error")
     func uncaughtErrorSerial() throws {
         let result = try Jobs.run("swiftpar-checks", ["rank-one-throws"], launch: .serial, timeout: 30)

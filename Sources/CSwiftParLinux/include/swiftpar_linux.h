@@ -50,6 +50,8 @@ int swiftpar_standard_output_failed(void);
 
 /// fflush(NULL): every stdio stream, before a fork or an exit that skips stdio's own flush.
 void swiftpar_flush_all_streams(void);
+/// On SIGTERM, writes what standard output's buffer holds before the signal ends the process.
+void swiftpar_write_output_on_termination(void);
 
 /// Starts task `path` with `argv` and `envp` in a process group of its own, with its standard
 /// input, output and error on `input`, `output` and `error`, every signal unblocked and at its

@@ -291,6 +291,9 @@ public enum SwiftPar {
         case .mpi:
             do {
                 let world = try MPIEnvironment.initialize(settings: settings)
+                // When another rank fails, mpirun ends this one with SIGTERM: what it printed
+                // and still holds in its buffer is written first, as the local backend does.
+                swiftpar_write_output_on_termination()
                 return (Communicator(transport: world, backend: .mpi, hostName: MPIEnvironment.processorName), .mpi(world))
             } catch {
                 fail("swiftpar: cannot start MPI: \(error)")
