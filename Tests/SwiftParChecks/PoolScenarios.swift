@@ -10,6 +10,7 @@ let poolScenarios: [String: @Sendable (Communicator) throws -> String] = [
     "pool-worker-dies": poolWorkerDies,
     "pool-worker-dies-retry": poolWorkerDiesRetry,
     "pool-reduce-into": poolReduceInto,
+    "pool-item-uncaught": poolItemUncaught,
 ]
 
 /// mapReduce(into:): word counts merged in place, the total on rank 0 or on every rank, the
@@ -247,3 +248,15 @@ func poolWorkerDiesRetry(_ world: Communicator) throws -> String {
 
 /// A summary starting with this is printed by each rank itself, without a gather.
 let soloPrefix = "solo:"
+
+/// A throwing item the program does not catch: the map throws on every rank, and the job ends
+/// with one message.
+func poolItemUncaught(_ world: Communicator) throws -> String {
+    struct Broken: Error, CustomStringConvertible { var description: String { "item 5 is broken" } }
+    _ = try Pool(world).map(Array(0..<40), options: MapOptions(chunkSize: .fixed(1))) { item -> Int in
+        if item == 5 { throw Broken() }
+        usleep(2_000)
+        return item
+    }
+    return "\(soloPrefix)the map did not throw"
+}

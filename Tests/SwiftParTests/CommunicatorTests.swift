@@ -94,6 +94,14 @@ struct FaultTests {
         #expect(left.isEmpty, "processes left behind: \(left)")
     }
 
+    @Test("A pool item that throws, uncaught, ends the job with one message on every backend", arguments: [Launch.local(3), .mpirun(3)])
+    func uncaughtPoolItem(_ launch: Launch) throws {
+        let result = try Jobs.run("swiftpar-checks", ["pool-item-uncaught"], launch: launch, timeout: 30)
+        #expect(result.status == 1 && !result.timedOut, "\(launch):\n\(result.report)")
+        #expect(result.errors.components(separatedBy: "item 5 is broken").count == 2, "\(launch): not one message:\n\(result.report)")
+        #expect(result.errors.contains("swiftpar: rank 0: item 5 failed on rank "), "\(launch):\n\(result.report)")
+    }
+
     @Test("An uncaught error on the only rank exits non-zero with the error")
     func uncaughtErrorSerial() throws {
         let result = try Jobs.run("swiftpar-checks", ["rank-one-throws"], launch: .serial, timeout: 30)

@@ -319,6 +319,10 @@ public enum SwiftPar {
                 if let failure = StandardOutput.flushChecked() { throw failure }
                 try MPIEnvironment.finish()
             } catch {
+                // An error every rank throws alike (a pool item that failed, collectives that do
+                // not match) is rank 0's to report: the others give it time, so that the job ends
+                // with one message rather than one per rank, each rank aborting over the others.
+                if world.rank != 0, isSharedByEveryRank(error) { usleep(2_000_000) }
                 report(error, rank: world.rank, size: world.size)
                 // MPI_Finalize may block like a barrier; abort ends every rank instead.
                 MPIEnvironment.abort(code: 1)
@@ -350,6 +354,14 @@ public enum SwiftPar {
         } else {
             writeStandardError("swiftpar: rank \(rank): \(message) (rank \(rank) of \(size) failed; ending the job)\n")
         }
+    }
+
+    /// Whether every rank of the job throws `error` alike, by design: `PoolError.itemFailed`
+    /// and `CommunicatorError.mismatch` are.
+    static func isSharedByEveryRank(_ error: any Error) -> Bool {
+        if case PoolError.itemFailed? = error as? PoolError { return true }
+        if case CommunicatorError.mismatch? = error as? CommunicatorError { return true }
+        return false
     }
 
     /// The error's text without a leading "rank N: ".
