@@ -20,7 +20,21 @@ let faultScenarios: [String: @Sendable (Communicator) throws -> String] = [
     "large-arrays-apart": largeArraysApart,
     "late-failure": lateFailure,
     "failure-while-printing": failureWhilePrinting,
+    "plain-enum-error": plainEnumError,
 ]
+
+/// Rank 1 throws an enum error with no description of its own; a pool item throws another.
+func plainEnumError(_ world: Communicator) throws -> String {
+    enum TrialError: Error { case boom(code: Int) }
+    if arguments.contains("pool") {
+        _ = try Pool(world).map([1, 2, 3]) { item -> Int in
+            if item == 2 { throw TrialError.boom(code: 7) }
+            return item
+        }
+    }
+    if world.rank == 1 { throw TrialError.boom(code: 42) }
+    return "\(soloPrefix)rank 1 did not throw"
+}
 
 /// Rank 0 prints lines (held in its output buffer: standard output is a pipe) and goes on
 /// computing; rank 1 fails meanwhile. The lines rank 0 printed must still come out.

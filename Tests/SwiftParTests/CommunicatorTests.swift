@@ -102,6 +102,14 @@ struct FaultTests {
         #expect(result.errors.contains("swiftpar: rank 0: item 5 failed on rank "), "\(launch):\n\(result.report)")
     }
 
+    @Test("An enum error without a description is named with its type, by a rank and by a pool item", arguments: [Launch.local(2), .mpirun(2)])
+    func plainEnumError(_ launch: Launch) throws {
+        let rank = try Jobs.run("swiftpar-checks", ["plain-enum-error"], launch: launch, timeout: 30)
+        #expect(rank.status == 1 && rank.errors.contains("swiftpar: rank 1: TrialError.boom(code: 42) (rank 1 of 2 failed; ending the job)"), "\(launch):\n\(rank.report)")
+        let item = try Jobs.run("swiftpar-checks", ["plain-enum-error", "pool"], launch: launch, timeout: 30)
+        #expect(item.status == 1 && item.errors.contains(": TrialError.boom(code: 7)"), "\(launch):\n\(item.report)")
+    }
+
     @Test("An uncaught error on the only rank exits non-zero with the error")
     func uncaughtErrorSerial() throws {
         let result = try Jobs.run("swiftpar-checks", ["rank-one-throws"], launch: .serial, timeout: 30)

@@ -83,6 +83,15 @@ extension LaunchEnvironment {
     }
 }
 
+/// An error as messages show it: its description, and for an enum without one, its type too
+/// (`TrialError.boom(code: 42)` rather than `boom(code: 42)`).
+@usableFromInline
+func errorText(_ error: any Error) -> String {
+    let text = "\(error)"
+    guard !(error is CustomStringConvertible), Mirror(reflecting: error).displayStyle == .enum else { return text }
+    return "\(type(of: error)).\(text)"
+}
+
 /// The process environment as a dictionary.
 public func currentEnvironment() -> [String: String] {
     var result: [String: String] = [:]
@@ -366,7 +375,7 @@ public enum SwiftPar {
 
     /// The error's text without a leading "rank N: ".
     static func plainMessage(_ error: any Error, rank: Int) -> String {
-        let text = "\(error)"
+        let text = errorText(error)
         let prefix = "rank \(rank): "
         return text.hasPrefix(prefix) ? String(text.dropFirst(prefix.count)) : text
     }

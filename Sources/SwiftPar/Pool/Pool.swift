@@ -388,7 +388,7 @@ struct ChunkWorker<Item: Codable, R: Codable> {
                 do {
                     try target.fold(try transform(items[offset]))
                 } catch {
-                    failures.append(PoolItemFailure(offset: offset, message: "\(error)"))
+                    failures.append(PoolItemFailure(offset: offset, message: errorText(error)))
                     if !keepGoing { break }
                 }
             }
@@ -401,7 +401,7 @@ struct ChunkWorker<Item: Codable, R: Codable> {
                         (buffer.baseAddress! + made).initialize(to: try transform(items[offset]))
                         made += 1
                     } catch {
-                        failures.append(PoolItemFailure(offset: offset, message: "\(error)"))
+                        failures.append(PoolItemFailure(offset: offset, message: errorText(error)))
                         if !keepGoing { break }
                     }
                 }
