@@ -2,6 +2,8 @@
 #include "swiftpar_linux.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <spawn.h>
@@ -101,7 +103,16 @@ int swiftpar_forward_signals_to_pipe(const int *signals, int count) {
     return ends[0];
 }
 
-int swiftpar_flush_standard_output(void) { return fflush(stdout) == 0 ? 0 : (errno != 0 ? errno : EIO); }
+/* Set while swiftpar itself flushes the streams: the SIGTERM handler then writes nothing, since
+ * the bytes it would see as pending may be on their way out already. */
+static volatile sig_atomic_t swiftpar_flushing = 0;
+
+int swiftpar_flush_standard_output(void) {
+    swiftpar_flushing = 1;
+    int result = fflush(stdout) == 0 ? 0 : (errno != 0 ? errno : EIO);
+    swiftpar_flushing = 0;
+    return result;
+}
 
 int swiftpar_standard_output_failed(void) {
     int failed = ferror(stdout);
@@ -109,26 +120,45 @@ int swiftpar_standard_output_failed(void) {
     return failed;
 }
 
-void swiftpar_flush_all_streams(void) { fflush(NULL); }
+void swiftpar_flush_all_streams(void) {
+    swiftpar_flushing = 1;
+    fflush(NULL);
+    swiftpar_flushing = 0;
+}
 
 /* SIGTERM (how mpirun ends the other ranks when one aborts): write what standard output still
- * holds in its buffer, then die of the signal as before. Only write(2) is called: the buffer's
- * bounds are read from glibc's FILE, whose fields are public. */
+ * holds in its buffer, then die of the signal as before. Only async-signal-safe calls: the
+ * buffer's bounds are read from glibc's FILE, whose fields are public. Nothing is written while
+ * a flush may be under way (swiftpar's own, or a full buffer being written out), a reader that
+ * is gone does not turn the signal into SIGPIPE, and a reader that has stopped reading holds
+ * the process for at most half a second. */
 static void swiftpar_write_pending_output(int signal_number) {
 #ifdef __GLIBC__
+    struct sigaction ignore;
+    memset(&ignore, 0, sizeof ignore);
+    ignore.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &ignore, NULL);
     const char *start = stdout->_IO_write_base, *end = stdout->_IO_write_ptr;
-    while (start && end && start < end) {
-        ssize_t written = write(STDOUT_FILENO, start, (size_t)(end - start));
-        if (written < 0 && errno == EINTR) continue;
+    int busy = swiftpar_flushing || (end != NULL && end == stdout->_IO_buf_end);
+    int waits = 0;
+    while (!busy && start && end && start < end && waits < 50) {
+        struct pollfd ready = {.fd = stdout->_fileno, .events = POLLOUT, .revents = 0};
+        if (poll(&ready, 1, 10) <= 0) { waits++; continue; }
+        size_t chunk = (size_t)(end - start) < PIPE_BUF ? (size_t)(end - start) : PIPE_BUF;
+        ssize_t written = write(stdout->_fileno, start, chunk);
+        if (written < 0 && (errno == EINTR || errno == EAGAIN)) { waits++; continue; }
         if (written <= 0) break;
         start += written;
     }
 #endif
-    signal(signal_number, SIG_DFL);
     raise(signal_number);
 }
 
 void swiftpar_write_output_on_termination(void) {
+    // Only where SIGTERM still ends the process by default: a handler of the program's own,
+    // or SIGTERM ignored, stays as it is.
+    struct sigaction previous;
+    if (sigaction(SIGTERM, NULL, &previous) != 0 || previous.sa_handler != SIG_DFL) return;
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_handler = swiftpar_write_pending_output;

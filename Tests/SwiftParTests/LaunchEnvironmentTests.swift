@@ -1,5 +1,6 @@
+import Foundation
 import Testing
-import SwiftPar
+@testable import SwiftPar
 
 /// What a process learns from its launcher's variables, and the settings checks built on it.
 @Suite("Launch environment and settings checks")
@@ -53,5 +54,17 @@ struct LaunchEnvironmentTests {
                 #expect("\(error)".contains(words), "\(error)")
             }
         }
+    }
+
+    @Test("Errors are shown in their own words; an enum error without any, with its type")
+    func errorTexts() {
+        enum LoadError: Error { case missing(path: String) }
+        #expect(errorText(LoadError.missing(path: "a")) == "LoadError.missing(path: \"a\")")
+        let decoding = DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "bad bytes"))
+        #expect(errorText(decoding).contains("bad bytes") && !errorText(decoding).contains("DecodingError.DecodingError"), "\(errorText(decoding))")
+        struct Described: Error, CustomStringConvertible { var description: String { "described" } }
+        #expect(errorText(Described()) == "described")
+        struct Plain: Error { var code = 3 }
+        #expect(errorText(Plain()) == "Plain(code: 3)")
     }
 }

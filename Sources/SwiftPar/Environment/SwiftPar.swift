@@ -72,7 +72,7 @@ extension LaunchEnvironment {
     /// does so when a rank exits with an error), and the message is rank 0's alone; when this
     /// rank alone failed, for instance on another host with other files or settings, it still
     /// writes the message, starting with its rank.
-    public static func reportSharedProblem(_ message: String, pause: Double = 2,
+    public static func reportSharedProblem(_ message: String, pause: Double = 3,
                                            environment: [String: String] = currentEnvironment()) {
         guard let rank = detect(environment)?.rank, rank != 0 else {
             writeStandardError(message + "\n")
@@ -88,8 +88,11 @@ extension LaunchEnvironment {
 @usableFromInline
 func errorText(_ error: any Error) -> String {
     let text = "\(error)"
-    guard !(error is CustomStringConvertible), Mirror(reflecting: error).displayStyle == .enum else { return text }
-    return "\(type(of: error)).\(text)"
+    // Errors that describe themselves, also through debugDescription (DecodingError does).
+    guard !(error is CustomStringConvertible || error is CustomDebugStringConvertible || error is TextOutputStreamable),
+          Mirror(reflecting: error).displayStyle == .enum else { return text }
+    let name = "\(type(of: error))"
+    return text.hasPrefix(name + ".") ? text : name + "." + text
 }
 
 /// The process environment as a dictionary.
@@ -331,7 +334,10 @@ public enum SwiftPar {
                 // An error every rank throws alike (a pool item that failed, collectives that do
                 // not match) is rank 0's to report: the others give it time, so that the job ends
                 // with one message rather than one per rank, each rank aborting over the others.
-                if world.rank != 0, isSharedByEveryRank(error) { usleep(2_000_000) }
+                if leavesReportToAnotherRank(error, worldRank: world.rank) {
+                    swiftpar_flush_all_streams()
+                    usleep(3_000_000)
+                }
                 report(error, rank: world.rank, size: world.size)
                 // MPI_Finalize may block like a barrier; abort ends every rank instead.
                 MPIEnvironment.abort(code: 1)
@@ -365,11 +371,13 @@ public enum SwiftPar {
         }
     }
 
-    /// Whether every rank of the job throws `error` alike, by design: `PoolError.itemFailed`
-    /// and `CommunicatorError.mismatch` are.
-    static func isSharedByEveryRank(_ error: any Error) -> Bool {
-        if case PoolError.itemFailed? = error as? PoolError { return true }
-        if case CommunicatorError.mismatch? = error as? CommunicatorError { return true }
+    /// Whether `error` is one that every rank of its communicator throws alike, by design, and
+    /// this rank is not the one to report it: `CommunicatorError.mismatch` on a communicator
+    /// rank other than 0, `PoolError.itemFailed` on a world rank other than 0 (a pool over a
+    /// smaller communicator then reports from each rank, as before).
+    static func leavesReportToAnotherRank(_ error: any Error, worldRank: Int) -> Bool {
+        if case let CommunicatorError.mismatch(_, _, rank)? = error as? CommunicatorError { return rank != 0 }
+        if case PoolError.itemFailed? = error as? PoolError { return worldRank != 0 }
         return false
     }
 

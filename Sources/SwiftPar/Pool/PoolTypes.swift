@@ -43,7 +43,8 @@ public struct MapOptions: Sendable {
 
 /// Why a map failed.
 public enum PoolError: Error, CustomStringConvertible, Sendable {
-    /// The transform threw for the item at `index` on `rank`; `message` is the original error.
+    /// The transform threw for the item at `index` on `rank`; `message` describes the original
+    /// error (an enum error without a description of its own with its type's name).
     case itemFailed(index: Int, rank: Int, message: String)
     /// `rank` died while it held `lostItems` (index ranges), and retries were not asked for.
     case workerDied(rank: Int, lostItems: [Range<Int>], reason: String)
@@ -71,7 +72,8 @@ public struct PoolItemError: Error, CustomStringConvertible, Sendable, Codable, 
     public let index: Int
     /// Rank that ran it.
     public let rank: Int
-    /// The original error's description.
+    /// The original error's description (for an enum error without one, its type and case:
+    /// `LoadError.missing(path: "a")`).
     public let message: String
 
     /// Describes the failure of item `index` on `rank`.

@@ -43,7 +43,7 @@ public final class ChildProcess {
                 try body()
             } catch {
                 swiftpar_flush_all_streams()
-                writeStandardError("swiftpar: child process \(getpid()) failed: \(error)\n")
+                writeStandardError("swiftpar: child process \(getpid()) failed: \(errorText(error))\n")
                 exit(1)
             }
             exit(0)

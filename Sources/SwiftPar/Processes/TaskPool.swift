@@ -47,7 +47,7 @@ public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchec
                         let output = try function(task.input)
                         try results.put(TaskOutcome(id: task.id, output: output, error: nil, process: getpid()))
                     } catch {
-                        try results.put(TaskOutcome(id: task.id, output: nil, error: "\(error)", process: getpid()))
+                        try results.put(TaskOutcome(id: task.id, output: nil, error: errorText(error), process: getpid()))
                     }
                 }
             }
