@@ -17,6 +17,9 @@ struct LaunchEnvironmentTests {
         #expect(noSize?.rank == 0 && noSize?.size == nil, "\(String(describing: noSize))")
         #expect(LaunchEnvironment.detect([:]) == nil)
         #expect(LaunchEnvironment.detect(["SLURM_STEP_NUM_TASKS": "1", "SLURM_PROCID": "0"]) == nil, "a one-task Slurm step is a plain process")
+        #expect(LaunchEnvironment.detect(["SLURM_STEP_NUM_TASKS": "4", "SLURM_PROCID": "2"])?.rank == 2, "srun without PMI")
+        #expect(LaunchEnvironment.detect(["SLURM_STEP_NUM_TASKS": "4", "SLURM_PROCID": "2", "SWIFTPAR_TASK": "7"]) == nil,
+                "a task of swiftpar run inherits its rank's Slurm variables but is not a rank")
         #expect(LaunchEnvironment.isOtherThanFirstRank(["OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "1"]))
         #expect(!LaunchEnvironment.isOtherThanFirstRank(["OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "0"]))
         #expect(!LaunchEnvironment.isOtherThanFirstRank([:]))

@@ -43,8 +43,9 @@ public struct LaunchEnvironment: Sendable, Equatable {
         ]
         for (variable, launcher) in checks {
             guard let value = environment[variable], !value.isEmpty else { continue }
-            // A Slurm step of one task without PMI is an ordinary process.
-            if variable == "SLURM_STEP_NUM_TASKS", value == "1" { continue }
+            // A Slurm step of one task without PMI is an ordinary process, and so is a task of
+            // `swiftpar run` (SWIFTPAR_TASK), which inherits its rank's Slurm variables.
+            if variable == "SLURM_STEP_NUM_TASKS", value == "1" || environment["SWIFTPAR_TASK"] != nil { continue }
             let rank = ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"].lazy
                 .compactMap { environment[$0].flatMap { Int($0) } }.first
             let size = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"].lazy
