@@ -158,11 +158,6 @@ enum Corpus {
 
     /// Regular files under `root`, sorted, the marker left out.
     static func files(in root: String) throws -> [String] {
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: root, isDirectory: &isFolder) else {
-            throw SwiftParUsageError("\(root): No such file or directory")
-        }
-        guard isFolder.boolValue else { throw SwiftParUsageError("\(root): Not a directory (give a folder of text files)") }
         guard let walker = FileManager.default.enumerator(atPath: root) else { throw SwiftParUsageError("cannot read the folder \(root)") }
         var found: [String] = []
         while let name = walker.nextObject() as? String {

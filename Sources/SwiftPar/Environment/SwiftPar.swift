@@ -64,6 +64,11 @@ extension LaunchEnvironment {
         return rank != 0
     }
 
+    /// Seconds a rank other than 0 waits before it reports a problem every rank usually meets
+    /// alike: Open MPI's launcher sends SIGTERM about a second after a rank fails, so by then
+    /// it has ended this rank when rank 0 reported the problem itself.
+    public static let sharedProblemPause: Double = 3
+
     /// Writes `message` (and a newline) to standard error for a problem that every rank of a
     /// launcher's job usually meets alike, such as a bad command line or setting, so that it
     /// appears once rather than once per rank, interleaved.
@@ -73,7 +78,7 @@ extension LaunchEnvironment {
     /// does so when a rank exits with an error), and the message is rank 0's alone; when this
     /// rank alone failed, for instance on another host with other files or settings, it still
     /// writes the message, starting with its rank.
-    public static func reportSharedProblem(_ message: String, pause: Double = 3,
+    public static func reportSharedProblem(_ message: String, pause: Double = sharedProblemPause,
                                            environment: [String: String] = currentEnvironment()) {
         guard let rank = detect(environment)?.rank, rank != 0 else {
             writeStandardError(message + "\n")
@@ -337,7 +342,7 @@ public enum SwiftPar {
                 // with one message rather than one per rank, each rank aborting over the others.
                 if leavesReportToAnotherRank(error, worldRank: world.rank) {
                     swiftpar_flush_all_streams()
-                    usleep(3_000_000)
+                    usleep(UInt32(LaunchEnvironment.sharedProblemPause * 1e6))
                 }
                 report(error, rank: world.rank, size: world.size)
                 // MPI_Finalize may block like a barrier; abort ends every rank instead.
