@@ -90,6 +90,20 @@ func poolMap(_ world: Communicator) throws -> String {
     if let heavy {
         try expectEqual(Set(heavy), Set(0..<world.size), world, "ranks that ran one heavy item each")
     }
+    // Rank 0 does not start a chunk of its own while a worker has only one left: the worker
+    // gets its next first. Chunks of one: rank 1 holds items 0 (short) and 1 (long) and rank 0
+    // runs item 2; when that ends, rank 1 has item 1 left, so item 3 must go to rank 1, not
+    // wait behind rank 0's next item. (Sleeps, so no core is needed.)
+    if world.size == 2 {
+        let pauses: [UInt32] = [50_000, 1_200_000, 600_000, 0, 0, 0]
+        let taken = try pool.map(0..<6, options: MapOptions(chunkSize: .fixed(1))) { item -> Int in
+            usleep(pauses[item])
+            return world.rank
+        }
+        if let taken {
+            try expectEqual(Array(taken[0...3]), [1, 1, 0, 1], world, "ranks of items 0...3 (item 3 must be queued for rank 1)")
+        }
+    }
     // Rank 0 only serving: every item runs on another rank (unless rank 0 is alone).
     var serving = MapOptions(chunkSize: .fixed(3))
     serving.rankZeroWorks = false

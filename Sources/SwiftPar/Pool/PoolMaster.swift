@@ -79,9 +79,12 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
         while true {
             try serveResults(wait: false)
             // A live worker with nothing to do gets the next chunk: items a dead worker left
-            // must not wait for rank 0 (which may not work) or be dropped.
+            // must not wait for rank 0 (which may not work) or be dropped. One with a single
+            // chunk gets a second while there is enough for every rank: rank 0 may now work on
+            // a chunk of its own, and a worker that finishes meanwhile must not wait for it.
             if failure == nil {
-                for rank in live where outstanding[rank].isEmpty {
+                for rank in live where outstanding[rank].count < inFlight {
+                    if !outstanding[rank].isEmpty, let total, total - nextIndex < size { continue }
                     guard let chunk = nextChunk() else { break }
                     try send(chunk, to: rank)
                 }
