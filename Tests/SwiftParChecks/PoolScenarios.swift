@@ -95,7 +95,7 @@ func poolMap(_ world: Communicator) throws -> String {
     // runs item 2; when that ends, rank 1 has item 1 left, so item 3 must go to rank 1, not
     // wait behind rank 0's next item. (Sleeps, so no core is needed.)
     if world.size == 2 {
-        let pauses: [UInt32] = [50_000, 1_200_000, 600_000, 0, 0, 0]
+        let pauses: [UInt32] = [300_000, 2_400_000, 1_200_000, 0, 0, 0]
         let taken = try pool.map(0..<6, options: MapOptions(chunkSize: .fixed(1))) { item -> Int in
             usleep(pauses[item])
             return world.rank

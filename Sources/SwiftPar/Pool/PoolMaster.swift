@@ -2,9 +2,9 @@
 import Glibc
 #endif
 
-/// Rank 0's side of a map: reads the items, keeps every worker supplied with chunks (two in
-/// flight each, so a worker never waits for rank 0 between chunks), works on chunks itself
-/// between serving the others, and hands finished chunks to `deliver`.
+/// Rank 0's side of a map: reads the items, keeps every worker supplied with chunks (up to two
+/// in flight each while enough is left, so a worker seldom waits for rank 0 between chunks),
+/// works on chunks itself between serving the others, and hands finished chunks to `deliver`.
 @usableFromInline
 struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
     @usableFromInline typealias Item = S.Element
@@ -79,12 +79,15 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
         while true {
             try serveResults(wait: false)
             // A live worker with nothing to do gets the next chunk: items a dead worker left
-            // must not wait for rank 0 (which may not work) or be dropped. One with a single
-            // chunk gets a second while there is enough for every rank: rank 0 may now work on
-            // a chunk of its own, and a worker that finishes meanwhile must not wait for it.
+            // must not wait for rank 0 (which may not work) or be dropped. Then one that holds
+            // a single chunk gets a second while enough is left: rank 0 may now work on a chunk
+            // of its own, and a worker that finishes meanwhile must not wait for it.
             if failure == nil {
-                for rank in live where outstanding[rank].count < inFlight {
-                    if !outstanding[rank].isEmpty, let total, total - nextIndex < size { continue }
+                for rank in live where outstanding[rank].isEmpty {
+                    guard let chunk = nextChunk() else { break }
+                    try send(chunk, to: rank)
+                }
+                for rank in live where outstanding[rank].count < inFlight && mayQueueSecondChunk() {
                     guard let chunk = nextChunk() else { break }
                     try send(chunk, to: rank)
                 }
@@ -133,6 +136,16 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
         let start = nextIndex
         nextIndex += items.count
         return (start, items)
+    }
+
+    /// Whether a worker that still holds a chunk may be given another: only while what is left
+    /// would still give every rank a chunk of the current size. Near the end the last chunks go
+    /// to whichever rank is free first, rank 0 included, rather than queue behind a busy one.
+    /// (Items waiting to be retried are not counted, which only holds second chunks back.)
+    @inlinable
+    func mayQueueSecondChunk() -> Bool {
+        guard let total else { return true }
+        return total - nextIndex >= size * chunkSize()
     }
 
     /// Automatic chunks carry about 2 ms of work (4 items before the first timing), and no more
@@ -185,10 +198,7 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
             let bytes = try channel.receiveArray(UInt8.self, matching: info)
             let result = try pool.poolMessage(from: info.source, tag: info.tag) { try PoolChunkResult<R>.unframed(bytes) }
             try handle(result, from: info.source)
-            // Near the end a worker that still holds a chunk gets no second one: the last
-            // items go to whichever rank is free first, rank 0 included.
-            let fewLeft = total.map { $0 - nextIndex < 2 * size } ?? false
-            if failure == nil, !(fewLeft && !outstanding[info.source].isEmpty), let chunk = nextChunk() {
+            if failure == nil, outstanding[info.source].isEmpty || mayQueueSecondChunk(), let chunk = nextChunk() {
                 try send(chunk, to: info.source)
             }
             handled += 1
