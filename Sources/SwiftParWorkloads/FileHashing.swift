@@ -90,23 +90,11 @@ public enum FileHashing {
             throw Problem(path: path, reason: "not a regular file (\(kind(of: info.st_mode)))")
         }
         // O_NONBLOCK has no effect on a regular file's reads, so it can stay set.
-        var hasher = SHA256()
-        var total = 0
-        while true {
-            let count = read(descriptor, buffer.baseAddress, buffer.count)
-            if count < 0 {
-                // (EAGAIN only from a file system that honours O_NONBLOCK for files.)
-                if errno == EINTR || errno == EAGAIN { continue }
-                throw Problem(path: path, reason: systemMessage(errno))
-            }
-            if count == 0 { break }
-            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[..<count]))
-            total += count
-            // A short read of a regular file that reached its size is its end: no second read.
-            if count < buffer.count && total == Int(info.st_size) { break }
-        }
-        return hex(hasher.finalize())
+        return try digest(reading: descriptor, path: path, buffer: buffer, size: Int(info.st_size))
     }
+
+    /// The path that stands for standard input among `hash`'s operands, as for `sha256sum`.
+    public static let standardInputPath = PathBytes(Array("-".utf8))
 
     /// The SHA-256 of everything left on standard input, as lowercase hex (`sha256sum -`).
     ///
@@ -114,21 +102,33 @@ public enum FileHashing {
     /// - Throws: `Problem` for the path `-` when standard input cannot be read (closed, or a
     ///   read error), with the system's words.
     public static func digestOfStandardInput(buffer: UnsafeMutableRawBufferPointer) throws -> String {
+        try digest(reading: STDIN_FILENO, path: standardInputPath, buffer: buffer, size: nil)
+    }
+
+    /// The SHA-256 of what is left to read from `descriptor`, read in pieces of `buffer`'s size;
+    /// `size`, when known (a regular file), lets a short read that reaches it end without a
+    /// second read.
+    static func digest(reading descriptor: Int32, path: PathBytes, buffer: UnsafeMutableRawBufferPointer,
+                       size: Int?) throws -> String {
         var hasher = SHA256()
+        var total = 0
         while true {
-            let count = read(STDIN_FILENO, buffer.baseAddress, buffer.count)
+            let count = read(descriptor, buffer.baseAddress, buffer.count)
             if count < 0 {
                 if errno == EINTR { continue }
                 if errno == EAGAIN {
-                    // A descriptor left non-blocking by whoever passed it: wait until it is readable.
-                    var ready = pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)
+                    // A descriptor left non-blocking by whoever passed it (or a file system that
+                    // honours O_NONBLOCK for files): wait until it is readable.
+                    var ready = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
                     _ = poll(&ready, 1, -1)
                     continue
                 }
-                throw Problem(path: PathBytes(Array("-".utf8)), reason: systemMessage(errno))
+                throw Problem(path: path, reason: systemMessage(errno))
             }
             if count == 0 { break }
             hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[..<count]))
+            total += count
+            if count < buffer.count && total == size { break }
         }
         return hex(hasher.finalize())
     }

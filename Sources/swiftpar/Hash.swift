@@ -46,7 +46,7 @@ struct Hash: ParsableCommand {
     func run() throws {
         let operands = self.paths.map { PathBytes(RawArguments.bytes(of: $0)) }
         // "-" is standard input, as for sha256sum: hashed first, on rank 0.
-        let standardInput = PathBytes(Array("-".utf8))
+        let standardInput = FileHashing.standardInputPath
         let inputReads = operands.filter { $0 == standardInput }.count
         let (paths, follow, json) = (operands.filter { $0 != standardInput }, followSymlinks, options.json)
         options.run { world in
@@ -69,7 +69,7 @@ struct Hash: ParsableCommand {
                             output.append(bytes: FileHashing.checksumLine(digest: digest, path: standardInput))
                         }
                     } catch let problem as FileHashing.Problem {
-                        writeStandardError("swiftpar: -: \(problem.reason)\n")
+                        writeStandardError("swiftpar: \(problem.path): \(problem.reason)\n")
                         failed = true
                         if json { entries.append(FileHashing.Entry(path: standardInput, digest: nil, problem: problem.reason)) }
                     }

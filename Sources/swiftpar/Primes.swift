@@ -44,16 +44,11 @@ struct Primes: ParsableCommand {
 
     mutating func validate() throws {
         // After `--` everything is positional, as for any command.
-        var beforeEnd = arguments
-        var positional: [String] = []
-        if let end = arguments.firstIndex(of: "--") {
-            beforeEnd = Array(arguments[..<end])
-            positional = Array(arguments[(end + 1)...])
-        }
-        if let unknown = beforeEnd.first(where: { $0.hasPrefix("-") && Self.parse($0.dropFirst()) == nil && $0 != "-" }) {
+        let end = arguments.firstIndex(of: "--") ?? arguments.endIndex
+        if let unknown = arguments[..<end].first(where: { $0.hasPrefix("-") && Self.parse($0.dropFirst()) == nil && $0 != "-" }) {
             throw ValidationError("Unknown option '\(unknown)'")
         }
-        arguments = beforeEnd + positional
+        if end < arguments.endIndex { arguments.remove(at: end) }
         guard arguments.count <= 1 else {
             throw ValidationError("give one upper end N, not \(arguments.count) (\(arguments.joined(separator: " ")))")
         }

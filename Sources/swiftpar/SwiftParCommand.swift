@@ -27,12 +27,12 @@ struct SwiftParCommand: ParsableCommand {
         } catch {
             // `run` keeps 1…101 for the number of failed tasks: its own usage errors end with
             // 255, as GNU parallel's do.
-            let code = arguments.first == "run" && exitCode(for: error) == .validationFailure ? ExitCode(255) : exitCode(for: error)
+            var code = exitCode(for: error)
+            if arguments.first == "run" && code == .validationFailure { code = ExitCode(255) }
             // Under a launcher every rank usually parses the same command line: rank 0 prints
             // the help, and says what is wrong once (another rank does only if it alone fails).
             if LaunchEnvironment.isOtherThanFirstRank() {
-                if code.isSuccess { exit(withError: code) }
-                let message = fullMessage(for: error)
+                let message = code.isSuccess ? "" : fullMessage(for: error)
                 if !message.isEmpty { LaunchEnvironment.reportSharedProblem(message) }
                 exit(withError: code)
             }

@@ -84,8 +84,14 @@ extension LaunchEnvironment {
             writeStandardError(message + "\n")
             return
         }
-        usleep(UInt32(max(pause, 0) * 1e6))
+        waitForRankZero(pause)
         writeStandardError("rank \(rank): " + message + "\n")
+    }
+
+    /// Sleeps `pause` seconds (`sharedProblemPause` unless told), giving rank 0 the time to
+    /// report a problem it shares with this rank and the launcher the time to end the job.
+    static func waitForRankZero(_ pause: Double = sharedProblemPause) {
+        usleep(UInt32(max(pause, 0) * 1e6))
     }
 }
 
@@ -342,7 +348,7 @@ public enum SwiftPar {
                 // with one message rather than one per rank, each rank aborting over the others.
                 if leavesReportToAnotherRank(error, worldRank: world.rank) {
                     swiftpar_flush_all_streams()
-                    usleep(UInt32(LaunchEnvironment.sharedProblemPause * 1e6))
+                    LaunchEnvironment.waitForRankZero()
                 }
                 report(error, rank: world.rank, size: world.size)
                 // MPI_Finalize may block like a barrier; abort ends every rank instead.
