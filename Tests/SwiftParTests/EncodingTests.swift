@@ -338,6 +338,78 @@ struct HandWrittenCodingTests {
         try roundTrip(["only": Reordered(a: 1, b: "b", c: [], d: 2, extra: [:])])
         try roundTrip([String?]([nil, "a", nil]))
     }
+
+    /// Entries written as a keyed container, in the given order, repeats and all.
+    struct Entries<Value: Encodable>: Encodable {
+        var entries: [(String, Value)]
+        struct Key: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: Key.self)
+            for (key, value) in entries { try container.encode(value, forKey: Key(stringValue: key)) }
+        }
+    }
+
+    @Test("Large dictionaries, filled in their own table's order, decode equal; a repeated key keeps its last value")
+    func largeDictionaries() throws {
+        if getenv("SWIFT_DETERMINISTIC_HASHING") == nil {
+            #expect(TableOrder.isPredictable, "this standard library's dictionaries should be laid out as the decoder predicts")
+        }
+        let n = TableOrderedEntries<Int>.threshold + 5_000
+        // Compared entry by entry: a failure names a key rather than printing the dictionaries.
+        func check<V: Codable & Equatable>(_ value: [String: V], sourceLocation: SourceLocation = #_sourceLocation) throws {
+            let back = try BinaryDecoder().decode([String: V].self, from: BinaryEncoder().encode(value))
+            let wrong = value.first { back[$0.key] != $0.value }
+            #expect(back.count == value.count && wrong == nil,
+                    "\(back.count) of \(value.count) entries back; first wrong key: \(wrong.map(\.key) ?? "none")",
+                    sourceLocation: sourceLocation)
+        }
+        let counts = Dictionary(uniqueKeysWithValues: zip(mixedKeys(n), (0..<n).map { $0 * 31 - 1000 }))
+        try check(counts)
+        try check(counts.mapValues { "v\($0)" })
+        try check(counts.mapValues(Boxed.init))
+        try check(counts.mapValues { [$0, -$0] })
+        // The same key three times, far apart: the last value is the one kept, on both paths.
+        var entries = (0..<n).map { ("k\($0)", $0) }
+        entries.insert(("k7", -1), at: n / 2)
+        entries.append(("k7", -2))
+        var expected = Dictionary(uniqueKeysWithValues: (0..<n).map { ("k\($0)", $0) })
+        expected["k7"] = -2
+        let bytes = try BinaryEncoder().encode(Entries(entries: entries))
+        #expect(try BinaryDecoder().decode([String: Int].self, from: bytes) == expected)
+        #expect(try BinaryDecoder().decode([String: Boxed<Int>].self, from: bytes) == expected.mapValues(Boxed.init))
+    }
+
+    @Test("A large dictionary with one value of the wrong type throws, naming its key")
+    func largeDictionaryWithBadValue() throws {
+        enum Either: Encodable {
+            case number(Int), text(String)
+            func encode(to encoder: any Encoder) throws {
+                var container = encoder.singleValueContainer()
+                switch self {
+                case .number(let n): try container.encode(n)
+                case .text(let t): try container.encode(t)
+                }
+            }
+        }
+        let n = TableOrderedEntries<Int>.threshold + 5_000
+        var entries = (0..<n).map { ("word\($0)", Either.number($0)) }
+        entries[n - 10] = ("the-bad-one", .text("not a number"))
+        let bytes = try BinaryEncoder().encode(Entries(entries: entries))
+        for decode in [{ _ = try BinaryDecoder().decode([String: Int].self, from: bytes) },
+                       { _ = try BinaryDecoder().decode([String: Boxed<Int>].self, from: bytes) }] {
+            do {
+                try decode()
+                Issue.record("a String where an Int belongs decoded without an error")
+            } catch let error as DecodingError {
+                #expect("\(error)".contains("the-bad-one"), "the error should name the key: \(error)")
+            }
+        }
+    }
 }
 
 /// Each rule of the format, broken on purpose: the decoder throws, never traps.

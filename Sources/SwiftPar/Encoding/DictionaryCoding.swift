@@ -29,7 +29,16 @@ extension Dictionary: StringKeyedDictionary where Key == String, Value: Decodabl
         let tag = try state.byte(at: offset)
         guard tag == WireTag.keyed || tag == WireTag.countedKeyed else { throw state.mismatch(Self.self, found: tag, at: offset) }
         var position = offset + 1
-        if tag == WireTag.countedKeyed { _ = try state.varint(at: &position) }
+        if tag == WireTag.countedKeyed {
+            // Each entry takes at least two bytes: a claim beyond that is not believed.
+            let claimed = try state.varint(at: &position)
+            if claimed >= UInt64(TableOrderedEntries<Value>.threshold) {
+                let expected = Int(Swift.min(claimed, UInt64(state.pointee.count - position) / 2))
+                if expected >= TableOrderedEntries<Value>.threshold {
+                    return try decodeInTableOrder(from: state, at: &offset, position: position, expected: expected, depth: depth)
+                }
+            }
+        }
         var result: [String: Value] = [:]
         var length = 0
         while let key = try state.key(at: &position, literalLength: &length) {
@@ -42,5 +51,25 @@ extension Dictionary: StringKeyedDictionary where Key == String, Value: Decodabl
         }
         offset = position
         return result
+    }
+
+    /// The loop above for a large dictionary: its entries are gathered, then inserted in the
+    /// order of its own table (see `TableOrderedEntries`).
+    private static func decodeInTableOrder(from state: Reader, at offset: inout Int, position start: Int,
+                                           expected: Int, depth: Int) throws -> Self {
+        var position = start
+        // Values of any size: the room reserved on the message's word grows with what arrives.
+        let entries = TableOrderedEntries<Value>(expected: Swift.min(expected, 1 << 16))
+        var length = 0
+        while let key = try state.key(at: &position, literalLength: &length) {
+            let name = try state.name(of: key, literalLength: length)
+            do {
+                entries.append(name, try state.decode(Value.self, at: &position, depth: depth + 1))
+            } catch let error as DecodingError {
+                throw error.under(TreeKey(stringValue: name))
+            }
+        }
+        offset = position
+        return entries.makeDictionary()
     }
 }

@@ -253,8 +253,21 @@ extension Dictionary: DirectDictionary where Key == String, Value: WireScalar {
     @_specialize(where Key == String, Value == String)
     static func decodeEntries(from state: Reader, at offset: inout Int) throws -> [String: Value] {
         var position = offset + 1
+        let expected = try state.capacityHint(at: &position, tag: state.byte(at: offset), counting: true)
+        if expected >= TableOrderedEntries<Value>.threshold {
+            let entries = TableOrderedEntries<Value>(expected: expected)
+            while let name = try state.dictionaryKey(at: &position) {
+                do {
+                    entries.append(name, try Value.read(from: state, at: &position))
+                } catch let error as DecodingError {
+                    throw error.under(TreeKey(stringValue: name))
+                }
+            }
+            offset = position
+            return entries.makeDictionary()
+        }
         var result: [String: Value] = [:]
-        result.reserveCapacity(try state.capacityHint(at: &position, tag: state.byte(at: offset), counting: true))
+        result.reserveCapacity(expected)
         while let name = try state.dictionaryKey(at: &position) {
             do {
                 result[name] = try Value.read(from: state, at: &position)
