@@ -354,6 +354,17 @@ struct HandWrittenCodingTests {
         }
     }
 
+    /// `bytes` of a keyed container at the top, rewritten as the container of a writer that gave
+    /// its count (as a dictionary's encoding does), so that decoding takes the counted path.
+    func counted(_ bytes: [UInt8], entries: Int) -> [UInt8] {
+        precondition(bytes[WireHeader.size] == WireTag.keyed, "the value should be a keyed container")
+        var count: [UInt8] = []
+        var n = UInt64(entries)
+        while n >= 0x80 { count.append(UInt8(truncatingIfNeeded: n) | 0x80); n >>= 7 }
+        count.append(UInt8(n))
+        return Array(bytes[..<WireHeader.size]) + [WireTag.countedKeyed] + count + Array(bytes[(WireHeader.size + 1)...])
+    }
+
     @Test("Large dictionaries, filled in their own table's order, decode equal; a repeated key keeps its last value")
     func largeDictionaries() throws {
         if getenv("SWIFT_DETERMINISTIC_HASHING") == nil {
@@ -379,9 +390,13 @@ struct HandWrittenCodingTests {
         entries.append(("k7", -2))
         var expected = Dictionary(uniqueKeysWithValues: (0..<n).map { ("k\($0)", $0) })
         expected["k7"] = -2
-        let bytes = try BinaryEncoder().encode(Entries(entries: entries))
-        #expect(try BinaryDecoder().decode([String: Int].self, from: bytes) == expected)
-        #expect(try BinaryDecoder().decode([String: Boxed<Int>].self, from: bytes) == expected.mapValues(Boxed.init))
+        // As a struct writes them (no count: the direct loop counts them first), and as a
+        // dictionary writes them (with the count: both loops).
+        let uncounted = try BinaryEncoder().encode(Entries(entries: entries))
+        for bytes in [uncounted, counted(uncounted, entries: entries.count)] {
+            #expect(try BinaryDecoder().decode([String: Int].self, from: bytes) == expected)
+            #expect(try BinaryDecoder().decode([String: Boxed<Int>].self, from: bytes) == expected.mapValues(Boxed.init))
+        }
     }
 
     @Test("A large dictionary with one value of the wrong type throws, naming its key")
@@ -399,9 +414,11 @@ struct HandWrittenCodingTests {
         let n = TableOrderedEntries<Int>.threshold + 5_000
         var entries = (0..<n).map { ("word\($0)", Either.number($0)) }
         entries[n - 10] = ("the-bad-one", .text("not a number"))
-        let bytes = try BinaryEncoder().encode(Entries(entries: entries))
+        let uncounted = try BinaryEncoder().encode(Entries(entries: entries))
+        let bytes = counted(uncounted, entries: entries.count)
         for decode in [{ _ = try BinaryDecoder().decode([String: Int].self, from: bytes) },
-                       { _ = try BinaryDecoder().decode([String: Boxed<Int>].self, from: bytes) }] {
+                       { _ = try BinaryDecoder().decode([String: Boxed<Int>].self, from: bytes) },
+                       { _ = try BinaryDecoder().decode([String: Int].self, from: uncounted) }] {
             do {
                 try decode()
                 Issue.record("a String where an Int belongs decoded without an error")

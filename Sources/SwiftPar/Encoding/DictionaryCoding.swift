@@ -30,13 +30,11 @@ extension Dictionary: StringKeyedDictionary where Key == String, Value: Decodabl
         guard tag == WireTag.keyed || tag == WireTag.countedKeyed else { throw state.mismatch(Self.self, found: tag, at: offset) }
         var position = offset + 1
         if tag == WireTag.countedKeyed {
-            // Each entry takes at least two bytes: a claim beyond that is not believed.
-            let claimed = try state.varint(at: &position)
-            if claimed >= UInt64(TableOrderedEntries<Value>.threshold) {
-                let expected = Int(Swift.min(claimed, UInt64(state.pointee.count - position) / 2))
-                if expected >= TableOrderedEntries<Value>.threshold {
-                    return try decodeInTableOrder(from: state, at: &offset, position: position, expected: expected, depth: depth)
-                }
+            // Only a writer that gave its count is followed in table order (a container without
+            // one would need a counting pass first).
+            let expected = state.believable(count: try state.varint(at: &position), at: position)
+            if expected >= TableOrderedEntries<Value>.threshold {
+                return try decodeInTableOrder(from: state, at: &offset, position: position, depth: depth)
             }
         }
         var result: [String: Value] = [:]
@@ -56,10 +54,11 @@ extension Dictionary: StringKeyedDictionary where Key == String, Value: Decodabl
     /// The loop above for a large dictionary: its entries are gathered, then inserted in the
     /// order of its own table (see `TableOrderedEntries`).
     private static func decodeInTableOrder(from state: Reader, at offset: inout Int, position start: Int,
-                                           expected: Int, depth: Int) throws -> Self {
+                                           depth: Int) throws -> Self {
         var position = start
-        // Values of any size: the room reserved on the message's word grows with what arrives.
-        let entries = TableOrderedEntries<Value>(expected: Swift.min(expected, 1 << 16))
+        // Values may be of any size: nothing is reserved on the message's word, the room grows
+        // with the entries that arrive.
+        let entries = TableOrderedEntries<Value>(expected: 4096)
         var length = 0
         while let key = try state.key(at: &position, literalLength: &length) {
             let name = try state.name(of: key, literalLength: length)

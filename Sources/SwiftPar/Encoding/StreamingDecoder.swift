@@ -432,10 +432,16 @@ extension UnsafeMutablePointer where Pointee == DecodeContext {
     /// without one, the elements are counted in a quick pass.
     func capacityHint(at position: inout Int, tag: UInt8, counting entries: Bool) throws -> Int {
         if tag == WireTag.countedKeyed || tag == WireTag.countedUnkeyed {
-            let claimed = try varint(at: &position)
-            return Int(min(claimed, UInt64(pointee.count - position) / 2))
+            return believable(count: try varint(at: &position), at: position)
         }
         return entries ? try countEntries(at: position) : try countValues(at: position)
+    }
+
+    /// A count a writer gave for the container whose contents start at `position`, believed only
+    /// as far as the bytes left could hold: every value or entry takes at least two bytes.
+    @inline(__always)
+    func believable(count claimed: UInt64, at position: Int) -> Int {
+        Int(min(claimed, UInt64(pointee.count - position) / 2))
     }
 
     /// How many values an unkeyed container holds, its first value at `offset` (a quick pass).
