@@ -35,7 +35,7 @@ struct Primes: ParsableCommand {
     var list = false
 
     @Option(parsing: .unconditional,
-            help: ArgumentHelp("Memory each rank's sieve may use: bytes, or with K, M, G, T (powers of 1000) or KiB, MiB, GiB, TiB; at least 100M (the default).",
+            help: ArgumentHelp("Memory each rank's sieve may use: bytes, or with K, M, G, T or KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB, in any case; at least 100M (the default).",
                                valueName: "size"))
     var memory: String = "100M"
 
@@ -75,13 +75,15 @@ struct Primes: ParsableCommand {
         }
     }
 
-    /// A size in bytes: a whole or decimal number, with an optional K, M, G, T (powers of
-    /// 1000) or KiB, MiB, GiB, TiB (powers of 1024) after it.
+    /// A size in bytes: a whole or decimal number, with an optional unit after it, in any case:
+    /// K, M, G, T or KB, MB, GB, TB (powers of 1000), KiB, MiB, GiB, TiB (powers of 1024), or B.
     static func parseSize(_ text: String, limit: Double = 1e18) -> Int? {
-        let units: [(String, Double)] = [("KiB", 1024), ("MiB", 1024 * 1024), ("GiB", 1024 * 1024 * 1024), ("TiB", 1024 * 1024 * 1024 * 1024),
-                                         ("K", 1e3), ("M", 1e6), ("G", 1e9), ("T", 1e12), ("B", 1), ("", 1)]
-        for (suffix, factor) in units where text.hasSuffix(suffix) {
-            let number = text.dropLast(suffix.count)
+        let units: [(String, Double)] = [("kib", 1024), ("mib", 1024 * 1024), ("gib", 1024 * 1024 * 1024), ("tib", 1024 * 1024 * 1024 * 1024),
+                                         ("kb", 1e3), ("mb", 1e6), ("gb", 1e9), ("tb", 1e12),
+                                         ("k", 1e3), ("m", 1e6), ("g", 1e9), ("t", 1e12), ("b", 1), ("", 1)]
+        let lowered = text.lowercased()
+        for (suffix, factor) in units where lowered.hasSuffix(suffix) {
+            let number = lowered.dropLast(suffix.count)
             guard !number.isEmpty, number.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
                   let value = Double(number), value.isFinite else { return nil }
             let bytes = value * factor

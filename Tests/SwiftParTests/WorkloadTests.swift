@@ -105,11 +105,18 @@ struct WorkloadTests {
         (["10", "--list", "--method", "trial"], "--list works with --method sieve only"), (["10", "--memory", "50M"], "at least 100M"),
         (["10", "--memory", "lots"], "not 'lots'"), (["10", "--memory", "-1G"], "not '-1G'"), (["10", "--memory", "1e30"], "not '1e30'"),
         (["10", "--memory", "20000000000G"], "is too large"), (["10", "20"], "give one upper end N, not 2"),
+        (["10", "--memory", "1k"], "at least 100M"), (["10", "--memory", "1gg"], "not '1gg'"), (["10", "--memory", "1 G"], "not '1 G'"),
     ])
     func primeBadInput(_ bad: (arguments: [String], words: String)) throws {
         let result = try swiftpar(["primes"] + bad.arguments, .local(2))
         #expect(result.status == 64 && result.errors.contains("Error: ") && result.errors.contains(bad.words), "\(bad.arguments):\n\(result.report)")
         #expect(result.output.isEmpty, "\(result.report)")
+    }
+
+    @Test("--memory takes a size as people write it, in any case", arguments: ["1g", "512mb", "0.5GiB", "200000k", "150MB", "1000000000"])
+    func primesMemorySpellings(_ size: String) throws {
+        let result = try swiftpar(["primes", "1e6", "--memory", size], .serial)
+        #expect(result.status == 0 && result.output == "78498\n", "--memory \(size):\n\(result.report)")
     }
 
     @Test("After --, N may be written anywhere a number can")
