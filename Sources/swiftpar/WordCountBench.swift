@@ -1,6 +1,10 @@
 import ArgumentParser
 import Foundation
 import SwiftPar
+import SwiftParWorkloads
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct WordCountBench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -37,20 +41,24 @@ struct WordCountBench: ParsableCommand {
 
     func validate() throws {
         guard let folder else { return }
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) else {
-            throw ValidationError("\(folder): No such file or directory")
+        var info = stat()
+        let path = PathBytes(RawArguments.bytes(of: folder))
+        guard path.withCString({ stat($0, &info) }) == 0 else {
+            throw ValidationError("\(path): \(String(cString: strerror(errno)))")
         }
-        guard isFolder.boolValue else { throw ValidationError("\(folder): Not a directory (give a folder of text files)") }
+        guard info.st_mode & S_IFMT == S_IFDIR else { throw ValidationError("\(path): Not a directory (give a folder of text files)") }
     }
 
     func run() throws {
-        let (folder, plain, json) = (self.folder, self.plain, options.json)
+        let (folder, plain, json) = (self.folder.map { PathBytes(RawArguments.bytes(of: $0)) }, self.plain, options.json)
         options.run { world in
-            var files: [String] = []
+            var files: [PathBytes] = []
+            var bytes: Int64 = 0
             if world.rank == 0 {
-                let root = try folder ?? Corpus.make()
-                files = try Corpus.files(in: root)
+                let root = try folder ?? PathBytes(Corpus.make())
+                let found = try Corpus.files(in: root)
+                files = found.map(\.path)
+                bytes = found.reduce(0) { $0 + $1.size }
                 guard !files.isEmpty else { throw SwiftParUsageError("no files to count under \(root)") }
             }
             try world.barrier()
@@ -69,8 +77,7 @@ struct WordCountBench: ParsableCommand {
             }
             let seconds = monotonicNow() - start
             guard world.rank == 0, let counts else { return }
-            let bytes = files.reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int) ?? 0) }
-            let report = Report(files: files.count, bytes: bytes, words: counts.values.reduce(0, +), distinctWords: counts.count,
+            let report = Report(files: files.count, bytes: Int(bytes), words: counts.values.reduce(0, +), distinctWords: counts.count,
                                 seconds: seconds, ranks: plain ? 1 : world.size, backend: world.backend.rawValue, plain: plain)
             if json {
                 try printChecked(try jsonText(report))
@@ -83,10 +90,8 @@ struct WordCountBench: ParsableCommand {
 }
 
 /// The words of one file and how often each occurs: runs of bytes between ASCII whitespace.
-func countWords(in path: String) throws -> [String: Int] {
-    guard let data = FileManager.default.contents(atPath: path) else {
-        throw SwiftParUsageError("cannot read \(path)")
-    }
+func countWords(in path: PathBytes) throws -> [String: Int] {
+    let data = try contents(of: path)
     var counts: [String: Int] = [:]
     data.withUnsafeBytes { raw in
         let bytes = raw.bindMemory(to: UInt8.self)
@@ -108,6 +113,31 @@ func countWords(in path: String) throws -> [String: Int] {
         }
     }
     return counts
+}
+
+/// The whole of the regular file at `path`; a failure names the path and the system's reason.
+func contents(of path: PathBytes) throws -> [UInt8] {
+    func failure(_ code: Int32) -> SwiftParUsageError { SwiftParUsageError("cannot read \(path): \(String(cString: strerror(code)))") }
+    let descriptor = path.withCString { open($0, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY) }
+    guard descriptor >= 0 else { throw failure(errno) }
+    defer { close(descriptor) }
+    var info = stat()
+    guard fstat(descriptor, &info) == 0 else { throw failure(errno) }
+    guard info.st_mode & S_IFMT == S_IFREG else { throw SwiftParUsageError("cannot read \(path): not a regular file") }
+    var data = [UInt8](repeating: 0, count: Int(info.st_size))
+    var filled = 0
+    while true {
+        if filled == data.count { data.append(contentsOf: repeatElement(0, count: max(data.count, 4096))) }
+        let got = data.withUnsafeMutableBytes { read(descriptor, $0.baseAddress! + filled, $0.count - filled) }
+        if got < 0 {
+            if errno == EINTR { continue }
+            throw failure(errno)
+        }
+        if got == 0 { break }
+        filled += got
+    }
+    data.removeLast(data.count - filled)
+    return data
 }
 
 /// A generated text corpus: the same bytes on every machine, made once and kept.
@@ -156,19 +186,17 @@ enum Corpus {
         return root
     }
 
-    /// Regular files under `root`, sorted, the marker left out.
-    static func files(in root: String) throws -> [String] {
-        guard let walker = FileManager.default.enumerator(atPath: root) else { throw SwiftParUsageError("cannot read the folder \(root)") }
-        var found: [String] = []
-        while let name = walker.nextObject() as? String {
-            let path = root + "/" + name
-            var isFolder: ObjCBool = false
-            if name != "COMPLETE", FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue,
-               (try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType) == .typeRegular {
-                found.append(path)
-            }
+    /// Regular files under `root` in byte order of their paths (symbolic links met on the way
+    /// are left out, as Python's `os.walk` with `isfile` and `islink` leaves them), the corpus's
+    /// marker left out. A folder that cannot be read ends the count, naming it: a count that
+    /// silently skipped files would not be the count asked for.
+    static func files(in root: PathBytes) throws -> [FileHashing.File] {
+        let (found, problems, _) = FileHashing.walk([root], followSymlinks: false)
+        if let first = problems.first {
+            throw SwiftParUsageError("cannot count every file under \(root): \(first)" + (problems.count > 1 ? " (and \(problems.count - 1) more problems)" : ""))
         }
-        return found.sorted()
+        let marker = root.appending(Array("COMPLETE".utf8))
+        return found.filter { $0.path != marker }
     }
 }
 

@@ -165,6 +165,42 @@ struct CommandLineTests {
         #expect(file.status == 64 && file.errors.contains("/etc/passwd: Not a directory"), "\(file.report)")
     }
 
+    @Test("bench wordcount counts files whose names are not UTF-8, leaves out links as Python does, and agrees with Python",
+          arguments: [Launch.local(2), .mpirun(2)])
+    func wordCountRawNames(_ launch: Launch) throws {
+        let folder = "/tmp/swiftpar-words-\(UUID().uuidString)"
+        // A folder and a file named in Latin-1, a link to a counted file (left out), words with
+        // a byte that is not UTF-8.
+        let setup = try Jobs.runShell("""
+            mkdir -p "\(folder)/$(printf 'd\\351')" && cd '\(folder)' && printf 'to be or not to be\\n' > a.txt \\
+            && printf 'be quick\\tx\\377y\\n' > "$(printf 'd\\351/x\\377')" && ln -s a.txt link
+            """)
+        #expect(setup.status == 0, "\(setup.report)")
+        defer { _ = try? Jobs.runShell("rm -rf '\(folder)'") }
+        let ours = try Jobs.runShell(Jobs.shellCommand("swiftpar", ["bench", "wordcount", "--json", folder], launch: launch), timeout: 120)
+        let python = try Jobs.runCommand(["python3", LaunchTests.root.appendingPathComponent("Benchmarks/wordcount_python.py").path, folder, "0"])
+        #expect(ours.status == 0 && python.status == 0, "ours:\n\(ours.report)\npython:\n\(python.report)")
+        let report = try JSONSerialization.jsonObject(with: Data(ours.output.utf8)) as? [String: Any]
+        let reference = try JSONSerialization.jsonObject(with: Data(python.output.utf8)) as? [String: Any]
+        for key in ["files", "words", "distinctWords"] {
+            #expect(report?[key] as? Int == reference?[key] as? Int, "\(key): ours \(String(describing: report?[key])), Python \(String(describing: reference?[key]))")
+        }
+        #expect(report?["files"] as? Int == 2 && report?["words"] as? Int == 9 && report?["distinctWords"] as? Int == 6, "\(ours.report)")
+        // The Latin-1 folder given on the command line is found.
+        let operand = try Jobs.runShell("cd '\(folder)' && " + Jobs.shellCommand("swiftpar", ["bench", "wordcount", "--json"], launch: launch)
+                                        + " \"$(printf 'd\\351')\"", timeout: 120)
+        let single = try? JSONSerialization.jsonObject(with: Data(operand.output.utf8)) as? [String: Any]
+        #expect(operand.status == 0 && single?["files"] as? Int == 1 && single?["words"] as? Int == 3, "\(operand.report)")
+        // A folder it cannot read ends the count with its name, not a smaller count (as root,
+        // the count runs as nobody, whom the folder's mode keeps out).
+        guard getuid() == 0 else { return }
+        let locked = try Jobs.runShell("mkdir '\(folder)/locked' && chmod 000 '\(folder)/locked' && "
+                                       + "setpriv --reuid=nobody --regid=nogroup --clear-groups env "
+                                       + Jobs.shellCommand("swiftpar", ["bench", "wordcount", folder], launch: .local(2)), timeout: 120)
+        #expect(locked.status != 0 && locked.errors.contains("cannot count every file under \(folder): \(folder)/locked: Permission denied"),
+                "\(locked.report)")
+    }
+
     @Test("bench pool draws a progress bar on a terminal and nothing when stderr is piped")
     func progressBarOnlyOnTerminal() throws {
         let arguments = ["-n", "2", "bench", "pool", "--tasks", "200000", "--round-trips", "100", "--heavy-tasks", "4", "--limit", "300000"]
