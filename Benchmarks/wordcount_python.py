@@ -22,7 +22,7 @@ def files_under(root):
     for folder, _, names in os.walk(root):
         for name in names:
             path = os.path.join(folder, name)
-            if name != "COMPLETE" and os.path.isfile(path) and not os.path.islink(path):
+            if not (folder == root and name == "COMPLETE") and os.path.isfile(path) and not os.path.islink(path):
                 found.append(path)
     return sorted(found)
 

@@ -35,7 +35,7 @@ struct Primes: ParsableCommand {
     var list = false
 
     @Option(parsing: .unconditional,
-            help: ArgumentHelp("Memory each rank's sieve may use: bytes, or with K, M, G, T or KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB, in any case; at least 100M (the default).",
+            help: ArgumentHelp("Memory each rank's sieve may use: bytes (or B), or with K, M, G, T or KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB, in any case; at least 100M (the default).",
                                valueName: "size"))
     var memory: String = "100M"
 
@@ -81,7 +81,8 @@ struct Primes: ParsableCommand {
         let units: [(String, Double)] = [("kib", 1024), ("mib", 1024 * 1024), ("gib", 1024 * 1024 * 1024), ("tib", 1024 * 1024 * 1024 * 1024),
                                          ("kb", 1e3), ("mb", 1e6), ("gb", 1e9), ("tb", 1e12),
                                          ("k", 1e3), ("m", 1e6), ("g", 1e9), ("t", 1e12), ("b", 1), ("", 1)]
-        let lowered = text.lowercased()
+        // ASCII letters only: no other character may stand for a unit (the Kelvin sign is not K).
+        let lowered = String(decoding: text.utf8.map { $0 >= 65 && $0 <= 90 ? $0 + 32 : $0 }, as: UTF8.self)
         for (suffix, factor) in units where lowered.hasSuffix(suffix) {
             let number = lowered.dropLast(suffix.count)
             guard !number.isEmpty, number.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),

@@ -11,7 +11,7 @@ struct WordCountBench: ParsableCommand {
         commandName: "wordcount",
         abstract: "Word frequencies of a tree of text files with Pool.mapReduce(into:), the shape of many users' jobs.",
         discussion: """
-            Each rank counts the words of the files it is given into a [String: Int] of its own; one partial per rank travels to rank 0 at the end. Words are runs of bytes between ASCII whitespace, as Python's bytes.split() makes them. With no DIR, a corpus of text with a Zipf-like vocabulary (256 files of 1 MiB) is generated once in the temporary folder and reused. --plain counts on rank 0 alone, in a plain loop: the baseline.
+            Each rank counts the words of the files it is given into a [String: Int] of its own; one partial per rank travels to rank 0 at the end. Words are runs of bytes between ASCII whitespace, as Python's bytes.split() makes them, counted as Swift Strings: bytes that are not UTF-8 are repaired and canonically equivalent spellings are one word, so only on UTF-8 text in one normalization form (such as the generated corpus) are the counts Python's. With no DIR, a corpus of text with a Zipf-like vocabulary (256 files of 1 MiB) is generated once in the temporary folder and reused. --plain counts on rank 0 alone, in a plain loop: the baseline.
 
             Examples:
               swiftpar -n 2 bench wordcount
@@ -44,7 +44,8 @@ struct WordCountBench: ParsableCommand {
         var info = stat()
         let path = PathBytes(RawArguments.bytes(of: folder))
         guard path.withCString({ stat($0, &info) }) == 0 else {
-            throw ValidationError("\(path): \(String(cString: strerror(errno)))")
+            let code = errno
+            throw ValidationError("\(path): \(String(cString: strerror(code)))")
         }
         guard info.st_mode & S_IFMT == S_IFDIR else { throw ValidationError("\(path): Not a directory (give a folder of text files)") }
     }
@@ -116,27 +117,43 @@ func countWords(in path: PathBytes) throws -> [String: Int] {
 }
 
 /// The whole of the regular file at `path`; a failure names the path and the system's reason.
+/// The file's size when opened sizes the buffer; a file that grows meanwhile is read to its end.
 func contents(of path: PathBytes) throws -> [UInt8] {
     func failure(_ code: Int32) -> SwiftParUsageError { SwiftParUsageError("cannot read \(path): \(String(cString: strerror(code)))") }
+    // Without blocking: a path that became a named pipe since the walk is reported, not waited on.
     let descriptor = path.withCString { open($0, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY) }
     guard descriptor >= 0 else { throw failure(errno) }
     defer { close(descriptor) }
     var info = stat()
     guard fstat(descriptor, &info) == 0 else { throw failure(errno) }
     guard info.st_mode & S_IFMT == S_IFREG else { throw SwiftParUsageError("cannot read \(path): not a regular file") }
-    var data = [UInt8](repeating: 0, count: Int(info.st_size))
-    var filled = 0
-    while true {
-        if filled == data.count { data.append(contentsOf: repeatElement(0, count: max(data.count, 4096))) }
-        let got = data.withUnsafeMutableBytes { read(descriptor, $0.baseAddress! + filled, $0.count - filled) }
-        if got < 0 {
-            if errno == EINTR { continue }
-            throw failure(errno)
+    /// Reads into `buffer` until it is full or the file ends; the bytes read.
+    func fill(_ buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        var filled = 0
+        while filled < buffer.count {
+            let got = read(descriptor, buffer.baseAddress! + filled, buffer.count - filled)
+            if got < 0 {
+                if errno == EINTR { continue }
+                throw failure(errno)
+            }
+            if got == 0 { break }
+            filled += got
         }
-        if got == 0 { break }
-        filled += got
+        return filled
     }
-    data.removeLast(data.count - filled)
+    var data = try [UInt8](unsafeUninitializedCapacity: Int(info.st_size)) { buffer, count in
+        count = try fill(UnsafeMutableRawBufferPointer(buffer))
+    }
+    // Whatever was added after the size was taken (or all of a file that reports no size).
+    if data.count == Int(info.st_size) {
+        try withUnsafeTemporaryAllocation(byteCount: 64 << 10, alignment: 16) { more in
+            while true {
+                let got = try fill(more)
+                data.append(contentsOf: UnsafeRawBufferPointer(rebasing: more[..<got]))
+                if got < more.count { break }
+            }
+        }
+    }
     return data
 }
 
@@ -186,12 +203,19 @@ enum Corpus {
         return root
     }
 
-    /// Regular files under `root` in byte order of their paths (symbolic links met on the way
-    /// are left out, as Python's `os.walk` with `isfile` and `islink` leaves them), the corpus's
-    /// marker left out. A folder that cannot be read ends the count, naming it: a count that
-    /// silently skipped files would not be the count asked for.
+    /// Regular files under `root`, folder by folder in byte order of their names (symbolic
+    /// links, named pipes, sockets and devices met on the way are left out, as Python's `os.walk`
+    /// with `isfile` and `islink` leaves them out), the corpus's marker at the top left out. A
+    /// folder or file that cannot be read ends the count, naming it: a count that silently
+    /// skipped files would not be the count asked for.
     static func files(in root: PathBytes) throws -> [FileHashing.File] {
-        let (found, problems, _) = FileHashing.walk([root], followSymlinks: false)
+        let (found, reported, _) = FileHashing.walk([root], followSymlinks: false)
+        let problems = reported.filter { problem in
+            var info = stat()
+            let special = problem.path.withCString { lstat($0, &info) } == 0
+                && ![S_IFREG, S_IFDIR, S_IFLNK].contains(info.st_mode & S_IFMT)
+            return !special
+        }
         if let first = problems.first {
             throw SwiftParUsageError("cannot count every file under \(root): \(first)" + (problems.count > 1 ? " (and \(problems.count - 1) more problems)" : ""))
         }
