@@ -31,7 +31,7 @@ struct PingPong: ParsableCommand {
         commandName: "pingpong",
         abstract: "One-way latency and bandwidth between ranks 0 and 1, like OSU's latency and bandwidth tests.",
         discussion: """
-            Plain-number arrays ([Double], sent from their storage) at 8 B, 64 KiB and 4 MiB, and Codable values of the shapes users send: a struct holding a [Double] at the same sizes, a small struct (Int, Double, String), a [String] of about 64 KiB and 4 MiB, and a [String: Int] of 10,000 entries and of about 4 MiB. Each figure is the median of several repetitions. Needs at least 2 ranks; other ranks wait.
+            Plain-number arrays ([Double], sent from their storage) at 8 B, 64 KiB and 4 MiB, and Codable values of the shapes users send: a struct holding a [Double] at the same sizes, a small struct (Int, Double, String), a [String] of about 64 KiB and 4 MiB, and a [String: Int] of 10,000 entries and of about 4 MiB. Each figure is the median of several repetitions; the cases take turns, so a slow spell of the machine touches them alike. Needs at least 2 ranks; other ranks wait.
 
             Examples:
               mpirun -n 2 swiftpar bench pingpong
@@ -155,16 +155,21 @@ struct PingPong: ParsableCommand {
             var results: [(String, Result)] = []
             let bar = ProgressBar("ping-pong", enabled: world.rank == 0 && isTerminal(2))
             var measured = 0
-            for c in cases {
-                var samples: [Double] = []
-                for _ in 0..<repetitions {
+            // The cases take turns, one repetition each per turn: the host's speed changes for
+            // seconds at a time, and a slow spell then touches every case alike rather than the
+            // few measured during it (the ratios between cases are what gets compared).
+            var samplesOfCase = [[Double]](repeating: [], count: cases.count)
+            for _ in 0..<repetitions {
+                for (index, c) in cases.enumerated() {
                     bar.update(done: measured, total: cases.count * repetitions)
                     measured += 1
                     try world.barrier()
                     let seconds = try Self.measure(world, c)
-                    samples.append(seconds / Double(2 * c.iterations))
+                    samplesOfCase[index].append(seconds / Double(2 * c.iterations))
                 }
-                samples.sort()
+            }
+            for (c, unsorted) in zip(cases, samplesOfCase) {
+                let samples = unsorted.sorted()
                 let median = samples[samples.count / 2]
                 let spread = (samples.last! - samples.first!) / median * 100
                 results.append((c.key, Result(bytes: c.bytes, oneWayMicroseconds: median * 1e6,
