@@ -21,9 +21,8 @@ public struct BinaryEncoder: Sendable {
 
     /// Calls `body` with the bytes of `value` and, when `attaching`, the large plain-number
     /// arrays sent apart (see WireFormat.swift), whose count the header's flags byte holds.
-    func withEncoded<T: Encodable, R>(_ value: T, attaching: Bool,
+    func withEncoded<T: Encodable, R>(_ value: T, attaching: Bool, scratch: CodecScratch = .current,
                                       _ body: (UnsafeRawBufferPointer, [any PlainNumberArray]) throws -> R) throws -> R {
-        let scratch = CodecScratch.current
         let state = scratch.takeEncoder()
         defer { scratch.returnEncoder(state) }
         let context = state.context

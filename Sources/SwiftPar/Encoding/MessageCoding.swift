@@ -20,15 +20,17 @@ func decodeValue<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointe
         try checkPlain(bytes, as: plainType, typeName: "\(T.self)")
         return plainType.init(rawElementBytes: bytes) as! T
     }
-    guard WireHeader.isPresent(in: bytes) else {
-        throw MessageDecodingFailure(
-            reason: "the message holds \(bytes.count) bytes without swiftpar's header: it was sent as plain numbers or raw bytes, not as an encoded value")
-    }
+    guard WireHeader.isPresent(in: bytes) else { throw MessageDecodingFailure(reason: missingHeaderReason(bytes.count)) }
     do {
         return try BinaryDecoder().decode(type, from: bytes)
     } catch {
         throw MessageDecodingFailure(reason: describeDecodingError(error))
     }
+}
+
+/// Why `byteCount` bytes received as an encoded value are not one, in words.
+func missingHeaderReason(_ byteCount: Int) -> String {
+    "the message holds \(byteCount) bytes without swiftpar's header: it was sent as plain numbers or raw bytes, not as an encoded value"
 }
 
 func decodeValue<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {

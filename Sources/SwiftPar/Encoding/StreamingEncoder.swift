@@ -85,7 +85,7 @@ final class EncodingState {
 
     /// Prepares for a new message.
     func reset() {
-        attachments.removeAll(keepingCapacity: true)
+        if !attachments.isEmpty { attachments.removeAll(keepingCapacity: true) }
         context.pointee.attaching = false
         context.pointee.count = 0
         context.pointee.stackCount = 0

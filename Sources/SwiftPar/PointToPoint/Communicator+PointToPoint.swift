@@ -11,12 +11,14 @@ extension Communicator {
         try exclusive("send") {
             try validate(destination: destination, "send")
             try validate(tag: tag, "send")
-            if plainArrayType(T.self) != nil {
+            // The thread's codec state, fetched once for the type check and the encoding.
+            let scratch = CodecScratch.current
+            if case .plainArray = scratch.kind(of: T.self) {
                 try (value as! any PlainNumberArray).withUnsafeBytes { try transport.send($0, to: destination, tag: tag) }
                 return
             }
             do {
-                try BinaryEncoder().withEncoded(value, attaching: true) { body, attachments in
+                try BinaryEncoder().withEncoded(value, attaching: true, scratch: scratch) { body, attachments in
                     try transport.sendEncoded(body, to: destination, tag: tag)
                     // Large arrays follow as messages of their own, from their storage.
                     for array in attachments { try array.withUnsafeBytes { try transport.send($0, to: destination, tag: tag) } }
@@ -90,7 +92,7 @@ extension Communicator {
                 // Encoded values that long are announced: this one was sent as something else.
                 throw CommunicatorError.decodingFailed(
                     type: String(describing: T.self), source: longer.source, tag: longer.tag, byteCount: longer.byteCount,
-                    reason: "the message holds \(longer.byteCount) bytes without swiftpar's header: it was sent as plain numbers or raw bytes, not as an encoded value",
+                    reason: missingHeaderReason(longer.byteCount),
                     rank: rank)
             }
         }
@@ -206,10 +208,12 @@ extension Communicator {
         }
         let attached = WireHeader.attachmentCount(in: bytes)
         guard attached > 0 else {
+            // Callers have ruled out plain-number arrays: only the header is left to check.
+            guard WireHeader.isPresent(in: bytes) else { throw failed(missingHeaderReason(bytes.count)) }
             do {
-                return try decodeValue(type, from: bytes)
-            } catch let failure as MessageDecodingFailure {
-                throw failed(failure.reason)
+                return try BinaryDecoder().decode(type, from: bytes, attachments: nil)
+            } catch {
+                throw failed(describeDecodingError(error))
             }
         }
         // Arrays sent apart follow from the same rank with the same tag: receive each straight
