@@ -656,18 +656,26 @@ struct LargePrimePlacer {
         if start < 1 << 62 {
             // Near the quotient in floating point, then exact: a large prime is above 2^22, so
             // the double's quotient is within one of start/p, and r = start − q0·p lies in (−p, 2p).
+            // Two loops, the quotients first: each iteration of a short loop is a chain of
+            // dependent steps (divide, multiply, compare), and with less in each the processor
+            // keeps more of them going at once.
             let startDouble = Double(Int64(bitPattern: start))
             let startInteger = Int64(bitPattern: start)
+            for i in 0..<count {
+                let packed = found[i]
+                let p = 30 &* Int64(bitPattern: packed >> 3) &+ Int64(bitPattern: residues[Int(truncatingIfNeeded: packed & 7)])
+                let q0 = Int64(startDouble / Double(p))
+                let r = startInteger &- q0 &* p
+                var q = q0 &+ (r > 0 ? 1 : 0) &+ (r > p ? 1 : 0)
+                if clamped { q = Swift.max(q, p) }
+                places[i] = Int(truncatingIfNeeded: q)
+            }
             for i in 0..<count {
                 let packed = found[i]
                 let a = Int64(bitPattern: packed >> 3)
                 let residueClass = Int(truncatingIfNeeded: packed & 7)
                 let p = 30 &* a &+ Int64(bitPattern: residues[residueClass])
-                let q0 = Int64(startDouble / Double(p))
-                let r = startInteger &- q0 &* p
-                var q = q0 &+ (r > 0 ? 1 : 0) &+ (r > p ? 1 : 0)
-                if clamped { q = Swift.max(q, p) }
-                placeOne(i, a: a, residueClass: residueClass, p: p, q: UInt64(bitPattern: q))
+                placeOne(i, a: a, residueClass: residueClass, p: p, q: UInt64(truncatingIfNeeded: places[i]))
             }
         } else {
             for i in 0..<count {
@@ -776,6 +784,8 @@ struct Buckets {
         // Full (or the empty bucket's marker): a fresh chunk on top, linked to this one.
         if UInt(bitPattern: c) & UInt(Self.chunkBytes - 1) == UInt(Self.linkSlot * 8) { c = startChunk(on: c) }
         c.pointee = UInt64(a) << 32 | UInt64(classPosition) << 26 | UInt64(offset)
+        // The line this bucket's writes reach next: it is on its way before they get there.
+        swiftpar_prefetch_for_write(c + 8)
         cursor[segment] = c + 1
     }
 
@@ -835,6 +845,7 @@ struct Buckets {
                         target = startChunk(on: target)
                     }
                     target.pointee = newEntry
+                    swiftpar_prefetch_for_write(target + 8)
                     cursor[next] = target + 1
                 }
                 e &+= 1
