@@ -785,7 +785,8 @@ struct Buckets {
         if UInt(bitPattern: c) & UInt(Self.chunkBytes - 1) == UInt(Self.linkSlot * 8) { c = startChunk(on: c) }
         c.pointee = UInt64(a) << 32 | UInt64(classPosition) << 26 | UInt64(offset)
         // The line this bucket's writes reach next: it is on its way before they get there.
-        swiftpar_prefetch_for_write(c + 8)
+        // (An address, not a pointer: at a chunk's end it may lie past the allocation.)
+        swiftpar_prefetch_for_write(UnsafeRawPointer(bitPattern: UInt(bitPattern: c) &+ 64))
         cursor[segment] = c + 1
     }
 
@@ -845,7 +846,7 @@ struct Buckets {
                         target = startChunk(on: target)
                     }
                     target.pointee = newEntry
-                    swiftpar_prefetch_for_write(target + 8)
+                    swiftpar_prefetch_for_write(UnsafeRawPointer(bitPattern: UInt(bitPattern: target) &+ 64))
                     cursor[next] = target + 1
                 }
                 e &+= 1
