@@ -20,9 +20,15 @@ func decodeValue<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointe
         try checkPlain(bytes, as: plainType, typeName: "\(T.self)")
         return plainType.init(rawElementBytes: bytes) as! T
     }
+    return try decodeEncodedValue(type, from: bytes)
+}
+
+/// Decodes `bytes` as an encoded `T` (not a plain-number array) with no arrays sent apart:
+/// checks swiftpar's header, then decodes.
+func decodeEncodedValue<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer) throws -> T {
     guard WireHeader.isPresent(in: bytes) else { throw MessageDecodingFailure(reason: missingHeaderReason(bytes.count)) }
     do {
-        return try BinaryDecoder().decode(type, from: bytes)
+        return try BinaryDecoder().decode(type, from: bytes, attachments: nil)
     } catch {
         throw MessageDecodingFailure(reason: describeDecodingError(error))
     }

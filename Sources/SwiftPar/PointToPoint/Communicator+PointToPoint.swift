@@ -208,12 +208,11 @@ extension Communicator {
         }
         let attached = WireHeader.attachmentCount(in: bytes)
         guard attached > 0 else {
-            // Callers have ruled out plain-number arrays: only the header is left to check.
-            guard WireHeader.isPresent(in: bytes) else { throw failed(missingHeaderReason(bytes.count)) }
+            // Callers have ruled out plain-number arrays: only the encoded form is left.
             do {
-                return try BinaryDecoder().decode(type, from: bytes, attachments: nil)
-            } catch {
-                throw failed(describeDecodingError(error))
+                return try decodeEncodedValue(type, from: bytes)
+            } catch let failure as MessageDecodingFailure {
+                throw failed(failure.reason)
             }
         }
         // Arrays sent apart follow from the same rank with the same tag: receive each straight
