@@ -51,6 +51,11 @@ int swiftpar_futex_wake(uint32_t *address) {
     return (int)syscall(SYS_futex, address, FUTEX_WAKE, 0x7fffffff, NULL, NULL, 0);
 }
 
+int swiftpar_poll(struct pollfd *descriptors, unsigned long count, int64_t timeout_ns) {
+    struct timespec timeout = {(time_t)(timeout_ns / 1000000000), (long)(timeout_ns % 1000000000)};
+    return ppoll(descriptors, (nfds_t)count, timeout_ns >= 0 ? &timeout : NULL, NULL);
+}
+
 int swiftpar_memfd_create(const char *label) { return memfd_create(label, MFD_CLOEXEC); }
 
 pid_t swiftpar_spawn(const char *path, char *const argv[], char *const envp[], int keep_descriptor) {

@@ -255,6 +255,44 @@ struct TaskFarmTests {
         #expect(out.contains("json 1\n") && read("summary.json").hasPrefix("{\"tasks\": 3, \"failed\": 1, \"skipped\": 0, \"seconds\": "), "\(read("summary.json"))")
     }
 
+    /// A slot gets its next task only once it is free, as in GNU parallel: short tasks all start
+    /// while a long one runs, and after `--halt soon` no task starts that GNU parallel would not.
+    @Test("A task starts only on a free slot, as in GNU parallel: never queued behind a long one, never after --halt",
+          .enabled(if: parallelInstalled), arguments: [Launch.local(2), .mpirun(2)])
+    func startsOnFreeSlots(launch: Launch) throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let tools = [("swiftpar", "\(Self.swiftpar(launch)) run"), ("parallel", "parallel --will-cite -j2")]
+        var script = "cd '\(folder.path)'\n"
+        for (name, tool) in tools {
+            script += """
+                \(tool) --joblog \(name).log 'sleep {}' ::: 2.5 0.1 0.1 0.1 0.1; echo "\(name) long $?"
+                mkdir \(name)-started
+                \(tool) --halt soon,fail=1 'touch \(name)-started/{#}; sleep {}; [ {} != 0.4 ]' ::: 2 0.4 0.1 0.1 0.1 0.1 2> /dev/null; echo "\(name) halt $?"
+                echo "\(name) started $(ls \(name)-started | sort -n | tr '\\n' ' ')"
+
+                """
+        }
+        let result = try Jobs.runShell(script, timeout: 120)
+        for (name, _) in tools {
+            // Seq Host Starttime JobRuntime ...: the four short tasks start before the long one ends.
+            let log = (try? String(contentsOf: folder.appendingPathComponent("\(name).log"), encoding: .utf8)) ?? ""
+            let starts = Dictionary(uniqueKeysWithValues: log.split(separator: "\n").dropFirst().compactMap { line -> (Int, Double)? in
+                let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
+                guard fields.count == 9, let sequence = Int(fields[0]), let start = Double(fields[2]) else { return nil }
+                return (sequence, start)
+            })
+            #expect(starts.count == 5, "\(name) under \(launch): joblog\n\(log)\n\(result.report)")
+            if let first = starts[1], let last = starts.values.max() {
+                #expect(last - first < 1.5, "\(name) under \(launch): a short task started \(last - first) s after the 2.5 s one, behind it\n\(log)")
+            }
+            #expect(result.output.contains("\(name) long 0\n"), "\(name) under \(launch)\n\(result.report)")
+            // The 0.4 s task fails while the 2 s one runs: nothing else may start.
+            #expect(result.output.contains("\(name) halt 1\n") && result.output.contains("\(name) started 1 2 \n"),
+                    "\(name) under \(launch)\n\(result.report)")
+        }
+    }
+
     @Test("Ctrl-C and SIGTERM stop every task, keep the joblog whole, and exit 130 and 143")
     func interrupted() throws {
         for (signal, status) in [(SIGINT, Int32(130)), (SIGTERM, Int32(143))] {

@@ -3,6 +3,7 @@
 #ifndef SWIFTPAR_LINUX_H
 #define SWIFTPAR_LINUX_H
 
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/signalfd.h>
@@ -66,6 +67,11 @@ pid_t swiftpar_spawn_task(const char *path, char *const argv[], char *const envp
 /// SIGKILL to those still alive 200 ms later, and exits. Returns the descriptor (close-on-exec),
 /// or -1 with errno set.
 int swiftpar_start_guardian(void);
+
+/// ppoll(2) with a timeout in nanoseconds (poll(2) counts whole milliseconds; a negative
+/// timeout waits without limit): the number of descriptors with events, 0 when the time ran
+/// out, -1 with errno set.
+int swiftpar_poll(struct pollfd *descriptors, unsigned long count, int64_t timeout_ns);
 
 /// pipe2(2) with O_CLOEXEC: 0, or -1 with errno set.
 int swiftpar_pipe(int ends[2]);

@@ -10,8 +10,12 @@ struct FarmTask {
     var rank: Int
 }
 
-/// Rank 0 of a farm: reads the inputs, hands tasks to slots as they free up (two per slot, so a
-/// slot never waits for the next), prints, logs, and decides when the farm ends.
+/// Rank 0 of a farm: reads the inputs, hands a task to a slot when the slot is free, prints,
+/// logs, and decides when the farm ends.
+///
+/// A slot is never given a task ahead of time, as in GNU parallel: a short task never waits
+/// behind a long one while another slot idles, and once `--halt` is reached or the farm is
+/// interrupted, no task has been started that a free slot would not have started.
 final class Coordinator {
     let options: FarmOptions
     let world: Communicator
@@ -29,7 +33,7 @@ final class Coordinator {
     private let skip: Set<Int>
     private var inputDone = false
     private var retryQueue: [(sequence: Int, inputs: [[UInt8]])] = []
-    /// Slots with room for one more task, in the order they get one.
+    /// Free slots, in the order they get a task.
     private var ready: [Int] = []
     private var readyIndex = 0
     private var outstanding: [Set<Int>]
@@ -46,6 +50,11 @@ final class Coordinator {
     /// Orders on their way to workers: rank 0 never waits in a send, so a worker sending it a
     /// large message while it sends one to that worker cannot block both.
     private var sends: [(rank: Int, request: SendRequest)] = []
+    /// Messages handled and tasks ended so far, to see whether anything happened in a turn.
+    private var events = 0
+    /// How long a turn waits on rank 0's tasks while other ranks' news (which cannot wake it)
+    /// may come: briefly after something happened, longer while nothing does.
+    private var remoteWait = PollBackoff(shortest: 0.0001, longest: 0.01)
 
     init(options: FarmOptions, world: Communicator, progress: @escaping (FarmProgress) -> Void) throws {
         self.options = options
@@ -83,9 +92,7 @@ final class Coordinator {
             }
         }
         printer.host = { [unowned self] rank in self.hosts[rank] == localHost ? ":" : self.hosts[rank] }
-        for _ in 0..<2 {
-            for slot in 0..<(world.size * slotsPerRank) { ready.append(slot) }
-        }
+        for slot in 0..<(world.size * slotsPerRank) { ready.append(slot) }
         knownTotal = inputs.knownCount.map { count in count - skip.filter { (1...max(count, 1)).contains($0) }.count }
         if case .percent? = options.halt?.threshold {
             while let values = try inputs.next() { readAhead.append(values) }
@@ -105,15 +112,20 @@ final class Coordinator {
         world.tolerateRankFailures(true)
         defer { world.tolerateRankFailures(false) }
         try fill()
+        var eventsSeen = 0
         while true {
             if sends.count > 64 { try pruneSends() }
             try receive(wait: false)
             try fill()
             if halting == .now || isFinished { break }
             let remoteBusy = !awaitingDrops.isEmpty || live.contains { !outstanding[$0].isEmpty }
+            if events != eventsSeen {
+                eventsSeen = events
+                remoteWait.reset()
+            }
             if runner.isBusy {
                 try printer.flushOutput()
-                try runner.step(timeout: remoteBusy ? 0.001 : 0.05) { event in
+                try runner.step(timeout: remoteBusy ? remoteWait.next() : 0.05) { event in
                     switch event {
                     case .output(let sequence, let stream, let bytes):
                         try self.printer.output(sequence: sequence, stream: stream, bytes: bytes, rank: 0)
@@ -288,6 +300,7 @@ final class Coordinator {
     }
 
     private func handle(_ bytes: [UInt8], from rank: Int) throws {
+        events += 1
         var reader = FarmMessageReader(bytes, source: rank)
         switch reader.kind {
         case .hello?:
@@ -315,6 +328,7 @@ final class Coordinator {
 
     private func finished(_ result: TaskResult, rank: Int) throws {
         guard outstanding[rank].remove(result.sequence) != nil else { return }
+        events += 1
         ready.append(result.slot - 1)
         finished += 1
         if result.failed { failed += 1 } else { succeeded += 1 }
@@ -450,6 +464,29 @@ final class Coordinator {
         runner.killAll()
         for send in sends { try? send.request.wait() }
         sends = []
+    }
+}
+
+/// A wait that starts short and doubles each time it is taken, up to a limit, until reset: for
+/// news that cannot wake a poll, expected soon after something happened and seldom otherwise.
+struct PollBackoff {
+    let shortest: Double
+    let longest: Double
+    private var current: Double
+
+    init(shortest: Double, longest: Double) {
+        self.shortest = shortest
+        self.longest = longest
+        current = shortest
+    }
+
+    /// Starts again from the shortest wait.
+    mutating func reset() { current = shortest }
+
+    /// The wait to take now, in seconds.
+    mutating func next() -> Double {
+        defer { current = min(current * 2, longest) }
+        return current
     }
 }
 

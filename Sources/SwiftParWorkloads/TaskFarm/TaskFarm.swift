@@ -276,16 +276,23 @@ final class Worker {
         hello.append(bytes: Array(world.hostName.utf8))
         try world.send(bytes: hello.bytes, to: 0, tag: TaskFarm.toCoordinator)
         var stopping = false
+        // A free slot's next task comes as a message, which cannot wake the poll of the running
+        // ones: look often just after a slot frees up, less and less while nothing comes.
+        var assignmentWait = PollBackoff(shortest: 0.0001, longest: 0.05)
         while true {
             // Orders first, without waiting while tasks run.
             while let info = try world.probeNow(from: 0, tag: .tag(TaskFarm.toWorker)) {
                 if try handle(info) { stopping = true }
+                assignmentWait.reset()
             }
             if stopping && !runner.isBusy { break }
             if runner.isBusy {
-                // A task waiting for its output to be acknowledged waits for a message, which
-                // cannot wake the poll: look again soon.
-                try runner.step(timeout: runner.awaitsAcknowledgement ? 0.001 : 0.05) { event in try self.report(event) }
+                // A task waiting for its output to be acknowledged waits for a message too.
+                let wait = runner.awaitsAcknowledgement ? 0.001 : runner.hasIdleSlot && !stopping ? assignmentWait.next() : 0.05
+                try runner.step(timeout: wait) { event in
+                    if case .finished = event { assignmentWait.reset() }
+                    try self.report(event)
+                }
             } else {
                 let info = try world.probe(from: 0, tag: .tag(TaskFarm.toWorker))
                 if try handle(info) { stopping = true }

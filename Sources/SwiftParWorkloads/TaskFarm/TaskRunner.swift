@@ -158,6 +158,9 @@ package final class TaskRunner {
     /// Whether a task runs.
     package var isRunning: Bool { running.contains { $0 != nil } }
 
+    /// Whether a slot has nothing to run: neither a running task nor one given to it.
+    package var hasIdleSlot: Bool { running.indices.contains { running[$0] == nil && queues[$0].isEmpty } }
+
     /// Whether a task's output waits for acknowledgements before more of it is passed on.
     package var awaitsAcknowledgement: Bool { running.contains { ($0?.unacknowledged ?? 0) >= settings.window } }
 
@@ -212,8 +215,8 @@ package final class TaskRunner {
             if task.processDescriptor < 0 && !task.exited { wait = min(wait, 0.01) }
         }
         if extra >= 0 { descriptors.append(pollfd(fd: extra, events: Int16(POLLIN), revents: 0)); owners.append((-1, 0)) }
-        let milliseconds = Int32(max(0, min(wait, 60) * 1000).rounded(.up))
-        let ready = poll(&descriptors, nfds_t(descriptors.count), milliseconds)
+        let nanoseconds = Int64(max(0, min(wait, 60) * 1e9).rounded(.up))
+        let ready = swiftpar_poll(&descriptors, UInt(descriptors.count), nanoseconds)
         if ready < 0 && errno != EINTR { throw SystemError.current("poll of rank \(settings.rank)'s tasks") }
         var extraReady = false
         if ready > 0 {
