@@ -44,16 +44,16 @@ struct Run: ParsableCommand {
     @Flag(name: .customLong("resume-failed"), help: "Skip the tasks the joblog shows as succeeded; run the others (needs --joblog).")
     var resumeFailed = false
 
-    @Option(help: ArgumentHelp("Run a failing task up to N times in all (0: until it succeeds).", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Run a failing task up to N times in all (0: until it succeeds).", valueName: "n"))
     var retries: Int = 1
 
-    @Option(help: ArgumentHelp("Kill a task's process group after this long (seconds, or with s, m, h, d).", valueName: "duration"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Kill a task's process group after this long (seconds, or with s, m, h, d).", valueName: "duration"))
     var timeout: String?
 
     @Option(help: ArgumentHelp("Stop early: never, soon,fail=N, now,fail=N, now,fail=P%, soon,success=N, now,done=N.", valueName: "when"))
     var halt: String?
 
-    @Option(name: .customLong("slots-per-rank"), help: ArgumentHelp("Tasks each rank runs at once.", valueName: "k"))
+    @Option(name: .customLong("slots-per-rank"), parsing: .unconditional, help: ArgumentHelp("Tasks each rank runs at once.", valueName: "k"))
     var slotsPerRank: Int = 1
 
     @Option(help: ArgumentHelp("Run each line of FILE as a whole command (as TACC's launcher).", valueName: "file"))

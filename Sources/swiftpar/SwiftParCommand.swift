@@ -37,7 +37,24 @@ struct SwiftParCommand: ParsableCommand {
                 exit(withError: code)
             }
             if code == ExitCode(255) {
-                writeStandardError(fullMessage(for: error) + "\n")
+                // An ExitCode thrown after the problem was reported has no message of its own.
+                let message = fullMessage(for: error)
+                if !message.isEmpty { writeStandardError(message + "\n") }
+                exit(withError: code)
+            }
+            if code.isSuccess {
+                // --help and --version: written and checked here, so that a full disk or a
+                // closed pipe is an error rather than a silent exit 0.
+                let message = fullMessage(for: error)
+                // Under mpirun, straight to mpirun's own output, whose write errors its
+                // forwarding would drop, as every command's output goes.
+                StandardStreams.adoptLauncherOutput()
+                do {
+                    if !message.isEmpty { try StandardOutput.write(message + "\n") }
+                } catch {
+                    writeStandardError("swiftpar: \(error)\n")
+                    exit(withError: ExitCode.failure)
+                }
                 exit(withError: code)
             }
             exit(withError: error)

@@ -21,7 +21,8 @@ struct ReliabilityTests {
     func writeErrors(_ launch: Launch) throws {
         let root = try smallTree()
         defer { try? FileManager.default.removeItem(at: root) }
-        let commands: [[String]] = [["hash", root.path], ["primes", "1e6"], ["primes", "1e5", "--list"], ["primes", "1e6", "--json"], ["info"]]
+        let commands: [[String]] = [["hash", root.path], ["primes", "1e6"], ["primes", "1e5", "--list"], ["primes", "1e6", "--json"], ["info"],
+                                       ["--help"], ["run", "--help"], ["--version"]]
         for arguments in commands {
             for (redirect, words) in [("> /dev/full", "No space left on device"), (">&-", "Bad file descriptor")] {
                 let script = Jobs.shellCommand("swiftpar", arguments, launch: launch) + " " + redirect

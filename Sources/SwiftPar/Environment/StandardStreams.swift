@@ -56,7 +56,7 @@ public enum StandardOutput {
     }
 }
 
-enum StandardStreams {
+package enum StandardStreams {
     /// Points any of descriptors 0, 1 and 2 that is closed at /dev/null opened the wrong way
     /// round, so writes to a closed standard output fail (EBADF) instead of landing in whatever
     /// file the process opens next.
@@ -76,7 +76,7 @@ enum StandardStreams {
     /// on a full disk). It takes a copy of mpirun's descriptor 1 (pidfd_getfd) when mpirun is its
     /// parent on this host and forwards nothing itself (no --tag-output, --timestamp-output,
     /// --xml or --output-filename). `SWIFTPAR_DIRECT_OUTPUT=0` turns this off.
-    static func adoptLauncherOutput() {
+    package static func adoptLauncherOutput() {
         guard getenvString("SWIFTPAR_DIRECT_OUTPUT") != "0" else { return }
         let parent = getppid()
         let command = (try? readWholeFile("/proc/\(parent)/cmdline")) ?? []
