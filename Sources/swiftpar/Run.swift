@@ -68,7 +68,7 @@ struct Run: ParsableCommand {
     @Flag(name: [.customShort("0"), .customLong("null")], help: "Inputs end with a NUL byte instead of a newline.")
     var null = false
 
-    @Option(name: [.customShort("d"), .customLong("delimiter")], help: ArgumentHelp("Inputs end with this character instead of a newline (\\n, \\t and \\0 understood).", valueName: "char"))
+    @Option(name: [.customShort("d"), .customLong("delimiter")], help: ArgumentHelp("Inputs end with DELIM instead of a newline: characters, C escapes such as \\n or \\0, octal \\NNN or hexadecimal \\xHH codes.", valueName: "delim"))
     var delimiter: String?
 
     @Flag(name: [.customShort("r"), .customLong("no-run-if-empty")], help: "Skip inputs that are empty or blank.")
@@ -120,19 +120,54 @@ struct Run: ParsableCommand {
         return value * scale
     }
 
-    private func separator() throws -> UInt8 {
-        if null { return 0 }
-        guard let delimiter else { return 10 }
-        switch delimiter {
-        case "\\n": return 10
-        case "\\t": return 9
-        case "\\0": return 0
-        case "\\r": return 13
-        default:
-            let bytes = RawArguments.bytes(of: delimiter)
-            guard bytes.count == 1 else { throw ValidationError("-d takes one character (or \\n, \\t, \\0), not '\(delimiter)'") }
-            return bytes[0]
+    /// `-d`'s delimiter as bytes: characters, C escapes (\n, \t, \r, \0, \a, \b, \f, \v,
+    /// \\), octal (\NNN) and hexadecimal (\xHH) codes, as printf reads them.
+    private func separator() throws -> [UInt8] {
+        if null { return [0] }
+        guard let delimiter else { return [10] }
+        let text = RawArguments.bytes(of: delimiter)
+        var bytes: [UInt8] = []
+        var index = 0
+        func digits(_ limit: Int, radix: Int) -> UInt8? {
+            var value = 0, count = 0
+            while count < limit, index < text.count, let digit = Int(String(UnicodeScalar(text[index])), radix: radix) {
+                value = value * radix + digit
+                index += 1
+                count += 1
+            }
+            return count == 0 || value > 255 ? nil : UInt8(value)
         }
+        while index < text.count {
+            let byte = text[index]
+            index += 1
+            guard byte == UInt8(ascii: "\\"), index < text.count else {
+                bytes.append(byte)
+                continue
+            }
+            let escaped = text[index]
+            index += 1
+            let simple: [UInt8: UInt8] = [UInt8(ascii: "n"): 10, UInt8(ascii: "t"): 9, UInt8(ascii: "r"): 13, UInt8(ascii: "a"): 7,
+                                          UInt8(ascii: "b"): 8, UInt8(ascii: "f"): 12, UInt8(ascii: "v"): 11, UInt8(ascii: "\\"): 92]
+            if let value = simple[escaped] {
+                bytes.append(value)
+            } else if escaped == UInt8(ascii: "x") {
+                guard let value = digits(2, radix: 16) else {
+                    throw ValidationError("-d: \\x needs one or two hexadecimal digits, in '\(delimiter)'")
+                }
+                bytes.append(value)
+            } else if (UInt8(ascii: "0")...UInt8(ascii: "7")).contains(escaped) {
+                index -= 1
+                guard let value = digits(3, radix: 8) else {
+                    throw ValidationError("-d: an octal code above \\377 in '\(delimiter)'")
+                }
+                bytes.append(value)
+            } else {
+                // Not an escape: the backslash stands for itself, as in printf.
+                bytes += [92, escaped]
+            }
+        }
+        guard !bytes.isEmpty else { throw ValidationError("-d needs a delimiter of one character or more") }
+        return bytes
     }
 
     /// The shell that runs each command: SWIFTPAR_SHELL (a path, or a name looked up on the

@@ -103,6 +103,8 @@ struct TaskFarmTests {
         try Data(raw).write(to: folder.appendingPathComponent("weird.txt"))
         try Data("a b\0c\nd\0".utf8).write(to: folder.appendingPathComponent("nul.txt"))
         try Data("f1\nf2\n".utf8).write(to: folder.appendingPathComponent("f.txt"))
+        try Data("xaby\n\nz;w,v\\qu".utf8).write(to: folder.appendingPathComponent("delimited.txt"))
+        try Data("a\0b\nc\n".utf8).write(to: folder.appendingPathComponent("nul-in-line.txt"))
         let cases = [
             "echo :::: weird.txt",
             "echo '{}' '{.}' '{/}' '{//}' '{/.}' '{#}' :::: weird.txt",
@@ -122,6 +124,11 @@ struct TaskFarmTests {
             "echo ::: a b :::: /dev/null",
             "-0 echo '[{}]' :::: nul.txt",
             "-d , echo '[{}]' ::: 'a,b,c'",
+            "-d ab echo '[{}]' :::: delimited.txt",
+            "-d '\\n\\n' echo '[{}]' :::: delimited.txt",
+            "-d '\\073' echo '[{}]' :::: delimited.txt",
+            "-d 'a\\' echo '[{}]' :::: delimited.txt",
+            "-d ab echo '[{}]' ::: 1ab2 3",
             "-r echo '[{}]' :::: weird.txt",
             "echo \"'{}'\" ::: 'a b' plain \"it's\"",
             "'echo {}; exit {}' ::: 0 1 2 0 3",
@@ -141,11 +148,19 @@ struct TaskFarmTests {
 
                 """
         }
+        // A NUL byte inside an input is passed on as \0, as GNU parallel does; each warns in its own words.
+        script += """
+            \(Self.swiftpar(launch)) run -k printf "'%s\\n'" '[{}]' :::: nul-in-line.txt > ours.nul 2> ours.err.nul
+            parallel --will-cite -k printf "'%s\\n'" '[{}]' :::: nul-in-line.txt > theirs.nul 2> /dev/null
+            if cmp -s ours.nul theirs.nul && grep -q 'holds a NUL byte' ours.err.nul; then echo "same nul"; else echo "different nul"; od -c ours.nul theirs.nul; cat ours.err.nul; fi
+
+            """
         try script.write(to: folder.appendingPathComponent("compare.sh"), atomically: true, encoding: .utf8)
         let result = try Jobs.runCommand(["/bin/sh", folder.appendingPathComponent("compare.sh").path], timeout: 300)
         for index in cases.indices {
             #expect(result.output.contains("same \(index)\n"), "case \(index) under \(launch): run -k \(cases[index])\n\(result.output)\n\(result.errors)")
         }
+        #expect(result.output.contains("same nul\n"), "a NUL byte in an input under \(launch)\n\(result.output)\n\(result.errors)")
     }
 
     // MARK: Joblog

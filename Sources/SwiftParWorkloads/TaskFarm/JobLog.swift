@@ -71,7 +71,7 @@ package final class JobLog {
             if errno == ENOENT { return [] }
             throw SystemError.current("opening joblog \(path) to resume")
         }
-        let reader = RecordReader(descriptor: descriptor, separator: 10, name: path.description)
+        let reader = RecordReader(descriptor: descriptor, separator: [10], name: path.description)
         var done: Set<Int> = []
         while let line = try reader.next() {
             let fields = line.split(separator: 9, maxSplits: 8, omittingEmptySubsequences: false)

@@ -62,7 +62,8 @@ package struct HaltPolicy: Sendable, Equatable {
 package struct FarmOptions: Sendable {
     package var template = CommandTemplate([])
     package var sources: [InputSpecification] = [InputSpecification(.standardInput)]
-    package var separator: UInt8 = 10
+    /// What ends each input record: one byte or more (`-d`).
+    package var separator: [UInt8] = [10]
     package var link = false
     package var skipEmpty = false
     package var slotsPerRank = 1

@@ -31,16 +31,35 @@ package struct InputError: Error, CustomStringConvertible {
     package init(description: String) { self.description = description }
 }
 
+/// The records of `bytes`, each ending with `separator` (one byte or more); the last counts
+/// without a final separator, and empty bytes are one empty record.
+func records(of bytes: [UInt8], separator: [UInt8]) -> [[UInt8]] {
+    var result: [[UInt8]] = []
+    var start = 0
+    while let end = firstSeparator(separator, in: bytes, from: start) {
+        result.append(Array(bytes[start..<end]))
+        start = end + separator.count
+    }
+    if start < bytes.count || bytes.isEmpty { result.append(Array(bytes[start...])) }
+    return result
+}
+
+/// Where the next `separator` starts in `bytes` at or after `start`.
+func firstSeparator(_ separator: [UInt8], in bytes: [UInt8], from start: Int) -> Int? {
+    if separator.count == 1 { return bytes[start...].firstIndex(of: separator[0]) }
+    return bytes[start...].firstRange(of: separator)?.lowerBound
+}
+
 /// Records read from a descriptor a block at a time: constant memory whatever the input's size.
 final class RecordReader {
     private let descriptor: Int32
-    private let separator: UInt8
+    private let separator: [UInt8]
     private let name: String
     private var buffer: [UInt8] = []
     private var start = 0
     private var ended = false
 
-    init(descriptor: Int32, separator: UInt8, name: String) {
+    init(descriptor: Int32, separator: [UInt8], name: String) {
         self.descriptor = descriptor
         self.separator = separator
         self.name = name
@@ -56,9 +75,9 @@ final class RecordReader {
     /// The next record without its separator; the last one counts without a final separator.
     func next() throws -> [UInt8]? {
         while true {
-            if let end = buffer[start...].firstIndex(of: separator) {
+            if let end = firstSeparator(separator, in: buffer, from: start) {
                 let record = Array(buffer[start..<end])
-                start = end + 1
+                start = end + separator.count
                 return record
             }
             if ended {
@@ -132,9 +151,9 @@ package final class TaskInputs {
     /// values from the command line and none is skipped (`-r`). Nil otherwise.
     package let knownCount: Int?
 
-    /// The inputs of `sources`, records ending with `separator`; with `skipEmpty`, tasks whose
-    /// inputs are all blank are left out (`-r`).
-    package init(_ sources: [InputSpecification], separator: UInt8 = 10, link: Bool = false, skipEmpty: Bool = false) throws {
+    /// The inputs of `sources`, records ending with `separator` (one byte or more); with
+    /// `skipEmpty`, tasks whose inputs are all blank are left out (`-r`).
+    package init(_ sources: [InputSpecification], separator: [UInt8] = [10], link: Bool = false, skipEmpty: Bool = false) throws {
         knownCount = skipEmpty ? nil : Self.count(of: sources, separator: separator, link: link)
         var units: [Unit] = []
         for specification in sources {
@@ -151,15 +170,12 @@ package final class TaskInputs {
     }
 
     /// The number of tasks `sources` give, if they are all command-line values.
-    private static func count(of sources: [InputSpecification], separator: UInt8, link: Bool) -> Int? {
+    private static func count(of sources: [InputSpecification], separator: [UInt8], link: Bool) -> Int? {
         var units: [Int] = []
         for specification in sources {
             guard case .values(let values) = specification.source else { return nil }
             var records = 0
-            for value in values {
-                let parts = value.split(separator: separator, omittingEmptySubsequences: false).count
-                records += value.last == separator ? parts - 1 : parts
-            }
+            for value in values { records += SwiftParWorkloads.records(of: value, separator: separator).count }
             if specification.linkedToPrevious, let last = units.last {
                 units[units.count - 1] = min(last, records)
             } else {
@@ -179,18 +195,11 @@ package final class TaskInputs {
         return total
     }
 
-    private static func reader(for source: InputSource, separator: UInt8) throws -> () throws -> [UInt8]? {
+    private static func reader(for source: InputSource, separator: [UInt8]) throws -> () throws -> [UInt8]? {
         switch source {
         case .values(let values):
             // Values are split on the separator too (`::: $'a\nb'` is two values).
-            var split: [[UInt8]] = []
-            for value in values {
-                var part: [UInt8] = []
-                for byte in value {
-                    if byte == separator { split.append(part); part = [] } else { part.append(byte) }
-                }
-                if !part.isEmpty || value.isEmpty || value.last != separator { split.append(part) }
-            }
+            let split = values.flatMap { records(of: $0, separator: separator) }
             var index = 0
             return {
                 guard index < split.count else { return nil }
@@ -219,11 +228,24 @@ package final class TaskInputs {
         }
     }
 
+    /// Whether an input with a NUL byte has been met (and said so).
+    private var warnedOfNul = false
+
     /// The next task's inputs, or nil when there are no more.
+    ///
+    /// A NUL byte cannot be passed in a command line (it would end it there): as GNU parallel
+    /// does, it is written as the two characters `\0`, with a warning the first time.
     package func next() throws -> [[UInt8]]? {
         while true {
-            guard let inputs = try nextCombination() else { return nil }
+            guard var inputs = try nextCombination() else { return nil }
             if skipEmpty && inputs.allSatisfy({ $0.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D } }) { continue }
+            if inputs.contains(where: { $0.contains(0) }) {
+                if !warnedOfNul {
+                    warnedOfNul = true
+                    writeStandardError("swiftpar: run: warning: an input holds a NUL byte, which cannot be passed in a command line; it is written as \\0 (-0 splits the inputs at NUL bytes)\n")
+                }
+                inputs = inputs.map { input in input.flatMap { $0 == 0 ? [92, 48] : [$0] } }
+            }
             return inputs
         }
     }
