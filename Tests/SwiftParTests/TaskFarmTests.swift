@@ -88,6 +88,34 @@ struct TaskFarmTests {
         #expect(try known([.init(values("a")), .init(.standardInput)]) == nil)
     }
 
+    @Test("Records of a file split on a separator of several bytes, also across read blocks and in records larger than a block")
+    func multiByteSeparator() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // Reads come in 64 KiB blocks: records of 65,535 and 300,000 bytes put separators across
+        // block boundaries; a lone first byte of the separator is part of a record.
+        let long = [UInt8](repeating: UInt8(ascii: "x"), count: 300_000)
+        let edge = [UInt8](repeating: UInt8(ascii: "y"), count: 65_535)
+        let expected: [[UInt8]] = [edge, Array("a\nb".utf8), long, [], Array("last\n".utf8)]
+        var file: [UInt8] = []
+        for (index, record) in expected.enumerated() {
+            file += record
+            if index < expected.count - 1 { file += [10, 10] }
+        }
+        let path = folder.appendingPathComponent("records")
+        try Data(file).write(to: path)
+        let inputs = try TaskInputs([.init(.file(PathBytes(path.path)))], separator: [10, 10])
+        var got: [[UInt8]] = []
+        while let values = try inputs.next() { got.append(values[0]) }
+        #expect(got.map(\.count) == expected.map(\.count))
+        #expect(got == expected)
+        // The same bytes given as one value split the same way.
+        let fromValue = try TaskInputs([.init(.values([file]))], separator: [10, 10])
+        var split: [[UInt8]] = []
+        while let values = try fromValue.next() { split.append(values[0]) }
+        #expect(split == expected)
+    }
+
     // MARK: Byte for byte against GNU parallel
 
     /// Runs every case with `swiftpar run -k` under `launch` and with `parallel -k`, and

@@ -53,8 +53,9 @@ final class Coordinator {
     /// Messages handled and tasks ended so far, to see whether anything happened in a turn.
     private var events = 0
     /// How long a turn waits on rank 0's tasks while other ranks' news (which cannot wake it)
-    /// may come: briefly after something happened, longer while nothing does.
-    private var remoteWait = PollBackoff(shortest: 0.0001, longest: 0.01)
+    /// may come: briefly after something happened, longer while nothing does, and never more
+    /// than a millisecond, which is as long as another rank's freed slot may stay idle.
+    private var remoteWait = PollBackoff(shortest: 0.0001, longest: 0.001)
 
     init(options: FarmOptions, world: Communicator, progress: @escaping (FarmProgress) -> Void) throws {
         self.options = options

@@ -279,7 +279,7 @@ final class Worker {
         var stopping = false
         // A free slot's next task comes as a message, which cannot wake the poll of the running
         // ones: look often just after a slot frees up, less and less while nothing comes.
-        var assignmentWait = PollBackoff(shortest: 0.0001, longest: 0.05)
+        var assignmentWait = PollBackoff(shortest: 0.0001, longest: 0.005)
         while true {
             // Orders first, without waiting while tasks run.
             while let info = try world.probeNow(from: 0, tag: .tag(TaskFarm.toWorker)) {

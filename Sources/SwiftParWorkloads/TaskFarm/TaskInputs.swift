@@ -46,8 +46,15 @@ func records(of bytes: [UInt8], separator: [UInt8]) -> [[UInt8]] {
 
 /// Where the next `separator` starts in `bytes` at or after `start`.
 func firstSeparator(_ separator: [UInt8], in bytes: [UInt8], from start: Int) -> Int? {
-    if separator.count == 1 { return bytes[start...].firstIndex(of: separator[0]) }
-    return bytes[start...].firstRange(of: separator)?.lowerBound
+    var from = start
+    while let candidate = bytes[from...].firstIndex(of: separator[0]) {
+        guard candidate + separator.count <= bytes.count else { return nil }
+        if separator.count == 1 || bytes[(candidate + 1)..<(candidate + separator.count)].elementsEqual(separator.dropFirst()) {
+            return candidate
+        }
+        from = candidate + 1
+    }
+    return nil
 }
 
 /// Records read from a descriptor a block at a time: constant memory whatever the input's size.
@@ -57,6 +64,9 @@ final class RecordReader {
     private let name: String
     private var buffer: [UInt8] = []
     private var start = 0
+    /// Where in `buffer` a separator may start that has not been looked for yet: a record
+    /// longer than a block is searched once, not again from its start after every read.
+    private var unsearched = 0
     private var ended = false
 
     init(descriptor: Int32, separator: [UInt8], name: String) {
@@ -75,9 +85,10 @@ final class RecordReader {
     /// The next record without its separator; the last one counts without a final separator.
     func next() throws -> [UInt8]? {
         while true {
-            if let end = firstSeparator(separator, in: buffer, from: start) {
+            if let end = firstSeparator(separator, in: buffer, from: max(start, unsearched)) {
                 let record = Array(buffer[start..<end])
                 start = end + separator.count
+                unsearched = start
                 return record
             }
             if ended {
@@ -86,8 +97,11 @@ final class RecordReader {
                 start = buffer.count
                 return record
             }
+            // A separator may start in the last bytes and end in the next block.
+            unsearched = max(start, buffer.count - separator.count + 1)
             if start > 0 {
                 buffer.removeFirst(start)
+                unsearched -= start
                 start = 0
             }
             let got = read(descriptor, scratch.baseAddress!, scratch.count)
