@@ -50,7 +50,7 @@ struct SwiftParCommand: ParsableCommand {
                 // forwarding would drop, as every command's output goes.
                 StandardStreams.adoptLauncherOutput()
                 do {
-                    if !message.isEmpty { try StandardOutput.write(message + "\n") }
+                    if !message.isEmpty { try printChecked(message) }
                 } catch {
                     writeStandardError("swiftpar: \(error)\n")
                     exit(withError: ExitCode.failure)

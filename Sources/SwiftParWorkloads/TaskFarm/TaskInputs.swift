@@ -247,8 +247,8 @@ package final class TaskInputs {
 
     /// The next task's inputs, or nil when there are no more.
     ///
-    /// A NUL byte cannot be passed in a command line (it would end it there): as GNU parallel
-    /// does, it is written as the two characters `\0`, with a warning the first time.
+    /// A NUL byte cannot be passed in a command line (it would end it there): it is written as
+    /// the two characters `\0` (GNU parallel writes it so too), with a warning the first time.
     package func next() throws -> [[UInt8]]? {
         while true {
             guard var inputs = try nextCombination() else { return nil }
