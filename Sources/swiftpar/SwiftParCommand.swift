@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import SwiftPar
 
 @main
@@ -21,31 +22,34 @@ struct SwiftParCommand: ParsableCommand {
 
     static func main() {
         let arguments = GlobalOptions.movingLeadingOptions(RawArguments.forParser())
+        var parsing = true
         do {
             var command = try parseAsRoot(arguments)
+            parsing = false
             try command.run()
         } catch {
+            // What argument-parser reports is not always what is wrong (see `hiddenUnknownOption`).
+            // A request for help comes as a parsed command whose `run` throws.
+            let hidden = parsing || exitCode(for: error).isSuccess ? hiddenUnknownOption(behind: error, in: arguments) : nil
+            let message = hidden ?? fullMessage(for: error)
             // `run` keeps 1…101 for the number of failed tasks: its own usage errors end with
             // 255, as GNU parallel's do.
-            var code = exitCode(for: error)
+            var code = hidden == nil ? exitCode(for: error) : .validationFailure
             if arguments.first == "run" && code == .validationFailure { code = ExitCode(255) }
             // Under a launcher every rank usually parses the same command line: rank 0 prints
             // the help, and says what is wrong once (another rank does only if it alone fails).
             if LaunchEnvironment.isOtherThanFirstRank() {
-                let message = code.isSuccess ? "" : fullMessage(for: error)
-                if !message.isEmpty { LaunchEnvironment.reportSharedProblem(message) }
+                if !code.isSuccess && !message.isEmpty { LaunchEnvironment.reportSharedProblem(message) }
                 exit(withError: code)
             }
-            if code == ExitCode(255) {
+            if code == ExitCode(255) || hidden != nil {
                 // An ExitCode thrown after the problem was reported has no message of its own.
-                let message = fullMessage(for: error)
                 if !message.isEmpty { writeStandardError(message + "\n") }
                 exit(withError: code)
             }
             if code.isSuccess {
                 // --help and --version: written and checked here, so that a full disk or a
                 // closed pipe is an error rather than a silent exit 0.
-                let message = fullMessage(for: error)
                 // Under mpirun, straight to mpirun's own output, whose write errors its
                 // forwarding would drop, as every command's output goes.
                 StandardStreams.adoptLauncherOutput()
@@ -58,6 +62,44 @@ struct SwiftParCommand: ParsableCommand {
                 exit(withError: code)
             }
             exit(withError: error)
+        }
+    }
+
+    /// The unknown option to report instead of `error`, when `error` hides one; nil otherwise.
+    ///
+    /// argument-parser reports a missing operand before an unknown option (`hash --bogus` said
+    /// "give at least one file"), and takes `-h` inside a bundle of short options as a request
+    /// for help: `swiftpar hash *` in a folder holding a file named `-dash` printed the help and
+    /// exited 0, leaving a checksum file of help text. Parsing again with an operand added and
+    /// the `h` taken out of such bundles shows whether an option is unknown; the message then
+    /// names the option as it was typed.
+    static func hiddenUnknownOption(behind error: Error, in arguments: [String]) -> String? {
+        let end = arguments.firstIndex(of: "--") ?? arguments.endIndex
+        let options = arguments[..<end]
+        // Asked for in so many words: help and the version are what the user wants.
+        if arguments.first == "help" || options.contains(where: { ["-h", "--help", "--version"].contains($0) }) { return nil }
+        var typed: [String: String] = [:]
+        var probe = arguments.indices.map { index -> String in
+            let argument = arguments[index]
+            guard index < end, argument.count > 2, argument.hasPrefix("-"), !argument.hasPrefix("--"),
+                  argument.contains("h") else { return argument }
+            let bundle = argument.filter { $0 != "h" }
+            typed[bundle] = argument
+            return bundle
+        }
+        if exitCode(for: error).isSuccess && typed.isEmpty { return nil }
+        // U+FFFF is a noncharacter: no real operand is spelled like this.
+        probe.insert("\u{FFFF}operand\u{FFFF}", at: end)
+        do {
+            _ = try parseAsRoot(probe)
+            return nil
+        } catch {
+            var message = fullMessage(for: error)
+            guard message.contains("Unknown option") else { return nil }
+            for (bundle, argument) in typed {
+                message = message.replacingOccurrences(of: "'\(bundle)'", with: "'\(argument)'")
+            }
+            return message
         }
     }
 }

@@ -110,6 +110,25 @@ struct CommandLineTests {
         #expect(backend.status != 0 && backend.errors.contains("carrier-pigeon"), "\(backend.report)")
     }
 
+    @Test("An unknown option is reported even where argument-parser would report something else first")
+    func unknownOptionsFirst() throws {
+        // `swiftpar hash *` in a folder holding a file named -dash: -d -a -s -h, and -h asked for help.
+        let bundle = try Jobs.run("swiftpar", ["hash", "-dash", "notes.txt"], launch: .serial)
+        #expect(bundle.status == 64 && bundle.errors.contains("Unknown option '-dash'") && bundle.output.isEmpty, "\(bundle.report)")
+        let alone = try Jobs.run("swiftpar", ["hash", "--bogus"], launch: .serial)
+        #expect(alone.status == 64 && alone.errors.contains("Unknown option '--bogus'"), "\(alone.report)")
+        let info = try Jobs.run("swiftpar", ["info", "-zh"], launch: .serial)
+        #expect(info.status == 64 && info.errors.contains("Unknown option '-zh'") && info.output.isEmpty, "\(info.report)")
+        // Help asked for in a bundle of real flags, or on its own, is still help.
+        let help = try Jobs.run("swiftpar", ["run", "-kh"], launch: .serial)
+        #expect(help.status == 0 && help.output.contains("OVERVIEW: Run a shell command"), "\(help.report)")
+        let plain = try Jobs.run("swiftpar", ["hash", "-h"], launch: .serial)
+        #expect(plain.status == 0 && plain.output.contains("OVERVIEW: SHA-256"), "\(plain.report)")
+        // Under mpirun, rank 0 alone says it.
+        let mpi = try Jobs.run("swiftpar", ["hash", "-dash"], launch: .mpirun(2))
+        #expect(mpi.status != 0 && mpi.errors.components(separatedBy: "Unknown option '-dash'").count == 2, "\(mpi.report)")
+    }
+
     @Test("bench pingpong --json under mpirun -n 2 prints one JSON document with latency and bandwidth of every case")
     func pingPongJSON() throws {
         let result = try Jobs.run("swiftpar", ["bench", "pingpong", "--json", "--repetitions", "1"], launch: .mpirun(2), timeout: 180)
