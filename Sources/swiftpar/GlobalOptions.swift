@@ -76,7 +76,7 @@ struct GlobalOptions: ParsableArguments {
 
     /// The global options in `arguments` from `start` up to the first argument that is not
     /// one, and where that argument is.
-    private static func globalOptions(in arguments: [String], from start: Int) -> (options: [String], end: Int) {
+    static func globalOptions(in arguments: [String], from start: Int) -> (options: [String], end: Int) {
         let takesValue: Set<String> = ["-n", "--workers", "--backend", "--stall-timeout"]
         let flags: Set<String> = ["--json"]
         var options: [String] = []

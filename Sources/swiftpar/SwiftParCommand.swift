@@ -21,7 +21,8 @@ struct SwiftParCommand: ParsableCommand {
     )
 
     static func main() {
-        let arguments = GlobalOptions.movingLeadingOptions(RawArguments.forParser())
+        let typed = RawArguments.forParser()
+        let arguments = GlobalOptions.movingLeadingOptions(typed)
         var parsing = true
         do {
             var command = try parseAsRoot(arguments)
@@ -30,7 +31,8 @@ struct SwiftParCommand: ParsableCommand {
         } catch {
             // What argument-parser reports is not always what is wrong (see `hiddenUnknownOption`).
             // A request for help comes as a parsed command whose `run` throws.
-            let hidden = parsing || exitCode(for: error).isSuccess ? hiddenUnknownOption(behind: error, in: arguments) : nil
+            let hidden = parsing || exitCode(for: error).isSuccess
+                ? unknownCommand(in: typed) ?? hiddenUnknownOption(behind: error, in: arguments) : nil
             let message = hidden ?? fullMessage(for: error)
             // `run` keeps 1…101 for the number of failed tasks: its own usage errors end with
             // 255, as GNU parallel's do.
@@ -63,6 +65,21 @@ struct SwiftParCommand: ParsableCommand {
             }
             exit(withError: error)
         }
+    }
+
+    /// The error for a first word after the global options that names no command (argument-
+    /// parser blamed `-n` in `swiftpar -n 2 bogus`, or said "Unexpected argument"); nil if it
+    /// names one.
+    static func unknownCommand(in arguments: [String]) -> String? {
+        let index = GlobalOptions.globalOptions(in: arguments, from: 0).end
+        guard index < arguments.count, !arguments[index].hasPrefix("-") else { return nil }
+        let names = configuration.subcommands.map { $0._commandName }
+        guard !names.contains(arguments[index]), arguments[index] != "help" else { return nil }
+        return """
+            Error: unknown command '\(arguments[index])': the commands are \(names.joined(separator: ", "))
+            Usage: swiftpar [--workers <n>] <command> ...
+              See 'swiftpar --help' for more information.
+            """
     }
 
     /// The unknown option to report instead of `error`, when `error` hides one; nil otherwise.

@@ -84,6 +84,24 @@ struct CommandLineTests {
         let program = try Jobs.run("swiftpar-checks", ["start-method"], launch: .mpirun(2), environment: ["SWIFTPAR_MPI_MESSAGE_LIMIT": "lots"], timeout: 60)
         #expect(program.status == 2, "\(program.report)")
         #expect(program.errors.components(separatedBy: "SWIFTPAR_MPI_MESSAGE_LIMIT=lots").count == 2, "\(program.report)")
+        // Every setting is checked on every backend, also those only MPI uses.
+        for (variable, value, words) in [("SWIFTPAR_MPI_THREAD_LEVEL", "bogus", "is not one of single, funneled, serialized, multiple"),
+                                         ("SWIFTPAR_DIRECT_OUTPUT", "yes", "is not 0 or 1")] {
+            for launch in [Launch.local(2), .mpirun(2)] {
+                let job = try Jobs.run("swiftpar", ["primes", "1e6"], launch: launch, environment: [variable: value], timeout: 60)
+                #expect(job.status == 64 && job.output.isEmpty, "\(variable) under \(launch): \(job.report)")
+                #expect(job.errors.components(separatedBy: "\(variable)=\(value) \(words)").count == 2, "\(variable) under \(launch): \(job.report)")
+            }
+        }
+    }
+
+    @Test("A first word that names no command is called that, with the commands listed")
+    func unknownCommand() throws {
+        for arguments in [["bogus"], ["-n", "2", "bogus"]] {
+            let job = try Jobs.run("swiftpar", arguments, launch: .serial)
+            #expect(job.status == 64 && job.errors.contains("Error: unknown command 'bogus': the commands are run, primes, hash, info, bench"),
+                    "\(arguments): \(job.report)")
+        }
     }
 
     @Test("bench pingpong works on the local backend")

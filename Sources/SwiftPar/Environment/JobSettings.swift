@@ -17,6 +17,12 @@ struct JobSettings: Sendable {
     /// `SWIFTPAR_SCHEDULING`: `auto` (the default) runs ranks that share cores with other ranks
     /// of the job as batch work in long time slices; `normal` leaves the scheduler alone.
     var batchWhenSharingCores = true
+    /// `SWIFTPAR_MPI_THREAD_LEVEL`: the thread support asked of `MPI_Init_thread`, by name
+    /// (`serialized` unless told).
+    var mpiThreadLevel = "serialized"
+
+    /// The names `SWIFTPAR_MPI_THREAD_LEVEL` takes, in MPI's order.
+    static let mpiThreadLevels = ["single", "funneled", "serialized", "multiple"]
 
     static let defaultMessageLimit = 1 << 30
 
@@ -39,6 +45,16 @@ struct JobSettings: Sendable {
                 throw SwiftParUsageError("SWIFTPAR_MPI_MESSAGE_LIMIT=\(text) is not a number of bytes from 64 to \(Int32.max)")
             }
             settings.mpiMessageLimit = value
+        }
+        if let text = environment["SWIFTPAR_MPI_THREAD_LEVEL"], !text.isEmpty {
+            // Checked on every backend, so that a job's settings are wrong or right wherever it runs.
+            guard mpiThreadLevels.contains(text.lowercased()) else {
+                throw SwiftParUsageError("SWIFTPAR_MPI_THREAD_LEVEL=\(text) is not one of \(mpiThreadLevels.joined(separator: ", "))")
+            }
+            settings.mpiThreadLevel = text.lowercased()
+        }
+        if let text = environment["SWIFTPAR_DIRECT_OUTPUT"], !text.isEmpty, text != "0", text != "1" {
+            throw SwiftParUsageError("SWIFTPAR_DIRECT_OUTPUT=\(text) is not 0 or 1")
         }
         if let stallTimeout {
             settings.stallTimeout = try checkedStallTimeout(stallTimeout, source: "the stall timeout")

@@ -48,10 +48,9 @@ enum MPIEnvironment {
     /// noise (0.43 against 0.40 µs one way for 8 bytes, alternating). `SWIFTPAR_MPI_THREAD_LEVEL`
     /// asks for another level (`multiple` for an MPI library used beside swiftpar by other threads).
     static func initialize(settings: JobSettings) throws -> MPITransport {
-        let requestedName = getenvString("SWIFTPAR_MPI_THREAD_LEVEL")?.lowercased() ?? "serialized"
+        let requestedName = settings.mpiThreadLevel
         guard let requested = threadLevels.first(where: { $0.name == requestedName })?.level else {
-            throw SwiftParUsageError(
-                "SWIFTPAR_MPI_THREAD_LEVEL=\(requestedName) is not one of \(threadLevels.map(\.name).joined(separator: ", "))")
+            throw SwiftParUsageError("thread level \(requestedName) is not one of \(threadLevels.map(\.name).joined(separator: ", "))")
         }
         try loadLibrary()
         var provided: Int32 = 0
