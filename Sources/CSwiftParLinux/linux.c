@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <sys/wait.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <sys/socket.h>
 #include <stdlib.h>
 
@@ -351,4 +352,18 @@ int swiftpar_prefer_throughput(uint64_t slice_ns) {
     (void)slice_ns;
     return -1;
 #endif
+}
+
+int swiftpar_is_main_thread(void) { return gettid() == getpid(); }
+
+int swiftpar_semaphore_wait(sem_t *semaphore, int64_t timeout_ns) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ns / 1000000000;
+    deadline.tv_nsec += timeout_ns % 1000000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec += 1;
+        deadline.tv_nsec -= 1000000000;
+    }
+    return sem_clockwait(semaphore, CLOCK_MONOTONIC, &deadline);
 }

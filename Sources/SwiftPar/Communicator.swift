@@ -62,6 +62,20 @@ public final class Communicator: @unchecked Sendable {
     /// The largest tag a message may carry (`MPI_TAG_UB` under MPI).
     public var maximumTag: Int { transport.maximumTag }
 
+    /// Tells the job that this rank is working, so that a stall timeout does not end it.
+    ///
+    /// With a stall timeout (`SwiftPar.run(stallTimeout:)`, `SWIFTPAR_STALL_TIMEOUT` or the
+    /// command's `--stall-timeout`), a rank that has waited that long with no sign of progress
+    /// from the other ranks ends the job, naming those that gave none. A rank that computes for
+    /// longer than the timeout between two operations gives none unless it calls this now and
+    /// then (once per item, per file, per megabyte): the ranks waiting for it then go on
+    /// waiting. It costs a few nanoseconds; under MPI it also reads the job's control messages,
+    /// at most every 10 ms. Any thread may call it, also inside a `Pool` closure; with no stall
+    /// timeout it changes nothing.
+    public func noteProgress() {
+        transport.noteProgress()
+    }
+
     /// Splits the group into disjoint communicators, one per `color` (`MPI_Comm_split`).
     ///
     /// Every rank of this communicator must call `split`. Ranks with the same color form a new

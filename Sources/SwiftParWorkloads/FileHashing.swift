@@ -93,6 +93,19 @@ public enum FileHashing {
         return try digest(reading: descriptor, path: path, buffer: buffer, size: Int(info.st_size))
     }
 
+    /// Run after every piece a digest reads, inside `notingProgress(of:_:)`.
+    nonisolated(unsafe) private static var afterEachPiece: (() -> Void)?
+
+    /// Runs `body`, in which every piece a digest reads (every file, every megabyte) is a sign
+    /// of life of this rank for the stall timeout (`Communicator.noteProgress()`), however
+    /// large the file: the ranks waiting for this one wait on.
+    public static func notingProgress<R>(of communicator: Communicator, _ body: () throws -> R) rethrows -> R {
+        let outer = afterEachPiece
+        afterEachPiece = { communicator.noteProgress() }
+        defer { afterEachPiece = outer }
+        return try body()
+    }
+
     /// The path that stands for standard input among `hash`'s operands, as for `sha256sum`.
     public static let standardInputPath = PathBytes(Array("-".utf8))
 
@@ -127,6 +140,7 @@ public enum FileHashing {
             }
             if count == 0 { break }
             hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[..<count]))
+            afterEachPiece?()
             total += count
             if count < buffer.count && total == size { break }
         }
@@ -152,7 +166,7 @@ public enum FileHashing {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
         defer { buffer.deallocate() }
         var outcomes = [Outcome?](repeating: nil, count: pool.communicator.rank == 0 ? files.count : 0)
-        try pool.forEachResult(order.lazy.map { files[$0].path }, ordered: false, options: MapOptions(progress: progress), { path -> Outcome in
+        try notingProgress(of: pool.communicator) { try pool.forEachResult(order.lazy.map { files[$0].path }, ordered: false, options: MapOptions(progress: progress), { path -> Outcome in
             do {
                 return .digest(try digest(of: path, buffer: buffer))
             } catch let problem as Problem {
@@ -160,7 +174,7 @@ public enum FileHashing {
             }
         }) { index, outcome in
             outcomes[order[index]] = outcome
-        }
+        } }
         guard pool.communicator.rank == 0 else { return nil }
         return outcomes.map { $0! }
     }
@@ -454,7 +468,7 @@ public enum FileHashing {
         defer { buffer.deallocate() }
         var done = [HashedUnit?](repeating: nil, count: units.count)
         var next = 0
-        try pool.forEachResult(order.lazy.map { units[$0] }, ordered: false, options: MapOptions(chunkSize: .fixed(1), progress: progress), { unit in
+        try notingProgress(of: pool.communicator) { try pool.forEachResult(order.lazy.map { units[$0] }, ordered: false, options: MapOptions(chunkSize: .fixed(1), progress: progress), { unit in
             hash(unit, followSymlinks: followSymlinks, keepEntries: keepEntries, buffer: buffer)
         }) { index, result in
             done[order[index]] = result
@@ -463,7 +477,7 @@ public enum FileHashing {
                 next += 1
                 try deliver(ready)
             }
-        }
+        } }
     }
 
     /// A line in `sha256sum`'s format: "digest  path" and a newline, the path's bytes as they

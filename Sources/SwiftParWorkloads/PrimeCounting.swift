@@ -78,7 +78,8 @@ public enum PrimeCounting {
             switch method {
             case .sieve:
                 if sievingPrimes == nil { sievingPrimes = SievingPrimes(upTo: root, memory: memory) }
-                return PrimeSieve.count(in: block, sievingPrimes: sievingPrimes)
+                // Blocks near 10^18 take seconds: a sign of life for the stall timeout meanwhile.
+                return PrimeSieve.count(in: block, sievingPrimes: sievingPrimes) { pool.communicator.noteProgress() }
             case .trial:
                 return TrialDivision.count(in: block)
             }

@@ -124,12 +124,15 @@ public enum PrimeSieve {
     }
 
     /// How many primes lie in `range`, using about `memory` bytes at most (sieving primes that
-    /// were made for another memory size bring theirs).
-    public static func count(in range: ClosedRange<UInt64>, sievingPrimes: SievingPrimes? = nil, memory: Int = defaultMemory) -> Int {
+    /// were made for another memory size bring theirs); `afterEachSegment` runs after every
+    /// segment is counted (tens of milliseconds apart, for `Communicator.noteProgress()`).
+    public static func count(in range: ClosedRange<UInt64>, sievingPrimes: SievingPrimes? = nil, memory: Int = defaultMemory,
+                             afterEachSegment: () -> Void = {}) -> Int {
         var total = 0
         sieve(range, sievingPrimes: sievingPrimes ?? SievingPrimes(upTo: integerSquareRoot(range.upperBound), memory: memory),
               small: { _ in total += 1 }) { words, _ in
             total += countBits(words)
+            afterEachSegment()
         }
         return total
     }

@@ -62,7 +62,7 @@ struct Hash: ParsableCommand {
                 defer { buffer.deallocate() }
                 for _ in 0..<inputReads {
                     do {
-                        let digest = try FileHashing.digestOfStandardInput(buffer: buffer)
+                        let digest = try FileHashing.notingProgress(of: world) { try FileHashing.digestOfStandardInput(buffer: buffer) }
                         if json {
                             entries.append(FileHashing.Entry(path: standardInput, digest: digest, problem: nil))
                         } else {

@@ -3,7 +3,10 @@
 // the communicator to a child task, and prints what rank 0 collected: the output must be the
 // same on every backend.
 //
-//     swiftpar-async-checks [await-first | run-first]
+//     swiftpar-async-checks [await-first | run-first | long-item]
+//
+// long-item: an async pool item computes for 2 to 3 s, noting its progress, under a stall timeout
+// shorter than that: the ranks waiting meanwhile must wait on.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -31,6 +34,23 @@ struct AsyncChecks {
             // Awaits before run: the Swift runtime's threads are running by now.
             try? await Task.sleep(for: .milliseconds(5))
             await ledger.record("before run")
+        }
+        if mode == "long-item" {
+            await SwiftPar.run { world in
+                let results = try await Pool(world).map(Array(0..<4), options: MapOptions(chunkSize: .fixed(1))) { item async throws -> Int in
+                    guard item == 1 else { return item }
+                    var now = timespec()
+                    clock_gettime(CLOCK_MONOTONIC, &now)
+                    let end = now.tv_sec + 3
+                    while now.tv_sec < end {
+                        world.noteProgress()
+                        try await Task.sleep(for: .milliseconds(5))
+                        clock_gettime(CLOCK_MONOTONIC, &now)
+                    }
+                    return item
+                }
+                if let results { print("long item: \(results)") }
+            }
         }
         await SwiftPar.run { world in
             try await Task.sleep(for: .milliseconds(1))

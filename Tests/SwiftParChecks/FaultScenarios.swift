@@ -16,6 +16,7 @@ let faultScenarios: [String: @Sendable (Communicator) throws -> String] = [
     "split-bad-color": splitBadColor,
     "stall": stall,
     "stall-at-end": stallAtEnd,
+    "busy-noting-progress": busyNotingProgress,
     "hostile-decode": hostileDecode,
     "large-arrays-apart": largeArraysApart,
     "late-failure": lateFailure,
@@ -207,6 +208,27 @@ func stall(_ world: Communicator) throws -> String {
 func stallAtEnd(_ world: Communicator) throws -> String {
     if world.rank == 1 { raise(SIGSTOP) }
     return "\(soloPrefix)returned"
+}
+
+/// Rank 1 computes for 3 s (longer than the tests' stall timeout of 1 s) before it sends; with
+/// `noting`, it calls `noteProgress()` every millisecond meanwhile, and the others, waiting for
+/// it in a receive and at the end, wait on; without (computing 15 s then, so that a slow start
+/// cannot hide the stall), the job ends naming rank 1.
+func busyNotingProgress(_ world: Communicator) throws -> String {
+    let noting = arguments.contains("noting")
+    if world.rank == 1 {
+        let end = monotonicSeconds() + (noting ? 3 : 15)
+        var spins = 0
+        while monotonicSeconds() < end {
+            for _ in 0..<10_000 { spins &+= 1 }
+            if noting { world.noteProgress() }
+            usleep(1000)
+        }
+        for peer in 0..<world.size where peer != 1 { try world.send(spins > 0 ? peer : -1, to: peer, tag: 4) }
+        return "sent"
+    }
+    let got = try world.receive(Int.self, from: .rank(1), tag: 4)
+    return "received=\(got)"
 }
 
 /// Peak resident memory of this process, from /proc/self/status (VmHWM), in bytes.

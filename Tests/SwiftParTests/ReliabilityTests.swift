@@ -283,6 +283,18 @@ struct ReliabilityTests {
                           environment: ["SWIFTPAR_STALL_TIMEOUT": "2"])
     }
 
+    @Test("A rank that computes longer than the stall timeout and notes its progress is waited for; one that does not note it ends the job",
+          arguments: multiRank)
+    func busyNotingProgress(_ launch: Launch) throws {
+        let noting = try Jobs.run("swiftpar-checks", ["busy-noting-progress", "noting"], launch: launch,
+                                  environment: ["SWIFTPAR_STALL_TIMEOUT": "1"], timeout: 60)
+        let received = (0..<3).filter { $0 != 1 }.map { "rank \($0): ok busy-noting-progress received=\($0)" }
+        #expect(noting.status == 0 && received.allSatisfy(noting.output.contains), "\(noting.report)")
+        try expectFailure("busy-noting-progress", launch,
+                          "rank 1 has made no progress in swiftpar (stopped, or busy outside swiftpar)",
+                          environment: ["SWIFTPAR_STALL_TIMEOUT": "1"])
+    }
+
     @Test("A rank stopped while the others have finished: with a stall timeout the job ends, naming it", arguments: multiRank)
     func stallAtEnd(_ launch: Launch) throws {
         try expectFailure("stall-at-end", launch, "rank 1 has made no progress in swiftpar (stopped, or busy outside swiftpar)",

@@ -63,6 +63,14 @@ struct StartMethodTests {
         #expect(result.output == Self.asyncOutput(ranks: launch.ranks), "\(result.report)")
     }
 
+    @Test("An async pool item that computes longer than the stall timeout and notes its progress is waited for",
+          arguments: [Launch.local(3), .mpirun(3)])
+    func asyncLongItem(_ launch: Launch) throws {
+        let result = try Jobs.run("swiftpar-async-checks", ["long-item"], launch: launch,
+                                  environment: ["SWIFTPAR_STALL_TIMEOUT": "1"], timeout: 60)
+        #expect(result.status == 0 && result.output == "long item: [0, 1, 2, 3]\n", "\(result.report)")
+    }
+
     @Test("An async main that calls run before any await may fork its ranks")
     func asyncProgramForks() throws {
         let result = try Jobs.run("swiftpar-async-checks", ["run-first"], launch: .local(3), environment: ["SWIFTPAR_START": "fork"], timeout: 60)

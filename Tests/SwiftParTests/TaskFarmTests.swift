@@ -336,6 +336,23 @@ struct TaskFarmTests {
         }
     }
 
+    /// A running task is work: ranks waiting meanwhile (for the next task, or at the end) are
+    /// not stalled, however short the stall timeout; a rank that is stopped still is.
+    @Test("Tasks longer than the stall timeout run to their end; a stopped rank still ends the job",
+          arguments: [Launch.local(2), .mpirun(2)])
+    func longTasksAreNotStalls(launch: Launch) throws {
+        // One rank runs a long task while the other, done with its short one, waits; both ways.
+        for inputs in [["2.5", "0.1"], ["0.1", "2.5"]] {
+            let long = try Jobs.runShell("\(Self.swiftpar(launch)) run -k --stall-timeout 1 'sleep {}; echo {}' ::: \(inputs.joined(separator: " "))",
+                                         timeout: 60)
+            #expect(long.status == 0 && long.output == inputs.map { $0 + "\n" }.joined(), "\(long.report)")
+        }
+        // The rank running the second task stops itself: the other, waiting, names it.
+        let stopped = try Jobs.runShell("\(Self.swiftpar(launch)) run --stall-timeout 1 'sleep 0.2; [ {} = b ] && kill -STOP $PPID; echo {}' ::: a b",
+                                        timeout: 60)
+        #expect(stopped.status != 0 && !stopped.timedOut && stopped.errors.contains("has made no progress in swiftpar"), "\(stopped.report)")
+    }
+
     @Test("Ctrl-C and SIGTERM stop every task, keep the joblog whole, and exit 130 and 143")
     func interrupted() throws {
         for (signal, status) in [(SIGINT, Int32(130)), (SIGTERM, Int32(143))] {

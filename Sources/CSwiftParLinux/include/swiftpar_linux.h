@@ -4,6 +4,7 @@
 #define SWIFTPAR_LINUX_H
 
 #include <poll.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/signalfd.h>
@@ -72,6 +73,13 @@ int swiftpar_start_guardian(void);
 /// timeout waits without limit): the number of descriptors with events, 0 when the time ran
 /// out, -1 with errno set.
 int swiftpar_poll(struct pollfd *descriptors, unsigned long count, int64_t timeout_ns);
+
+/// Whether the calling thread is the process's first (main) thread.
+int swiftpar_is_main_thread(void);
+
+/// Waits on `semaphore` at most `timeout_ns` nanoseconds on the monotonic clock: 0 once taken,
+/// -1 with errno ETIMEDOUT when the time ran out (or EINTR).
+int swiftpar_semaphore_wait(sem_t *semaphore, int64_t timeout_ns);
 
 /// pipe2(2) with O_CLOEXEC: 0, or -1 with errno set.
 int swiftpar_pipe(int ends[2]);

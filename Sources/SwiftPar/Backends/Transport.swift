@@ -67,6 +67,13 @@ protocol Transport: AnyObject {
     /// Splits the group; nil when `color` is nil (this rank joins no new group).
     func split(color: Int?, key: Int) throws -> (any Transport)?
 
+    /// This rank's sign of life while it computes, for the stall timeout (see
+    /// `Communicator.noteProgress()`); any thread may call it.
+    func noteProgress()
+    /// Makes progress noted on another thread known to ranks that ask (MPI: reads the control
+    /// channel); called by the thread that owns this rank's operations while it waits for work.
+    func answerWhileComputing()
+
     /// While `tolerate` is set, a dead rank of this job is this rank's business (a pool redoing
     /// its items) instead of the end of the job; backends that cannot survive a dead rank ignore it.
     func tolerateFailures(_ tolerate: Bool)
@@ -164,6 +171,10 @@ extension Transport {
     }
 
     func tolerateFailures(_ tolerate: Bool) {}
+
+    func noteProgress() {}
+
+    func answerWhileComputing() {}
 
     func failedRanks(among ranks: [Int]) -> [Int] { [] }
 

@@ -26,8 +26,9 @@ public enum CommunicatorError: Error, CustomStringConvertible, Sendable {
     case wouldWaitForever(operation: String, reason: String, rank: Int)
     /// Another rank of the job failed or disappeared while this rank depended on it.
     case peerFailed(peer: Int, reason: String, operation: String, rank: Int)
-    /// The operation waited longer than the stall timeout (`SWIFTPAR_STALL_TIMEOUT`);
-    /// `silentRanks` are those that gave no sign of life in swiftpar meanwhile.
+    /// The operation waited longer than the stall timeout with no sign of progress from the
+    /// other ranks (an operation of theirs that ended, or `Communicator.noteProgress()`);
+    /// `silentRanks` are those that were not waiting in swiftpar either.
     case stalled(operation: String, seconds: Double, silentRanks: [Int], timeout: Double, rank: Int)
     /// `operation` was called while another swiftpar operation of this process was still
     /// running on another thread: a rank makes one operation at a time.
@@ -75,11 +76,17 @@ public enum CommunicatorError: Error, CustomStringConvertible, Sendable {
             } else {
                 who = "\(describeRanks(silent)) made no progress in swiftpar (stopped, or busy outside swiftpar)"
             }
-            return "rank \(rank): \(operation) has waited \(Int(seconds)) s, longer than the stall timeout of \(formatSeconds(timeout)) s (SWIFTPAR_STALL_TIMEOUT): \(who)"
+            return "rank \(rank): \(operation) has waited \(formatWaited(seconds)) s with no progress from the other ranks, longer than the stall timeout of \(formatSeconds(timeout)) s: \(who)"
         case let .concurrentUse(operation, rank):
             return "rank \(rank): \(operation) was called while another swiftpar operation of this rank is running on another thread; a rank's communicators, pools and requests take one operation at a time (await one before starting the next)"
         }
     }
+}
+
+/// Seconds waited: tenths below 10 s ("1.2"), whole seconds above ("75").
+func formatWaited(_ seconds: Double) -> String {
+    let tenths = Int((seconds * 10).rounded())
+    return tenths < 100 ? "\(tenths / 10).\(tenths % 10)" : String(Int(seconds.rounded()))
 }
 
 /// Seconds as a short number: "60", "0.5".

@@ -24,10 +24,49 @@ enum OneOperationAtATime {
         let me = UInt(pthread_self())
         // Already the owner: an operation inside another one.
         if owner.load(ordering: .relaxed) == me { return try body() }
-        guard owner.compareExchange(expected: 0, desired: me, ordering: .acquiring).exchanged else {
-            throw CommunicatorError.concurrentUse(operation: operation(), rank: rank())
+        while !owner.compareExchange(expected: 0, desired: me, ordering: .acquiring).exchanged {
+            // A moment's hold by `ifFree` is not another operation: wait for it to end.
+            let current = owner.load(ordering: .relaxed)
+            guard current & briefly != 0 else {
+                throw CommunicatorError.concurrentUse(operation: operation(), rank: rank())
+            }
+            precondition(current != me | briefly, "a swiftpar operation started inside noteProgress()")
+            sched_yield()
         }
         defer { owner.store(0, ordering: .releasing) }
         return try body()
+    }
+
+    /// Marks an owner that holds the state for a moment only (thread ids are aligned addresses,
+    /// so their lowest bit is free).
+    @usableFromInline static let briefly: UInt = 1
+
+    /// Takes the state for this thread and never gives it back: the rank is finishing, and no
+    /// other thread may talk to the other ranks any more.
+    static func holdForGood() {
+        let me = UInt(pthread_self())
+        while true {
+            let current = owner.load(ordering: .relaxed)
+            if current == me { return }
+            if current == 0 {
+                if owner.compareExchange(expected: 0, desired: me, ordering: .acquiring).exchanged { return }
+            } else if current & briefly == 0 {
+                // Another thread's operation outlived the rank's closure: not this one's to wait for.
+                return
+            }
+            sched_yield()
+        }
+    }
+
+    /// Runs `body` if this thread owns the state (inside an operation) or no thread does (then
+    /// holding it for the moment `body` takes, during which an operation another thread starts
+    /// waits instead of throwing); otherwise does nothing. `body` must be short and not throw.
+    static func ifFree(_ body: () -> Void) {
+        let me = UInt(pthread_self())
+        let current = owner.load(ordering: .relaxed)
+        if current == me { return body() }
+        guard current == 0, owner.compareExchange(expected: 0, desired: me | briefly, ordering: .acquiring).exchanged else { return }
+        defer { owner.store(0, ordering: .releasing) }
+        body()
     }
 }

@@ -235,8 +235,9 @@ public enum SwiftPar {
     ///     `SWIFTPAR_WORKERS` or one per core. Under a launcher it must be nil or the
     ///     launcher's own count, else the process prints why and exits with status 2.
     ///   - backend: force a backend; nil chooses from the environment.
-    ///   - stallTimeout: seconds a rank may wait in one operation before the job ends naming
-    ///     the ranks that made no progress; nil for `SWIFTPAR_STALL_TIMEOUT` (default: no limit).
+    ///   - stallTimeout: seconds a rank may wait with no sign of progress from the other ranks
+    ///     (see ``Communicator/noteProgress()``) before the job ends naming those that made
+    ///     none; nil for `SWIFTPAR_STALL_TIMEOUT` (default: no limit).
     ///   - body: the program every rank runs, given the world communicator.
     public static func run(workers: Int? = nil, backend: Backend? = nil, stallTimeout: Double? = nil,
                            _ body: (Communicator) throws -> Void) -> Never {

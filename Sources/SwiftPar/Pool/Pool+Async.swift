@@ -1,3 +1,4 @@
+import CSwiftParLinux
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,7 +29,7 @@ extension Pool {
         _ items: S, options: MapOptions = MapOptions(), _ transform: @escaping @Sendable (S.Element) async throws -> R
     ) async throws -> [R]? where S.Element: Codable & Sendable {
         try await onOwnThread {
-            try self.map(items, options: options) { item in try waitForTask { try await transform(item) } }
+            try self.map(items, options: options) { item in try waitForTask(answering: self.communicator) { try await transform(item) } }
         }
     }
 
@@ -43,7 +44,7 @@ extension Pool {
     ) async throws -> R? where S.Element: Codable & Sendable {
         try await onOwnThread {
             try self.mapReduce(items, into: initial, everyRank: everyRank, options: options,
-                               { item in try waitForTask { try await transform(item) } }, combine: combine)
+                               { item in try waitForTask(answering: self.communicator) { try await transform(item) } }, combine: combine)
         }
     }
 }
@@ -60,11 +61,12 @@ func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async 
 }
 
 /// Runs `operation` as a task on the global executor and blocks this thread (never one of the
-/// executor's) until it finishes.
-func waitForTask<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) throws -> T {
+/// executor's) until it finishes, answering meanwhile for the progress the task notes with
+/// `communicator.noteProgress()` (this thread is the one that may talk to the other ranks).
+func waitForTask<T: Sendable>(answering communicator: Communicator, _ operation: @escaping @Sendable () async throws -> T) throws -> T {
     let done = TaskOutcomeBox<T>()
     Task.detached { done.finish(await Result { try await operation() }) }
-    return try done.wait()
+    return try done.wait { communicator.transport.answerWhileComputing() }
 }
 
 /// The outcome of one task, handed to the thread that waits for it.
@@ -86,8 +88,11 @@ private final class TaskOutcomeBox<T: Sendable>: @unchecked Sendable {
         sem_post(ready)
     }
 
-    func wait() throws -> T {
-        while sem_wait(ready) != 0 {}
+    /// Waits for the outcome, calling `meanwhile` every 10 ms.
+    func wait(meanwhile: () -> Void) throws -> T {
+        while swiftpar_semaphore_wait(ready, 10_000_000) != 0 {
+            if errno == ETIMEDOUT { meanwhile() }
+        }
         return try outcome!.get()
     }
 }

@@ -125,6 +125,8 @@ final class Coordinator {
                 remoteWait.reset()
             }
             if runner.isBusy {
+                // A running task is work: ranks waiting meanwhile are not stalled.
+                world.noteProgress()
                 try printer.flushOutput()
                 try runner.step(timeout: remoteBusy ? remoteWait.next() : 0.05) { event in
                     switch event {

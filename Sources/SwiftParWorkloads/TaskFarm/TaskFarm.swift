@@ -288,6 +288,8 @@ final class Worker {
             }
             if stopping && !runner.isBusy { break }
             if runner.isBusy {
+                // A running task is work: ranks waiting meanwhile are not stalled.
+                world.noteProgress()
                 // A task waiting for its output to be acknowledged waits for a message too.
                 let wait = runner.awaitsAcknowledgement ? 0.001 : runner.hasIdleSlot && !stopping ? assignmentWait.next() : 0.05
                 try runner.step(timeout: wait) { event in

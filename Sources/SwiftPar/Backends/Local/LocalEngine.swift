@@ -357,7 +357,7 @@ final class LocalEngine {
                 if finishedSince == nil { finishedSince = now }
             }
             if let stallTimeout = self.stallTimeout, waited > stallTimeout {
-                try self.reportStall(waiter.activity ?? "receive", waited: waited, rank: waiter.rank)
+                try self.checkStall(waiter.activity ?? "receive", quiet: waited, rank: waiter.rank, done: done)
             }
         }
     }
@@ -393,7 +393,7 @@ final class LocalEngine {
                 throw CommunicatorError.receiverFinished(waiter.groupRank(destination), activity: nil, rank: waiter.rank)
             }
             if let stallTimeout = self.stallTimeout, waited > stallTimeout {
-                try self.reportStall(waiter.activity ?? "send", waited: waited, rank: waiter.rank)
+                try self.checkStall(waiter.activity ?? "send", quiet: waited, rank: waiter.rank, done: done)
             }
         }
     }
@@ -405,10 +405,17 @@ final class LocalEngine {
     }
 
     /// Spins, yields, then sleeps on the doorbell until `done` holds; `check` runs between
-    /// tries with the seconds waited so far.
+    /// tries with the seconds waited so far or, with a stall timeout, the seconds since another
+    /// rank last showed progress.
     private func wait(_ done: () throws -> Bool, check: (Double) throws -> Void) throws {
         var tries = 0
         var start = 0.0
+        var quiet = QuietClock()
+        func waited() -> Double {
+            let now = monotonicNow()
+            if start == 0 { start = now }
+            return stallTimeout == nil ? now - start : quiet.seconds(at: now, self)
+        }
         region.waiting(me).store(1, ordering: .relaxed)
         defer {
             region.waiting(me).store(0, ordering: .relaxed)
@@ -418,10 +425,7 @@ final class LocalEngine {
             progressSends()
             if try done() { return }
             tries += 1
-            if tries & 63 == 0 {
-                if start == 0 { start = monotonicNow() }
-                try check(monotonicNow() - start)
-            }
+            if tries & 63 == 0 { try check(waited()) }
             if tries < spinLimit {
                 swiftpar_spin_pause()
                 continue
@@ -440,27 +444,39 @@ final class LocalEngine {
             }
             _ = swiftpar_futex_wait(region.doorbell(me), bell, 50_000_000)
             flag.store(0, ordering: .relaxed)
-            if start == 0 { start = monotonicNow() }
-            try check(monotonicNow() - start)
+            try check(waited())
         }
     }
 
-    /// This rank has waited longer than the stall timeout: watch the other ranks for a second,
-    /// name those that neither wait in swiftpar nor make progress, and fail.
-    func reportStall(_ operation: String, waited: Double, rank: Int) throws {
+    /// No other rank has shown progress for longer than the stall timeout: watch them for a
+    /// second more. Returns if one makes progress, finishes or fails (the wait's own checks then
+    /// report it), or if `done` comes true meanwhile; otherwise names those that neither wait in
+    /// swiftpar nor make progress, and fails.
+    func checkStall(_ operation: String, quiet: Double, rank: Int, done: () throws -> Bool) throws {
         let before = (0..<size).map { region.progress($0).load(ordering: .relaxed) }
+        let states = (0..<size).map { region.state(of: $0).load(ordering: .acquiring) }
         var seenWaiting = [Bool](repeating: false, count: size)
         let deadline = monotonicNow() + 1
         while monotonicNow() < deadline {
-            for r in 0..<size where region.waiting(r).load(ordering: .relaxed) != 0 { seenWaiting[r] = true }
+            progressSends()
+            if try done() { return }
+            for r in 0..<size where r != me {
+                if region.progress(r).load(ordering: .relaxed) != before[r]
+                    || region.state(of: r).load(ordering: .acquiring) != states[r] { return }
+                if region.waiting(r).load(ordering: .relaxed) != 0 { seenWaiting[r] = true }
+            }
             usleep(10_000)
         }
         let silent = (0..<size).filter { r in
-            r != me && region.state(of: r).load(ordering: .acquiring) == RankState.running.rawValue
-                && !seenWaiting[r] && region.progress(r).load(ordering: .relaxed) == before[r]
+            r != me && region.state(of: r).load(ordering: .acquiring) == RankState.running.rawValue && !seenWaiting[r]
         }
-        throw CommunicatorError.stalled(operation: operation, seconds: waited, silentRanks: silent,
+        throw CommunicatorError.stalled(operation: operation, seconds: quiet + 1, silentRanks: silent,
                                         timeout: stallTimeout ?? 0, rank: rank)
+    }
+
+    /// This rank's sign of life while it computes: counted as progress by ranks that wait.
+    func noteProgress() {
+        countProgress()
     }
 
     @inline(__always)
@@ -558,4 +574,23 @@ final class LocalSendRequest: TransportRequest {
 final class CompletedRequest: TransportRequest {
     func wait() throws {}
     func test() throws -> Bool { true }
+}
+
+/// Seconds since another rank of the job last showed progress (an operation that ended, or
+/// `noteProgress()`): what the stall timeout measures.
+struct QuietClock {
+    private var total = 0
+    private var since = 0.0
+
+    mutating func seconds(at now: Double, _ engine: LocalEngine) -> Double {
+        var sum = 0
+        for rank in 0..<engine.size where rank != engine.me {
+            sum &+= engine.region.progress(rank).load(ordering: .relaxed)
+        }
+        if since == 0 || sum != total {
+            total = sum
+            since = now
+        }
+        return now - since
+    }
 }

@@ -190,11 +190,12 @@ enum LocalJob {
         engine.wakeEveryone()
         guard engine.me == 0 else { _exit(status) }
         // Rank 0 waits for the others; with a stall timeout, not for ever for one that stopped.
-        let start = monotonicNow()
+        var quiet = QuietClock()
         monitor?.waitForChildren(status: status) {
-            guard let timeout = engine.stallTimeout, monotonicNow() - start > timeout else { return }
+            let seconds = quiet.seconds(at: monotonicNow(), engine)
+            guard let timeout = engine.stallTimeout, seconds > timeout else { return }
             do {
-                try engine.reportStall("finishing", waited: monotonicNow() - start, rank: 0)
+                try engine.checkStall("finishing", quiet: seconds, rank: 0) { false }
             } catch {
                 fail(error, transport)
             }

@@ -77,6 +77,10 @@ final class LocalTransport: Transport {
         return LocalTransport(engine: engine, members: chosen.map { members[$0] }, context: proposal)
     }
 
+    func noteProgress() {
+        engine.noteProgress()
+    }
+
     func tolerateFailures(_ tolerate: Bool) {
         engine.region.toleratesFailures.store(tolerate ? 1 : 0, ordering: .sequentiallyConsistent)
     }

@@ -80,6 +80,9 @@ enum MPIEnvironment {
     /// Announces that this rank has finished, waits until every rank has, then `MPI_Finalize`.
     static func finish() throws {
         guard isActive else { return }
+        // From here on this thread holds the rank's operations for good: another thread's
+        // `noteProgress()` no longer reads the control channel, before or after MPI_Finalize.
+        OneOperationAtATime.holdForGood()
         try MPIJob.current?.announceFinished()
         try MPIJob.current?.waitForEveryoneFinished()
         isActive = false

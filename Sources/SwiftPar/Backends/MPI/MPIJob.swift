@@ -1,5 +1,6 @@
 import CSwiftParLinux
 import CSwiftParMPI
+import Atomics
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,8 +16,9 @@ import Glibc
 /// calls `MPI_Finalize`; a rank waiting on it then throws the same error the local backend
 /// throws, within about a second, instead of hanging.
 ///
-/// Used only from the thread that initialised MPI (the default thread level is
-/// `MPI_THREAD_SINGLE`).
+/// Used by one thread at a time (`OneOperationAtATime`; the default thread level is
+/// `MPI_THREAD_SERIALIZED`): the thread running the rank's operation, or one noting progress
+/// while none runs.
 final class MPIJob {
     /// The job of this process, once MPI is initialised.
     nonisolated(unsafe) static var current: MPIJob?
@@ -36,6 +38,21 @@ final class MPIJob {
     /// nonblocking send ever reads freed memory.
     private let noticeWords: UnsafeMutablePointer<Int64>
     @exclusivity(unchecked) private var stall = StallState()
+    /// Operations this rank has started waiting for: with `noted`, what it answers a rank that
+    /// asks whether it makes progress.
+    @exclusivity(unchecked) private var progress: Int64 = 0
+    /// Calls of `noteProgress()`, from any thread.
+    private let noted = ManagedAtomic<Int64>(0)
+    /// `noted` when this rank last read the control channel for it.
+    @exclusivity(unchecked) private var notedWhenPolled: Int64 = 0
+    /// Whether this rank answers while it computes rather than from a wait.
+    @exclusivity(unchecked) private var computing = false
+    @exclusivity(unchecked) private var lastProgressPoll = 0.0
+    @exclusivity(unchecked) private var lastFastPoll = 0.0
+    /// `MPI_THREAD_SINGLE` or `FUNNELED`: only the main thread may call MPI.
+    private let mainThreadOnly: Bool
+    /// The words of answers in flight, freed once every notice sent has completed.
+    @exclusivity(unchecked) private var answerWords: [UnsafeMutablePointer<Int64>] = []
 
     enum NoticeTag: Int32 {
         case finished = 1, stallQuery, stallAnswer
@@ -57,6 +74,7 @@ final class MPIJob {
         let localRanks = Int(getenvString("OMPI_COMM_WORLD_LOCAL_SIZE") ?? "") ?? 1
         oversubscribed = localRanks > max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1)
         stallTimeout = settings.stallTimeout
+        mainThreadOnly = ["single", "funneled"].contains(settings.mpiThreadLevel)
         settings.shareCores(ranksOnHost: localRanks)
     }
 
@@ -99,7 +117,7 @@ final class MPIJob {
         while !noticeSends.isEmpty && monotonicNow() < deadline {
             var flag: Int32 = 0
             try check(MPI_Testall(Int32(noticeSends.count), &noticeSends, &flag, swiftpar_statuses_ignore()), "MPI_Testall")
-            if flag != 0 { noticeSends = [] }
+            if flag != 0 { noticeSendsCompleted() }
             try pollNotices()
         }
     }
@@ -117,16 +135,17 @@ final class MPIJob {
     /// `MPI_Finalize` yet, so ending it is safe).
     func waitForEveryoneFinished() throws {
         var pause: useconds_t = 50
-        let start = monotonicNow()
+        var quietSince = monotonicNow()
         try pollNotices()
         while finishedCount < worldSize - 1 {
             usleep(pause)
             pause = min(pause * 2, 5_000)
             try pollNotices()
-            if let stallTimeout, monotonicNow() - start > stallTimeout {
-                let context = MPIWaitContext(operation: "finishing", peers: .everyone, members: Array(0..<worldSize),
+            if let stallTimeout, monotonicNow() - quietSince > stallTimeout {
+                let context = MPIWaitContext(operation: Self.finishing, peers: .everyone, members: Array(0..<worldSize),
                                              rank: worldRank, activity: nil)
-                try reportStall(context, waited: monotonicNow() - start)
+                _ = try checkStall(context, quiet: monotonicNow() - quietSince) { finishedCount == worldSize - 1 }
+                quietSince = monotonicNow()
             }
         }
     }
@@ -137,6 +156,15 @@ final class MPIJob {
     /// when `context` can never be satisfied (its peers finished) or the stall timeout passes.
     @inline(__always)
     func wait(_ context: @autoclosure () -> MPIWaitContext, _ done: () throws -> Bool) throws {
+        progress &+= 1
+        // A rank whose operations all end at once answers stall queries too (every 10 ms at most).
+        if stallTimeout != nil {
+            let now = monotonicNow()
+            if now - lastFastPoll >= 0.01 {
+                lastFastPoll = now
+                try pollNotices()
+            }
+        }
         if try done() { return }
         try waitSlowly(context(), done)
     }
@@ -144,6 +172,7 @@ final class MPIJob {
     private func waitSlowly(_ context: MPIWaitContext, _ done: () throws -> Bool) throws {
         let spinLimit = oversubscribed ? 64 : 20_000
         let start = monotonicNow()
+        var quietSince = start
         var lastPoll = start
         var failureSince: Double?
         var testsSinceFailure = 0
@@ -175,8 +204,9 @@ final class MPIJob {
                         testsSinceFailure = 0
                     }
                 }
-                if let stallTimeout, now - start > stallTimeout {
-                    try reportStall(context, waited: now - start)
+                if let stallTimeout, now - quietSince > stallTimeout {
+                    if try checkStall(context, quiet: now - quietSince, done: done) { return }
+                    quietSince = monotonicNow()
                 }
             }
             if oversubscribed || now - start > 0.05 {
@@ -197,35 +227,93 @@ final class MPIJob {
     }
 
     private func answerStallQuery(from source: Int) throws {
-        try sendNotice(.stallAnswer, to: source)
+        let words = UnsafeMutablePointer<Int64>.allocate(capacity: 4)
+        words.initialize(repeating: 0, count: 4)
+        words[0] = progress &+ noted.load(ordering: .relaxed)
+        words[1] = computing ? 1 : 0
+        answerWords.append(words)
+        try sendNotice(.stallAnswer, to: source, words: words)
     }
 
-    /// Starts a notice to `peer`; completed notices are dropped as new ones go out.
-    private func sendNotice(_ tag: NoticeTag, to peer: Int) throws {
+    /// Starts a notice to `peer` carrying this rank's number, or `words`, which must stay
+    /// allocated until the notice completes; completed notices are dropped as new ones go out.
+    private func sendNotice(_ tag: NoticeTag, to peer: Int, words: UnsafeMutablePointer<Int64>? = nil) throws {
         var request: MPI_Request? = swiftpar_request_null()
-        try check(MPI_Isend(noticeWords, 4, swiftpar_type_int64(), Int32(peer), tag.rawValue, control, &request), "MPI_Isend")
+        try check(MPI_Isend(words ?? noticeWords, 4, swiftpar_type_int64(), Int32(peer), tag.rawValue, control, &request), "MPI_Isend")
         noticeSends.append(request)
         if noticeSends.count > 256 {
             var flag: Int32 = 0
             try check(MPI_Testall(Int32(noticeSends.count), &noticeSends, &flag, swiftpar_statuses_ignore()), "MPI_Testall")
-            if flag != 0 { noticeSends = [] }
+            if flag != 0 { noticeSendsCompleted() }
         }
     }
 
-    /// This rank has waited longer than the stall timeout: ask every rank whether it is alive
-    /// in swiftpar, name those that do not answer, and end the job.
-    private func reportStall(_ context: MPIWaitContext, waited: Double) throws {
-        stall.answers = [:]
-        for peer in 0..<worldSize where peer != worldRank && !finished[peer] {
-            try sendNotice(.stallQuery, to: peer)
+    /// Every notice sent so far has completed: their requests and the answers' words can go.
+    private func noticeSendsCompleted() {
+        noticeSends = []
+        for words in answerWords { words.deallocate() }
+        answerWords = []
+    }
+
+    /// This rank's sign of life while it computes (see `Communicator.noteProgress()`): counted
+    /// from any thread; then, from the thread running this rank's swiftpar operations, or from
+    /// any thread while none runs, the control channel is read every 10 ms so that a waiting
+    /// rank's question gets an answer. Nothing at all without a stall timeout.
+    func noteProgress() {
+        guard stallTimeout != nil else { return }
+        noted.wrappingIncrement(ordering: .relaxed)
+        if mainThreadOnly && swiftpar_is_main_thread() == 0 { return }
+        OneOperationAtATime.ifFree { answerWhileComputing() }
+    }
+
+    /// Reads the control channel, as a rank that computes, if progress was noted since it last
+    /// did and 10 ms have passed. Runs where MPI may be called (see `noteProgress`).
+    func answerWhileComputing() {
+        let count = noted.load(ordering: .relaxed)
+        guard count != notedWhenPolled else { return }
+        let now = monotonicNow()
+        guard now - lastProgressPoll >= 0.01 else { return }
+        lastProgressPoll = now
+        notedWhenPolled = count
+        computing = true
+        defer { computing = false }
+        // An MPI error here meets this rank's next operation too, which reports it.
+        try? pollNotices()
+    }
+
+    /// The operation a rank that is done waits in, for the others to finish.
+    static let finishing = "finishing"
+
+    /// No rank has shown this one progress for longer than the stall timeout: ask every rank,
+    /// twice half a second apart, what it has done. Returns true if `done` came true meanwhile,
+    /// false if a rank made progress (it answered while computing, answered in one round only,
+    /// or its count moved); otherwise names the ranks that did not answer and ends the job.
+    private func checkStall(_ context: MPIWaitContext, quiet: Double, done: () throws -> Bool) throws -> Bool {
+        var rounds: [[Int: [Int64]]] = []
+        for _ in 0..<2 {
+            stall.answers = [:]
+            for peer in 0..<worldSize where peer != worldRank && !finished[peer] {
+                try sendNotice(.stallQuery, to: peer)
+            }
+            let deadline = monotonicNow() + 0.5
+            while monotonicNow() < deadline {
+                if try done() { return true }
+                try pollNotices()
+                usleep(1000)
+            }
+            rounds.append(stall.answers)
         }
-        let deadline = monotonicNow() + 1
-        while monotonicNow() < deadline {
-            try pollNotices()
-            usleep(1000)
+        // A rank that finished meanwhile is reported as such, the way a wait reports it (ranks
+        // that wait to finish wait for finished ones anyway).
+        if context.operation != Self.finishing, let failure = context.failure(finished: finished) { throw failure }
+        let peers = (0..<worldSize).filter { $0 != worldRank && !finished[$0] }
+        let progressed = peers.contains { peer in
+            let answers = rounds.compactMap { $0[peer] }
+            return answers.contains { $0[1] != 0 } || answers.count == 1 || (answers.count == 2 && answers[0][0] != answers[1][0])
         }
-        let silent = (0..<worldSize).filter { $0 != worldRank && !finished[$0] && stall.answers[$0] == nil }
-        throw CommunicatorError.stalled(operation: context.operation, seconds: waited, silentRanks: silent,
+        if progressed { return false }
+        let silent = peers.filter { peer in rounds.allSatisfy { $0[peer] == nil } }
+        throw CommunicatorError.stalled(operation: context.activity ?? context.operation, seconds: quiet + 1, silentRanks: silent,
                                         timeout: stallTimeout ?? 0, rank: context.rank)
     }
 

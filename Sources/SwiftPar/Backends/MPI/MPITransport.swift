@@ -636,6 +636,14 @@ final class MPITransport: Transport {
         return result
     }
 
+    func noteProgress() {
+        job.noteProgress()
+    }
+
+    func answerWhileComputing() {
+        if job.stallTimeout != nil { job.answerWhileComputing() }
+    }
+
     func split(color: Int?, key: Int) throws -> (any Transport)? {
         // MPI_Comm_split is blocking: agree first, so a rank that never calls split is reported.
         let choices = try allgatherFixed([Int64(color ?? -1), Int64(key)], operation: "split")
