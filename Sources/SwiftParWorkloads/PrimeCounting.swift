@@ -87,15 +87,28 @@ public enum PrimeCounting {
         return total ?? 0
     }
 
+    /// Numbers per block when listing: at least 2^21 and 64 times the range's square root (a
+    /// block makes its large sieving primes again, about one step per prime up to the root:
+    /// with blocks of 2^21 near 10^18 that was nearly all the work), at most 2^26 (a block's
+    /// primes, as 4-byte offsets, stay a few MB: about 1.6 million near 10^18). Fewer blocks
+    /// than ranks near 10^18 cost less than blocks that mostly make sieving primes.
+    static func listingSpan(for range: ClosedRange<UInt64>) -> UInt64 {
+        let root = PrimeSieve.integerSquareRoot(range.upperBound)
+        let (smallest, largest): (UInt64, UInt64) = (1 << 21, 1 << 26)
+        return min(max(smallest, 64 * root), largest)
+    }
+
     /// Calls `body` on rank 0 with the primes of `range` in order, block by block, as the
-    /// ranks find them (never holding more than a few blocks).
-    public static func list(in range: ClosedRange<UInt64>, pool: Pool, _ body: ([UInt64]) throws -> Void) throws {
+    /// ranks find them (never holding more than a few blocks): each block's primes as offsets
+    /// from its first number, `base`.
+    public static func list(in range: ClosedRange<UInt64>, pool: Pool, _ body: (_ base: UInt64, _ offsets: [UInt32]) throws -> Void) throws {
         let root = PrimeSieve.integerSquareRoot(range.upperBound)
         var sievingPrimes: SievingPrimes?
-        try pool.forEachResult(Blocks(range, span: 1 << 21), ordered: true, { block -> [UInt64] in
+        let blocks = Blocks(range, span: listingSpan(for: range))
+        try pool.forEachResult(blocks, ordered: true, { block -> [UInt32] in
             if sievingPrimes == nil { sievingPrimes = SievingPrimes(upTo: root) }
-            return PrimeSieve.primes(in: block, sievingPrimes: sievingPrimes)
-        }) { _, primes in try body(primes) }
+            return PrimeSieve.primeOffsets(in: block, sievingPrimes: sievingPrimes)
+        }) { index, offsets in try body(blocks[index].lowerBound, offsets) }
     }
 }
 

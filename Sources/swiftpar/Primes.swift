@@ -132,24 +132,22 @@ struct Primes: ParsableCommand {
         options.run { world in
             let pool = Pool(world)
             if list {
-                guard world.rank == 0 else { return try PrimeCounting.list(in: range, pool: pool) { _ in } }
+                guard world.rank == 0 else { return try PrimeCounting.list(in: range, pool: pool) { _, _ in } }
                 var output = CommandOutput()
                 var first = true
                 var blocks = 0
                 if json { output.append("[") }
-                try PrimeCounting.list(in: range, pool: pool) { primes in
-                    for p in primes {
-                        if json {
-                            output.append(first ? "\n" : ",\n")
-                            output.append(String(p))
-                        } else {
-                            output.appendLine(String(p))
-                        }
+                try PrimeCounting.list(in: range, pool: pool) { base, offsets in
+                    for offset in offsets {
+                        if json { output.append(first ? "\n" : ",\n") }
+                        output.append(decimal: base + UInt64(offset))
+                        if !json { output.append(byte: 10) }
                         first = false
+                        try output.flushIfLarge()
                     }
                     // The first primes appear at once; then output goes out in large pieces.
                     blocks += 1
-                    if blocks == 1 { try output.flush() } else { try output.flushIfLarge() }
+                    if blocks == 1 { try output.flush() }
                 }
                 if json { output.append(first ? "]\n" : "\n]\n") }
                 try output.flush()

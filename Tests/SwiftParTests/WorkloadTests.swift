@@ -54,6 +54,16 @@ struct WorkloadTests {
         let reference = try Jobs.runCommand(["primesieve", "\(low)", "1000000000000", "-p"])
         let listed = try swiftpar(["primes", "--from", "\(low)", "1e12", "--list"], .mpirun(2))
         #expect(listed.status == 0 && listed.output == reference.output, "listing:\n\(listed.report.prefix(2000))")
+        // Near 10^18 a listing's blocks are 2^26 numbers (each makes the sieving primes up to
+        // 10^9 again): three blocks, the last one short, on two ranks; and at the top, 10^18.
+        for (from, to) in [("999999999800000000", "1000000000000000000"), ("999999999999990000", "1e18")] {
+            let top = try Jobs.runCommand(["primesieve", from, to == "1e18" ? "1000000000000000000" : to, "-p"], timeout: 120)
+            for launch in [Launch.local(2), .mpirun(2)] {
+                let ours = try swiftpar(["primes", "--from", from, to, "--list"], launch, timeout: 180)
+                #expect(ours.status == 0 && ours.output == top.output && !top.output.isEmpty,
+                        "\(from)...\(to) under \(launch): \(ours.output.count) bytes against primesieve's \(top.output.count)\n\(ours.report.prefix(2000))")
+            }
+        }
     }
 
     @Test("Every kind of sieving prime agrees with primesieve: slices, segments, buckets, and buckets in batches across blocks",
