@@ -291,7 +291,7 @@ void swiftpar_exit_on_termination_signals(void) {
     memset(&action, 0, sizeof action);
     action.sa_handler = exit_for_signal;
     sigemptyset(&action.sa_mask);
-    int caught[] = {SIGINT, SIGTERM, SIGHUP};
+    int caught[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
     for (unsigned i = 0; i < sizeof caught / sizeof caught[0]; i++) sigaction(caught[i], &action, NULL);
 }
 

@@ -84,7 +84,7 @@ int swiftpar_semaphore_wait(sem_t *semaphore, int64_t timeout_ns);
 /// pipe2(2) with O_CLOEXEC: 0, or -1 with errno set.
 int swiftpar_pipe(int ends[2]);
 
-/// Makes SIGINT, SIGTERM and SIGHUP end this process at once with exit status 128 + the signal,
+/// Makes SIGINT, SIGTERM, SIGHUP and SIGQUIT end this process at once with exit status 128 + the signal,
 /// as a shell reports a command a signal stopped (for a launcher such as mpirun to pass on).
 void swiftpar_exit_on_termination_signals(void);
 

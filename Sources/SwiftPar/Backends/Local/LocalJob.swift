@@ -11,9 +11,9 @@ import Glibc
 /// The starting process becomes rank 0 and forks ranks 1…N−1 before any thread exists. Each
 /// child asks the kernel for SIGKILL when its parent dies (`PR_SET_PDEATHSIG`), so a killed
 /// launcher leaves no orphans. After the forks, rank 0 starts one monitor thread that reaps the
-/// children and handles SIGINT, SIGTERM and SIGHUP through a signalfd: a dead rank is recorded
-/// in the shared job block, every rank is woken and those waiting on it throw at once, and if
-/// the job has not ended a second later the monitor ends it.
+/// children and handles SIGINT, SIGTERM, SIGHUP and SIGQUIT (Ctrl-\) through a signalfd: a
+/// dead rank is recorded in the shared job block, every rank is woken and those waiting on it
+/// throw at once, and if the job has not ended a second later the monitor ends it.
 enum LocalJob {
     /// Rank 0's monitor; set once, before the monitor thread starts, by the main thread.
     nonisolated(unsafe) static var monitor: LocalMonitor?
@@ -52,6 +52,13 @@ enum LocalJob {
         settings.start ?? (threadCount() <= 1 ? .fork : .spawn)
     }
 
+    /// Ctrl-\ (SIGQUIT) reaches every rank of the terminal's job: a rank other than 0 ends as
+    /// the signal's default action ends it, and rank 0 reports the interruption, rather than
+    /// each rank printing the Swift runtime's crash report first.
+    private static func quitQuietly() {
+        signal(SIGQUIT, SIG_DFL)
+    }
+
     private static func startByForking(size: Int, settings: JobSettings) throws -> LocalTransport {
         let region = try SharedRegion(size: size)
         let launcher = getpid()
@@ -64,6 +71,7 @@ enum LocalJob {
                 // In the child: die with the launcher, even if it is already gone.
                 _ = swiftpar_set_parent_death_signal(SIGKILL)
                 if getppid() != launcher { _exit(1) }
+                quitQuietly()
                 region.joined(rank).store(1, ordering: .releasing)
                 return LocalTransport(engine: LocalEngine(region: region, rank: rank, settings: settings),
                                       members: Array(0..<size), context: 0)
@@ -90,7 +98,7 @@ enum LocalJob {
         let engine = LocalEngine(region: region, rank: 0, settings: settings)
         guard size > 1 else { return LocalTransport(engine: engine, members: [0], context: 0) }
         swiftpar_flush_all_streams()
-        let caught: [Int32] = [SIGINT, SIGTERM, SIGHUP]
+        let caught: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
         let signals = swiftpar_forward_signals_to_pipe(caught, Int32(caught.count))
         guard signals >= 0 else { throw SystemError.current("installing the local backend's signal handlers") }
         // The process may have started with these signals blocked (a parent's mask is
@@ -168,6 +176,7 @@ enum LocalJob {
         // Die with the thread that started this process; end at once if it is already gone.
         _ = swiftpar_set_parent_death_signal(SIGKILL)
         if getppid() != job.launcher { _exit(1) }
+        quitQuietly()
         let region = try SharedRegion(joining: job.descriptor, size: job.size)
         close(job.descriptor)
         region.pid(of: job.rank).store(Int(getpid()), ordering: .relaxed)
@@ -271,7 +280,7 @@ final class LocalMonitor: @unchecked Sendable {
     /// Ranks that died while rank 0 handled failures itself; reported when the job ends.
     private var toleratedFailures: [Int] = []
 
-    /// A monitor for `children`. Forked ranks: blocks SIGCHLD, SIGINT, SIGTERM and SIGHUP in
+    /// A monitor for `children`. Forked ranks: blocks SIGCHLD, SIGINT, SIGTERM, SIGHUP and SIGQUIT in
     /// the calling thread, the only one, so every later thread inherits the mask and the
     /// signals reach a signalfd. Spawned ranks: `signals` is the pipe the signal handlers write.
     init(region: SharedRegion, engine: LocalEngine, children: [pid_t], spawned: Bool, signals: Int32 = -1) throws {
@@ -288,7 +297,7 @@ final class LocalMonitor: @unchecked Sendable {
         pidDescriptors = []
         var mask = sigset_t()
         sigemptyset(&mask)
-        for signal in [SIGCHLD, SIGINT, SIGTERM, SIGHUP] { sigaddset(&mask, signal) }
+        for signal in [SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT] { sigaddset(&mask, signal) }
         pthread_sigmask(SIG_BLOCK, &mask, nil)
         self.signals = signalfd(-1, &mask, Int32(SFD_CLOEXEC | SFD_NONBLOCK))
         guard self.signals >= 0 else { throw SystemError.current("signalfd for the local backend's monitor") }
