@@ -396,12 +396,45 @@ public enum FileHashing {
                 if group.count == 256 || groupBytes >= 64 << 20 { close() }
             }
             close()
-            units = grouped
+            units = absorbingSmallGroups(grouped)
             let trees = units.filter { if case .tree = $0 { true } else { false } }.count
             if trees == 0 || units.count >= 16 * ranks || depth >= 4 { break }
             depth += 1
         }
         return units
+    }
+
+    /// `units` (in path order) with each group of small files that lies next to a large file
+    /// (64 MiB or more) and weighs under 1/64 of it put into the large file's unit.
+    ///
+    /// The pool hands out pieces by count: with a tiny piece left over besides the large files
+    /// (a checksum list next to disk images, a marker file), it counts two pieces left where
+    /// there is one piece of work, and may queue the last large file behind another one on a
+    /// busy rank while rank 0 takes the tiny piece: 4 files of 512 MiB and a small one went
+    /// 3 to 1 across 2 ranks when rank 0 fell behind.
+    static func absorbingSmallGroups(_ units: [Unit]) -> [Unit] {
+        // The files of `a` and `b` together when they make one large file and small ones that
+        // weigh under 1/64 of it.
+        func joined(_ a: [File], _ b: [File]) -> [File]? {
+            let large = (a + b).filter { $0.size >= 64 << 20 }
+            guard large.count == 1 else { return nil }
+            let small = (a + b).reduce(Int64(0)) { $0 + ($1.size >= 64 << 20 ? 0 : $1.size + 4096) }
+            return small <= large[0].size / 64 ? a + b : nil
+        }
+        var result: [Unit] = []
+        for unit in units {
+            guard case .files(var files) = unit else {
+                result.append(unit)
+                continue
+            }
+            // A large file takes in the small groups before it, nearest first, while they fit.
+            while case .files(let before)? = result.last, let both = joined(before, files) {
+                result.removeLast()
+                files = both
+            }
+            result.append(.files(files))
+        }
+        return result
     }
 
     /// Hashes one unit: walks it if it is a tree, then hashes its files in path order.

@@ -196,6 +196,56 @@ struct WorkloadTests {
         #expect(ours.output.split(separator: "\n").count == 6 * 4 + 701 + 1, "line count: \(ours.report.prefix(500))")
     }
 
+    @Test("Small files next to large ones join their units, no more than 1/64 of the large file each, and the output is sha256sum's")
+    func hashSmallFilesJoinLargeOnes() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-join-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("sub"), withIntermediateDirectories: true)
+        // A marker before four large (sparse) files, a checksum list after them, and 600 files
+        // of 4 KiB before a fifth large file: more than 1/64 of it, so not all of them can join.
+        let large = Int64(64 << 20)
+        for i in 0..<5 {
+            let name = i < 4 ? "file\(i)" : "sub/z-large"
+            FileManager.default.createFile(atPath: root.appendingPathComponent(name).path, contents: nil)
+            let handle = try FileHandle(forWritingTo: root.appendingPathComponent(name))
+            try handle.truncate(atOffset: UInt64(large) + UInt64(i))
+            try handle.close()
+        }
+        try Data().write(to: root.appendingPathComponent(".done"))
+        try Data("sums\n".utf8).write(to: root.appendingPathComponent("zz-SHA256SUMS"))
+        for i in 0..<600 { try Data(repeating: UInt8(i % 251), count: 4096).write(to: root.appendingPathComponent(String(format: "sub/f%03d", i))) }
+
+        let units = FileHashing.units(of: [PathBytes(root.path)], followSymlinks: false, ranks: 2)
+        var covered: [String] = []
+        var largeUnits = 0
+        for unit in units {
+            guard case .files(let files) = unit else { continue }
+            covered += files.map(\.path.description)
+            let big = files.filter { $0.size >= large }
+            #expect(big.count <= 1, "two large files in one unit: \(files.map(\.path))")
+            if let one = big.first {
+                largeUnits += 1
+                let small = files.filter { $0.size < large }.reduce(Int64(0)) { $0 + $1.size + 4096 }
+                #expect(small <= one.size / 64, "\(one.path) took in \(small) bytes of small files")
+            } else {
+                #expect(files.count <= 256, "a group of \(files.count) small files")
+            }
+        }
+        #expect(largeUnits == 5, "units: \(units.map(\.debugKind))")
+        // The marker and the list are in the units of the large files next to them; of the 600
+        // small files, the last 88 (a group short of 256) join the fifth large file, and two
+        // groups of 256 stay on their own: together they would pass 1/64 of it.
+        #expect(units.count == largeUnits + 2, "units: \(units.map(\.debugKind))")
+        let expected = try Jobs.runCommand(["sh", "-c", "find '\(root.path)' -type f | LC_ALL=C sort"]).output.split(separator: "\n").map(String.init)
+        #expect(covered == expected, "the units do not cover the files in path order")
+
+        let reference = try Jobs.runCommand(["sh", "-c", "find '\(root.path)' -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum"], timeout: 60)
+        for launch in [Launch.local(2), .mpirun(2)] {
+            let ours = try swiftpar(["hash", root.path], launch)
+            #expect(ours.status == 0 && ours.output == reference.output, "\(launch):\n\(ours.report.prefix(3000))")
+        }
+    }
+
     @Test("Operands given twice or inside one another, and a tree 100 levels deep, print what sha256sum prints sorted")
     func hashOverlapsAndDepth() throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-overlap-\(UUID().uuidString)")
@@ -311,5 +361,17 @@ struct WorkloadTests {
         }
         let mpi = try swiftpar(["bench", "--tasks", "4", "--limit", "20000", "--json"], .mpirun(2))
         #expect(mpi.status == 0 && mpi.output.contains("2 MPI ranks (Pool.map)"), "\(mpi.report)")
+    }
+}
+
+extension FileHashing.Unit {
+    /// What a unit holds, for failure messages.
+    var debugKind: String {
+        switch self {
+        case .files(let files): "\(files.count) files from \(files[0].path)"
+        case .tree(let path, _): "tree \(path)"
+        case .problem(let problem): "problem \(problem.path)"
+        case .skippedLink(let path): "link \(path)"
+        }
     }
 }
