@@ -404,8 +404,10 @@ public enum FileHashing {
         return units
     }
 
-    /// `units` (in path order) with each group of small files that lies next to a large file
-    /// (64 MiB or more) and weighs under 1/64 of it put into the large file's unit.
+    /// `units` (in path order) with the small files that lie next to a large file (64 MiB or
+    /// more, with no directory or other unit between them) put into the large file's unit, as
+    /// long as together they weigh (size + 4 KiB each) no more than 1/64 of it and number no
+    /// more than 1,024.
     ///
     /// The pool hands out pieces by count: with a tiny piece left over besides the large files
     /// (a checksum list next to disk images, a marker file), it counts two pieces left where
@@ -413,26 +415,57 @@ public enum FileHashing {
     /// busy rank while rank 0 takes the tiny piece: 4 files of 512 MiB and a small one went
     /// 3 to 1 across 2 ranks when rank 0 fell behind.
     static func absorbingSmallGroups(_ units: [Unit]) -> [Unit] {
-        // The files of `a` and `b` together when they make one large file and small ones that
-        // weigh under 1/64 of it.
-        func joined(_ a: [File], _ b: [File]) -> [File]? {
-            let large = (a + b).filter { $0.size >= 64 << 20 }
-            guard large.count == 1 else { return nil }
-            let small = (a + b).reduce(Int64(0)) { $0 + ($1.size >= 64 << 20 ? 0 : $1.size + 4096) }
-            return small <= large[0].size / 64 ? a + b : nil
+        struct Tally {
+            var largeFiles = 0
+            var largeSize: Int64 = 0
+            var smallFiles = 0
+            var smallWeight: Int64 = 0
+
+            init(_ files: [File]) {
+                for file in files {
+                    if file.size >= 64 << 20 {
+                        largeFiles += 1
+                        largeSize = file.size
+                    } else {
+                        smallFiles += 1
+                        smallWeight += file.size + 4096
+                    }
+                }
+            }
+
+            /// The tally of two units together, when they hold exactly one large file and
+            /// small files that fit beside it.
+            func joined(with other: Tally) -> Tally? {
+                var both = self
+                both.largeFiles += other.largeFiles
+                both.largeSize = max(largeSize, other.largeSize)
+                both.smallFiles += other.smallFiles
+                both.smallWeight += other.smallWeight
+                guard both.largeFiles == 1, both.smallFiles <= 1024, both.smallWeight <= both.largeSize / 64 else { return nil }
+                return both
+            }
         }
         var result: [Unit] = []
+        // The tally of each unit of files in `result`; nil for other units.
+        var tallies: [Tally?] = []
         for unit in units {
             guard case .files(var files) = unit else {
                 result.append(unit)
+                tallies.append(nil)
                 continue
             }
-            // A large file takes in the small groups before it, nearest first, while they fit.
-            while case .files(let before)? = result.last, let both = joined(before, files) {
+            var tally = Tally(files)
+            // Each group joins the one before it while together they hold one large file and
+            // small ones that fit: a large file takes in the small groups before it (nearest
+            // first) when it comes, and those after it as they come.
+            while case .files(let before)? = result.last, let both = tallies.last??.joined(with: tally) {
                 result.removeLast()
-                files = both
+                tallies.removeLast()
+                files = before + files
+                tally = both
             }
             result.append(.files(files))
+            tallies.append(tally)
         }
         return result
     }
