@@ -55,12 +55,16 @@ struct GlobalOptions: ParsableArguments {
     /// Moves global options written before the subcommand (`swiftpar -n 8 info`), or between
     /// `bench` and the benchmark's name (`swiftpar bench -n 2 pingpong`), to just after the
     /// name, where every subcommand accepts them (`swiftpar info -n 8`), ahead of arguments that
-    /// belong to the subcommand (a `run` command line must stay as it was written).
+    /// belong to the subcommand (a `run` command line must stay as it was written). Before
+    /// `help` they are dropped.
     static func movingLeadingOptions(_ arguments: [String]) -> [String] {
         var (leading, index) = globalOptions(in: arguments, from: 0)
         guard index < arguments.count else { return arguments }
         var names = [arguments[index]]
         index += 1
+        // `help` runs nothing: options before it do not change what it prints
+        // (`swiftpar -n 3 help primes` is the help of `primes`).
+        if names[0] == "help" { return Array(arguments[(index - 1)...]) }
         // `bench` is a group: the options go after the benchmark's name.
         if names[0] == "bench" {
             let (more, next) = globalOptions(in: arguments, from: index)

@@ -36,6 +36,11 @@ struct CommandLineTests {
         #expect(local.status == 0, "\(local.report)")
         #expect(local.output.contains("\"backend\" : \"local\""), "\(local.report)")
         #expect(local.output.contains("\"size\" : 3"), "\(local.report)")
+        // Before `help`, they change nothing: the help of the command named, exit 0.
+        let plain = try Jobs.runCommand([Jobs.product("swiftpar"), "help", "primes"])
+        let help = try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "3", "--json", "help", "primes"])
+        #expect(plain.status == 0 && plain.output.contains("USAGE: swiftpar primes"), "\(plain.report)")
+        #expect(help.status == 0 && help.output == plain.output && help.errors.isEmpty, "\(help.report)")
     }
 
     @Test("swiftpar -n 4 info prints ranks 0-3 with backend local")
