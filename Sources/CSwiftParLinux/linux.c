@@ -38,6 +38,25 @@ void swiftpar_keep_large_buffers(int mmap_threshold, int trim_threshold) {
     mallopt(M_TRIM_THRESHOLD, trim_threshold);
 }
 
+void swiftpar_copy_bytes(void *destination, const void *source, size_t count) {
+    uintptr_t distance = ((uintptr_t)destination - (uintptr_t)source) & 4095;
+    if (count < 2048 || distance == 0 || distance >= 64) {
+        memcpy(destination, source, count);
+        return;
+    }
+    // Below the size at which glibc turns to `rep movsb` (2,112 bytes or more), its vector
+    // loop copies at full speed whatever the distance.
+    unsigned char *to = destination;
+    const unsigned char *from = source;
+    while (count > 2048) {
+        memcpy(to, from, 2048);
+        to += 2048;
+        from += 2048;
+        count -= 2048;
+    }
+    memcpy(to, from, count);
+}
+
 int swiftpar_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 
 int swiftpar_pidfd_getfd(int pidfd, int target) { return (int)syscall(SYS_pidfd_getfd, pidfd, target, 0); }

@@ -40,6 +40,28 @@ struct EncodingTests {
         return back
     }
 
+    @Test("Message copies give the same bytes at every distance and size, also where they go in pieces")
+    func fullSpeedCopies() {
+        let source = UnsafeMutableRawBufferPointer.allocate(byteCount: 3 << 16, alignment: 4096)
+        let destination = UnsafeMutableRawBufferPointer.allocate(byteCount: 3 << 16, alignment: 4096)
+        defer { source.deallocate(); destination.deallocate() }
+        for i in 0..<source.count { source[i] = UInt8(truncatingIfNeeded: i &* 131 &+ i >> 8) }
+        // The destination lies `distance` bytes past the source, modulo 4096 (both buffers start
+        // on a page): 8, 13 and 63 go in pieces. Sizes around the 2 KiB pieces.
+        for (sourceOffset, distance) in [(0, 0), (0, 8), (48, 13), (100, 63), (7, 64), (4000, 4097), (0, 2048)] {
+            for count in [0, 1, 2047, 2048, 2049, 4096 + 5, 65536 + 3] {
+                destination.initializeMemory(as: UInt8.self, repeating: 0xEE)
+                let from = source.baseAddress! + sourceOffset
+                let to = destination.baseAddress! + 4096 + sourceOffset + distance
+                to.copyMemoryAtFullSpeed(from: from, byteCount: count)
+                let copied = Array(UnsafeRawBufferPointer(start: to, count: count))
+                #expect(copied == Array(UnsafeRawBufferPointer(start: from, count: count)), "\(count) bytes at distance \(distance)")
+                // Nothing written before or after.
+                #expect((to - 1).load(as: UInt8.self) == 0xEE && (to + count).load(as: UInt8.self) == 0xEE, "\(count) bytes at distance \(distance) wrote outside")
+            }
+        }
+    }
+
     @Test("Nested structs, enums with payloads, optionals and dictionaries round trip")
     func nested() throws {
         let value = Outer(

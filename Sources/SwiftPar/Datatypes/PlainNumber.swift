@@ -123,7 +123,7 @@ extension Array: PlainNumberArray where Element: PlainNumber {
         let count = bytes.count / MemoryLayout<Element>.stride
         self.init(unsafeUninitializedCapacity: count) { buffer, initialized in
             if count > 0 {
-                UnsafeMutableRawBufferPointer(buffer).copyMemory(
+                UnsafeMutableRawBufferPointer(buffer).copyMemoryAtFullSpeed(
                     from: UnsafeRawBufferPointer(rebasing: bytes[..<(count * MemoryLayout<Element>.stride)]))
             }
             initialized = count

@@ -93,7 +93,7 @@ final class AttachmentReader {
         }
         if let bytes = kept.removeValue(forKey: index) {
             guard bytes.count == buffer.count else { throw sizeError(index, bytes.count, buffer.count) }
-            bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
+            bytes.withUnsafeBytes { buffer.copyMemoryAtFullSpeed(from: $0) }
             return
         }
         guard index >= received else {

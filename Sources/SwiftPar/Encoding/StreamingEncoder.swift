@@ -155,7 +155,7 @@ extension UnsafeMutablePointer where Pointee == EncodeContext {
     func append(_ bytes: UnsafeRawBufferPointer) {
         guard bytes.count > 0 else { return }
         reserve(bytes.count)
-        (pointee.base + pointee.count).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        (pointee.base + pointee.count).copyMemoryAtFullSpeed(from: bytes.baseAddress!, byteCount: bytes.count)
         pointee.count += bytes.count
     }
 

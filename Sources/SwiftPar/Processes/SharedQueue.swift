@@ -116,14 +116,14 @@ public final class SharedQueue<Element: Codable>: Sequence, @unchecked Sendable 
     private func copyIn(_ source: UnsafeRawPointer, _ count: Int, at position: Int) {
         let start = position % capacity
         let first = Swift.min(count, capacity - start)
-        (data + start).copyMemory(from: source, byteCount: first)
-        if first < count { data.copyMemory(from: source + first, byteCount: count - first) }
+        (data + start).copyMemoryAtFullSpeed(from: source, byteCount: first)
+        if first < count { data.copyMemoryAtFullSpeed(from: source + first, byteCount: count - first) }
     }
 
     private func copyOut(_ destination: UnsafeMutableRawPointer, _ count: Int, at position: Int) {
         let start = position % capacity
         let first = Swift.min(count, capacity - start)
-        destination.copyMemory(from: data + start, byteCount: first)
-        if first < count { (destination + first).copyMemory(from: data, byteCount: count - first) }
+        destination.copyMemoryAtFullSpeed(from: data + start, byteCount: first)
+        if first < count { (destination + first).copyMemoryAtFullSpeed(from: data, byteCount: count - first) }
     }
 }

@@ -257,8 +257,8 @@ struct Ring {
     func copyIn(_ source: UnsafeRawPointer, count: Int, at position: Int) {
         let start = position & (capacity - 1)
         let first = min(count, capacity - start)
-        (data + start).copyMemory(from: source, byteCount: first)
-        if first < count { data.copyMemory(from: source + first, byteCount: count - first) }
+        (data + start).copyMemoryAtFullSpeed(from: source, byteCount: first)
+        if first < count { data.copyMemoryAtFullSpeed(from: source + first, byteCount: count - first) }
     }
 
     /// The `count` bytes at absolute position `position`, if they do not wrap around the end.
@@ -273,8 +273,8 @@ struct Ring {
     func copyOut(_ destination: UnsafeMutableRawPointer, count: Int, at position: Int) {
         let start = position & (capacity - 1)
         let first = min(count, capacity - start)
-        destination.copyMemory(from: data + start, byteCount: first)
-        if first < count { (destination + first).copyMemory(from: data, byteCount: count - first) }
+        destination.copyMemoryAtFullSpeed(from: data + start, byteCount: first)
+        if first < count { (destination + first).copyMemoryAtFullSpeed(from: data, byteCount: count - first) }
     }
 }
 

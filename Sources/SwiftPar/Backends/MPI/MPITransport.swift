@@ -449,7 +449,7 @@ final class MPITransport: Transport {
             return nil
         }
         let fitting = min(bytes.count, buffer.count)
-        if fitting > 0 { buffer.baseAddress!.copyMemory(from: landed, byteCount: fitting) }
+        if fitting > 0 { buffer.baseAddress!.copyMemoryAtFullSpeed(from: landed, byteCount: fitting) }
         return DirectReceipt(info: info, written: fitting, following: WireHeader.followingCount(in: bytes))
     }
 
@@ -457,7 +457,7 @@ final class MPITransport: Transport {
         if let index = stash.firstIndex(where: { Self.matches($0.info, source: info.source, tag: info.tag) }) {
             var offset = 0
             for chunk in stash.remove(at: index).chunks {
-                chunk.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[offset...]).copyMemory(from: $0) }
+                chunk.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[offset...]).copyMemoryAtFullSpeed(from: $0) }
                 offset += chunk.count
             }
             return
