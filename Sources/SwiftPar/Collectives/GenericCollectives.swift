@@ -77,16 +77,15 @@ extension Transport {
             try collectiveChannel.sendArray(values, to: root, tag: CollectiveTag.gather.rawValue)
             return nil
         }
-        var result: [T] = []
-        result.reserveCapacity(counts.reduce(0, +))
+        var parts: [ArraySlice<T>] = []
         for source in 0..<size {
             if source == rank {
-                result.append(contentsOf: values)
+                parts.append(values[...])
             } else {
-                result.append(contentsOf: try receiveCollective(T.self, count: counts[source], from: source, tag: .gather))
+                parts.append(try receiveCollective(T.self, count: counts[source], from: source, tag: .gather)[...])
             }
         }
-        return result
+        return [T](joiningAtFullSpeed: parts)
     }
 
     func genericAllgather<T: PlainNumber>(_ values: [T], counts: [Int]) throws -> [T] {
@@ -101,7 +100,7 @@ extension Transport {
         var start = 0
         var mine: [T] = []
         for destination in 0..<size {
-            let piece = Array(flat[start..<start + counts[destination]])
+            let piece = [T](joiningAtFullSpeed: [flat[start..<start + counts[destination]]])
             start += counts[destination]
             if destination == rank {
                 mine = piece
@@ -118,16 +117,16 @@ extension Transport {
         var sendStarts = [Int](repeating: 0, count: size)
         for r in 1..<max(size, 1) { sendStarts[r] = sendStarts[r - 1] + sendCounts[r - 1] }
         var pieces = [[T]](repeating: [], count: size)
-        pieces[rank] = Array(flat[sendStarts[rank]..<sendStarts[rank] + sendCounts[rank]])
+        pieces[rank] = [T](joiningAtFullSpeed: [flat[sendStarts[rank]..<sendStarts[rank] + sendCounts[rank]]])
         for offset in 1..<max(size, 1) {
             let destination = (rank + offset) % size
             let source = (rank - offset + size) % size
-            let outgoing = Array(flat[sendStarts[destination]..<sendStarts[destination] + sendCounts[destination]])
+            let outgoing = [T](joiningAtFullSpeed: [flat[sendStarts[destination]..<sendStarts[destination] + sendCounts[destination]]])
             let request = try channel.startSend(OutgoingBytes(outgoing), to: destination, tag: CollectiveTag.allToAll.rawValue)
             pieces[source] = try receiveCollective(T.self, count: receiveCounts[source], from: source, tag: .allToAll)
             try request.wait()
         }
-        return pieces.flatMap { $0 }
+        return [T](joiningAtFullSpeed: pieces.map { $0[...] })
     }
 
     /// Combines contributions in rank order, so results are the same on every run.

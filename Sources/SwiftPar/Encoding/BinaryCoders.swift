@@ -11,7 +11,7 @@ public struct BinaryEncoder: Sendable {
 
     /// Returns the bytes of `value`, header included.
     public func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
-        try withEncoded(value) { [UInt8]($0) }
+        try withEncoded(value) { [UInt8](copyingAtFullSpeed: $0) }
     }
 
     /// Calls `body` with the bytes of `value`, header included, without copying them into an array.

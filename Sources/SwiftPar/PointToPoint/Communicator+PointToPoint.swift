@@ -146,7 +146,7 @@ extension Communicator {
         if plainArrayType(T.self) != nil { return [OutgoingBytes(owner: value as! any PlainNumberArray)] }
         do {
             return try BinaryEncoder().withEncoded(value, attaching: true) { body, attachments in
-                [OutgoingBytes([UInt8](body))] + attachments.map { OutgoingBytes(owner: $0) }
+                [OutgoingBytes([UInt8](copyingAtFullSpeed: body))] + attachments.map { OutgoingBytes(owner: $0) }
             }
         } catch let error as CommunicatorError {
             throw error

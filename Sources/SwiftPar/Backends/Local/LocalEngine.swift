@@ -74,7 +74,7 @@ final class LocalEngine {
     func send(_ bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int, context: Int, waiter: LocalTransport) throws {
         let header = FrameHeader(length: bytes.count, tag: tag, context: context)
         if destination == me {
-            pending[me].append(PendingMessage(header: header, bytes: [UInt8](bytes)))
+            pending[me].append(PendingMessage(header: header, bytes: [UInt8](copyingAtFullSpeed: bytes)))
             return
         }
         if outgoing[destination].isEmpty && tryWriteWhole(header, bytes, to: destination) { return }
@@ -96,7 +96,7 @@ final class LocalEngine {
     func startSend(_ message: OutgoingBytes, to destination: Int, tag: Int, context: Int, waiter: LocalTransport) throws -> any TransportRequest {
         let header = FrameHeader(length: message.byteCount, tag: tag, context: context)
         if destination == me {
-            message.withBytes { pending[me].append(PendingMessage(header: header, bytes: [UInt8]($0))) }
+            message.withBytes { pending[me].append(PendingMessage(header: header, bytes: [UInt8](copyingAtFullSpeed: $0))) }
             return CompletedRequest()
         }
         if outgoing[destination].isEmpty, message.withBytes({ tryWriteWhole(header, $0, to: destination) }) {
