@@ -4,10 +4,9 @@ import CSwiftParLinux
 // at a fifteenth of its usual speed when the destination lies 1 to 15 bytes past the source
 // within a 4 KiB page, and at about two thirds up to 63 (3.4 and 35 against 52 GB/s for 64 KiB
 // on the 2-core EPYC host). Where messages land is up to the ring's write position and the
-// allocator, so on the local backend whole runs of 64 KiB and 4 MiB messages took 30 µs and
-// 2 ms instead of 5.5 µs and 0.4 ms, depending on what had been sent before. The copies of
-// message bytes go through `swiftpar_copy_bytes`, which cuts such copies into pieces small
-// enough for glibc's vector loop.
+// allocator, so any message may meet such a distance. The copies of message bytes go through
+// `swiftpar_copy_bytes`, which cuts such copies into pieces small enough for glibc's vector
+// loop.
 
 extension UnsafeMutableRawPointer {
     /// Copies `byteCount` bytes from `source` to here, as `copyMemory(from:byteCount:)` does,
