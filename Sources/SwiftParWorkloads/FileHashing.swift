@@ -346,6 +346,9 @@ public enum FileHashing {
         }
     }
 
+    /// A file this large is a unit of its own, which small files beside it may join.
+    static let largeFileSize: Int64 = 64 << 20
+
     /// Splits the work of hashing `paths` into units: rank 0 walks the operands' top levels
     /// and leaves deeper directories to the ranks. Files are grouped a few hundred at a time
     /// (a file of 64 MiB or more alone); units come back sorted by the paths they cover.
@@ -386,7 +389,7 @@ public enum FileHashing {
                     grouped.append(piece)
                     continue
                 }
-                if file.size >= 64 << 20 {
+                if file.size >= largeFileSize {
                     close()
                     grouped.append(piece)
                     continue
@@ -423,7 +426,7 @@ public enum FileHashing {
 
             init(_ files: [File]) {
                 for file in files {
-                    if file.size >= 64 << 20 {
+                    if file.size >= FileHashing.largeFileSize {
                         largeFiles += 1
                         largeSize = file.size
                     } else {
