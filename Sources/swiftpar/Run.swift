@@ -12,7 +12,7 @@ struct Run: ParsableCommand {
         discussion: """
             Each input becomes one task: COMMAND with the input in place of {} (appended when there is no replacement string), run by /bin/sh -c in a process group of its own. Inputs come from ::: values, from the lines of :::: files, or from standard input. Several sources give every combination (the last varies fastest); --link pairs them.
 
-            Replacement strings: {} {.} {/} {//} {/.} {#} (task number) {%} (slot), and {1} {2} {1.} {2/} ... for one source. Inputs are quoted for the shell.
+            Replacement strings: {} {.} {/} {//} {/.} {#} (task number) {%} (slot), and {1} {2} {1.} {2/} ... for one source. Inputs are quoted for the shell. There are no Perl expressions: a command with {=...=} is refused.
 
             Every rank is a slot (rank 0 too); --slots-per-rank K gives K. Each task's output is printed whole as it ends, never mixed with another's; -k keeps input order. The exit status is the number of failed tasks (at most 101), as GNU parallel's; 255 for a usage error. Tasks see SWIFTPAR_TASK, SWIFTPAR_RANK and SWIFTPAR_SLOT (and PARALLEL_SEQ, PARALLEL_JOBSLOT) in their environment; SWIFTPAR_SHELL chooses another shell.
 
@@ -102,6 +102,11 @@ struct Run: ParsableCommand {
         do { _ = try HaltPolicy.parse(halt ?? "never") } catch { throw ValidationError("\(error)") }
         if commands != nil && (!words.isEmpty || !argumentFiles.isEmpty) {
             throw ValidationError("--commands FILE takes the commands from FILE: give no command, ::: or -a with it")
+        }
+        let command = words.prefix { ![":::", ":::+", "::::", "::::+"].contains($0) }.map(RawArguments.bytes(of:))
+        if let expression = CommandTemplate.perlExpression(in: command) {
+            throw ValidationError("swiftpar run has no Perl expressions in replacement strings: \(expression) would run as literal text; "
+                                  + "compute the value in the command instead (for example with sed, or the shell's ${x%.gz})")
         }
     }
 

@@ -65,6 +65,32 @@ struct TaskFarmTests {
         #expect(String(decoding: appended.command(inputs: [Array("a".utf8), Array("b c".utf8)], sequence: 1, slot: 1), as: UTF8.self) == "echo hi a 'b c'")
     }
 
+    @Test("A Perl expression ({=…=}) is refused before any task runs, not run as literal text")
+    func perlExpressions() throws {
+        func words(_ text: String...) -> [[UInt8]] { text.map { Array($0.utf8) } }
+        // GNU parallel joins the words first, so an expression may span several.
+        #expect(CommandTemplate.perlExpression(in: words("echo", "{=", "s/a/X/", "=}")) == "{= s/a/X/ =}")
+        #expect(CommandTemplate.perlExpression(in: words("echo", "x{2=uc=}y", "{-1= $_ =}")) == "{2=uc=}")
+        #expect(CommandTemplate.perlExpression(in: words("echo", "{==}")) == "{==}")
+        for plain in [words("echo", "{}", "=}"), words("echo", "a{=b"), words("awk", "{x=1}"), words("echo", "{=}"), words("echo", "{#}")] {
+            #expect(CommandTemplate.perlExpression(in: plain) == nil, "\(plain.map { String(decoding: $0, as: UTF8.self) })")
+        }
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let script = """
+            cd '\(folder.path)'
+            \(Self.swiftpar(.local(2))) run 'echo {= s/a/X/ =} > ran' ::: abc 2> err; echo "status $?"
+            test -e ran && echo "a task ran"
+            \(Self.swiftpar(.local(2))) run -k echo '{=' ::: abc; echo "unclosed $?"
+            """
+        let result = try Jobs.runShell(script, timeout: 60)
+        let err = (try? String(contentsOf: folder.appendingPathComponent("err"), encoding: .utf8)) ?? ""
+        #expect(result.output.contains("status 255\n") && !result.output.contains("a task ran"), "\(result.report)")
+        #expect(err.contains("no Perl expressions in replacement strings: {= s/a/X/ =} would run as literal text"), "\(err)")
+        // Without its closing =}, it is no expression (as in GNU parallel): plain text.
+        #expect(result.output.contains("{= abc\nunclosed 0\n"), "\(result.report)")
+    }
+
     @Test("Several sources combine as GNU parallel's: every combination, --link, :::+")
     func combinations() throws {
         func all(_ sources: [InputSpecification], link: Bool = false) throws -> [String] {

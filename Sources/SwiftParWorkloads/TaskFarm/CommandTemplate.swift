@@ -110,6 +110,34 @@ package struct CommandTemplate: Sendable {
         }
     }
 
+    /// The first Perl expression GNU parallel would replace in a command of `words` (`{=…=}`
+    /// or `{3=…=}`, possibly spread over several words, as parallel joins them with spaces
+    /// first), or nil when there is none. swiftpar runs no Perl: such a command would run with
+    /// the expression as literal text, so the caller refuses it.
+    package static func perlExpression(in words: [[UInt8]]) -> String? {
+        var text: [UInt8] = []
+        for (index, word) in words.enumerated() {
+            if index > 0 { text.append(0x20) }
+            text += word
+        }
+        let open = UInt8(ascii: "{"), equals = UInt8(ascii: "="), close = UInt8(ascii: "}")
+        var index = 0
+        while index < text.count {
+            defer { index += 1 }
+            guard text[index] == open else { continue }
+            // An optional input number (`{2=`, `{-1=`), then `=`.
+            var next = index + 1
+            if next < text.count, text[next] == UInt8(ascii: "-") { next += 1 }
+            while next < text.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(text[next]) { next += 1 }
+            guard next < text.count, text[next] == equals else { continue }
+            var end = next + 1
+            while end + 1 < text.count, !(text[end] == equals && text[end + 1] == close) { end += 1 }
+            guard end + 1 < text.count else { return nil }
+            return String(decoding: text[index...(end + 1)], as: UTF8.self)
+        }
+        return nil
+    }
+
     /// Cuts a word into literal text and the replacement strings GNU parallel knows; anything
     /// else between braces (`{x}`, `{ }`) stays literal.
     static func pieces(_ word: [UInt8]) -> [Piece] {
