@@ -613,8 +613,9 @@ struct LargePrimePlacer {
     let start: UInt64
     let baseByte: UInt64
     let bucketSegments: Int
-    /// Primes are gathered a word group at a time, placed in one loop (no dependency from one to
-    /// the next, so the divisions overlap), then filed in another.
+    /// Primes are gathered a word group at a time, placed together (in C, eight at a time with
+    /// AVX-512: `swiftpar_place_large_primes`), the ones that hit the block moved to the front
+    /// without a branch, then filed.
     static let groupWords = 64
     let found: UnsafeMutablePointer<UInt64>
     let places: UnsafeMutablePointer<Int>
@@ -671,28 +672,10 @@ struct LargePrimePlacer {
         let largest = 30 &* (found[count &- 1] >> 3) &+ residues[Int(truncatingIfNeeded: found[count &- 1] & 7)]
         let clamped = largest.multipliedReportingOverflow(by: largest).overflow || largest &* largest > start
         if start < 1 << 62 {
-            // Near the quotient in floating point, then exact: a large prime is above 2^22, so
-            // the double's quotient is within one of start/p, and r = start − q0·p lies in (−p, 2p).
-            // Two loops, the quotients first: each iteration of a short loop is a chain of
-            // dependent steps (divide, multiply, compare), and with less in each the processor
-            // keeps more of them going at once.
-            let startDouble = Double(Int64(bitPattern: start))
-            let startInteger = Int64(bitPattern: start)
-            for i in 0..<count {
-                let packed = found[i]
-                let p = 30 &* Int64(bitPattern: packed >> 3) &+ Int64(bitPattern: residues[Int(truncatingIfNeeded: packed & 7)])
-                let q0 = Int64(startDouble / Double(p))
-                let r = startInteger &- q0 &* p
-                var q = q0 &+ (r > 0 ? 1 : 0) &+ (r > p ? 1 : 0)
-                if clamped { q = Swift.max(q, p) }
-                places[i] = Int(truncatingIfNeeded: q)
-            }
-            for i in 0..<count {
-                let packed = found[i]
-                let a = Int64(bitPattern: packed >> 3)
-                let residueClass = Int(truncatingIfNeeded: packed & 7)
-                let p = 30 &* a &+ Int64(bitPattern: residues[residueClass])
-                placeOne(i, a: a, residueClass: residueClass, p: p, q: UInt64(truncatingIfNeeded: places[i]))
+            // In C, eight primes at a time where the processor allows (the same arithmetic as
+            // `placeOne` below, with the quotient found in floating point and made exact).
+            places.withMemoryRebound(to: Int64.self, capacity: count) { places in
+                swiftpar_place_large_primes(found, places, found, count, Int64(bitPattern: start), Int64(baseByte), clamped ? 1 : 0)
             }
         } else {
             for i in 0..<count {
@@ -714,14 +697,22 @@ struct LargePrimePlacer {
                 &+ Int(truncatingIfNeeded: a) &* wheel[j] &+ turnStart[kind]
             found[i] = UInt64(bitPattern: a) &<< 6 | UInt64(kind)
         }
+        // The primes whose multiple falls in the block, moved to the front without a branch: near
+        // 10^18 about half of a block's large primes miss it, at random, which a branch per
+        // prime would mispredict half the time.
         let bucketSegments = UInt(bitPattern: bucketSegments)
+        var hits = 0
         for i in 0..<count {
             let position = places[i]
-            if UInt(bitPattern: position >> Buckets.shift) < bucketSegments {
-                let entry = found[i]
-                buckets.add(a: UInt32(truncatingIfNeeded: entry >> 6), classPosition: Int(truncatingIfNeeded: entry & 63),
-                            offset: position & Buckets.mask, segment: position >> Buckets.shift)
-            }
+            places[hits] = position
+            found[hits] = found[i]
+            hits &+= UInt(bitPattern: position >> Buckets.shift) < bucketSegments ? 1 : 0
+        }
+        for i in 0..<hits {
+            let position = places[i]
+            let entry = found[i]
+            buckets.add(a: UInt32(truncatingIfNeeded: entry >> 6), classPosition: Int(truncatingIfNeeded: entry & 63),
+                        offset: position & Buckets.mask, segment: position >> Buckets.shift)
         }
     }
 
@@ -908,4 +899,31 @@ struct Buckets {
         }
         return table
     }()
+}
+
+extension PrimeSieve {
+    /// Where the first multiples of large primes (`a << 3 | class` each, above 2^22) at or after
+    /// `start` (< 2^62) fall, as (byte, entry) pairs: by the code the sieve uses (eight at a time
+    /// where the processor allows), by the same code one at a time, and by exact integer
+    /// division. For tests: the three must agree.
+    package static func placements(of packed: [UInt64], start: UInt64, baseByte: UInt64, clamped: Bool)
+        -> (used: [[Int64]], oneAtATime: [[Int64]], exact: [[Int64]]) {
+        func run(_ place: (UnsafePointer<UInt64>, UnsafeMutablePointer<Int64>, UnsafeMutablePointer<UInt64>, Int, Int64, Int64, Int32) -> Void) -> [[Int64]] {
+            var places = [Int64](repeating: 0, count: packed.count)
+            var entries = [UInt64](repeating: 0, count: packed.count)
+            place(packed, &places, &entries, packed.count, Int64(bitPattern: start), Int64(bitPattern: baseByte), clamped ? 1 : 0)
+            return zip(places, entries).map { [$0, Int64(bitPattern: $1)] }
+        }
+        let exact = packed.map { word -> [Int64] in
+            let a = word >> 3, residueClass = Int(word & 7)
+            let p = 30 * a + PrimeSieve.residues[residueClass]
+            var q = start / p + (start % p == 0 ? 0 : 1)
+            if clamped { q = Swift.max(q, p) }
+            let j = PrimeSieve.wheelPositionAtOrAfter[Int(q % 30)]
+            let w = UInt64(PrimeSieve.wheel[j])
+            let place = (q / 30) &* p &- baseByte &+ a &* w &+ PrimeSieve.residues[residueClass] * w / 30
+            return [Int64(bitPattern: place), Int64(bitPattern: a << 6 | UInt64(residueClass << 3 | j))]
+        }
+        return (run(swiftpar_place_large_primes), run(swiftpar_place_large_primes_one_at_a_time), exact)
+    }
 }

@@ -85,6 +85,38 @@ struct WorkloadTests {
         }
     }
 
+    @Test("Large primes' first multiples: the vector code, the same one at a time, and exact division agree")
+    func largePrimePlacements() {
+        var generator = SystemRandomNumberGenerator()
+        // Starts near 0, near 10^18 and up to just below 2^62, with and without the primes'
+        // squares as the least multiple (clamped); primes from above 2^22 to below 2^32, in
+        // every class.
+        let starts: [UInt64] = [0, 1, 29, 30, 4_000_000_000_000, 999_999_990_000_000_000, 1_000_000_000_000_000_000, (1 << 62) - 1]
+            + (0..<24).map { _ in UInt64.random(in: 0..<(1 << 62), using: &generator) }
+        for start in starts {
+            // 203 primes: 25 groups of eight and a tail of three.
+            var packed = (0..<203).map { _ in UInt64.random(in: 140_000...143_165_576, using: &generator) << 3 | UInt64.random(in: 0...7, using: &generator) }
+            // Starts that are multiples of a prime (its quotient in floating point falls just
+            // short of the exact one 4% of the time, and must not give the next multiple): that
+            // prime in a group and in the tail.
+            var cases = [(start, packed[5])]
+            for _ in 0..<64 {
+                let chosen = packed[Int.random(in: 0..<200, using: &generator)]
+                let p = 30 * (chosen >> 3) + [1, 7, 11, 13, 17, 19, 23, 29][Int(chosen & 7)]
+                if start >= p { cases.append((start / p * p, chosen)) }
+            }
+            for (start, chosen) in cases {
+                packed[201] = chosen
+                for clamped in [false, true] {
+                    let baseByte = start / 30 - UInt64.random(in: 0...min(start / 30, 1 << 20), using: &generator)
+                    let (used, oneAtATime, exact) = PrimeSieve.placements(of: packed, start: start, baseByte: baseByte, clamped: clamped)
+                    let wrong = (0..<packed.count).filter { used[$0] != exact[$0] || oneAtATime[$0] != exact[$0] }
+                    #expect(wrong.isEmpty, "start \(start), clamped \(clamped): \(wrong.count) differ, first \(wrong.first.map { "packed \(packed[$0]): \(used[$0]) \(oneAtATime[$0]) against \(exact[$0])" } ?? "")")
+                }
+            }
+        }
+    }
+
     @Test("The sieve's own interface works up to 2^64 − 1, as primesieve does",
           .enabled(if: FileManager.default.fileExists(atPath: "/usr/bin/primesieve")))
     func sieveAtTheTopOfUInt64() throws {

@@ -24,6 +24,19 @@ void swiftpar_keep_large_buffers(int mmap_threshold, int trim_threshold);
 /// and slower up to 63 (3.4 and 35 against 52 GB/s for 64 KiB).
 void swiftpar_copy_bytes(void *destination, const void *source, size_t count);
 
+/// Where the first multiple of each large prime at or after `start` (< 2^62) falls in a block
+/// whose byte 0 is wheel byte `base_byte`: for each of `count` primes p = 30a + residue, given
+/// as `a << 3 | class`, the multiplier q = max(⌈start / p⌉, p if `clamped`) is rounded up to
+/// one coprime to 30, 30c + wheel[j]; `places[i]` gets the byte of that multiple (c·p +
+/// a·wheel[j] + ⌊residue·wheel[j]/30⌋ − base_byte) and `entries[i]` gets `a << 6 | class << 3 |
+/// j`. `entries` may be `packed` itself. Eight primes at a time where the processor has AVX-512.
+void swiftpar_place_large_primes(const uint64_t *packed, int64_t *places, uint64_t *entries, long count,
+                                 int64_t start, int64_t base_byte, int clamped);
+
+/// The same, one prime at a time, whatever the processor (the fallback, and a check for tests).
+void swiftpar_place_large_primes_one_at_a_time(const uint64_t *packed, int64_t *places, uint64_t *entries, long count,
+                                               int64_t start, int64_t base_byte, int clamped);
+
 /// pidfd_open(2): a descriptor for process `pid`, or -1 with errno set.
 int swiftpar_pidfd_open(pid_t pid);
 

@@ -1,0 +1,110 @@
+// The prime sieve's hottest arithmetic near 10^18: where each large sieving prime's first
+// multiple falls in a block. A block far from 0 makes and places all its large primes again
+// (50 million below 10^9 for a block near 10^18), so this runs for every one of them in every
+// block. With AVX-512 eight primes go through it at once; elsewhere one at a time, the same way.
+
+#include "swiftpar_linux.h"
+
+#include <stdint.h>
+
+/// The residues coprime to 30, one per class.
+static const int64_t residues[8] = {1, 7, 11, 13, 17, 19, 23, 29};
+/// The residues below 30 that are coprime to it, as bits: the number of them below m is the
+/// wheel position of the first multiplier at or after m (mod 30).
+static const uint64_t wheel_bits = (1u << 1) | (1u << 7) | (1u << 11) | (1u << 13) | (1u << 17) | (1u << 19) | (1u << 23) | (1u << 29);
+
+/// One prime, as the vector code does eight: see `swiftpar_place_large_primes`.
+static inline void place_one(uint64_t packed, int64_t start, double start_double, int64_t base_byte, int clamped,
+                             int64_t *place, uint64_t *entry) {
+    int64_t a = (int64_t)(packed >> 3);
+    int64_t class_index = (int64_t)(packed & 7);
+    int64_t r = residues[class_index];
+    int64_t p = 30 * a + r;
+    // Within one of start / p (the double's quotient errs by far less than one for p > 2^22),
+    // then exact: the remainder lies in (-p, 2p).
+    int64_t q = (int64_t)(start_double / (double)p);
+    int64_t rest = start - q * p;
+    q += (rest > 0) + (rest > p);
+    if (clamped && q < p) q = p;
+    int64_t c = q / 30;
+    int64_t m = q - 30 * c;
+    int64_t j = __builtin_popcountll(wheel_bits & ((1ull << m) - 1));
+    int64_t w = residues[j];
+    *place = (int64_t)((uint64_t)c * (uint64_t)p - (uint64_t)base_byte + (uint64_t)(a * w) + (uint64_t)(r * w / 30));
+    *entry = (uint64_t)a << 6 | (uint64_t)(class_index << 3 | j);
+}
+
+void swiftpar_place_large_primes_one_at_a_time(const uint64_t *packed, int64_t *places, uint64_t *entries, long count,
+                                               int64_t start, int64_t base_byte, int clamped) {
+    double start_double = (double)start;
+    for (long i = 0; i < count; i++) place_one(packed[i], start, start_double, base_byte, clamped, &places[i], &entries[i]);
+}
+
+#if defined(__x86_64__) && defined(__clang__)
+#include <immintrin.h>
+
+#define SWIFTPAR_AVX512 __attribute__((target("avx512f,avx512dq,avx512vpopcntdq")))
+
+SWIFTPAR_AVX512
+static void place_avx512(const uint64_t *packed, int64_t *places, uint64_t *entries, long count,
+                         int64_t start, int64_t base_byte, int clamped) {
+    const __m512i residue_table = _mm512_setr_epi64(1, 7, 11, 13, 17, 19, 23, 29);
+    const __m512i one = _mm512_set1_epi64(1), zero = _mm512_setzero_si512();
+    const __m512i thirty = _mm512_set1_epi64(30), bits = _mm512_set1_epi64((long long)wheel_bits);
+    const __m512i start_vector = _mm512_set1_epi64(start), base_vector = _mm512_set1_epi64(base_byte);
+    const __m512d start_double = _mm512_set1_pd((double)start), thirtieth = _mm512_set1_pd(1.0 / 30.0);
+    long i = 0;
+    for (; i + 8 <= count; i += 8) {
+        __m512i word = _mm512_loadu_si512(packed + i);
+        __m512i a = _mm512_srli_epi64(word, 3);
+        __m512i class_index = _mm512_and_si512(word, _mm512_set1_epi64(7));
+        __m512i r = _mm512_permutexvar_epi64(class_index, residue_table);
+        __m512i p = _mm512_add_epi64(_mm512_mullo_epi64(a, thirty), r);
+        __m512i q = _mm512_cvttpd_epi64(_mm512_div_pd(start_double, _mm512_cvtepi64_pd(p)));
+        __m512i rest = _mm512_sub_epi64(start_vector, _mm512_mullo_epi64(q, p));
+        q = _mm512_mask_add_epi64(q, _mm512_cmpgt_epi64_mask(rest, zero), q, one);
+        q = _mm512_mask_add_epi64(q, _mm512_cmpgt_epi64_mask(rest, p), q, one);
+        if (clamped) q = _mm512_max_epi64(q, p);
+        // q / 30 through a double (q < 2^53), then exact.
+        __m512i c = _mm512_cvttpd_epi64(_mm512_mul_pd(_mm512_cvtepi64_pd(q), thirtieth));
+        __m512i m = _mm512_sub_epi64(q, _mm512_mullo_epi64(c, thirty));
+        __mmask8 low = _mm512_cmplt_epi64_mask(m, zero), high = _mm512_cmpge_epi64_mask(m, thirty);
+        c = _mm512_mask_sub_epi64(c, low, c, one);
+        m = _mm512_mask_add_epi64(m, low, m, thirty);
+        c = _mm512_mask_add_epi64(c, high, c, one);
+        m = _mm512_mask_sub_epi64(m, high, m, thirty);
+        __m512i j = _mm512_popcnt_epi64(_mm512_and_si512(bits, _mm512_sub_epi64(_mm512_sllv_epi64(one, m), one)));
+        __m512i w = _mm512_permutexvar_epi64(j, residue_table);
+        // r·w / 30 for r·w ≤ 841: (r·w·2185) >> 16 is exact there.
+        __m512i turn = _mm512_srli_epi64(_mm512_mullo_epi64(_mm512_mullo_epi64(r, w), _mm512_set1_epi64(2185)), 16);
+        __m512i place = _mm512_sub_epi64(_mm512_mullo_epi64(c, p), base_vector);
+        place = _mm512_add_epi64(place, _mm512_add_epi64(_mm512_mullo_epi64(a, w), turn));
+        __m512i entry = _mm512_or_si512(_mm512_slli_epi64(a, 6), _mm512_or_si512(_mm512_slli_epi64(class_index, 3), j));
+        _mm512_storeu_si512(places + i, place);
+        _mm512_storeu_si512(entries + i, entry);
+    }
+    swiftpar_place_large_primes_one_at_a_time(packed + i, places + i, entries + i, count - i, start, base_byte, clamped);
+}
+
+static int has_avx512(void) {
+    static int known = -1;
+    int answer = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (answer < 0) {
+        __builtin_cpu_init();
+        answer = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vpopcntdq");
+        __atomic_store_n(&known, answer, __ATOMIC_RELAXED);
+    }
+    return answer;
+}
+#endif
+
+void swiftpar_place_large_primes(const uint64_t *packed, int64_t *places, uint64_t *entries, long count,
+                                 int64_t start, int64_t base_byte, int clamped) {
+#if defined(__x86_64__) && defined(__clang__)
+    if (has_avx512()) {
+        place_avx512(packed, places, entries, count, start, base_byte, clamped);
+        return;
+    }
+#endif
+    swiftpar_place_large_primes_one_at_a_time(packed, places, entries, count, start, base_byte, clamped);
+}
