@@ -9,9 +9,9 @@
 
 /// The residues coprime to 30, one per class.
 static const int64_t residues[8] = {1, 7, 11, 13, 17, 19, 23, 29};
-/// The residues below 30 that are coprime to it, as bits: the number of them below m is the
-/// wheel position of the first multiplier at or after m (mod 30).
-static const uint64_t wheel_bits = (1u << 1) | (1u << 7) | (1u << 11) | (1u << 13) | (1u << 17) | (1u << 19) | (1u << 23) | (1u << 29);
+/// The wheel position of the first multiplier at or after m (mod 30), the number of residues
+/// below m, by m / 2: every residue is odd, so m and m + 1 (m even) have the same.
+static const int64_t position_at_or_after_half[16] = {0, 1, 1, 1, 2, 2, 3, 4, 4, 5, 6, 6, 7, 7, 7, 0};
 
 /// One prime, as the vector code does eight: see `swiftpar_place_large_primes`.
 static inline void place_one(uint64_t packed, int64_t start, double start_double, int64_t base_byte, int clamped,
@@ -28,7 +28,7 @@ static inline void place_one(uint64_t packed, int64_t start, double start_double
     if (clamped && q < p) q = p;
     int64_t c = q / 30;
     int64_t m = q - 30 * c;
-    int64_t j = __builtin_popcountll(wheel_bits & ((1ull << m) - 1));
+    int64_t j = position_at_or_after_half[m >> 1];
     int64_t w = residues[j];
     *place = (int64_t)((uint64_t)c * (uint64_t)p - (uint64_t)base_byte + (uint64_t)(a * w) + (uint64_t)(r * w / 30));
     *entry = (uint64_t)a << 6 | (uint64_t)(class_index << 3 | j);
@@ -43,14 +43,16 @@ void swiftpar_place_large_primes_one_at_a_time(const uint64_t *packed, int64_t *
 #if defined(__x86_64__) && defined(__clang__)
 #include <immintrin.h>
 
-#define SWIFTPAR_AVX512 __attribute__((target("avx512f,avx512dq,avx512vpopcntdq")))
+#define SWIFTPAR_AVX512 __attribute__((target("avx512f,avx512dq")))
 
 SWIFTPAR_AVX512
 static void place_avx512(const uint64_t *packed, int64_t *places, uint64_t *entries, long count,
                          int64_t start, int64_t base_byte, int clamped) {
     const __m512i residue_table = _mm512_setr_epi64(1, 7, 11, 13, 17, 19, 23, 29);
     const __m512i one = _mm512_set1_epi64(1), zero = _mm512_setzero_si512();
-    const __m512i thirty = _mm512_set1_epi64(30), bits = _mm512_set1_epi64((long long)wheel_bits);
+    const __m512i thirty = _mm512_set1_epi64(30);
+    const __m512i positions_low = _mm512_loadu_si512(position_at_or_after_half);
+    const __m512i positions_high = _mm512_loadu_si512(position_at_or_after_half + 8);
     const __m512i start_vector = _mm512_set1_epi64(start), base_vector = _mm512_set1_epi64(base_byte);
     const __m512d start_double = _mm512_set1_pd((double)start), thirtieth = _mm512_set1_pd(1.0 / 30.0);
     long i = 0;
@@ -73,7 +75,7 @@ static void place_avx512(const uint64_t *packed, int64_t *places, uint64_t *entr
         m = _mm512_mask_add_epi64(m, low, m, thirty);
         c = _mm512_mask_add_epi64(c, high, c, one);
         m = _mm512_mask_sub_epi64(m, high, m, thirty);
-        __m512i j = _mm512_popcnt_epi64(_mm512_and_si512(bits, _mm512_sub_epi64(_mm512_sllv_epi64(one, m), one)));
+        __m512i j = _mm512_permutex2var_epi64(positions_low, _mm512_srli_epi64(m, 1), positions_high);
         __m512i w = _mm512_permutexvar_epi64(j, residue_table);
         // r·w / 30 for r·w ≤ 841: (r·w·2185) >> 16 is exact there.
         __m512i turn = _mm512_srli_epi64(_mm512_mullo_epi64(_mm512_mullo_epi64(r, w), _mm512_set1_epi64(2185)), 16);
@@ -91,7 +93,7 @@ static int has_avx512(void) {
     int answer = __atomic_load_n(&known, __ATOMIC_RELAXED);
     if (answer < 0) {
         __builtin_cpu_init();
-        answer = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vpopcntdq");
+        answer = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
         __atomic_store_n(&known, answer, __ATOMIC_RELAXED);
     }
     return answer;

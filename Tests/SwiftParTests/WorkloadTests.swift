@@ -89,21 +89,24 @@ struct WorkloadTests {
     func largePrimePlacements() {
         var generator = SystemRandomNumberGenerator()
         // Starts near 0, near 10^18 and up to just below 2^62, with and without the primes'
-        // squares as the least multiple (clamped); primes from above 2^22 to below 2^32, in
+        // squares as the least multiple (clamped); primes from above 2^22 to about 2^32, in
         // every class.
         let starts: [UInt64] = [0, 1, 29, 30, 4_000_000_000_000, 999_999_990_000_000_000, 1_000_000_000_000_000_000, (1 << 62) - 1]
             + (0..<24).map { _ in UInt64.random(in: 0..<(1 << 62), using: &generator) }
         for start in starts {
             // 203 primes: 25 groups of eight and a tail of three.
             var packed = (0..<203).map { _ in UInt64.random(in: 140_000...143_165_576, using: &generator) << 3 | UInt64.random(in: 0...7, using: &generator) }
-            // Starts that are multiples of a prime (its quotient in floating point falls just
-            // short of the exact one 4% of the time, and must not give the next multiple): that
+            // Starts at a multiple of a prime and just past one: its quotient in floating point
+            // falls just short of the exact one 4% of the time, and the remainder's two
+            // corrections (+1 past 0, +1 more past p) must still give the least multiple. That
             // prime in a group and in the tail.
             var cases = [(start, packed[5])]
             for _ in 0..<64 {
                 let chosen = packed[Int.random(in: 0..<200, using: &generator)]
                 let p = 30 * (chosen >> 3) + [1, 7, 11, 13, 17, 19, 23, 29][Int(chosen & 7)]
-                if start >= p { cases.append((start / p * p, chosen)) }
+                if start >= p && start / p * p + 3 < 1 << 62 {
+                    cases += (0...3).map { (start / p * p + $0, chosen) }
+                }
             }
             for (start, chosen) in cases {
                 packed[201] = chosen

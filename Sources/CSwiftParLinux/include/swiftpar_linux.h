@@ -29,7 +29,8 @@ void swiftpar_copy_bytes(void *destination, const void *source, size_t count);
 /// as `a << 3 | class`, the multiplier q = max(⌈start / p⌉, p if `clamped`) is rounded up to
 /// one coprime to 30, 30c + wheel[j]; `places[i]` gets the byte of that multiple (c·p +
 /// a·wheel[j] + ⌊residue·wheel[j]/30⌋ − base_byte) and `entries[i]` gets `a << 6 | class << 3 |
-/// j`. `entries` may be `packed` itself. Eight primes at a time where the processor has AVX-512.
+/// j`. `entries` may be `packed` itself. Eight primes at a time where the processor has AVX-512F
+/// and AVX-512DQ.
 void swiftpar_place_large_primes(const uint64_t *packed, int64_t *places, uint64_t *entries, long count,
                                  int64_t start, int64_t base_byte, int clamped);
 
