@@ -76,11 +76,12 @@ package struct CommandTemplate: Sendable {
     /// The tag `--tag` puts before each line of a task's output: its inputs, unquoted.
     package static func tag(inputs: [[UInt8]]) -> [UInt8] { joined(inputs) + [0x09] }
 
-    private static func joined(_ inputs: [[UInt8]]) -> [UInt8] {
+    /// `parts` joined with single spaces.
+    private static func joined(_ parts: [[UInt8]]) -> [UInt8] {
         var line: [UInt8] = []
-        for (index, input) in inputs.enumerated() {
+        for (index, part) in parts.enumerated() {
             if index > 0 { line.append(0x20) }
-            line += input
+            line += part
         }
         return line
     }
@@ -115,11 +116,7 @@ package struct CommandTemplate: Sendable {
     /// first), or nil when there is none. swiftpar runs no Perl: such a command would run with
     /// the expression as literal text, so the caller refuses it.
     package static func perlExpression(in words: [[UInt8]]) -> String? {
-        var text: [UInt8] = []
-        for (index, word) in words.enumerated() {
-            if index > 0 { text.append(0x20) }
-            text += word
-        }
+        let text = joined(words)
         let open = UInt8(ascii: "{"), equals = UInt8(ascii: "="), close = UInt8(ascii: "}")
         var index = 0
         while index < text.count {
