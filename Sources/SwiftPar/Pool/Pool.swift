@@ -23,7 +23,7 @@ import Glibc
 /// a time (see ``CommunicatorError/concurrentUse(operation:rank:)``).
 //
 // `@unchecked Sendable`: its one mutable property, `deadWorkers`, is touched only inside the
-/// pool's operations, which run one at a time in the process.
+// pool's operations, which run one at a time in the process.
 public final class Pool: @unchecked Sendable {
     /// The ranks that do the work.
     public let communicator: Communicator
@@ -36,7 +36,9 @@ public final class Pool: @unchecked Sendable {
     // MARK: The forms users call
 
     /// Applies `transform` to every item; returns the results in input order on rank 0 and nil
-    /// on the other ranks. Throws `PoolError` on every rank if an item throws or a worker dies.
+    /// on the other ranks. Throws `PoolError.itemFailed` on every rank if an item throws. If a
+    /// worker dies (without `retryLostItems`), rank 0 throws `PoolError.workerDied` naming the
+    /// items it held, and the job ends.
     @inlinable
     public func map<S: Sequence, R: Codable>(
         _ items: S, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R

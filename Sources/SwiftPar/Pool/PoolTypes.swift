@@ -48,8 +48,8 @@ public enum PoolError: Error, CustomStringConvertible, Sendable {
     case itemFailed(index: Int, rank: Int, message: String)
     /// `rank` died while it held `lostItems` (index ranges), and retries were not asked for.
     case workerDied(rank: Int, lostItems: [Range<Int>], reason: String)
-    /// Every worker died and rank 0 could not finish alone (it never stops working, so this
-    /// only happens when rank 0 itself cannot go on).
+    /// The map's options cannot be used (for example a fixed chunk size below 1); the text
+    /// says which and why.
     case invalidOptions(String)
 
     /// One line naming the item or rank.
