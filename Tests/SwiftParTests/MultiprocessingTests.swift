@@ -1,3 +1,4 @@
+import SwiftPar
 import Testing
 
 /// The article's multiprocessing examples (shared/reference), each run and checked for its
@@ -24,4 +25,19 @@ struct MultiprocessingTests {
 
     @Test("Manager: four processes fill a shared dictionary and list")
     func manager() throws { try check("mp-manager") }
+
+    @Test("Arguments that cannot work are errors that say so, not traps or hangs: a queue under 64 bytes or with no producer, a manager with no slot, a task pool with no worker")
+    func badArguments() throws {
+        func message(_ body: () throws -> Void) -> String? {
+            do { try body() } catch { return "\(error)" }
+            return nil
+        }
+        #expect(message { _ = try SharedQueue<Int>(capacity: 63) } == "a SharedQueue needs a capacity of at least 64 bytes, not 63")
+        #expect(message { _ = try SharedQueue<Int>(producers: 0) } == "a SharedQueue needs at least one producer, not 0")
+        #expect(message { _ = try SharedQueue<Int>(capacity: 64, producers: 1) } == nil)
+        #expect(message { _ = try Manager(slots: 0) } == "a Manager needs at least one slot, not 0")
+        #expect(message { _ = try Manager(slots: Int.max / 2) } == "a Manager cannot hold \(Int.max / 2) answers of 262144 bytes")
+        #expect(message { _ = try Manager(answerCapacity: -1) } == "a Manager cannot hold 32 answers of -1 bytes")
+        #expect(message { _ = try TaskPool<Int, Int>(workers: 0) { $0 } } == "a TaskPool needs at least one worker, not 0")
+    }
 }

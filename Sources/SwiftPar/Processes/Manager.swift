@@ -51,8 +51,16 @@ public final class Manager: @unchecked Sendable {
     private let server: ChildProcess
     private var stopped = false
 
-    /// Starts the server process. Answers larger than `answerCapacity` bytes fail with an error.
+    /// Starts the server process. Up to `slots` requests may wait for their answers at once;
+    /// answers larger than `answerCapacity` bytes fail with an error. Throws
+    /// `SwiftParUsageError` when `slots` is below 1, `answerCapacity` is negative, or the
+    /// mailboxes would not fit in memory.
     public init(slots: Int = 32, answerCapacity: Int = 256 << 10) throws {
+        guard slots >= 1 else { throw SwiftParUsageError("a Manager needs at least one slot, not \(slots)") }
+        guard answerCapacity >= 0, answerCapacity <= Int.max - 64,
+              !slots.multipliedReportingOverflow(by: 64 + answerCapacity).overflow else {
+            throw SwiftParUsageError("a Manager cannot hold \(slots) answers of \(answerCapacity) bytes")
+        }
         slotCount = slots
         slotSize = answerCapacity
         requests = try SharedQueue(capacity: 4 << 20, producers: 1)

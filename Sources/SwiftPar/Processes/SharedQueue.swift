@@ -24,8 +24,12 @@ public final class SharedQueue<Element: Codable>: Sequence, @unchecked Sendable 
     public let capacity: Int
 
     /// A queue holding up to `capacity` bytes of encoded values, ended by `producers` calls to `finish()`.
+    ///
+    /// Throws `SwiftParUsageError` when `capacity` is below 64 bytes or `producers` below 1, and
+    /// `SystemError` when the shared memory cannot be made.
     public init(capacity: Int = 1 << 20, producers: Int = 1) throws {
-        precondition(capacity >= 64 && producers >= 1, "a SharedQueue needs at least 64 bytes and one producer")
+        guard capacity >= 64 else { throw SwiftParUsageError("a SharedQueue needs a capacity of at least 64 bytes, not \(capacity)") }
+        guard producers >= 1 else { throw SwiftParUsageError("a SharedQueue needs at least one producer, not \(producers)") }
         self.capacity = capacity
         let mutexSize = alignedSize(MemoryLayout<pthread_mutex_t>.stride)
         let conditionSize = alignedSize(MemoryLayout<pthread_cond_t>.stride)
@@ -53,6 +57,10 @@ public final class SharedQueue<Element: Codable>: Sequence, @unchecked Sendable 
     public var isFinished: Bool { lock.withLock { finishedProducers >= producers } }
 
     /// Adds `value`, waiting while the queue is full (up to `timeout` seconds, if given).
+    ///
+    /// Throws `SharedMemoryError.tooLarge` when the encoded value cannot fit in the queue at all,
+    /// `.finished` when every producer has already finished, and `.timedOut` when `timeout`
+    /// passes first.
     public func put(_ value: Element, timeout: Double? = nil) throws {
         let bytes = try BinaryEncoder().encode(value)
         let needed = 8 + bytes.count
@@ -109,6 +117,9 @@ public final class SharedQueue<Element: Codable>: Sequence, @unchecked Sendable 
     }
 
     /// Iterates over values as they come, until every producer has finished and the queue is empty.
+    ///
+    /// An iterator cannot throw: a value that fails to decode ends the iteration as if the queue
+    /// were finished. Call `get()` in a loop to see such an error.
     public func makeIterator() -> AnyIterator<Element> {
         AnyIterator { [self] in try? self.get() }
     }
