@@ -10,6 +10,7 @@ let scenarios: [String: @Sendable (Communicator) throws -> String] = [
     "probe": probe,
     "send-receive": sendReceive,
     "nonblocking": nonblocking,
+    "started-receives": startedReceives,
     "broadcast": broadcast,
     "gather-scatter": gatherScatter,
     "all-to-all": allToAll,
@@ -253,6 +254,83 @@ func nonblocking(_ world: Communicator) throws -> String {
         try expectEqual(request.message?.source, peer, world, "source")
     }
     return "peers=\(world.size)"
+}
+
+/// The exchange with neighbours as mpi4py programs write it: start the receives, send with the
+/// blocking `send`, then wait. Every rank does the same at once, so under MPI each send of more
+/// than Open MPI's eager limit (4 KiB in shared memory) waits until its receiver takes the
+/// message: the started receives must take it while their rank is blocked in its own send.
+/// Plain arrays from below that limit to 4.8 MB, a value with an array sent apart, a value
+/// announced for its size, two receives started at once and waited for in the other order, and
+/// a started receive dropped unwaited, whose message the next receive gets, one completed by
+/// `test()`, two started for one sender and tag, and a blocking receive of another tag while a
+/// receive is started. A single rank exchanges with itself.
+func startedReceives(_ world: Communicator) throws -> String {
+    let right = (world.rank + 1) % world.size
+    let left = (world.rank - 1 + world.size) % world.size
+    for (round, count) in [100, 1_000, 600_000].enumerated() {
+        let request = try world.startReceive([Double].self, from: .rank(left), tag: .tag(round))
+        try world.send((0..<count).map { Double($0 + 10 * world.rank) }, to: right, tag: round)
+        let got = try request.waitForMessage()
+        try expectEqual(got.value.count, count, world, "\(count) doubles from rank \(left): count")
+        try expect(got.value.enumerated().allSatisfy { $0.element == Double($0.offset + 10 * left) }, world,
+                   "\(count) doubles from rank \(left): values")
+    }
+    // A value whose 200,000 samples are sent apart, and a text announced for its 2 MB.
+    let record = try world.startReceive(Record.self, from: .rank(left), tag: 10)
+    try world.send(Record.made(by: world.rank, size: 20_000), to: right, tag: 10)
+    try expectEqual(try record.waitForMessage().value, Record.made(by: left, size: 20_000), world, "record from rank \(left)")
+    let text = try world.startReceive(String.self, from: .any, tag: 11)
+    try world.send(String(repeating: "rank \(world.rank) ", count: 300_000), to: right, tag: 11)
+    let received = try text.waitForMessage()
+    try expectEqual(received.source, left, world, "sender of the text")
+    try expectEqual(received.value, String(repeating: "rank \(left) ", count: 300_000), world, "text from rank \(left)")
+    // Both neighbours at once, waited for in the other order (with 2 ranks they are one rank,
+    // told apart by tag).
+    let fromLeft = try world.startReceive([Int64].self, from: .rank(left), tag: 12)
+    let fromRight = try world.startReceive([Int64].self, from: .rank(right), tag: 13)
+    try world.send([Int64](repeating: Int64(world.rank), count: 100_000), to: right, tag: 12)
+    try world.send([Int64](repeating: Int64(-world.rank), count: 100_000), to: left, tag: 13)
+    try expectEqual(try fromRight.waitForMessage().value, [Int64](repeating: Int64(-right), count: 100_000), world, "array from the right")
+    try expectEqual(try fromLeft.waitForMessage().value, [Int64](repeating: Int64(left), count: 100_000), world, "array from the left")
+    // A started receive dropped without a wait keeps nothing from the receives after it.
+    do { _ = try world.startReceive([Double].self, from: .rank(left), tag: 14) }
+    let kept = try world.startReceive([Double].self, from: .rank(left), tag: 14)
+    try world.send([Double](repeating: 1, count: 50_000), to: right, tag: 14)
+    let second = try world.startSend([Double](repeating: 2, count: 50_000), to: right, tag: 14)
+    try expectEqual(try kept.waitForMessage().value, [Double](repeating: 1, count: 50_000), world, "first array after a dropped receive")
+    try expectEqual(try world.receive([Double].self, from: .rank(left), tag: 14), [Double](repeating: 2, count: 50_000), world,
+                    "second array after a dropped receive")
+    try second.wait()
+    // Test-polled to completion.
+    let polled = try world.startReceive([Double].self, from: .rank(left), tag: 15)
+    try world.send([Double](repeating: 3, count: 100_000), to: right, tag: 15)
+    var polls = 0
+    while try !polled.test() {
+        polls += 1
+        try expect(polls < 50_000_000, world, "a tested receive from rank \(left) never completed")
+    }
+    try expectEqual(polled.message?.value, [Double](repeating: 3, count: 100_000), world, "tested array from rank \(left)")
+    for round in 0..<4 {
+        // Two values from one sender with one tag, each announced for its size, taken by two
+        // started receives and waited for in order.
+        let one = try world.startReceive(String.self, from: .rank(left), tag: 16)
+        let two = try world.startReceive(String.self, from: .rank(left), tag: 16)
+        try world.send(String(repeating: "a\(world.rank)", count: 700_000 + round), to: right, tag: 16)
+        try world.send(String(repeating: "b\(world.rank)", count: 700_000 + round), to: right, tag: 16)
+        try expectEqual(try one.waitForMessage().value, String(repeating: "a\(left)", count: 700_000 + round), world, "first text, round \(round)")
+        try expectEqual(try two.waitForMessage().value, String(repeating: "b\(left)", count: 700_000 + round), world, "second text, round \(round)")
+        // A blocking receive of another tag while a receive is started: a value with an array
+        // sent apart, then an announced text, both from nonblocking sends.
+        let pending = try world.startReceive(Record.self, from: .rank(left), tag: 17)
+        let outgoing = try [world.startSend(Record.made(by: world.rank, size: 20_000 + round), to: right, tag: 17),
+                            world.startSend(String(repeating: "c\(world.rank)", count: 700_000 + round), to: right, tag: 18)]
+        try expectEqual(try world.receive(String.self, from: .rank(left), tag: 18), String(repeating: "c\(left)", count: 700_000 + round),
+                        world, "text received while a receive was started, round \(round)")
+        try expectEqual(try pending.waitForMessage().value, Record.made(by: left, size: 20_000 + round), world, "started record, round \(round)")
+        try waitAll(outgoing)
+    }
+    return "rounds=18"
 }
 
 func broadcast(_ world: Communicator) throws -> String {

@@ -29,6 +29,15 @@ struct CommunicatorTests {
     @Test("Nonblocking sends and receives complete with test and waitAll", arguments: Launch.all)
     func nonblocking(_ launch: Launch) throws { try check("nonblocking", launch) }
 
+    @Test("Started receives take their messages while every rank is blocked in its own send (the usual exchange with neighbours)", arguments: Launch.all)
+    func startedReceives(_ launch: Launch) throws { try check("started-receives", launch) }
+
+    @Test("Started receives take messages sent in chunks, announced, and with arrays sent apart (limit lowered to 4 KiB)",
+          arguments: [Launch.mpirun(2), .mpirun(3)])
+    func startedReceivesInChunks(_ launch: Launch) throws {
+        try check("started-receives", launch, environment: ["SWIFTPAR_MPI_MESSAGE_LIMIT": "4096"], timeout: 120)
+    }
+
     @Test("Barrier and broadcast of Codable values, arrays and scalars", arguments: Launch.all)
     func broadcast(_ launch: Launch) throws { try check("broadcast", launch) }
 

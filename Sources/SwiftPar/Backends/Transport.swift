@@ -35,10 +35,13 @@ protocol Transport: AnyObject {
     /// Receives the next matching message into `buffer` if the backend can do so in one step;
     /// nil when it cannot, and the caller probes.
     func receiveDirectly(from source: Int?, tag: Int?, into buffer: UnsafeMutableRawBufferPointer) throws -> DirectReceipt?
-    /// Sends the bytes of an encoded value (which start with swiftpar's header). A backend may
-    /// send it in a way of its own that `receiveEncoded` undoes; every other receive still sees
-    /// the bytes as one message.
-    func sendEncoded(_ bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws
+    /// Sends the bytes of an encoded value (which start with swiftpar's header), then the arrays
+    /// it sends apart (`attachments`), each as a message of its own. A backend may send the value
+    /// in a way of its own that `receiveEncoded` undoes; every other receive still sees the bytes
+    /// as one message. A backend whose sends can wait for their receiver starts every part
+    /// before it waits, so a receiver that takes the value whole never waits for a part that
+    /// was not sent.
+    func sendEncoded(_ bytes: UnsafeRawBufferPointer, followedBy attachments: [UnsafeRawBufferPointer], to destination: Int, tag: Int) throws
     /// Starts sending an encoded value, as `sendEncoded` would send it.
     func startSendEncoded(_ message: OutgoingBytes, to destination: Int, tag: Int) throws -> [any TransportRequest]
     /// Receives the next matching message, expected to hold an encoded value, and calls `body`
@@ -80,6 +83,25 @@ protocol Transport: AnyObject {
     /// Which of `ranks` have died (while failures are tolerated); backends that end the job
     /// when a rank dies report none.
     func failedRanks(among ranks: [Int]) -> [Int]
+
+    /// A receive from `source` with `tag` (nil: any) was started and will be waited for later:
+    /// until `endReceive` or `dropReceive` with the number returned, a backend whose senders
+    /// can block until their message is received takes such a message off the queue while this
+    /// rank waits for anything, as a posted `MPI_Irecv` would. Nil when the backend needs
+    /// nothing of the kind.
+    func beginReceive(source: Int?, tag: Int?) -> Int?
+    /// The receive `beginReceive` numbered `token` is being waited for now; throws an error met
+    /// while its message was being taken.
+    func endReceive(_ token: Int) throws
+    /// The receive numbered `token` was dropped without a wait; any thread may call this.
+    func dropReceive(_ token: Int)
+}
+
+extension Transport {
+    /// Backends whose sends never wait for the receiver need no note of started receives.
+    func beginReceive(source: Int?, tag: Int?) -> Int? { nil }
+    func endReceive(_ token: Int) throws {}
+    func dropReceive(_ token: Int) {}
 }
 
 /// An operation in flight: a nonblocking send, or a receive that completes when waited on.
@@ -154,8 +176,9 @@ extension Transport {
         nil
     }
 
-    func sendEncoded(_ bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws {
+    func sendEncoded(_ bytes: UnsafeRawBufferPointer, followedBy attachments: [UnsafeRawBufferPointer], to destination: Int, tag: Int) throws {
         try send(bytes, to: destination, tag: tag)
+        for part in attachments { try send(part, to: destination, tag: tag) }
     }
 
     func startSendEncoded(_ message: OutgoingBytes, to destination: Int, tag: Int) throws -> [any TransportRequest] {

@@ -18,6 +18,9 @@ enum OneOperationAtATime {
     /// The owning thread (`pthread_self`), or 0.
     @usableFromInline static let owner = UnsafeAtomic<UInt>.create(0)
 
+    /// Whether the calling thread is inside an operation now.
+    static var isHeldByThisThread: Bool { owner.load(ordering: .relaxed) == UInt(pthread_self()) }
+
     /// Runs `body` as `operation` of `rank`, or throws if another thread is inside an operation.
     @inlinable @inline(__always)
     static func run<R>(_ operation: @autoclosure () -> String, rank: @autoclosure () -> Int, _ body: () throws -> R) throws -> R {

@@ -19,9 +19,10 @@ extension Communicator {
             }
             do {
                 try BinaryEncoder().withEncoded(value, attaching: true, scratch: scratch) { body, attachments in
-                    try transport.sendEncoded(body, to: destination, tag: tag)
                     // Large arrays follow as messages of their own, from their storage.
-                    for array in attachments { try array.withUnsafeBytes { try transport.send($0, to: destination, tag: tag) } }
+                    try withBytes(of: attachments) { parts in
+                        try transport.sendEncoded(body, followedBy: parts, to: destination, tag: tag)
+                    }
                 }
             } catch let error as CommunicatorError {
                 throw error
@@ -29,6 +30,21 @@ extension Communicator {
                 throw CommunicatorError.encodingFailed(type: String(describing: T.self), reason: "\(error)", rank: rank)
             }
         }
+    }
+
+    /// Calls `body` with the bytes of every array of `arrays`, all valid during the call.
+    private func withBytes<R>(of arrays: [any PlainNumberArray], _ body: ([UnsafeRawBufferPointer]) throws -> R) throws -> R {
+        if arrays.isEmpty { return try body([]) }
+        var parts: [UnsafeRawBufferPointer] = []
+        parts.reserveCapacity(arrays.count)
+        func collect(from index: Int) throws -> R {
+            guard index < arrays.count else { return try body(parts) }
+            return try arrays[index].withUnsafeBytes { bytes in
+                parts.append(bytes)
+                return try collect(from: index + 1)
+            }
+        }
+        return try collect(from: 0)
     }
 
     /// Sends an array of plain numbers straight from its storage, with no copy (`MPI_Send`).

@@ -57,8 +57,11 @@ public final class SendRequest: Request, @unchecked Sendable {
     }
 }
 
-/// A nonblocking receive (`MPI_Irecv`). The message is matched when it arrives and decoded when
-/// the request completes; `value` is then available.
+/// A nonblocking receive. As with `MPI_Irecv`, a sender blocked until its message is received
+/// can finish while this rank waits in any other operation (a blocking `send` included): the
+/// message is taken off the queue then. It is decoded when `wait()` or `test()` runs, and
+/// `message` is then available. Two started receives that could take the same message get
+/// messages in the order they are completed, not the order they were started.
 ///
 /// `Sendable` when its value is: its state is touched only inside `wait()` and `test()`, which
 /// run one at a time in the process.
@@ -67,11 +70,20 @@ public final class ReceiveRequest<Value: Decodable>: Request {
     let source: Source
     let tag: TagSelector
     private var result: ReceivedMessage<Value>?
+    /// The backend's number for this receive while it is started and not yet waited for.
+    private var token: Int?
 
     init(communicator: Communicator, source: Source, tag: TagSelector) {
         self.communicator = communicator
         self.source = source
         self.tag = tag
+        token = communicator.transport.beginReceive(source: source.rankValue, tag: tag.tagValue)
+    }
+
+    deinit {
+        // Dropped without a wait: the backend stops keeping a message for it (a message it took
+        // already stays for later receives).
+        if let token { communicator.transport.dropReceive(token) }
     }
 
     /// Blocks until the message has arrived and returns it (`MPI_Wait`).
@@ -79,6 +91,10 @@ public final class ReceiveRequest<Value: Decodable>: Request {
     public func waitForMessage() throws -> ReceivedMessage<Value> {
         try communicator.exclusive("wait") {
             if let result { return result }
+            if let token {
+                self.token = nil
+                try communicator.transport.endReceive(token)
+            }
             let message = try communicator.receiveMessage(Value.self, from: source, tag: tag)
             result = message
             return message
@@ -94,6 +110,10 @@ public final class ReceiveRequest<Value: Decodable>: Request {
             if result != nil { return true }
             guard let info = try communicator.transport.probe(source: source.rankValue, tag: tag.tagValue, wait: false) else {
                 return false
+            }
+            if let token {
+                self.token = nil
+                try communicator.transport.endReceive(token)
             }
             let value = try communicator.decodeMessage(Value.self, info)
             result = ReceivedMessage(value: value, source: info.source, tag: info.tag, byteCount: info.byteCount)
@@ -130,9 +150,12 @@ extension Communicator {
         }
     }
 
-    /// Starts a receive of a value of `type` and returns at once (`MPI_Irecv`).
+    /// Starts a receive of a value of `type` and returns at once (`MPI_Irecv`); the value is
+    /// decoded when the request's `wait()` or `test()` runs (see `ReceiveRequest`).
     public func startReceive<T: Decodable>(_ type: T.Type = T.self, from source: Source = .any, tag: TagSelector = .any) throws -> ReceiveRequest<T> {
-        try validate(source: source, tag: tag, "startReceive")
-        return ReceiveRequest(communicator: self, source: source, tag: tag)
+        try exclusive("startReceive") {
+            try validate(source: source, tag: tag, "startReceive")
+            return ReceiveRequest(communicator: self, source: source, tag: tag)
+        }
     }
 }

@@ -53,6 +53,33 @@ final class MPIJob {
     private let mainThreadOnly: Bool
     /// The words of answers in flight, freed once every notice sent has completed.
     @exclusivity(unchecked) private var answerWords: [UnsafeMutablePointer<Int64>] = []
+    /// Communicators with receives started and not yet waited for, and what each does while
+    /// this rank waits for anything: takes their messages off the queue (see
+    /// `MPITransport.beginReceive`), so that a sender blocked on one can finish.
+    @exclusivity(unchecked) private var whileWaiting: [ObjectIdentifier: () throws -> Bool] = [:]
+    /// Whether there is such work (read in every wait's loop), and whether it is running now
+    /// (a wait inside it does not start it again).
+    @exclusivity(unchecked) private var hasWorkWhileWaiting = false
+    @exclusivity(unchecked) private var doingWhileWaiting = false
+
+    /// Sets (or with nil, removes) what `owner` does while this rank waits; the work returns
+    /// false once its owner is gone. Called only by the thread running an operation.
+    func setWorkWhileWaiting(for owner: ObjectIdentifier, _ work: (() throws -> Bool)?) {
+        whileWaiting[owner] = work
+        hasWorkWhileWaiting = !whileWaiting.isEmpty
+    }
+
+    /// Does the work, on the thread that runs the rank's operations only: a request finished
+    /// from a deinitializer on another thread only waits.
+    @inline(never)
+    private func workWhileWaiting() throws {
+        guard !doingWhileWaiting, OneOperationAtATime.isHeldByThisThread else { return }
+        doingWhileWaiting = true
+        defer { doingWhileWaiting = false }
+        for (owner, work) in Array(whileWaiting) where try !work() {
+            setWorkWhileWaiting(for: owner, nil)
+        }
+    }
 
     enum NoticeTag: Int32 {
         case finished = 1, stallQuery, stallAnswer
@@ -181,6 +208,7 @@ final class MPIJob {
             if try done() { return }
             tries += 1
             testsSinceFailure += 1
+            if tries & 15 == 1, _slowPath(hasWorkWhileWaiting) { try workWhileWaiting() }
             if tries < spinLimit {
                 swiftpar_spin_pause()
                 continue

@@ -46,6 +46,17 @@ final class MPITransport: Transport {
     /// after it), and whether a decode is reading it now.
     @exclusivity(unchecked) private var landing: UnsafeMutableRawPointer?
     @exclusivity(unchecked) private var landingBusy = false
+    /// Receives started (`Communicator.startReceive`) and not yet waited for, in the order they
+    /// were started; an error met while taking a message for one, thrown by its wait; and the
+    /// receives dropped unwaited on any thread, forgotten at this transport's next operation.
+    @exclusivity(unchecked) private var startedReceives: [(token: Int, source: Int?, tag: Int?)] = []
+    @exclusivity(unchecked) private var lastReceiveToken = 0
+    @exclusivity(unchecked) private var startedReceiveFailures: [Int: any Error] = [:]
+    private let droppedLock = InProcessLock()
+    @exclusivity(unchecked) private var droppedReceives: [Int] = []
+    /// Inside a message of several parts (chunks, an announcement and its value, a stash
+    /// refill): no other receive may take messages off the queue meanwhile.
+    @exclusivity(unchecked) private var partsInProgress = 0
     /// The largest user buffer received into by way of the landing buffer (and a copy).
     static let smallReceiveBytes = 4096
     static let guardBytes = 64 << 10
@@ -105,12 +116,30 @@ final class MPITransport: Transport {
     // MARK: Point to point
 
     func send(_ bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws {
-        try forEachChunk(of: bytes.count) { chunk in
-            var request: MPI_Request? = swiftpar_request_null()
-            let pointer = bytes.baseAddress.map { $0 + chunk.lowerBound }
-            try check(MPI_Isend(pointer, Int32(chunk.count), swiftpar_type_byte(), Int32(destination), Int32(tag), comm, &request),
-                      "MPI_Isend to rank \(destination)")
-            try complete(&request, "send", .receiver(members[destination]))
+        guard bytes.count < messageLimit else { return try sendParts([bytes], to: destination, tag: tag) }
+        var request: MPI_Request? = swiftpar_request_null()
+        try check(MPI_Isend(bytes.baseAddress, Int32(bytes.count), swiftpar_type_byte(), Int32(destination), Int32(tag), comm, &request),
+                  "MPI_Isend to rank \(destination)")
+        try complete(&request, "send", .receiver(members[destination]))
+    }
+
+    /// Sends `parts` as consecutive messages (each in chunks when it is long): every chunk is
+    /// started before any is waited for, so that a receiver taking the whole never waits for a
+    /// chunk this rank has not sent yet (see "Receives started before they are waited for").
+    private func sendParts(_ parts: [UnsafeRawBufferPointer], to destination: Int, tag: Int) throws {
+        var requests: [MPI_Request?] = []
+        for part in parts {
+            try forEachChunk(of: part.count) { chunk in
+                var request: MPI_Request? = swiftpar_request_null()
+                try check(MPI_Isend(part.baseAddress.map { $0 + chunk.lowerBound }, Int32(chunk.count), swiftpar_type_byte(),
+                                    Int32(destination), Int32(tag), comm, &request), "MPI_Isend to rank \(destination)")
+                requests.append(request)
+            }
+        }
+        try job.wait(context("send", .receiver(members[destination]))) {
+            var flag: Int32 = 0
+            try check(MPI_Testall(Int32(requests.count), &requests, &flag, swiftpar_statuses_ignore()), "MPI_Testall")
+            return flag != 0
         }
     }
 
@@ -142,11 +171,12 @@ final class MPITransport: Transport {
         return request
     }
 
-    func sendEncoded(_ bytes: UnsafeRawBufferPointer, to destination: Int, tag: Int) throws {
-        if bytes.count > eagerBytes {
-            try Announcement.bytes(announcing: bytes, length: bytes.count).withUnsafeBytes { try send($0, to: destination, tag: tag) }
+    func sendEncoded(_ bytes: UnsafeRawBufferPointer, followedBy attachments: [UnsafeRawBufferPointer], to destination: Int, tag: Int) throws {
+        guard bytes.count > eagerBytes || !attachments.isEmpty else { return try send(bytes, to: destination, tag: tag) }
+        guard bytes.count > eagerBytes else { return try sendParts([bytes] + attachments, to: destination, tag: tag) }
+        try Announcement.bytes(announcing: bytes, length: bytes.count).withUnsafeBytes { announcement in
+            try sendParts([announcement, bytes] + attachments, to: destination, tag: tag)
         }
-        try send(bytes, to: destination, tag: tag)
     }
 
     func startSendEncoded(_ message: OutgoingBytes, to destination: Int, tag: Int) throws -> [any TransportRequest] {
@@ -159,7 +189,24 @@ final class MPITransport: Transport {
         if let index = stash.firstIndex(where: { Self.matches($0.info, source: source, tag: tag) }) {
             return stash[index].info
         }
-        guard let info = try probeOneMessage(source: source, tag: tag, wait: wait) else { return nil }
+        let found: MessageInfo?
+        if wait && !startedReceives.isEmpty {
+            // While this waits, started receives may move the message it waits for to the stash.
+            var seen: MessageInfo?
+            try job.wait(context("receive", source.map { .sender(members[$0]) } ?? .anySender)) {
+                if let index = stash.firstIndex(where: { Self.matches($0.info, source: source, tag: tag) }) {
+                    seen = stash[index].info
+                    return true
+                }
+                seen = try probeOneMessage(source: source, tag: tag, wait: false)
+                return seen != nil
+            }
+            if let seen, stash.contains(where: { $0.info == seen }) { return seen }
+            found = seen
+        } else {
+            found = try probeOneMessage(source: source, tag: tag, wait: wait)
+        }
+        guard let info = found else { return nil }
         // A chunk of a large message, or 16 bytes that may announce a value (only its bytes
         // tell): received whole into the stash. An announced value follows its announcement at
         // once, so even a probe that does not wait waits for it.
@@ -179,6 +226,8 @@ final class MPITransport: Transport {
     /// announcement with its value, chunks joined), after every earlier message from `source`;
     /// all go to the stash, in order. Returns the envelope of the one asked for.
     private func stashFirst(from source: Int, tag: Int) throws -> MessageInfo {
+        partsInProgress += 1
+        defer { partsInProgress -= 1 }
         while true {
             guard let next = try probeOneMessage(source: source, tag: nil, wait: true) else {
                 throw CommunicatorError.wouldWaitForever(operation: "receive", reason: "no message can arrive", rank: rank)
@@ -186,6 +235,93 @@ final class MPITransport: Transport {
             let entry = try receiveWhole(next)
             stash.append(entry)
             if next.tag == tag { return entry.info }
+        }
+    }
+
+    // MARK: Receives started before they are waited for
+    //
+    // `startReceive` posts nothing: the value's size and kind are known only once its message
+    // is probed. But a sender may wait until its message is received (Open MPI sends anything
+    // over its eager limit, 4 KiB in shared memory, only once the receiver asks for it), and a
+    // program that starts a receive, sends, then waits — the usual exchange with a neighbour —
+    // expects the started receive to take its message meanwhile, as a posted `MPI_Irecv` does.
+    // So while this rank waits for anything, each started receive takes one value off the
+    // queue into the stash (with the arrays it sent apart), where its own wait finds it.
+
+    func beginReceive(source: Int?, tag: Int?) -> Int? {
+        forgetDroppedReceives()
+        lastReceiveToken += 1
+        startedReceives.append((lastReceiveToken, source, tag))
+        if startedReceives.count == 1 {
+            job.setWorkWhileWaiting(for: ObjectIdentifier(self)) { [weak self] in
+                guard let self else { return false }
+                try self.takeMessagesForStartedReceives()
+                return true
+            }
+        }
+        return lastReceiveToken
+    }
+
+    func endReceive(_ token: Int) throws {
+        forgetDroppedReceives()
+        startedReceives.removeAll { $0.token == token }
+        if startedReceives.isEmpty { job.setWorkWhileWaiting(for: ObjectIdentifier(self), nil) }
+        if let failure = startedReceiveFailures.removeValue(forKey: token) { throw failure }
+    }
+
+    func dropReceive(_ token: Int) {
+        droppedLock.withLock { droppedReceives.append(token) }
+    }
+
+    private func forgetDroppedReceives() {
+        let dropped = droppedLock.withLock { () -> [Int] in
+            defer { droppedReceives.removeAll() }
+            return droppedReceives
+        }
+        guard !dropped.isEmpty else { return }
+        startedReceives.removeAll { dropped.contains($0.token) }
+        for token in dropped { startedReceiveFailures[token] = nil }
+        if startedReceives.isEmpty { job.setWorkWhileWaiting(for: ObjectIdentifier(self), nil) }
+    }
+
+    /// Gives each started receive a value: one already in the stash (in the order they were
+    /// started, each value once, the arrays a value sent apart not counted as values), or else
+    /// the next matching value that has arrived, taken off the queue into the stash whole, with
+    /// its arrays. An error doing so is kept for that receive's wait, not thrown into the
+    /// operation this rank is waiting in.
+    private func takeMessagesForStartedReceives() throws {
+        forgetDroppedReceives()
+        guard partsInProgress == 0, !startedReceives.isEmpty else { return }
+        struct Sender: Hashable { let source: Int, tag: Int }
+        var values: [(sender: Sender, given: Bool)] = []
+        var arraysToSkip: [Sender: Int] = [:]
+        for entry in stash {
+            let sender = Sender(source: entry.info.source, tag: entry.info.tag)
+            if let left = arraysToSkip[sender], left > 0 {
+                arraysToSkip[sender] = left - 1
+                continue
+            }
+            values.append((sender, false))
+            let arrays = entry.chunks.first.map { chunk in chunk.withUnsafeBytes { WireHeader.attachmentCount(in: $0) } } ?? 0
+            if arrays > 0 { arraysToSkip[sender] = arrays }
+        }
+        for wanted in startedReceives where startedReceiveFailures[wanted.token] == nil {
+            if let index = values.firstIndex(where: { !$0.given && Self.matches(MessageInfo(source: $0.sender.source, tag: $0.sender.tag, byteCount: 0),
+                                                                              source: wanted.source, tag: wanted.tag) }) {
+                values[index].given = true
+                continue
+            }
+            do {
+                guard let info = try probeOneMessage(source: wanted.source, tag: wanted.tag, wait: false) else { continue }
+                let first = try stashFirst(from: info.source, tag: info.tag)
+                var arrays = 0
+                if let entry = stash.last(where: { $0.info == first }), let chunk = entry.chunks.first {
+                    arrays = chunk.withUnsafeBytes { WireHeader.attachmentCount(in: $0) }
+                }
+                for _ in 0..<arrays { _ = try stashFirst(from: info.source, tag: info.tag) }
+            } catch {
+                startedReceiveFailures[wanted.token] = error
+            }
         }
     }
 
@@ -209,6 +345,8 @@ final class MPITransport: Transport {
 
     /// Receives every chunk of a large message, the first described by `first`.
     private func receiveChunks(startingWith first: MessageInfo) throws -> (info: MessageInfo, chunks: [[UInt8]]) {
+        partsInProgress += 1
+        defer { partsInProgress -= 1 }
         var chunks: [[UInt8]] = []
         var total = 0
         var chunkSize = first.byteCount
@@ -233,6 +371,8 @@ final class MPITransport: Transport {
     /// the next message from there, straight into its buffer (the sender's own two sends are
     /// in order, so nothing else from it with this tag comes between).
     private func receiveAnnounced(_ length: Int, from source: Int, tag: Int) throws -> [UInt8] {
+        partsInProgress += 1
+        defer { partsInProgress -= 1 }
         guard length < messageLimit else {
             guard let first = try probeOneMessage(source: source, tag: tag, wait: true) else {
                 throw announcedValueMissing(length, from: source, tag: tag)
@@ -258,7 +398,7 @@ final class MPITransport: Transport {
     func receiveEncoded<R>(from source: Int?, tag: Int?, _ body: (UnsafeRawBufferPointer, MessageInfo) throws -> R) throws -> R {
         // Messages already taken off the queue, and decodes that receive while one is running,
         // take the general path.
-        if landingBusy || stash.contains(where: { Self.matches($0.info, source: source, tag: tag) }) {
+        if landingBusy || !startedReceives.isEmpty || stash.contains(where: { Self.matches($0.info, source: source, tag: tag) }) {
             guard let info = try probe(source: source, tag: tag, wait: true) else {
                 throw CommunicatorError.wouldWaitForever(operation: "receive", reason: "no message can arrive", rank: rank)
             }
@@ -314,6 +454,8 @@ final class MPITransport: Transport {
         let truncated = try completeReceive(&request, status: &status, source: source)
         var info = MessageInfo(source: Int(status.MPI_SOURCE), tag: Int(status.MPI_TAG), byteCount: try byteCount(of: &status))
         if truncated && info.byteCount >= messageLimit {
+            partsInProgress += 1
+            defer { partsInProgress -= 1 }
             // The first chunk of a large message: the rest go too.
             var total = info.byteCount
             var last = info.byteCount
@@ -439,7 +581,7 @@ final class MPITransport: Transport {
     /// same), how many of its bytes are in `buffer`, and how many messages follow it (arrays
     /// sent apart after an encoded value), counted from its header.
     func receiveDirectly(from source: Int?, tag: Int?, into buffer: UnsafeMutableRawBufferPointer) throws -> DirectReceipt? {
-        guard buffer.count <= Self.smallReceiveBytes, !landingBusy,
+        guard buffer.count <= Self.smallReceiveBytes, !landingBusy, startedReceives.isEmpty,
               !stash.contains(where: { Self.matches($0.info, source: source, tag: tag) }) else { return nil }
         let landed = try landingBuffer()
         let (info, truncated) = try receiveIntoLanding(landed, from: source, tag: tag)
