@@ -263,8 +263,8 @@ func nonblocking(_ world: Communicator) throws -> String {
 /// Plain arrays from below that limit to 4.8 MB, a value with an array sent apart, a value
 /// announced for its size, two receives started at once and waited for in the other order, and
 /// a started receive dropped unwaited, whose message the next receive gets, one completed by
-/// `test()`, two started for one sender and tag, and a blocking receive of another tag while a
-/// receive is started. A single rank exchanges with itself.
+/// `test()`, sends polled with `test()` or dropped at once, two started for one sender and tag,
+/// and a blocking receive of another tag while a receive is started. A single rank exchanges with itself.
 func startedReceives(_ world: Communicator) throws -> String {
     let right = (world.rank + 1) % world.size
     let left = (world.rank - 1 + world.size) % world.size
@@ -311,6 +311,20 @@ func startedReceives(_ world: Communicator) throws -> String {
         try expect(polls < 50_000_000, world, "a tested receive from rank \(left) never completed")
     }
     try expectEqual(polled.message?.value, [Double](repeating: 3, count: 100_000), world, "tested array from rank \(left)")
+    // A send polled with test() until it completes, and a send request dropped at once (its
+    // deinitializer waits for it): the started receives are served meanwhile, as MPI_Test and
+    // MPI_Wait move posted receives along.
+    let polledSend = try world.startReceive([Double].self, from: .rank(left), tag: 19)
+    let sending = try world.startSend([Double](repeating: 4, count: 100_000), to: right, tag: 19)
+    polls = 0
+    while try !sending.test() {
+        polls += 1
+        try expect(polls < 50_000_000, world, "a polled send to rank \(right) never completed")
+    }
+    try expectEqual(try polledSend.waitForMessage().value, [Double](repeating: 4, count: 100_000), world, "array after a polled send")
+    let afterDrop = try world.startReceive([Double].self, from: .rank(left), tag: 20)
+    do { _ = try world.startSend([Double](repeating: 5, count: 100_000), to: right, tag: 20) }
+    try expectEqual(try afterDrop.waitForMessage().value, [Double](repeating: 5, count: 100_000), world, "array after a dropped send")
     for round in 0..<4 {
         // Two values from one sender with one tag, each announced for its size, taken by two
         // started receives and waited for in order.
@@ -330,7 +344,7 @@ func startedReceives(_ world: Communicator) throws -> String {
         try expectEqual(try pending.waitForMessage().value, Record.made(by: left, size: 20_000 + round), world, "started record, round \(round)")
         try waitAll(outgoing)
     }
-    return "rounds=18"
+    return "rounds=20"
 }
 
 func broadcast(_ world: Communicator) throws -> String {

@@ -93,6 +93,9 @@ protocol Transport: AnyObject {
     /// The receive `beginReceive` numbered `token` is being waited for now; throws an error met
     /// while its message was being taken.
     func endReceive(_ token: Int) throws
+    /// Throws the error met while taking the message of the receive numbered `token`, if any
+    /// (it then ends), for a test that would otherwise find no message.
+    func checkReceive(_ token: Int) throws
     /// The receive numbered `token` was dropped without a wait; any thread may call this.
     func dropReceive(_ token: Int)
 }
@@ -101,6 +104,7 @@ extension Transport {
     /// Backends whose sends never wait for the receiver need no note of started receives.
     func beginReceive(source: Int?, tag: Int?) -> Int? { nil }
     func endReceive(_ token: Int) throws {}
+    func checkReceive(_ token: Int) throws {}
     func dropReceive(_ token: Int) {}
 }
 

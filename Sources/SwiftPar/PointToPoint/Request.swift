@@ -59,9 +59,12 @@ public final class SendRequest: Request, @unchecked Sendable {
 
 /// A nonblocking receive. As with `MPI_Irecv`, a sender blocked until its message is received
 /// can finish while this rank waits in any other operation (a blocking `send` included): the
-/// message is taken off the queue then. It is decoded when `wait()` or `test()` runs, and
-/// `message` is then available. Two started receives that could take the same message get
-/// messages in the order they are completed, not the order they were started.
+/// message is taken off the queue then (with the messages its sender sent before it, which wait
+/// in memory for their own receives). It is decoded when `wait()` or `test()` runs, and
+/// `message` is then available. Unlike MPI, messages go to receives in the order the receives
+/// complete, not the order they were started: two started receives that could take the same
+/// message, or a started receive and a later blocking one, get them in the order they are
+/// waited for.
 ///
 /// `Sendable` when its value is: its state is touched only inside `wait()` and `test()`, which
 /// run one at a time in the process.
@@ -108,6 +111,14 @@ public final class ReceiveRequest<Value: Decodable>: Request {
     public func test() throws -> Bool {
         try communicator.exclusive("test") {
             if result != nil { return true }
+            if let token {
+                do {
+                    try communicator.transport.checkReceive(token)
+                } catch {
+                    self.token = nil
+                    throw error
+                }
+            }
             guard let info = try communicator.transport.probe(source: source.rankValue, tag: tag.tagValue, wait: false) else {
                 return false
             }

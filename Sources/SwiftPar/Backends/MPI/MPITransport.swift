@@ -127,19 +127,24 @@ final class MPITransport: Transport {
     /// started before any is waited for, so that a receiver taking the whole never waits for a
     /// chunk this rank has not sent yet (see "Receives started before they are waited for").
     private func sendParts(_ parts: [UnsafeRawBufferPointer], to destination: Int, tag: Int) throws {
-        var requests: [MPI_Request?] = []
-        for part in parts {
-            try forEachChunk(of: part.count) { chunk in
-                var request: MPI_Request? = swiftpar_request_null()
-                try check(MPI_Isend(part.baseAddress.map { $0 + chunk.lowerBound }, Int32(chunk.count), swiftpar_type_byte(),
-                                    Int32(destination), Int32(tag), comm, &request), "MPI_Isend to rank \(destination)")
-                requests.append(request)
+        let limit = messageLimit
+        let count = parts.reduce(0) { $0 + $1.count / limit + 1 }
+        try withUnsafeTemporaryAllocation(of: MPI_Request?.self, capacity: count) { requests in
+            var started = 0
+            defer { requests.baseAddress!.deinitialize(count: started) }
+            for part in parts {
+                try forEachChunk(of: part.count) { chunk in
+                    (requests.baseAddress! + started).initialize(to: swiftpar_request_null())
+                    started += 1
+                    try check(MPI_Isend(part.baseAddress.map { $0 + chunk.lowerBound }, Int32(chunk.count), swiftpar_type_byte(),
+                                        Int32(destination), Int32(tag), comm, &requests[started - 1]), "MPI_Isend to rank \(destination)")
+                }
             }
-        }
-        try job.wait(context("send", .receiver(members[destination]))) {
-            var flag: Int32 = 0
-            try check(MPI_Testall(Int32(requests.count), &requests, &flag, swiftpar_statuses_ignore()), "MPI_Testall")
-            return flag != 0
+            try job.wait(context("send", .receiver(members[destination]))) {
+                var flag: Int32 = 0
+                try check(MPI_Testall(Int32(started), requests.baseAddress, &flag, swiftpar_statuses_ignore()), "MPI_Testall")
+                return flag != 0
+            }
         }
     }
 
@@ -186,6 +191,7 @@ final class MPITransport: Transport {
     }
 
     func probe(source: Int?, tag: Int?, wait: Bool) throws -> MessageInfo? {
+        if !wait { try job.serveStartedReceives() }
         if let index = stash.firstIndex(where: { Self.matches($0.info, source: source, tag: tag) }) {
             return stash[index].info
         }
@@ -269,6 +275,11 @@ final class MPITransport: Transport {
         if let failure = startedReceiveFailures.removeValue(forKey: token) { throw failure }
     }
 
+    func checkReceive(_ token: Int) throws {
+        guard startedReceiveFailures[token] != nil else { return }
+        try endReceive(token)
+    }
+
     func dropReceive(_ token: Int) {
         droppedLock.withLock { droppedReceives.append(token) }
     }
@@ -319,6 +330,10 @@ final class MPITransport: Transport {
                     arrays = chunk.withUnsafeBytes { WireHeader.attachmentCount(in: $0) }
                 }
                 for _ in 0..<arrays { _ = try stashFirst(from: info.source, tag: info.tag) }
+            } catch let error as CommunicatorError {
+                // The watchdog's verdict ends the job, whichever wait it comes from.
+                if case .stalled = error { throw error }
+                startedReceiveFailures[wanted.token] = error
             } catch {
                 startedReceiveFailures[wanted.token] = error
             }
@@ -828,6 +843,7 @@ final class MPISendRequest: TransportRequest {
 
     func test() throws -> Bool {
         guard !handles.isEmpty else { return true }
+        try transport.job.serveStartedReceives()
         var flag: Int32 = 0
         try transport.check(MPI_Testall(Int32(handles.count), &handles, &flag, swiftpar_statuses_ignore()), "MPI_Testall")
         if flag != 0 { handles = [] }
@@ -839,7 +855,9 @@ final class MPISendRequest: TransportRequest {
         // it, and if that fails (the receiver is gone), keep the bytes for the life of the process.
         guard !handles.isEmpty, MPIEnvironment.isActive else { return }
         do {
-            try wait()
+            // As an operation of this thread, so that its receives started meanwhile are served
+            // (another thread inside an operation now: the bytes are kept for good instead).
+            try OneOperationAtATime.run("finish a dropped send", rank: transport.rank) { try wait() }
         } catch {
             abandonedSendBuffers.append(message)
         }
