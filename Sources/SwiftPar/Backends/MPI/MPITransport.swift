@@ -199,15 +199,16 @@ final class MPITransport: Transport {
         if wait && !startedReceives.isEmpty {
             // While this waits, started receives may move the message it waits for to the stash.
             var seen: MessageInfo?
+            var stashed = false
             try job.wait(context("receive", source.map { .sender(members[$0]) } ?? .anySender)) {
-                if let index = stash.firstIndex(where: { Self.matches($0.info, source: source, tag: tag) }) {
-                    seen = stash[index].info
+                if let entry = stash.first(where: { Self.matches($0.info, source: source, tag: tag) }) {
+                    (seen, stashed) = (entry.info, true)
                     return true
                 }
                 seen = try probeOneMessage(source: source, tag: tag, wait: false)
                 return seen != nil
             }
-            if let seen, stash.contains(where: { $0.info == seen }) { return seen }
+            if stashed { return seen }
             found = seen
         } else {
             found = try probeOneMessage(source: source, tag: tag, wait: wait)
@@ -304,7 +305,11 @@ final class MPITransport: Transport {
         forgetDroppedReceives()
         guard partsInProgress == 0, !startedReceives.isEmpty else { return }
         struct Sender: Hashable { let source: Int, tag: Int }
-        var values: [(sender: Sender, given: Bool)] = []
+        /// The number of arrays the value a stash entry starts sent apart after it.
+        func arraysSentApart(_ entry: (info: MessageInfo, chunks: [[UInt8]])) -> Int {
+            entry.chunks.first?.withUnsafeBytes { WireHeader.attachmentCount(in: $0) } ?? 0
+        }
+        var values: [(info: MessageInfo, given: Bool)] = []
         var arraysToSkip: [Sender: Int] = [:]
         for entry in stash {
             let sender = Sender(source: entry.info.source, tag: entry.info.tag)
@@ -312,24 +317,20 @@ final class MPITransport: Transport {
                 arraysToSkip[sender] = left - 1
                 continue
             }
-            values.append((sender, false))
-            let arrays = entry.chunks.first.map { chunk in chunk.withUnsafeBytes { WireHeader.attachmentCount(in: $0) } } ?? 0
+            values.append((entry.info, false))
+            let arrays = arraysSentApart(entry)
             if arrays > 0 { arraysToSkip[sender] = arrays }
         }
         for wanted in startedReceives where startedReceiveFailures[wanted.token] == nil {
-            if let index = values.firstIndex(where: { !$0.given && Self.matches(MessageInfo(source: $0.sender.source, tag: $0.sender.tag, byteCount: 0),
-                                                                              source: wanted.source, tag: wanted.tag) }) {
+            if let index = values.firstIndex(where: { !$0.given && Self.matches($0.info, source: wanted.source, tag: wanted.tag) }) {
                 values[index].given = true
                 continue
             }
             do {
                 guard let info = try probeOneMessage(source: wanted.source, tag: wanted.tag, wait: false) else { continue }
-                let first = try stashFirst(from: info.source, tag: info.tag)
-                var arrays = 0
-                if let entry = stash.last(where: { $0.info == first }), let chunk = entry.chunks.first {
-                    arrays = chunk.withUnsafeBytes { WireHeader.attachmentCount(in: $0) }
-                }
-                for _ in 0..<arrays { _ = try stashFirst(from: info.source, tag: info.tag) }
+                // stashFirst returns once the entry it appended last is the one asked for.
+                _ = try stashFirst(from: info.source, tag: info.tag)
+                for _ in 0..<arraysSentApart(stash[stash.count - 1]) { _ = try stashFirst(from: info.source, tag: info.tag) }
             } catch let error as CommunicatorError {
                 // The watchdog's verdict ends the job, whichever wait it comes from.
                 if case .stalled = error { throw error }
