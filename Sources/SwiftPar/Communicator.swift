@@ -129,9 +129,13 @@ public final class Communicator: @unchecked Sendable {
 
     // MARK: Encoding shared by point to point, collectives and the pool
 
-    /// The message bytes of `value`: encoded behind swiftpar's header.
+    /// The message bytes of `value` as `decode` reads them back: an array of plain numbers as
+    /// its raw elements (as `send` moves it), anything else encoded behind swiftpar's header.
     @usableFromInline
     func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        if plainArrayType(T.self) != nil {
+            return (value as! any PlainNumberArray).withUnsafeBytes { [UInt8]($0) }
+        }
         do {
             return try BinaryEncoder().encode(value)
         } catch {

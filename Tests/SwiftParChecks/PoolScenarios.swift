@@ -34,6 +34,13 @@ func poolReduceInto(_ world: Communicator) throws -> String {
     let sum = try pool.mapReduce(1...1000, into: 1_000_000, everyRank: true, { $0 }) { $0 += $1 }
     try expectEqual(sum, 1_000_000 + 500_500, world, "sum with an initial value, on every rank")
     let nothing = try pool.mapReduce([Int](), into: 7, everyRank: true, { $0 }) { $0 += $1 }
+    // A total that is an array of plain numbers, on every rank.
+    let histogram = try pool.mapReduce(0..<1000, into: [Int](repeating: 0, count: 10), everyRank: true, { item -> [Int] in
+        var one = [Int](repeating: 0, count: 10)
+        one[item % 10] = 1
+        return one
+    }) { total, part in for i in total.indices { total[i] += part[i] } }
+    try expectEqual(histogram, [Int](repeating: 100, count: 10), world, "a histogram on every rank")
     try expectEqual(nothing, 7, world, "no items")
     // Partials per chunk (with retries) give the same total.
     let retried = try pool.mapReduce(lines, into: [String: Int](), options: MapOptions(retryLostItems: true), { line -> [String: Int] in
@@ -63,6 +70,9 @@ func poolMap(_ world: Communicator) throws -> String {
     // Results on every rank; Codable items and results.
     let words = try pool.mapToAll((0..<500).map { "w\($0)" }) { Record.made(by: Int($0.dropFirst())!, size: 1) }
     try expectEqual(words, (0..<500).map { Record.made(by: $0, size: 1) }, world, "records on every rank")
+    // Results that are plain numbers: on every rank they travel as an array of plain numbers.
+    let lengths = try pool.mapToAll(["a", "bb", "ccc"]) { $0.count }
+    try expectEqual(lengths, [1, 2, 3], world, "Int results on every rank")
     // Map and combine: every rank gets the sum.
     let sum = try pool.mapReduce(1...20_000 as ClosedRange<Int>, { Int64($0) }, combine: +)
     try expectEqual(sum, 20_000 * 20_001 / 2, world, "sum of 1...20000")

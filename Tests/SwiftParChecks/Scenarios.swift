@@ -15,6 +15,7 @@ let scenarios: [String: @Sendable (Communicator) throws -> String] = [
     "gather-scatter": gatherScatter,
     "all-to-all": allToAll,
     "reduce": reduce,
+    "plain-arrays-as-values": plainArraysAsValues,
     "split": split,
     "large-messages": largeMessages,
     "huge-message": hugeMessage,
@@ -434,6 +435,35 @@ func reduce(_ world: Communicator) throws -> String {
     if r == 0 {
         try expectEqual(root?.samples, (0..<30).map { i in (0..<n).map { Double(i) + Double($0) / 8 }.reduce(0, +) }, world, "Codable reduce")
     }
+    return "sum=\(try world.allreduce(r, .sum))"
+}
+
+/// Arrays of plain numbers passed where any `Codable` value may go: to the closure reductions,
+/// and to every collective through generic code, which picks the `Codable` forms. They travel
+/// as plain numbers there too, and arrive intact, empty ones included.
+func plainArraysAsValues(_ world: Communicator) throws -> String {
+    let n = world.size
+    let r = world.rank
+    let concatenated = try world.allreduce([r, -r]) { $0 + $1 }
+    try expectEqual(concatenated, (0..<n).flatMap { [$0, -$0] }, world, "allreduce of [Int] with a closure")
+    let longest = try world.reduce([Double](repeating: Double(r), count: r), root: n - 1) { $0.count >= $1.count ? $0 : $1 }
+    if r == n - 1 {
+        try expectEqual(longest, [Double](repeating: Double(n - 1), count: n - 1), world, "reduce of [Double] with a closure")
+    } else {
+        try expect(longest == nil, world, "non-root got a reduce result")
+    }
+    /// The `Codable` collectives, whatever `T` is.
+    func viaCodable<T: Codable & Equatable>(_ make: (Int) -> T, _ what: String) throws {
+        try expectEqual(try world.broadcast(r == 0 ? make(0) : nil), make(0), world, "broadcast of \(what)")
+        let gathered = try world.gather(make(r), root: 0)
+        if r == 0 { try expectEqual(gathered, (0..<n).map(make), world, "gather of \(what)") }
+        try expectEqual(try world.allgather(make(r)), (0..<n).map(make), world, "allgather of \(what)")
+        try expectEqual(try world.scatter(r == 0 ? (0..<n).map(make) : nil), make(r), world, "scatter of \(what)")
+        try expectEqual(try world.allToAll((0..<n).map { make(r * n + $0) }), (0..<n).map { make($0 * n + r) }, world, "allToAll of \(what)")
+    }
+    try viaCodable({ (0..<($0 % 4)).map { Double($0) + 0.25 } }, "[Double]")
+    try viaCodable({ [Int32](repeating: Int32($0), count: $0 % 3) }, "[Int32]")
+    try viaCodable({ [UInt8](repeating: UInt8(truncatingIfNeeded: $0), count: 70_000 + $0) }, "large [UInt8]")
     return "sum=\(try world.allreduce(r, .sum))"
 }
 

@@ -50,6 +50,9 @@ struct CommunicatorTests {
     @Test("Reduce and allreduce: sum, product, min, max, and Codable closures", arguments: Launch.all)
     func reduce(_ launch: Launch) throws { try check("reduce", launch) }
 
+    @Test("Arrays of plain numbers in the closure reductions and the Codable forms of every collective", arguments: Launch.all)
+    func plainArraysAsValues(_ launch: Launch) throws { try check("plain-arrays-as-values", launch) }
+
     @Test("Split by colour and key gives working sub-communicators", arguments: Launch.all)
     func split(_ launch: Launch) throws { try check("split", launch) }
 
