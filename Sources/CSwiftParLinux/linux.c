@@ -21,6 +21,7 @@
 #include <semaphore.h>
 #include <sys/socket.h>
 #include <stdlib.h>
+#include <dirent.h>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -31,6 +32,70 @@
 
 int swiftpar_set_parent_death_signal(int signal_number) {
     return prctl(PR_SET_PDEATHSIG, (unsigned long)signal_number, 0, 0, 0);
+}
+
+/// The parent of process `pid` as /proc/PID/stat gives it, or -1.
+static pid_t parent_of(pid_t pid) {
+    char path[64], text[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int descriptor = open(path, O_RDONLY | O_CLOEXEC);
+    if (descriptor < 0) return -1;
+    ssize_t length = read(descriptor, text, sizeof text - 1);
+    close(descriptor);
+    if (length <= 0) return -1;
+    text[length] = 0;
+    // "PID (COMMAND) STATE PPID ...": the command may hold spaces and parentheses.
+    char *end = strrchr(text, ')');
+    int parent = -1;
+    char state = 0;
+    if (!end || sscanf(end + 1, " %c %d", &state, &parent) != 2) return -1;
+    return (pid_t)parent;
+}
+
+/// Adds to `set` (of `*count` entries, room for `capacity`) every process whose parent is in
+/// it, stopping each one added. Returns how many were added.
+static int add_children(pid_t *set, int *count, int capacity) {
+    DIR *folder = opendir("/proc");
+    if (!folder) return 0;
+    int added = 0;
+    struct dirent *entry;
+    while ((entry = readdir(folder)) != NULL) {
+        char *rest;
+        long pid = strtol(entry->d_name, &rest, 10);
+        if (*rest != 0 || pid <= 0) continue;
+        int known = 0;
+        for (int i = 0; i < *count && !known; i++) known = set[i] == (pid_t)pid;
+        if (known) continue;
+        pid_t parent = parent_of((pid_t)pid);
+        int child = 0;
+        for (int i = 0; i < *count && !child; i++) child = parent > 0 && set[i] == parent;
+        if (!child || *count >= capacity) continue;
+        kill((pid_t)pid, SIGSTOP);
+        set[(*count)++] = (pid_t)pid;
+        added++;
+    }
+    closedir(folder);
+    return added;
+}
+
+int swiftpar_kill_with_descendants(const pid_t *pids, int count) {
+    enum { capacity = 4096 };
+    pid_t *set = malloc(sizeof(pid_t) * capacity);
+    if (!set) {
+        for (int i = 0; i < count; i++) kill(pids[i], SIGKILL);
+        return 0;
+    }
+    int total = 0;
+    for (int i = 0; i < count && total < capacity; i++) {
+        kill(pids[i], SIGSTOP);
+        set[total++] = pids[i];
+    }
+    // Until a pass finds no new process: a process stopped cannot start another, but one
+    // found in a pass may have started one before it was stopped.
+    while (add_children(set, &total, capacity) > 0) {}
+    for (int i = 0; i < total; i++) kill(set[i], SIGKILL);
+    free(set);
+    return total - count;
 }
 
 void swiftpar_keep_large_buffers(int mmap_threshold, int trim_threshold) {

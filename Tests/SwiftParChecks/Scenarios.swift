@@ -24,6 +24,7 @@ let scenarios: [String: @Sendable (Communicator) throws -> String] = [
     "receive-into": receiveInto,
     "rank-one-crashes": rankOneCrashes,
     "rank-one-segfaults": rankOneSegfaults,
+    "ranks-trap-together": ranksTrapTogether,
     "wait-forever": waitForever,
     "receive-from-finished": receiveFromFinished,
     "encoded-sizes": encodedSizes,
@@ -119,6 +120,18 @@ func rankOneSegfaults(_ world: Communicator) throws -> String {
         let pointer = UnsafeMutablePointer<Int>(bitPattern: 8)!  // an unmapped page
         pointer.pointee = 42
     }
+}
+
+/// Every rank but 0 traps at once, as they do when a bug sits in code every worker runs; rank 0
+/// waits for a message that never comes.
+func ranksTrapTogether(_ world: Communicator) throws -> String {
+    try world.barrier()
+    if world.rank > 0 {
+        let bounds = [world.rank]
+        print("rank \(world.rank): reading item \(bounds[world.rank])")  // out of range: a trap
+    }
+    _ = try world.receive(Int.self, from: .any, tag: 1)
+    return "received"
 }
 
 func crashRankOne(_ world: Communicator, _ crash: () -> Void) throws -> String {

@@ -40,6 +40,22 @@ struct LocalFaultTests {
         #expect(Jobs.waitForNoSurvivors(named: "swiftpar-checks \(scenario)").isEmpty)
     }
 
+    @Test("Ranks that trap together, with the Swift runtime's backtraces on: the job ends and leaves nothing holding its output",
+          arguments: startMethods)
+    func ranksTrapTogether(_ start: String) throws {
+        // Read through a pipe, as `program | tail` is: the pipeline ends only when every
+        // process holding the job's output is gone. A rank killed while its backtracer ran used
+        // to leave the backtracer waiting for good, with the pipe open.
+        let checks = Jobs.product("swiftpar-checks")
+        let result = try Jobs.runCommand(
+            ["/bin/bash", "-c", "set -o pipefail; SWIFT_BACKTRACE=enable=yes,interactive=no '\(checks)' ranks-trap-together 2>&1 | cat"],
+            environment: ["SWIFTPAR_WORKERS": "6", "SWIFTPAR_START": start], timeout: 60)
+        #expect(result.status == 1, "the pipeline should end with the job's status 1 (124 is the timeout):\n\(result.report)")
+        #expect(result.output.contains("was killed by signal 4 (SIGILL); ended the job"), "\(result.report)")
+        #expect(result.output.contains("Index out of range"), "the trap should be reported:\n\(result.report)")
+        #expect(Jobs.waitForNoSurvivors(named: "swift-backtrace").isEmpty, "a backtracer was left running")
+    }
+
     @Test("kill -9 of a rank from outside ends the job within 2 s, naming the rank and SIGKILL", arguments: startMethods)
     func killedRank(_ start: String) throws {
         guard let (job, pids) = try startWaitingJob(ranks: 4, start: start) else { return }

@@ -61,6 +61,12 @@ int swiftpar_memfd_create(const char *label);
 /// Returns the child's pid, or -1 with errno set.
 pid_t swiftpar_spawn(const char *path, char *const argv[], char *const envp[], int keep_descriptor);
 
+/// Kills the processes `pids` and every process descended from them, with SIGKILL. Each is
+/// stopped first and the tree is read again, so that none can start a process that escapes;
+/// then all of them are killed. Processes are found through /proc. Returns how many
+/// descendants were killed (the roots not counted).
+int swiftpar_kill_with_descendants(const pid_t *pids, int count);
+
 /// Catches each of `signals` (from any thread) by writing its number as one byte to a pipe,
 /// and returns the pipe's reading end (non-blocking, close-on-exec), or -1 with errno set.
 /// For a process that already runs threads, where a signalfd cannot catch signals reliably.

@@ -421,7 +421,11 @@ final class LocalMonitor: @unchecked Sendable {
         guard region.ending.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged else {
             while true { pause() }
         }
-        for (index, pid) in children.enumerated() where !isReaped[index].load(ordering: .acquiring) { kill(pid, SIGKILL) }
+        // With the processes they started: a rank killed while it crashes leaves the Swift
+        // runtime's backtracer waiting for good on a socket whose ends it holds both of, with
+        // the job's standard output and error open, so a pipeline reading them never ends.
+        let running = children.enumerated().filter { !isReaped[$0.offset].load(ordering: .acquiring) }.map(\.element)
+        _ = running.withUnsafeBufferPointer { swiftpar_kill_with_descendants($0.baseAddress, Int32($0.count)) }
         for (index, pid) in children.enumerated() where !isReaped[index].load(ordering: .acquiring) {
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
