@@ -14,7 +14,7 @@ struct Run: ParsableCommand {
 
             Replacement strings: {} {.} {/} {//} {/.} {#} (task number) {%} (slot), and {1} {2} {1.} {2/} ... for one source. Inputs are quoted for the shell. There are no Perl expressions: a command with {=...=} is refused.
 
-            Every rank is a slot (rank 0 too); --slots-per-rank K gives K. Each task's output is printed whole as it ends, never mixed with another's; -k keeps input order. The exit status is the number of failed tasks (at most 101), as GNU parallel's; 255 for a usage error. Tasks see SWIFTPAR_TASK, SWIFTPAR_RANK and SWIFTPAR_SLOT (and PARALLEL_SEQ, PARALLEL_JOBSLOT) in their environment; SWIFTPAR_SHELL chooses another shell.
+            Every rank is a slot (rank 0 too); --slots-per-rank K gives K. Each task's output is printed whole as it ends, never mixed with another's; -k keeps input order. The exit status is the number of failed tasks (at most 101), as GNU parallel's; 255 for a usage error or any other error. Tasks see SWIFTPAR_TASK, SWIFTPAR_RANK and SWIFTPAR_SLOT (and PARALLEL_SEQ, PARALLEL_JOBSLOT) in their environment; SWIFTPAR_SHELL chooses another shell.
 
             Examples:
               swiftpar -n 8 run gzip -9 {} ::: *.log
@@ -50,7 +50,7 @@ struct Run: ParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Kill a task's process group after this long (seconds, or with s, m, h, d).", valueName: "duration"))
     var timeout: String?
 
-    @Option(help: ArgumentHelp("Stop early: never, soon,fail=N, now,fail=N, now,fail=P%, soon,success=N, now,done=N.", valueName: "when"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Stop early: never, soon,fail=N, now,fail=N, now,fail=P%, soon,success=N, now,done=N.", valueName: "when"))
     var halt: String?
 
     @Option(name: .customLong("slots-per-rank"), parsing: .unconditional, help: ArgumentHelp("Tasks each rank runs at once.", valueName: "k"))
@@ -246,12 +246,14 @@ struct Run: ParsableCommand {
         farm.runner.timeout = try timeoutSeconds()
         farm.runner.attempts = retries == 0 ? Int.max : retries
         farm.runner.shell = try shellPath()
-        if var log = joblog {
-            if log.hasPrefix("+") {
+        if let log = joblog {
+            // The path's own bytes: a name that is not UTF-8 reaches us as a placeholder string.
+            var path = RawArguments.bytes(of: log)
+            if path.first == UInt8(ascii: "+") {
                 farm.appendToJoblog = true
-                log.removeFirst()
+                path.removeFirst()
             }
-            farm.joblog = PathBytes(RawArguments.bytes(of: log))
+            farm.joblog = PathBytes(path)
         }
         farm.resume = resume
         farm.resumeFailed = resumeFailed
@@ -285,6 +287,15 @@ struct Run: ParsableCommand {
             } catch let error as InputError {
                 bar.finish()
                 writeStandardError("swiftpar: run: \(error.description)\n")
+                world.exitStatus = 255
+                return
+            } catch where world.rank == 0 {
+                // Whatever else stops the farm on rank 0 (a joblog that cannot be written, output
+                // that cannot be printed, a task that cannot be started) has told the workers to
+                // stop: 255, GNU parallel's status for an error other than failed tasks, so that
+                // it is never taken for a count of failed tasks.
+                bar.finish()
+                writeStandardError("swiftpar: run: \(error)\n")
                 world.exitStatus = 255
                 return
             }

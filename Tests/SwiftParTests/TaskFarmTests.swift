@@ -110,7 +110,8 @@ struct TaskFarmTests {
         #expect(try known([.init(values("a", "b")), .init(values("1", "2", "3"))]) == 6)
         #expect(try known([.init(values("a", "b", "c", "d")), .init(values("1", "2"), linkedToPrevious: true), .init(values("X", "Y"))]) == 4)
         #expect(try known([.init(values("a", "b", "c")), .init(values("1"))], link: true) == 3)
-        #expect(try known([.init(values("a\nb", "", "c\n")), .init(.values([]))]) == 4)
+        // As GNU parallel splits them: "c\n" is c and an empty value.
+        #expect(try known([.init(values("a\nb", "", "c\n")), .init(.values([]))]) == 5)
         #expect(try known([.init(values("a")), .init(.standardInput)]) == nil)
     }
 
@@ -188,6 +189,11 @@ struct TaskFarmTests {
             "'echo {}; exit {}' ::: 0 1 2 0 3",
             "--dry-run 'echo {} | tr a b' ::: aa 'a b'",
             "'seq {} | tail -c 5' ::: 1 50000 7",
+            // -r drops blank values from each source as it is read, not only all-blank tasks.
+            "-r echo ::: a '' ' ' b ::: '' 1",
+            // What follows a value's last newline is one more value, even when empty.
+            "--dry-run echo 'x{}y' ::: 'a\n' b",
+            "--dry-run --tag echo ::: a 'b c'",
         ]
         var script = "cd '\(folder.path)'\nexport PARALLEL_SHELL=/bin/sh\n"
         // mpirun adds its own notice on standard error when a rank exits non-zero: not ours.
@@ -322,6 +328,58 @@ struct TaskFarmTests {
         #expect(out.contains("halt-success 0\n"), "\(result.report)")
         #expect(out.contains("many 101\n") && out.contains("signals 3\n"), "\(result.report)")
         #expect(out.contains("json 1\n") && read("summary.json").hasPrefix("{\"tasks\": 3, \"failed\": 1, \"skipped\": 0, \"seconds\": "), "\(read("summary.json"))")
+    }
+
+    @Test("Tasks start as their inputs arrive from a slow producer, with their output printed meanwhile",
+          arguments: [Launch.local(1), .local(3), .mpirun(2)])
+    func slowProducer(launch: Launch) throws {
+        // Three inputs a second apart, then a producer that stays open: every task must start
+        // (and print) as its input comes, not once enough inputs have come to fill every slot.
+        let script = """
+            start=$(date +%s%N)
+            (for i in 1 2 3; do echo $i; sleep 1; done; sleep 2) | \(Self.swiftpar(launch)) run --slots-per-rank 2 'echo {}' |
+              while read line; do echo "$line $(( ($(date +%s%N) - start) / 1000000 ))"; done
+            """
+        let result = try Jobs.runShell(script, timeout: 60)
+        let lines = result.output.split(separator: "\n").map { $0.split(separator: " ") }
+        #expect(lines.map { $0.first.map(String.init) ?? "" } == ["1", "2", "3"], "\(result.report)")
+        for (index, line) in lines.enumerated() where line.count == 2 {
+            // Input i comes at about i - 1 seconds; its output must follow within half a second.
+            let milliseconds = Int(line[1]) ?? .max
+            #expect(milliseconds < index * 1000 + 500, "task \(index + 1) printed after \(milliseconds) ms under \(launch):\n\(result.report)")
+        }
+    }
+
+    @Test("Errors other than failed tasks exit 255; tasks stopped by --timeout or --halt now leave no process behind")
+    func otherErrorsAndStoppedTasks() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let swiftpar = Self.swiftpar(.local(2))
+        let script = #"""
+            cd '\#(folder.path)'
+            \#(swiftpar) run --joblog /proc/no/such/log echo ::: a 2> joblog.err; echo "joblog $?"
+            \#(swiftpar) run echo ::: a b > /dev/full 2> full.err; echo "full $?"
+            head -c 200000 /dev/zero | tr '\0' a > long.txt
+            \#(swiftpar) run echo :::: long.txt 2> long.err > /dev/null; echo "long $?"
+            \#(swiftpar) run --timeout 0.5 "sh -c 'trap \"\" TERM; sleep 97.25'; : {}" ::: a 2> /dev/null; echo "timeout $?"
+            \#(swiftpar) run --halt now,fail=1 "if [ {} = 1 ]; then sleep 0.3; exit 1; fi; sh -c 'trap \"\" TERM; sleep 97.5'" ::: 1 2 2> /dev/null; echo "halt $?"
+            sleep 0.3; echo "left: $(pgrep -a -x sleep | grep -c 'sleep 97\.[25]')"
+            \#(swiftpar) run --joblog "+log$(printf '\377')" echo ::: a > /dev/null; \#(swiftpar) run --joblog "+log$(printf '\377')" echo ::: b > /dev/null
+            echo "appended: $(cat log* | wc -l) $(ls | grep -c '^+')"
+            \#(swiftpar) run --joblog done.log echo ::: a b > /dev/null
+            \#(swiftpar) run --dry-run --joblog done.log --resume echo ::: a b c > dry.out; echo "dry: $(tr '\n' , < dry.out)"
+            """#
+        let result = try Jobs.runShell(script, timeout: 120)
+        let read = { (name: String) in (try? String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)) ?? "" }
+        let out = result.output
+        #expect(out.contains("joblog 255\n") && read("joblog.err").contains("joblog /proc/no/such/log"), "\(result.report)\n\(read("joblog.err"))")
+        #expect(out.contains("full 255\n") && read("full.err").contains("No space left on device"), "\(result.report)\n\(read("full.err"))")
+        #expect(out.contains("long 255\n") && read("long.err").contains("task 1: its command is 200005 bytes, more than"), "\(result.report)\n\(read("long.err"))")
+        #expect(out.contains("timeout 1\n") && out.contains("halt 1\n"), "\(result.report)")
+        #expect(out.contains("left: 0\n"), "a process of a stopped task was left running:\n\(result.report)")
+        // One joblog (its header and two tasks) named with the byte 0xFF, and no file named +…
+        #expect(out.contains("appended: 3 0\n"), "\(result.report)")
+        #expect(out.contains("dry: echo c,\n"), "\(result.report)")
     }
 
     /// A slot gets its next task only once it is free, as in GNU parallel: short tasks all start

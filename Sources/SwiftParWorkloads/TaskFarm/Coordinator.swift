@@ -32,6 +32,10 @@ final class Coordinator {
     private var nextSequence = 1
     private let skip: Set<Int>
     private var inputDone = false
+    /// The inputs, read on a thread of their own.
+    private var feed: InputFeed!
+    /// Whether the last `fill()` stopped with a slot free because no input had come yet.
+    private var starvedForInput = false
     private var retryQueue: [(sequence: Int, inputs: [[UInt8]])] = []
     /// Free slots, in the order they get a task.
     private var ready: [Int] = []
@@ -98,6 +102,7 @@ final class Coordinator {
         if case .percent? = options.halt?.threshold {
             while let values = try inputs.next() { readAhead.append(values) }
         }
+        feed = try InputFeed(inputs)
     }
 
     /// The total number of tasks to run: known from the start for command-line values, or once
@@ -111,7 +116,10 @@ final class Coordinator {
 
     func run() throws -> FarmSummary {
         world.tolerateRankFailures(true)
-        defer { world.tolerateRankFailures(false) }
+        defer {
+            world.tolerateRankFailures(false)
+            feed.stop()
+        }
         try fill()
         var eventsSeen = 0
         while true {
@@ -124,11 +132,15 @@ final class Coordinator {
                 eventsSeen = events
                 remoteWait.reset()
             }
-            if runner.isBusy {
-                // A running task is work: ranks waiting meanwhile are not stalled.
+            // A slot is free and its input has not come yet: wake when it does.
+            let waitingForInput = starvedForInput && halting == nil
+            if runner.isBusy || waitingForInput {
+                // A running task, or a source still producing, is work: ranks waiting meanwhile
+                // are not stalled.
                 world.noteProgress()
                 try printer.flushOutput()
-                try runner.step(timeout: remoteBusy ? remoteWait.next() : 0.05) { event in
+                let wait = remoteBusy ? remoteWait.next() : runner.isBusy ? 0.05 : 1
+                try runner.step(timeout: wait, extra: waitingForInput ? feed.wakeDescriptor : -1) { event in
                     switch event {
                     case .output(let sequence, let stream, let bytes):
                         try self.printer.output(sequence: sequence, stream: stream, bytes: bytes, rank: 0)
@@ -183,7 +195,13 @@ final class Coordinator {
                 values = readAheadIndex < readAhead.count ? readAhead[readAheadIndex] : nil
                 readAheadIndex += 1
             } else {
-                values = try inputs.next()
+                switch try feed.next() {
+                case .inputs(let next): values = next
+                case .end: values = nil
+                case .pending:
+                    starvedForInput = true
+                    return nil
+                }
             }
             guard let values else {
                 inputDone = true
@@ -201,7 +219,12 @@ final class Coordinator {
         return nil
     }
 
+    /// The longest command a task may have: the shell gets it as one argument, which Linux
+    /// limits to 32 pages with its final NUL.
+    private static let longestCommand = 32 * sysconf(Int32(_SC_PAGESIZE)) - 1
+
     private func fill() throws {
+        starvedForInput = false
         // Held output bounds only new tasks: a task to run again always goes out.
         while readyIndex < ready.count && halting == nil && (printer.hasRoom || !retryQueue.isEmpty) {
             let slotIndex = ready[readyIndex]
@@ -213,6 +236,9 @@ final class Coordinator {
             guard let (sequence, values) = try nextTask() else { break }
             readyIndex += 1
             let command = options.template.command(inputs: values, sequence: sequence, slot: slotIndex + 1)
+            guard command.count <= Self.longestCommand else {
+                throw InputError(description: "task \(sequence): its command is \(command.count) bytes, more than the \(Self.longestCommand) that Linux passes to a program in one argument")
+            }
             printer.register(sequence, FarmTask(inputs: values, command: command, rank: rank))
             outstanding[rank].insert(sequence)
             let assignment = TaskAssignment(sequence: sequence, slot: slotIndex + 1, localSlot: slotIndex % slotsPerRank, command: command)

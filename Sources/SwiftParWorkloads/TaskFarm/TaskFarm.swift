@@ -144,14 +144,23 @@ package enum TaskFarm {
         return nil
     }
 
-    /// Prints each task's command, one per line, and runs nothing.
+    /// Prints each task's command, one per line (after its inputs and a tab with `--tag`), and
+    /// runs nothing; tasks that `--resume` or `--resume-failed` would skip are left out.
     static func dryRun(_ options: FarmOptions, slots: Int) throws -> FarmSummary {
         let inputs = try TaskInputs(options.sources, separator: options.separator, link: options.link, skipEmpty: options.skipEmpty)
+        var skip: Set<Int> = []
+        if let path = options.joblog, options.resume || options.resumeFailed {
+            skip = try JobLog.finishedTasks(in: path, succeededOnly: options.resumeFailed)
+        }
         var output = [UInt8]()
         var sequence = 0
+        var shown = 0
         while let values = try inputs.next() {
             sequence += 1
-            output += options.template.command(inputs: values, sequence: sequence, slot: 1 + (sequence - 1) % slots)
+            if skip.contains(sequence) { continue }
+            shown += 1
+            if options.tag { output += CommandTemplate.tag(inputs: values) }
+            output += options.template.command(inputs: values, sequence: sequence, slot: 1 + (shown - 1) % slots)
             output.append(10)
             if output.count > 1 << 16 {
                 try output.withUnsafeBytes { try StandardOutput.write($0) }

@@ -31,8 +31,9 @@ package struct InputError: Error, CustomStringConvertible {
     package init(description: String) { self.description = description }
 }
 
-/// The records of `bytes`, each ending with `separator` (one byte or more); the last counts
-/// without a final separator, and empty bytes are one empty record.
+/// The values of a command-line value (`::: VALUE`), split on `separator` (one byte or more) as
+/// GNU parallel splits it: what follows the last separator is one more value, even when empty
+/// (`::: $'a\n'` is `a` and an empty value), and empty bytes are one empty value.
 func records(of bytes: [UInt8], separator: [UInt8]) -> [[UInt8]] {
     var result: [[UInt8]] = []
     var start = 0
@@ -40,7 +41,7 @@ func records(of bytes: [UInt8], separator: [UInt8]) -> [[UInt8]] {
         result.append(Array(bytes[start..<end]))
         start = end + separator.count
     }
-    if start < bytes.count || bytes.isEmpty { result.append(Array(bytes[start...])) }
+    result.append(Array(bytes[start...]))
     return result
 }
 
@@ -166,12 +167,23 @@ package final class TaskInputs {
     package let knownCount: Int?
 
     /// The inputs of `sources`, records ending with `separator` (one byte or more); with
-    /// `skipEmpty`, tasks whose inputs are all blank are left out (`-r`).
+    /// `skipEmpty`, blank values (spaces, tabs and line ends only) are left out of every source
+    /// as it is read (`-r`).
     package init(_ sources: [InputSpecification], separator: [UInt8] = [10], link: Bool = false, skipEmpty: Bool = false) throws {
         knownCount = skipEmpty ? nil : Self.count(of: sources, separator: separator, link: link)
         var units: [Unit] = []
         for specification in sources {
-            let reader = try Self.reader(for: specification.source, separator: separator)
+            var reader = try Self.reader(for: specification.source, separator: separator)
+            if skipEmpty {
+                // As GNU parallel, blank values are dropped from each source as it is read.
+                let all = reader
+                reader = {
+                    while let value = try all() {
+                        if !value.allSatisfy({ $0 == 0x20 || (0x09...0x0D).contains($0) }) { return value }
+                    }
+                    return nil
+                }
+            }
             if specification.linkedToPrevious, let last = units.last {
                 last.readers.append(reader)
             } else {
@@ -252,7 +264,6 @@ package final class TaskInputs {
     package func next() throws -> [[UInt8]]? {
         while true {
             guard var inputs = try nextCombination() else { return nil }
-            if skipEmpty && inputs.allSatisfy({ $0.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D } }) { continue }
             if inputs.contains(where: { $0.contains(0) }) {
                 if !warnedOfNul {
                     warnedOfNul = true

@@ -301,7 +301,7 @@ package final class TaskRunner {
             while waitpid(task.pid, &status, 0) < 0 && errno == EINTR {}
             task.exited = true
         }
-        for task in tasks { release(task) }
+        for task in tasks { release(task, killingGroup: true) }
         running = running.map { _ in nil }
     }
 
@@ -433,7 +433,7 @@ package final class TaskRunner {
 
     private func finish(slot: Int, emit: (RunnerEvent) throws -> Void) throws {
         guard let task = running[slot] else { return }
-        release(task)
+        release(task, killingGroup: task.killStep >= 0)
         let signal = task.status & 0x7F
         let exitValue: Int32 = task.timedOut ? -1 : (signal == 0 ? (task.status >> 8) & 0xFF : 0)
         let result = TaskResult(sequence: task.assignment.sequence, slot: task.assignment.slot, startTime: task.startTime,
@@ -458,7 +458,12 @@ package final class TaskRunner {
     }
 
     /// Closes a finished task's descriptors and takes its group back from the guardian.
-    private func release(_ task: Running) {
+    /// Closes the task's descriptors and takes its process group out of the guardian's care;
+    /// `killingGroup` (a task being stopped: a timeout, `--halt now`, an interrupt) first kills
+    /// what is left of the group, as GNU parallel does: a process in it that ignores SIGTERM
+    /// outlived the shell that led it.
+    private func release(_ task: Running, killingGroup: Bool = false) {
+        if killingGroup { kill(-task.pid, SIGKILL) }
         for descriptor in [task.outputDescriptor, task.errorDescriptor, task.processDescriptor] where descriptor >= 0 { close(descriptor) }
         task.outputDescriptor = -1
         task.errorDescriptor = -1
