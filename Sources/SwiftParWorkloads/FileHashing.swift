@@ -129,9 +129,10 @@ public enum FileHashing {
             let count = read(descriptor, buffer.baseAddress, buffer.count)
             if count < 0 {
                 if errno == EINTR { continue }
-                if errno == EAGAIN {
-                    // A descriptor left non-blocking by whoever passed it (or a file system that
-                    // honours O_NONBLOCK for files): wait until it is readable.
+                if errno == EAGAIN && size == nil {
+                    // A pipe or terminal left non-blocking by whoever passed it: wait until it is
+                    // readable. (A regular file is always "readable" to poll, so one whose file
+                    // system answers EAGAIN is reported, as sha256sum does, not read in a spin.)
                     var ready = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
                     _ = poll(&ready, 1, -1)
                     continue
@@ -204,7 +205,11 @@ public enum FileHashing {
         /// A guess at the work, to start the largest first.
         var weight: Int64 {
             switch self {
-            case .files(let files): files.reduce(0) { $0 + $1.size + 4096 }
+            // Saturating: sizes near 2^63 (sparse files) must not overflow the sum.
+            case .files(let files): files.reduce(Int64(0)) { total, file in
+                let (sum, overflow) = total.addingReportingOverflow(min(file.size, Int64.max - 4096) + 4096)
+                return overflow ? .max : sum
+            }
             case .tree: Int64.max
             case .problem, .skippedLink: 0
             }
@@ -323,7 +328,15 @@ public enum FileHashing {
                     return
                 }
                 var names: [(name: [UInt8], type: UInt8)] = []
-                while let entry = readdir(directory) {
+                while true {
+                    // readdir ends the listing and fails alike, with NULL: only errno tells them
+                    // apart. A listing cut short is reported, so no file goes missing unsaid;
+                    // the entries read before it are hashed, as find lists them.
+                    errno = 0
+                    guard let entry = readdir(directory) else {
+                        if errno != 0 { units.append(.problem(Problem(path: path, reason: systemMessage(errno)))) }
+                        break
+                    }
                     let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in Array(raw.prefix { $0 != 0 }) }
                     if name != [0x2E] && name != [0x2E, 0x2E] { names.append((name, entry.pointee.d_type)) }
                 }

@@ -357,6 +357,46 @@ struct WorkloadTests {
         #expect(usage.status != 0 && usage.errors.contains("Error:"), "\(usage.report)")
     }
 
+    /// Whether a FUSE file system can be mounted here (root, /dev/fuse, python3).
+    static var canMountFUSE: Bool {
+        getuid() == 0 && FileManager.default.fileExists(atPath: "/dev/fuse") && FileManager.default.isExecutableFile(atPath: "/usr/bin/python3")
+    }
+
+    @Test("Failing system calls on a real file system: a listing cut short, a read error, EAGAIN on a file; each reported, the rest hashed, exit 1",
+          .enabled(if: canMountFUSE), arguments: [Launch.serial, .local(2), .mpirun(2)])
+    func hashFailingFileSystem(_ launch: Launch) throws {
+        let mountpoint = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-faulty-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: mountpoint, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: mountpoint) }
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/faulty_fs.py")
+        server.arguments = [fixture.path, mountpoint.path]
+        try server.run()
+        defer {
+            _ = try? Jobs.runCommand(["umount", "-l", mountpoint.path], timeout: 10)
+            server.waitUntilExit()
+        }
+        let deadline = Date().addingTimeInterval(10)
+        while !FileManager.default.fileExists(atPath: mountpoint.appendingPathComponent("ok").path) && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        let root = mountpoint.path
+        let result = try swiftpar(["hash", root], launch, timeout: 60)
+        #expect(result.status == 1, "\(result.report.prefix(3000))")
+        // The 50 files listed before the listing failed, and the file that reads well.
+        let x = "73cb3858a687a8494ca3323053016282f3dad39d42cf62ca4e79dda2aac7d9ac"   // sha256 of "x\n"
+        let expected = (0..<50).map { String(format: "\(x)  \(root)/listing/f%03d", $0) }
+            + ["5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03  \(root)/ok"]
+        #expect(result.output.split(separator: "\n").map(String.init) == expected, "\(result.report.prefix(3000))")
+        // Before: the listing's end was taken for the directory's end (no word, exit 0), and
+        // EAGAIN on a file was polled for in a spin that never ended.
+        #expect(result.errors.contains("swiftpar: \(root)/listing: Input/output error"), "\(result.errors)")
+        #expect(result.errors.contains("swiftpar: \(root)/broken: Input/output error"), "\(result.errors)")
+        #expect(result.errors.contains("swiftpar: \(root)/again: Resource temporarily unavailable"), "\(result.errors)")
+    }
+
     @Test("A path that became a named pipe after the walk is reported at once, never waited on")
     func digestOfPipeDoesNotBlock() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-fifo-\(UUID().uuidString)").path
