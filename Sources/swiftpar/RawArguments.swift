@@ -13,17 +13,24 @@ enum RawArguments {
 
     /// The arguments after the program's name, as text for the parser.
     static func forParser() -> [String] {
+        let arguments: [[UInt8]] = (1..<Int(CommandLine.argc)).compactMap { index in
+            CommandLine.unsafeArgv[index].map { Array(UnsafeRawBufferPointer(start: $0, count: strlen($0))) }
+        }
+        let texts = arguments.map { String(validating: $0, as: UTF8.self) }
+        // A placeholder is spelled with U+FFFF, a noncharacter; but U+FFFF is valid UTF-8, so a
+        // real argument may be spelled the same (a file so named): the mark grows until no real
+        // argument is any placeholder, or that argument would be taken for another's bytes.
+        let real = Set(texts.compactMap { $0 })
+        var mark = "\u{FFFF}"
+        func placeholder(_ index: Int) -> String { "\(mark)argument \(index + 1)\(mark)" }
+        while texts.indices.contains(where: { texts[$0] == nil && real.contains(placeholder($0)) }) { mark += "\u{FFFF}" }
         var result: [String] = []
-        for index in 1..<Int(CommandLine.argc) {
-            guard let pointer = CommandLine.unsafeArgv[index] else { continue }
-            let bytes = Array(UnsafeRawBufferPointer(start: pointer, count: strlen(pointer)))
-            if let text = String(validating: bytes, as: UTF8.self) {
+        for (index, text) in texts.enumerated() {
+            if let text {
                 result.append(text)
             } else {
-                // U+FFFF is a noncharacter: no real argument is spelled like this.
-                let placeholder = "\u{FFFF}argument \(index)\u{FFFF}"
-                originals[placeholder] = bytes
-                result.append(placeholder)
+                originals[placeholder(index)] = arguments[index]
+                result.append(placeholder(index))
             }
         }
         return result

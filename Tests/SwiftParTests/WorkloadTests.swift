@@ -357,6 +357,26 @@ struct WorkloadTests {
         #expect(usage.status != 0 && usage.errors.contains("Error:"), "\(usage.report)")
     }
 
+    @Test("A file named like the stand-in for an argument that is not UTF-8 is hashed as itself, beside that argument")
+    func argumentSpelledLikeAStandIn() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-names-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // `hash A B`: B (not UTF-8) is the third argument; A is spelled as B's stand-in was.
+        let script = """
+            cd '\(folder.path)'
+            a="$(printf '\\357\\277\\277argument 3\\357\\277\\277')"; b="$(printf 'y\\377')"
+            printf 'X\\n' > "$a"; printf 'Y\\n' > "$b"
+            '\(Jobs.product("swiftpar"))' hash "$a" "$b" > ours; echo "status $?"
+            sha256sum "$b" "$a" > theirs
+            cmp ours theirs && echo same
+            """
+        let result = try Jobs.runShell(script, timeout: 60)
+        // Before: the file named like the stand-in was taken for the other argument, whose line
+        // was printed twice.
+        #expect(result.output == "status 0\nsame\n", "\(result.report)")
+    }
+
     /// Whether a FUSE file system can be mounted here (root, /dev/fuse, python3).
     static var canMountFUSE: Bool {
         getuid() == 0 && FileManager.default.fileExists(atPath: "/dev/fuse") && FileManager.default.isExecutableFile(atPath: "/usr/bin/python3")
