@@ -115,7 +115,10 @@ public enum FileHashing {
     /// - Throws: `Problem` for the path `-` when standard input cannot be read (closed, or a
     ///   read error), with the system's words.
     public static func digestOfStandardInput(buffer: UnsafeMutableRawBufferPointer) throws -> String {
-        try digest(reading: STDIN_FILENO, path: standardInputPath, buffer: buffer, size: nil)
+        let digest = try digest(reading: STDIN_FILENO, path: standardInputPath, buffer: buffer, size: nil)
+        // Under mpirun the input is a copy that ends alike however mpirun's own ended.
+        if let reason = StandardStreams.launcherInputCutShort() { throw Problem(path: standardInputPath, reason: reason) }
+        return digest
     }
 
     /// The SHA-256 of what is left to read from `descriptor`, read in pieces of `buffer`'s size;

@@ -324,6 +324,19 @@ struct WorkloadTests {
         #expect(json.output.contains(root.path + "/a.txt") && !json.output.contains("\\/"), "paths in JSON keep their slashes as they are:\n\(json.report)")
         let closed = try Jobs.runShell(Jobs.shellCommand("swiftpar", ["hash", "-"], launch: .local(2)) + " <&-")
         #expect(closed.status == 1 && closed.errors.contains("swiftpar: -: Bad file descriptor"), "\(closed.report)")
+        // Under mpirun the input is Open MPI's copy, which ends alike when mpirun cannot read its
+        // own or is interrupted: both are errors in the local backend's words, never a digest
+        // of what came before (an empty input's digest, exit 0, for a directory).
+        for launch in [Launch.local(2), .mpirun(2)] {
+            let directory = try Jobs.runShell(Jobs.shellCommand("swiftpar", ["hash", "-"], launch: launch) + " < /tmp", timeout: 60)
+            #expect(directory.status == 1 && directory.output.isEmpty && directory.errors.contains("swiftpar: -: Is a directory"), "\(launch):\n\(directory.report)")
+        }
+        // (The test runner's children inherit SIGTERM blocked, so mpirun gets it at its default.)
+        let withTermAtDefault = "perl -MPOSIX -e 'sigprocmask(SIG_SETMASK, POSIX::SigSet->new); $SIG{TERM} = \"DEFAULT\"; exec @ARGV or die' "
+        let interrupted = try Jobs.runShell(
+            "(head -c 3000000 /dev/zero; sleep 20) | " + withTermAtDefault + "timeout -s TERM 3 " + Jobs.shellCommand("swiftpar", ["hash", "-"], launch: .mpirun(2)),
+            timeout: 60)
+        #expect(interrupted.status != 0 && !interrupted.output.contains("  -"), "an interrupted input's digest was printed:\n\(interrupted.report)")
     }
 
     @Test("Missing, unreadable and special paths and symlink loops: an error line each, the rest hashed, exit 1")

@@ -71,6 +71,48 @@ package enum StandardStreams {
         }
     }
 
+    /// Under mpirun, why rank 0's standard input, which Open MPI forwards from mpirun's, must
+    /// not be taken as whole now that it has ended: the forwarding ends it alike when mpirun's
+    /// own input ends, when mpirun cannot read it (a directory) and when mpirun is interrupted.
+    /// Looks at mpirun's input without reading it: a directory; a pipe whose writer is still
+    /// there with nothing left to read (POLLHUP not set); a file not read to its end. Nil when
+    /// the input did end, when that cannot be told (a terminal, a device), or when mpirun is not
+    /// the parent on this host.
+    package static func launcherInputCutShort() -> String? {
+        guard let launcher = launcherProcess() else { return nil }
+        defer { close(launcher) }
+        let copy = swiftpar_pidfd_getfd(launcher, 0)
+        guard copy >= 0 else { return nil }
+        defer { close(copy) }
+        var info = stat()
+        guard fstat(copy, &info) == 0 else { return nil }
+        switch info.st_mode & S_IFMT {
+        case S_IFDIR:
+            return String(cString: strerror(EISDIR))
+        case S_IFREG:
+            let offset = lseek(copy, 0, SEEK_CUR)
+            return offset >= 0 && offset < info.st_size ? "mpirun stopped passing it on before its end (interrupted?)" : nil
+        case S_IFIFO, S_IFSOCK:
+            var check = pollfd(fd: copy, events: Int16(POLLIN), revents: 0)
+            guard poll(&check, 1, 0) >= 0 else { return nil }
+            let ended = check.revents & Int16(POLLHUP) != 0 && check.revents & Int16(POLLIN) == 0
+            return ended ? nil : "mpirun stopped passing it on before its end (interrupted?)"
+        default:
+            return nil
+        }
+    }
+
+    /// A pidfd of mpirun when it is this process's parent (so on this host), or nil.
+    private static func launcherProcess() -> Int32? {
+        let parent = getppid()
+        let command = (try? readWholeFile("/proc/\(parent)/cmdline")) ?? []
+        let arguments = command.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        guard let program = arguments.first?.split(separator: "/").last,
+              ["mpirun", "mpiexec", "orterun", "prterun"].contains(String(program)) else { return nil }
+        let process = swiftpar_pidfd_open(parent)
+        return process >= 0 ? process : nil
+    }
+
     /// Under mpirun, rank 0 writes its standard output straight to mpirun's instead of through
     /// Open MPI's forwarding, which drops write errors (mpirun exits 0 with its output cut short
     /// on a full disk). It takes a copy of mpirun's descriptor 1 (pidfd_getfd) when mpirun is its
