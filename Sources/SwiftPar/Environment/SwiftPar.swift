@@ -331,6 +331,7 @@ public enum SwiftPar {
                 fail("swiftpar: \(error)")
             }
         case .serial:
+            LocalJob.quitQuietly()
             return (Communicator(transport: SerialTransport(), backend: .serial, hostName: currentHostName()), .serial)
         }
     }

@@ -55,7 +55,7 @@ enum LocalJob {
     /// Ctrl-\ (SIGQUIT) reaches every rank of the terminal's job: a rank other than 0 ends as
     /// the signal's default action ends it, and rank 0 reports the interruption, rather than
     /// each rank printing the Swift runtime's crash report first.
-    private static func quitQuietly() {
+    static func quitQuietly() {
         signal(SIGQUIT, SIG_DFL)
     }
 
@@ -83,6 +83,10 @@ enum LocalJob {
             let monitor = try LocalMonitor(region: region, engine: engine, children: children, spawned: false)
             self.monitor = monitor
             try startThread { monitor.watch() }
+        } else {
+            // A job of one rank ends on Ctrl-\ as a job of several does (exit 131); the Swift
+            // runtime's handler printed a crash report and let the program run on.
+            quitQuietly()
         }
         return LocalTransport(engine: engine, members: Array(0..<size), context: 0)
     }
@@ -96,7 +100,10 @@ enum LocalJob {
         region.pid(of: 0).store(Int(getpid()), ordering: .relaxed)
         region.joined(0).store(1, ordering: .relaxed)
         let engine = LocalEngine(region: region, rank: 0, settings: settings)
-        guard size > 1 else { return LocalTransport(engine: engine, members: [0], context: 0) }
+        guard size > 1 else {
+            quitQuietly()
+            return LocalTransport(engine: engine, members: [0], context: 0)
+        }
         swiftpar_flush_all_streams()
         let caught: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
         let signals = swiftpar_forward_signals_to_pipe(caught, Int32(caught.count))
