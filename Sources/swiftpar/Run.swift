@@ -81,11 +81,15 @@ struct Run: ParsableCommand {
     var dryRun = false
 
     @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The command, its arguments, and the inputs after ::: or ::::.", valueName: "command"))
-    var words: [String] = []
+    var passedWords: [String] = []
+
+    /// The command and inputs: what follows the options, without a `--` that ends them (as GNU
+    /// parallel takes it; a command may then start with `-`).
+    private var words: [String] { passedWords.first == "--" ? Array(passedWords.dropFirst()) : passedWords }
 
     func validate() throws {
-        if let first = words.first, first == "--help" || first == "-h" { throw CleanExit.helpRequest(Self.self) }
-        if let first = words.first, first.hasPrefix("-"), first.count > 1, !first.hasPrefix(":::") {
+        if let first = passedWords.first, first == "--help" || first == "-h" { throw CleanExit.helpRequest(Self.self) }
+        if let first = passedWords.first, first.hasPrefix("-"), first.count > 1, !first.hasPrefix(":::"), first != "--" {
             if first == "-j" || first.hasPrefix("-j") || first == "--jobs" {
                 throw ValidationError("swiftpar run has no -j: every rank is a slot, so use -n N for N slots on this machine, or --slots-per-rank K")
             }

@@ -194,6 +194,8 @@ struct TaskFarmTests {
             // What follows a value's last newline is one more value, even when empty.
             "--dry-run echo 'x{}y' ::: 'a\n' b",
             "--dry-run --tag echo ::: a 'b c'",
+            // -- ends the options.
+            "-- echo hi ::: a",
         ]
         var script = "cd '\(folder.path)'\nexport PARALLEL_SHELL=/bin/sh\n"
         // mpirun adds its own notice on standard error when a rank exits non-zero: not ours.
@@ -328,6 +330,29 @@ struct TaskFarmTests {
         #expect(out.contains("halt-success 0\n"), "\(result.report)")
         #expect(out.contains("many 101\n") && out.contains("signals 3\n"), "\(result.report)")
         #expect(out.contains("json 1\n") && read("summary.json").hasPrefix("{\"tasks\": 3, \"failed\": 1, \"skipped\": 0, \"seconds\": "), "\(read("summary.json"))")
+    }
+
+    @Test("A task's large output is its standard output whole, then its standard error, as GNU parallel prints it into one file",
+          .enabled(if: parallelInstalled), arguments: [Launch.local(2), .mpirun(2)])
+    func largeOutputStreamsInOneFile(launch: Launch) throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // Above the few megabytes a task holds, output passes on as the task runs: standard
+        // error used to come out between pieces of standard output, cutting lines.
+        let task = "'yes out{} | head -c 5000000; yes err{} | head -c 2000000 >&2; yes end{} | head -c 100'"
+        let script = """
+            cd '\(folder.path)'
+            \(Self.swiftpar(launch)) run -k \(task) ::: 1 2 3 > ours 2>&1
+            parallel --will-cite -k \(task) ::: 1 2 3 > theirs 2>&1
+            cmp ours theirs && echo same
+            \(Self.swiftpar(launch)) run \(task) ::: 1 2 > unordered 2>&1
+            uniq unordered | cut -c1-3 | tr '\\n' ' '
+            """
+        let result = try Jobs.runShell(script, timeout: 120)
+        #expect(result.output.hasPrefix("same\n"), "\(result.report.prefix(2000))")
+        // Without -k too: each task's standard output (out…, end…), then its standard error.
+        let runs = result.output.split(separator: "\n").last.map { $0.split(separator: " ").map(String.init) } ?? []
+        #expect(runs == ["out", "end", "err", "out", "end", "err"], "\(result.report.prefix(2000))")
     }
 
     @Test("Tasks start as their inputs arrive from a slow producer, with their output printed meanwhile",

@@ -113,11 +113,13 @@ package enum StandardStreams {
         return process >= 0 ? process : nil
     }
 
-    /// Under mpirun, rank 0 writes its standard output straight to mpirun's instead of through
-    /// Open MPI's forwarding, which drops write errors (mpirun exits 0 with its output cut short
-    /// on a full disk). It takes a copy of mpirun's descriptor 1 (pidfd_getfd) when mpirun is its
-    /// parent on this host and forwards nothing itself (no --tag-output, --timestamp-output,
-    /// --xml or --output-filename). `SWIFTPAR_DIRECT_OUTPUT=0` turns this off.
+    /// Under mpirun, rank 0 writes its standard output and error straight to mpirun's instead of
+    /// through Open MPI's forwarding, which drops write errors (mpirun exits 0 with its output
+    /// cut short on a full disk) and delivers the two streams each in its own time (so a file
+    /// given both, `> log 2>&1`, got them in another order than written). It takes copies of
+    /// mpirun's descriptors 1 and 2 (pidfd_getfd) when mpirun is its parent on this host and
+    /// forwards nothing itself (no --tag-output, --timestamp-output, --xml or
+    /// --output-filename). `SWIFTPAR_DIRECT_OUTPUT=0` turns this off.
     package static func adoptLauncherOutput() {
         guard getenvString("SWIFTPAR_DIRECT_OUTPUT") != "0" else { return }
         let parent = getppid()
@@ -130,22 +132,28 @@ package enum StandardStreams {
         let process = swiftpar_pidfd_open(parent)
         guard process >= 0 else { return }
         defer { close(process) }
-        let copy = swiftpar_pidfd_getfd(process, 1)
-        guard copy >= 0 else { return }
         swiftpar_flush_all_streams()
-        let mode = fcntl(copy, F_GETFL)
-        if mode >= 0 && mode & O_ACCMODE == O_RDONLY {
-            // mpirun's own standard output is closed (it reuses the number for a pipe it reads).
-            close(copy)
-            let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
-            if null >= 0 {
-                dup2(null, 1)
-                close(null)
+        for descriptor: Int32 in [1, 2] {
+            let copy = swiftpar_pidfd_getfd(process, descriptor)
+            guard copy >= 0 else { continue }
+            // The forwarding's own pipe stays open, unused, until the process ends: once both
+            // of a rank's output pipes close, Open MPI takes the rank's input and output as
+            // done and stops passing it standard input.
+            _ = fcntl(descriptor, F_DUPFD_CLOEXEC, 3)
+            let mode = fcntl(copy, F_GETFL)
+            if mode >= 0 && mode & O_ACCMODE == O_RDONLY {
+                // mpirun's own stream is closed (it reuses the number for a pipe it reads).
+                close(copy)
+                let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+                if null >= 0 {
+                    dup2(null, descriptor)
+                    close(null)
+                }
+                continue
             }
-            return
+            dup2(copy, descriptor)
+            close(copy)
         }
-        dup2(copy, 1)
-        close(copy)
     }
 }
 

@@ -117,10 +117,13 @@ final class Printer {
         return owner == sequence
     }
 
-    /// A piece of a running task's output.
+    /// A piece of a running task's output. A task printing as it runs prints its standard
+    /// output so; its standard error waits for the end (unless output is line-buffered), so
+    /// that the task's output is its standard output whole, then its standard error, as GNU
+    /// parallel prints it, also when both go to one file.
     func output(sequence: Int, stream: Int32, bytes: [UInt8], rank: Int) throws {
         if tasks[sequence] != nil {
-            if mayPrint(sequence) {
+            if mayPrint(sequence) && (stream == 1 || lineBuffered) {
                 try printHeldPieces(sequence)
                 try write(bytes, stream: stream, sequence: sequence, streamed: true)
             } else {
@@ -179,11 +182,14 @@ final class Printer {
         }
     }
 
+    /// Prints the held pieces of a task that may print as it runs: those of its standard error
+    /// stay held until it ends (unless output is line-buffered).
     private func printHeldPieces(_ sequence: Int) throws {
         guard var waitingTask = held[sequence], !waitingTask.pieces.isEmpty else { return }
-        let pieces = waitingTask.pieces
-        waitingTask.pieces = []
-        held[sequence] = waitingTask.result == nil ? nil : waitingTask
+        let pieces = waitingTask.pieces.filter { lineBuffered || $0.stream == 1 }
+        guard !pieces.isEmpty else { return }
+        waitingTask.pieces.removeAll { lineBuffered || $0.stream == 1 }
+        held[sequence] = waitingTask.result == nil && waitingTask.pieces.isEmpty ? nil : waitingTask
         for piece in pieces {
             try store.release(piece) { bytes in try write(bytes, stream: piece.stream, sequence: sequence, streamed: true) }
         }
@@ -191,13 +197,23 @@ final class Printer {
 
     private func printWhole(_ sequence: Int, _ result: TaskResult) throws {
         let streamed = lineStarts[sequence] != nil || !(held[sequence]?.pieces.isEmpty ?? true)
-        if let waitingTask = held.removeValue(forKey: sequence) {
-            for piece in waitingTask.pieces {
+        let pieces = held.removeValue(forKey: sequence)?.pieces ?? []
+        func release(_ pieces: [HeldOutput.Piece]) throws {
+            for piece in pieces {
                 try store.release(piece) { bytes in try write(bytes, stream: piece.stream, sequence: sequence, streamed: streamed) }
             }
         }
-        try write(result.output, stream: 1, sequence: sequence, streamed: streamed)
-        try write(result.errors, stream: 2, sequence: sequence, streamed: streamed)
+        if lineBuffered {
+            try release(pieces)
+            try write(result.output, stream: 1, sequence: sequence, streamed: streamed)
+            try write(result.errors, stream: 2, sequence: sequence, streamed: streamed)
+        } else {
+            // Standard output whole, then standard error.
+            try release(pieces.filter { $0.stream == 1 })
+            try write(result.output, stream: 1, sequence: sequence, streamed: streamed)
+            try release(pieces.filter { $0.stream != 1 })
+            try write(result.errors, stream: 2, sequence: sequence, streamed: streamed)
+        }
         lineStarts[sequence] = nil
         if owner == sequence { owner = nil }
         if let joblog, let task = tasks[sequence] {
