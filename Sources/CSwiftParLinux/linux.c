@@ -34,27 +34,28 @@ int swiftpar_set_parent_death_signal(int signal_number) {
     return prctl(PR_SET_PDEATHSIG, (unsigned long)signal_number, 0, 0, 0);
 }
 
-/// The parent of process `pid` as /proc/PID/stat gives it, or -1.
-static pid_t parent_of(pid_t pid) {
+/// The state letter and parent of process `pid` as /proc/PID/stat gives them; 0 when it is gone.
+static char state_of(pid_t pid, pid_t *parent) {
     char path[64], text[512];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     int descriptor = open(path, O_RDONLY | O_CLOEXEC);
-    if (descriptor < 0) return -1;
+    if (descriptor < 0) return 0;
     ssize_t length = read(descriptor, text, sizeof text - 1);
     close(descriptor);
-    if (length <= 0) return -1;
+    if (length <= 0) return 0;
     text[length] = 0;
     // "PID (COMMAND) STATE PPID ...": the command may hold spaces and parentheses.
     char *end = strrchr(text, ')');
-    int parent = -1;
+    int found = -1;
     char state = 0;
-    if (!end || sscanf(end + 1, " %c %d", &state, &parent) != 2) return -1;
-    return (pid_t)parent;
+    if (!end || sscanf(end + 1, " %c %d", &state, &found) != 2) return 0;
+    if (parent) *parent = (pid_t)found;
+    return state;
 }
 
-/// Adds to `set` (of `*count` entries, room for `capacity`) every process whose parent is in
-/// it, stopping each one added. Returns how many were added.
-static int add_children(pid_t *set, int *count, int capacity) {
+/// Adds to `*set` (of `*count` entries, room for `*capacity`, grown as needed) every process
+/// whose parent is in it, stopping each one added. Returns how many were added.
+static int add_children(pid_t **set, int *count, int *capacity) {
     DIR *folder = opendir("/proc");
     if (!folder) return 0;
     int added = 0;
@@ -64,14 +65,21 @@ static int add_children(pid_t *set, int *count, int capacity) {
         long pid = strtol(entry->d_name, &rest, 10);
         if (*rest != 0 || pid <= 0) continue;
         int known = 0;
-        for (int i = 0; i < *count && !known; i++) known = set[i] == (pid_t)pid;
+        for (int i = 0; i < *count && !known; i++) known = (*set)[i] == (pid_t)pid;
         if (known) continue;
-        pid_t parent = parent_of((pid_t)pid);
+        pid_t parent = -1;
+        if (!state_of((pid_t)pid, &parent) || parent <= 0) continue;
         int child = 0;
-        for (int i = 0; i < *count && !child; i++) child = parent > 0 && set[i] == parent;
-        if (!child || *count >= capacity) continue;
+        for (int i = 0; i < *count && !child; i++) child = (*set)[i] == parent;
+        if (!child) continue;
+        if (*count == *capacity) {
+            pid_t *larger = realloc(*set, sizeof(pid_t) * (size_t)(*capacity * 2));
+            if (!larger) break;
+            *set = larger;
+            *capacity *= 2;
+        }
         kill((pid_t)pid, SIGSTOP);
-        set[(*count)++] = (pid_t)pid;
+        (*set)[(*count)++] = (pid_t)pid;
         added++;
     }
     closedir(folder);
@@ -79,23 +87,48 @@ static int add_children(pid_t *set, int *count, int capacity) {
 }
 
 int swiftpar_kill_with_descendants(const pid_t *pids, int count) {
-    enum { capacity = 4096 };
-    pid_t *set = malloc(sizeof(pid_t) * capacity);
+    int capacity = count + 64;
+    pid_t *set = malloc(sizeof(pid_t) * (size_t)capacity);
     if (!set) {
         for (int i = 0; i < count; i++) kill(pids[i], SIGKILL);
         return 0;
     }
-    int total = 0;
-    for (int i = 0; i < count && total < capacity; i++) {
+    for (int i = 0; i < count; i++) {
         kill(pids[i], SIGSTOP);
-        set[total++] = pids[i];
+        set[i] = pids[i];
     }
+    int total = count;
     // Until a pass finds no new process: a process stopped cannot start another, but one
     // found in a pass may have started one before it was stopped.
-    while (add_children(set, &total, capacity) > 0) {}
-    for (int i = 0; i < total; i++) kill(set[i], SIGKILL);
+    while (add_children(&set, &total, &capacity) > 0) {}
+    // The roots end at once. What they started is asked to end first (SIGTERM, as a shell or
+    // a task's guardian would ask), then killed if still there after a quarter of a second.
+    for (int i = 0; i < count; i++) kill(set[i], SIGKILL);
+    for (int i = count; i < total; i++) {
+        kill(set[i], SIGTERM);
+        kill(set[i], SIGCONT);
+    }
+    for (int round = 0; round < 25; round++) {
+        int alive = 0;
+        for (int i = count; i < total && !alive; i++) {
+            char state = state_of(set[i], NULL);
+            alive = state != 0 && state != 'Z' && state != 'X';
+        }
+        if (!alive) break;
+        usleep(10000);
+    }
+    for (int i = count; i < total; i++) {
+        char state = state_of(set[i], NULL);
+        if (state != 0 && state != 'Z' && state != 'X') kill(set[i], SIGKILL);
+    }
     free(set);
     return total - count;
+}
+
+void swiftpar_default_action_unless_ignored(int signal_number) {
+    struct sigaction current;
+    if (sigaction(signal_number, NULL, &current) != 0 || current.sa_handler == SIG_IGN) return;
+    signal(signal_number, SIG_DFL);
 }
 
 void swiftpar_keep_large_buffers(int mmap_threshold, int trim_threshold) {

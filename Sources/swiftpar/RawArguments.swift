@@ -18,12 +18,15 @@ enum RawArguments {
         }
         let texts = arguments.map { String(validating: $0, as: UTF8.self) }
         // A placeholder is spelled with U+FFFF, a noncharacter; but U+FFFF is valid UTF-8, so a
-        // real argument may be spelled the same (a file so named): the mark grows until no real
-        // argument is any placeholder, or that argument would be taken for another's bytes.
-        let real = Set(texts.compactMap { $0 })
+        // real argument may hold the same text (a file so named, or `--option=` and it): the
+        // mark grows until no real argument holds any placeholder, or that argument (or its
+        // value) would be taken for another's bytes.
+        let real = texts.compactMap { $0 }
         var mark = "\u{FFFF}"
         func placeholder(_ index: Int) -> String { "\(mark)argument \(index + 1)\(mark)" }
-        while texts.indices.contains(where: { texts[$0] == nil && real.contains(placeholder($0)) }) { mark += "\u{FFFF}" }
+        while texts.indices.contains(where: { index in texts[index] == nil && real.contains { $0.contains(placeholder(index)) } }) {
+            mark += "\u{FFFF}"
+        }
         var result: [String] = []
         for (index, text) in texts.enumerated() {
             if let text {

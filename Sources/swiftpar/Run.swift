@@ -293,11 +293,12 @@ struct Run: ParsableCommand {
                 writeStandardError("swiftpar: run: \(error.description)\n")
                 world.exitStatus = 255
                 return
-            } catch where world.rank == 0 {
-                // Whatever else stops the farm on rank 0 (a joblog that cannot be written, output
-                // that cannot be printed, a task that cannot be started) has told the workers to
-                // stop: 255, GNU parallel's status for an error other than failed tasks, so that
-                // it is never taken for a count of failed tasks.
+            } catch where world.rank == 0 && !(error is CommunicatorError) {
+                // Whatever else of rank 0's own stops the farm (a joblog that cannot be written,
+                // output that cannot be printed, a task that cannot be started) has stopped the
+                // workers: 255, GNU parallel's status for an error other than failed tasks, so
+                // that it is never taken for a count of failed tasks. (The job's own errors, a
+                // stall or a lost rank, end it as they end any job.)
                 bar.finish()
                 writeStandardError("swiftpar: run: \(error)\n")
                 world.exitStatus = 255

@@ -61,10 +61,14 @@ int swiftpar_memfd_create(const char *label);
 /// Returns the child's pid, or -1 with errno set.
 pid_t swiftpar_spawn(const char *path, char *const argv[], char *const envp[], int keep_descriptor);
 
-/// Kills the processes `pids` and every process descended from them, with SIGKILL. Each is
-/// stopped first and the tree is read again, so that none can start a process that escapes;
-/// then all of them are killed. Processes are found through /proc. Returns how many
-/// descendants were killed (the roots not counted).
+/// Sets `signal_number` to its default action, unless it is ignored (as a shell without job
+/// control starts a background job with SIGINT and SIGQUIT ignored).
+void swiftpar_default_action_unless_ignored(int signal_number);
+
+/// Kills the processes `pids` and every process descended from them. Each is stopped first
+/// and the tree is read again, so that none can start a process that escapes; then the roots
+/// get SIGKILL, and their descendants SIGTERM, then SIGKILL if still there after 250 ms.
+/// Processes are found through /proc. Returns how many descendants there were.
 int swiftpar_kill_with_descendants(const pid_t *pids, int count);
 
 /// Catches each of `signals` (from any thread) by writing its number as one byte to a pipe,

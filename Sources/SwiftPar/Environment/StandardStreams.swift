@@ -92,11 +92,19 @@ package enum StandardStreams {
         case S_IFREG:
             let offset = lseek(copy, 0, SEEK_CUR)
             return offset >= 0 && offset < info.st_size ? "mpirun stopped passing it on before its end (interrupted?)" : nil
-        case S_IFIFO, S_IFSOCK:
+        case S_IFIFO:
+            // Writers gone and nothing left: POLLHUP without POLLIN.
             var check = pollfd(fd: copy, events: Int16(POLLIN), revents: 0)
             guard poll(&check, 1, 0) >= 0 else { return nil }
             let ended = check.revents & Int16(POLLHUP) != 0 && check.revents & Int16(POLLIN) == 0
             return ended ? nil : "mpirun stopped passing it on before its end (interrupted?)"
+        case S_IFSOCK:
+            // A socket whose peer has closed reads as its end (0) when peeked at; one with more
+            // to read, or none yet, has not ended.
+            var byte: UInt8 = 0
+            let peeked = recv(copy, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+            if peeked < 0 && errno != EAGAIN && errno != EWOULDBLOCK { return nil }
+            return peeked == 0 ? nil : "mpirun stopped passing it on before its end (interrupted?)"
         default:
             return nil
         }
@@ -127,8 +135,14 @@ package enum StandardStreams {
         let arguments = command.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
         guard let program = arguments.first?.split(separator: "/").last,
               ["mpirun", "mpiexec", "orterun", "prterun"].contains(String(program)) else { return }
-        let decorating = ["tag-output", "tag_output", "timestamp", "xml", "output-filename", "output_filename"]
+        let decorating = ["tag-output", "tag_output", "timestamp", "xml", "output-filename", "output_filename",
+                          "merge-stderr-to-stdout", "redirect_app_stderr_to_stdout"]
         guard !arguments.contains(where: { argument in decorating.contains { argument.contains($0) } }) else { return }
+        // The same settings made in the environment (or a parameter file, which mpirun passes
+        // on to the ranks' environment).
+        let settings = ["OMPI_MCA_orte_tag_output", "OMPI_MCA_orte_timestamp_output", "OMPI_MCA_orte_xml_output",
+                        "OMPI_MCA_orte_output_filename", "OMPI_MCA_iof_base_redirect_app_stderr_to_stdout"]
+        guard !settings.contains(where: { name in getenvString(name).map { !["", "0", "false", "no"].contains($0.lowercased()) } ?? false }) else { return }
         let process = swiftpar_pidfd_open(parent)
         guard process >= 0 else { return }
         defer { close(process) }
@@ -136,6 +150,13 @@ package enum StandardStreams {
         for descriptor: Int32 in [1, 2] {
             let copy = swiftpar_pidfd_getfd(process, descriptor)
             guard copy >= 0 else { continue }
+            var info = stat()
+            if fstat(copy, &info) == 0 && info.st_mode & S_IFMT == S_IFSOCK {
+                // mpirun's own stream may be closed and its number reused for one of its
+                // sockets: the forwarding is kept.
+                close(copy)
+                continue
+            }
             // The forwarding's own pipe stays open, unused, until the process ends: once both
             // of a rank's output pipes close, Open MPI takes the rank's input and output as
             // done and stops passing it standard input.

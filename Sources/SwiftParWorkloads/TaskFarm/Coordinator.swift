@@ -461,6 +461,12 @@ final class Coordinator {
     /// whatever else still arrives (output of tasks killed by `--halt now`).
     private func shutDown() throws {
         for rank in live where halting != .now { try order(FarmMessage(.stop), to: rank) }
+        try waitForWorkers(handling: halting != .now)
+    }
+
+    /// Takes the workers' messages until each has said goodbye (or died), handling them or,
+    /// without `handling`, dropping them.
+    private func waitForWorkers(handling: Bool) throws {
         while !live.isEmpty {
             let info: MessageInfo?
             do {
@@ -479,7 +485,7 @@ final class Coordinator {
             }
             if bytes.first == FarmMessage.Kind.bye.rawValue {
                 live.removeAll { $0 == info.source }
-            } else if halting != .now {
+            } else if handling {
                 try handle(bytes, from: info.source)
             }
         }
@@ -487,10 +493,13 @@ final class Coordinator {
         sends = []
     }
 
-    /// Rank 0 failed: tells every worker to stop its tasks and end, without waiting.
+    /// Rank 0 failed: tells every worker to stop its tasks and end, and drops what they still
+    /// send until each has said goodbye, so that none fails sending to a rank 0 that has gone
+    /// (which would end the job with that worker's error instead of rank 0's).
     func haltWorkers() {
         for rank in live { try? order(FarmMessage(.halt), to: rank) }
         runner.killAll()
+        try? waitForWorkers(handling: false)
         for send in sends { try? send.request.wait() }
         sends = []
     }

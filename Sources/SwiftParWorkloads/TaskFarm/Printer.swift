@@ -176,7 +176,9 @@ final class Printer {
         }
         waiting = []
         waitingIndex = 0
-        if let next = held.first(where: { $0.value.result == nil && !$0.value.pieces.isEmpty })?.key {
+        // The next to print as it runs: a running task with standard output held (one with only
+        // standard error held keeps it until it ends anyway).
+        if let next = held.first(where: { $0.value.result == nil && $0.value.pieces.contains { lineBuffered || $0.stream == 1 } })?.key {
             owner = next
             try printHeldPieces(next)
         }

@@ -56,7 +56,7 @@ enum LocalJob {
     /// the signal's default action ends it, and rank 0 reports the interruption, rather than
     /// each rank printing the Swift runtime's crash report first.
     static func quitQuietly() {
-        signal(SIGQUIT, SIG_DFL)
+        swiftpar_default_action_unless_ignored(SIGQUIT)
     }
 
     private static func startByForking(size: Int, settings: JobSettings) throws -> LocalTransport {
