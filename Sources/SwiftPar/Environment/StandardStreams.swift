@@ -110,13 +110,14 @@ package enum StandardStreams {
         }
     }
 
-    /// A pidfd of mpirun when it is this process's parent (so on this host), or nil.
-    private static func launcherProcess() -> Int32? {
+    /// A pidfd of mpirun, with mpirun's arguments, when it is this process's parent (so on this
+    /// host); nil otherwise. `decline` sees the arguments first and may refuse.
+    private static func launcherProcess(unless decline: ([String]) -> Bool = { _ in false }) -> Int32? {
         let parent = getppid()
         let command = (try? readWholeFile("/proc/\(parent)/cmdline")) ?? []
         let arguments = command.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
         guard let program = arguments.first?.split(separator: "/").last,
-              ["mpirun", "mpiexec", "orterun", "prterun"].contains(String(program)) else { return nil }
+              ["mpirun", "mpiexec", "orterun", "prterun"].contains(String(program)), !decline(arguments) else { return nil }
         let process = swiftpar_pidfd_open(parent)
         return process >= 0 ? process : nil
     }
@@ -130,21 +131,16 @@ package enum StandardStreams {
     /// --output-filename). `SWIFTPAR_DIRECT_OUTPUT=0` turns this off.
     package static func adoptLauncherOutput() {
         guard getenvString("SWIFTPAR_DIRECT_OUTPUT") != "0" else { return }
-        let parent = getppid()
-        let command = (try? readWholeFile("/proc/\(parent)/cmdline")) ?? []
-        let arguments = command.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-        guard let program = arguments.first?.split(separator: "/").last,
-              ["mpirun", "mpiexec", "orterun", "prterun"].contains(String(program)) else { return }
-        let decorating = ["tag-output", "tag_output", "timestamp", "xml", "output-filename", "output_filename",
-                          "merge-stderr-to-stdout", "redirect_app_stderr_to_stdout"]
-        guard !arguments.contains(where: { argument in decorating.contains { argument.contains($0) } }) else { return }
         // The same settings made in the environment (or a parameter file, which mpirun passes
         // on to the ranks' environment).
         let settings = ["OMPI_MCA_orte_tag_output", "OMPI_MCA_orte_timestamp_output", "OMPI_MCA_orte_xml_output",
                         "OMPI_MCA_orte_output_filename", "OMPI_MCA_iof_base_redirect_app_stderr_to_stdout"]
         guard !settings.contains(where: { name in getenvString(name).map { !["", "0", "false", "no"].contains($0.lowercased()) } ?? false }) else { return }
-        let process = swiftpar_pidfd_open(parent)
-        guard process >= 0 else { return }
+        let decorating = ["tag-output", "tag_output", "timestamp", "xml", "output-filename", "output_filename",
+                          "merge-stderr-to-stdout", "redirect_app_stderr_to_stdout"]
+        guard let process = launcherProcess(unless: { arguments in
+            arguments.contains { argument in decorating.contains { argument.contains($0) } }
+        }) else { return }
         defer { close(process) }
         swiftpar_flush_all_streams()
         for descriptor: Int32 in [1, 2] {

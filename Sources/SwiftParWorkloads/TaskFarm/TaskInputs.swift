@@ -150,7 +150,6 @@ package final class TaskInputs {
 
     private let units: [Unit]
     private let link: Bool
-    private let skipEmpty: Bool
     /// Product: the current element of each unit after the first, by index.
     private var positions: [Int] = []
     private var keptUnits: [[[[UInt8]]]] = []
@@ -192,7 +191,6 @@ package final class TaskInputs {
         }
         self.units = units
         self.link = link
-        self.skipEmpty = skipEmpty
     }
 
     /// The number of tasks `sources` give, if they are all command-line values.
