@@ -30,6 +30,11 @@ public final class Communicator: @unchecked Sendable {
 
     private let status = ManagedAtomic<Int32>(0)
 
+    /// The pool call running on this communicator, if any (pool calls do not nest).
+    @usableFromInline var runningPool: String?
+    /// Workers that died during a pool's map with retries (rank 0 only); later maps skip them.
+    @usableFromInline var deadPoolWorkers: Set<Int> = []
+
     /// The status this process exits with when the closure given to `SwiftPar.run` returns
     /// normally (0 by default): a way to fail without an error message, as a command that has
     /// already reported its problems does. On the local backend rank 0's status is the job's.
@@ -139,7 +144,7 @@ public final class Communicator: @unchecked Sendable {
         do {
             return try BinaryEncoder().encode(value)
         } catch {
-            throw CommunicatorError.encodingFailed(type: String(describing: T.self), reason: "\(error)", rank: rank)
+            throw CommunicatorError.encodingFailed(type: String(describing: T.self), reason: describeDecodingError(error), rank: rank)
         }
     }
 

@@ -3,8 +3,10 @@
 // the communicator to a child task, and prints what rank 0 collected: the output must be the
 // same on every backend.
 //
-//     swiftpar-async-checks [await-first | run-first | long-item]
+//     swiftpar-async-checks [await-first | run-first | long-item | cancel]
 //
+// cancel: every rank cancels its task that runs an async map of 200 items of 50 ms after 300 ms:
+// the map ends on every rank with the item that saw the cancellation, well before its 10 s.
 // long-item: an async pool item computes for 2 to 3 s, noting its progress, under a stall timeout
 // shorter than that: the ranks waiting meanwhile must wait on.
 #if canImport(Glibc)
@@ -50,6 +52,27 @@ struct AsyncChecks {
                     return item
                 }
                 if let results { print("long item: \(results)") }
+            }
+        }
+        if mode == "cancel" {
+            await SwiftPar.run { world in
+                let start = ContinuousClock.now
+                let mapping = Task {
+                    try await Pool(world).map(Array(0..<200), options: MapOptions(chunkSize: .fixed(1))) { item async throws -> Int in
+                        try await Task.sleep(for: .milliseconds(50))
+                        return item
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                mapping.cancel()
+                do {
+                    let results = try await mapping.value
+                    print("rank \(world.rank): the cancelled map returned \(results?.count ?? -1) results")
+                } catch let PoolError.itemFailed(_, _, message) {
+                    let seconds = (ContinuousClock.now - start) / .seconds(1)
+                    print("rank \(world.rank): cancelled, \(message), \(seconds < 5 ? "early" : "late (\(seconds) s)")")
+                }
+                try world.barrier()
             }
         }
         await SwiftPar.run { world in

@@ -11,7 +11,157 @@ let poolScenarios: [String: @Sendable (Communicator) throws -> String] = [
     "pool-worker-dies-retry": poolWorkerDiesRetry,
     "pool-reduce-into": poolReduceInto,
     "pool-item-uncaught": poolItemUncaught,
+    "pool-rank-zero-fails": poolRankZeroFails,
 ]
+
+/// Encodes as an Int; decoding 7 fails.
+struct Fragile: Codable, Equatable {
+    var value: Int
+    init(value: Int) { self.value = value }
+    init(from decoder: any Decoder) throws {
+        value = try decoder.singleValueContainer().decode(Int.self)
+        if value == 7 { throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "fragile 7")) }
+    }
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(value)
+    }
+}
+
+/// Decodes as an Int; encoding 7 fails.
+struct Unsendable: Codable, Equatable {
+    var value: Int
+    init(value: Int) { self.value = value }
+    init(from decoder: any Decoder) throws { value = try decoder.singleValueContainer().decode(Int.self) }
+    func encode(to encoder: any Encoder) throws {
+        if value == 7 { throw EncodingError.invalidValue(value, .init(codingPath: [], debugDescription: "unsendable 7")) }
+        var container = encoder.singleValueContainer()
+        try container.encode(value)
+    }
+}
+
+/// Rank 0's own code stops a map: a `forEachResult` body or a `combine` that throws there, a
+/// result it cannot decode. Rank 0 throws its own error; the workers return (forms that give
+/// them nothing) or throw `stoppedOnRankZero` (forms that give them a value). An item rank 0
+/// cannot send or a result a worker cannot send fails like a throwing item, on every rank. A
+/// pool call inside a transform fails its item. After each, the pool gives the right results.
+func poolRankZeroFails(_ world: Communicator) throws -> String {
+    struct Stop: Error {}
+    let pool = Pool(world)
+    let one = MapOptions(chunkSize: .fixed(1))
+    var checks = 0
+    func poolStillWorks(_ after: String) throws {
+        try expectEqual(try pool.mapToAll(0..<50, options: one) { $0 * 100 }, (0..<50).map { $0 * 100 }, world, "mapToAll after \(after)")
+        checks += 1
+    }
+    // A forEachResult body that throws on rank 0, caught there: the workers return.
+    do {
+        try pool.forEachResult(0..<1000, ordered: true, options: one, { $0 }) { index, _ in
+            if index == 10 { throw Stop() }
+        }
+        try expect(world.rank != 0, world, "rank 0's body threw, yet forEachResult returned there")
+    } catch is Stop {
+        try expect(world.rank == 0, world, "rank 0's error reached a worker")
+    }
+    try poolStillWorks("a forEachResult stopped by its body")
+    // A pool call inside a transform fails its item, on every rank.
+    do {
+        _ = try pool.map(0..<8, options: one) { item in try pool.mapToAll(0..<3) { $0 + item }.count }
+        throw CheckFailed(description: "rank \(world.rank): a nested pool call did not fail")
+    } catch let PoolError.itemFailed(_, _, message) {
+        try expect(message == "Pool.mapToAll was called inside the transform of Pool.map on the same communicator; pool calls do not nest",
+                   world, "nested call: \(message)")
+    }
+    try poolStillWorks("a nested pool call")
+    guard world.size > 1 else { return "checks=\(checks)" }
+    // The rest needs workers: with rankZeroWorks off, every item goes to one.
+    var workersOnly = MapOptions(chunkSize: .fixed(1))
+    workersOnly.rankZeroWorks = false
+    // A result rank 0 cannot decode: rank 0 throws the decoding error, the workers return.
+    do {
+        let results = try pool.map(0..<20, options: workersOnly) { Fragile(value: $0) }
+        try expect(world.rank != 0 && results == nil, world, "a result that does not decode: map returned \(String(describing: results))")
+    } catch let error as CommunicatorError {
+        guard case let .collectiveDecodingFailed(operation, type, source, _, reason, rank) = error else { throw error }
+        try expect(world.rank == 0 && rank == 0 && operation == "Pool.map" && type == "results of type Fragile" && source != 0 && reason == "fragile 7",
+                   world, "a result that does not decode: \(error)")
+    }
+    try poolStillWorks("a result that did not decode")
+    // The same in mapToAll: the workers, which get the results too, throw stoppedOnRankZero.
+    do {
+        _ = try pool.mapToAll(0..<20, options: workersOnly) { Fragile(value: $0) }
+        throw CheckFailed(description: "rank \(world.rank): mapToAll with a result that does not decode returned")
+    } catch let CommunicatorError.collectiveDecodingFailed(_, _, _, _, reason, _) where world.rank == 0 {
+        try expectEqual(reason, "fragile 7", world, "decoding error")
+    } catch let PoolError.stoppedOnRankZero(message) where world.rank != 0 {
+        try expect(message.hasPrefix("Pool.mapToAll: the ") && message.hasSuffix(" do not decode as results of type Fragile: fragile 7"),
+                   world, "stopped: \(message)")
+    }
+    try poolStillWorks("mapToAll stopped on rank 0")
+    // A combine that throws on rank 0 as it folds the workers' partials, with the total for
+    // every rank: rank 0 throws it, the workers throw stoppedOnRankZero.
+    do {
+        _ = try pool.mapReduce(0..<20, into: 0, everyRank: true, options: workersOnly, { $0 }) { total, part in
+            if world.rank == 0 { throw Stop() }
+            total += part
+        }
+        throw CheckFailed(description: "rank \(world.rank): a combine that threw on rank 0 did not stop mapReduce")
+    } catch is Stop where world.rank == 0 {
+    } catch let PoolError.stoppedOnRankZero(message) where world.rank != 0 {
+        try expectEqual(message, "Stop()", world, "stopped by rank 0's combine")
+    }
+    try poolStillWorks("a combine that threw on rank 0")
+    // An item rank 0 cannot send fails as a throwing item, on every rank.
+    do {
+        _ = try pool.map((0..<20).map(Unsendable.init), options: workersOnly) { $0.value }
+        throw CheckFailed(description: "rank \(world.rank): an item that cannot be sent did not fail")
+    } catch let PoolError.itemFailed(index, rank, message) {
+        try expect(index == 7 && rank == 0 && message.hasPrefix("it cannot be sent to rank ") && message.hasSuffix(": unsendable 7"),
+                   world, "item that cannot be sent: \(index) on \(rank): \(message)")
+    }
+    try poolStillWorks("an item that could not be sent")
+    // A result a worker cannot send fails its item, naming the worker, on every rank.
+    do {
+        _ = try pool.map(0..<20, options: workersOnly) { Unsendable(value: $0) }
+        throw CheckFailed(description: "rank \(world.rank): a result that cannot be sent did not fail")
+    } catch let PoolError.itemFailed(index, rank, message) {
+        try expect(index == 7 && rank != 0 && message == "its result cannot be sent to rank 0: unsendable 7",
+                   world, "result that cannot be sent: \(index) on \(rank): \(message)")
+    }
+    // Per-item results: only that item fails.
+    let results = try pool.mapResults(0..<20, options: workersOnly) { Unsendable(value: $0) }
+    if world.rank == 0, let results {
+        let failed = results.enumerated().filter { if case .failure = $0.element { return true } else { return false } }.map(\.offset)
+        try expectEqual(failed, [7], world, "per-item results with a result that cannot be sent")
+        try expectEqual(results.compactMap { try? $0.get().value }, (0..<20).filter { $0 != 7 }, world, "the other results")
+    }
+    try poolStillWorks("a result that could not be sent")
+    // An item a worker cannot decode fails, naming the worker; per-item results, only it.
+    do {
+        _ = try pool.map((0..<20).map(Fragile.init), options: workersOnly) { $0.value }
+        throw CheckFailed(description: "rank \(world.rank): an item that cannot be decoded did not fail")
+    } catch let PoolError.itemFailed(index, rank, message) {
+        try expect(index == 7 && rank != 0 && message == "it cannot be decoded on rank \(rank): fragile 7",
+                   world, "item that cannot be decoded: \(index) on \(rank): \(message)")
+    }
+    let decoded = try pool.mapResults((0..<20).map(Fragile.init), options: workersOnly) { $0.value * 2 }
+    if world.rank == 0, let decoded {
+        try expectEqual(decoded.map { (try? $0.get()) ?? -1 }, (0..<20).map { $0 == 7 ? -1 : $0 * 2 }, world, "per-item results, item 7 undecodable")
+    }
+    try poolStillWorks("an item that could not be decoded")
+    // A partial total a worker cannot encode ends the map on every rank: rank 0 says which.
+    do {
+        let total = try pool.mapReduce([7], into: Unsendable(value: 0), options: workersOnly, { Unsendable(value: $0) }) { total, part in
+            total.value += part.value
+        }
+        try expect(world.rank != 0 && total == nil, world, "a partial total that cannot be sent: mapReduce returned \(String(describing: total))")
+    } catch let CommunicatorError.encodingFailed(type, reason, rank) {
+        try expect(world.rank == 0 && type == "Unsendable" && rank != 0 && reason == "its partial total cannot be sent to rank 0: unsendable 7",
+                   world, "partial total that cannot be sent: \(type) on \(rank): \(reason)")
+    }
+    try poolStillWorks("a partial total that could not be sent")
+    return "checks=\(checks)"
+}
 
 /// mapReduce(into:): word counts merged in place, the total on rank 0 or on every rank, the
 /// initial value used once, nothing for no items.
@@ -266,8 +416,20 @@ func poolWorkerDiesRetry(_ world: Communicator) throws -> String {
     if world.rank == 0 {
         try expectEqual(results, (0..<400).map { $0 * 3 }, world, "results after a retry")
     }
-    // Rank 1 is gone, so the usual gather of summaries cannot include it.
-    return "\(soloPrefix)complete=\(results?.count ?? 0),calls=\(calls)"
+    // Later maps go on without rank 1: one without retries...
+    let doubled = try pool.map(0..<100, options: MapOptions(chunkSize: .fixed(3))) { $0 * 2 }
+    if world.rank == 0 { try expectEqual(doubled, (0..<100).map { $0 * 2 }, world, "a later map without retries") }
+    // ...and one whose items are larger than a ring between two ranks, so rank 2 dies while a
+    // send to it is still under way.
+    let texts = (0..<12).map { String(repeating: "x", count: 1_500_000) + "\($0)" }
+    let lengths = try pool.map(texts, options: MapOptions(chunkSize: .fixed(1), retryLostItems: true)) { text -> Int in
+        if world.rank == 2 { kill(getpid(), SIGKILL) }
+        usleep(20_000)
+        return text.utf8.count
+    }
+    if world.rank == 0 { try expectEqual(lengths, texts.map(\.utf8.count), world, "large items after rank 2 died") }
+    // Ranks 1 and 2 are gone, so the usual gather of summaries cannot include them.
+    return "\(soloPrefix)complete=\(results?.count ?? 0),calls=\(calls),later=\(doubled?.count ?? 0)/\(lengths?.count ?? 0)"
 }
 
 /// A summary starting with this is printed by each rank itself, without a gather.

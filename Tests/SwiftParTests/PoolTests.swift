@@ -23,6 +23,10 @@ struct PoolTests {
     @Test("A throwing item fails the map on every rank naming it; per-item results keep going", arguments: launches)
     func errors(_ launch: Launch) throws { try check("pool-errors", launch) }
 
+    @Test("Rank 0's own error stops a map and leaves every rank in step; items and results that cannot be sent fail; pool calls do not nest",
+          arguments: [Launch.serial, .mpirun(1), .mpirun(3), .local(1), .local(3), .spawned(3)])
+    func rankZeroFails(_ launch: Launch) throws { try check("pool-rank-zero-fails", launch) }
+
     @Test("A worker killed mid-map: without retries the map fails within 1 s naming the lost items")
     func workerDies() throws {
         let result = try Jobs.run("swiftpar-checks", ["pool-worker-dies"], launch: .local(4), timeout: 60)
@@ -38,8 +42,10 @@ struct PoolTests {
     func workerDiesRetry() throws {
         let result = try Jobs.run("swiftpar-checks", ["pool-worker-dies-retry"], launch: .local(4), timeout: 60)
         #expect(result.status == 0, "\(result.report)")
-        #expect(result.output.contains("rank 0: ok pool-worker-dies-retry complete=400"), "\(result.report)")
+        #expect(result.output.contains("rank 0: ok pool-worker-dies-retry complete=400,"), "\(result.report)")
+        #expect(result.output.contains(",later=100/12\n"), "later maps without the dead ranks:\n\(result.report)")
         #expect(result.errors.contains("note: rank 1 was killed by signal 9 (SIGKILL) and the job went on without it"), "\(result.report)")
+        #expect(result.errors.contains("note: rank 2 was killed by signal 9 (SIGKILL) and the job went on without it"), "\(result.report)")
         #expect(Jobs.waitForNoSurvivors(named: "swiftpar-checks pool-worker-dies-retry").isEmpty)
     }
 }

@@ -71,6 +71,15 @@ struct StartMethodTests {
         #expect(result.status == 0 && result.output == "long item: [0, 1, 2, 3]\n", "\(result.report)")
     }
 
+    @Test("Cancelling the task of an async map stops it on every rank, with the item that saw it",
+          arguments: [Launch.serial, .local(3), .mpirun(3)])
+    func asyncMapCancelled(_ launch: Launch) throws {
+        let result = try Jobs.run("swiftpar-async-checks", ["cancel"], launch: launch, timeout: 60)
+        let expected = (0..<launch.ranks).map { "rank \($0): cancelled, CancellationError(), early" }
+        let lines = result.output.split(separator: "\n").map(String.init).sorted()
+        #expect(result.status == 0 && lines == expected, "\(launch):\n\(result.report)")
+    }
+
     @Test("An async main that calls run before any await may fork its ranks")
     func asyncProgramForks() throws {
         let result = try Jobs.run("swiftpar-async-checks", ["run-first"], launch: .local(3), environment: ["SWIFTPAR_START": "fork"], timeout: 60)

@@ -80,6 +80,9 @@ protocol Transport: AnyObject {
     /// While `tolerate` is set, a dead rank of this job is this rank's business (a pool redoing
     /// its items) instead of the end of the job; backends that cannot survive a dead rank ignore it.
     func tolerateFailures(_ tolerate: Bool)
+    /// Drops the sends still queued for `rank`, which died while failures were tolerated: they
+    /// can never complete, and this rank's end must not wait for them.
+    func abandonSends(to rank: Int)
     /// Which of `ranks` have died (while failures are tolerated); backends that end the job
     /// when a rank dies report none.
     func failedRanks(among ranks: [Int]) -> [Int]
@@ -198,6 +201,8 @@ extension Transport {
     }
 
     func tolerateFailures(_ tolerate: Bool) {}
+
+    func abandonSends(to rank: Int) {}
 
     func noteProgress() {}
 

@@ -56,12 +56,18 @@ func checkPlain(_ bytes: UnsafeRawBufferPointer, as plainType: any PlainNumberAr
 }
 
 @usableFromInline
-func describeDecodingError(_ error: any Error) -> String {
-    guard let decodingError = error as? DecodingError else { return "\(error)" }
-    func path(_ context: DecodingError.Context) -> String {
-        let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+func describeDecodingError(_ error: any Error, inArray: Bool = false) -> String {
+    func path(_ fullPath: [any CodingKey]) -> String {
+        // In an array of items or results, the place in it says nothing to the user.
+        let codingPath = inArray && fullPath.first?.intValue != nil ? Array(fullPath.dropFirst()) : fullPath
+        let keys = codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
         return keys.isEmpty ? "" : " at \(keys)"
     }
+    func path(_ context: DecodingError.Context) -> String { path(context.codingPath) }
+    if let encodingError = error as? EncodingError, case .invalidValue(_, let context) = encodingError {
+        return context.debugDescription + path(context.codingPath)
+    }
+    guard let decodingError = error as? DecodingError else { return errorText(error) }
     switch decodingError {
     case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
         return context.debugDescription + path(context)

@@ -387,12 +387,14 @@ public enum SwiftPar {
 
     /// Whether `error` is one that every rank of its communicator throws alike, by design, and
     /// this rank is not the one to report it: `CommunicatorError.mismatch` on a communicator
-    /// rank other than 0, `PoolError.itemFailed` on a world rank other than 0 (a pool over a
-    /// smaller communicator then reports from each rank, as before).
+    /// rank other than 0, `PoolError.itemFailed` or `.stoppedOnRankZero` on a world rank other than 0 (a pool over a
+    /// smaller communicator without world rank 0 then reports after the pause, on every backend).
     static func leavesReportToAnotherRank(_ error: any Error, worldRank: Int) -> Bool {
         if case let CommunicatorError.mismatch(_, _, rank)? = error as? CommunicatorError { return rank != 0 }
-        if case PoolError.itemFailed? = error as? PoolError { return worldRank != 0 }
-        return false
+        switch error as? PoolError {
+        case .itemFailed?, .stoppedOnRankZero?: return worldRank != 0
+        default: return false
+        }
     }
 
     /// The error's text without a leading "rank N: ".

@@ -10,10 +10,15 @@ import Glibc
 // than blocking its executor, and runs each item's transform as a task on the global executor,
 // which that thread waits for. Items are still handed out in chunks and run one at a time per
 // rank, in input order within a chunk; results arrive exactly as with the synchronous forms.
+//
+// Cancelling the calling task cancels the item running on this rank and every later one of its
+// items (each sees `Task.isCancelled`, and `Task.sleep` throws `CancellationError`): an item
+// that then throws fails the map on every rank, as any throwing item does.
 
 extension Pool {
     /// Applies the asynchronous `transform` to every item; returns the results in input order
     /// on rank 0 and nil on the other ranks. As `map(_:options:_:)`, for a transform that awaits.
+    /// Cancelling the calling task cancels this rank's items, the one running and those after it.
     ///
     /// ```swift
     /// await SwiftPar.run { world in
@@ -28,13 +33,18 @@ extension Pool {
     public func map<S: Sequence & Sendable, R: Codable & Sendable>(
         _ items: S, options: MapOptions = MapOptions(), _ transform: @escaping @Sendable (S.Element) async throws -> R
     ) async throws -> [R]? where S.Element: Codable & Sendable {
-        try await onOwnThread {
-            try self.map(items, options: options) { item in try waitForTask(answering: self.communicator) { try await transform(item) } }
+        let cancellation = ItemCancellation()
+        return try await onOwnThread(cancellation) {
+            try self.map(items, options: options) { item in
+                try waitForTask(answering: self.communicator, cancellation) { try await transform(item) }
+            }
         }
     }
 
     /// Applies the asynchronous `transform` to every item and folds each result into a running
     /// total with `combine`, in place, as `mapReduce(_:into:everyRank:options:_:combine:)` does.
+    ///
+    /// Cancelling the calling task cancels this rank's items, the one running and those after it.
     ///
     /// - Returns: the total on rank 0, nil on the other ranks; on every rank when `everyRank`
     ///   is set.
@@ -42,30 +52,80 @@ extension Pool {
         _ items: S, into initial: R, everyRank: Bool = false, options: MapOptions = MapOptions(),
         _ transform: @escaping @Sendable (S.Element) async throws -> R, combine: @escaping @Sendable (inout R, R) throws -> Void
     ) async throws -> R? where S.Element: Codable & Sendable {
-        try await onOwnThread {
+        let cancellation = ItemCancellation()
+        return try await onOwnThread(cancellation) {
             try self.mapReduce(items, into: initial, everyRank: everyRank, options: options,
-                               { item in try waitForTask(answering: self.communicator) { try await transform(item) } }, combine: combine)
+                               { item in try waitForTask(answering: self.communicator, cancellation) { try await transform(item) } },
+                               combine: combine)
         }
     }
 }
 
-/// Runs `body` on a new thread and suspends the caller until it returns.
-func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-        do {
-            try startThread { continuation.resume(with: Result { try body() }) }
-        } catch {
-            continuation.resume(throwing: error)
+/// Runs `body` on a new thread and suspends the caller until it returns; the caller's
+/// cancellation is passed on to `cancellation`.
+func onOwnThread<T: Sendable>(_ cancellation: ItemCancellation, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            do {
+                try startThread { continuation.resume(with: Result { try body() }) }
+            } catch {
+                continuation.resume(throwing: error)
+            }
         }
+    } onCancel: {
+        cancellation.cancel()
+    }
+}
+
+/// Passes the cancellation of the task that called an async pool form on to the tasks that run
+/// its items on this rank: the one running when it comes, and every one started after.
+///
+/// `@unchecked Sendable`: `current` is read and written under `lock` only.
+final class ItemCancellation: @unchecked Sendable {
+    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private var cancelled = false
+    private var current: Task<Void, Never>?
+
+    init() { pthread_mutex_init(lock, nil) }
+
+    deinit {
+        pthread_mutex_destroy(lock)
+        lock.deallocate()
+    }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        return body()
+    }
+
+    /// The calling task was cancelled.
+    func cancel() {
+        let running = locked { () -> Task<Void, Never>? in
+            cancelled = true
+            return current
+        }
+        running?.cancel()
+    }
+
+    /// `task` runs an item now (nil: none does); it is cancelled at once if the caller was.
+    func running(_ task: Task<Void, Never>?) {
+        let cancelNow = locked { () -> Bool in
+            current = task
+            return cancelled
+        }
+        if cancelNow { task?.cancel() }
     }
 }
 
 /// Runs `operation` as a task on the global executor and blocks this thread (never one of the
 /// executor's) until it finishes, answering meanwhile for the progress the task notes with
 /// `communicator.noteProgress()` (this thread is the one that may talk to the other ranks).
-func waitForTask<T: Sendable>(answering communicator: Communicator, _ operation: @escaping @Sendable () async throws -> T) throws -> T {
+func waitForTask<T: Sendable>(answering communicator: Communicator, _ cancellation: ItemCancellation,
+                               _ operation: @escaping @Sendable () async throws -> T) throws -> T {
     let done = TaskOutcomeBox<T>()
-    Task.detached { done.finish(await Result { try await operation() }) }
+    cancellation.running(Task.detached { done.finish(await Result { try await operation() }) })
+    defer { cancellation.running(nil) }
     return try done.wait { communicator.transport.answerWhileComputing() }
 }
 

@@ -22,8 +22,9 @@ import Glibc
 /// A pool is `Sendable`: like its communicator, it may be used from any task, one operation at
 /// a time (see ``CommunicatorError/concurrentUse(operation:rank:)``).
 //
-// `@unchecked Sendable`: its one mutable property, `deadWorkers`, is touched only inside the
-// pool's operations, which run one at a time in the process.
+// `@unchecked Sendable`: it has no state of its own; what a map leaves for the next (the
+// workers that died, whether a map is running) is kept by the communicator, touched only
+// inside operations, which run one at a time in the process.
 public final class Pool: @unchecked Sendable {
     /// The ranks that do the work.
     public let communicator: Communicator
@@ -43,7 +44,7 @@ public final class Pool: @unchecked Sendable {
     public func map<S: Sequence, R: Codable>(
         _ items: S, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R
     ) throws -> [R]? where S.Element: Codable {
-        try communicator.exclusive("Pool.map") {
+        try running("Pool.map") {
             var results = OrderedResults<R>()
             let _: [UInt8]? = try execute(items, name: "Pool.map", options: options, transform: transform, keepGoing: false) { outcome in
                 results.insert(outcome.results, at: outcome.start)
@@ -59,14 +60,15 @@ public final class Pool: @unchecked Sendable {
     public func mapToAll<S: Sequence, R: Codable>(
         _ items: S, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R
     ) throws -> [R] where S.Element: Codable {
-        try communicator.exclusive("Pool.mapToAll") {
+        try running("Pool.mapToAll") {
             var results = OrderedResults<R>()
-            let payload = try execute(items, name: "Pool.mapToAll", options: options, transform: transform, keepGoing: false) { outcome in
+            let payload = try execute(items, name: "Pool.mapToAll", options: options, transform: transform,
+                                      workersGetValue: true, keepGoing: false) { outcome in
                 results.insert(outcome.results, at: outcome.start)
             }
             if communicator.rank == 0 {
                 let values = results.values
-                try stopWorkers(payload: try communicator.encode(values))
+                try stopWorkers(payload: try finishingOnRankZero { try communicator.encode(values) })
                 return values
             }
             return try communicator.decode([R].self, from: payload ?? [], source: 0, tag: PoolTag.stop.rawValue)
@@ -95,26 +97,29 @@ public final class Pool: @unchecked Sendable {
         _ items: S, into initial: R, everyRank: Bool = false, options: MapOptions = MapOptions(),
         _ transform: (S.Element) throws -> R, combine: (inout R, R) throws -> Void
     ) throws -> R? where S.Element: Codable {
-        try communicator.exclusive("Pool.mapReduce") {
+        try running("Pool.mapReduce") {
             try withoutActuallyEscaping(combine) { combine in
                 var total = initial
                 let perRank = !options.retryLostItems
                 let accumulator = PartialTotal<R>(combine: combine)
                 if communicator.rank == 0 { accumulator.value = initial }
                 let payload = try execute(items, name: "Pool.mapReduce", options: options, transform: transform,
-                                          accumulator: accumulator, perRank: perRank, keepGoing: false) { outcome in
+                                          accumulator: accumulator, perRank: perRank, workersGetValue: everyRank, keepGoing: false) { outcome in
                     for value in outcome.results { try combine(&accumulator.value!, value) }
                 }
                 guard communicator.rank == 0 else {
                     guard everyRank else { return nil }
                     return try communicator.decode(R.self, from: payload ?? [], source: 0, tag: PoolTag.stop.rawValue)
                 }
-                if perRank {
-                    // One partial from every worker, folded in rank order.
-                    for partial in try collectPartials(R.self) { try combine(&accumulator.value!, partial) }
+                let stopPayload = try finishingOnRankZero { () -> [UInt8]? in
+                    if perRank {
+                        // One partial from every worker, folded in rank order.
+                        for partial in try collectPartials(R.self) { try combine(&accumulator.value!, partial) }
+                    }
+                    total = accumulator.value!
+                    return everyRank ? try communicator.encode(total) : nil
                 }
-                total = accumulator.value!
-                try stopWorkers(payload: everyRank ? try communicator.encode(total) : nil)
+                try stopWorkers(payload: stopPayload)
                 return total
             }
         }
@@ -144,7 +149,7 @@ public final class Pool: @unchecked Sendable {
         _ items: S, ordered: Bool, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R,
         _ body: (_ index: Int, _ result: R) throws -> Void
     ) throws where S.Element: Codable {
-        try communicator.exclusive("Pool.forEachResult") {
+        try running("Pool.forEachResult") {
             var waiting: [Int: R] = [:]
             var next = 0
             let _: [UInt8]? = try execute(items, name: "Pool.forEachResult", options: options, transform: transform, keepGoing: false) { outcome in
@@ -169,7 +174,7 @@ public final class Pool: @unchecked Sendable {
     public func mapResults<S: Sequence, R: Codable>(
         _ items: S, options: MapOptions = MapOptions(), _ transform: (S.Element) throws -> R
     ) throws -> [Result<R, PoolItemError>]? where S.Element: Codable {
-        try communicator.exclusive("Pool.mapResults") {
+        try running("Pool.mapResults") {
             var results = OrderedResults<Result<R, PoolItemError>>()
             let _: [UInt8]? = try execute(items, name: "Pool.mapResults", options: options, transform: transform, keepGoing: true) { outcome in
                 var merged: [Result<R, PoolItemError>] = []
@@ -217,6 +222,19 @@ public final class Pool: @unchecked Sendable {
     @usableFromInline
     var channel: any Transport { communicator.transport.collectiveChannel }
 
+    /// Runs a pool call as one operation of the communicator. Pool calls do not nest: every rank
+    /// is inside the outer one until its end (rank 0 folding partials too), serving or running
+    /// its items, so none could take part in another, and their messages would mix.
+    @inlinable
+    func running<T>(_ name: String, _ body: () throws -> T) throws -> T {
+        try communicator.exclusive(name) {
+            if let outer = communicator.runningPool { throw PoolError.nested(operation: name, outer: outer) }
+            communicator.runningPool = name
+            defer { communicator.runningPool = nil }
+            return try body()
+        }
+    }
+
     /// Runs the items across the ranks. On rank 0, calls `deliver` with every finished chunk and
     /// returns when all are in (the caller then stops the workers); on the others, works until
     /// rank 0 says stop and returns the stop message's payload.
@@ -226,7 +244,7 @@ public final class Pool: @unchecked Sendable {
     @inlinable
     func execute<S: Sequence, R: Codable>(
         _ items: S, name: String, options: MapOptions, transform: (S.Element) throws -> R,
-        accumulator: PartialTotal<R>? = nil, perRank: Bool = false,
+        accumulator: PartialTotal<R>? = nil, perRank: Bool = false, workersGetValue: Bool = false,
         keepGoing: Bool, deliver: (Outcome<R>) throws -> Void
     ) throws -> [UInt8]? where S.Element: Codable {
         if case .fixed(let n) = options.chunkSize, n < 1 {
@@ -243,7 +261,7 @@ public final class Pool: @unchecked Sendable {
                 let worker = ChunkWorker<S.Element, R>(rank: communicator.rank, transform: transform, accumulator: accumulator,
                                                        perRank: perRank, keepGoing: keepGoing)
                 guard communicator.rank == 0 else {
-                    return try work(worker)
+                    return try work(worker, getsValue: workersGetValue)
                 }
                 var master = PoolMaster(pool: self, items: items, options: options, worker: worker, deliver: deliver)
                 try master.run()
@@ -252,26 +270,48 @@ public final class Pool: @unchecked Sendable {
         }
     }
 
-    /// A worker's loop: take chunks from rank 0 until told to stop.
+    /// A worker's loop: take chunks from rank 0 until told to stop. When rank 0 stopped the map
+    /// with an error of its own, a worker that `getsValue` throws `stoppedOnRankZero`; the
+    /// others return as from a map that ended.
     @inlinable
-    func work<Item: Codable, R: Codable>(_ worker: ChunkWorker<Item, R>) throws -> [UInt8]? {
+    func work<Item: Codable, R: Codable>(_ worker: ChunkWorker<Item, R>, getsValue: Bool) throws -> [UInt8]? {
         let channel = self.channel
         while true {
             guard let info = try channel.probe(source: 0, tag: nil, wait: true) else { continue }
             let bytes = try channel.receiveArray(UInt8.self, matching: info)
             switch PoolTag(rawValue: info.tag) {
             case .chunk?:
-                let chunk = try poolMessage(from: 0, tag: info.tag) { try PoolChunk<Item>.unframed(bytes) }
-                let result = worker.run(chunk)
-                try channel.sendArray(try poolMessage(from: communicator.rank, tag: PoolTag.result.rawValue) { try result.framed() },
-                                      to: 0, tag: PoolTag.result.rawValue)
+                let result: PoolChunkResult<R>
+                do {
+                    result = worker.run(try PoolChunk<Item>.unframed(bytes))
+                } catch {
+                    // Items that do not decode here fail, as items whose transform throws; rank 0
+                    // knows how many the chunk held.
+                    result = worker.undecodable(bytes, error)
+                }
+                let framed: [UInt8]
+                do {
+                    framed = try result.framed()
+                } catch {
+                    // A result that cannot be encoded fails its item, as a throwing transform does.
+                    let failed = worker.unsendable(result, error)
+                    framed = try (try? failed.framed()) ?? worker.unsendableWhole(result, error).framed()
+                }
+                try channel.sendArray(framed, to: 0, tag: PoolTag.result.rawValue)
             case .stop?:
                 let stop = try communicator.decode(PoolStop.self, from: bytes, source: 0, tag: info.tag)
-                if let failure = stop.failure { throw failure.error }
+                if let failure = stop.failure {
+                    if failure.stopped == true && !getsValue { return nil }
+                    throw failure.error
+                }
                 if stop.collect {
-                    // Rank 0 asks for this rank's partial total; the result (if any) follows.
-                    let partial = try communicator.encode(worker.accumulator?.value)
-                    try channel.sendArray(partial, to: 0, tag: PoolTag.partial.rawValue)
+                    // Rank 0 asks for this rank's partial total; the result (if any) follows. One
+                    // that cannot be encoded is reported to rank 0, which fails the map.
+                    do {
+                        try channel.sendArray(try BinaryEncoder().encode(worker.accumulator?.value), to: 0, tag: PoolTag.partial.rawValue)
+                    } catch {
+                        try channel.sendArray(try BinaryEncoder().encode(describeDecodingError(error)), to: 0, tag: PoolTag.partialFailed.rawValue)
+                    }
                     continue
                 }
                 return stop.payload
@@ -282,14 +322,15 @@ public final class Pool: @unchecked Sendable {
         }
     }
 
-    /// Runs a pool message's encoding or decoding, reporting a failure as a `CommunicatorError`.
+    /// Runs the decoding of a pool message of `byteCount` bytes from `source`, reporting a
+    /// failure as a `CommunicatorError` that names the pool call and what `type` the bytes held.
     @inlinable
-    func poolMessage<T>(from source: Int, tag: Int, _ body: () throws -> T) throws -> T {
+    func poolMessage<T>(from source: Int, byteCount: Int, as type: String, inArray: Bool = false, _ body: () throws -> T) throws -> T {
         do {
             return try body()
         } catch {
-            throw CommunicatorError.decodingFailed(type: "\(T.self)", source: source, tag: tag, byteCount: -1,
-                                                   reason: describeDecodingError(error), rank: communicator.rank)
+            throw CommunicatorError.collectiveDecodingFailed(operation: channel.activity ?? "Pool", type: type, source: source,
+                                                             byteCount: byteCount, reason: describeDecodingError(error, inArray: inArray), rank: communicator.rank)
         }
     }
 
@@ -300,14 +341,35 @@ public final class Pool: @unchecked Sendable {
         let ask = try communicator.encode(PoolStop(failure: nil, payload: nil, collect: true))
         let workers = (1..<max(communicator.size, 1)).filter { !deadWorkers.contains($0) }
         for rank in workers { try channel.sendArray(ask, to: rank, tag: PoolTag.stop.rawValue) }
-        var partials: [Int: R] = [:]
+        // Every partial is taken in before any is decoded: one that fails to decode leaves none
+        // waiting to be mistaken for a later map's.
+        var received: [(rank: Int, bytes: [UInt8], tag: Int)] = []
         for rank in workers {
-            let (bytes, _) = try channel.receiveArray(UInt8.self, from: rank, tag: PoolTag.partial.rawValue)
-            if let partial = try communicator.decode(R?.self, from: bytes, source: rank, tag: PoolTag.partial.rawValue) {
-                partials[rank] = partial
+            let (bytes, info) = try channel.receiveArray(UInt8.self, from: rank, tag: nil)
+            received.append((rank, bytes, info.tag))
+        }
+        return try received.compactMap { rank, bytes, tag in
+            guard tag == PoolTag.partial.rawValue else {
+                let reason = try poolMessage(from: rank, byteCount: bytes.count, as: "a report") { try BinaryDecoder().decode(String.self, from: bytes) }
+                throw CommunicatorError.encodingFailed(type: "\(R.self)", reason: "its partial total cannot be sent to rank 0: \(reason)", rank: rank)
+            }
+            return try poolMessage(from: rank, byteCount: bytes.count, as: "a partial total of type \(R.self)") {
+                try BinaryDecoder().decode(R?.self, from: bytes)
             }
         }
-        return workers.compactMap { partials[$0] }
+    }
+
+    /// Runs rank 0's last step of a map (folding partials, encoding what the workers get); if it
+    /// throws, the workers, waiting for the stop, are told that rank 0 stopped the map, and the
+    /// error goes on.
+    @inlinable
+    func finishingOnRankZero<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch {
+            try stopWorkers(payload: nil, failure: .stopped(by: error))
+            throw error
+        }
     }
 
     /// Tells every live worker the map is over, with the payload for the all-ranks forms.
@@ -317,12 +379,15 @@ public final class Pool: @unchecked Sendable {
         for rank in 1..<max(communicator.size, 1) where !deadWorkers.contains(rank) {
             try channel.sendArray(bytes, to: rank, tag: PoolTag.stop.rawValue)
         }
-        deadWorkers = []
     }
 
-    /// Workers that died during the current map (rank 0 only).
+    /// Workers that died during a map with retries (rank 0 only): later maps, of any pool over
+    /// this communicator, go on without them.
     @usableFromInline
-    var deadWorkers: Set<Int> = []
+    var deadWorkers: Set<Int> {
+        get { communicator.deadPoolWorkers }
+        set { communicator.deadPoolWorkers = newValue }
+    }
 
     /// While set, a dying worker is recorded for this rank's pool to handle, instead of ending
     /// the job (local backend; MPI has no such mode).
@@ -413,6 +478,67 @@ struct ChunkWorker<Item: Codable, R: Codable> {
         let done = failures.isEmpty || keepGoing ? count : failures[0].offset + 1
         return PoolChunkResult(start: chunk.start, count: done, results: results, failures: failures,
                                seconds: monotonicNow() - start)
+    }
+
+    /// `result` with the items whose results cannot be encoded (`error` is the chunk's encoding
+    /// error) turned into failures, as if their transform had thrown: without `keepGoing` the
+    /// chunk ends at the first of them. A combined result that cannot be encoded fails the
+    /// chunk's first item.
+    @inlinable
+    func unsendable(_ result: PoolChunkResult<R>, _ error: any Error) -> PoolChunkResult<R> {
+        func failure(_ offset: Int, _ error: any Error) -> PoolItemFailure {
+            PoolItemFailure(offset: offset, message: "its result cannot be sent to rank 0: \(describeDecodingError(error, inArray: true))")
+        }
+        guard accumulator == nil else { return unsendableWhole(result, error) }
+        // The offsets of the results: every item's but the failed ones'.
+        let failed = Set(result.failures.map(\.offset))
+        let offsets = (0..<result.count).filter { !failed.contains($0) }
+        var kept: [R] = []
+        var failures = result.failures
+        for (index, value) in result.results.enumerated() {
+            do {
+                _ = try BinaryEncoder().encode([value])
+                kept.append(value)
+            } catch {
+                failures.append(failure(offsets[index], error))
+                if !keepGoing { break }
+            }
+        }
+        failures.sort { $0.offset < $1.offset }
+        // Should every result encode alone, the chunk as a whole still failed: its first item.
+        if failures.count == result.failures.count { return unsendableWhole(result, error) }
+        let count = keepGoing ? result.count : failures[0].offset + 1
+        return PoolChunkResult(start: result.start, count: count, results: kept, failures: failures, seconds: result.seconds)
+    }
+
+    /// The answer to a chunk whose items do not decode here: a failure of the whole chunk, whose
+    /// size only rank 0 knows (`count` -1; see `expanded(count:)`).
+    @inlinable
+    func undecodable(_ bytes: [UInt8], _ error: any Error) -> PoolChunkResult<R> {
+        let start = bytes.withUnsafeBytes { raw in (try? PoolFrame.word(raw, 0)).map { Int(Int64(bitPattern: $0)) } } ?? -1
+        return PoolChunkResult(start: start, count: -1, results: [],
+                               failures: [PoolItemFailure(offset: 0, message: "it cannot be decoded on rank \(rank): \(describeDecodingError(error, inArray: true))")],
+                               seconds: 0)
+    }
+
+    /// A whole-chunk failure (`count` -1) made the size of the chunk of `count` items it answers:
+    /// every item failed (`keepGoing`), or its first.
+    @inlinable
+    func expanded(_ result: PoolChunkResult<R>, count: Int) -> PoolChunkResult<R> {
+        guard result.count < 0 else { return result }
+        let message = result.failures.first?.message ?? "it cannot be decoded"
+        let failed = keepGoing ? count : 1
+        return PoolChunkResult(start: result.start, count: failed, results: [],
+                               failures: (0..<failed).map { PoolItemFailure(offset: $0, message: message) }, seconds: result.seconds)
+    }
+
+    /// The chunk with every item failed (`keepGoing`), or its first.
+    @inlinable
+    func unsendableWhole(_ result: PoolChunkResult<R>, _ error: any Error) -> PoolChunkResult<R> {
+        let message = "its result cannot be sent to rank 0: \(describeDecodingError(error, inArray: true))"
+        let count = keepGoing ? result.count : 1
+        return PoolChunkResult(start: result.start, count: count, results: [],
+                               failures: (0..<count).map { PoolItemFailure(offset: $0, message: message) }, seconds: result.seconds)
     }
 }
 

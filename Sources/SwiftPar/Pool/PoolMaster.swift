@@ -41,6 +41,9 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
     @usableFromInline var secondsPerItem: Double?
     @usableFromInline var done = 0
     @usableFromInline var failure: PoolError?
+    /// Rank 0's own error that stopped the map (its `deliver` threw, a result did not decode):
+    /// thrown here once the workers are stopped, where they get `failure`.
+    @usableFromInline var rankZeroError: (any Error)?
     @usableFromInline var sends: [SendRequest] = []
 
     @inlinable
@@ -60,7 +63,8 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
             total = S.self is any Collection.Type ? items.underestimatedCount : nil
         }
         outstanding = Array(repeating: [], count: pool.communicator.size)
-        live = Array(1..<max(pool.communicator.size, 1))
+        let dead = pool.deadWorkers
+        live = (1..<max(pool.communicator.size, 1)).filter { !dead.contains($0) }
     }
 
     @inlinable
@@ -99,11 +103,29 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
             if outstanding.allSatisfy(\.isEmpty) { break }
             try serveResults(wait: true)
         }
-        for request in sends { try request.wait() }
+        for request in sends { try finish(request) }
         if let failure {
             try pool.stopWorkers(payload: nil, failure: failure)
-            throw failure
+            throw rankZeroError ?? failure
         }
+    }
+
+    /// Waits for a chunk's send; one to a worker that died (with retries) has its items redone.
+    @inlinable
+    func finish(_ request: SendRequest) throws {
+        do {
+            try request.wait()
+        } catch let CommunicatorError.peerFailed(peer, _, _, _) where pool.deadWorkers.contains(peer) {
+        }
+    }
+
+    /// Rank 0 itself failed: no more chunks go out, the ones out are waited for, and the
+    /// workers are told before `error` is thrown.
+    @inlinable
+    mutating func stop(with error: any Error) {
+        guard failure == nil else { return }
+        failure = .stopped(by: error)
+        rankZeroError = error
     }
 
     /// The next chunk to hand out: lost items first, then fresh ones from the input.
@@ -163,11 +185,56 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
 
     @inlinable
     mutating func send(_ chunk: (start: Int, items: [Item]), to rank: Int) throws {
-        let bytes = try pool.poolMessage(from: 0, tag: PoolTag.chunk.rawValue) { try PoolChunk(start: chunk.start, items: chunk.items).framed() }
+        let bytes: [UInt8]
+        do {
+            bytes = try PoolChunk(start: chunk.start, items: chunk.items).framed()
+        } catch {
+            try unsendable(chunk, to: rank, error)
+            return
+        }
         sends.append(SendRequest(try channel.startSend(OutgoingBytes(bytes), to: rank, tag: PoolTag.chunk.rawValue), rank: 0))
-        if sends.count > 64 { sends = try sends.filter { try !$0.test() } }
+        if sends.count > 64 {
+            sends = try sends.filter { request in
+                do {
+                    return try !request.test()
+                } catch let CommunicatorError.peerFailed(peer, _, _, _) where pool.deadWorkers.contains(peer) {
+                    return false
+                }
+            }
+        }
         outstanding[rank].append(SentChunk(start: chunk.start, count: chunk.items.count,
                                            items: options.retryLostItems ? chunk.items : nil))
+    }
+
+    /// A chunk whose items cannot all be encoded: each that cannot fails, as one whose transform
+    /// throws. Without `keepGoing` the map fails at the first; with it, the others go out again
+    /// in stretches around them.
+    @inlinable
+    mutating func unsendable(_ chunk: (start: Int, items: [Item]), to rank: Int, _ error: any Error) throws {
+        var bad: [(offset: Int, message: String)] = []
+        for (offset, item) in chunk.items.enumerated() {
+            do {
+                _ = try BinaryEncoder().encode([item])
+            } catch {
+                bad.append((offset, "it cannot be sent to rank \(rank): \(describeDecodingError(error, inArray: true))"))
+                if !worker.keepGoing { break }
+            }
+        }
+        // Should every item encode alone, the chunk as a whole still did not: its first item.
+        if bad.isEmpty { bad = [(0, "it cannot be sent to rank \(rank): \(describeDecodingError(error, inArray: true))")] }
+        guard worker.keepGoing else {
+            failure = failure ?? .itemFailed(index: chunk.start + bad[0].offset, rank: 0, message: bad[0].message)
+            return
+        }
+        var from = 0
+        for offset in bad.map(\.offset) + [chunk.items.count] {
+            if offset > from { retryQueue.append((chunk.start + from, Array(chunk.items[from..<offset]))) }
+            from = offset + 1
+        }
+        for (offset, message) in bad {
+            try handle(PoolChunkResult(start: chunk.start + offset, count: 1, results: [],
+                                       failures: [PoolItemFailure(offset: 0, message: message)], seconds: 0), from: 0)
+        }
     }
 
     /// Works on a chunk here on rank 0.
@@ -196,7 +263,16 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
             guard let info else { return }
             shouldWait = false
             let bytes = try channel.receiveArray(UInt8.self, matching: info)
-            let result = try pool.poolMessage(from: info.source, tag: info.tag) { try PoolChunkResult<R>.unframed(bytes) }
+            let result: PoolChunkResult<R>
+            do {
+                result = try pool.poolMessage(from: info.source, byteCount: bytes.count, as: "results of type \(R.self)", inArray: true) { try PoolChunkResult<R>.unframed(bytes) }
+            } catch {
+                // The answer is for the worker's oldest chunk: each runs its chunks in order.
+                if !outstanding[info.source].isEmpty { outstanding[info.source].removeFirst() }
+                stop(with: error)
+                handled += 1
+                continue
+            }
             try handle(result, from: info.source)
             if failure == nil, outstanding[info.source].isEmpty || mayQueueSecondChunk(), let chunk = nextChunk() {
                 try send(chunk, to: info.source)
@@ -214,12 +290,14 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
     }
 
     @inlinable
-    mutating func handle(_ result: PoolChunkResult<R>, from rank: Int) throws {
+    mutating func handle(_ answer: PoolChunkResult<R>, from rank: Int) throws {
+        var result = answer
         if rank != 0 {
             // A chunk this worker does not hold (it was handed to another rank after this one
             // was declared dead) must not be counted twice.
             guard let index = outstanding[rank].firstIndex(where: { $0.start == result.start }) else { return }
-            outstanding[rank].remove(at: index)
+            let held = outstanding[rank].remove(at: index)
+            result = worker.expanded(result, count: held.count)
         }
         if result.count > 0 {
             let perItem = result.seconds / Double(result.count)
@@ -232,7 +310,12 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
             return
         }
         guard failure == nil else { return }
-        try deliver(Pool.Outcome(start: result.start, count: result.count, rank: rank, results: result.results, failures: result.failures))
+        do {
+            try deliver(Pool.Outcome(start: result.start, count: result.count, rank: rank, results: result.results, failures: result.failures))
+        } catch {
+            stop(with: error)
+            return
+        }
         done += result.count
         options.progress?(done, total)
     }
@@ -249,6 +332,8 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
             // The job is failing: the other ranks learn of it from the backend itself.
             throw error
         }
+        // Chunks on their way to it never arrive; its end must not wait for them.
+        channel.abandonSends(to: rank)
         retryQueue.append(contentsOf: lost.compactMap { chunk in chunk.items.map { (chunk.start, $0) } })
     }
 }

@@ -51,6 +51,15 @@ public enum PoolError: Error, CustomStringConvertible, Sendable {
     /// The map's options cannot be used (for example a fixed chunk size below 1); the text
     /// says which and why.
     case invalidOptions(String)
+    /// Rank 0 stopped the map with an error of its own, which it throws there: its
+    /// `forEachResult` body or a `combine` threw, or a result could not be decoded. The workers
+    /// of a form that gives them nothing (`map`, `mapResults`, `forEachResult`, `mapReduce`
+    /// without `everyRank`) return as usual; those of a form that gives them a value throw this,
+    /// with rank 0's error as `message`.
+    case stoppedOnRankZero(message: String)
+    /// `operation` was called inside the transform of `outer` on the same communicator: every
+    /// rank is inside the outer call, so none can take part in another; pool calls do not nest.
+    case nested(operation: String, outer: String)
 
     /// One line naming the item or rank.
     public var description: String {
@@ -58,11 +67,25 @@ public enum PoolError: Error, CustomStringConvertible, Sendable {
         case let .itemFailed(index, rank, message):
             return "item \(index) failed on rank \(rank): \(message)"
         case let .workerDied(rank, lost, reason):
+            guard !lost.isEmpty else { return "rank \(rank) \(reason) while it held no items" }
             let items = lost.map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)..<\($0.upperBound)" }.joined(separator: ", ")
             return "rank \(rank) \(reason) while it held items \(items); those items were not processed (retryLostItems would redo them)"
         case let .invalidOptions(text):
             return text
+        case let .stoppedOnRankZero(message):
+            return "rank 0 stopped the map: \(message)"
+        case let .nested(operation, outer):
+            return "\(operation) was called inside the transform of \(outer) on the same communicator; pool calls do not nest"
         }
+    }
+}
+
+extension PoolError {
+    /// Rank 0's own `error`, as the workers are told of it (without a leading "rank 0: ").
+    @usableFromInline
+    static func stopped(by error: any Error) -> PoolError {
+        let text = errorText(error)
+        return .stoppedOnRankZero(message: text.hasPrefix("rank 0: ") ? String(text.dropFirst(8)) : text)
     }
 }
 
@@ -92,6 +115,8 @@ public struct PoolItemError: Error, CustomStringConvertible, Sendable, Codable, 
 @usableFromInline
 enum PoolTag: Int {
     case chunk = 100, result, stop, partial
+    /// A worker's partial total could not be encoded: the reason, as a String.
+    case partialFailed
 }
 
 @usableFromInline
@@ -236,6 +261,8 @@ struct PoolFailureRecord: Codable {
     var rank: Int
     var message: String
     var lost: [[Int]]?
+    /// For `stoppedOnRankZero`.
+    @usableFromInline var stopped: Bool?
 
     init(_ error: PoolError) {
         switch error {
@@ -250,6 +277,14 @@ struct PoolFailureRecord: Codable {
         case let .invalidOptions(text):
             self.rank = 0
             self.message = text
+        case let .stoppedOnRankZero(message):
+            self.rank = 0
+            self.message = message
+            self.stopped = true
+        case let .nested(operation, outer):
+            // Thrown inside a transform, it travels as an item's failure, never as a record.
+            self.rank = 0
+            self.message = PoolError.nested(operation: operation, outer: outer).description
         }
     }
 
@@ -257,6 +292,7 @@ struct PoolFailureRecord: Codable {
     var error: PoolError {
         if let index { return .itemFailed(index: index, rank: rank, message: message) }
         if let lost { return .workerDied(rank: rank, lostItems: lost.map { $0[0]..<$0[1] }, reason: message) }
+        if stopped == true { return .stoppedOnRankZero(message: message) }
         return .invalidOptions(message)
     }
 }

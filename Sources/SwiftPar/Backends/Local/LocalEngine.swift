@@ -496,6 +496,12 @@ final class LocalEngine {
                                            operation: operation, rank: waiter?.rank ?? me)
     }
 
+    /// Drops the sends queued for `destination` (a rank that died while failures were tolerated).
+    func abandonSends(to destination: Int) {
+        outgoingCount -= outgoing[destination].count
+        outgoing[destination].removeAll()
+    }
+
     /// Pushes every queued send into the rings before this rank finishes.
     func flushSends(waiter: LocalTransport) throws {
         for destination in 0..<size where !outgoing[destination].isEmpty {

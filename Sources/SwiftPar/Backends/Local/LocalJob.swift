@@ -224,11 +224,18 @@ enum LocalJob {
         let engine = transport.engine
         let region = engine.region
         // An error caused by another rank's failure was already reported by that rank.
-        let consequence: Bool
+        var consequence: Bool
         if case CommunicatorError.peerFailed? = error as? CommunicatorError, region.failedRank.load(ordering: .acquiring) >= 0 {
             consequence = true
         } else {
             consequence = false
+        }
+        // An error every rank throws alike (a failed pool item) is rank 0's to report, as under
+        // MPI: this rank gives it the time to, and stays quiet if it does.
+        if !consequence && SwiftPar.leavesReportToAnotherRank(error, worldRank: engine.me) {
+            let deadline = monotonicNow() + LaunchEnvironment.sharedProblemPause
+            while region.failedRank.load(ordering: .acquiring) < 0 && monotonicNow() < deadline { usleep(1_000) }
+            consequence = region.failedRank.load(ordering: .acquiring) >= 0
         }
         if !consequence {
             SwiftPar.report(error, rank: engine.me, size: engine.size)

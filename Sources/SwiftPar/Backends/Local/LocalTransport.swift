@@ -85,6 +85,10 @@ final class LocalTransport: Transport {
         engine.region.toleratesFailures.store(tolerate ? 1 : 0, ordering: .sequentiallyConsistent)
     }
 
+    func abandonSends(to rank: Int) {
+        engine.abandonSends(to: members[rank])
+    }
+
     func failedRanks(among ranks: [Int]) -> [Int] {
         ranks.filter { engine.region.state(of: members[$0]).load(ordering: .acquiring) == RankState.failed.rawValue }
     }
