@@ -75,6 +75,11 @@ struct GlobalOptions: ParsableArguments {
             }
         }
         guard !leading.isEmpty else { return arguments }
+        // After `run`, `-n` is GNU parallel's inputs per command (refused there): the number of
+        // ranks given before `run` moves as `--workers`.
+        if names[0] == "run" {
+            leading = leading.map { $0 == "-n" ? "--workers" : $0.hasPrefix("-n") && !$0.hasPrefix("--") ? "--workers=" + $0.dropFirst(2) : $0 }
+        }
         return names + leading + arguments[index...]
     }
 

@@ -13,6 +13,9 @@ final class ProgressBar: Sendable {
     /// When the bar was last drawn, and whether it ever was.
     private let drawing = Mutex((last: 0.0, drawn: false))
 
+    /// Whether standard output is a terminal too (the one the bar is on, as a rule).
+    private let outputIsTerminal = isatty(1) != 0
+
     init(_ label: String, enabled: Bool = isatty(2) != 0) {
         self.label = label
         self.enabled = enabled
@@ -42,6 +45,19 @@ final class ProgressBar: Sendable {
             line += "\(done) done"
         }
         writeStandardError(line + detail + "\u{1B}[K")
+    }
+
+    /// Takes the bar off its line before something else is printed on the terminal (to standard
+    /// output when that is the terminal too, `stream` 1, or to standard error, 2); the next
+    /// update draws it again at once, below what was printed.
+    func clear(before stream: Int32) {
+        guard enabled, stream != 1 || outputIsTerminal else { return }
+        let drawn = drawing.withLock { state -> Bool in
+            let drawn = state.drawn
+            state = (0, false)
+            return drawn
+        }
+        if drawn { writeStandardError("\r\u{1B}[K") }
     }
 
     /// Removes the bar, leaving the line clean for what follows.

@@ -47,7 +47,7 @@ struct Run: ParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Run a failing task up to N times in all (0: until it succeeds).", valueName: "n"))
     var retries: Int = 1
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Kill a task's process group after this long (seconds, or with s, m, h, d).", valueName: "duration"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Kill a task's process group after this long: seconds, or numbers with s, m, h, d (1h30m); 0 for no limit.", valueName: "duration"))
     var timeout: String?
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Stop early: never, soon,fail=N, now,fail=N, now,fail=P%, soon,success=N, now,done=N.", valueName: "when"))
@@ -59,7 +59,7 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("Run each line of FILE as a whole command (as TACC's launcher).", valueName: "file"))
     var commands: String?
 
-    @Option(name: [.customShort("a"), .customLong("arg-file")], help: ArgumentHelp("Read inputs from the lines of FILE (as :::: FILE).", valueName: "file"))
+    @Option(name: [.customShort("a", allowingJoined: true), .customLong("arg-file")], help: ArgumentHelp("Read inputs from the lines of FILE (as :::: FILE).", valueName: "file"))
     var argumentFiles: [String] = []
 
     @Flag(name: .customLong("link"), help: "Pair the input sources element by element instead of taking every combination.")
@@ -68,7 +68,7 @@ struct Run: ParsableCommand {
     @Flag(name: [.customShort("0"), .customLong("null")], help: "Inputs end with a NUL byte instead of a newline.")
     var null = false
 
-    @Option(name: [.customShort("d"), .customLong("delimiter")], help: ArgumentHelp("Inputs end with DELIM instead of a newline: characters, C escapes such as \\n or \\0, octal \\NNN or hexadecimal \\xHH codes.", valueName: "delim"))
+    @Option(name: [.customShort("d", allowingJoined: true), .customLong("delimiter")], help: ArgumentHelp("Inputs end with DELIM instead of a newline: characters, C escapes such as \\n or \\0, octal \\NNN or hexadecimal \\xHH codes.", valueName: "delim"))
     var delimiter: String?
 
     @Flag(name: [.customShort("r"), .customLong("no-run-if-empty")], help: "Skip inputs that are empty or blank.")
@@ -87,14 +87,42 @@ struct Run: ParsableCommand {
     /// parallel takes it; a command may then start with `-`).
     private var words: [String] { passedWords.first == "--" ? Array(passedWords.dropFirst()) : passedWords }
 
+    /// `-n` as the user wrote it after `run` (set by `main` before parsing), if they did.
+    nonisolated(unsafe) static var typedMaxArguments: String?
+
+    /// A `-n` among run's options in `arguments` (which start with `run`): GNU parallel's
+    /// number of inputs per command there. (The number of ranks, given before `run`, has been
+    /// moved here as `--workers`.)
+    static func maxArgumentsOption(in arguments: [String]) -> String? {
+        let takesValue: Set<String> = ["--workers", "--backend", "--stall-timeout", "--joblog", "--retries", "--timeout", "--halt",
+                                       "--slots-per-rank", "--commands", "-a", "--arg-file", "-d", "--delimiter"]
+        var index = 1
+        while index < arguments.count {
+            let word = arguments[index]
+            guard word.hasPrefix("-"), word != "--", !word.hasPrefix(":::") else { return nil }
+            if word == "-n" { return index + 1 < arguments.count ? "-n \(arguments[index + 1])" : word }
+            if word.hasPrefix("-n"), !word.hasPrefix("--") { return word }
+            index += takesValue.contains(word) ? 2 : 1
+        }
+        return nil
+    }
+
     func validate() throws {
         if let first = passedWords.first, first == "--help" || first == "-h" { throw CleanExit.helpRequest(Self.self) }
+        if let typed = Self.typedMaxArguments {
+            throw ValidationError("\(typed) after run would be GNU parallel's number of inputs per command, which swiftpar run does not have "
+                                  + "(each task takes one input); for the number of ranks give -n before run (swiftpar -n 4 run ...) or --workers")
+        }
         if let first = passedWords.first, first.hasPrefix("-"), first.count > 1, !first.hasPrefix(":::"), first != "--" {
-            if first == "-j" || first.hasPrefix("-j") || first == "--jobs" {
-                throw ValidationError("swiftpar run has no -j: every rank is a slot, so use -n N for N slots on this machine, or --slots-per-rank K")
+            if first == "-j" || first.hasPrefix("-j") || first.hasPrefix("--jobs") || first.hasPrefix("-P") || first.hasPrefix("--max-procs") {
+                throw ValidationError("swiftpar run has no \(first): every rank is a slot, so give -n N before run for N slots on this machine "
+                                      + "(swiftpar -n 4 run ...), or --slots-per-rank K")
             }
             throw ValidationError("unknown option '\(first)' for run (a command cannot start with '-')")
         }
+        if null && delimiter != nil { throw ValidationError("give -0 or -d, not both: each says where inputs end") }
+        let standardInputs = argumentFiles.filter { $0 == "-" }.count + zip(words, words.dropFirst()).filter { ["::::", "::::+"].contains($0.0) && $0.1 == "-" }.count
+        if standardInputs > 1 { throw ValidationError("standard input (-) is given as an input source \(standardInputs) times; it can be read once") }
         guard slotsPerRank >= 1 else { throw ValidationError("--slots-per-rank must be at least 1, not \(slotsPerRank)") }
         guard retries >= 0 else { throw ValidationError("--retries must be 0 (until it succeeds) or more, not \(retries)") }
         if (resume || resumeFailed) && joblog == nil {
@@ -114,19 +142,34 @@ struct Run: ParsableCommand {
         }
     }
 
+    /// `--timeout` in seconds, nil for none: a number of seconds, or numbers each followed by
+    /// s, m, h or d (`1h30m`), as GNU parallel reads durations; 0 means no limit.
     private func timeoutSeconds() throws -> Double? {
         guard let timeout else { return nil }
+        if timeout.hasSuffix("%") {
+            throw ValidationError("--timeout \(timeout): a percentage of the median run time (GNU parallel's) is not supported; "
+                                  + "give a duration such as 30, 90s, 10m or 1h30m")
+        }
         let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
-        var number = Substring(timeout)
-        var scale = 1.0
-        if let last = number.last, let unit = units[last] {
-            scale = unit
-            number = number.dropLast()
+        let invalid = ValidationError("--timeout must be a duration such as 30, 1.5, 90s, 10m or 1h30m (0: no limit), not '\(timeout)'")
+        var total = 0.0
+        var number = ""
+        for character in timeout {
+            if character.isASCII && (character.isNumber || character == ".") {
+                number.append(character)
+            } else if let unit = units[character], let value = Double(number) {
+                total += value * unit
+                number = ""
+            } else {
+                throw invalid
+            }
         }
-        guard let value = Double(number), value > 0, value.isFinite else {
-            throw ValidationError("--timeout must be a duration such as 30, 1.5, 90s, 10m or 2h, not '\(timeout)'")
+        if !number.isEmpty {
+            guard let value = Double(number) else { throw invalid }
+            total += value
         }
-        return value * scale
+        guard !timeout.isEmpty, total.isFinite else { throw invalid }
+        return total > 0 ? total : nil
     }
 
     /// `-d`'s delimiter as bytes: characters, C escapes (\n, \t, \r, \0, \a, \b, \f, \v,
@@ -277,6 +320,8 @@ struct Run: ParsableCommand {
         let json = options.json
         options.run { world in
             let bar = ProgressBar("tasks", enabled: world.rank == 0 && isTerminal(2) && !farm.dryRun)
+            var farm = farm
+            farm.beforePrinting = { stream in bar.clear(before: stream) }
             let summary: FarmSummary?
             do {
                 summary = try TaskFarm.run(farm, on: world) { progress in

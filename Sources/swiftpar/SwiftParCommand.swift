@@ -23,6 +23,7 @@ struct SwiftParCommand: ParsableCommand {
     static func main() {
         let typed = RawArguments.forParser()
         let arguments = GlobalOptions.movingLeadingOptions(typed)
+        if arguments.first == "run" { Run.typedMaxArguments = Run.maxArgumentsOption(in: arguments) }
         var parsing = true
         do {
             var command = try parseAsRoot(arguments)

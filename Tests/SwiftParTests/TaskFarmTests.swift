@@ -406,9 +406,58 @@ struct TaskFarmTests {
         #expect(out.contains("long 255\n") && read("long.err").contains("task 1: its command is 200005 bytes, more than"), "\(result.report)\n\(read("long.err"))")
         #expect(out.contains("timeout 1\n") && out.contains("halt 1\n"), "\(result.report)")
         #expect(out.contains("left: 0\n"), "a process of a stopped task was left running:\n\(result.report)")
-        // One joblog (its header and two tasks) named with the byte 0xFF, and no file named +…
-        #expect(out.contains("appended: 3 0\n"), "\(result.report)")
+        // One joblog (two tasks; appending writes no header, as GNU parallel) named with the byte
+        // 0xFF, and no file named +…
+        #expect(out.contains("appended: 2 0\n"), "\(result.report)")
         #expect(out.contains("dry: echo c,\n"), "\(result.report)")
+    }
+
+    @Test("GNU parallel's option forms: -n after run refused, --joblog - and +FILE as GNU parallel's, --timeout 1m30s and 0, attached values; contradictions refused",
+          .enabled(if: parallelInstalled))
+    func optionForms() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let swiftpar = Self.swiftpar(.local(2))
+        // Joblog lines with their start and run times masked.
+        let mask = #"sed -E 's/^([0-9]+\t:\t)[0-9.]+\t *[0-9.]+/\1T\tR/'"#
+        let script = """
+            cd '\(folder.path)'
+            export PARALLEL_SHELL=/bin/sh
+            \(swiftpar) run -k -n 2 echo ::: a b > n.out 2> n.err; echo "n $? $(wc -c < n.out)"
+            \(swiftpar) run -k --joblog - 'echo {}; echo e{} >&2' ::: a b 2>&1 | \(mask) > ours.jl
+            parallel --will-cite -k --joblog - 'echo {}; echo e{} >&2' ::: a b 2>&1 | \(mask) > theirs.jl
+            cmp ours.jl theirs.jl && echo "joblog - same"
+            \(swiftpar) run --joblog +ours.log echo ::: a > /dev/null; parallel --will-cite --joblog +theirs.log echo ::: a > /dev/null
+            echo "plus $(wc -l < ours.log) $(wc -l < theirs.log)"
+            \(swiftpar) run -k --timeout 1m30s echo ::: t1 > timeout.out; \(swiftpar) run --timeout 0 echo ::: t2 >> timeout.out; echo "timeouts $?"
+            \(swiftpar) run --timeout 50% echo ::: x 2> percent.err; echo "percent $?"
+            printf 'a;b;;c' > semi
+            \(swiftpar) run -k -d';' -asemi echo {}. > attached.out; parallel --will-cite -k -d';' -asemi echo {}. > attached.ref
+            cmp attached.out attached.ref && echo "attached same"
+            \(swiftpar) run -0 -d ';' echo ::: a 2> both.err; echo "both $?"
+            echo 1 | \(swiftpar) run echo :::: - :::: - 2> twice.err; echo "twice $?"
+            script -qec "\(swiftpar) run -k 'sleep 0.2; echo out{}' ::: 1 2 3" /dev/null > bar.raw; echo "bar $?"
+            """
+        let result = try Jobs.runShell(script, timeout: 120)
+        let read = { (name: String) in (try? String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)) ?? "" }
+        let out = result.output
+        #expect(out.contains("n 255 0\n") && read("n.err").contains("-n 2 after run would be GNU parallel's number of inputs per command"),
+                "\(result.report)\n\(read("n.err"))")
+        #expect(out.contains("joblog - same\n"), "ours:\n\(read("ours.jl"))\ntheirs:\n\(read("theirs.jl"))")
+        #expect(out.contains("plus 1 1\n"), "\(result.report)")
+        #expect(out.contains("timeouts 0\n") && read("timeout.out") == "t1\nt2\n", "\(result.report)")
+        #expect(out.contains("percent 255\n") && read("percent.err").contains("a percentage of the median run time"), "\(result.report)")
+        #expect(out.contains("attached same\n"), "\(result.report)\n\(read("attached.out"))")
+        #expect(out.contains("both 255\n") && read("both.err").contains("give -0 or -d, not both"), "\(result.report)")
+        #expect(out.contains("twice 255\n") && read("twice.err").contains("standard input (-) is given as an input source 2 times"), "\(result.report)")
+        // On a terminal, each task's output starts on a line the bar has left (\r, then clear
+        // to the end), never glued to the bar's text.
+        let raw = read("bar.raw")
+        #expect(out.contains("bar 0\n") && raw.contains("tasks ["), "\(result.report)\n\(raw.debugDescription)")
+        for task in 1...3 {
+            let pieces = raw.components(separatedBy: "out\(task)")
+            #expect(pieces.count == 2 && (pieces[0].hasSuffix("\r\u{1B}[K") || pieces[0].utf8.last == 10), "task \(task): \(raw.debugDescription)")
+        }
     }
 
     /// A slot gets its next task only once it is free, as in GNU parallel: short tasks all start

@@ -77,7 +77,7 @@ final class Coordinator {
             } else {
                 skip = []
             }
-            log = try JobLog(path: path, append: options.appendToJoblog || options.resume || options.resumeFailed)
+            log = try JobLog(path: path, append: options.appendToJoblog || options.resume || options.resumeFailed, header: !options.appendToJoblog)
         } else {
             skip = []
         }
@@ -85,7 +85,8 @@ final class Coordinator {
         live = Array(1..<world.size)
         let localHost = world.hostName
         hosts = Array(repeating: localHost, count: world.size)
-        printer = Printer(keepOrder: options.keepOrder, tag: options.tag, lineBuffered: options.runner.lineBuffered, joblog: log)
+        printer = Printer(keepOrder: options.keepOrder, tag: options.tag, lineBuffered: options.runner.lineBuffered, joblog: log,
+                          beforePrinting: options.beforePrinting)
         printer.acknowledge = { [unowned self] rank, sequence, count in
             if rank == 0 {
                 self.runner.acknowledge(sequence: sequence, count: count)
@@ -172,6 +173,7 @@ final class Coordinator {
             status = Int32(min(failed, 101))
         }
         if halting == nil && !isFinished {
+            options.beforePrinting(2)
             writeStandardError("swiftpar: run: internal error: the farm stopped with tasks left\n")
             status = 255
         }
@@ -362,6 +364,7 @@ final class Coordinator {
         finished += 1
         if result.failed { failed += 1 } else { succeeded += 1 }
         if result.timedOut, let command = printer.command(of: result.sequence) {
+            options.beforePrinting(2)
             writeStandardError("swiftpar: task \(result.sequence) ran longer than \(formatSeconds(options.runner.timeout ?? 0)) s and was killed: \(String(decoding: command, as: UTF8.self))\n")
         }
         let command = printer.command(of: result.sequence)
@@ -376,6 +379,7 @@ final class Coordinator {
         outstanding[rank] = []
         awaitingDrops.remove(rank)
         if !lost.isEmpty && halting == nil {
+            options.beforePrinting(2)
             writeStandardError("swiftpar: rank \(rank) \(reason) while it held task\(lost.count == 1 ? "" : "s") \(lost.map(String.init).joined(separator: ", ")); running \(lost.count == 1 ? "it" : "them") again on the other ranks\n")
         }
         for sequence in lost.reversed() {
@@ -400,6 +404,7 @@ final class Coordinator {
         case .done:
             (count, verb) = (finished, "finished")
         }
+        options.beforePrinting(2)
         writeStandardError("swiftpar: task \(result.sequence) \(verb): \(String(decoding: command ?? [], as: UTF8.self))\n")
         guard halting == nil else { return }
         let triggered: Bool
@@ -426,6 +431,7 @@ final class Coordinator {
         switch halt.urgency {
         case .now:
             halting = .now
+            options.beforePrinting(2)
             writeStandardError("swiftpar: --halt \(haltDescription(halt)) reached; killing the running tasks\n")
             runner.killAll()
             for rank in live { try order(FarmMessage(.halt), to: rank) }
@@ -438,6 +444,7 @@ final class Coordinator {
                 awaitingDrops.insert(rank)
                 try order(FarmMessage(.dropQueued), to: rank)
             }
+            options.beforePrinting(2)
             writeStandardError("swiftpar: --halt \(haltDescription(halt)) reached; starting no more tasks, waiting for the running ones\n")
         }
     }

@@ -14,19 +14,29 @@ package final class JobLog {
     private let path: PathBytes
 
     /// Opens `path`: appended to when `append` is set and it has content, otherwise created or
-    /// emptied and given a header.
-    package init(path: PathBytes, append: Bool) throws {
+    /// emptied and given a header unless `header` is false (GNU parallel writes none to a log
+    /// it appends to, `+FILE`, even a new one). `-` is standard output, as in GNU parallel:
+    /// the header, then each task's line after its output.
+    package init(path: PathBytes, append: Bool, header: Bool = true) throws {
         self.path = path
+        if Self.isStandardOutput(path) {
+            descriptor = -1
+            if header { try write(Array(Self.header.utf8)) }
+            return
+        }
         var status = stat()
         let exists = path.withCString { stat($0, &status) } == 0
         let keep = append && exists && status.st_size > 0
         let flags = O_WRONLY | O_CREAT | O_CLOEXEC | (keep ? O_APPEND : O_TRUNC)
         descriptor = path.withCString { open($0, flags, 0o644) }
         guard descriptor >= 0 else { throw SystemError.current("opening joblog \(path)") }
-        if !keep { try write(Array(Self.header.utf8)) }
+        if !keep && header { try write(Array(Self.header.utf8)) }
     }
 
-    deinit { close(descriptor) }
+    deinit { if descriptor >= 0 { close(descriptor) } }
+
+    /// Whether `path` names standard output (`-`).
+    package static func isStandardOutput(_ path: PathBytes) -> Bool { path.bytes == [UInt8(ascii: "-")] }
 
     /// Writes one task's line.
     package func record(_ result: TaskResult, host: String, command: [UInt8]) throws {
@@ -42,6 +52,7 @@ package final class JobLog {
     }
 
     private func write(_ bytes: [UInt8]) throws {
+        guard descriptor >= 0 else { return try bytes.withUnsafeBytes { try StandardOutput.write($0) } }
         try bytes.withUnsafeBytes { buffer in
             var offset = 0
             while offset < buffer.count {
@@ -66,6 +77,8 @@ package final class JobLog {
     /// `succeededOnly` those with a line saying exit status 0 and no signal (GNU parallel's
     /// `--resume` and `--resume-failed`). A missing file marks none.
     package static func finishedTasks(in path: PathBytes, succeededOnly: Bool) throws -> Set<Int> {
+        // A log on standard output cannot be read back: nothing is marked, as in GNU parallel.
+        if isStandardOutput(path) { return [] }
         let descriptor = path.withCString { open($0, O_RDONLY | O_CLOEXEC) }
         if descriptor < 0 {
             if errno == ENOENT { return [] }

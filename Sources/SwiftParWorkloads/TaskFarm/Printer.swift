@@ -21,6 +21,7 @@ final class Printer {
     private let tag: Bool
     private let lineBuffered: Bool
     private let joblog: JobLog?
+    private let beforePrinting: (_ stream: Int32) -> Void
     private let store = HeldOutput()
     var acknowledge: (_ rank: Int, _ sequence: Int, _ count: Int) throws -> Void = { _, _, _ in }
     var host: (_ rank: Int) -> String = { _ in ":" }
@@ -40,7 +41,8 @@ final class Printer {
     private var lineStarts: [Int: (output: Bool, errors: Bool)] = [:]
     private var output: [UInt8] = []
 
-    init(keepOrder: Bool, tag: Bool, lineBuffered: Bool, joblog: JobLog?) {
+    init(keepOrder: Bool, tag: Bool, lineBuffered: Bool, joblog: JobLog?, beforePrinting: @escaping (_ stream: Int32) -> Void = { _ in }) {
+        self.beforePrinting = beforePrinting
         self.keepOrder = keepOrder
         self.tag = tag
         self.lineBuffered = lineBuffered
@@ -75,6 +77,7 @@ final class Printer {
     func abandon(_ sequence: Int, runAgain: Bool) throws -> [[UInt8]]? {
         drop(sequence)
         if lineStarts.removeValue(forKey: sequence) != nil {
+            beforePrinting(2)
             writeStandardError("swiftpar: task \(sequence) was cut short; the output it printed \(runAgain ? "is followed by that of its next run" : "is all there is")\n")
         }
         if owner == sequence { owner = nil }
@@ -251,12 +254,14 @@ final class Printer {
             if output.count >= 1 << 16 || lineBuffered { try flushOutput() }
         } else {
             try flushOutput()
+            beforePrinting(2)
             text.withUnsafeBytes { writeStandardError(bytes: $0) }
         }
     }
 
     func flushOutput() throws {
         guard !output.isEmpty else { return }
+        beforePrinting(1)
         try output.withUnsafeBytes { try StandardOutput.write($0) }
         output.removeAll(keepingCapacity: true)
     }

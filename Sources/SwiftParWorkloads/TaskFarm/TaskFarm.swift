@@ -60,6 +60,9 @@ package struct HaltPolicy: Sendable, Equatable {
 
 /// What `swiftpar run` was asked to do.
 package struct FarmOptions: Sendable {
+    /// Called on rank 0 just before it writes to standard output (1) or standard error (2): a
+    /// progress bar on the terminal takes itself off the line.
+    package var beforePrinting: @Sendable (_ stream: Int32) -> Void = { _ in }
     package var template = CommandTemplate([])
     package var sources: [InputSpecification] = [InputSpecification(.standardInput)]
     /// What ends each input record: one byte or more (`-d`).
