@@ -12,6 +12,7 @@ let multiprocessingScenarios: [String: @Sendable (Communicator) throws -> String
     "mp-queue": articleQueue,
     "mp-shared-values": articleSharedValues,
     "mp-manager": articleManager,
+    "mp-faults": multiprocessingFaults,
 ]
 
 /// Two children print their pid and parent pid; both exit 0; a throwing child exits 1.
@@ -181,4 +182,131 @@ func blockOn<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) thro
     }
     while sem_wait(finished) != 0 {}
     return try box.value!.get()
+}
+
+/// Faults of the multiprocessing types, each of which used to hang the program or kill a
+/// child: a consumer killed while it waits on a queue, a task pool worker that crashes or
+/// exits, every worker gone, a result or an input that does not decode, a nil result, a child
+/// started by a thread that then ends, a manager request too large for its queue.
+func multiprocessingFaults(_ world: Communicator) throws -> String {
+    // A consumer killed while it waits in get() leaves the queue usable.
+    let queue = try SharedQueue<Int>(producers: 1)
+    let total = try SharedValue(0)
+    let consumers = (0..<2).map { _ in ChildProcess { while let item = try queue.get() { total.add(item) } } }
+    for consumer in consumers { try consumer.start() }
+    usleep(200_000)
+    consumers[1].terminate(signal: SIGKILL)
+    try expectEqual(try consumers[1].join(), -SIGKILL, world, "the killed consumer")
+    for item in 1...1000 { try queue.put(item) }
+    queue.finish()
+    try expectEqual(try consumers[0].join(), 0, world, "the consumer left")
+    try expectEqual(total.value, 500_500, world, "items taken by the consumer left")
+
+    // A worker that dies fails its task, naming how it ended; the others go on.
+    let crashing = try TaskPool(workers: 2) { (x: Int) -> Int in
+        if x == 1 { kill(getpid(), SIGKILL) }
+        return x * 10
+    }
+    let handles = try (0..<6).map { try crashing.submit($0) }
+    for (index, handle) in handles.enumerated() {
+        if index == 1 {
+            do {
+                _ = try handle.wait()
+                throw CheckFailed(description: "the task whose worker died returned")
+            } catch let failure as TaskFailure {
+                try expect(failure.message.hasSuffix("was killed by signal 9 (SIGKILL) before it answered"), world, "task 1: \(failure)")
+            }
+        } else {
+            try expectEqual(try handle.wait(), index * 10, world, "task \(index)")
+        }
+    }
+    try crashing.close()
+    try expectError(SwiftParUsageError.self, world, "submit after close") { _ = try crashing.submit(9) }
+
+    // Every worker gone: its task and the queued ones fail, and submit says why.
+    let exiting = try TaskPool(workers: 1) { (_: Int) -> Int in exit(7) }
+    let doomed = try (0..<3).map { try exiting.submit($0) }
+    var messages: [String] = []
+    for handle in doomed {
+        do { _ = try handle.wait() } catch let failure as TaskFailure { messages.append(failure.message) }
+    }
+    try expectEqual(messages, ["the worker process running it exited with status 7 before it answered",
+                               "no worker process of the pool is left to run it", "no worker process of the pool is left to run it"],
+                    world, "tasks of a pool whose only worker exited")
+    try expectError(SwiftParUsageError.self, world, "submit with no worker left") { _ = try exiting.submit(1) }
+    try exiting.close()
+
+    // A result that does not decode, an input that does not decode in the worker, a nil result:
+    // each task on its own, the worker alive for the next.
+    let fragileResults = try TaskPool(workers: 1) { (x: Int) -> Fragile in Fragile(value: x) }
+    do {
+        _ = try fragileResults.submit(7).wait()
+        throw CheckFailed(description: "a result that does not decode arrived")
+    } catch let failure as TaskFailure {
+        try expectEqual(failure.message, "its result cannot be decoded: fragile 7", world, "undecodable result")
+    }
+    try expectEqual(try fragileResults.submit(8).wait(), Fragile(value: 8), world, "the result after it")
+    try fragileResults.close()
+    let fragileInputs = try TaskPool(workers: 1) { (x: Fragile) -> Int in x.value }
+    do {
+        _ = try fragileInputs.submit(Fragile(value: 7)).wait()
+        throw CheckFailed(description: "an input that does not decode ran")
+    } catch let failure as TaskFailure {
+        try expectEqual(failure.message, "its input cannot be decoded: fragile 7", world, "undecodable input")
+    }
+    try expectEqual(try fragileInputs.submit(Fragile(value: 8)).wait(), 8, world, "the input after it")
+    try fragileInputs.close()
+    let optional = try TaskPool(workers: 1) { (x: Int) -> Int? in x == 0 ? nil : x }
+    try expectEqual(try optional.submit(0).wait(), nil, world, "a nil result")
+    try expectEqual(try optional.submit(5).wait(), 5, world, "a result after nil")
+    try optional.close()
+
+    // A child started by a thread that then ends lives on (it used to get its parent-death
+    // signal when that thread ended).
+    let fromThread = ChildProcess { usleep(300_000) }
+    let started = try SharedValue(0)
+    var thread = pthread_t()
+    let box = Unmanaged.passRetained(ThreadWork { try? fromThread.start(); started.add(1) })
+    try expectEqual(pthread_create(&thread, nil, { argument in
+        let work = Unmanaged<ThreadWork>.fromOpaque(argument!).takeRetainedValue()
+        work.body()
+        return nil
+    }, box.toOpaque()), 0, world, "pthread_create")
+    pthread_join(thread, nil)
+    try expectEqual(started.value, 1, world, "the thread started the child")
+    try expectEqual(try fromThread.join(), 0, world, "a child whose starting thread ended")
+    try expectError(SwiftParUsageError.self, world, "a second start") { try fromThread.start() }
+
+    // Manager requests too large for its queue fail, and leave no mailbox taken.
+    let manager = try Manager(slots: 2)
+    let scores = manager.dictionary("scores", of: String.self)
+    let huge = String(repeating: "z", count: 5_000_000)
+    for _ in 0..<3 {
+        do {
+            try scores.set(huge, for: "k")
+            throw CheckFailed(description: "a 5 MB request went through a 4 MiB queue")
+        } catch SharedMemoryError.managerFailed(let reason) {
+            try expect(reason.hasPrefix("the request is ") && reason.hasSuffix("-byte request queue holds"), world, "too large: \(reason)")
+        }
+    }
+    try scores.set("small", for: "k")
+    try expectEqual(try scores.value(for: "k"), "small", world, "a request after three too large")
+    try manager.shutdown()
+    return "ok"
+}
+
+/// A closure for a thread started with pthread_create.
+final class ThreadWork {
+    let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
+}
+
+/// Runs `body`, which must throw an `E`.
+func expectError<E: Error>(_ type: E.Type, _ world: Communicator, _ what: String, _ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch is E {
+        return
+    }
+    throw CheckFailed(description: "rank \(world.rank) check failed: \(what) did not throw \(E.self)")
 }

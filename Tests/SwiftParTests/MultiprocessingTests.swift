@@ -26,6 +26,9 @@ struct MultiprocessingTests {
     @Test("Manager: four processes fill a shared dictionary and list")
     func manager() throws { try check("mp-manager") }
 
+    @Test("Faults end in errors, not hangs: a consumer killed in get(), a pool worker that crashes or exits, results and inputs that do not decode, a nil result, a child started by a thread that ends, a manager request too large")
+    func faults() throws { try check("mp-faults") }
+
     @Test("Arguments that cannot work are errors that say so, not traps or hangs: a queue under 64 bytes or with no producer, a manager with no slot, a task pool with no worker")
     func badArguments() throws {
         func message(_ body: () throws -> Void) -> String? {

@@ -13,7 +13,9 @@ import Glibc
 /// ```
 ///
 /// The child exits 0 when the closure returns and 1 when it throws (printing the error). It
-/// is killed if this process dies (`PR_SET_PDEATHSIG`), so none outlives its parent.
+/// is killed if this process dies (`PR_SET_PDEATHSIG`), so none outlives its parent; and only
+/// then, whatever thread started it (children are forked by one thread that lasts as long as
+/// the process: Linux sends the signal when the forking thread ends).
 public final class ChildProcess {
     private let body: () throws -> Void
     /// The child's process id once started, else nil.
@@ -27,18 +29,20 @@ public final class ChildProcess {
         self.body = body
     }
 
-    /// Forks the child and runs the closure in it; returns at once in this process.
+    /// Forks the child and runs the closure in it; returns at once in this process. Throws
+    /// `SwiftParUsageError` when the child was started already.
     public func start() throws {
-        precondition(pid == nil, "a ChildProcess can be started only once")
+        guard pid == nil else { throw SwiftParUsageError("start() called on a ChildProcess that was already started (process \(pid!))") }
         swiftpar_flush_all_streams()
         let parent = getpid()
-        let child = fork()
-        if child < 0 {
-            throw SystemError.current("fork of a child process")
-        }
-        if child == 0 {
+        // The child runs with this thread's signal mask, not the forking thread's.
+        var mask = sigset_t()
+        pthread_sigmask(SIG_SETMASK, nil, &mask)
+        let body = self.body
+        let child = try ForkingThread.shared.fork(UncheckedBox<() -> Never> { () -> Never in
             _ = swiftpar_set_parent_death_signal(SIGKILL)
             if getppid() != parent { _exit(1) }
+            pthread_sigmask(SIG_SETMASK, &mask, nil)
             do {
                 try body()
             } catch {
@@ -47,8 +51,20 @@ public final class ChildProcess {
                 exit(1)
             }
             exit(0)
-        }
+        })
         pid = child
+    }
+
+    /// The exit code if the child has ended (reaping it), else nil; never waits.
+    func exitCodeIfEnded() -> Int32? {
+        if let exitCode { return exitCode }
+        guard let pid else { return nil }
+        var status: Int32 = 0
+        let reaped = waitpid(pid, &status, WNOHANG)
+        guard reaped == pid else { return nil }
+        let code = status & 0x7F == 0 ? (status >> 8) & 0xFF : -(status & 0x7F)
+        exitCode = code
+        return code
     }
 
     /// Waits for the child to end and returns its exit code (see `exitCode`).
@@ -78,6 +94,11 @@ public final class ChildProcess {
         if let pid, exitCode == nil { kill(pid, signal) }
     }
 
+    /// How a child with exit code `code` ended, in words.
+    static func describeEnd(_ code: Int32) -> String {
+        code < 0 ? "was killed by signal \(-code) (\(signalName(-code)))" : "exited with status \(code)"
+    }
+
     static func isZombie(_ pid: pid_t) -> Bool {
         guard let file = fopen("/proc/\(pid)/stat", "r") else { return true }
         defer { fclose(file) }
@@ -86,5 +107,71 @@ public final class ChildProcess {
         let text = stringFromCString(buffer)
         guard let close = text.lastIndex(of: ")") else { return false }
         return text[text.index(close, offsetBy: 2)...].first == "Z"
+    }
+}
+
+/// A value handed to another thread as it is. `@unchecked Sendable`: the forking thread only
+/// passes it to the child process, which has no other thread.
+struct UncheckedBox<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+/// The thread every `ChildProcess` is forked from: one that lasts as long as the process.
+/// Linux sends a child its parent-death signal when the thread that forked it ends, and a
+/// program's threads come and go (Swift concurrency retires idle ones), which used to kill
+/// children of a parent that was alive.
+final class ForkingThread: @unchecked Sendable {
+    // Sendable: `request` and `reply` are read and written holding `lock`.
+    private let lock = InProcessLock()
+    private var request: UncheckedBox<() -> Never>?
+    private var reply: pid_t?
+    private var busy = false
+    private var started = false
+
+    static let shared = ForkingThread()
+
+    /// Forks a child that runs `child` (which must end the process), from the forking thread;
+    /// returns the child's pid.
+    func fork(_ child: UncheckedBox<() -> Never>) throws -> pid_t {
+        let pid = try lock.withLock { () throws -> pid_t in
+            if !started {
+                try startThread { [self] in serve() }
+                started = true
+            }
+            while busy { lock.wait() }
+            busy = true
+            request = child
+            lock.broadcast()
+            while reply == nil { lock.wait() }
+            defer {
+                reply = nil
+                busy = false
+                lock.broadcast()
+            }
+            return reply!
+        }
+        guard pid > 0 else {
+            errno = -pid
+            throw SystemError.current("fork of a child process")
+        }
+        return pid
+    }
+
+    private func serve() {
+        while true {
+            let child = lock.withLock { () -> UncheckedBox<() -> Never> in
+                while request == nil { lock.wait() }
+                defer { request = nil }
+                return request!
+            }
+            let pid = Glibc.fork()
+            if pid == 0 { child.value() }
+            let answer = pid < 0 ? -errno : pid
+            lock.withLock {
+                reply = answer
+                lock.broadcast()
+            }
+        }
     }
 }

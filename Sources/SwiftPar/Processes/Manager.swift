@@ -31,6 +31,9 @@ public final class Manager: @unchecked Sendable {
 
     struct Request: Codable {
         var slot: Int
+        /// The slot's reservation this request belongs to: an answer for an older one (its
+        /// asker died and the slot was taken back) is not written.
+        var generation: Int = 0
         var operation: Operation
     }
 
@@ -100,6 +103,8 @@ public final class Manager: @unchecked Sendable {
                 }
                 lock.withLock {
                     let slot = slotsBase + request.slot * (64 + slotSize)
+                    // The asker died and its slot went to another request meanwhile.
+                    guard (slot + 16).load(as: Int.self) == request.generation, slot.load(as: Int.self) == 1 else { return }
                     slot.storeBytes(of: 2, as: Int.self)                     // answered
                     (slot + 8).storeBytes(of: bytes.count, as: Int.self)
                     bytes.withUnsafeBytes { (slot + 64).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
@@ -134,21 +139,41 @@ public final class Manager: @unchecked Sendable {
     func ask(_ operation: Operation) throws -> Answer {
         let base = mailboxes.base + alignedSize(MemoryLayout<pthread_mutex_t>.stride) + alignedSize(MemoryLayout<pthread_cond_t>.stride)
         func slot(_ index: Int) -> UnsafeMutableRawPointer { base + index * (64 + slotSize) }
-        // Reserve a free mailbox (state 0 free, 1 waiting, 2 answered).
-        let index: Int = mailboxLock.withLock {
+        // Reserve a free mailbox (state 0 free, 1 waiting, 2 answered; then the byte count, the
+        // reservation's generation and the asking process).
+        let (index, generation): (Int, Int) = mailboxLock.withLock {
             while true {
                 if let free = (0..<slotCount).first(where: { slot($0).load(as: Int.self) == 0 }) {
+                    let generation = (slot(free) + 16).load(as: Int.self) &+ 1
                     slot(free).storeBytes(of: 1, as: Int.self)
-                    return free
+                    (slot(free) + 16).storeBytes(of: generation, as: Int.self)
+                    (slot(free) + 24).storeBytes(of: Int(getpid()), as: Int.self)
+                    return (free, generation)
                 }
-                _ = answered.wait(mailboxLock, until: nil)
+                // None is free: take back those of askers that died waiting.
+                let abandoned = (0..<slotCount).filter { index in
+                    let asker = pid_t(truncatingIfNeeded: (slot(index) + 24).load(as: Int.self))
+                    return (kill(asker, 0) != 0 && errno == ESRCH) || ChildProcess.isZombie(asker)
+                }
+                for index in abandoned { slot(index).storeBytes(of: 0, as: Int.self) }
+                if abandoned.isEmpty { _ = answered.wait(mailboxLock, until: monotonicNow() + 0.2) }
             }
         }
-        try requests.put(Request(slot: index, operation: operation))
+        do {
+            try requests.put(Request(slot: index, generation: generation, operation: operation))
+        } catch {
+            mailboxLock.withLock {
+                slot(index).storeBytes(of: 0, as: Int.self)
+                answered.broadcast()
+            }
+            if case let .tooLarge(bytes, capacity)? = error as? SharedMemoryError {
+                throw SharedMemoryError.managerFailed(reason: "the request is \(bytes) bytes, more than the manager's \(capacity)-byte request queue holds")
+            }
+            throw error
+        }
         let bytes: [UInt8] = try mailboxLock.withLock {
-            let deadline = monotonicNow() + 0.2
             while slot(index).load(as: Int.self) != 2 {
-                if !answered.wait(mailboxLock, until: deadline), !server.isRunningForCaller {
+                if !answered.wait(mailboxLock, until: monotonicNow() + 0.2), !server.isRunningForCaller {
                     slot(index).storeBytes(of: 0, as: Int.self)
                     throw SharedMemoryError.managerExited
                 }

@@ -1,3 +1,5 @@
+import Atomics
+import CSwiftParLinux
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -101,36 +103,47 @@ public final class ProcessLock: @unchecked Sendable {
     }
 }
 
-/// A condition variable across processes, used with a `ProcessLock`.
+/// A condition variable across processes, used with a `ProcessLock`: a sequence word in shared
+/// memory that `broadcast` increments and waiters sleep on with a futex.
+///
+/// Not glibc's process-shared `pthread_cond_t`: its waiters take part in its bookkeeping, so a
+/// process killed while waiting could leave `broadcast` stuck for good, holding the lock, and
+/// every other process with it. A futex waiter leaves nothing behind when it dies.
 final class ProcessCondition {
-    let condition: UnsafeMutablePointer<pthread_cond_t>
+    let word: UnsafeMutablePointer<UInt32>
+    private var sequence: UnsafeAtomic<UInt32> {
+        UnsafeAtomic(at: UnsafeMutableRawPointer(word).assumingMemoryBound(to: UnsafeAtomic<UInt32>.Storage.self))
+    }
 
+    /// Uses the (zeroed) shared memory at `offset` of `mapping`: at least 4 bytes.
     init(mapping: SharedMapping, at offset: Int) throws {
-        condition = (mapping.base + offset).bindMemory(to: pthread_cond_t.self, capacity: 1)
-        var attributes = pthread_condattr_t()
-        pthread_condattr_init(&attributes)
-        defer { pthread_condattr_destroy(&attributes) }
-        pthread_condattr_setpshared(&attributes, Int32(PTHREAD_PROCESS_SHARED))
-        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
-        let code = pthread_cond_init(condition, &attributes)
-        guard code == 0 else { throw SharedMemoryError.lockFailed(operation: "pthread_cond_init", code: code) }
+        word = (mapping.base + offset).bindMemory(to: UInt32.self, capacity: 1)
+        word.pointee = 0
     }
 
-    /// Waits (holding `lock`) until signalled or `deadline` (monotonic seconds) passes.
-    /// Returns false on timeout.
+    /// Waits (holding `lock`) until a broadcast or `deadline` (monotonic seconds); may return
+    /// early, as condition variables do (callers check their condition again). Returns false
+    /// when the deadline has passed.
     func wait(_ lock: ProcessLock, until deadline: Double?) -> Bool {
-        guard let deadline else {
-            let code = pthread_cond_wait(condition, lock.mutex)
-            if code == EOWNERDEAD { pthread_mutex_consistent(lock.mutex) }
-            return true
+        // Read while holding the lock: a broadcast made after it, under the lock, changes the
+        // word, so the futex does not sleep through it.
+        let seen = sequence.load(ordering: .acquiring)
+        lock.unlock()
+        var timeout: Int64 = -1
+        if let deadline {
+            let left = deadline - monotonicNow()
+            timeout = !(left > 0) ? 0 : left >= 1e9 ? Int64(1e18) : Int64(left * 1e9)
         }
-        var time = timespec(tv_sec: Int(deadline), tv_nsec: Int((deadline - Double(Int(deadline))) * 1e9))
-        let code = pthread_cond_timedwait(condition, lock.mutex, &time)
-        if code == EOWNERDEAD { pthread_mutex_consistent(lock.mutex) }
-        return code != ETIMEDOUT
+        if timeout != 0 { _ = swiftpar_futex_wait(word, seen, timeout) }
+        lock.lock()
+        guard let deadline else { return true }
+        return monotonicNow() < deadline || sequence.load(ordering: .acquiring) != seen
     }
 
-    func broadcast() { pthread_cond_broadcast(condition) }
+    func broadcast() {
+        sequence.wrappingIncrement(ordering: .releasing)
+        _ = swiftpar_futex_wake(word)
+    }
 }
 
 /// Rounds up to a multiple of 64, so objects in one mapping do not share cache lines.

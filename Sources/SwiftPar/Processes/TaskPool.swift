@@ -1,3 +1,4 @@
+import Atomics
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,88 +19,203 @@ import Glibc
 /// process, one at a time. Make the pool before starting threads of your own.
 public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchecked Sendable {
     // Sendable: `table` is guarded by its lock; `tasks` and `results` by their process-shared
-    // mutexes; `workers`, `collector` and `closed` are set in init and changed by `close()`
-    // only, which is itself serialized by `closing`.
+    // mutexes; `workers` is touched by the result thread alone after init; `closed` and
+    // `broken` are read and written holding `closing`.
+    /// A task as it travels: its input encoded apart, so one that does not decode in the worker
+    /// fails alone.
     struct Task: Codable {
         var id: Int
-        var input: Input
+        var input: [UInt8]
     }
 
     private let tasks: SharedQueue<Task>
-    private let results: SharedQueue<TaskOutcome<Output>>
-    private var workers: [ChildProcess] = []
-    private let table = HandleTable<Output>()
+    private let state: TaskPoolResults<Output>
+    private var table: HandleTable<Output> { state.table }
     private var collector: pthread_t?
-    private var closed = false
-    private let closing = InProcessLock()
 
     /// Starts `workers` processes (default: one per core) that will run `function`. Throws
     /// `SwiftParUsageError` when `workers` is below 1.
     public init(workers: Int = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), _ function: @escaping (Input) throws -> Output) throws {
         guard workers >= 1 else { throw SwiftParUsageError("a TaskPool needs at least one worker, not \(workers)") }
         tasks = try SharedQueue(producers: 1)
-        results = try SharedQueue(producers: workers)
-        let (tasks, results) = (self.tasks, self.results)
-        for _ in 0..<workers {
+        // The pool alone decides when results end: a worker that dies says nothing.
+        let results = try SharedQueue<TaskOutcome>(producers: 1)
+        let running = try SharedMapping(byteCount: 8 * workers)
+        for index in 0..<workers { runningTask(running, index).store(-1, ordering: .relaxed) }
+        let tasks = self.tasks
+        var children: [ChildProcess] = []
+        for index in 0..<workers {
             let worker = ChildProcess {
-                defer { results.finish() }
+                let slot = runningTask(running, index)
                 while let task = try tasks.get() {
+                    slot.store(task.id, ordering: .releasing)
+                    var outcome = TaskOutcome(id: task.id, output: nil, error: nil, process: getpid())
                     do {
-                        let output = try function(task.input)
-                        try results.put(TaskOutcome(id: task.id, output: output, error: nil, process: getpid()))
+                        let input: Input
+                        do {
+                            input = try BinaryDecoder().decode(Input.self, from: task.input)
+                        } catch {
+                            throw TaskPoolProblem("its input cannot be decoded: \(describeDecodingError(error))")
+                        }
+                        let output = try function(input)
+                        do {
+                            outcome.output = try BinaryEncoder().encode(output)
+                        } catch {
+                            throw TaskPoolProblem("its result cannot be encoded: \(describeDecodingError(error))")
+                        }
                     } catch {
-                        try results.put(TaskOutcome(id: task.id, output: nil, error: errorText(error), process: getpid()))
+                        outcome.error = errorText(error)
                     }
+                    do {
+                        try results.put(outcome)
+                    } catch {
+                        try results.put(TaskOutcome(id: task.id, output: nil, error: "its result cannot be sent back: \(error)", process: getpid()))
+                    }
+                    slot.store(-1, ordering: .releasing)
                 }
             }
             try worker.start()
-            self.workers.append(worker)
+            children.append(worker)
         }
-        let table = self.table
-        collector = try startJoinableThread {
-            while let outcome = try? results.get() {
-                let handle = table.remove(outcome.id)
-                if let output = outcome.output {
-                    handle?.complete(.success(output))
-                } else {
-                    handle?.complete(.failure(TaskFailure(index: outcome.id, process: outcome.process, message: outcome.error ?? "failed")))
-                }
-            }
-        }
+        let state = TaskPoolResults<Output>(results: results, workers: children, running: running)
+        self.state = state
+        collector = try startJoinableThread { state.collect() }
     }
 
     /// Queues `input` for a worker and returns at once. `onSuccess` or `onError` runs when the
-    /// result arrives.
+    /// result arrives. Throws `SwiftParUsageError` after `close()` or once every worker has
+    /// ended, and the encoding or queueing error of an input that cannot be sent.
     @discardableResult
     public func submit(_ input: Input, onSuccess: (@Sendable (Output) -> Void)? = nil,
                        onError: (@Sendable (TaskFailure) -> Void)? = nil) throws -> TaskHandle<Output> {
+        if let problem = state.closing.withLock({ state.closed ? "submit called after close()" : state.broken }) {
+            throw SwiftParUsageError("TaskPool: \(problem)")
+        }
+        let bytes = try BinaryEncoder().encode(input)
         let handle = table.add(onSuccess: onSuccess, onError: onError)
-        try tasks.put(Task(id: handle.index, input: input))
+        do {
+            try tasks.put(Task(id: handle.index, input: bytes))
+        } catch {
+            _ = table.remove(handle.index)
+            throw error
+        }
         return handle
     }
 
     /// Finishes the task queue, waits for every submitted task and for the workers to exit.
+    /// A task whose worker died fails, naming how it ended.
     public func close() throws {
-        try closing.withLock {
-            guard !closed else { return }
-            closed = true
-            tasks.finish()
-            for worker in workers { try worker.join() }
-            if let collector { pthread_join(collector, nil) }
-            // A task whose worker died without answering fails instead of waiting forever.
-            for handle in table.removeAll() {
-                handle.complete(.failure(TaskFailure(index: handle.index, process: nil, message: "the worker running it exited without a result")))
-            }
+        let first = state.closing.withLock { () -> Bool in
+            defer { state.closed = true }
+            return !state.closed
+        }
+        guard first else { return }
+        tasks.finish()
+        if let collector { pthread_join(collector, nil) }
+        for handle in table.removeAll() {
+            handle.complete(.failure(TaskFailure(index: handle.index, process: nil, message: "the worker running it exited without a result")))
         }
     }
 
     deinit { try? close() }
 }
 
-/// What a worker of a `TaskPool` sends back for one task.
-struct TaskOutcome<Output: Codable>: Codable {
+/// The running-task word of worker `index` in `mapping`.
+func runningTask(_ mapping: SharedMapping, _ index: Int) -> UnsafeAtomic<Int> {
+    UnsafeAtomic(at: (mapping.base + 8 * index).assumingMemoryBound(to: UnsafeAtomic<Int>.Storage.self))
+}
+
+/// What a `TaskPool`'s result thread works with, and the pool's state it shares with `submit`
+/// and `close`.
+///
+/// `@unchecked Sendable`: `results` and `running` live in process-shared memory used through
+/// their locks and atomics; `workers` is touched by the result thread alone; `table` has its
+/// own lock; `closed` and `broken` are read and written holding `closing`.
+final class TaskPoolResults<Output: Codable & Sendable>: @unchecked Sendable {
+    let results: SharedQueue<TaskOutcome>
+    let workers: [ChildProcess]
+    /// Per worker, the task it is running (-1: none), so a worker that dies fails its task.
+    let running: SharedMapping
+    let table = HandleTable<Output>()
+    let closing = InProcessLock()
+    var closed = false
+    /// Why no task can run any more (every worker died), once that is so.
+    var broken: String?
+
+    init(results: SharedQueue<TaskOutcome>, workers: [ChildProcess], running: SharedMapping) {
+        self.results = results
+        self.workers = workers
+        self.running = running
+    }
+
+    /// The result thread: hands each outcome to its handle; a worker that dies fails the task
+    /// it was running; ends once every worker has ended.
+    func collect() {
+        var ended = [Bool](repeating: false, count: workers.count)
+        while true {
+            do {
+                guard let outcome = try results.get(timeout: 0.1) else { return }
+                deliver(outcome)
+                continue
+            } catch {
+                // Nothing came for a while: see whether a worker ended.
+            }
+            var someEnded = false
+            for (index, worker) in workers.enumerated() where !ended[index] {
+                guard let code = worker.exitCodeIfEnded() else { continue }
+                ended[index] = true
+                someEnded = true
+                // What it sent before it died comes first.
+                while let outcome = try? results.get(timeout: 0) { deliver(outcome) }
+                let task = runningTask(running, index).load(ordering: .acquiring)
+                if task >= 0, let handle = table.remove(task) {
+                    handle.complete(.failure(TaskFailure(index: task, process: worker.pid,
+                                                         message: "the worker process running it \(ChildProcess.describeEnd(code)) before it answered")))
+                }
+            }
+            if someEnded && ended.allSatisfy({ $0 }) {
+                while let outcome = try? results.get(timeout: 0) { deliver(outcome) }
+                // No worker is left: what is queued can never run.
+                let closedNow = closing.withLock { () -> Bool in
+                    if !closed { broken = "every worker process of the pool has ended" }
+                    return closed
+                }
+                for handle in table.removeAll() {
+                    handle.complete(.failure(TaskFailure(index: handle.index, process: nil,
+                                                         message: closedNow ? "the pool closed before it ran" : "no worker process of the pool is left to run it")))
+                }
+                return
+            }
+        }
+    }
+
+    func deliver(_ outcome: TaskOutcome) {
+        guard let handle = table.remove(outcome.id) else { return }
+        guard let bytes = outcome.output else {
+            handle.complete(.failure(TaskFailure(index: outcome.id, process: outcome.process, message: outcome.error ?? "failed")))
+            return
+        }
+        do {
+            handle.complete(.success(try BinaryDecoder().decode(Output.self, from: bytes)))
+        } catch {
+            handle.complete(.failure(TaskFailure(index: outcome.id, process: outcome.process,
+                                                 message: "its result cannot be decoded: \(describeDecodingError(error))")))
+        }
+    }
+
+}
+
+/// Why a task of a `TaskPool` failed outside its function: its input or result could not pass.
+struct TaskPoolProblem: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// What a worker of a `TaskPool` sends back for one task: the result encoded apart (so a nil
+/// result is a result, and one that does not decode fails alone), or the error.
+struct TaskOutcome: Codable {
     var id: Int
-    var output: Output?
+    var output: [UInt8]?
     var error: String?
     var process: Int32
 }
