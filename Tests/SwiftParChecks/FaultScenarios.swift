@@ -16,6 +16,7 @@ let faultScenarios: [String: @Sendable (Communicator) throws -> String] = [
     "split-bad-color": splitBadColor,
     "stall": stall,
     "stall-at-end": stallAtEnd,
+    "stall-in-wait": stallInWait,
     "busy-noting-progress": busyNotingProgress,
     "hostile-decode": hostileDecode,
     "large-arrays-apart": largeArraysApart,
@@ -200,6 +201,24 @@ func splitBadColor(_ world: Communicator) throws -> String {
 func stall(_ world: Communicator) throws -> String {
     if world.rank == 1 { raise(SIGSTOP) }
     _ = try world.receive(Int.self, from: .rank(1), tag: 3)
+    return "\(soloPrefix)unreachable"
+}
+
+/// Rank 0 stops rank 1 (SIGSTOP) while rank 1 waits in a receive of its own, then waits for
+/// it; the other ranks wait for rank 1 too. With a stall timeout the job ends naming rank 1
+/// alone: the ranks waiting with it are not to blame, the one stopped in its wait is.
+func stallInWait(_ world: Communicator) throws -> String {
+    if world.rank == 1 {
+        try world.send(Int(getpid()), to: 0, tag: 4)
+        _ = try world.receive(Int.self, from: .rank(0), tag: 5)
+    } else if world.rank == 0 {
+        let pid = try world.receive(Int.self, from: .rank(1), tag: 4)
+        usleep(300_000)
+        kill(pid_t(pid), SIGSTOP)
+        _ = try world.receive(Int.self, from: .rank(1), tag: 6)
+    } else {
+        _ = try world.receive(Int.self, from: .rank(1), tag: 6)
+    }
     return "\(soloPrefix)unreachable"
 }
 

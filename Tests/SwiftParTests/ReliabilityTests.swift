@@ -295,6 +295,13 @@ struct ReliabilityTests {
                           environment: ["SWIFTPAR_STALL_TIMEOUT": "1"])
     }
 
+    @Test("A rank stopped inside a wait of its own: with a stall timeout the job ends, naming it and not the ranks waiting with it",
+          arguments: multiRank)
+    func stallInWait(_ launch: Launch) throws {
+        try expectFailure("stall-in-wait", launch, "rank 1 has made no progress in swiftpar (stopped, or busy outside swiftpar)",
+                          environment: ["SWIFTPAR_STALL_TIMEOUT": "2"])
+    }
+
     @Test("A rank stopped while the others have finished: with a stall timeout the job ends, naming it", arguments: multiRank)
     func stallAtEnd(_ launch: Launch) throws {
         try expectFailure("stall-at-end", launch, "rank 1 has made no progress in swiftpar (stopped, or busy outside swiftpar)",

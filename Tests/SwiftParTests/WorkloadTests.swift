@@ -409,7 +409,15 @@ struct WorkloadTests {
         try server.run()
         defer {
             _ = try? Jobs.runCommand(["umount", "-l", mountpoint.path], timeout: 10)
-            server.waitUntilExit()
+            // The server ends when the file system is unmounted; one that does not is stopped
+            // (it would hold the test run) and reported.
+            let stop = Date().addingTimeInterval(10)
+            while server.isRunning && Date() < stop { Thread.sleep(forTimeInterval: 0.05) }
+            if server.isRunning {
+                Issue.record("the FUSE server (pid \(server.processIdentifier)) outlived the unmount by 10 s; killed")
+                kill(server.processIdentifier, SIGKILL)
+                server.waitUntilExit()
+            }
         }
         let deadline = Date().addingTimeInterval(10)
         while !FileManager.default.fileExists(atPath: mountpoint.appendingPathComponent("ok").path) && Date() < deadline {

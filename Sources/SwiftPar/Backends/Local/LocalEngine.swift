@@ -467,11 +467,21 @@ final class LocalEngine {
             }
             usleep(10_000)
         }
+        // A rank stopped (SIGSTOP, a debugger) in a wait of its own still looks like a waiter:
+        // its process's state tells.
         let silent = (0..<size).filter { r in
-            r != me && region.state(of: r).load(ordering: .acquiring) == RankState.running.rawValue && !seenWaiting[r]
+            r != me && region.state(of: r).load(ordering: .acquiring) == RankState.running.rawValue
+                && (!seenWaiting[r] || Self.isStopped(pid: region.pid(of: r).load(ordering: .relaxed)))
         }
         throw CommunicatorError.stalled(operation: operation, seconds: quiet + 1, silentRanks: silent,
                                         timeout: stallTimeout ?? 0, rank: rank)
+    }
+
+    /// Whether process `pid` is stopped by a signal or a tracer (state T or t in /proc).
+    static func isStopped(pid: Int) -> Bool {
+        guard pid > 0, let stat = try? readWholeFile("/proc/\(pid)/stat"),
+              let close = stat.lastIndex(of: UInt8(ascii: ")")), close + 2 < stat.count else { return false }
+        return stat[close + 2] == UInt8(ascii: "T") || stat[close + 2] == UInt8(ascii: "t")
     }
 
     /// This rank's sign of life while it computes: counted as progress by ranks that wait.
