@@ -276,6 +276,15 @@ func multiprocessingFaults(_ world: Communicator) throws -> String {
     try expectEqual(started.value, 1, world, "the thread started the child")
     try expectEqual(try fromThread.join(), 0, world, "a child whose starting thread ended")
     try expectError(SwiftParUsageError.self, world, "a second start") { try fromThread.start() }
+    // A child that starts a child of its own, after this process has started children: the
+    // forking thread is not copied by fork, so each process gets its own.
+    let outer = ChildProcess {
+        let inner = ChildProcess { exit(5) }
+        try inner.start()
+        exit(try inner.join() == 5 ? 0 : 1)
+    }
+    try outer.start()
+    try expectEqual(try outer.join(), 0, world, "a child started inside a child")
 
     // Manager requests too large for its queue fail, and leave no mailbox taken.
     let manager = try Manager(slots: 2)

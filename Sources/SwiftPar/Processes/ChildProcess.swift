@@ -39,7 +39,7 @@ public final class ChildProcess {
         var mask = sigset_t()
         pthread_sigmask(SIG_SETMASK, nil, &mask)
         let body = self.body
-        let child = try ForkingThread.shared.fork(UncheckedBox<() -> Never> { () -> Never in
+        let child = try ForkingThread.ofThisProcess().fork(UncheckedBox<() -> Never> { () -> Never in
             _ = swiftpar_set_parent_death_signal(SIGKILL)
             if getppid() != parent { _exit(1) }
             pthread_sigmask(SIG_SETMASK, &mask, nil)
@@ -128,8 +128,22 @@ final class ForkingThread: @unchecked Sendable {
     private var reply: pid_t?
     private var busy = false
     private var started = false
+    /// The process whose thread this is: a fork (a child, a local rank) copies this object but
+    /// not the thread, so a process makes its own.
+    private let process = getpid()
 
-    static let shared = ForkingThread()
+    nonisolated(unsafe) private static var current: ForkingThread?
+    private static let choosing = InProcessLock()
+
+    /// The forking thread of this process, made when first needed.
+    static func ofThisProcess() -> ForkingThread {
+        choosing.withLock {
+            if let current, current.process == getpid() { return current }
+            let made = ForkingThread()
+            current = made
+            return made
+        }
+    }
 
     /// Forks a child that runs `child` (which must end the process), from the forking thread;
     /// returns the child's pid.
