@@ -78,7 +78,12 @@ struct GlobalOptions: ParsableArguments {
         // After `run`, `-n` is GNU parallel's inputs per command (refused there): the number of
         // ranks given before `run` moves as `--workers`.
         if names[0] == "run" {
-            leading = leading.map { $0 == "-n" ? "--workers" : $0.hasPrefix("-n") && !$0.hasPrefix("--") ? "--workers=" + $0.dropFirst(2) : $0 }
+            leading = leading.map { option in
+                if option == "-n" { return "--workers" }
+                if option.hasPrefix("-n=") { return "--workers=" + option.dropFirst(3) }
+                if option.hasPrefix("-n") && !option.hasPrefix("--") { return "--workers=" + option.dropFirst(2) }
+                return option
+            }
         }
         return names + leading + arguments[index...]
     }

@@ -102,6 +102,12 @@ struct Run: ParsableCommand {
             guard word.hasPrefix("-"), word != "--", !word.hasPrefix(":::") else { return nil }
             if word == "-n" { return index + 1 < arguments.count ? "-n \(arguments[index + 1])" : word }
             if word.hasPrefix("-n"), !word.hasPrefix("--") { return word }
+            // Short flags grouped with -n (-kn 2, -qrn2) parse as -n too.
+            if !word.hasPrefix("--"), let at = word.dropFirst().firstIndex(of: "n"),
+               word.dropFirst()[..<at].allSatisfy({ "k0rq".contains($0) }) {
+                let rest = word[word.index(after: at)...]
+                return rest.isEmpty && index + 1 < arguments.count ? "\(word) \(arguments[index + 1])" : word
+            }
             index += takesValue.contains(word) ? 2 : 1
         }
         return nil

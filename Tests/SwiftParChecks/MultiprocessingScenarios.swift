@@ -235,6 +235,18 @@ func multiprocessingFaults(_ world: Communicator) throws -> String {
                     world, "tasks of a pool whose only worker exited")
     try expectError(SwiftParUsageError.self, world, "submit with no worker left") { _ = try exiting.submit(1) }
     try exiting.close()
+    // A submit waiting for room in a full queue when the last worker ends fails too.
+    let dying = try TaskPool(workers: 1) { (_: String) -> Int in exit(7) }
+    var refused = 0
+    for index in 0..<40 {
+        do {
+            _ = try dying.submit(String(repeating: "x", count: 100_000) + "\(index)")
+        } catch is SwiftParUsageError {
+            refused += 1
+        }
+    }
+    try expect(refused >= 20, world, "submits refused once no worker was left: \(refused) of 40")
+    try dying.close()
 
     // A result that does not decode, an input that does not decode in the worker, a nil result:
     // each task on its own, the worker alive for the next.

@@ -17,6 +17,9 @@ let startScenarios: [String: @Sendable (Communicator) throws -> String] = [
     "start-method": { _ in "ran-main-itself=\(pidBeforeRun == getpid())" },
     // The same, in a program that runs a second thread when it calls SwiftPar.run.
     "threads-before-run": { _ in "ran-main-itself=\(pidBeforeRun == getpid())" },
+    // The same, in a program that started a child process (and so the thread children are
+    // forked from) before SwiftPar.run: its ranks are still forked.
+    "child-before-run": { _ in "ran-main-itself=\(pidBeforeRun == getpid())" },
     // Spawned ranks exit before they reach SwiftPar.run; rank 0 must say so.
     "exit-before-run": { _ in "unreachable" },
 ]
@@ -29,6 +32,10 @@ guard let name = arguments.first, let scenario = everyScenario[name] else {
 }
 
 if name == "threads-before-run" { startIdleThread() }
+if name == "child-before-run" {
+    let child = ChildProcess {}
+    do { try child.start(); try child.join() } catch { writeError("\(error)\n"); exit(2) }
+}
 if name == "exit-before-run", getenv("SWIFTPAR_LOCAL_JOB") != nil {
     exit(3)
 }

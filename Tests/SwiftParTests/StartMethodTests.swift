@@ -23,6 +23,12 @@ struct StartMethodTests {
         let threaded = try Jobs.run("swiftpar-checks", ["threads-before-run"], launch: .local(3), timeout: 30)
         expectEveryRankOK(threaded, scenario: "threads-before-run", ranks: 3)
         #expect(ranMainItself(threaded, "threads-before-run") == [0: "true", 1: "true", 2: "true"], "\(threaded.report)")
+
+        // The thread children are forked from does not count: a child started before run
+        // leaves the ranks forked, so what was made before run is shared with them.
+        let child = try Jobs.run("swiftpar-checks", ["child-before-run"], launch: .local(3), timeout: 30)
+        expectEveryRankOK(child, scenario: "child-before-run", ranks: 3)
+        #expect(ranMainItself(child, "child-before-run") == [0: "true", 1: "false", 2: "false"], "\(child.report)")
     }
 
     @Test("Forking with threads running, or an unknown start method, is refused before anything starts")

@@ -135,6 +135,12 @@ final class ForkingThread: @unchecked Sendable {
     nonisolated(unsafe) private static var current: ForkingThread?
     private static let choosing = InProcessLock()
 
+    /// Whether this process runs a forking thread (one that holds no lock while it waits, so
+    /// forking the process meanwhile is safe: `SwiftPar.run` does not count it).
+    static var runsInThisProcess: Bool {
+        choosing.withLock { current.map { $0.process == getpid() && $0.started } ?? false }
+    }
+
     /// The forking thread of this process, made when first needed.
     static func ofThisProcess() -> ForkingThread {
         choosing.withLock {
@@ -173,6 +179,11 @@ final class ForkingThread: @unchecked Sendable {
     }
 
     private func serve() {
+        // Process-directed signals are the program's other threads' business; a child gets the
+        // mask of the thread that started it.
+        var all = sigset_t()
+        sigfillset(&all)
+        pthread_sigmask(SIG_SETMASK, &all, nil)
         while true {
             let child = lock.withLock { () -> UncheckedBox<() -> Never> in
                 while request == nil { lock.wait() }

@@ -152,8 +152,7 @@ public final class Manager: @unchecked Sendable {
                 }
                 // None is free: take back those of askers that died waiting.
                 let abandoned = (0..<slotCount).filter { index in
-                    let asker = pid_t(truncatingIfNeeded: (slot(index) + 24).load(as: Int.self))
-                    return (kill(asker, 0) != 0 && errno == ESRCH) || ChildProcess.isZombie(asker)
+                    Self.hasEnded(pid_t(truncatingIfNeeded: (slot(index) + 24).load(as: Int.self)))
                 }
                 for index in abandoned { slot(index).storeBytes(of: 0, as: Int.self) }
                 if abandoned.isEmpty { _ = answered.wait(mailboxLock, until: monotonicNow() + 0.2) }
@@ -173,6 +172,10 @@ public final class Manager: @unchecked Sendable {
         }
         let bytes: [UInt8] = try mailboxLock.withLock {
             while slot(index).load(as: Int.self) != 2 {
+                // Taken back by another process, which judged this one dead: the answer went to it.
+                guard (slot(index) + 16).load(as: Int.self) == generation else {
+                    throw SharedMemoryError.managerFailed(reason: "this process's mailbox was taken back by another while it waited, and its answer lost")
+                }
                 if !answered.wait(mailboxLock, until: monotonicNow() + 0.2), !server.isRunningForCaller {
                     slot(index).storeBytes(of: 0, as: Int.self)
                     throw SharedMemoryError.managerExited
@@ -187,6 +190,17 @@ public final class Manager: @unchecked Sendable {
         let answer = try BinaryDecoder().decode(Answer.self, from: bytes)
         if case .failure(let message) = answer { throw SharedMemoryError.managerFailed(reason: message) }
         return answer
+    }
+}
+
+extension Manager {
+    /// Whether process `pid` has ended: it does not exist, or it is a zombie. A process whose
+    /// state cannot be read (another pid namespace, /proc hidden) counts as running.
+    static func hasEnded(_ pid: pid_t) -> Bool {
+        if kill(pid, 0) != 0 && errno == ESRCH { return true }
+        guard let stat = try? readWholeFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: UInt8(ascii: ")")),
+              close + 2 < stat.count else { return false }
+        return stat[close + 2] == UInt8(ascii: "Z")
     }
 }
 

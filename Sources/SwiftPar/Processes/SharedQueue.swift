@@ -84,6 +84,13 @@ public final class SharedQueue<Element: Codable>: Sequence, @unchecked Sendable 
     /// Takes the oldest value, waiting while the queue is empty. Returns nil once every
     /// producer has finished and the queue is empty. Throws `timedOut` after `timeout` seconds.
     public func get(timeout: Double? = nil) throws -> Element? {
+        try get(timeout: timeout, taking: nil)
+    }
+
+    /// `get`; with `taking`, the value is decoded and given to `taking` while the queue is still
+    /// locked, before it leaves the queue: a process that dies after it was taken has recorded
+    /// that it took it.
+    func get(timeout: Double?, taking: ((Element) -> Void)?) throws -> Element? {
         let deadline = timeout.map { monotonicNow() + $0 }
         lock.lock()
         var locked = true
@@ -98,6 +105,16 @@ public final class SharedQueue<Element: Codable>: Sequence, @unchecked Sendable 
         let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
             if count > 0 { copyOut(UnsafeMutableRawPointer(buffer.baseAddress!), count, at: tail + 8) }
             initialized = count
+        }
+        if let taking {
+            let value = try BinaryDecoder().decode(Element.self, from: bytes)
+            taking(value)
+            tail += 8 + count
+            storedCount -= 1
+            notFull.broadcast()
+            lock.unlock()
+            locked = false
+            return value
         }
         tail += 8 + count
         storedCount -= 1

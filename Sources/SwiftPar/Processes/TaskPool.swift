@@ -47,8 +47,7 @@ public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchec
         for index in 0..<workers {
             let worker = ChildProcess {
                 let slot = runningTask(running, index)
-                while let task = try tasks.get() {
-                    slot.store(task.id, ordering: .releasing)
+                while let task = try tasks.get(timeout: nil, taking: { slot.store($0.id, ordering: .releasing) }) {
                     var outcome = TaskOutcome(id: task.id, output: nil, error: nil, process: getpid())
                     do {
                         let input: Input
@@ -77,7 +76,7 @@ public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchec
             try worker.start()
             children.append(worker)
         }
-        let state = TaskPoolResults<Output>(results: results, workers: children, running: running)
+        let state = TaskPoolResults<Output>(results: results, workers: children, running: running, abandonTasks: { tasks.finish() })
         self.state = state
         collector = try startJoinableThread { state.collect() }
     }
@@ -97,6 +96,7 @@ public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchec
             try tasks.put(Task(id: handle.index, input: bytes))
         } catch {
             _ = table.remove(handle.index)
+            if let problem = state.closing.withLock({ state.broken }) { throw SwiftParUsageError("TaskPool: \(problem)") }
             throw error
         }
         return handle
@@ -141,25 +141,30 @@ final class TaskPoolResults<Output: Codable & Sendable>: @unchecked Sendable {
     var closed = false
     /// Why no task can run any more (every worker died), once that is so.
     var broken: String?
+    /// Ends the task queue: its puts throw from then on.
+    let abandonTasks: () -> Void
 
-    init(results: SharedQueue<TaskOutcome>, workers: [ChildProcess], running: SharedMapping) {
+    init(results: SharedQueue<TaskOutcome>, workers: [ChildProcess], running: SharedMapping, abandonTasks: @escaping () -> Void) {
         self.results = results
         self.workers = workers
         self.running = running
+        self.abandonTasks = abandonTasks
     }
 
     /// The result thread: hands each outcome to its handle; a worker that dies fails the task
     /// it was running; ends once every worker has ended.
     func collect() {
         var ended = [Bool](repeating: false, count: workers.count)
+        var lastLook = monotonicNow()
         while true {
             do {
-                guard let outcome = try results.get(timeout: 0.1) else { return }
-                deliver(outcome)
-                continue
+                if let outcome = try results.get(timeout: 0.1) { deliver(outcome) } else { return }
             } catch {
-                // Nothing came for a while: see whether a worker ended.
+                // Nothing came for a while.
             }
+            // Ten times a second, also while results stream in: has a worker ended?
+            guard monotonicNow() - lastLook >= 0.1 else { continue }
+            lastLook = monotonicNow()
             var someEnded = false
             for (index, worker) in workers.enumerated() where !ended[index] {
                 guard let code = worker.exitCodeIfEnded() else { continue }
@@ -180,6 +185,8 @@ final class TaskPoolResults<Output: Codable & Sendable>: @unchecked Sendable {
                     if !closed { broken = "every worker process of the pool has ended" }
                     return closed
                 }
+                // A submit waiting for room in the queue, or one that comes later, fails.
+                abandonTasks()
                 for handle in table.removeAll() {
                     handle.complete(.failure(TaskFailure(index: handle.index, process: nil,
                                                          message: closedNow ? "the pool closed before it ran" : "no worker process of the pool is left to run it")))

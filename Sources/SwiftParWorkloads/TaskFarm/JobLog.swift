@@ -35,6 +35,9 @@ package final class JobLog {
 
     deinit { if descriptor >= 0 { close(descriptor) } }
 
+    /// Whether the log goes to standard output (`--joblog -`).
+    package var writesToStandardOutput: Bool { descriptor < 0 }
+
     /// Whether `path` names standard output (`-`).
     package static func isStandardOutput(_ path: PathBytes) -> Bool { path.bytes == [UInt8(ascii: "-")] }
 

@@ -223,6 +223,7 @@ final class Printer {
         if owner == sequence { owner = nil }
         if let joblog, let task = tasks[sequence] {
             try flushOutput()
+            if joblog.writesToStandardOutput { beforePrinting(1) }
             try joblog.record(result, host: host(task.rank), command: task.command)
         }
         tasks[sequence] = nil

@@ -251,11 +251,14 @@ enum LocalJob {
         exit(1)
     }
 
-    /// Threads of this process, from /proc/self/status.
+    /// Threads of this process, from /proc/self/status, leaving out the thread children are
+    /// forked from (it waits holding no lock, so a fork meanwhile is safe, and it is not needed
+    /// in the ranks: each process makes its own).
     static func threadCount() -> Int {
         guard let status = try? readWholeFile("/proc/self/status") else { return 1 }
         for line in String(decoding: status, as: UTF8.self).split(separator: "\n") where line.hasPrefix("Threads:") {
-            return Int(line.dropFirst(8).trimmingCharacters(in: " \t")) ?? 1
+            let threads = Int(line.dropFirst(8).trimmingCharacters(in: " \t")) ?? 1
+            return ForkingThread.runsInThisProcess ? max(threads - 1, 1) : threads
         }
         return 1
     }
