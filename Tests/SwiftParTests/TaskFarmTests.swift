@@ -360,10 +360,15 @@ struct TaskFarmTests {
     func slowProducer(launch: Launch) throws {
         // Three inputs a second apart, then a producer that stays open: every task must start
         // (and print) as its input comes, not once enough inputs have come to fill every slot.
+        // The second input waits for the first task's output (up to 20 s), so a start-up slowed
+        // by a loaded machine does not hand swiftpar two inputs at once.
         let script = """
             start=$(date +%s%N)
-            (for i in 1 2 3; do echo $i; sleep 1; done; sleep 2) | \(Self.swiftpar(launch)) run --slots-per-rank 2 'echo {}' |
-              while read line; do echo "$line $(( ($(date +%s%N) - start) / 1000000 ))"; done
+            seen=$(mktemp)
+            (echo 1; for i in $(seq 2000); do grep -q '^1 ' "$seen" && break; sleep 0.01; done
+             sleep 1; echo 2; sleep 1; echo 3; sleep 2) | \(Self.swiftpar(launch)) run --slots-per-rank 2 'echo {}' |
+              while read line; do echo "$line $(( ($(date +%s%N) - start) / 1000000 ))" | tee -a "$seen"; done
+            rm -f "$seen"
             """
         let result = try Jobs.runShell(script, timeout: 60)
         let lines = result.output.split(separator: "\n").map { $0.split(separator: " ") }
