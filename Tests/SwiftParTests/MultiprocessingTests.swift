@@ -29,7 +29,7 @@ struct MultiprocessingTests {
     @Test("Faults end in errors, not hangs: a consumer killed in get(), a pool worker that crashes or exits, results and inputs that do not decode, a nil result, a child started by a thread that ends, a manager request too large")
     func faults() throws { try check("mp-faults") }
 
-    @Test("Arguments that cannot work are errors that say so, not traps or hangs: a queue under 64 bytes or with no producer, a manager with no slot, a task pool with no worker")
+    @Test("Arguments that cannot work are errors that say so, not traps or hangs: a queue under 64 bytes, too large or with no producer, an array of a negative or impossible count, a manager with no slot, a task pool with no worker")
     func badArguments() throws {
         func message(_ body: () throws -> Void) -> String? {
             do { try body() } catch { return "\(error)" }
@@ -42,5 +42,11 @@ struct MultiprocessingTests {
         #expect(message { _ = try Manager(slots: Int.max / 2) } == "a Manager cannot hold \(Int.max / 2) answers of 262144 bytes")
         #expect(message { _ = try Manager(answerCapacity: -1) } == "a Manager cannot hold 32 answers of -1 bytes")
         #expect(message { _ = try TaskPool<Int, Int>(workers: 0) { $0 } } == "a TaskPool needs at least one worker, not 0")
+        // These trapped before.
+        #expect(message { _ = try SharedQueue<Int>(capacity: Int.max) } == "a SharedQueue cannot hold \(Int.max) bytes")
+        #expect(message { _ = try SharedArray<Int>(repeating: 0, count: -1) } == "a SharedArray cannot hold -1 elements")
+        #expect(message { _ = try SharedArray<Double>(repeating: 0, count: 1 << 60) }?.hasPrefix("cannot map ") == true)
+        let array = try SharedArray<Int>(repeating: 7, count: 3)
+        #expect(Array(array) == [7, 7, 7])
     }
 }

@@ -30,6 +30,7 @@ public final class SharedQueue<Element: Codable>: Sequence, @unchecked Sendable 
     public init(capacity: Int = 1 << 20, producers: Int = 1) throws {
         guard capacity >= 64 else { throw SwiftParUsageError("a SharedQueue needs a capacity of at least 64 bytes, not \(capacity)") }
         guard producers >= 1 else { throw SwiftParUsageError("a SharedQueue needs at least one producer, not \(producers)") }
+        guard capacity <= Int.max / 2 else { throw SwiftParUsageError("a SharedQueue cannot hold \(capacity) bytes") }
         self.capacity = capacity
         let mutexSize = alignedSize(MemoryLayout<pthread_mutex_t>.stride)
         let conditionSize = alignedSize(MemoryLayout<pthread_cond_t>.stride)

@@ -64,19 +64,30 @@ public final class SharedArray<Element: PlainNumber>: RandomAccessCollection, Mu
     public let count: Int
 
     /// Makes a shared array holding `elements`.
-    public init<S: Sequence>(_ elements: S) throws where S.Element == Element {
+    public convenience init<S: Sequence>(_ elements: S) throws where S.Element == Element {
         let values = Array(elements)
-        count = values.count
-        let lockSize = alignedSize(MemoryLayout<pthread_mutex_t>.stride)
-        mapping = try SharedMapping(byteCount: lockSize + alignedSize(Swift.max(values.count, 1) * MemoryLayout<Element>.stride))
-        lock = try ProcessLock(mapping: mapping, at: 0)
-        storage = (mapping.base + lockSize).bindMemory(to: Element.self, capacity: Swift.max(values.count, 1))
-        storage.initialize(from: values, count: values.count)
+        try self.init(count: values.count) { $0.initialize(from: values, count: values.count) }
     }
 
-    /// Makes a shared array of `count` copies of `value`.
+    /// Makes a shared array of `count` copies of `value`. Throws `SwiftParUsageError` for a
+    /// negative count, and `SharedMemoryError.cannotMap` when the memory cannot be had.
     public convenience init(repeating value: Element, count: Int) throws {
-        try self.init(repeatElement(value, count: count))
+        guard count >= 0 else { throw SwiftParUsageError("a SharedArray cannot hold \(count) elements") }
+        try self.init(count: count) { $0.initialize(repeating: value, count: count) }
+    }
+
+    /// Maps room for `count` elements, then lets `fill` initialize them in place.
+    private init(count: Int, fill: (UnsafeMutablePointer<Element>) -> Void) throws {
+        self.count = count
+        let lockSize = alignedSize(MemoryLayout<pthread_mutex_t>.stride)
+        let (bytes, overflow) = Swift.max(count, 1).multipliedReportingOverflow(by: MemoryLayout<Element>.stride)
+        guard !overflow, bytes <= Int.max - lockSize - 64 else {
+            throw SharedMemoryError.cannotMap(bytes: Int.max, reason: "\(count) elements of \(MemoryLayout<Element>.stride) bytes are more than memory can address")
+        }
+        mapping = try SharedMapping(byteCount: lockSize + alignedSize(bytes))
+        lock = try ProcessLock(mapping: mapping, at: 0)
+        storage = (mapping.base + lockSize).bindMemory(to: Element.self, capacity: Swift.max(count, 1))
+        fill(storage)
     }
 
     /// Index of the first element (0).
