@@ -62,6 +62,11 @@ public final class ChildProcess {
         var status: Int32 = 0
         let reaped = waitpid(pid, &status, WNOHANG)
         guard reaped == pid else { return nil }
+        return ended(status)
+    }
+
+    /// Records and returns the exit code of a wait status.
+    private func ended(_ status: Int32) -> Int32 {
         let code = status & 0x7F == 0 ? (status >> 8) & 0xFF : -(status & 0x7F)
         exitCode = code
         return code
@@ -78,9 +83,7 @@ public final class ChildProcess {
                 throw SystemError.current("waitpid for child process \(pid)")
             }
         }
-        let code = status & 0x7F == 0 ? (status >> 8) & 0xFF : -(status & 0x7F)
-        exitCode = code
-        return code
+        return ended(status)
     }
 
     /// Whether the child has been started and has not ended yet.
@@ -99,15 +102,18 @@ public final class ChildProcess {
         code < 0 ? "was killed by signal \(-code) (\(signalName(-code)))" : "exited with status \(code)"
     }
 
+    /// Whether `pid` is a zombie, or cannot be read at all.
     static func isZombie(_ pid: pid_t) -> Bool {
-        guard let file = fopen("/proc/\(pid)/stat", "r") else { return true }
-        defer { fclose(file) }
-        var buffer = [CChar](repeating: 0, count: 512)
-        guard fgets(&buffer, Int32(buffer.count), file) != nil else { return true }
-        let text = stringFromCString(buffer)
-        guard let close = text.lastIndex(of: ")") else { return false }
-        return text[text.index(close, offsetBy: 2)...].first == "Z"
+        guard let state = processState(Int(pid)) else { return true }
+        return state == UInt8(ascii: "Z")
     }
+}
+
+/// The state letter of process `pid` in /proc (R, S, T, Z…), or nil when it cannot be read.
+func processState(_ pid: Int) -> UInt8? {
+    guard pid > 0, let stat = try? readWholeFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: UInt8(ascii: ")")),
+          close + 2 < stat.count else { return nil }
+    return stat[close + 2]
 }
 
 /// A value handed to another thread as it is. `@unchecked Sendable`: the forking thread only

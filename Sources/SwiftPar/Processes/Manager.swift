@@ -198,9 +198,7 @@ extension Manager {
     /// state cannot be read (another pid namespace, /proc hidden) counts as running.
     static func hasEnded(_ pid: pid_t) -> Bool {
         if kill(pid, 0) != 0 && errno == ESRCH { return true }
-        guard let stat = try? readWholeFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: UInt8(ascii: ")")),
-              close + 2 < stat.count else { return false }
-        return stat[close + 2] == UInt8(ascii: "Z")
+        return processState(Int(pid)) == UInt8(ascii: "Z")
     }
 }
 

@@ -479,9 +479,8 @@ final class LocalEngine {
 
     /// Whether process `pid` is stopped by a signal or a tracer (state T or t in /proc).
     static func isStopped(pid: Int) -> Bool {
-        guard pid > 0, let stat = try? readWholeFile("/proc/\(pid)/stat"),
-              let close = stat.lastIndex(of: UInt8(ascii: ")")), close + 2 < stat.count else { return false }
-        return stat[close + 2] == UInt8(ascii: "T") || stat[close + 2] == UInt8(ascii: "t")
+        let state = processState(pid)
+        return state == UInt8(ascii: "T") || state == UInt8(ascii: "t")
     }
 
     /// This rank's sign of life while it computes: counted as progress by ranks that wait.
