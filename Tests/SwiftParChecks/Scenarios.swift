@@ -28,7 +28,55 @@ let scenarios: [String: @Sendable (Communicator) throws -> String] = [
     "wait-forever": waitForever,
     "receive-from-finished": receiveFromFinished,
     "encoded-sizes": encodedSizes,
+    "send-to-self": sendToSelf,
 ]
+
+/// Every rank sends to itself, as loops over all ranks do: blocking sends far above Open MPI's
+/// eager limit (plain numbers, a value with arrays sent apart, an announced value), sends with
+/// several tags received in another order, a nonblocking send waited for before its receive,
+/// and receives from any source and probes that must find the rank's own messages. A send
+/// that waited for its own receive would never return.
+func sendToSelf(_ world: Communicator) throws -> String {
+    let me = world.rank
+    let numbers = (0..<(1 << 20)).map { Double($0) + Double(me) }
+    try world.send(numbers, to: me, tag: 1)
+    let received = try world.receive([Double].self, from: .rank(me), tag: 1)
+    try expect(received == numbers, world, "8 MiB of plain numbers sent to itself")
+    let record = Record.made(by: me, size: 40_000)
+    try world.send(record, to: me, tag: 2)
+    try expectEqual(try world.receive(Record.self, from: .rank(me), tag: 2), record, world, "a value with its arrays sent apart, sent to itself")
+    let text = String(repeating: "swiftpar \(me) ", count: 200_000)
+    try world.send(text, to: me, tag: 3)
+    let receivedText = try world.receive(String.self, from: .rank(me), tag: 3)
+    try expect(receivedText == text, world, "a 2 MiB string sent to itself")
+    // Several at once, taken by tag in another order; the same tag keeps its order.
+    try world.send(numbers, to: me, tag: 10)
+    try world.send("small", to: me, tag: 11)
+    try world.send(record, to: me, tag: 12)
+    try world.send([Double](repeating: 1, count: 3), to: me, tag: 10)
+    try expectEqual(try world.receive(Record.self, from: .rank(me), tag: 12), record, world, "tag 12 taken first")
+    let firstOfTen = try world.receive([Double].self, from: .rank(me), tag: 10)
+    try expect(firstOfTen == numbers, world, "first of tag 10")
+    try expectEqual(try world.receive(String.self, from: .rank(me), tag: 11), "small", world, "tag 11")
+    try expectEqual(try world.receive([Double].self, from: .rank(me), tag: 10), [1, 1, 1], world, "second of tag 10")
+    // A nonblocking send waited for before anything receives it.
+    let request = try world.startSend(numbers, to: me, tag: 20)
+    try request.wait()
+    let info = try world.probe(from: .rank(me), tag: 20)
+    try expectEqual(info.byteCount, numbers.count * 8, world, "probed size of its own message")
+    let message = try world.receiveMessage([Double].self, from: .any, tag: 20)
+    try expect(message.source == me && message.value == numbers, world, "its own message received from any source")
+    // A value sent to itself and a neighbour's, told apart by source.
+    if world.size > 1 {
+        let next = (me + 1) % world.size, previous = (me + world.size - 1) % world.size
+        let toNext = try world.startSend(Record.made(by: me, size: 40_000), to: next, tag: 30)
+        try world.send(record, to: me, tag: 30)
+        try expectEqual(try world.receive(Record.self, from: .rank(previous), tag: 30), Record.made(by: previous, size: 40_000), world, "neighbour's value")
+        try expectEqual(try world.receive(Record.self, from: .rank(me), tag: 30), record, world, "own value beside a neighbour's")
+        try toNext.wait()
+    }
+    return "self"
+}
 
 /// Encoded values just below, at and above the size that one receive takes under MPI (1 MiB,
 /// or less than SWIFTPAR_MPI_MESSAGE_LIMIT when that is set lower), received every way: by

@@ -38,6 +38,14 @@ struct CommunicatorTests {
         try check("started-receives", launch, environment: ["SWIFTPAR_MPI_MESSAGE_LIMIT": "4096"], timeout: 120)
     }
 
+    @Test("A rank's blocking sends to itself return, however large, and its receives find them", arguments: Launch.all)
+    func sendToSelf(_ launch: Launch) throws { try check("send-to-self", launch, timeout: 120) }
+
+    @Test("Sends to itself in chunks (limit lowered to 4 KiB)", arguments: [Launch.mpirun(2)])
+    func sendToSelfInChunks(_ launch: Launch) throws {
+        try check("send-to-self", launch, environment: ["SWIFTPAR_MPI_MESSAGE_LIMIT": "4096"], timeout: 120)
+    }
+
     @Test("Barrier and broadcast of Codable values, arrays and scalars", arguments: Launch.all)
     func broadcast(_ launch: Launch) throws { try check("broadcast", launch) }
 

@@ -120,7 +120,12 @@ final class MPITransport: Transport {
         var request: MPI_Request? = swiftpar_request_null()
         try check(MPI_Isend(bytes.baseAddress, Int32(bytes.count), swiftpar_type_byte(), Int32(destination), Int32(tag), comm, &request),
                   "MPI_Isend to rank \(destination)")
-        try complete(&request, "send", .receiver(members[destination]))
+        try job.wait(context("send", .receiver(members[destination]))) {
+            var flag: Int32 = 0
+            try check(MPI_Test(&request, &flag, swiftpar_status_ignore()), "MPI_Test")
+            if flag == 0, destination == rank { try takeOwnMessages() }
+            return flag != 0
+        }
     }
 
     /// Sends `parts` as consecutive messages (each in chunks when it is long): every chunk is
@@ -143,6 +148,7 @@ final class MPITransport: Transport {
             try job.wait(context("send", .receiver(members[destination]))) {
                 var flag: Int32 = 0
                 try check(MPI_Testall(Int32(started), requests.baseAddress, &flag, swiftpar_statuses_ignore()), "MPI_Testall")
+                if flag == 0, destination == rank { try takeOwnMessages() }
                 return flag != 0
             }
         }
@@ -242,6 +248,18 @@ final class MPITransport: Transport {
             let entry = try receiveWhole(next)
             stash.append(entry)
             if next.tag == tag { return entry.info }
+        }
+    }
+
+    /// Takes this rank's messages to itself off the queue into the stash, oldest first. A send
+    /// to this rank waits for a receive that only this thread could post, and this thread is
+    /// in the send (Open MPI sends anything over its eager limit only once it is received): so
+    /// while such a send waits, its message and any before it are received here, where later
+    /// receives find them. A send to itself then never waits for good, as on the local backend.
+    func takeOwnMessages() throws {
+        guard partsInProgress == 0 else { return }
+        while let info = try probeOneMessage(source: rank, tag: nil, wait: false) {
+            _ = try stashFirst(from: rank, tag: info.tag)
         }
     }
 
@@ -847,6 +865,7 @@ final class MPISendRequest: TransportRequest {
         try transport.job.serveStartedReceives()
         var flag: Int32 = 0
         try transport.check(MPI_Testall(Int32(handles.count), &handles, &flag, swiftpar_statuses_ignore()), "MPI_Testall")
+        if flag == 0, destination == transport.rank { try transport.takeOwnMessages() }
         if flag != 0 { handles = [] }
         return flag != 0
     }
