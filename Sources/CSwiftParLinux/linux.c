@@ -15,6 +15,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <sched.h>
 #include <unistd.h>
 #include <sys/wait.h>
 #include <pthread.h>
@@ -483,4 +484,25 @@ int swiftpar_semaphore_wait(sem_t *semaphore, int64_t timeout_ns) {
         deadline.tv_nsec -= 1000000000;
     }
     return sem_clockwait(semaphore, CLOCK_MONOTONIC, &deadline);
+}
+
+int swiftpar_available_cpus(void) {
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    long configured = sysconf(_SC_NPROCESSORS_CONF);
+    // A mask large enough for every CPU the kernel may number, grown if the kernel says so.
+    for (long cpus = configured > 1024 ? configured : 1024; cpus <= (1L << 20); cpus *= 2) {
+        cpu_set_t *set = CPU_ALLOC(cpus);
+        if (set == NULL) break;
+        size_t bytes = CPU_ALLOC_SIZE(cpus);
+        CPU_ZERO_S(bytes, set);
+        if (sched_getaffinity(0, bytes, set) == 0) {
+            int count = CPU_COUNT_S(bytes, set);
+            CPU_FREE(set);
+            if (count > 0) return count;
+            break;
+        }
+        CPU_FREE(set);
+        if (errno != EINVAL) break;
+    }
+    return online > 0 ? (int)online : 1;
 }

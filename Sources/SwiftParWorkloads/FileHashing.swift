@@ -80,18 +80,45 @@ public enum FileHashing {
     /// The SHA-256 of the file `name` in the directory open as `directory` (or `AT_FDCWD`),
     /// `path` naming it in errors.
     static func digest(in directory: Int32, name: UnsafePointer<CChar>, path: PathBytes,
-                       buffer: UnsafeMutableRawBufferPointer) throws -> String {
+                       buffer: UnsafeMutableRawBufferPointer, skipping skipped: FileIdentity? = nil) throws -> String {
         let descriptor = openat(directory, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard descriptor >= 0 else { throw Problem(path: path, reason: systemMessage(errno)) }
         defer { close(descriptor) }
         var info = stat()
         guard fstat(descriptor, &info) == 0 else { throw Problem(path: path, reason: systemMessage(errno)) }
+        if let skipped, skipped == FileIdentity(info) { throw SkippedFile() }
         guard info.st_mode & S_IFMT == S_IFREG else {
             throw Problem(path: path, reason: "not a regular file (\(kind(of: info.st_mode)))")
         }
         // O_NONBLOCK has no effect on a regular file's reads, so it can stay set.
         return try digest(reading: descriptor, path: path, buffer: buffer, size: Int(info.st_size))
     }
+
+    /// A file as the system tells files apart, whatever their names: its device and inode.
+    public struct FileIdentity: Hashable, Codable, Sendable {
+        public var device: UInt64
+        public var inode: UInt64
+
+        public init(device: UInt64, inode: UInt64) {
+            self.device = device
+            self.inode = inode
+        }
+
+        init(_ info: stat) {
+            self.init(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+        }
+
+        /// The regular file open as `descriptor`, if it is one (the file the output goes to,
+        /// for `hashTrees`' `skipping`).
+        public static func ofRegularFile(open descriptor: Int32) -> FileIdentity? {
+            var info = stat()
+            guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
+            return FileIdentity(info)
+        }
+    }
+
+    /// The file met is the one to skip.
+    struct SkippedFile: Error {}
 
     /// Run after every piece a digest reads, inside `notingProgress(of:_:)`.
     nonisolated(unsafe) private static var afterEachPiece: (() -> Void)?
@@ -229,6 +256,8 @@ public enum FileHashing {
         public var problems: [Problem] = []
         /// Symbolic links skipped inside directories, in path order.
         public var skippedLinks: [PathBytes] = []
+        /// Where the file given as `skipping` was met, not hashed, in path order.
+        public var skippedOutput: [PathBytes] = []
         /// How many files were hashed.
         public var hashed = 0
     }
@@ -261,11 +290,16 @@ public enum FileHashing {
         var files: [File] = []
         var hashed: [(path: PathBytes, digest: String?, reason: String)] = []
         var active: [[UInt64]]
+        /// The file not to hash (where the output goes), and the paths it was met at.
+        let skipping: FileIdentity?
+        var skipped: [PathBytes] = []
 
-        init(followSymlinks: Bool, deferDepth: Int, ancestors: [[UInt64]] = [], buffer: UnsafeMutableRawBufferPointer? = nil) {
+        init(followSymlinks: Bool, deferDepth: Int, ancestors: [[UInt64]] = [], buffer: UnsafeMutableRawBufferPointer? = nil,
+             skipping: FileIdentity? = nil) {
             self.followSymlinks = followSymlinks
             self.deferDepth = deferDepth
             self.buffer = buffer
+            self.skipping = skipping
             needSizes = deferDepth != .max
             active = ancestors
         }
@@ -284,7 +318,9 @@ public enum FileHashing {
                     return
                 }
                 do {
-                    hashed.append((path, try withName { try digest(in: parent, name: $0, path: path, buffer: buffer) }, ""))
+                    hashed.append((path, try withName { try digest(in: parent, name: $0, path: path, buffer: buffer, skipping: skipping) }, ""))
+                } catch is SkippedFile {
+                    skipped.append(path)
                 } catch {
                     hashed.append((path, nil, (error as? Problem)?.reason ?? "\(error)"))
                 }
@@ -491,14 +527,17 @@ public enum FileHashing {
 
     /// Hashes one unit: walks it if it is a tree, then hashes its files in path order.
     public static func hash(_ unit: Unit, followSymlinks: Bool, keepEntries: Bool,
-                            buffer: UnsafeMutableRawBufferPointer) -> HashedUnit {
+                            buffer: UnsafeMutableRawBufferPointer, skipping: FileIdentity? = nil) -> HashedUnit {
         var result = HashedUnit()
         // Every path of the unit with its digest or the reason it has none.
         var items: [(path: PathBytes, digest: String?, reason: String)] = []
         func hashFiles(_ files: [File]) {
             for file in files {
                 do {
-                    items.append((file.path, try digest(of: file.path, buffer: buffer), ""))
+                    let hex = try file.path.withCString { try digest(in: AT_FDCWD, name: $0, path: file.path, buffer: buffer, skipping: skipping) }
+                    items.append((file.path, hex, ""))
+                } catch is SkippedFile {
+                    result.skippedOutput.append(file.path)
                 } catch {
                     items.append((file.path, nil, (error as? Problem)?.reason ?? "\(error)"))
                 }
@@ -508,9 +547,10 @@ public enum FileHashing {
         case .files(let list):
             hashFiles(list)
         case .tree(let path, let ancestors):
-            var walker = Walker(followSymlinks: followSymlinks, deferDepth: .max, ancestors: ancestors, buffer: buffer)
+            var walker = Walker(followSymlinks: followSymlinks, deferDepth: .max, ancestors: ancestors, buffer: buffer, skipping: skipping)
             walker.visit(path, operand: false, depth: 0)
             items = walker.hashed
+            result.skippedOutput = walker.skipped
             hashFiles(walker.files)
             for piece in walker.units {
                 switch piece {
@@ -526,6 +566,7 @@ public enum FileHashing {
         }
         items.sort { $0.path < $1.path }
         result.skippedLinks.sort()
+        result.skippedOutput.sort()
         for item in items {
             if let digest = item.digest {
                 result.lines += checksumLine(digest: digest, path: item.path)
@@ -542,8 +583,11 @@ public enum FileHashing {
     /// (``units(of:followSymlinks:ranks:)``), the ranks walk and hash the units, largest first,
     /// and `deliver` gets each unit's result on rank 0, in path order, as soon as every unit
     /// before it is done. Only formatted lines travel; a worker holds no more than its unit,
-    /// rank 0 the units that wait for an earlier one.
+    /// rank 0 the units that wait for an earlier one. The file `skipping` names (the one the
+    /// output is written to, on this host) is not hashed wherever it is met: its paths are in
+    /// `HashedUnit.skippedOutput`, as tar leaves out its own archive.
     public static func hashTrees(_ paths: [PathBytes], followSymlinks: Bool, keepEntries: Bool, pool: Pool,
+                                 skipping: FileIdentity? = nil,
                                  progress: (@Sendable (Int, Int?) -> Void)? = nil,
                                  deliver: (HashedUnit) throws -> Void) throws {
         let units = pool.communicator.rank == 0 ? units(of: paths, followSymlinks: followSymlinks, ranks: pool.communicator.size) : []
@@ -554,7 +598,7 @@ public enum FileHashing {
         var done = [HashedUnit?](repeating: nil, count: units.count)
         var next = 0
         try notingProgress(of: pool.communicator) { try pool.forEachResult(order.lazy.map { units[$0] }, ordered: false, options: MapOptions(chunkSize: .fixed(1), progress: progress), { unit in
-            hash(unit, followSymlinks: followSymlinks, keepEntries: keepEntries, buffer: buffer)
+            hash(unit, followSymlinks: followSymlinks, keepEntries: keepEntries, buffer: buffer, skipping: skipping)
         }) { index, result in
             done[order[index]] = result
             while next < done.count, let ready = done[next] {

@@ -96,7 +96,7 @@ struct Experiment: ParsableCommand {
     }
 }
 
-func coreCount() -> Int { max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1) }
+func coreCount() -> Int { SwiftPar.availableCores }
 
 /// Runs `count` tasks on as many threads, returning their results in order.
 func runOnThreads(_ count: Int, _ task: @escaping @Sendable (Int) -> Int) throws -> [Int] {

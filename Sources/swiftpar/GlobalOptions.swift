@@ -1,5 +1,9 @@
 import ArgumentParser
 import SwiftPar
+import SwiftParWorkloads
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension Backend: ExpressibleByArgument {}
 
@@ -14,6 +18,10 @@ struct GlobalOptions: ParsableArguments {
 
     @Flag(help: "Print machine-readable JSON instead of text.")
     var json = false
+
+    @Option(name: [.customShort("o"), .customLong("output")],
+            help: ArgumentHelp("Write the results to this file instead of standard output: created or emptied by rank 0 alone, every write checked and synced at the end. Use it under srun, whose forwarding of standard output drops write errors.", valueName: "file"))
+    var output: String?
 
     @Option(name: .customLong("stall-timeout"), parsing: .unconditional,
             help: ArgumentHelp("End the job when a rank has waited this many seconds for ranks that make no progress, naming them (default: SWIFTPAR_STALL_TIMEOUT, or no limit).", valueName: "seconds"))
@@ -91,7 +99,7 @@ struct GlobalOptions: ParsableArguments {
     /// The global options in `arguments` from `start` up to the first argument that is not
     /// one, and where that argument is.
     static func globalOptions(in arguments: [String], from start: Int) -> (options: [String], end: Int) {
-        let takesValue: Set<String> = ["-n", "--workers", "--backend", "--stall-timeout"]
+        let takesValue: Set<String> = ["-n", "--workers", "--backend", "--stall-timeout", "-o", "--output"]
         let flags: Set<String> = ["--json"]
         var options: [String] = []
         var index = start
@@ -111,10 +119,39 @@ struct GlobalOptions: ParsableArguments {
         return (options, index)
     }
 
-    /// Runs `body` on every rank of the job these options describe. Never returns.
+    /// Runs `body` on every rank of the job these options describe, rank 0's standard output
+    /// going to `--output` when it is given. Never returns.
     func run(_ body: (Communicator) throws -> Void) -> Never {
+        // "-" is standard output itself, as for most tools.
+        let file = output.flatMap { $0 == "-" ? nil : PathBytes(RawArguments.bytes(of: $0)) }
         // validate() has checked both.
-        SwiftPar.run(workers: try? workerCount, backend: backend.backend, stallTimeout: (try? stallSeconds) ?? nil, body)
+        SwiftPar.run(workers: try? workerCount, backend: backend.backend, stallTimeout: (try? stallSeconds) ?? nil) { world in
+            guard world.rank == 0, let file else { return try body(world) }
+            try Self.redirectStandardOutput(to: file)
+            try body(world)
+            try Self.finishOutput(file)
+        }
+    }
+
+    /// Points standard output at `file`, created or emptied. Only rank 0 opens it: under a
+    /// launcher every rank runs the same command line, and a second truncation would erase
+    /// what rank 0 had written.
+    static func redirectStandardOutput(to file: PathBytes) throws {
+        if let failure = StandardOutput.flushChecked() { throw failure }
+        let descriptor = file.withCString { open($0, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o666) }
+        guard descriptor >= 0 else { throw SystemError.current("open \(file) for the output") }
+        defer { close(descriptor) }
+        guard dup2(descriptor, 1) >= 0 else { throw SystemError.current("dup2 of \(file) onto standard output") }
+        StandardOutput.destinationName = "\(file)"
+    }
+
+    /// Flushes what was written to `file` and syncs it, so that an error a file system
+    /// reports late (NFS, a quota) is still an error of this job.
+    static func finishOutput(_ file: PathBytes) throws {
+        if let failure = StandardOutput.flushChecked() { throw failure }
+        if fsync(1) != 0 && errno != EINVAL && errno != EROFS {
+            throw SystemError.current("write to \(file)")
+        }
     }
 }
 

@@ -64,6 +64,16 @@ struct CommandLineTests {
         #expect(bad.status == 64 && bad.errors.contains("Error: SWIFTPAR_WORKERS=many"), "\(bad.report)")
     }
 
+    @Test("The default number of local ranks is the cores this process may run on (its affinity, as nproc counts them)")
+    func ranksFollowAffinity() throws {
+        let one = try Jobs.runCommand(["taskset", "-c", "0", Jobs.product("swiftpar"), "info", "--json"])
+        #expect(one.status == 0 && one.output.contains("\"size\" : 1"), "\(one.report)")
+        let nproc = try Jobs.runCommand(["nproc"])
+        let all = try Jobs.runCommand([Jobs.product("swiftpar"), "info", "--json"])
+        let cores = nproc.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(all.status == 0 && all.output.contains("\"size\" : \(cores)"), "nproc says \(cores)\n\(all.report)")
+    }
+
     @Test("Settings the job would refuse are usage errors like bad options, and under mpirun rank 0 alone reports them")
     func settingsAreUsageErrors() throws {
         let tooMany = try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "100000", "info"])

@@ -23,6 +23,13 @@ struct LaunchEnvironmentTests {
         #expect(LaunchEnvironment.isOtherThanFirstRank(["OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "1"]))
         #expect(!LaunchEnvironment.isOtherThanFirstRank(["OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "0"]))
         #expect(!LaunchEnvironment.isOtherThanFirstRank([:]))
+        // A shared problem is said by rank 0, and by the first rank of each other host.
+        #expect(!LaunchEnvironment.speaksForItsHost(["SLURM_STEP_NUM_TASKS": "8", "SLURM_PROCID": "3", "SLURM_LOCALID": "3", "SLURM_NODEID": "0"]))
+        #expect(!LaunchEnvironment.speaksForItsHost(["SLURM_STEP_NUM_TASKS": "8", "SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_NODEID": "1"]))
+        #expect(LaunchEnvironment.speaksForItsHost(["SLURM_STEP_NUM_TASKS": "8", "SLURM_PROCID": "4", "SLURM_LOCALID": "0", "SLURM_NODEID": "1"]))
+        #expect(LaunchEnvironment.speaksForItsHost(["OMPI_COMM_WORLD_SIZE": "8", "OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_LOCAL_RANK": "1",
+                                                    "SLURM_NODEID": "0", "SLURM_LOCALID": "0"]), "mpirun ends the job when rank 0 fails: a rank still running speaks")
+        #expect(LaunchEnvironment.speaksForItsHost(["PMI_SIZE": "4", "PMI_RANK": "2"]), "a launcher that names no host")
     }
 
     @Test("Under a launcher, -n is accepted only when it equals the launcher's count")
@@ -48,6 +55,7 @@ struct LaunchEnvironmentTests {
             (nil, nil, ["SWIFTPAR_WORKERS": "many"], "SWIFTPAR_WORKERS=many"),
             (nil, nil, ["SWIFTPAR_MPI_MESSAGE_LIMIT": "lots"], "SWIFTPAR_MPI_MESSAGE_LIMIT=lots"),
             (nil, .local, ["OMPI_COMM_WORLD_SIZE": "2"], "--backend local cannot be used here"),
+            (nil, nil, ["SLURM_STEP_NUM_TASKS": "4", "SLURM_PROCID": "1"], "srun started 4 tasks without an MPI plugin"),
         ]
         for (workers, backend, environment, words) in refused {
             do {

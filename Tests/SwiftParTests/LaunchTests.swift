@@ -39,6 +39,33 @@ struct LaunchTests {
         #expect(clusterNamespaces().isEmpty, "namespaces left: \(clusterNamespaces())")
     }
 
+    @Test("SIGTERM to the cluster tool alone ends its job at once and removes its hosts; bad options are refused")
+    func clusterToolSignal() throws {
+        let cluster = Self.script("Launch/local-cluster")
+        let swiftpar = Jobs.product("swiftpar")
+        // The signal reaches only the script (not its process group), as a batch system's or
+        // a supervisor's kill does; bash would run its trap only after mpirun ended by itself.
+        // (The test runner's children start with SIGTERM blocked: perl clears the mask.)
+        let script = """
+            perl -MPOSIX -e 'sigprocmask(SIG_SETMASK, POSIX::SigSet->new); exec @ARGV' '\(cluster)' --hosts 2 -- -n 4 '\(swiftpar)' run 'sleep 40; echo {}' ::: 1 2 3 4 > /dev/null 2>&1 & tool=$!
+            sleep 6
+            start=$(date +%s)
+            kill -TERM $tool
+            wait $tool; echo "status $?"
+            echo "seconds $(( $(date +%s) - start ))"
+            """
+        let result = try Jobs.runShell(script, timeout: 90)
+        #expect(result.output.contains("status 143\n"), "\(result.report)")
+        let seconds = result.output.split(separator: "\n").first { $0.hasPrefix("seconds ") }.flatMap { Int($0.dropFirst(8)) } ?? 99
+        #expect(seconds < 15, "the job took \(seconds) s to end:\n\(result.report)")
+        #expect(clusterNamespaces().isEmpty, "namespaces left: \(clusterNamespaces())")
+        #expect(Jobs.waitForNoSurvivors(named: "sleep 40").isEmpty, "tasks left: \(Jobs.survivors(named: "sleep 40"))")
+        for options in [["--hosts", "abc"], ["--slots", "0"], ["--hosts"]] {
+            let refused = try Jobs.runCommand([cluster] + options + ["--", "-n", "2", swiftpar, "info"], timeout: 30)
+            #expect(refused.status == 2 && refused.errors.hasPrefix("local-cluster: "), "\(options):\n\(refused.report)")
+        }
+    }
+
     @Test("All ranks of one host killed mid-run: the job ends non-zero within 30 s, nothing left on any host")
     func hostKilled() throws {
         let hostsFile = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-hosts-\(UUID().uuidString)")
@@ -113,6 +140,31 @@ struct LaunchTests {
             #expect(hashJob.status == 0 && check.status == 0 && check.output.split(separator: "\n").count == 50,
                     "hash.sbatch with \(launcher):\n\(hashJob.report)\nsha256sum -c:\n\(check.report)")
         }
+        // Slurm's forwarding drops write errors: the list goes through --output, so a full disk
+        // fails the job under both launchers.
+        for launcher in ["srun", "mpirun"] {
+            let full = try Jobs.runCommand(["sbatch", "--wait", "--output=\(folder)/full-\(launcher).out",
+                                            "--export=ALL,SWIFTPAR=\(Jobs.product("swiftpar")),DATA=\(tree.path),OUTPUT=/dev/full,LAUNCHER=\(launcher)",
+                                            Self.script("Launch/slurm/hash.sbatch")], environment: environment, timeout: 180)
+            let log = (try? String(contentsOfFile: "\(folder)/full-\(launcher).out", encoding: .utf8)) ?? ""
+            #expect(full.status != 0 && log.contains("write to /dev/full failed: No space left on device"),
+                    "hash.sbatch into /dev/full with \(launcher):\n\(full.report)\njob output:\n\(log)")
+        }
+        // srun without a PMI plugin, and a usage error of every task: said once, not per task.
+        let swiftpar = Jobs.product("swiftpar")
+        for (arguments, words) in [(["srun", "-n", "3", swiftpar, "info"], "srun --mpi=pmix"),
+                                   (["srun", "--mpi=pmix", "-n", "3", swiftpar, "-n", "2", "info"], "-n/--workers 2 cannot be used here")] {
+            let result = try Jobs.runCommand(arguments, environment: environment, timeout: 120)
+            #expect(result.status != 0 && result.errors.components(separatedBy: words).count == 2,
+                    "\(arguments): the message should come once\n\(result.report)")
+        }
+        // stop removes only a folder that start made.
+        let foreign = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-not-slurm-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: foreign, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: foreign) }
+        try Data("keep\n".utf8).write(to: foreign.appendingPathComponent("data"))
+        let refused = try Jobs.runCommand([Self.script("Launch/local-slurm"), "stop", foreign.path], timeout: 60)
+        #expect(refused.status != 0 && FileManager.default.fileExists(atPath: foreign.appendingPathComponent("data").path), "\(refused.report)")
     }
 
     @Test("swiftpar run across 3 namespace hosts: tasks run on every host; a host killed mid-run ends the job and --resume finishes the rest, each task once")

@@ -33,6 +33,35 @@ struct ReliabilityTests {
         }
     }
 
+    @Test("--output FILE: rank 0 alone writes the file, every write checked and named; the file the output goes to is never hashed", arguments: backends)
+    func outputFile(_ launch: Launch) throws {
+        let root = try smallTree()
+        defer { try? FileManager.default.removeItem(at: root) }
+        // Into a file inside the tree being hashed: the same lines as sha256sum's of the other files.
+        let sums = root.appendingPathComponent("SUMS").path
+        let hashed = try Jobs.runShell("cd '\(root.path)' && " + Jobs.shellCommand("swiftpar", ["hash", ".", "--output", sums], launch: launch), timeout: 60)
+        let reference = try Jobs.runShell("cd '\(root.path)' && for f in ./f*; do sha256sum \"$f\"; done")
+        let written = (try? String(contentsOfFile: sums, encoding: .utf8)) ?? ""
+        let lines = written.split(separator: "\n")
+        #expect(hashed.status == 0 && lines.sorted() == reference.output.split(separator: "\n").sorted() && lines.count == 300,
+                "\(hashed.report)\nfile:\n\(written.prefix(300))")
+        #expect(hashed.errors.contains("skipped ./SUMS: it is the file the output is written to") && hashed.output.isEmpty, "\(hashed.report)")
+        // The same through the shell's redirection (which creates the file before swiftpar starts).
+        let redirected = try Jobs.runShell("cd '\(root.path)' && " + Jobs.shellCommand("swiftpar", ["hash", "."], launch: launch) + " > SUMS2", timeout: 60)
+        let second = (try? String(contentsOfFile: root.appendingPathComponent("SUMS2").path, encoding: .utf8)) ?? ""
+        #expect(redirected.status == 0 && second.split(separator: "\n").count == 301 && !second.contains("SUMS2"), "\(redirected.report)\n\(second.suffix(300))")
+        // A full disk, and a folder that does not exist: non-zero, naming the file.
+        for (arguments, words) in [(["primes", "1e5", "--list", "-o", "/dev/full"], "write to /dev/full failed: No space left on device"),
+                                   (["hash", root.path, "--output", "/dev/full"], "write to /dev/full failed: No space left on device"),
+                                   (["info", "-o", "/nonexistent-\(UUID().uuidString)/out"], "for the output failed: No such file or directory")] {
+            let result = try Jobs.run("swiftpar", arguments, launch: launch, timeout: 60)
+            #expect(result.status != 0 && result.errors.contains(words), "\(arguments) under \(launch):\n\(result.report)")
+        }
+        // "-" is standard output.
+        let dash = try Jobs.run("swiftpar", ["primes", "100", "--output", "-"], launch: launch, timeout: 60)
+        #expect(dash.status == 0 && dash.output.contains("25"), "\(dash.report)")
+    }
+
     @Test("A reader that stops early (| head -1) ends the command at once and quietly", arguments: backends)
     func closedPipe(_ launch: Launch) throws {
         let script = Jobs.shellCommand("swiftpar", ["primes", "1e14", "--list"], launch: launch) + " | head -1"

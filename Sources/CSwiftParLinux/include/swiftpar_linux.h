@@ -82,6 +82,10 @@ int swiftpar_flush_standard_output(void);
 /// Whether a write to stdout has failed since the last check (ferror), clearing the flag.
 int swiftpar_standard_output_failed(void);
 
+/// The number of CPUs this process may run on (its affinity mask, as taskset, Slurm and
+/// cgroup cpusets set it); the online CPUs when the mask cannot be read; at least 1.
+int swiftpar_available_cpus(void);
+
 /// fflush(NULL): every stdio stream, before a fork or an exit that skips stdio's own flush.
 void swiftpar_flush_all_streams(void);
 /// On SIGTERM, writes what standard output's buffer holds before the signal ends the process.

@@ -35,9 +35,13 @@ public enum StandardOutput {
         try copy.withUTF8 { try write(UnsafeRawBufferPointer($0)) }
     }
 
+    /// How messages name where standard output goes: "standard output", or the file a
+    /// command's `--output` pointed it at.
+    nonisolated(unsafe) package static var destinationName = "standard output"
+
     static func failure(_ code: Int32) -> SystemError {
         if code == EPIPE { endWithBrokenPipe() }
-        return SystemError("write to standard output", code: code)
+        return SystemError("write to \(destinationName)", code: code)
     }
 
     /// Ends the process as a write to a closed pipe does by default, quietly.
@@ -48,7 +52,7 @@ public enum StandardOutput {
     }
 
     /// Flushes what `print` wrote and reports whether it all reached standard output.
-    static func flushChecked() -> SystemError? {
+    package static func flushChecked() -> SystemError? {
         let flushed = swiftpar_flush_standard_output()
         if flushed != 0 { return failure(flushed) }
         if swiftpar_standard_output_failed() != 0 { return failure(EIO) }

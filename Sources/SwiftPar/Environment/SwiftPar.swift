@@ -75,9 +75,11 @@ extension LaunchEnvironment {
     ///
     /// Rank 0, and a process no launcher started, write it at once. Another rank first waits
     /// `pause` seconds: when rank 0 failed alike, the launcher ends the job meanwhile (mpirun
-    /// does so when a rank exits with an error), and the message is rank 0's alone; when this
-    /// rank alone failed, for instance on another host with other files or settings, it still
-    /// writes the message, starting with its rank.
+    /// does so when a rank exits with an error), and the message is rank 0's alone. Should
+    /// this rank still run, it writes the message, starting with its rank, if it may have met
+    /// the problem alone; under srun, which does not end a step when one task fails, only the
+    /// first rank of each host other than rank 0's writes it (see `speaksForItsHost`), rather
+    /// than every rank.
     public static func reportSharedProblem(_ message: String, pause: Double = sharedProblemPause,
                                            environment: [String: String] = currentEnvironment()) {
         guard let rank = detect(environment)?.rank, rank != 0 else {
@@ -85,7 +87,21 @@ extension LaunchEnvironment {
             return
         }
         waitForRankZero(pause)
+        guard speaksForItsHost(environment) else { return }
         writeStandardError("rank \(rank): " + message + "\n")
+    }
+
+    /// Whether this rank (not rank 0), still running after the pause, should say the problem.
+    /// Under mpirun, always: mpirun ends the job when rank 0 fails, so a rank still here met
+    /// the problem alone (another host, or another command line given after `:`). Under srun,
+    /// which does not end a step when a task fails, only the first rank of a host other than
+    /// rank 0's (`SLURM_LOCALID` 0, `SLURM_NODEID` not 0): the others see the same files and
+    /// settings as that one.
+    static func speaksForItsHost(_ environment: [String: String]) -> Bool {
+        guard environment["OMPI_COMM_WORLD_SIZE"] == nil else { return true }
+        if let localRank = environment["SLURM_LOCALID"].flatMap({ Int($0) }), localRank != 0 { return false }
+        if let node = environment["SLURM_NODEID"].flatMap({ Int($0) }), node == 0 { return false }
+        return true
     }
 
     /// Sleeps `pause` seconds (`sharedProblemPause` unless told), giving rank 0 the time to
@@ -123,6 +139,11 @@ public func currentEnvironment() -> [String: String] {
 
 /// swiftpar's entry point: starts the job's ranks and runs your code on each.
 public enum SwiftPar {
+    /// The number of cores this process may run on: those of its CPU affinity, as `taskset`,
+    /// Slurm and cgroup cpusets restrict it (what `nproc` prints), or every online core when
+    /// that cannot be read. The default number of local ranks and of `TaskPool` workers.
+    public static var availableCores: Int { Int(swiftpar_available_cpus()) }
+
     /// Picks the backend a process would use, before anything is started.
     ///
     /// - A process started by a launcher uses MPI; asking for `.local` or `.serial` there, or
@@ -142,6 +163,13 @@ public enum SwiftPar {
         }
         let launched = LaunchEnvironment.detect(environment)
         if let launched {
+            // Slurm's own variables alone: srun started the tasks without a PMI plugin
+            // (`--mpi=none`, the default unless the site sets MpiDefault), so Open MPI could not
+            // join them into one job.
+            if launched.variable == "SLURM_STEP_NUM_TASKS" {
+                throw SwiftParUsageError(
+                    "srun started \(launched.size.map(String.init) ?? "several") tasks without an MPI plugin (no PMIx or PMI variables are set), so they cannot form one job: start them with srun --mpi=pmix (or have the site set MpiDefault=pmix in slurm.conf)")
+            }
             if let requested, requested != .mpi {
                 let named = backend != nil ? "--backend \(requested)" : "SWIFTPAR_BACKEND=\(requested)"
                 throw SwiftParUsageError(
@@ -203,7 +231,8 @@ public enum SwiftPar {
         return (chosen, count, settings)
     }
 
-    /// The number of local ranks: `workers`, else `SWIFTPAR_WORKERS`, else the number of cores.
+    /// The number of local ranks: `workers`, else `SWIFTPAR_WORKERS`, else the number of cores
+    /// this process may run on (`availableCores`).
     public static func localWorkerCount(_ workers: Int?, environment: [String: String] = currentEnvironment()) throws -> Int {
         if let workers { return workers }
         if let text = environment["SWIFTPAR_WORKERS"], !text.isEmpty {
@@ -212,7 +241,7 @@ public enum SwiftPar {
             }
             return value
         }
-        return max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1)
+        return availableCores
     }
 
     /// Starts the job and runs `body` on every rank, then ends the process. Never returns.

@@ -35,7 +35,7 @@ public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchec
 
     /// Starts `workers` processes (default: one per core) that will run `function`. Throws
     /// `SwiftParUsageError` when `workers` is below 1.
-    public init(workers: Int = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), _ function: @escaping (Input) throws -> Output) throws {
+    public init(workers: Int = SwiftPar.availableCores, _ function: @escaping (Input) throws -> Output) throws {
         guard workers >= 1 else { throw SwiftParUsageError("a TaskPool needs at least one worker, not \(workers)") }
         tasks = try SharedQueue(producers: 1)
         // The pool alone decides when results end: a worker that dies says nothing.

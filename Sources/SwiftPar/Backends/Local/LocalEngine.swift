@@ -47,7 +47,7 @@ final class LocalEngine {
         sendRings = Array(repeating: nil, count: region.size)
         receiveRings = Array(repeating: nil, count: region.size)
         // With more ranks than cores a spinning rank takes the core another rank needs.
-        let cores = max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1)
+        let cores = SwiftPar.availableCores
         spinLimit = region.size <= cores ? 20_000 : 200
         yieldLimit = region.size <= cores ? 200 : 0
     }

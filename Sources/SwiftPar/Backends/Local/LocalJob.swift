@@ -23,7 +23,7 @@ enum LocalJob {
         guard size >= 1 else { throw SwiftParUsageError("the number of local ranks must be at least 1, not \(size)") }
         guard size <= SharedRegion.maximumRanks else {
             throw SwiftParUsageError(
-                "\(size) local ranks is more than the \(SharedRegion.maximumRanks) one machine can run; one rank per core is usually fastest (this machine has \(max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1))); for more ranks, use several hosts with mpirun or srun")
+                "\(size) local ranks is more than the \(SharedRegion.maximumRanks) one machine can run; one rank per core is usually fastest (this machine has \(SwiftPar.availableCores)); for more ranks, use several hosts with mpirun or srun")
         }
     }
 

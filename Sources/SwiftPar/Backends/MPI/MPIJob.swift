@@ -106,7 +106,7 @@ final class MPIJob {
         noticeWords = .allocate(capacity: 4)
         noticeWords.initialize(repeating: Int64(rank), count: 4)
         let localRanks = Int(getenvString("OMPI_COMM_WORLD_LOCAL_SIZE") ?? "") ?? 1
-        oversubscribed = localRanks > max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1)
+        oversubscribed = localRanks > SwiftPar.availableCores
         stallTimeout = settings.stallTimeout
         mainThreadOnly = ["single", "funneled"].contains(settings.mpiThreadLevel)
         settings.shareCores(ranksOnHost: localRanks)
