@@ -16,6 +16,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <sys/wait.h>
 #include <pthread.h>
@@ -126,6 +127,37 @@ int swiftpar_kill_with_descendants(const pid_t *pids, int count) {
     return total - count;
 }
 
+/* The termination signals the process was started with set to be ignored (nohup's SIGHUP, the
+ * SIGINT and SIGQUIT of a command run in the background by a non-interactive shell): noted
+ * before main runs, so that swiftpar, which catches these signals to end a job cleanly, leaves
+ * them ignored, as every other program does. */
+static sigset_t ignored_at_start;
+
+__attribute__((constructor)) static void note_ignored_signals(void) {
+    sigemptyset(&ignored_at_start);
+    int watched[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+    for (unsigned i = 0; i < sizeof watched / sizeof watched[0]; i++) {
+        struct sigaction current;
+        if (sigaction(watched[i], NULL, &current) == 0 && current.sa_handler == SIG_IGN) sigaddset(&ignored_at_start, watched[i]);
+    }
+}
+
+int swiftpar_ignored_at_start(int signal_number) { return sigismember(&ignored_at_start, signal_number) == 1; }
+
+void swiftpar_die_of_signal(int signal_number) {
+    // The shell tells a command killed by SIGINT from one that exited 130: a loop or a script
+    // stops only for the first. SIGQUIT's default action would also dump core.
+    struct rlimit none = {0, 0};
+    setrlimit(RLIMIT_CORE, &none);
+    signal(signal_number, SIG_DFL);
+    sigset_t only;
+    sigemptyset(&only);
+    sigaddset(&only, signal_number);
+    pthread_sigmask(SIG_UNBLOCK, &only, NULL);
+    raise(signal_number);
+    _exit(128 + signal_number);
+}
+
 void swiftpar_default_action_unless_ignored(int signal_number) {
     struct sigaction current;
     if (sigaction(signal_number, NULL, &current) != 0 || current.sa_handler == SIG_IGN) return;
@@ -191,7 +223,10 @@ pid_t swiftpar_spawn(const char *path, char *const argv[], char *const envp[], i
     sigemptyset(&none);
     sigemptyset(&defaults);
     int reset[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD};
-    for (unsigned i = 0; i < sizeof reset / sizeof reset[0]; i++) sigaddset(&defaults, reset[i]);
+    for (unsigned i = 0; i < sizeof reset / sizeof reset[0]; i++) {
+        // A signal this process was started ignoring stays ignored in its ranks too.
+        if (!swiftpar_ignored_at_start(reset[i])) sigaddset(&defaults, reset[i]);
+    }
     if (code == 0) code = posix_spawnattr_setsigmask(&attributes, &none);
     if (code == 0) code = posix_spawnattr_setsigdefault(&attributes, &defaults);
     if (code == 0) code = posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
@@ -222,6 +257,7 @@ int swiftpar_forward_signals_to_pipe(const int *signals, int count) {
     sigemptyset(&action.sa_mask);
     action.sa_flags = SA_RESTART;
     for (int i = 0; i < count; i++) {
+        if (swiftpar_ignored_at_start(signals[i])) continue;
         if (sigaction(signals[i], &action, NULL) != 0) return -1;
     }
     return ends[0];
@@ -410,7 +446,9 @@ void swiftpar_exit_on_termination_signals(void) {
     action.sa_handler = exit_for_signal;
     sigemptyset(&action.sa_mask);
     int caught[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
-    for (unsigned i = 0; i < sizeof caught / sizeof caught[0]; i++) sigaction(caught[i], &action, NULL);
+    for (unsigned i = 0; i < sizeof caught / sizeof caught[0]; i++) {
+        if (!swiftpar_ignored_at_start(caught[i])) sigaction(caught[i], &action, NULL);
+    }
 }
 
 int swiftpar_guardian_tell(int descriptor, int32_t group) {
@@ -501,8 +539,9 @@ int swiftpar_available_cpus(void) {
             if (count > 0) return count;
             break;
         }
+        int failure = errno;
         CPU_FREE(set);
-        if (errno != EINVAL) break;
+        if (failure != EINVAL) break;
     }
     return online > 0 ? (int)online : 1;
 }

@@ -115,6 +115,24 @@ public enum FileHashing {
             guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
             return FileIdentity(info)
         }
+
+        /// The regular file at `path`, if there is one (the same file seen from another host
+        /// of a shared file system has another device number there).
+        public static func ofRegularFile(at path: PathBytes) -> FileIdentity? {
+            var info = stat()
+            guard path.withCString({ stat($0, &info) }) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
+            return FileIdentity(info)
+        }
+
+        /// The whole path of the file open as `descriptor`, as the kernel names it.
+        public static func path(ofOpen descriptor: Int32) -> PathBytes? {
+            var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
+            let count = buffer.withUnsafeMutableBufferPointer { pointer in
+                pointer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: pointer.count) { readlink("/proc/self/fd/\(descriptor)", $0, pointer.count) }
+            }
+            guard count > 0, count < buffer.count, buffer[0] == UInt8(ascii: "/") else { return nil }
+            return PathBytes(Array(buffer[..<count]))
+        }
     }
 
     /// The file met is the one to skip.

@@ -81,7 +81,8 @@ public enum PrimeCounting {
                 // Blocks near 10^18 take seconds: a sign of life for the stall timeout meanwhile.
                 return PrimeSieve.count(in: block, sievingPrimes: sievingPrimes) { pool.communicator.noteProgress() }
             case .trial:
-                return TrialDivision.count(in: block)
+                // A single number near 10^18 takes seconds to test.
+                return TrialDivision.count(in: block) { pool.communicator.noteProgress() }
             }
         }, combine: +)
         return total ?? 0
@@ -107,7 +108,7 @@ public enum PrimeCounting {
         let blocks = Blocks(range, span: listingSpan(for: range))
         try pool.forEachResult(blocks, ordered: true, { block -> [UInt32] in
             if sievingPrimes == nil { sievingPrimes = SievingPrimes(upTo: root) }
-            return PrimeSieve.primeOffsets(in: block, sievingPrimes: sievingPrimes)
+            return PrimeSieve.primeOffsets(in: block, sievingPrimes: sievingPrimes) { pool.communicator.noteProgress() }
         }) { index, offsets in try body(blocks[index].lowerBound, offsets) }
     }
 }
@@ -117,19 +118,29 @@ public enum PrimeCounting {
 public enum TrialDivision {
     /// Whether `n` is prime, by trial division.
     public static func isPrime(_ n: UInt64) -> Bool {
+        isPrime(n, progress: nil)
+    }
+
+    /// Whether `n` is prime, calling `progress` every 2^22 divisions tried.
+    static func isPrime(_ n: UInt64, progress: (() -> Void)?) -> Bool {
         guard n >= 2 else { return false }
         var j: UInt64 = 2
         while j * j <= n {
             if n % j == 0 { return false }
             j += 1
+            if j & 0x3F_FFFF == 0 { progress?() }
         }
         return true
     }
 
-    /// How many primes lie in `range`, testing each number.
-    public static func count(in range: ClosedRange<UInt64>) -> Int {
+    /// How many primes lie in `range`, testing each number; `progress` is called after each
+    /// number and during long tests (a sign of life for the stall timeout).
+    public static func count(in range: ClosedRange<UInt64>, progress: (() -> Void)? = nil) -> Int {
         var count = 0
-        for n in range where isPrime(n) { count += 1 }
+        for n in range {
+            if isPrime(n, progress: progress) { count += 1 }
+            progress?()
+        }
         return count
     }
 }

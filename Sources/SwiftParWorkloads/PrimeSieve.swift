@@ -148,7 +148,7 @@ public enum PrimeSieve {
 
     /// The primes in `range`, which must span at most 2^32 numbers, as offsets from its first
     /// number, in order.
-    static func primeOffsets(in range: ClosedRange<UInt64>, sievingPrimes: SievingPrimes? = nil) -> [UInt32] {
+    static func primeOffsets(in range: ClosedRange<UInt64>, sievingPrimes: SievingPrimes? = nil, afterEachSegment: () -> Void = {}) -> [UInt32] {
         precondition(range.upperBound - range.lowerBound <= UInt64(UInt32.max), "a range of more than 2^32 numbers")
         var result: [UInt32] = []
         let low = range.lowerBound
@@ -156,6 +156,7 @@ public enum PrimeSieve {
         result.reserveCapacity(Int(1.3 * Double(range.upperBound - low) / log(Double(max(low, 1 << 20)))) + 64)
         sieve(range, sievingPrimes: sievingPrimes, small: { result.append(UInt32($0 - low)) }) { words, base in
             forEachPrime(in: words, base: base) { result.append(UInt32($0 - low)) }
+            afterEachSegment()
         }
         return result
     }

@@ -96,7 +96,7 @@ struct Experiment: ParsableCommand {
     }
 }
 
-func coreCount() -> Int { SwiftPar.availableCores }
+func coreCount() -> Int { SwiftPar.onlineCores }
 
 /// Runs `count` tasks on as many threads, returning their results in order.
 func runOnThreads(_ count: Int, _ task: @escaping @Sendable (Int) -> Int) throws -> [Int] {

@@ -19,8 +19,8 @@ struct GlobalOptions: ParsableArguments {
     @Flag(help: "Print machine-readable JSON instead of text.")
     var json = false
 
-    @Option(name: [.customShort("o"), .customLong("output")],
-            help: ArgumentHelp("Write the results to this file instead of standard output: created or emptied by rank 0 alone, every write checked and synced at the end. Use it under srun, whose forwarding of standard output drops write errors.", valueName: "file"))
+    @Option(name: [.customShort("o", allowingJoined: true), .customLong("output")],
+            help: ArgumentHelp("Write the output to this file (- for standard output): swiftpar writes it itself, checks every write and syncs it at the end. Use it under srun, whose forwarding of standard output drops write errors.", valueName: "file"))
     var output: String?
 
     @Option(name: .customLong("stall-timeout"), parsing: .unconditional,
@@ -100,6 +100,8 @@ struct GlobalOptions: ParsableArguments {
     /// one, and where that argument is.
     static func globalOptions(in arguments: [String], from start: Int) -> (options: [String], end: Int) {
         let takesValue: Set<String> = ["-n", "--workers", "--backend", "--stall-timeout", "-o", "--output"]
+        // Short options whose value may be joined to them: -n8, -oSUMS.
+        let joinable = ["-n", "-o"]
         let flags: Set<String> = ["--json"]
         var options: [String] = []
         var index = start
@@ -109,7 +111,7 @@ struct GlobalOptions: ParsableArguments {
                 options += [argument, arguments[index + 1]]
                 index += 2
             } else if flags.contains(argument) || takesValue.contains(where: { argument.hasPrefix($0 + "=") })
-                        || (argument.hasPrefix("-n") && argument.count > 2 && !argument.hasPrefix("--")) {
+                        || joinable.contains(where: { argument.hasPrefix($0) && argument.count > 2 }) {
                 options.append(argument)
                 index += 1
             } else {
@@ -121,16 +123,46 @@ struct GlobalOptions: ParsableArguments {
 
     /// Runs `body` on every rank of the job these options describe, rank 0's standard output
     /// going to `--output` when it is given. Never returns.
-    func run(_ body: (Communicator) throws -> Void) -> Never {
+    ///
+    /// The file is opened before the job starts, by the process that becomes rank 0 (a local
+    /// job's ranks share it): a file that cannot be written is reported before anything runs,
+    /// exiting with `failureStatus` (1, or `run`'s 255), as the shell's `> FILE` would be.
+    func run(failureStatus: Int32 = 1, _ body: (Communicator) throws -> Void) -> Never {
         // "-" is standard output itself, as for most tools.
         let file = output.flatMap { $0 == "-" ? nil : PathBytes(RawArguments.bytes(of: $0)) }
+        let label = failureStatus == 255 ? "run: " : ""
+        var opened = false
+        if let file, Self.becomesRankZero == true {
+            do {
+                try Self.redirectStandardOutput(to: file)
+                opened = true
+            } catch {
+                writeStandardError("swiftpar: \(label)\(error)\n")
+                Glibc.exit(failureStatus)
+            }
+        }
         // validate() has checked both.
         SwiftPar.run(workers: try? workerCount, backend: backend.backend, stallTimeout: (try? stallSeconds) ?? nil) { world in
             guard world.rank == 0, let file else { return try body(world) }
-            try Self.redirectStandardOutput(to: file)
+            // A launcher that does not say which rank a process is: rank 0 opens it now.
+            if !opened { try Self.redirectStandardOutput(to: file) }
             try body(world)
-            try Self.finishOutput(file)
+            do {
+                try Self.finishOutput(file)
+            } catch where failureStatus != 1 {
+                writeStandardError("swiftpar: \(label)\(error)\n")
+                world.exitStatus = failureStatus
+            }
         }
+    }
+
+    /// Whether this process will be rank 0 of its job: true when it starts a local job (its
+    /// forked or spawned ranks share its descriptors), false for a rank a local job spawned
+    /// or another rank of a launcher's job, nil when a launcher does not say.
+    static var becomesRankZero: Bool? {
+        if getenv("SWIFTPAR_LOCAL_JOB") != nil { return false }
+        guard let launched = LaunchEnvironment.detect() else { return true }
+        return launched.rank.map { $0 == 0 }
     }
 
     /// Points standard output at `file`, created or emptied. Only rank 0 opens it: under a
@@ -139,7 +171,7 @@ struct GlobalOptions: ParsableArguments {
     static func redirectStandardOutput(to file: PathBytes) throws {
         if let failure = StandardOutput.flushChecked() { throw failure }
         let descriptor = file.withCString { open($0, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o666) }
-        guard descriptor >= 0 else { throw SystemError.current("open \(file) for the output") }
+        guard descriptor >= 0 else { throw SystemError.current("opening the output file \(file)") }
         defer { close(descriptor) }
         guard dup2(descriptor, 1) >= 0 else { throw SystemError.current("dup2 of \(file) onto standard output") }
         StandardOutput.destinationName = "\(file)"

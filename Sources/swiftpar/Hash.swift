@@ -7,7 +7,7 @@ struct Hash: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "SHA-256 of files and directory trees, in sha256sum's format.",
         discussion: """
-            Directories are walked recursively. Output lines are sorted by path (byte order) and exactly sha256sum's, so `sha256sum -c` verifies them; file names are bytes, printed as they are. A missing or unreadable path, a special file or a symbolic link loop gets an error line on standard error; every other file is still hashed and the exit status is 1. Symbolic links given as operands are followed; links met inside directories are skipped (with a note) unless --follow-symlinks is given. The operand - is standard input, as for sha256sum; rank 0 reads it first and its line ("digest  -") comes before the others. The file the output is written to (> SUMS inside the tree, or --output SUMS) is skipped with a note.
+            Directories are walked recursively. Output lines are sorted by path (byte order) and exactly sha256sum's, so `sha256sum -c` verifies them; file names are bytes, printed as they are. A missing or unreadable path, a special file or a symbolic link loop gets an error line on standard error; every other file is still hashed and the exit status is 1. Symbolic links given as operands are followed; links met inside directories are skipped (with a note) unless --follow-symlinks is given. The operand - is standard input, as for sha256sum; rank 0 reads it first and its line ("digest  -") comes before the others. The file the output is written to (--output SUMS, or > SUMS where rank 0 writes standard output itself) is skipped with a note.
 
             Examples:
               swiftpar hash ~/data > SHA256SUMS && sha256sum -c SHA256SUMS
@@ -28,10 +28,17 @@ struct Hash: ParsableCommand {
         guard !paths.isEmpty else { throw ValidationError("give at least one file or directory to hash") }
     }
 
-    /// Where rank 0's output goes: a regular file on its host, or nil.
+    /// Where rank 0's output goes: a regular file on its host (and its path, for the others),
+    /// or nil.
     struct OutputFile: Codable {
         var host: String
         var file: FileHashing.FileIdentity?
+        var path: PathBytes?
+
+        static func ofStandardOutput(host: String) -> OutputFile {
+            let file = FileHashing.FileIdentity.ofRegularFile(open: 1)
+            return OutputFile(host: host, file: file, path: file == nil ? nil : FileHashing.FileIdentity.path(ofOpen: 1))
+        }
     }
 
     struct Entry: Codable {
@@ -58,9 +65,10 @@ struct Hash: ParsableCommand {
         options.run { world in
             let pool = Pool(world)
             // The file the output goes to (`> SUMS` or --output) is not hashed, wherever the
-            // walk meets it: it is being written. Only ranks on rank 0's host can tell it.
-            let destination = try world.broadcast(world.rank == 0 ? OutputFile(host: world.hostName, file: FileHashing.FileIdentity.ofRegularFile(open: 1)) : nil)
-            let skipping = destination.host == world.hostName ? destination.file : nil
+            // walk meets it: it is being written. Ranks on other hosts find it by its path.
+            let destination = try world.broadcast(world.rank == 0 ? OutputFile.ofStandardOutput(host: world.hostName) : nil)
+            let skipping = destination.host == world.hostName ? destination.file
+                : destination.path.flatMap { FileHashing.FileIdentity.ofRegularFile(at: $0) }
             // Rank 0 walks the top levels; the ranks walk the directories below and hash.
             let bar = ProgressBar("hashing", enabled: world.rank == 0 && isTerminal(2))
             var failed = false

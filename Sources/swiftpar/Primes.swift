@@ -5,7 +5,7 @@ import SwiftParWorkloads
 struct Primes: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Count (or list) the primes up to N.",
-        usage: "swiftpar primes [--from <A>] [--list] [--memory <size>] [--method <method>] [--workers <n>] [--backend <backend>] [--json] [--stall-timeout <seconds>] <N>",
+        usage: "swiftpar primes [--from <A>] [--list] [--memory <size>] [--method <method>] [--workers <n>] [--backend <backend>] [--json] [--output <file>] [--stall-timeout <seconds>] <N>",
         discussion: """
             The range is split into blocks that every rank sieves (segmented sieve of Eratosthenes), or tests number by number (--method trial, the article's task). Rank 0 prints the result; with --list it prints the primes in order as they are found.
 

@@ -95,7 +95,8 @@ struct Run: ParsableCommand {
     /// moved here as `--workers`.)
     static func maxArgumentsOption(in arguments: [String]) -> String? {
         let takesValue: Set<String> = ["--workers", "--backend", "--stall-timeout", "--joblog", "--retries", "--timeout", "--halt",
-                                       "--slots-per-rank", "--commands", "-a", "--arg-file", "-d", "--delimiter"]
+                                       "--slots-per-rank", "--commands", "-a", "--arg-file", "-d", "--delimiter",
+                                       "-o", "--output"]
         var index = 1
         while index < arguments.count {
             let word = arguments[index]
@@ -324,7 +325,7 @@ struct Run: ParsableCommand {
             throw ExitCode(255)
         }
         let json = options.json
-        options.run { world in
+        options.run(failureStatus: 255) { world in
             let bar = ProgressBar("tasks", enabled: world.rank == 0 && isTerminal(2) && !farm.dryRun)
             var farm = farm
             farm.beforePrinting = { stream in bar.clear(before: stream) }

@@ -143,9 +143,11 @@ enum Jobs {
         // Output may hold bytes that are not UTF-8 (file names): show them repaired, never drop it all.
         let output = String(decoding: (try? Data(contentsOf: outURL)) ?? Data(), as: UTF8.self)
         let errors = String(decoding: (try? Data(contentsOf: errURL)) ?? Data(), as: UTF8.self)
-        return JobResult(command: command.joined(separator: " "), status: process.terminationStatus,
+        // A command killed by a signal shows as the shell shows it: 128 + the signal.
+        let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+        return JobResult(command: command.joined(separator: " "), status: status,
                          output: output, errors: errors, seconds: seconds,
-                         timedOut: process.terminationStatus == 124 || process.terminationStatus == 137)
+                         timedOut: status == 124 || status == 137)
     }
 
     /// Runs `script` with /bin/sh, for redirections and pipes, killed after `timeout` seconds.
@@ -274,11 +276,18 @@ final class BackgroundJob {
     }
 
     /// Waits up to `seconds` for the launcher to exit; returns its status, or nil if it did not.
+    /// The job's exit status as a shell shows it (128 + the signal for a job a signal killed),
+    /// or nil if it still runs after `seconds`.
     func waitForExit(seconds: Double) -> Int32? {
         let deadline = Date().addingTimeInterval(seconds)
         while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-        return process.isRunning ? nil : process.terminationStatus
+        if process.isRunning { return nil }
+        return diedOfSignal ? 128 + process.terminationStatus : process.terminationStatus
     }
+
+    /// Whether the job, now ended, was killed by a signal rather than exiting: `setsid --wait`
+    /// then says so and exits with the wait status, the signal's number.
+    var diedOfSignal: Bool { !process.isRunning && errors.contains("did not exit normally") }
 
     /// Kills whatever is left, so a failed test never leaves processes behind.
     func cleanUp(_ pids: [Int32]) {

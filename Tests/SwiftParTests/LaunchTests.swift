@@ -36,6 +36,15 @@ struct LaunchTests {
         let clusterHash = try Jobs.runCommand([Self.script("Launch/local-cluster"), "--", "-n", "6", swiftpar, "hash", tree.path], timeout: 180)
         #expect(clusterHash.status == 0 && clusterHash.output == serialHash.output && serialHash.output.split(separator: "\n").count == 200,
                 "cluster hash differs from serial:\n\(clusterHash.report.prefix(2000))")
+        // The list written inside the tree is skipped on every host, whichever rank walks its folder.
+        for folder in ["d2", "d5"] {
+            let sums = tree.appendingPathComponent(folder).appendingPathComponent("SUMS").path
+            let into = try Jobs.runCommand([Self.script("Launch/local-cluster"), "--", "-n", "6", swiftpar, "hash", "--output", sums, tree.path], timeout: 180)
+            let written = (try? String(contentsOfFile: sums, encoding: .utf8)) ?? ""
+            #expect(into.status == 0 && written == serialHash.output && into.errors.contains("skipped \(sums): it is the file the output is written to"),
+                    "hash --output inside the tree across hosts:\n\(into.report.prefix(2000))")
+            try? FileManager.default.removeItem(atPath: sums)
+        }
         #expect(clusterNamespaces().isEmpty, "namespaces left: \(clusterNamespaces())")
     }
 

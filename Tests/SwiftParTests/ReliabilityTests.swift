@@ -53,13 +53,27 @@ struct ReliabilityTests {
         // A full disk, and a folder that does not exist: non-zero, naming the file.
         for (arguments, words) in [(["primes", "1e5", "--list", "-o", "/dev/full"], "write to /dev/full failed: No space left on device"),
                                    (["hash", root.path, "--output", "/dev/full"], "write to /dev/full failed: No space left on device"),
-                                   (["info", "-o", "/nonexistent-\(UUID().uuidString)/out"], "for the output failed: No such file or directory")] {
+                                   (["info", "-o", "/nonexistent-\(UUID().uuidString)/out"], "opening the output file /nonexistent-")] {
             let result = try Jobs.run("swiftpar", arguments, launch: launch, timeout: 60)
             #expect(result.status != 0 && result.errors.contains(words), "\(arguments) under \(launch):\n\(result.report)")
         }
-        // "-" is standard output.
+        // "-" is standard output; the value may be joined to -o.
         let dash = try Jobs.run("swiftpar", ["primes", "100", "--output", "-"], launch: launch, timeout: 60)
         #expect(dash.status == 0 && dash.output.contains("25"), "\(dash.report)")
+        let joined = try Jobs.runShell("cd '\(root.path)' && " + Jobs.shellCommand("swiftpar", ["primes", "100", "-oJOINED"], launch: launch) + " && cat JOINED", timeout: 60)
+        #expect(joined.status == 0 && joined.output.contains("25"), "\(joined.report)")
+        // run: an output file that cannot be written is an error of run's own (255), not a count of failed tasks.
+        let farm = try Jobs.run("swiftpar", ["run", "-o", "/nonexistent-\(UUID().uuidString)/out", "echo", ":::", "a"], launch: launch, timeout: 60)
+        #expect(farm.status == 255 && farm.errors.contains("opening the output file"), "\(farm.report)")
+    }
+
+    @Test("primes by trial near 10^17 shows progress while one number takes seconds: a stall timeout of 2 s does not end it",
+          arguments: [Launch.local(2), .mpirun(2)])
+    func trialDivisionProgress(_ launch: Launch) throws {
+        let result = try Jobs.run("swiftpar", ["primes", "--method", "trial", "--from", "100000000000000000", "100000000000000300",
+                                               "--stall-timeout", "2"], launch: launch, timeout: 120)
+        // primesieve 100000000000000000 100000000000000300 -c: 9.
+        #expect(result.status == 0 && result.output == "9\n", "\(result.report)")
     }
 
     @Test("A reader that stops early (| head -1) ends the command at once and quietly", arguments: backends)

@@ -82,6 +82,13 @@ int swiftpar_flush_standard_output(void);
 /// Whether a write to stdout has failed since the last check (ferror), clearing the flag.
 int swiftpar_standard_output_failed(void);
 
+/// Whether SIGINT, SIGTERM, SIGHUP or SIGQUIT was set to be ignored when the process started.
+int swiftpar_ignored_at_start(int signal_number);
+
+/// Ends the process by `signal_number`'s default action (no core dump), as a program the signal
+/// killed: the shell then stops a loop or script on Ctrl-C. Falls back to exit 128 + signal.
+void swiftpar_die_of_signal(int signal_number) __attribute__((noreturn));
+
 /// The number of CPUs this process may run on (its affinity mask, as taskset, Slurm and
 /// cgroup cpusets set it); the online CPUs when the mask cannot be read; at least 1.
 int swiftpar_available_cpus(void);

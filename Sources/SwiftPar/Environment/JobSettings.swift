@@ -74,7 +74,7 @@ struct JobSettings: Sendable {
     /// made 4 ranks on 2 cores slower than 2. Time slices keep their usual length: longer ones
     /// delay the replies that waiting ranks, and other programs, need.
     func shareCores(ranksOnHost: Int) {
-        guard batchWhenSharingCores, ranksOnHost > SwiftPar.availableCores else { return }
+        guard batchWhenSharingCores, ranksOnHost > SwiftPar.onlineCores else { return }
         _ = swiftpar_prefer_throughput(0)
     }
 

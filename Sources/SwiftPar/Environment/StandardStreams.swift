@@ -39,6 +39,9 @@ public enum StandardOutput {
     /// command's `--output` pointed it at.
     nonisolated(unsafe) package static var destinationName = "standard output"
 
+    /// Whether standard output was pointed at a file of the command's own (`--output`).
+    package static var isRedirected: Bool { destinationName != "standard output" }
+
     static func failure(_ code: Int32) -> SystemError {
         if code == EPIPE { endWithBrokenPipe() }
         return SystemError("write to \(destinationName)", code: code)
@@ -147,7 +150,8 @@ package enum StandardStreams {
         }) else { return }
         defer { close(process) }
         swiftpar_flush_all_streams()
-        for descriptor: Int32 in [1, 2] {
+        // A file the command was given for its output (`--output`) stays where it is.
+        for descriptor: Int32 in StandardOutput.isRedirected ? [2] : [1, 2] {
             let copy = swiftpar_pidfd_getfd(process, descriptor)
             guard copy >= 0 else { continue }
             var info = stat()

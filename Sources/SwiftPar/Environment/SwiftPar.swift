@@ -144,6 +144,10 @@ public enum SwiftPar {
     /// that cannot be read. The default number of local ranks and of `TaskPool` workers.
     public static var availableCores: Int { Int(swiftpar_available_cpus()) }
 
+    /// Every online core of the machine, whatever this process may run on: what a host offers
+    /// its ranks (under mpirun each rank is usually bound to a core or a socket of its own).
+    package static var onlineCores: Int { max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1) }
+
     /// Picks the backend a process would use, before anything is started.
     ///
     /// - A process started by a launcher uses MPI; asking for `.local` or `.serial` there, or

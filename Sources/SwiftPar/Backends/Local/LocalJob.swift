@@ -23,7 +23,7 @@ enum LocalJob {
         guard size >= 1 else { throw SwiftParUsageError("the number of local ranks must be at least 1, not \(size)") }
         guard size <= SharedRegion.maximumRanks else {
             throw SwiftParUsageError(
-                "\(size) local ranks is more than the \(SharedRegion.maximumRanks) one machine can run; one rank per core is usually fastest (this machine has \(SwiftPar.availableCores)); for more ranks, use several hosts with mpirun or srun")
+                "\(size) local ranks is more than the \(SharedRegion.maximumRanks) one machine can run; one rank per core is usually fastest (this machine has \(SwiftPar.onlineCores)); for more ranks, use several hosts with mpirun or srun")
         }
     }
 
@@ -105,7 +105,8 @@ enum LocalJob {
             return LocalTransport(engine: engine, members: [0], context: 0)
         }
         swiftpar_flush_all_streams()
-        let caught: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
+        // A signal the process was started ignoring (nohup's SIGHUP) stays ignored.
+        let caught: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT].filter { swiftpar_ignored_at_start($0) == 0 }
         let signals = swiftpar_forward_signals_to_pipe(caught, Int32(caught.count))
         guard signals >= 0 else { throw SystemError.current("installing the local backend's signal handlers") }
         // The process may have started with these signals blocked (a parent's mask is
@@ -314,7 +315,9 @@ final class LocalMonitor: @unchecked Sendable {
         pidDescriptors = []
         var mask = sigset_t()
         sigemptyset(&mask)
-        for signal in [SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT] { sigaddset(&mask, signal) }
+        // A blocked signal is queued even when ignored: one the process was started ignoring
+        // (nohup's SIGHUP) is left out, so it stays ignored.
+        for signal in [SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT] where swiftpar_ignored_at_start(signal) == 0 { sigaddset(&mask, signal) }
         pthread_sigmask(SIG_BLOCK, &mask, nil)
         self.signals = signalfd(-1, &mask, Int32(SFD_CLOEXEC | SFD_NONBLOCK))
         guard self.signals >= 0 else { throw SystemError.current("signalfd for the local backend's monitor") }
@@ -454,6 +457,8 @@ final class LocalMonitor: @unchecked Sendable {
             case .interrupted?:
                 let signal = Int32(region.failureValue.load(ordering: .relaxed))
                 writeStandardError("swiftpar: interrupted by \(signalName(signal)); stopped all \(children.count + 1) ranks\n")
+                // Ended by the signal itself, as a program without handlers would be.
+                swiftpar_die_of_signal(signal)
             case .threw?:
                 // The rank has printed its error itself.
                 break

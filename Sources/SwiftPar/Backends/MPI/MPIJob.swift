@@ -106,7 +106,7 @@ final class MPIJob {
         noticeWords = .allocate(capacity: 4)
         noticeWords.initialize(repeating: Int64(rank), count: 4)
         let localRanks = Int(getenvString("OMPI_COMM_WORLD_LOCAL_SIZE") ?? "") ?? 1
-        oversubscribed = localRanks > SwiftPar.availableCores
+        oversubscribed = localRanks > SwiftPar.onlineCores
         stallTimeout = settings.stallTimeout
         mainThreadOnly = ["single", "funneled"].contains(settings.mpiThreadLevel)
         settings.shareCores(ranksOnHost: localRanks)
