@@ -24,8 +24,12 @@ struct Hash: ParsableCommand {
     @Flag(help: "Hash the targets of symbolic links inside directories instead of skipping them.")
     var followSymlinks = false
 
+    /// Operands of a long command line, kept from the argument parser by `main` (see
+    /// `SwiftParCommand.holdingBulk`); they follow `paths`.
+    nonisolated(unsafe) static var heldOperands: [String] = []
+
     func validate() throws {
-        guard !paths.isEmpty else { throw ValidationError("give at least one file or directory to hash") }
+        guard !paths.isEmpty || !Self.heldOperands.isEmpty else { throw ValidationError("give at least one file or directory to hash") }
     }
 
     /// Where rank 0's output goes: a regular file on its host (and its path, for the others),
@@ -57,7 +61,7 @@ struct Hash: ParsableCommand {
     }
 
     func run() throws {
-        let operands = self.paths.map { PathBytes(RawArguments.bytes(of: $0)) }
+        let operands = (self.paths + Self.heldOperands).map { PathBytes(RawArguments.bytes(of: $0)) }
         // "-" is standard input, as for sha256sum: hashed first, on rank 0.
         let standardInput = FileHashing.standardInputPath
         let inputReads = operands.filter { $0 == standardInput }.count

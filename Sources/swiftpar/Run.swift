@@ -83,9 +83,16 @@ struct Run: ParsableCommand {
     @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The command, its arguments, and the inputs after ::: or ::::.", valueName: "command"))
     var passedWords: [String] = []
 
+    /// Inputs of a long command line after its first `:::` or `::::`, kept from the argument
+    /// parser by `main` (see `SwiftParCommand.holdingBulk`); they follow `passedWords`.
+    nonisolated(unsafe) static var heldWords: [String] = []
+
     /// The command and inputs: what follows the options, without a `--` that ends them (as GNU
     /// parallel takes it; a command may then start with `-`).
-    private var words: [String] { passedWords.first == "--" ? Array(passedWords.dropFirst()) : passedWords }
+    private var words: [String] {
+        let all = passedWords + Self.heldWords
+        return all.first == "--" ? Array(all.dropFirst()) : all
+    }
 
     /// `-n` as the user wrote it after `run` (set by `main` before parsing), if they did.
     nonisolated(unsafe) static var typedMaxArguments: String?

@@ -64,6 +64,24 @@ struct CommandLineTests {
         #expect(bad.status == 64 && bad.errors.contains("Error: SWIFTPAR_WORKERS=many"), "\(bad.report)")
     }
 
+    @Test("Long command lines (hash of 3,000 named files, run with 3,000 inputs) are read whole, options anywhere, the same as sha256sum's and parallel -k's")
+    func longCommandLines() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-many-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        for i in 0..<3000 { try Data("\(i)\n".utf8).write(to: folder.appendingPathComponent("f\(i)")) }
+        let swiftpar = Jobs.product("swiftpar")
+        // Options before, between and after the operands, and names after --.
+        let hashed = try Jobs.runShell("cd '\(folder.path)' && '\(swiftpar)' -n 2 hash f1* --stall-timeout 30 f2* -- f[03-9]* | LC_ALL=C sort", timeout: 120)
+        let reference = try Jobs.runShell("cd '\(folder.path)' && sha256sum f1* f2* f[03-9]* | LC_ALL=C sort", timeout: 120)
+        #expect(hashed.status == 0 && hashed.output == reference.output && hashed.output.split(separator: "\n").count == 3000, "\(hashed.report.prefix(2000))")
+        let bad = try Jobs.runShell("cd '\(folder.path)' && '\(swiftpar)' hash f* --bogus", timeout: 120)
+        #expect(bad.status == 64 && bad.errors.contains("Unknown option '--bogus'"), "\(bad.report.prefix(2000))")
+        let farm = try Jobs.runShell("'\(swiftpar)' -n 2 run -k 'echo {1}-{2}' ::: $(seq 1500) ::: a b", timeout: 120)
+        let parallel = try Jobs.runShell("parallel -k 'echo {1}-{2}' ::: $(seq 1500) ::: a b", timeout: 120)
+        #expect(farm.status == 0 && farm.output == parallel.output && farm.output.split(separator: "\n").count == 3000, "\(farm.report.prefix(2000))")
+    }
+
     @Test("The default number of local ranks is the cores this process may run on (its affinity, as nproc counts them)")
     func ranksFollowAffinity() throws {
         let one = try Jobs.runCommand(["taskset", "-c", "0", Jobs.product("swiftpar"), "info", "--json"])
