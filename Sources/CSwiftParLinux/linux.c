@@ -134,6 +134,11 @@ int swiftpar_kill_with_descendants(const pid_t *pids, int count) {
 static sigset_t ignored_at_start;
 
 __attribute__((constructor)) static void note_ignored_signals(void) {
+    // SIGCHLD ignored makes the kernel reap children at once, so a job could never learn how
+    // its ranks ended and would wait for them for good: it is never meant for a program that
+    // waits on its children.
+    struct sigaction child;
+    if (sigaction(SIGCHLD, NULL, &child) == 0 && child.sa_handler == SIG_IGN) signal(SIGCHLD, SIG_DFL);
     sigemptyset(&ignored_at_start);
     int watched[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
     for (unsigned i = 0; i < sizeof watched / sizeof watched[0]; i++) {
@@ -149,6 +154,8 @@ void swiftpar_die_of_signal(int signal_number) {
     // stops only for the first. SIGQUIT's default action would also dump core.
     struct rlimit none = {0, 0};
     setrlimit(RLIMIT_CORE, &none);
+    // A core pattern that pipes to a program (systemd-coredump) ignores the limit.
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     signal(signal_number, SIG_DFL);
     sigset_t only;
     sigemptyset(&only);

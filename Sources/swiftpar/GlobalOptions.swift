@@ -132,18 +132,28 @@ struct GlobalOptions: ParsableArguments {
         let file = output.flatMap { $0 == "-" ? nil : PathBytes(RawArguments.bytes(of: $0)) }
         let label = failureStatus == 255 ? "run: " : ""
         var opened = false
+        var failure: String?
         if let file, Self.becomesRankZero == true {
             do {
                 try Self.redirectStandardOutput(to: file)
                 opened = true
             } catch {
-                writeStandardError("swiftpar: \(label)\(error)\n")
-                Glibc.exit(failureStatus)
+                failure = "swiftpar: \(label)\(error)\n"
+                // Under a launcher the other ranks are starting too (and srun would leave them
+                // waiting in MPI's start-up): the job is ended once it has started.
+                if LaunchEnvironment.detect() == nil {
+                    writeStandardError(failure!)
+                    Glibc.exit(failureStatus)
+                }
             }
         }
         // validate() has checked both.
         SwiftPar.run(workers: try? workerCount, backend: backend.backend, stallTimeout: (try? stallSeconds) ?? nil) { world in
             guard world.rank == 0, let file else { return try body(world) }
+            if let failure {
+                writeStandardError(failure)
+                SwiftPar.abortJob(status: failureStatus)
+            }
             // A launcher that does not say which rank a process is: rank 0 opens it now.
             if !opened { try Self.redirectStandardOutput(to: file) }
             try body(world)

@@ -94,6 +94,10 @@ struct Run: ParsableCommand {
         return all.first == "--" ? Array(all.dropFirst()) : all
     }
 
+    /// run's options whose value is the next word.
+    static let optionsTakingValues: Set<String> = ["--workers", "--backend", "--stall-timeout", "--joblog", "--retries", "--timeout", "--halt",
+                                                   "--slots-per-rank", "--commands", "-a", "--arg-file", "-d", "--delimiter", "-o", "--output"]
+
     /// `-n` as the user wrote it after `run` (set by `main` before parsing), if they did.
     nonisolated(unsafe) static var typedMaxArguments: String?
 
@@ -101,9 +105,7 @@ struct Run: ParsableCommand {
     /// number of inputs per command there. (The number of ranks, given before `run`, has been
     /// moved here as `--workers`.)
     static func maxArgumentsOption(in arguments: [String]) -> String? {
-        let takesValue: Set<String> = ["--workers", "--backend", "--stall-timeout", "--joblog", "--retries", "--timeout", "--halt",
-                                       "--slots-per-rank", "--commands", "-a", "--arg-file", "-d", "--delimiter",
-                                       "-o", "--output"]
+        let takesValue = optionsTakingValues
         var index = 1
         while index < arguments.count {
             let word = arguments[index]

@@ -74,7 +74,18 @@ struct SwiftParCommand: ParsableCommand {
     /// names), where those words need no parsing at all. Short command lines pass whole.
     static func holdingBulk(_ arguments: [String]) -> [String] {
         guard arguments.count > 64, let command = arguments.first else { return arguments }
-        if command == "run", let cut = arguments.firstIndex(where: { [":::", "::::", ":::+", "::::+"].contains($0) }) {
+        if command == "run" {
+            // Past run's own options first: a `:::` may be an option's value (`-d :::`).
+            var index = 1
+            while index < arguments.count {
+                let word = arguments[index]
+                if word == "--" { break }
+                if Run.optionsTakingValues.contains(word) { index += 2; continue }
+                if word.hasPrefix("-") && word.count > 1 && !word.hasPrefix(":::") { index += 1; continue }
+                break
+            }
+            guard index < arguments.count,
+                  let cut = arguments[index...].firstIndex(where: { [":::", "::::", ":::+", "::::+"].contains($0) }) else { return arguments }
             Run.heldWords = Array(arguments[(cut + 1)...])
             return Array(arguments[...cut])
         }

@@ -80,6 +80,9 @@ struct CommandLineTests {
         let farm = try Jobs.runShell("'\(swiftpar)' -n 2 run -k 'echo {1}-{2}' ::: $(seq 1500) ::: a b", timeout: 120)
         let parallel = try Jobs.runShell("parallel -k 'echo {1}-{2}' ::: $(seq 1500) ::: a b", timeout: 120)
         #expect(farm.status == 0 && farm.output == parallel.output && farm.output.split(separator: "\n").count == 3000, "\(farm.report.prefix(2000))")
+        // A ::: that is an option's value is not where the inputs start.
+        let delimited = try Jobs.runShell("'\(swiftpar)' run -d ::: --dry-run echo ::: $(seq 70)", timeout: 60)
+        #expect(delimited.status == 0 && delimited.output == (1...70).map { "echo \($0)\n" }.joined(), "\(delimited.report.prefix(2000))")
     }
 
     @Test("The default number of local ranks is the cores this process may run on (its affinity, as nproc counts them)")

@@ -159,6 +159,16 @@ struct LaunchTests {
             #expect(full.status != 0 && log.contains("write to /dev/full failed: No space left on device"),
                     "hash.sbatch into /dev/full with \(launcher):\n\(full.report)\njob output:\n\(log)")
         }
+        // A list that cannot be created: the job ends at once, not with the other ranks left in
+        // MPI's start-up (srun does not end a step when one task exits).
+        for launcher in ["srun", "mpirun"] {
+            let missing = try Jobs.runCommand(["sbatch", "--wait", "--output=\(folder)/missing-\(launcher).out",
+                                               "--export=ALL,SWIFTPAR=\(Jobs.product("swiftpar")),DATA=\(tree.path),OUTPUT=/nonexistent-\(UUID().uuidString)/SUMS,LAUNCHER=\(launcher)",
+                                               Self.script("Launch/slurm/hash.sbatch")], environment: environment, timeout: 120)
+            let log = (try? String(contentsOfFile: "\(folder)/missing-\(launcher).out", encoding: .utf8)) ?? ""
+            #expect(missing.status != 0 && missing.seconds < 60 && log.contains("opening the output file"),
+                    "hash.sbatch into a missing folder with \(launcher):\n\(missing.report)\njob output:\n\(log)")
+        }
         // srun without a PMI plugin, and a usage error of every task: said once, not per task.
         let swiftpar = Jobs.product("swiftpar")
         for (arguments, words) in [(["srun", "-n", "3", swiftpar, "info"], "srun --mpi=pmix"),

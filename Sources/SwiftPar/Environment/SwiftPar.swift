@@ -148,6 +148,13 @@ public enum SwiftPar {
     /// its ranks (under mpirun each rank is usually bound to a core or a socket of its own).
     package static var onlineCores: Int { max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1) }
 
+    /// Ends every rank of an MPI job at once with `status` (`MPI_Abort`), or this process when
+    /// no MPI job runs. For an error of rank 0's found before its job could say so.
+    package static func abortJob(status: Int32) -> Never {
+        swiftpar_flush_all_streams()
+        MPIEnvironment.abort(code: status)
+    }
+
     /// Picks the backend a process would use, before anything is started.
     ///
     /// - A process started by a launcher uses MPI; asking for `.local` or `.serial` there, or

@@ -122,8 +122,8 @@ package enum TaskFarm {
             return try dryRun(options, slots: world.size * max(options.slotsPerRank, 1))
         }
         if world.backend == .mpi {
-            // Under mpirun a signal reaches every rank: end with 128 + the signal, as the local
-            // backend does; the guardians then stop the tasks.
+            // Under mpirun a signal reaches every rank: each ends with 128 + the signal (mpirun
+            // then decides the job's status); the guardians stop the tasks.
             swiftpar_exit_on_termination_signals()
         }
         if world.rank == 0 {
