@@ -98,14 +98,19 @@ struct Hash: ParsableCommand {
                 }
             }
             try FileHashing.hashTrees(paths, followSymlinks: follow, keepEntries: json, pool: pool, skipping: skipping, progress: bar.update) { unit in
+                // A note goes on a line of its own: the bar is taken off its line first.
+                func note(_ text: String) {
+                    bar.clear(before: 2)
+                    writeStandardError(text)
+                }
                 for link in unit.skippedLinks {
-                    writeStandardError("swiftpar: skipped symbolic link \(link) (use --follow-symlinks to hash its target)\n")
+                    note("swiftpar: skipped symbolic link \(link) (use --follow-symlinks to hash its target)\n")
                 }
                 for path in unit.skippedOutput {
-                    writeStandardError("swiftpar: skipped \(path): it is the file the output is written to\n")
+                    note("swiftpar: skipped \(path): it is the file the output is written to\n")
                 }
                 for problem in unit.problems {
-                    writeStandardError("swiftpar: \(problem.path): \(problem.reason)\n")
+                    note("swiftpar: \(problem.path): \(problem.reason)\n")
                     failed = true
                 }
                 if json {

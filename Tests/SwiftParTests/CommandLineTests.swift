@@ -286,4 +286,31 @@ struct CommandLineTests {
         #expect(terminal.status == 0, "\(terminal.report)")
         #expect(terminal.output.contains("squaring 200000 integers [") && terminal.output.contains("%)"), "no progress bar:\n\(terminal.report)")
     }
+
+    @Test("hash's notes and errors start a line of their own on a terminal, not the end of the progress bar's")
+    func notesAfterProgressBar() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-bar-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try FileManager.default.createDirectory(at: folder.appendingPathComponent("a"), withIntermediateDirectories: true)
+        // Two sparse files of 1 GiB take a second or more: the bar is drawn before the error
+        // for the missing operand, which comes last in path order.
+        for name in ["big1", "big2"] {
+            let path = folder.appendingPathComponent("a").appendingPathComponent(name).path
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            try handle.truncate(atOffset: 1 << 30)
+            try handle.close()
+        }
+        let command = "cd '\(folder.path)' && '\(Jobs.product("swiftpar"))' -n 2 hash a zz-missing > /dev/null"
+        let terminal = try Jobs.runCommand(["script", "-qec", command, "/dev/null"], timeout: 120)
+        let text = terminal.output
+        #expect(text.contains("%)") && text.contains("swiftpar: zz-missing: No such file or directory"), "no bar, or no error:\n\(terminal.report)")
+        // Every message starts a line: after a newline, or after the bar was taken off its line.
+        var searched = text.startIndex
+        while let found = text.range(of: "swiftpar: ", range: searched..<text.endIndex) {
+            let before = text[text.startIndex..<found.lowerBound]
+            #expect(before.isEmpty || before.hasSuffix("\n") || before.hasSuffix("\r\u{1B}[K"), "a message glued to the bar:\n\(text.debugDescription)")
+            searched = found.upperBound
+        }
+    }
 }
