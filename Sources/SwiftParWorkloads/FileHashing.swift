@@ -74,7 +74,12 @@ public enum FileHashing {
     /// The file is opened without blocking and checked on the open descriptor: a path that
     /// became a named pipe or a device after the walk is reported, never waited on.
     public static func digest(of path: PathBytes, buffer: UnsafeMutableRawBufferPointer) throws -> String {
-        try path.withCString { try digest(in: AT_FDCWD, name: $0, path: path, buffer: buffer) }
+        try digest(of: path, buffer: buffer, skipping: nil)
+    }
+
+    /// The same, throwing `SkippedFile` for the file `skipped` names.
+    static func digest(of path: PathBytes, buffer: UnsafeMutableRawBufferPointer, skipping skipped: FileIdentity?) throws -> String {
+        try path.withCString { try digest(in: AT_FDCWD, name: $0, path: path, buffer: buffer, skipping: skipped) }
     }
 
     /// The SHA-256 of the file `name` in the directory open as `directory` (or `AT_FDCWD`),
@@ -552,8 +557,7 @@ public enum FileHashing {
         func hashFiles(_ files: [File]) {
             for file in files {
                 do {
-                    let hex = try file.path.withCString { try digest(in: AT_FDCWD, name: $0, path: file.path, buffer: buffer, skipping: skipping) }
-                    items.append((file.path, hex, ""))
+                    items.append((file.path, try digest(of: file.path, buffer: buffer, skipping: skipping), ""))
                 } catch is SkippedFile {
                     result.skippedOutput.append(file.path)
                 } catch {

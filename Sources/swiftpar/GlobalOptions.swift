@@ -96,10 +96,13 @@ struct GlobalOptions: ParsableArguments {
         return names + leading + arguments[index...]
     }
 
+    /// The global options whose value is the next word.
+    static let optionsTakingValues: Set<String> = ["-n", "--workers", "--backend", "--stall-timeout", "-o", "--output"]
+
     /// The global options in `arguments` from `start` up to the first argument that is not
     /// one, and where that argument is.
     static func globalOptions(in arguments: [String], from start: Int) -> (options: [String], end: Int) {
-        let takesValue: Set<String> = ["-n", "--workers", "--backend", "--stall-timeout", "-o", "--output"]
+        let takesValue = optionsTakingValues
         // Short options whose value may be joined to them: -n8, -oSUMS.
         let joinable = ["-n", "-o"]
         let flags: Set<String> = ["--json"]

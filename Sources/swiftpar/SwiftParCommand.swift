@@ -90,7 +90,7 @@ struct SwiftParCommand: ParsableCommand {
             return Array(arguments[...cut])
         }
         guard command == "hash" else { return arguments }
-        let takesValue: Set<String> = ["-n", "--workers", "--backend", "--stall-timeout", "-o", "--output"]
+        let takesValue = GlobalOptions.optionsTakingValues
         var kept = [command]
         var index = 1
         while index < arguments.count {

@@ -150,24 +150,20 @@ struct LaunchTests {
                     "hash.sbatch with \(launcher):\n\(hashJob.report)\nsha256sum -c:\n\(check.report)")
         }
         // Slurm's forwarding drops write errors: the list goes through --output, so a full disk
-        // fails the job under both launchers.
-        for launcher in ["srun", "mpirun"] {
-            let full = try Jobs.runCommand(["sbatch", "--wait", "--output=\(folder)/full-\(launcher).out",
-                                            "--export=ALL,SWIFTPAR=\(Jobs.product("swiftpar")),DATA=\(tree.path),OUTPUT=/dev/full,LAUNCHER=\(launcher)",
-                                            Self.script("Launch/slurm/hash.sbatch")], environment: environment, timeout: 180)
-            let log = (try? String(contentsOfFile: "\(folder)/full-\(launcher).out", encoding: .utf8)) ?? ""
-            #expect(full.status != 0 && log.contains("write to /dev/full failed: No space left on device"),
-                    "hash.sbatch into /dev/full with \(launcher):\n\(full.report)\njob output:\n\(log)")
-        }
-        // A list that cannot be created: the job ends at once, not with the other ranks left in
-        // MPI's start-up (srun does not end a step when one task exits).
-        for launcher in ["srun", "mpirun"] {
-            let missing = try Jobs.runCommand(["sbatch", "--wait", "--output=\(folder)/missing-\(launcher).out",
-                                               "--export=ALL,SWIFTPAR=\(Jobs.product("swiftpar")),DATA=\(tree.path),OUTPUT=/nonexistent-\(UUID().uuidString)/SUMS,LAUNCHER=\(launcher)",
-                                               Self.script("Launch/slurm/hash.sbatch")], environment: environment, timeout: 120)
-            let log = (try? String(contentsOfFile: "\(folder)/missing-\(launcher).out", encoding: .utf8)) ?? ""
-            #expect(missing.status != 0 && missing.seconds < 60 && log.contains("opening the output file"),
-                    "hash.sbatch into a missing folder with \(launcher):\n\(missing.report)\njob output:\n\(log)")
+        // fails the job under both launchers. A list that cannot be created ends the job at once,
+        // not with the other ranks left in MPI's start-up (srun does not end a step when one task
+        // exits).
+        let failures = [("full", "/dev/full", "write to /dev/full failed: No space left on device", 180.0),
+                        ("missing", "/nonexistent-\(UUID().uuidString)/SUMS", "opening the output file", 60.0)]
+        for (name, output, words, limit) in failures {
+            for launcher in ["srun", "mpirun"] {
+                let job = try Jobs.runCommand(["sbatch", "--wait", "--output=\(folder)/\(name)-\(launcher).out",
+                                               "--export=ALL,SWIFTPAR=\(Jobs.product("swiftpar")),DATA=\(tree.path),OUTPUT=\(output),LAUNCHER=\(launcher)",
+                                               Self.script("Launch/slurm/hash.sbatch")], environment: environment, timeout: 180)
+                let log = (try? String(contentsOfFile: "\(folder)/\(name)-\(launcher).out", encoding: .utf8)) ?? ""
+                #expect(job.status != 0 && job.seconds < limit && log.contains(words),
+                        "hash.sbatch into \(output) with \(launcher):\n\(job.report)\njob output:\n\(log)")
+            }
         }
         // srun without a PMI plugin, and a usage error of every task: said once, not per task.
         let swiftpar = Jobs.product("swiftpar")
