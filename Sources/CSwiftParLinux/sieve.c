@@ -34,10 +34,20 @@ static inline void place_one(uint64_t packed, int64_t start, double start_double
     *entry = (uint64_t)a << 6 | (uint64_t)(class_index << 3 | j);
 }
 
-void swiftpar_place_large_primes_one_at_a_time(const uint64_t *packed, int64_t *places, uint64_t *entries, long count,
-                                               int64_t start, int64_t base_byte, int clamped) {
+long swiftpar_place_large_primes_one_at_a_time(const uint64_t *packed, int64_t *places, uint64_t *entries, long count,
+                                               int64_t start, int64_t base_byte, int clamped, uint64_t limit) {
     double start_double = (double)start;
-    for (long i = 0; i < count; i++) place_one(packed[i], start, start_double, base_byte, clamped, &places[i], &entries[i]);
+    long kept = 0;
+    for (long i = 0; i < count; i++) {
+        int64_t place;
+        uint64_t entry;
+        place_one(packed[i], start, start_double, base_byte, clamped, &place, &entry);
+        // Written in any case, kept by moving on (no branch to mispredict).
+        places[kept] = place;
+        entries[kept] = entry;
+        kept += (uint64_t)place < limit;
+    }
+    return kept;
 }
 
 #if defined(__x86_64__) && defined(__clang__)
@@ -46,8 +56,8 @@ void swiftpar_place_large_primes_one_at_a_time(const uint64_t *packed, int64_t *
 #define SWIFTPAR_AVX512 __attribute__((target("avx512f,avx512dq")))
 
 SWIFTPAR_AVX512
-static void place_avx512(const uint64_t *packed, int64_t *places, uint64_t *entries, long count,
-                         int64_t start, int64_t base_byte, int clamped) {
+static long place_avx512(const uint64_t *packed, int64_t *places, uint64_t *entries, long count,
+                         int64_t start, int64_t base_byte, int clamped, uint64_t limit) {
     const __m512i residue_table = _mm512_setr_epi64(1, 7, 11, 13, 17, 19, 23, 29);
     const __m512i one = _mm512_set1_epi64(1), zero = _mm512_setzero_si512();
     const __m512i thirty = _mm512_set1_epi64(30);
@@ -55,7 +65,8 @@ static void place_avx512(const uint64_t *packed, int64_t *places, uint64_t *entr
     const __m512i positions_high = _mm512_loadu_si512(position_at_or_after_half + 8);
     const __m512i start_vector = _mm512_set1_epi64(start), base_vector = _mm512_set1_epi64(base_byte);
     const __m512d start_double = _mm512_set1_pd((double)start), thirtieth = _mm512_set1_pd(1.0 / 30.0);
-    long i = 0;
+    const __m512i limit_vector = _mm512_set1_epi64((int64_t)limit);
+    long i = 0, kept = 0;
     for (; i + 8 <= count; i += 8) {
         __m512i word = _mm512_loadu_si512(packed + i);
         __m512i a = _mm512_srli_epi64(word, 3);
@@ -82,10 +93,16 @@ static void place_avx512(const uint64_t *packed, int64_t *places, uint64_t *entr
         __m512i place = _mm512_sub_epi64(_mm512_mullo_epi64(c, p), base_vector);
         place = _mm512_add_epi64(place, _mm512_add_epi64(_mm512_mullo_epi64(a, w), turn));
         __m512i entry = _mm512_or_si512(_mm512_slli_epi64(a, 6), _mm512_or_si512(_mm512_slli_epi64(class_index, 3), j));
-        _mm512_storeu_si512(places + i, place);
-        _mm512_storeu_si512(entries + i, entry);
+        // The kept lanes packed to the front in a register, then all eight lanes stored: a
+        // compressing store straight to memory is slow on some processors (AMD's Zen 4). The
+        // lanes past the kept ones land on slots below i + 8, already read or to be written.
+        __mmask8 keep = _mm512_cmplt_epu64_mask(place, limit_vector);
+        _mm512_storeu_si512(places + kept, _mm512_maskz_compress_epi64(keep, place));
+        _mm512_storeu_si512(entries + kept, _mm512_maskz_compress_epi64(keep, entry));
+        kept += __builtin_popcount(keep);
     }
-    swiftpar_place_large_primes_one_at_a_time(packed + i, places + i, entries + i, count - i, start, base_byte, clamped);
+    return kept + swiftpar_place_large_primes_one_at_a_time(packed + i, places + kept, entries + kept, count - i,
+                                                            start, base_byte, clamped, limit);
 }
 
 static int has_avx512(void) {
@@ -100,13 +117,10 @@ static int has_avx512(void) {
 }
 #endif
 
-void swiftpar_place_large_primes(const uint64_t *packed, int64_t *places, uint64_t *entries, long count,
-                                 int64_t start, int64_t base_byte, int clamped) {
+long swiftpar_place_large_primes(const uint64_t *packed, int64_t *places, uint64_t *entries, long count,
+                                 int64_t start, int64_t base_byte, int clamped, uint64_t limit) {
 #if defined(__x86_64__) && defined(__clang__)
-    if (has_avx512()) {
-        place_avx512(packed, places, entries, count, start, base_byte, clamped);
-        return;
-    }
+    if (has_avx512()) return place_avx512(packed, places, entries, count, start, base_byte, clamped, limit);
 #endif
-    swiftpar_place_large_primes_one_at_a_time(packed, places, entries, count, start, base_byte, clamped);
+    return swiftpar_place_large_primes_one_at_a_time(packed, places, entries, count, start, base_byte, clamped, limit);
 }

@@ -22,8 +22,8 @@ import SwiftPar
 ///
 /// Memory per rank stays within a budget however large the range (`defaultMemory`, or what the
 /// caller gives): when every large prime of a range fits in the buckets, the range is one
-/// block and each large prime is placed once; when they do not, the range is cut into blocks
-/// as large as the budget allows (`wholeBlockBytes(forMemory:)`), each kept whole while its
+/// block and each large prime is placed once; when they do not, the range is cut into as few
+/// blocks as the budget allows (`wholeBlockBytes(forMemory:)`), of even size, each kept whole while its
 /// large primes, made again for each block, cross it in batches as large as what the block
 /// leaves of the budget (`batchPrimes(blockBytes:memory:)`).
 public enum PrimeSieve {
@@ -197,7 +197,8 @@ public enum PrimeSieve {
         precondition(primes.root >= min(root, mediumLimit), "sieving primes up to \(primes.root) cannot sieve up to \(high)")
         // One block when the large primes all fit in the buckets (each is placed once); else
         // blocks kept whole within the memory budget.
-        let blockNumbers = largePrimesFit(upTo: root, bucketLimit: primes.bucketLimit) ? largestBlockNumbers : 30 * UInt64(primes.blockBytes)
+        let blockNumbers = largePrimesFit(upTo: root, bucketLimit: primes.bucketLimit) ? largestBlockNumbers
+            : evenBlockNumbers(high - start + 1, largest: 30 * UInt64(primes.blockBytes))
         var low = start
         while true {
             let (sum, overflow) = (low / 30 * 30).addingReportingOverflow(blockNumbers - 1)
@@ -207,6 +208,19 @@ public enum PrimeSieve {
             if blockHigh == high { break }
             low = blockHigh + 1
         }
+    }
+
+    /// Numbers per block for a range of `span` numbers cut into blocks of at most `largest`: as
+    /// few blocks as that allows, of even size in whole segments. Each block makes and places
+    /// all its large primes, whatever its size, so a short last block would cost as much as a
+    /// full one; and a smaller block leaves more of the memory to each batch of large primes,
+    /// so fewer batches pass over it.
+    static func evenBlockNumbers(_ span: UInt64, largest: UInt64) -> UInt64 {
+        let segmentNumbers = 30 * UInt64(segmentBytes)
+        // (Rounded up without adding first: a span may reach 2^64 − 54.)
+        let blocks = span / largest + (span % largest == 0 ? 0 : 1)
+        let numbers = span / blocks + (span % blocks == 0 ? 0 : 1)
+        return min(largest, (numbers + segmentNumbers - 1) / segmentNumbers * segmentNumbers)
     }
 
     /// The primes 2 to 53, which the pre-sieve patterns take care of.
@@ -672,11 +686,16 @@ struct LargePrimePlacer {
         // The first multiplier q ≥ p with q·p ≥ start; below start = p², q = p.
         let largest = 30 &* (found[count &- 1] >> 3) &+ residues[Int(truncatingIfNeeded: found[count &- 1] & 7)]
         let clamped = largest.multipliedReportingOverflow(by: largest).overflow || largest &* largest > start
+        // The primes whose multiple falls in the block are kept, at the front, without a branch:
+        // near 10^18 those close to 10^9 miss a block of 50 to 60 MiB about half the time, at random
+        // (a fifth of all its large primes miss it).
+        let limit = UInt64(bucketSegments) << Buckets.shift
+        var hits = 0
         if start < 1 << 62 {
             // In C, eight primes at a time where the processor allows (the same arithmetic as
             // `placeOne` below, with the quotient found in floating point and made exact).
-            places.withMemoryRebound(to: Int64.self, capacity: count) { places in
-                swiftpar_place_large_primes(found, places, found, count, Int64(bitPattern: start), Int64(baseByte), clamped ? 1 : 0)
+            hits = places.withMemoryRebound(to: Int64.self, capacity: count) { places in
+                swiftpar_place_large_primes(found, places, found, count, Int64(bitPattern: start), Int64(baseByte), clamped ? 1 : 0, limit)
             }
         } else {
             for i in 0..<count {
@@ -685,29 +704,21 @@ struct LargePrimePlacer {
                 let residueClass = Int(truncatingIfNeeded: packed & 7)
                 let p = UInt64(bitPattern: 30 &* a) &+ residues[residueClass]
                 let q = Swift.max(start / p + (start % p == 0 ? 0 : 1), p)
-                placeOne(i, a: a, residueClass: residueClass, p: Int64(bitPattern: p), q: q)
+                placeOne(hits, a: a, residueClass: residueClass, p: Int64(bitPattern: p), q: q)
             }
         }
-        // Where the first multiple of p·q's wheel turn falls, and what the bucket entry holds.
+        // Where the first multiple of p·q's wheel turn falls, and what the bucket entry holds;
+        // kept (at `slot`) when it falls in the block.
         @inline(__always)
-        func placeOne(_ i: Int, a: Int64, residueClass: Int, p: Int64, q: UInt64) {
+        func placeOne(_ slot: Int, a: Int64, residueClass: Int, p: Int64, q: UInt64) {
             let c = q / 30
             let j = atOrAfter[Int(truncatingIfNeeded: q &- 30 &* c)]
             let kind = residueClass &<< 3 | j
-            places[i] = (Int(truncatingIfNeeded: c) &* Int(truncatingIfNeeded: p) &- baseByte)
+            let place = (Int(truncatingIfNeeded: c) &* Int(truncatingIfNeeded: p) &- baseByte)
                 &+ Int(truncatingIfNeeded: a) &* wheel[j] &+ turnStart[kind]
-            found[i] = UInt64(bitPattern: a) &<< 6 | UInt64(kind)
-        }
-        // The primes whose multiple falls in the block, moved to the front without a branch: near
-        // 10^18 those close to 10^9 miss a block of 60 MiB about half the time, at random (a
-        // fifth of all its large primes miss it).
-        let bucketSegments = UInt(bitPattern: bucketSegments)
-        var hits = 0
-        for i in 0..<count {
-            let position = places[i]
-            places[hits] = position
-            found[hits] = found[i]
-            hits &+= UInt(bitPattern: position >> Buckets.shift) < bucketSegments ? 1 : 0
+            places[slot] = place
+            found[slot] = UInt64(bitPattern: a) &<< 6 | UInt64(kind)
+            hits &+= UInt64(UInt(bitPattern: place)) < limit ? 1 : 0
         }
         for i in 0..<hits {
             let position = places[i]
@@ -904,16 +915,16 @@ struct Buckets {
 
 extension PrimeSieve {
     /// Where the first multiples of large primes (`a << 3 | class` each, above 2^22) at or after
-    /// `start` (< 2^62) fall, as (byte, entry) pairs: by the code the sieve uses (eight at a time
-    /// where the processor allows), by the same code one at a time, and by exact integer
-    /// division. For tests: the three must agree.
-    package static func placements(of packed: [UInt64], start: UInt64, baseByte: UInt64, clamped: Bool)
+    /// `start` (< 2^62) fall, as (byte, entry) pairs, keeping those whose byte is below `limit`:
+    /// by the code the sieve uses (eight at a time where the processor allows), by the same code
+    /// one at a time, and by exact integer division. For tests: the three must agree.
+    package static func placements(of packed: [UInt64], start: UInt64, baseByte: UInt64, clamped: Bool, limit: UInt64 = .max)
         -> (used: [[Int64]], oneAtATime: [[Int64]], exact: [[Int64]]) {
-        func run(_ place: (UnsafePointer<UInt64>, UnsafeMutablePointer<Int64>, UnsafeMutablePointer<UInt64>, Int, Int64, Int64, Int32) -> Void) -> [[Int64]] {
+        func run(_ place: (UnsafePointer<UInt64>, UnsafeMutablePointer<Int64>, UnsafeMutablePointer<UInt64>, Int, Int64, Int64, Int32, UInt64) -> Int) -> [[Int64]] {
             var places = [Int64](repeating: 0, count: packed.count)
             var entries = [UInt64](repeating: 0, count: packed.count)
-            place(packed, &places, &entries, packed.count, Int64(bitPattern: start), Int64(bitPattern: baseByte), clamped ? 1 : 0)
-            return zip(places, entries).map { [$0, Int64(bitPattern: $1)] }
+            let kept = place(packed, &places, &entries, packed.count, Int64(bitPattern: start), Int64(bitPattern: baseByte), clamped ? 1 : 0, limit)
+            return zip(places, entries).prefix(kept).map { [$0, Int64(bitPattern: $1)] }
         }
         let exact = packed.map { word -> [Int64] in
             let a = word >> 3, residueClass = Int(word & 7)
@@ -924,7 +935,7 @@ extension PrimeSieve {
             let w = UInt64(PrimeSieve.wheel[j])
             let place = (q / 30) &* p &- baseByte &+ a &* w &+ PrimeSieve.residues[residueClass] * w / 30
             return [Int64(bitPattern: place), Int64(bitPattern: a << 6 | UInt64(residueClass << 3 | j))]
-        }
+        }.filter { UInt64(bitPattern: $0[0]) < limit }
         return (run(swiftpar_place_large_primes), run(swiftpar_place_large_primes_one_at_a_time), exact)
     }
 }

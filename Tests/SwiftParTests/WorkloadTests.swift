@@ -112,9 +112,18 @@ struct WorkloadTests {
                 packed[201] = chosen
                 for clamped in [false, true] {
                     let baseByte = start / 30 - UInt64.random(in: 0...min(start / 30, 1 << 20), using: &generator)
-                    let (used, oneAtATime, exact) = PrimeSieve.placements(of: packed, start: start, baseByte: baseByte, clamped: clamped)
-                    let wrong = (0..<packed.count).filter { used[$0] != exact[$0] || oneAtATime[$0] != exact[$0] }
-                    #expect(wrong.isEmpty, "start \(start), clamped \(clamped): \(wrong.count) differ, first \(wrong.first.map { "packed \(packed[$0]): \(used[$0]) \(oneAtATime[$0]) against \(exact[$0])" } ?? "")")
+                    // Every prime, and only those whose multiple falls below a limit that keeps
+                    // about half (the block's end), in order.
+                    let all = PrimeSieve.placements(of: packed, start: start, baseByte: baseByte, clamped: clamped).exact
+                    let middle = all.map { UInt64(bitPattern: $0[0]) }.sorted()[all.count / 2]
+                    for limit in [UInt64.max, middle] {
+                        let (used, oneAtATime, exact) = PrimeSieve.placements(of: packed, start: start, baseByte: baseByte, clamped: clamped, limit: limit)
+                        #expect(limit == .max ? exact.count == packed.count : exact.count < packed.count && exact.count > packed.count / 4)
+                        #expect(used.count == exact.count && oneAtATime.count == exact.count,
+                                "start \(start), clamped \(clamped), limit \(limit): kept \(used.count) and \(oneAtATime.count), exactly \(exact.count)")
+                        let wrong = (0..<min(used.count, oneAtATime.count, exact.count)).filter { used[$0] != exact[$0] || oneAtATime[$0] != exact[$0] }
+                        #expect(wrong.isEmpty, "start \(start), clamped \(clamped), limit \(limit): \(wrong.count) differ, first \(wrong.first.map { "\(used[$0]) \(oneAtATime[$0]) against \(exact[$0])" } ?? "")")
+                    }
                 }
             }
         }

@@ -27,16 +27,18 @@ void swiftpar_copy_bytes(void *destination, const void *source, size_t count);
 /// Where the first multiple of each large prime at or after `start` (< 2^62) falls in a block
 /// whose byte 0 is wheel byte `base_byte`: for each of `count` primes p = 30a + residue, given
 /// as `a << 3 | class`, the multiplier q = max(⌈start / p⌉, p if `clamped`) is rounded up to
-/// one coprime to 30, 30c + wheel[j]; `places[i]` gets the byte of that multiple (c·p +
-/// a·wheel[j] + ⌊residue·wheel[j]/30⌋ − base_byte) and `entries[i]` gets `a << 6 | class << 3 |
-/// j`. `entries` may be `packed` itself. Eight primes at a time where the processor has AVX-512F
-/// and AVX-512DQ.
-void swiftpar_place_large_primes(const uint64_t *packed, int64_t *places, uint64_t *entries, long count,
-                                 int64_t start, int64_t base_byte, int clamped);
+/// one coprime to 30, 30c + wheel[j]; its place is the byte of that multiple (c·p +
+/// a·wheel[j] + ⌊residue·wheel[j]/30⌋ − base_byte) and its entry `a << 6 | class << 3 | j`.
+/// Only the primes whose place, taken as unsigned, is below `limit` are kept: their places and
+/// entries go to the front of `places` and `entries`, in order, and the count kept is returned
+/// (`UINT64_MAX` keeps all but a place of −1). `entries` may be `packed` itself; both arrays
+/// hold `count` values. Eight primes at a time where the processor has AVX-512F and AVX-512DQ.
+long swiftpar_place_large_primes(const uint64_t *packed, int64_t *places, uint64_t *entries, long count,
+                                 int64_t start, int64_t base_byte, int clamped, uint64_t limit);
 
 /// The same, one prime at a time, whatever the processor (the fallback, and a check for tests).
-void swiftpar_place_large_primes_one_at_a_time(const uint64_t *packed, int64_t *places, uint64_t *entries, long count,
-                                               int64_t start, int64_t base_byte, int clamped);
+long swiftpar_place_large_primes_one_at_a_time(const uint64_t *packed, int64_t *places, uint64_t *entries, long count,
+                                               int64_t start, int64_t base_byte, int clamped, uint64_t limit);
 
 /// pidfd_open(2): a descriptor for process `pid`, or -1 with errno set.
 int swiftpar_pidfd_open(pid_t pid);
