@@ -50,6 +50,19 @@ long swiftpar_place_large_primes_one_at_a_time(const uint64_t *packed, int64_t *
     return kept;
 }
 
+long swiftpar_gather_primes_one_at_a_time(const uint64_t *words, long word_count, uint64_t base_a, uint64_t *found) {
+    long count = 0;
+    for (long w = 0; w < word_count; w++) {
+        uint64_t bits = words[w];
+        uint64_t first = (base_a + 8 * (uint64_t)w) << 3;
+        while (bits) {
+            found[count++] = first + (uint64_t)__builtin_ctzll(bits);
+            bits &= bits - 1;
+        }
+    }
+    return count;
+}
+
 #if defined(__x86_64__) && defined(__clang__)
 #include <immintrin.h>
 
@@ -105,12 +118,44 @@ static long place_avx512(const uint64_t *packed, int64_t *places, uint64_t *entr
                                                             start, base_byte, clamped, limit);
 }
 
-static int has_avx512(void) {
+#define SWIFTPAR_AVX512_VBMI2 __attribute__((target("avx512f,avx512bw,avx512vbmi2")))
+
+/// The bit numbers of a word's set bits, in order, packed into bytes by one compress; then
+/// widened eight at a time. Stores up to seven values past the last one found.
+SWIFTPAR_AVX512_VBMI2
+static long gather_avx512(const uint64_t *words, long word_count, uint64_t base_a, uint64_t *found) {
+    const __m512i bit_numbers = _mm512_set_epi8(63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48,
+                                                47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34, 33, 32,
+                                                31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16,
+                                                15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    uint8_t set[64] __attribute__((aligned(64)));
+    long count = 0;
+    for (long w = 0; w < word_count; w++) {
+        uint64_t bits = words[w];
+        if (!bits) continue;
+        _mm512_store_si512(set, _mm512_maskz_compress_epi8(bits, bit_numbers));
+        int k = __builtin_popcountll(bits);
+        __m512i first = _mm512_set1_epi64((long long)((base_a + 8 * (uint64_t)w) << 3));
+        for (int j = 0; j < k; j += 8) {
+            __m512i eight = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(set + j)));
+            _mm512_storeu_si512(found + count + j, _mm512_add_epi64(first, eight));
+        }
+        count += k;
+    }
+    return count;
+}
+
+
+/// The vector extensions the code here uses that the processor has, found once: bit 0 for
+/// AVX-512F and DQ (placing), bit 1 for AVX-512F, BW and VBMI2 (gathering).
+static int vector_features(void) {
     static int known = -1;
     int answer = __atomic_load_n(&known, __ATOMIC_RELAXED);
     if (answer < 0) {
         __builtin_cpu_init();
-        answer = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+        int f = __builtin_cpu_supports("avx512f");
+        answer = (f && __builtin_cpu_supports("avx512dq"))
+            | (f && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vbmi2")) << 1;
         __atomic_store_n(&known, answer, __ATOMIC_RELAXED);
     }
     return answer;
@@ -120,7 +165,14 @@ static int has_avx512(void) {
 long swiftpar_place_large_primes(const uint64_t *packed, int64_t *places, uint64_t *entries, long count,
                                  int64_t start, int64_t base_byte, int clamped, uint64_t limit) {
 #if defined(__x86_64__) && defined(__clang__)
-    if (has_avx512()) return place_avx512(packed, places, entries, count, start, base_byte, clamped, limit);
+    if (vector_features() & 1) return place_avx512(packed, places, entries, count, start, base_byte, clamped, limit);
 #endif
     return swiftpar_place_large_primes_one_at_a_time(packed, places, entries, count, start, base_byte, clamped, limit);
+}
+
+long swiftpar_gather_primes(const uint64_t *words, long word_count, uint64_t base_a, uint64_t *found) {
+#if defined(__x86_64__) && defined(__clang__)
+    if (vector_features() & 2) return gather_avx512(words, word_count, base_a, found);
+#endif
+    return swiftpar_gather_primes_one_at_a_time(words, word_count, base_a, found);
 }

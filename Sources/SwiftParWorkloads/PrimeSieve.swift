@@ -628,9 +628,10 @@ struct LargePrimePlacer {
     let start: UInt64
     let baseByte: UInt64
     let bucketSegments: Int
-    /// Primes are gathered a word group at a time, placed together (in C, eight at a time with
-    /// AVX-512: `swiftpar_place_large_primes`), the ones that hit the block moved to the front
-    /// without a branch, then filed.
+    /// Primes are gathered a word group at a time (in C, with AVX-512 VBMI2 a word at a time:
+    /// `swiftpar_gather_primes`), placed together (eight at a time with AVX-512:
+    /// `swiftpar_place_large_primes`), the ones that hit the block kept at the front without a
+    /// branch, then filed.
     static let groupWords = 64
     let found: UnsafeMutablePointer<UInt64>
     let places: UnsafeMutablePointer<Int>
@@ -639,7 +640,8 @@ struct LargePrimePlacer {
         self.start = start
         self.baseByte = baseByte
         self.bucketSegments = bucketSegments
-        found = .allocate(capacity: 64 * Self.groupWords)
+        // (Gathering may store seven past the last prime.)
+        found = .allocate(capacity: 64 * Self.groupWords + 8)
         places = .allocate(capacity: 64 * Self.groupWords)
     }
 
@@ -662,20 +664,10 @@ struct LargePrimePlacer {
 
     @inline(__always)
     func place(_ words: UnsafePointer<UInt64>, count wordCount: Int, base: UInt64, into buckets: inout Buckets) {
-        // Each prime p = 30a + residues[class], gathered as a·8 + class straight from its bit:
-        // no division by 30 to take it apart again.
-        var count = 0
-        let baseA = base / 30
-        for w in 0..<wordCount {
-            var bits = words[w]
-            let wordA = baseA &+ 8 &* UInt64(w)
-            while bits != 0 {
-                let b = bits.trailingZeroBitCount
-                bits &= bits &- 1
-                found[count] = (wordA &+ UInt64(b >> 3)) &<< 3 | UInt64(b & 7)
-                count &+= 1
-            }
-        }
+        // Each prime p = 30a + residues[class], gathered as a·8 + class straight from its bit
+        // (no division by 30 to take it apart again), in C: one compress per word where the
+        // processor allows.
+        let count = swiftpar_gather_primes(words, wordCount, base / 30, found)
         guard count > 0 else { return }
         let residues = Self.residues
         let atOrAfter = Self.wheelPositionAtOrAfter
@@ -937,5 +929,16 @@ extension PrimeSieve {
             return [Int64(bitPattern: place), Int64(bitPattern: a << 6 | UInt64(residueClass << 3 | j))]
         }.filter { UInt64(bitPattern: $0[0]) < limit }
         return (run(swiftpar_place_large_primes), run(swiftpar_place_large_primes_one_at_a_time), exact)
+    }
+
+    /// The numbers of the set bits of `words` as `a << 3 | class` (bit b of word w: a = `baseA`
+    /// + 8w + b / 8, class b % 8), by the code the sieve uses and one bit at a time. For tests.
+    package static func gathered(_ words: [UInt64], baseA: UInt64) -> (used: [UInt64], oneAtATime: [UInt64]) {
+        func run(_ gather: (UnsafePointer<UInt64>, Int, UInt64, UnsafeMutablePointer<UInt64>) -> Int) -> [UInt64] {
+            var found = [UInt64](repeating: 0, count: 64 * words.count + 8)
+            let count = gather(words, words.count, baseA, &found)
+            return Array(found.prefix(count))
+        }
+        return (run(swiftpar_gather_primes), run(swiftpar_gather_primes_one_at_a_time))
     }
 }

@@ -129,6 +129,33 @@ struct WorkloadTests {
         }
     }
 
+    @Test("Gathering a sieve's set bits: the vector code and the same one bit at a time give every bit, in order")
+    func gatheredBits() {
+        var generator = SystemRandomNumberGenerator()
+        // Empty, full and single-bit words, and random ones of every density.
+        var words: [UInt64] = [0, .max, 1, 1 << 63, 0x8000_0000_0000_0001, 0, 0, .max]
+        for _ in 0..<500 {
+            let density = Int.random(in: 0...6, using: &generator)
+            var word = UInt64.random(in: 0...UInt64.max, using: &generator)
+            for _ in 0..<density { word &= UInt64.random(in: 0...UInt64.max, using: &generator) }
+            words.append(word)
+        }
+        for baseA in [UInt64(0), 8, 33_333_333, 1 << 40] {
+            for length in [0, 1, 7, words.count] {
+                let slice = Array(words.prefix(length))
+                var expected: [UInt64] = []
+                for (w, word) in slice.enumerated() {
+                    for b in 0..<64 where word >> UInt64(b) & 1 == 1 {
+                        expected.append((baseA + 8 * UInt64(w) + UInt64(b / 8)) << 3 | UInt64(b % 8))
+                    }
+                }
+                let (used, oneAtATime) = PrimeSieve.gathered(slice, baseA: baseA)
+                #expect(used == expected, "base \(baseA), \(length) words: \(used.count) gathered, \(expected.count) bits set")
+                #expect(oneAtATime == expected, "one at a time, base \(baseA), \(length) words: \(oneAtATime.count) gathered, \(expected.count) bits set")
+            }
+        }
+    }
+
     @Test("The sieve's own interface works up to 2^64 − 1, as primesieve does",
           .enabled(if: FileManager.default.fileExists(atPath: "/usr/bin/primesieve")))
     func sieveAtTheTopOfUInt64() throws {
@@ -250,7 +277,7 @@ struct WorkloadTests {
         let large = Int64(64 << 20)
         for i in 0..<5 {
             let name = i < 4 ? "file\(i)" : "sub/z-large"
-            FileManager.default.createFile(atPath: root.appendingPathComponent(name).path, contents: nil)
+            try Data().write(to: root.appendingPathComponent(name))
             let handle = try FileHandle(forWritingTo: root.appendingPathComponent(name))
             try handle.truncate(atOffset: UInt64(large) + UInt64(i))
             try handle.close()

@@ -40,6 +40,15 @@ long swiftpar_place_large_primes(const uint64_t *packed, int64_t *places, uint64
 long swiftpar_place_large_primes_one_at_a_time(const uint64_t *packed, int64_t *places, uint64_t *entries, long count,
                                                int64_t start, int64_t base_byte, int clamped, uint64_t limit);
 
+/// The numbers whose bits are set in `word_count` words of a sieve, as `a << 3 | class` for
+/// p = 30a + residue: bit b of word w stands for a = `base_a` + 8w + b / 8, class b % 8. Writes
+/// them to `found` in order and returns how many; `found` needs room for 7 more than that
+/// (the vector code stores eight at a time). With AVX-512 VBMI2, one compress per word.
+long swiftpar_gather_primes(const uint64_t *words, long word_count, uint64_t base_a, uint64_t *found);
+
+/// The same, one bit at a time, whatever the processor (the fallback, and a check for tests).
+long swiftpar_gather_primes_one_at_a_time(const uint64_t *words, long word_count, uint64_t base_a, uint64_t *found);
+
 /// pidfd_open(2): a descriptor for process `pid`, or -1 with errno set.
 int swiftpar_pidfd_open(pid_t pid);
 
