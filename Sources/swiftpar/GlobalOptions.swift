@@ -16,7 +16,7 @@ struct GlobalOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Backend: auto, mpi, local or serial.", valueName: "backend"))
     var backend: BackendOption = .auto
 
-    @Flag(help: "Print machine-readable JSON instead of text.")
+    @Flag(help: "Print machine-readable JSON instead of text (run: the tasks' output as it is, then a JSON summary line).")
     var json = false
 
     @Option(name: [.customShort("o", allowingJoined: true), .customLong("output")],
@@ -49,6 +49,9 @@ struct GlobalOptions: ParsableArguments {
     }
 
     func validate() throws {
+        // `run -kn2 …` groups GNU parallel's -n with run's flags; argument-parser reads the -n
+        // as --workers and takes the next word for its value: run says what is really wrong.
+        if let typed = Run.typedMaxArguments { throw Run.maxArgumentsError(typed) }
         let workers = try workerCount
         let stall = try stallSeconds
         // What the job would refuse as it starts (-n under mpirun, too many local ranks, a bad

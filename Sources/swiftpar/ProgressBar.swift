@@ -10,8 +10,9 @@ import Synchronization
 final class ProgressBar: Sendable {
     let label: String
     let enabled: Bool
-    /// When the bar was last drawn, and whether it ever was.
-    private let drawing = Mutex((last: 0.0, drawn: false))
+    /// When the bar was last drawn, whether it is on the screen, and whether the terminal's
+    /// line holds the start of someone else's line (the bar would wipe it): then it waits.
+    private let drawing = Mutex((last: 0.0, drawn: false, midLine: false))
 
     /// Whether standard output is a terminal too (the one the bar is on, as a rule).
     private let outputIsTerminal = isatty(1) != 0
@@ -29,8 +30,8 @@ final class ProgressBar: Sendable {
         guard enabled else { return }
         let now = monotonicNow()
         let due = drawing.withLock { state in
-            guard now - state.last >= 0.1 || done == total else { return false }
-            state = (now, true)
+            guard !state.midLine, now - state.last >= 0.1 || done == total else { return false }
+            state = (now, true, false)
             return true
         }
         guard due else { return }
@@ -54,10 +55,18 @@ final class ProgressBar: Sendable {
         guard enabled, stream != 1 || outputIsTerminal else { return }
         let drawn = drawing.withLock { state -> Bool in
             let drawn = state.drawn
-            state = (0, false)
+            state = (0, false, state.midLine)
             return drawn
         }
         if drawn { writeStandardError("\r\u{1B}[K") }
+    }
+
+    /// Something else was printed on the terminal (to standard output when that is the
+    /// terminal too, `stream` 1, or to standard error, 2): the bar is drawn again only once a
+    /// line is ended, so that it never wipes the start of one.
+    func printed(on stream: Int32, endsLine: Bool) {
+        guard enabled, stream != 1 || outputIsTerminal else { return }
+        drawing.withLock { $0.midLine = !endsLine }
     }
 
     /// Removes the bar, leaving the line clean for what follows.

@@ -123,12 +123,15 @@ struct Run: ParsableCommand {
         return nil
     }
 
+    /// Why a `-n` after `run` (`typed`, as the user wrote it) is refused.
+    static func maxArgumentsError(_ typed: String) -> ValidationError {
+        ValidationError("\(typed) after run would be GNU parallel's number of inputs per command, which swiftpar run does not have "
+                        + "(each task takes one input); for the number of ranks give -n before run (swiftpar -n 4 run ...) or --workers")
+    }
+
     func validate() throws {
         if let first = passedWords.first, first == "--help" || first == "-h" { throw CleanExit.helpRequest(Self.self) }
-        if let typed = Self.typedMaxArguments {
-            throw ValidationError("\(typed) after run would be GNU parallel's number of inputs per command, which swiftpar run does not have "
-                                  + "(each task takes one input); for the number of ranks give -n before run (swiftpar -n 4 run ...) or --workers")
-        }
+        if let typed = Self.typedMaxArguments { throw Self.maxArgumentsError(typed) }
         if let first = passedWords.first, first.hasPrefix("-"), first.count > 1, !first.hasPrefix(":::"), first != "--" {
             if first == "-j" || first.hasPrefix("-j") || first.hasPrefix("--jobs") || first.hasPrefix("-P") || first.hasPrefix("--max-procs") {
                 throw ValidationError("swiftpar run has no \(first): every rank is a slot, so give -n N before run for N slots on this machine "
@@ -286,9 +289,18 @@ struct Run: ParsableCommand {
             template = []
         }
         if sources.isEmpty { sources = [InputSpecification(.standardInput)] }
-        // Open every input file now, so a missing one is reported before any rank starts.
+        // Open every input file now, so a missing one is reported before any rank starts. A
+        // named pipe is only looked at: opening and closing it would let its writer go on, and
+        // what it wrote would be lost before the farm opens it again.
         for source in sources {
             if case .file(let path) = source.source, path.bytes != Array("-".utf8) {
+                var named = stat()
+                if path.withCString({ stat($0, &named) }) == 0 && (named.st_mode & S_IFMT) == S_IFIFO {
+                    guard path.withCString({ access($0, R_OK) }) == 0 else {
+                        throw InputError(description: "cannot open input file \(path): \(String(cString: strerror(errno)))")
+                    }
+                    continue
+                }
                 let descriptor = path.withCString { open($0, O_RDONLY | O_CLOEXEC) }
                 guard descriptor >= 0 else { throw InputError(description: "cannot open input file \(path): \(String(cString: strerror(errno)))") }
                 var status = stat()
@@ -334,10 +346,14 @@ struct Run: ParsableCommand {
             throw ExitCode(255)
         }
         let json = options.json
+        // A job that fails on any rank (a task that cannot be started there, a lost or stalled
+        // rank) ends with 255 too, never with a status that reads as a count of failed tasks.
+        SwiftPar.jobFailureStatus = 255
         options.run(failureStatus: 255) { world in
             let bar = ProgressBar("tasks", enabled: world.rank == 0 && isTerminal(2) && !farm.dryRun)
             var farm = farm
             farm.beforePrinting = { stream in bar.clear(before: stream) }
+            farm.afterPrinting = { stream, endsLine in bar.printed(on: stream, endsLine: endsLine) }
             let summary: FarmSummary?
             do {
                 summary = try TaskFarm.run(farm, on: world) { progress in
@@ -359,7 +375,7 @@ struct Run: ParsableCommand {
                 // output that cannot be printed, a task that cannot be started) has stopped the
                 // workers: 255, GNU parallel's status for an error other than failed tasks, so
                 // that it is never taken for a count of failed tasks. (The job's own errors, a
-                // stall or a lost rank, end it as they end any job.)
+                // stall or a lost rank, end it as they end any job, with `jobFailureStatus`.)
                 bar.finish()
                 writeStandardError("swiftpar: run: \(error)\n")
                 world.exitStatus = 255

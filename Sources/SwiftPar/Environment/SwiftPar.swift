@@ -255,6 +255,14 @@ public enum SwiftPar {
         return availableCores
     }
 
+    /// The status a job ends with when a rank fails: it throws, crashes, stalls past the stall
+    /// timeout, or cannot write its output. 1 unless the program sets another on every rank
+    /// before `run` (the command line's `run` uses 255, GNU parallel's status for an error
+    /// other than failed tasks, so that it is never taken for a count of them); a program that
+    /// sets one also gets it, rather than 2, when the job cannot start. An interrupt still ends
+    /// the job with 128 + the signal's number.
+    nonisolated(unsafe) package static var jobFailureStatus: Int32 = 1
+
     /// Starts the job and runs `body` on every rank, then ends the process. Never returns.
     ///
     /// Under a launcher each process is one rank of the MPI world (`MPI_Init_thread`, by default
@@ -394,7 +402,7 @@ public enum SwiftPar {
                 }
                 report(error, rank: world.rank, size: world.size)
                 // MPI_Finalize may block like a barrier; abort ends every rank instead.
-                MPIEnvironment.abort(code: 1)
+                MPIEnvironment.abort(code: jobFailureStatus)
             }
             exit(communicator.exitStatus)
         case .local(let world):
@@ -406,7 +414,7 @@ public enum SwiftPar {
                 if let failure = StandardOutput.flushChecked() { throw failure }
             } catch {
                 report(error, rank: 0, size: 1)
-                exit(1)
+                exit(jobFailureStatus)
             }
             exit(communicator.exitStatus)
         }
@@ -444,7 +452,8 @@ public enum SwiftPar {
         return text.hasPrefix(prefix) ? String(text.dropFirst(prefix.count)) : text
     }
 
-    /// Prints `message` and ends the process with status 2. A problem that every rank of a
+    /// Prints `message` and ends the process with status 2 (or `jobFailureStatus`, when the
+    /// program set one). A problem that every rank of a
     /// launcher's job usually meets alike (`sharedByRanks`) is said once, by rank 0, unless this
     /// rank alone has it (see `LaunchEnvironment.reportSharedProblem`).
     static func fail(_ message: String, sharedByRanks: Bool = false) -> Never {
@@ -453,7 +462,8 @@ public enum SwiftPar {
         } else {
             writeStandardError(message + "\n")
         }
-        exit(2)
+        // A program that chose its own failure status (`run`: 255) gets it here too.
+        exit(jobFailureStatus == 1 ? 2 : jobFailureStatus)
     }
 }
 

@@ -50,8 +50,9 @@ package struct CommandTemplate: Sendable {
     /// The shell command for a task with `inputs` (one per source), number `sequence`, on `slot`.
     package func command(inputs: [[UInt8]], sequence: Int, slot: Int) -> [UInt8] {
         if words.isEmpty {
-            // No command: the inputs are the command, unquoted.
-            return Self.joined(inputs)
+            // No command: the inputs are the command; with -q each is one word, as in GNU
+            // parallel (`-q ::: 'echo 1'` runs a program named "echo 1").
+            return Self.joined(quotesWords ? inputs.map(Self.shellQuoted) : inputs)
         }
         var line: [UInt8] = []
         for (index, word) in words.enumerated() {

@@ -86,7 +86,7 @@ final class Coordinator {
         let localHost = world.hostName
         hosts = Array(repeating: localHost, count: world.size)
         printer = Printer(keepOrder: options.keepOrder, tag: options.tag, lineBuffered: options.runner.lineBuffered, joblog: log,
-                          beforePrinting: options.beforePrinting)
+                          beforePrinting: options.beforePrinting, afterPrinting: options.afterPrinting)
         printer.acknowledge = { [unowned self] rank, sequence, count in
             if rank == 0 {
                 self.runner.acknowledge(sequence: sequence, count: count)
@@ -175,6 +175,7 @@ final class Coordinator {
         if halting == nil && !isFinished {
             options.beforePrinting(2)
             writeStandardError("swiftpar: run: internal error: the farm stopped with tasks left\n")
+            options.afterPrinting(2, true)
             status = 255
         }
         progress(FarmProgress(done: finished, total: total, failed: failed, seconds: seconds))
@@ -366,6 +367,7 @@ final class Coordinator {
         if result.timedOut, let command = printer.command(of: result.sequence) {
             options.beforePrinting(2)
             writeStandardError("swiftpar: task \(result.sequence) ran longer than \(formatSeconds(options.runner.timeout ?? 0)) s and was killed: \(String(decoding: command, as: UTF8.self))\n")
+            options.afterPrinting(2, true)
         }
         let command = printer.command(of: result.sequence)
         try printer.finished(result, rank: rank)
@@ -381,6 +383,7 @@ final class Coordinator {
         if !lost.isEmpty && halting == nil {
             options.beforePrinting(2)
             writeStandardError("swiftpar: rank \(rank) \(reason) while it held task\(lost.count == 1 ? "" : "s") \(lost.map(String.init).joined(separator: ", ")); running \(lost.count == 1 ? "it" : "them") again on the other ranks\n")
+            options.afterPrinting(2, true)
         }
         for sequence in lost.reversed() {
             guard let inputs = try printer.abandon(sequence, runAgain: halting == nil), halting == nil else { continue }
@@ -406,6 +409,7 @@ final class Coordinator {
         }
         options.beforePrinting(2)
         writeStandardError("swiftpar: task \(result.sequence) \(verb): \(String(decoding: command ?? [], as: UTF8.self))\n")
+        options.afterPrinting(2, true)
         guard halting == nil else { return }
         let triggered: Bool
         switch halt.threshold {
@@ -433,6 +437,7 @@ final class Coordinator {
             halting = .now
             options.beforePrinting(2)
             writeStandardError("swiftpar: --halt \(haltDescription(halt)) reached; killing the running tasks\n")
+            options.afterPrinting(2, true)
             runner.killAll()
             for rank in live { try order(FarmMessage(.halt), to: rank) }
             printer.discardAll()
@@ -446,6 +451,7 @@ final class Coordinator {
             }
             options.beforePrinting(2)
             writeStandardError("swiftpar: --halt \(haltDescription(halt)) reached; starting no more tasks, waiting for the running ones\n")
+            options.afterPrinting(2, true)
         }
     }
 

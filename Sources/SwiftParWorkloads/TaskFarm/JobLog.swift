@@ -31,6 +31,16 @@ package final class JobLog {
         descriptor = path.withCString { open($0, flags, 0o644) }
         guard descriptor >= 0 else { throw SystemError.current("opening joblog \(path)") }
         if !keep && header { try write(Array(Self.header.utf8)) }
+        // A log cut off in the middle of a line (a job killed while its disk was full): the
+        // new lines start on a line of their own, rather than glued to that part of one.
+        if keep && status.st_mode & S_IFMT == S_IFREG {
+            let reader = path.withCString { open($0, O_RDONLY | O_CLOEXEC) }
+            guard reader >= 0 else { throw SystemError.current("opening joblog \(path)") }
+            var last: UInt8 = 0
+            let read = pread(reader, &last, 1, status.st_size - 1)
+            close(reader)
+            if read == 1 && last != 10 { try write([10]) }
+        }
     }
 
     deinit { if descriptor >= 0 { close(descriptor) } }

@@ -22,6 +22,7 @@ final class Printer {
     private let lineBuffered: Bool
     private let joblog: JobLog?
     private let beforePrinting: (_ stream: Int32) -> Void
+    private let afterPrinting: (_ stream: Int32, _ endsLine: Bool) -> Void
     private let store = HeldOutput()
     var acknowledge: (_ rank: Int, _ sequence: Int, _ count: Int) throws -> Void = { _, _, _ in }
     var host: (_ rank: Int) -> String = { _ in ":" }
@@ -41,8 +42,10 @@ final class Printer {
     private var lineStarts: [Int: (output: Bool, errors: Bool)] = [:]
     private var output: [UInt8] = []
 
-    init(keepOrder: Bool, tag: Bool, lineBuffered: Bool, joblog: JobLog?, beforePrinting: @escaping (_ stream: Int32) -> Void = { _ in }) {
+    init(keepOrder: Bool, tag: Bool, lineBuffered: Bool, joblog: JobLog?, beforePrinting: @escaping (_ stream: Int32) -> Void = { _ in },
+         afterPrinting: @escaping (_ stream: Int32, _ endsLine: Bool) -> Void = { _, _ in }) {
         self.beforePrinting = beforePrinting
+        self.afterPrinting = afterPrinting
         self.keepOrder = keepOrder
         self.tag = tag
         self.lineBuffered = lineBuffered
@@ -79,6 +82,7 @@ final class Printer {
         if lineStarts.removeValue(forKey: sequence) != nil {
             beforePrinting(2)
             writeStandardError("swiftpar: task \(sequence) was cut short; the output it printed \(runAgain ? "is followed by that of its next run" : "is all there is")\n")
+            afterPrinting(2, true)
         }
         if owner == sequence { owner = nil }
         let inputs = tasks[sequence]?.inputs
@@ -225,6 +229,7 @@ final class Printer {
             try flushOutput()
             if joblog.writesToStandardOutput { beforePrinting(1) }
             try joblog.record(result, host: host(task.rank), command: task.command)
+            if joblog.writesToStandardOutput { afterPrinting(1, true) }
         }
         tasks[sequence] = nil
     }
@@ -257,6 +262,7 @@ final class Printer {
             try flushOutput()
             beforePrinting(2)
             text.withUnsafeBytes { writeStandardError(bytes: $0) }
+            afterPrinting(2, text.last == 10)
         }
     }
 
@@ -264,6 +270,7 @@ final class Printer {
         guard !output.isEmpty else { return }
         beforePrinting(1)
         try output.withUnsafeBytes { try StandardOutput.write($0) }
+        afterPrinting(1, output.last == 10)
         output.removeAll(keepingCapacity: true)
     }
 

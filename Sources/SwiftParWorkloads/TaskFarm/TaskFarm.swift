@@ -63,6 +63,10 @@ package struct FarmOptions: Sendable {
     /// Called on rank 0 just before it writes to standard output (1) or standard error (2): a
     /// progress bar on the terminal takes itself off the line.
     package var beforePrinting: @Sendable (_ stream: Int32) -> Void = { _ in }
+    /// Called on rank 0 just after it wrote tasks' output to standard output (1) or standard
+    /// error (2), with whether that output ended a line: a progress bar is not drawn over a
+    /// line a task left unfinished.
+    package var afterPrinting: @Sendable (_ stream: Int32, _ endsLine: Bool) -> Void = { _, _ in }
     package var template = CommandTemplate([])
     package var sources: [InputSpecification] = [InputSpecification(.standardInput)]
     /// What ends each input record: one byte or more (`-d`).

@@ -122,7 +122,8 @@ final class RecordReader {
 /// Several sources give every combination, the last source varying fastest; with `link`, they
 /// are paired element by element, shorter sources starting over, for as many tasks as the
 /// longest has values; a source marked `linkedToPrevious` is paired with the one before it and
-/// the pair ends with the shorter. An empty source among others counts as one empty value.
+/// the pair ends with the shorter (with `link`, it wraps as the others do). An empty source
+/// among others counts as one empty value.
 package final class TaskInputs {
     /// A group of sources read in step.
     private final class Unit {
@@ -183,7 +184,8 @@ package final class TaskInputs {
                     return nil
                 }
             }
-            if specification.linkedToPrevious, let last = units.last {
+            // With --link every source wraps, :::+ ones too, as in GNU parallel.
+            if specification.linkedToPrevious && !link, let last = units.last {
                 last.readers.append(reader)
             } else {
                 units.append(Unit(readers: [reader]))
@@ -200,7 +202,7 @@ package final class TaskInputs {
             guard case .values(let values) = specification.source else { return nil }
             var records = 0
             for value in values { records += SwiftParWorkloads.records(of: value, separator: separator).count }
-            if specification.linkedToPrevious, let last = units.last {
+            if specification.linkedToPrevious && !link, let last = units.last {
                 units[units.count - 1] = min(last, records)
             } else {
                 units.append(records)

@@ -126,7 +126,7 @@ enum LocalJob {
         handoff.start(monitor)
         // Every rank runs the program from the top; rank 0 waits until all have joined.
         while region.joinedRanks.load(ordering: .acquiring) < size - 1 {
-            if region.failedRank.load(ordering: .acquiring) >= 0 { monitor.endJob(exitCode: 1) }
+            if region.failedRank.load(ordering: .acquiring) >= 0 { monitor.endJob(exitCode: SwiftPar.jobFailureStatus) }
             usleep(200)
         }
         return LocalTransport(engine: engine, members: Array(0..<size), context: 0)
@@ -246,10 +246,10 @@ enum LocalJob {
         engine.wakeEveryone()
         guard engine.me == 0 else {
             swiftpar_flush_all_streams()
-            _exit(1)
+            _exit(SwiftPar.jobFailureStatus)
         }
-        if let monitor { monitor.endJob(exitCode: 1) }
-        exit(1)
+        if let monitor { monitor.endJob(exitCode: SwiftPar.jobFailureStatus) }
+        exit(SwiftPar.jobFailureStatus)
     }
 
     /// Threads of this process, from /proc/self/status, leaving out the thread children are
@@ -342,7 +342,7 @@ final class LocalMonitor: @unchecked Sendable {
                     engine.wakeEveryone()
                     deadline = monotonicNow() + 1.0
                 } else if monotonicNow() >= deadline! {
-                    endJob(exitCode: 1)
+                    endJob(exitCode: SwiftPar.jobFailureStatus)
                 }
             }
         }
@@ -424,11 +424,11 @@ final class LocalMonitor: @unchecked Sendable {
     /// Rank 0's closure has returned: wait until every child has ended, then end the job.
     func waitForChildren(status: Int32, whileWaiting: () -> Void) -> Never {
         while reaped.load(ordering: .acquiring) < children.count {
-            if region.failedRank.load(ordering: .acquiring) >= 0 { endJob(exitCode: 1) }
+            if region.failedRank.load(ordering: .acquiring) >= 0 { endJob(exitCode: SwiftPar.jobFailureStatus) }
             whileWaiting()
             usleep(2000)
         }
-        if region.failedRank.load(ordering: .acquiring) >= 0 { endJob(exitCode: 1) }
+        if region.failedRank.load(ordering: .acquiring) >= 0 { endJob(exitCode: SwiftPar.jobFailureStatus) }
         for rank in toleratedFailures {
             writeStandardError("swiftpar: note: rank \(rank) \(region.rankFailureDescription(rank)) and the job went on without it; its unfinished work was redone by the other ranks\n")
         }

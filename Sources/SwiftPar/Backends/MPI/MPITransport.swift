@@ -538,7 +538,7 @@ final class MPITransport: Transport {
             if MPI_Test(&request, &flag, swiftpar_status_ignore()) != MPI_SUCCESS { return }
             if monotonicNow() > deadline {
                 writeStandardError("swiftpar: rank \(rank): a receive could not be cancelled after its wait failed; ending the job\n")
-                MPI_Abort(swiftpar_comm_world(), 1)
+                MPI_Abort(swiftpar_comm_world(), SwiftPar.jobFailureStatus)
             }
         }
     }
