@@ -36,11 +36,16 @@ struct Experiment: ParsableCommand {
 
     @OptionGroup var options: GlobalOptions
 
-    @Option(help: "Number of tasks (the article uses 4).")
+    @Option(parsing: .unconditional, help: "Number of tasks (the article uses 4).")
     var tasks = 8
 
-    @Option(help: "Each task counts the primes below this bound by trial division (the article uses 50000).")
+    @Option(parsing: .unconditional, help: "Each task counts the primes below this bound by trial division (the article uses 50000).")
     var limit = 1_000_000
+
+    func validate() throws {
+        guard tasks >= 1 else { throw ValidationError("--tasks must be at least 1, not \(tasks)") }
+        guard limit >= 2 else { throw ValidationError("--limit must be at least 2, not \(limit)") }
+    }
 
     struct Row: Codable {
         var approach: String
@@ -126,7 +131,7 @@ struct PrimesBench: ParsableCommand {
     @Argument(help: "N (default 10^10).")
     var limit: String = "10000000000"
 
-    @Option(help: "Repetitions; the median is reported.")
+    @Option(parsing: .unconditional, help: "Repetitions; the median is reported.")
     var repetitions = 3
 
     func validate() throws {
@@ -192,6 +197,8 @@ struct HashBench: ParsableCommand {
             let start = monotonicNow()
             var failed = 0
             try FileHashing.hashTrees(paths, followSymlinks: false, keepEntries: false, pool: pool) { unit in
+                // Said as `swiftpar hash` says them; the job then ends with 1, as it does.
+                for problem in unit.problems { writeStandardError("swiftpar: \(problem.path): \(problem.reason)\n") }
                 failed += unit.problems.count
             }
             let seconds = monotonicNow() - start
@@ -202,6 +209,7 @@ struct HashBench: ParsableCommand {
             if json { try printChecked(try jsonText(report)) } else {
                 try printChecked("\(files.count) files, \(bytes) bytes in \(format(seconds, 3)) s: \(format(report.gigabytesPerSecond, 2)) GB/s on \(world.size) ranks")
             }
+            if failed > 0 { world.exitStatus = 1 }
         }
     }
 }

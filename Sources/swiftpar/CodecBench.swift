@@ -17,7 +17,7 @@ struct CodecBench: ParsableCommand {
 
     @OptionGroup var options: GlobalOptions
 
-    @Option(help: "Repetitions of each measurement; the median is reported.")
+    @Option(parsing: .unconditional, help: "Repetitions of each measurement; the median is reported.")
     var repetitions = 5
 
     @Option(name: .customLong("case"), help: "Measure only this shape (repeat for several); the default is every shape.")

@@ -16,11 +16,16 @@ struct CollectivesBench: ParsableCommand {
 
     @OptionGroup var options: GlobalOptions
 
-    @Option(help: "Timed calls of each collective; the median is reported.")
+    @Option(parsing: .unconditional, help: "Timed calls of each collective; the median is reported.")
     var repetitions = 20
 
-    @Option(help: "Doubles per call.")
+    @Option(parsing: .unconditional, help: "Doubles per call.")
     var count = 1_000_000
+
+    func validate() throws {
+        guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1, not \(repetitions)") }
+        guard count >= 1 else { throw ValidationError("--count must be at least 1, not \(count)") }
+    }
 
     struct Report: Codable {
         var backend: String
@@ -46,13 +51,14 @@ struct CollectivesBench: ParsableCommand {
             }
             var check: [Double] = []
             let allreduce = try median { check = try world.allreduce(values, .sum) }
-            let n = Double(world.size)
-            guard check.count == count, check[1] == n * 0.5 + n * (n - 1) / 2 else {
+            // Each rank gives i·0.5 + its rank at index i: the sum at the last index.
+            let n = Double(world.size), last = count - 1
+            guard check.count == count, check[last] == n * 0.5 * Double(last) + n * (n - 1) / 2 else {
                 throw SwiftParUsageError("bench collectives: wrong allreduce result")
             }
             var received: [Double] = []
             let broadcast = try median { received = try world.broadcast(world.rank == 0 ? values : nil) }
-            guard received.count == count, received[1] == 0.5 else { throw SwiftParUsageError("bench collectives: wrong broadcast result") }
+            guard received.count == count, received[last] == 0.5 * Double(last) else { throw SwiftParUsageError("bench collectives: wrong broadcast result") }
             guard world.rank == 0 else { return }
             let report = Report(backend: world.backend.rawValue, ranks: world.size, count: count,
                                 allreduceSeconds: allreduce, broadcastSeconds: broadcast)

@@ -32,6 +32,34 @@ struct Hash: ParsableCommand {
         guard !paths.isEmpty || !Self.heldOperands.isEmpty else { throw ValidationError("give at least one file or directory to hash") }
     }
 
+    /// `hash * > SUMS` in a folder holding a file named `-h` or `--help`: argument-parser
+    /// would print the help into SUMS and exit 0. Either beside other operands is refused
+    /// instead (sha256sum refuses them too); `hash -h` alone is still the help.
+    static func helpAmongOperands(_ arguments: [String]) -> String? {
+        guard arguments.first == "hash" else { return nil }
+        let end = arguments.firstIndex(of: "--") ?? arguments.endIndex
+        let words = arguments[1..<end]
+        guard let asked = words.first(where: { $0 == "-h" || $0 == "--help" }) else { return nil }
+        let takesValue = GlobalOptions.optionsTakingValues
+        var operands = heldOperands.count + (end < arguments.endIndex ? arguments.endIndex - end - 1 : 0)
+        var index = words.startIndex
+        while index < words.endIndex {
+            let word = words[index]
+            if takesValue.contains(word) {
+                index += 2
+                continue
+            }
+            if !word.hasPrefix("-") || word == "-" { operands += 1 }
+            index += 1
+        }
+        guard operands > 0 else { return nil }
+        return """
+            Error: \(asked) among the files to hash: a file named \(asked) is hashed as ./\(asked) or after --; for the help, give 'swiftpar hash --help' alone
+            Usage: \(SwiftParCommand.helpMessage(for: Hash.self).split(separator: "\n").first { $0.hasPrefix("USAGE:") }.map { $0.dropFirst("USAGE: ".count) } ?? "swiftpar hash <paths> ...")
+              See 'swiftpar hash --help' for more information.
+            """
+    }
+
     /// Where rank 0's output goes: a regular file on its host (and its path, for the others),
     /// or nil.
     struct OutputFile: Codable {

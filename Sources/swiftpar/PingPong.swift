@@ -43,7 +43,7 @@ struct PingPong: ParsableCommand {
 
     @OptionGroup var options: GlobalOptions
 
-    @Option(help: "Repetitions of each measurement; the median is reported.")
+    @Option(parsing: .unconditional, help: "Repetitions of each measurement; the median is reported.")
     var repetitions = 5
 
     @Option(name: .customLong("case"), help: "Measure only this case (repeat for several); the default is every case.")

@@ -19,16 +19,16 @@ struct PoolBench: ParsableCommand {
 
     @OptionGroup var options: GlobalOptions
 
-    @Option(help: "Trivial tasks with automatic chunks.")
+    @Option(parsing: .unconditional, help: "Trivial tasks with automatic chunks.")
     var tasks = 1_000_000
 
-    @Option(help: "Trivial tasks with chunk size 1.")
+    @Option(parsing: .unconditional, help: "Trivial tasks with chunk size 1.")
     var roundTrips = 20_000
 
-    @Option(help: "CPU-heavy tasks (each counts primes below --limit by trial division).")
+    @Option(parsing: .unconditional, help: "CPU-heavy tasks (each counts primes below --limit by trial division).")
     var heavyTasks = 16
 
-    @Option(help: "Upper bound of each CPU-heavy task.")
+    @Option(parsing: .unconditional, help: "Upper bound of each CPU-heavy task.")
     var limit = 1_000_000
 
     struct Report: Codable {

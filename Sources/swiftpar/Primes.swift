@@ -25,17 +25,17 @@ struct Primes: ParsableCommand {
     @Argument(parsing: .allUnrecognized, help: ArgumentHelp("Upper end of the range (inclusive), up to 10^18.", valueName: "N"))
     var arguments: [String] = []
 
-    @Option(name: .customLong("from"), parsing: .unconditional, help: "Lower end of the range (inclusive); default 0.")
+    @Option(name: .customLong("from"), parsing: .unconditional, help: ArgumentHelp("Lower end of the range (inclusive).", valueName: "A"))
     var lowerBound: String = "0"
 
-    @Option(help: "sieve (default) or trial.")
+    @Option(help: "sieve or trial.")
     var method: String = "sieve"
 
     @Flag(help: "Print the primes themselves, one per line, in order (with --json: a JSON array).")
     var list = false
 
     @Option(parsing: .unconditional,
-            help: ArgumentHelp("Memory each rank's sieve may use: bytes (or B), or with K, M, G, T or KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB, in any case; at least 100M (the default).",
+            help: ArgumentHelp("Memory each rank's sieve may use: bytes (or B), or with K, M, G, T or KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB, in any case; at least 100M. --list sieves in small blocks and ignores it.",
                                valueName: "size"))
     var memory: String = "100M"
 

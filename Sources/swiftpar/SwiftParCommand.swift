@@ -26,14 +26,15 @@ struct SwiftParCommand: ParsableCommand {
         if arguments.first == "run" { Run.typedMaxArguments = Run.maxArgumentsOption(in: arguments) }
         var parsing = true
         do {
+            if let problem = Hash.helpAmongOperands(arguments) { throw UsageMessage(text: problem) }
             var command = try parseAsRoot(arguments)
             parsing = false
             try command.run()
         } catch {
             // What argument-parser reports is not always what is wrong (see `hiddenUnknownOption`).
             // A request for help comes as a parsed command whose `run` throws.
-            let hidden = parsing || exitCode(for: error).isSuccess
-                ? unknownCommand(in: typed) ?? hiddenUnknownOption(behind: error, in: arguments) : nil
+            let hidden = (error as? UsageMessage)?.text ?? (parsing || exitCode(for: error).isSuccess
+                ? unknownCommand(in: typed) ?? hiddenUnknownOption(behind: error, in: arguments) : nil)
             let message = hidden ?? fullMessage(for: error)
             // `run` keeps 1…101 for the number of failed tasks: its own usage errors end with
             // 255, as GNU parallel's do.
@@ -66,6 +67,11 @@ struct SwiftParCommand: ParsableCommand {
             }
             exit(withError: error)
         }
+    }
+
+    /// A usage error found before argument-parser sees the command line, with its whole text.
+    struct UsageMessage: Error {
+        var text: String
     }
 
     /// `arguments` without the bulk of a long command line, which is kept aside for the command:
@@ -115,8 +121,29 @@ struct SwiftParCommand: ParsableCommand {
     /// names one.
     static func unknownCommand(in arguments: [String]) -> String? {
         let index = GlobalOptions.globalOptions(in: arguments, from: 0).end
-        guard index < arguments.count, !arguments[index].hasPrefix("-") else { return nil }
         let names = configuration.subcommands.map { $0._commandName }
+        // Global options and nothing after them (`swiftpar -n 2`): argument-parser blamed the
+        // first option, which is a good one.
+        if index == arguments.count && index > 0 {
+            return """
+                Error: no command given: the commands are \(names.joined(separator: ", "))
+                Usage: swiftpar [--workers <n>] <command> ...
+                  See 'swiftpar --help' for more information.
+                """
+        }
+        guard index < arguments.count, !arguments[index].hasPrefix("-") else { return nil }
+        if arguments[index] == "bench" {
+            // `bench foo`: argument-parser took foo for an operand of the default benchmark.
+            let next = GlobalOptions.globalOptions(in: arguments, from: index + 1).end
+            let benchmarks = Bench.configuration.subcommands.map { $0._commandName }
+            guard next < arguments.count, !arguments[next].hasPrefix("-"), !benchmarks.contains(arguments[next]),
+                  arguments[next] != "help" else { return nil }
+            return """
+                Error: unknown benchmark '\(arguments[next])': the benchmarks are \(benchmarks.joined(separator: ", "))
+                Usage: swiftpar bench <benchmark> ...
+                  See 'swiftpar bench --help' for more information.
+                """
+        }
         guard !names.contains(arguments[index]), arguments[index] != "help" else { return nil }
         return """
             Error: unknown command '\(arguments[index])': the commands are \(names.joined(separator: ", "))

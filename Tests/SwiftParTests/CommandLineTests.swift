@@ -131,13 +131,47 @@ struct CommandLineTests {
         }
     }
 
-    @Test("A first word that names no command is called that, with the commands listed")
+    @Test("A first word that names no command is called that, with the commands listed; so are a missing command and an unknown benchmark")
     func unknownCommand() throws {
         for arguments in [["bogus"], ["-n", "2", "bogus"]] {
             let job = try Jobs.run("swiftpar", arguments, launch: .serial)
             #expect(job.status == 64 && job.errors.contains("Error: unknown command 'bogus': the commands are run, primes, hash, info, bench"),
                     "\(arguments): \(job.report)")
         }
+        // Good options and no command: argument-parser blamed the first option.
+        for arguments in [["-n", "2"], ["--json"], ["-n", "2", "--backend", "local"]] {
+            let job = try Jobs.runCommand([Jobs.product("swiftpar")] + arguments)
+            #expect(job.status == 64 && job.errors.contains("Error: no command given: the commands are run, primes, hash, info, bench"),
+                    "\(arguments): \(job.report)")
+        }
+        for arguments in [["bench", "foo"], ["bench", "-n", "2", "foo"], ["-n", "2", "bench", "foo", "--json"]] {
+            let job = try Jobs.runCommand([Jobs.product("swiftpar")] + arguments)
+            #expect(job.status == 64 && job.errors.contains("Error: unknown benchmark 'foo': the benchmarks are experiment, pingpong, codec, wordcount, collectives, pool, primes, hash"),
+                    "\(arguments): \(job.report)")
+        }
+    }
+
+    @Test("Benchmarks refuse values they cannot measure with, and bench hash reports what it cannot read")
+    func benchmarkValues() throws {
+        let refused: [([String], String)] = [
+            (["collectives", "--count", "0"], "--count must be at least 1, not 0"),
+            // A negative value is a value (argument-parser took it for a missing one).
+            (["collectives", "--count", "-5"], "--count must be at least 1, not -5"),
+            (["pingpong", "--repetitions", "-1"], "--repetitions must be at least 1"),
+            (["collectives", "--repetitions", "0"], "--repetitions must be at least 1, not 0"),
+            (["experiment", "--tasks", "0"], "--tasks must be at least 1, not 0"),
+            (["experiment", "--limit", "1"], "--limit must be at least 2, not 1"),
+        ]
+        for (arguments, words) in refused {
+            let job = try Jobs.runCommand([Jobs.product("swiftpar"), "bench"] + arguments, timeout: 60)
+            #expect(job.status == 64 && job.errors.contains(words) && !job.errors.contains("crashed"), "\(arguments): \(job.report)")
+        }
+        // One double per call (the check used to read the second, past the end).
+        let one = try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "2", "bench", "collectives", "--count", "1", "--repetitions", "1"], timeout: 60)
+        #expect(one.status == 0 && one.output.contains("1 doubles on 2 ranks"), "\(one.report)")
+        let missing = "/nonexistent-\(UUID().uuidString)"
+        let hash = try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "2", "bench", "hash", missing], timeout: 60)
+        #expect(hash.status == 1 && hash.errors.contains("swiftpar: \(missing): No such file or directory"), "\(hash.report)")
     }
 
     @Test("bench pingpong works on the local backend")
@@ -178,6 +212,15 @@ struct CommandLineTests {
         #expect(help.status == 0 && help.output.contains("OVERVIEW: Run a shell command"), "\(help.report)")
         let plain = try Jobs.run("swiftpar", ["hash", "-h"], launch: .serial)
         #expect(plain.status == 0 && plain.output.contains("OVERVIEW: SHA-256"), "\(plain.report)")
+        // But `hash *` in a folder holding a file named -h does not print the help into the
+        // checksum file: a usage error, nothing on standard output (also past 64 operands).
+        for operands in [["-h", "notes.txt"], ["a", "-h"], (0..<70).map { "f\($0)" } + ["-h"], ["--help", "a"]] {
+            let beside = try Jobs.run("swiftpar", ["hash"] + operands, launch: .serial)
+            #expect(beside.status == 64 && beside.output.isEmpty && beside.errors.contains("among the files to hash"),
+                    "\(operands.count) operands: \(beside.report)")
+        }
+        let dashed = try Jobs.run("swiftpar", ["hash", "--", "-h"], launch: .serial)
+        #expect(dashed.status == 1 && dashed.errors.contains("-h: No such file or directory"), "\(dashed.report)")
         // Under mpirun, rank 0 alone says it.
         let mpi = try Jobs.run("swiftpar", ["hash", "-dash"], launch: .mpirun(2))
         #expect(mpi.status != 0 && mpi.errors.components(separatedBy: "Unknown option '-dash'").count == 2, "\(mpi.report)")
