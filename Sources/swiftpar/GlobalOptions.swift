@@ -49,9 +49,6 @@ struct GlobalOptions: ParsableArguments {
     }
 
     func validate() throws {
-        // `run -kn2 …` groups GNU parallel's -n with run's flags; argument-parser reads the -n
-        // as --workers and takes the next word for its value: run says what is really wrong.
-        if let typed = Run.typedMaxArguments { throw Run.maxArgumentsError(typed) }
         let workers = try workerCount
         let stall = try stallSeconds
         // What the job would refuse as it starts (-n under mpirun, too many local ranks, a bad

@@ -53,11 +53,8 @@ struct Hash: ParsableCommand {
             index += 1
         }
         guard operands > 0 else { return nil }
-        return """
-            Error: \(asked) among the files to hash: a file named \(asked) is hashed as ./\(asked) or after --; for the help, give 'swiftpar hash --help' alone
-            Usage: \(SwiftParCommand.helpMessage(for: Hash.self).split(separator: "\n").first { $0.hasPrefix("USAGE:") }.map { $0.dropFirst("USAGE: ".count) } ?? "swiftpar hash <paths> ...")
-              See 'swiftpar hash --help' for more information.
-            """
+        return "\(asked) among the files to hash: a file named \(asked) is hashed as ./\(asked) or after --; "
+            + "for the help, give 'swiftpar hash --help' alone"
     }
 
     /// Where rank 0's output goes: a regular file on its host (and its path, for the others),

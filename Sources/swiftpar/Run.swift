@@ -98,9 +98,6 @@ struct Run: ParsableCommand {
     static let optionsTakingValues: Set<String> = ["--workers", "--backend", "--stall-timeout", "--joblog", "--retries", "--timeout", "--halt",
                                                    "--slots-per-rank", "--commands", "-a", "--arg-file", "-d", "--delimiter", "-o", "--output"]
 
-    /// `-n` as the user wrote it after `run` (set by `main` before parsing), if they did.
-    nonisolated(unsafe) static var typedMaxArguments: String?
-
     /// A `-n` among run's options in `arguments` (which start with `run`): GNU parallel's
     /// number of inputs per command there. (The number of ranks, given before `run`, has been
     /// moved here as `--workers`.)
@@ -123,15 +120,16 @@ struct Run: ParsableCommand {
         return nil
     }
 
-    /// Why a `-n` after `run` (`typed`, as the user wrote it) is refused.
-    static func maxArgumentsError(_ typed: String) -> ValidationError {
-        ValidationError("\(typed) after run would be GNU parallel's number of inputs per command, which swiftpar run does not have "
-                        + "(each task takes one input); for the number of ranks give -n before run (swiftpar -n 4 run ...) or --workers")
+    /// Why a `-n` after `run` (`typed`, as the user wrote it) is refused: `main` says so before
+    /// parsing, since argument-parser would read it as `--workers` (and, grouped as in `-kn2`,
+    /// take the next word for its value).
+    static func maxArgumentsProblem(_ typed: String) -> String {
+        "\(typed) after run would be GNU parallel's number of inputs per command, which swiftpar run does not have "
+            + "(each task takes one input); for the number of ranks give -n before run (swiftpar -n 4 run ...) or --workers"
     }
 
     func validate() throws {
         if let first = passedWords.first, first == "--help" || first == "-h" { throw CleanExit.helpRequest(Self.self) }
-        if let typed = Self.typedMaxArguments { throw Self.maxArgumentsError(typed) }
         if let first = passedWords.first, first.hasPrefix("-"), first.count > 1, !first.hasPrefix(":::"), first != "--" {
             if first == "-j" || first.hasPrefix("-j") || first.hasPrefix("--jobs") || first.hasPrefix("-P") || first.hasPrefix("--max-procs") {
                 throw ValidationError("swiftpar run has no \(first): every rank is a slot, so give -n N before run for N slots on this machine "

@@ -23,10 +23,13 @@ struct SwiftParCommand: ParsableCommand {
     static func main() {
         let typed = RawArguments.forParser()
         let arguments = holdingBulk(GlobalOptions.movingLeadingOptions(typed))
-        if arguments.first == "run" { Run.typedMaxArguments = Run.maxArgumentsOption(in: arguments) }
         var parsing = true
         do {
-            if let problem = Hash.helpAmongOperands(arguments) { throw UsageMessage(text: problem) }
+            // Mistakes argument-parser would report as something else, or not at all.
+            if arguments.first == "run", let typed = Run.maxArgumentsOption(in: arguments) {
+                throw UsageMessage(Run.maxArgumentsProblem(typed), of: Run.self)
+            }
+            if let problem = Hash.helpAmongOperands(arguments) { throw UsageMessage(problem, of: Hash.self) }
             var command = try parseAsRoot(arguments)
             parsing = false
             try command.run()
@@ -69,9 +72,17 @@ struct SwiftParCommand: ParsableCommand {
         }
     }
 
-    /// A usage error found before argument-parser sees the command line, with its whole text.
+    /// A usage error found before argument-parser sees the command line, with its whole text,
+    /// worded as argument-parser words its own.
     struct UsageMessage: Error {
         var text: String
+
+        init(_ problem: String, of command: ParsableCommand.Type) {
+            let name = command._commandName
+            let usage = SwiftParCommand.helpMessage(for: command).split(separator: "\n")
+                .first { $0.hasPrefix("USAGE:") }.map { String($0.dropFirst("USAGE: ".count)) } ?? "swiftpar \(name) ..."
+            text = "Error: \(problem)\nUsage: \(usage)\n  See 'swiftpar \(name) --help' for more information."
+        }
     }
 
     /// `arguments` without the bulk of a long command line, which is kept aside for the command:

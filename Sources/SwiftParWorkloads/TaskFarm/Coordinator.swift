@@ -173,9 +173,7 @@ final class Coordinator {
             status = Int32(min(failed, 101))
         }
         if halting == nil && !isFinished {
-            options.beforePrinting(2)
-            writeStandardError("swiftpar: run: internal error: the farm stopped with tasks left\n")
-            options.afterPrinting(2, true)
+            say("swiftpar: run: internal error: the farm stopped with tasks left\n")
             status = 255
         }
         progress(FarmProgress(done: finished, total: total, failed: failed, seconds: seconds))
@@ -263,6 +261,13 @@ final class Coordinator {
     }
 
     /// Sends `message` to worker `rank` without waiting; a rank that has died is handled as such.
+    /// Prints a note of the farm's own on standard error, the progress bar stepping aside.
+    private func say(_ line: String) {
+        options.beforePrinting(2)
+        writeStandardError(line)
+        options.afterPrinting(2, true)
+    }
+
     private func order(_ message: FarmMessage, to rank: Int) throws {
         do {
             sends.append((rank, try world.startSend(bytes: message.bytes, to: rank, tag: TaskFarm.toWorker)))
@@ -365,9 +370,7 @@ final class Coordinator {
         finished += 1
         if result.failed { failed += 1 } else { succeeded += 1 }
         if result.timedOut, let command = printer.command(of: result.sequence) {
-            options.beforePrinting(2)
-            writeStandardError("swiftpar: task \(result.sequence) ran longer than \(formatSeconds(options.runner.timeout ?? 0)) s and was killed: \(String(decoding: command, as: UTF8.self))\n")
-            options.afterPrinting(2, true)
+            say("swiftpar: task \(result.sequence) ran longer than \(formatSeconds(options.runner.timeout ?? 0)) s and was killed: \(String(decoding: command, as: UTF8.self))\n")
         }
         let command = printer.command(of: result.sequence)
         try printer.finished(result, rank: rank)
@@ -381,9 +384,7 @@ final class Coordinator {
         outstanding[rank] = []
         awaitingDrops.remove(rank)
         if !lost.isEmpty && halting == nil {
-            options.beforePrinting(2)
-            writeStandardError("swiftpar: rank \(rank) \(reason) while it held task\(lost.count == 1 ? "" : "s") \(lost.map(String.init).joined(separator: ", ")); running \(lost.count == 1 ? "it" : "them") again on the other ranks\n")
-            options.afterPrinting(2, true)
+            say("swiftpar: rank \(rank) \(reason) while it held task\(lost.count == 1 ? "" : "s") \(lost.map(String.init).joined(separator: ", ")); running \(lost.count == 1 ? "it" : "them") again on the other ranks\n")
         }
         for sequence in lost.reversed() {
             guard let inputs = try printer.abandon(sequence, runAgain: halting == nil), halting == nil else { continue }
@@ -407,9 +408,7 @@ final class Coordinator {
         case .done:
             (count, verb) = (finished, "finished")
         }
-        options.beforePrinting(2)
-        writeStandardError("swiftpar: task \(result.sequence) \(verb): \(String(decoding: command ?? [], as: UTF8.self))\n")
-        options.afterPrinting(2, true)
+        say("swiftpar: task \(result.sequence) \(verb): \(String(decoding: command ?? [], as: UTF8.self))\n")
         guard halting == nil else { return }
         let triggered: Bool
         switch halt.threshold {
@@ -435,9 +434,7 @@ final class Coordinator {
         switch halt.urgency {
         case .now:
             halting = .now
-            options.beforePrinting(2)
-            writeStandardError("swiftpar: --halt \(haltDescription(halt)) reached; killing the running tasks\n")
-            options.afterPrinting(2, true)
+            say("swiftpar: --halt \(haltDescription(halt)) reached; killing the running tasks\n")
             runner.killAll()
             for rank in live { try order(FarmMessage(.halt), to: rank) }
             printer.discardAll()
@@ -449,9 +446,7 @@ final class Coordinator {
                 awaitingDrops.insert(rank)
                 try order(FarmMessage(.dropQueued), to: rank)
             }
-            options.beforePrinting(2)
-            writeStandardError("swiftpar: --halt \(haltDescription(halt)) reached; starting no more tasks, waiting for the running ones\n")
-            options.afterPrinting(2, true)
+            say("swiftpar: --halt \(haltDescription(halt)) reached; starting no more tasks, waiting for the running ones\n")
         }
     }
 
