@@ -85,6 +85,22 @@ struct WorkloadTests {
         }
     }
 
+    @Test("Near 10^18 the blocks are whole rounds of the ranks, but never so many that they mostly make sieving primes")
+    func blocksNearTheTop() {
+        func blocks(_ low: UInt64, ranks: Int) -> Int {
+            let range = low...1_000_000_000_000_000_000
+            return PrimeCounting.Blocks(range, span: PrimeCounting.countingSpan(for: range, ranks: ranks)).count
+        }
+        // The benchmark's window: more blocks than the memory needs, a whole round of 2 ranks.
+        let window: UInt64 = 999_999_990_000_000_000
+        #expect(blocks(window, ranks: 2) % 2 == 0 && blocks(window, ranks: 2) >= blocks(window, ranks: 1), "\(blocks(window, ranks: 1)) and \(blocks(window, ranks: 2))")
+        // 10^9 numbers: one block per rank on 2; 10^8: one block however many ranks (it was one per rank).
+        #expect(blocks(999_999_999_000_000_000, ranks: 2) == 2)
+        for ranks in [1, 2, 16, 200] {
+            #expect(blocks(999_999_999_900_000_000, ranks: ranks) == 1, "\(ranks) ranks")
+        }
+    }
+
     @Test("Large primes' first multiples: the vector code, the same one at a time, and exact division agree")
     func largePrimePlacements() {
         var generator = SystemRandomNumberGenerator()
