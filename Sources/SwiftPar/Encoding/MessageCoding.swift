@@ -34,6 +34,51 @@ func decodeEncodedValue<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBuffe
     }
 }
 
+/// The message of an encoded value whose large arrays were sent apart (`attachments`, in the
+/// order sent), with each array put back in its place: the bytes of the same value sent whole,
+/// which decode without anything following them.
+func inliningAttachments(_ message: [UInt8], _ attachments: [[UInt8]]) throws -> [UInt8] {
+    let header = WireHeader.size
+    var whole: [UInt8] = []
+    whole.reserveCapacity(message.count + attachments.reduce(0) { $0 + $1.count + 12 })
+    whole.append(contentsOf: message[..<header])
+    whole[7] = 0
+    var copied = header
+    let scratch = CodecScratch.current
+    try message.withUnsafeBytes { bytes in
+        let state = scratch.takeDecoder(UnsafeRawBufferPointer(rebasing: bytes[header...]))
+        defer { scratch.returnDecoder(state) }
+        let context = state.context
+        _ = try context.forEachAttachedArray(at: 0, depth: 0) { start, end in
+            var position = start + 1
+            let kind = try context.plainKind(at: position)
+            position += 1
+            let count = try context.varint(at: &position)
+            let index = try context.varint(at: &position)
+            guard index < UInt64(attachments.count) else {
+                throw context.corrupted("the value names array \(index) sent apart, but only \(attachments.count) were", at: start)
+            }
+            let part = attachments[Int(index)]
+            guard count.multipliedReportingOverflow(by: UInt64(kind.byteWidth)) == (UInt64(part.count), false) else {
+                throw context.corrupted("array \(index) sent apart has \(part.count) bytes, the value says \(count) elements of \(kind.byteWidth)", at: start)
+            }
+            whole.append(contentsOf: message[copied..<(header + start)])
+            whole.append(WireTag.plainArray)
+            whole.append(kind.rawValue)
+            var rest = count
+            while rest >= 0x80 {
+                whole.append(UInt8(truncatingIfNeeded: rest) | 0x80)
+                rest >>= 7
+            }
+            whole.append(UInt8(rest))
+            whole.append(contentsOf: part)
+            copied = header + end
+        }
+    }
+    whole.append(contentsOf: message[copied...])
+    return whole
+}
+
 /// Why `byteCount` bytes received as an encoded value are not one, in words.
 func missingHeaderReason(_ byteCount: Int) -> String {
     "the message holds \(byteCount) bytes without swiftpar's header: it was sent as plain numbers or raw bytes, not as an encoded value"

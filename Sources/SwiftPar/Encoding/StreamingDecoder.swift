@@ -426,6 +426,34 @@ extension UnsafeMutablePointer where Pointee == DecodeContext {
         }
     }
 
+    /// Calls `found` with the start and end of every array sent apart in the value at `offset`,
+    /// in the message's order; returns the offset just past the value.
+    func forEachAttachedArray(at offset: Int, depth: Int, _ found: (_ start: Int, _ end: Int) throws -> Void) throws -> Int {
+        guard depth < maximumNestingDepth else { throw corrupted("nesting deeper than \(maximumNestingDepth)", at: offset) }
+        let tag = try byte(at: offset)
+        var position = offset + 1
+        switch tag {
+        case WireTag.attachedArray:
+            let end = try skipValue(at: offset, depth: depth)
+            try found(offset, end)
+            return end
+        case WireTag.unkeyed, WireTag.countedUnkeyed:
+            if tag == WireTag.countedUnkeyed { _ = try varint(at: &position) }
+            while try byte(at: position) != WireTag.end {
+                position = try forEachAttachedArray(at: position, depth: depth + 1, found)
+            }
+            return position + 1
+        case WireTag.keyed, WireTag.countedKeyed:
+            if tag == WireTag.countedKeyed { _ = try varint(at: &position) }
+            while try skipKey(at: &position) {
+                position = try forEachAttachedArray(at: position, depth: depth + 1, found)
+            }
+            return position
+        default:
+            return try skipValue(at: offset, depth: depth)
+        }
+    }
+
     /// Room to reserve for the elements of the container whose tag was `tag`, its contents at
     /// `position` (moved past a count, if the writer gave one). A given count is trusted only
     /// as far as the bytes left could hold, so hostile input cannot make a large reservation;

@@ -115,12 +115,28 @@ extension Communicator {
     }
 
     /// Receives raw bytes with their envelope, whatever the message holds (no type check).
+    ///
+    /// A `Codable` value comes whole: its bytes decode with `BinaryDecoder`. (A value holding
+    /// large arrays of plain numbers travels as several messages, its arrays sent apart from
+    /// their storage; they are received too and put back in place, and `byteCount` is then the
+    /// size of the whole.)
     public func receiveBytes(from source: Source = .any, tag: TagSelector = .any) throws -> ReceivedMessage<[UInt8]> {
         return try exclusive("receive") {
             try validate(source: source, tag: tag, "receive")
             let info = try waitForMessage(from: source, tag: tag, "receive")
             let bytes = try transport.receiveArray(UInt8.self, matching: info)
-            return ReceivedMessage(value: bytes, source: info.source, tag: info.tag, byteCount: info.byteCount)
+            let attached = bytes.withUnsafeBytes { WireHeader.attachmentCount(in: $0) }
+            guard attached > 0 else { return ReceivedMessage(value: bytes, source: info.source, tag: info.tag, byteCount: info.byteCount) }
+            // The arrays sent apart follow from the same rank with the same tag.
+            var parts: [[UInt8]] = []
+            for _ in 0..<attached { parts.append(try transport.receiveArray(UInt8.self, from: info.source, tag: info.tag).0) }
+            do {
+                let whole = try inliningAttachments(bytes, parts)
+                return ReceivedMessage(value: whole, source: info.source, tag: info.tag, byteCount: whole.count)
+            } catch {
+                throw CommunicatorError.decodingFailed(type: "[UInt8]", source: info.source, tag: info.tag, byteCount: info.byteCount,
+                                                       reason: "its arrays sent apart cannot be put back: \(describeDecodingError(error))", rank: rank)
+            }
         }
     }
 
