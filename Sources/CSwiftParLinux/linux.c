@@ -103,23 +103,24 @@ int swiftpar_kill_with_descendants(const pid_t *pids, int count) {
     // Until a pass finds no new process: a process stopped cannot start another, but one
     // found in a pass may have started one before it was stopped.
     while (add_children(&set, &total, &capacity) > 0) {}
-    // The roots end at once. What they started is asked to end first (SIGTERM, as a shell or
-    // a task's guardian would ask), then killed if still there after a quarter of a second.
-    for (int i = 0; i < count; i++) kill(set[i], SIGKILL);
-    for (int i = count; i < total; i++) {
+    // Every process found is asked to end (SIGTERM, as mpirun asks the ranks of a failed job,
+    // and a shell or a task's guardian asks a command), then killed if still there after a
+    // quarter of a second. A rank ends on SIGTERM after writing what it printed and still held
+    // in its buffer: the output of a job that failed is not cut short on any backend.
+    for (int i = 0; i < total; i++) {
         kill(set[i], SIGTERM);
         kill(set[i], SIGCONT);
     }
     for (int round = 0; round < 25; round++) {
         int alive = 0;
-        for (int i = count; i < total && !alive; i++) {
+        for (int i = 0; i < total && !alive; i++) {
             char state = state_of(set[i], NULL);
             alive = state != 0 && state != 'Z' && state != 'X';
         }
         if (!alive) break;
         usleep(10000);
     }
-    for (int i = count; i < total; i++) {
+    for (int i = 0; i < total; i++) {
         char state = state_of(set[i], NULL);
         if (state != 0 && state != 'Z' && state != 'X') kill(set[i], SIGKILL);
     }
@@ -332,6 +333,12 @@ void swiftpar_write_output_on_termination(void) {
     sigemptyset(&action.sa_mask);
     action.sa_flags = SA_RESETHAND;
     sigaction(SIGTERM, &action, NULL);
+    // A rank whose launcher had SIGTERM blocked (a test runner, a supervisor) would otherwise
+    // be killed without writing anything when its job is ended.
+    sigset_t only;
+    sigemptyset(&only);
+    sigaddset(&only, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &only, NULL);
 }
 
 pid_t swiftpar_spawn_task(const char *path, char *const argv[], char *const envp[], int input, int output, int error) {

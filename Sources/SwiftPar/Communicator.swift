@@ -37,7 +37,9 @@ public final class Communicator: @unchecked Sendable {
 
     /// The status this process exits with when the closure given to `SwiftPar.run` returns
     /// normally (0 by default): a way to fail without an error message, as a command that has
-    /// already reported its problems does. On the local backend rank 0's status is the job's.
+    /// already reported its problems does. The job ends with rank 0's status; a rank that
+    /// returns with another non-zero status ends the job with it on every backend (mpirun
+    /// reports that with a notice of its own, the local backend with one line).
     public var exitStatus: Int32 {
         get { status.load(ordering: .acquiring) }
         set { status.store(newValue, ordering: .releasing) }

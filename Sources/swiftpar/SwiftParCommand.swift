@@ -21,6 +21,7 @@ struct SwiftParCommand: ParsableCommand {
     )
 
     static func main() {
+        SwiftPar.settingsAreOptions = true
         let typed = RawArguments.forParser()
         let arguments = holdingBulk(GlobalOptions.movingLeadingOptions(typed))
         var parsing = true

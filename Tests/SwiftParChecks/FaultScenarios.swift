@@ -11,6 +11,8 @@ let faultScenarios: [String: @Sendable (Communicator) throws -> String] = [
     "broadcast-skipped": broadcastSkipped,
     "pool-alone": poolAlone,
     "collective-mismatch": collectiveMismatch,
+    "pool-mismatch": poolMismatch,
+    "exit-status": exitStatus,
     "broadcast-type-mismatch": broadcastTypeMismatch,
     "message-type-mismatch": messageTypeMismatch,
     "split-bad-color": splitBadColor,
@@ -41,8 +43,11 @@ func plainEnumError(_ world: Communicator) throws -> String {
 /// Rank 0 prints lines (held in its output buffer: standard output is a pipe) and goes on
 /// computing; rank 1 fails meanwhile. The lines rank 0 printed must still come out.
 func failureWhilePrinting(_ world: Communicator) throws -> String {
-    if world.rank == 0 {
-        for line in 1...5 { print("rank 0 printed line \(line)") }
+    // Rank 1 fails while rank 0 is busy; with "rank0", rank 0 fails while the others are (found
+    // by a user: on the local backend their lines were lost, under mpirun they came out).
+    let failing = arguments.contains("rank0") ? 0 : 1
+    if world.rank != failing {
+        for line in 1...5 { print("rank \(world.rank) printed line \(line)") }
         // Busy, outside any swiftpar call, until the job is ended from outside.
         let start = monotonicSeconds()
         var spin: UInt64 = 0
@@ -50,8 +55,11 @@ func failureWhilePrinting(_ world: Communicator) throws -> String {
         return "\(soloPrefix)never ended \(spin)"
     }
     usleep(500_000)
-    struct Failed: Error, CustomStringConvertible { var description: String { "rank \(1) failed while rank 0 was busy" } }
-    throw Failed()
+    struct Failed: Error, CustomStringConvertible {
+        let rank: Int
+        var description: String { rank == 0 ? "rank 0 failed while the others were busy" : "rank \(rank) failed while rank 0 was busy" }
+    }
+    throw Failed(rank: failing)
 }
 
 func monotonicSeconds() -> Double {
@@ -140,6 +148,24 @@ func collectiveMismatch(_ world: Communicator) throws -> String {
         _ = try world.broadcast(nil as [Double]?)
     }
     return "\(soloPrefix)returned"
+}
+
+/// Ranks 0 and 2 call Pool.map, rank 1 a barrier (found by a user: each side waited for the
+/// other for good).
+func poolMismatch(_ world: Communicator) throws -> String {
+    if world.rank == 1 {
+        try world.barrier()
+    } else {
+        _ = try Pool(world).map(0..<10) { $0 * 2 }
+    }
+    return "\(soloPrefix)returned"
+}
+
+/// Rank 0 (or with "rank1", rank 1) returns with an exit status of its own: 3 (or 5).
+func exitStatus(_ world: Communicator) throws -> String {
+    let quitting = arguments.contains("rank1") ? 1 : 0
+    if world.rank == quitting { world.exitStatus = quitting == 0 ? 3 : 5 }
+    return "\(soloPrefix)status \(world.exitStatus)"
 }
 
 /// The root broadcasts a String; the others expect [Double].

@@ -114,6 +114,19 @@ struct FaultTests {
         #expect(left.isEmpty, "processes left behind: \(left)")
     }
 
+    @Test("When rank 0 fails, what the other ranks had printed still comes out, on every backend", arguments: [Launch.local(3), .spawned(3), .mpirun(3)])
+    func outputKeptWhenRankZeroFails(_ launch: Launch) throws {
+        let result = try Jobs.run("swiftpar-checks", ["failure-while-printing", "rank0"], launch: launch, timeout: 30)
+        #expect(result.status != 0 && !result.timedOut && result.seconds < 15, "\(launch):\n\(result.report)")
+        #expect(result.errors.contains("rank 0 failed while the others were busy"), "\(launch):\n\(result.report)")
+        for rank in 1...2 {
+            let lines = result.output.split(separator: "\n").filter { $0.hasPrefix("rank \(rank) printed line") }
+            #expect(lines.count == 5, "\(launch): rank \(rank)'s printed lines were lost:\n\(result.report)")
+        }
+        let left = Jobs.waitForNoSurvivors(named: "swiftpar-checks failure-while-printing")
+        #expect(left.isEmpty, "processes left behind: \(left)")
+    }
+
     @Test("A pool item that throws, uncaught, ends the job with one message on every backend", arguments: [Launch.local(3), .mpirun(3)])
     func uncaughtPoolItem(_ launch: Launch) throws {
         let result = try Jobs.run("swiftpar-checks", ["pool-item-uncaught"], launch: launch, timeout: 30)

@@ -32,7 +32,7 @@ struct LaunchEnvironmentTests {
         #expect(LaunchEnvironment.speaksForItsHost(["PMI_SIZE": "4", "PMI_RANK": "2"]), "a launcher that names no host")
     }
 
-    @Test("Under a launcher, -n is accepted only when it equals the launcher's count")
+    @Test("Under a launcher, a worker count is accepted only when it equals the launcher's, and refused in run's own words")
     func workersUnderLauncher() throws {
         let environment = ["OMPI_COMM_WORLD_SIZE": "4", "OMPI_COMM_WORLD_RANK": "0"]
         #expect(try SwiftPar.chooseBackend(requested: nil, workers: 4, environment: environment) == .mpi)
@@ -41,7 +41,7 @@ struct LaunchEnvironmentTests {
             _ = try SwiftPar.chooseBackend(requested: nil, workers: 3, environment: environment)
             Issue.record("-n 3 under a launcher of 4 ranks was accepted")
         } catch {
-            #expect("\(error)".contains("-n/--workers 3 cannot be used here: the number of ranks is set by mpirun, which started 4"), "\(error)")
+            #expect("\(error)".contains("workers: 3 cannot be used here: the number of ranks is set by mpirun, which started 4"), "\(error)")
         }
     }
 
@@ -51,10 +51,10 @@ struct LaunchEnvironmentTests {
         try SwiftPar.checkSettings(workers: nil, backend: .serial, environment: [:])
         let refused: [(Int?, Backend?, [String: String], String)] = [
             (100_000, nil, [:], "100000 local ranks is more than"),
-            (3, .serial, [:], "--backend serial runs exactly one rank, not 3"),
+            (3, .serial, [:], "backend: .serial runs exactly one rank, not 3; use backend: .local for more"),
             (nil, nil, ["SWIFTPAR_WORKERS": "many"], "SWIFTPAR_WORKERS=many"),
             (nil, nil, ["SWIFTPAR_MPI_MESSAGE_LIMIT": "lots"], "SWIFTPAR_MPI_MESSAGE_LIMIT=lots"),
-            (nil, .local, ["OMPI_COMM_WORLD_SIZE": "2"], "--backend local cannot be used here"),
+            (nil, .local, ["OMPI_COMM_WORLD_SIZE": "2"], "backend: .local cannot be used here: this process was started by mpirun (OMPI_COMM_WORLD_SIZE is set), which runs one rank per process; ask for no backend, or for .mpi"),
             (nil, nil, ["SLURM_STEP_NUM_TASKS": "4", "SLURM_PROCID": "1"], "srun started 4 tasks without an MPI plugin"),
         ]
         for (workers, backend, environment, words) in refused {

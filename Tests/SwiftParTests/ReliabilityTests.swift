@@ -281,6 +281,27 @@ struct ReliabilityTests {
                           "the ranks called different collectives: rank 0 called barrier (collective #1 of this communicator); ranks 1, 2 called broadcast of [Double] from root 0")
     }
 
+    @Test("A pool call against a collective on another rank fails on every rank with the same words", arguments: multiRank)
+    func poolMismatch(_ launch: Launch) throws {
+        try expectFailure("pool-mismatch", launch,
+                          "the ranks called different collectives: ranks 0, 2 called Pool.map (collective #1 of this communicator); rank 1 called barrier (collective #1 of this communicator)")
+    }
+
+    @Test("A rank that returns with an exit status of its own ends the job with it, on every backend", arguments: [Launch.local(2), .spawned(2), .mpirun(2)])
+    func exitStatus(_ launch: Launch) throws {
+        let rankZero = try Jobs.run("swiftpar-checks", ["exit-status"], launch: launch, timeout: 30)
+        #expect(rankZero.status == 3 && rankZero.output.contains("rank 0: ok exit-status status 3")
+                && rankZero.output.contains("rank 1: ok exit-status status 0"), "\(launch):\n\(rankZero.report)")
+        // Quietly: rank 0 has reported whatever made it fail (mpirun adds a notice of its own).
+        if case .mpirun = launch {} else { #expect(rankZero.errors.isEmpty, "\(launch):\n\(rankZero.report)") }
+        // Another rank's status is the job's too (it was 1 on the local backend, 5 under mpirun).
+        let rankOne = try Jobs.run("swiftpar-checks", ["exit-status", "rank1"], launch: launch, timeout: 30)
+        #expect(rankOne.status == 5 && rankOne.output.contains("rank 1: ok exit-status status 5"), "\(launch):\n\(rankOne.report)")
+        if case .mpirun = launch {} else {
+            #expect(rankOne.errors.contains("swiftpar: rank 1 exited with status 5; ended the job"), "\(launch):\n\(rankOne.report)")
+        }
+    }
+
     @Test("A String broadcast received as [Double] fails instead of giving garbage", arguments: multiRank)
     func broadcastTypeMismatch(_ launch: Launch) throws {
         try expectFailure("broadcast-type-mismatch", launch,

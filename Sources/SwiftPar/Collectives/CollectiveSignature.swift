@@ -8,6 +8,14 @@
 /// The collective operations, as they are numbered in signatures.
 enum CollectiveOperation: Int, CaseIterable {
     case barrier = 1, broadcast, gather, allgather, scatter, allToAll, reduce, allreduce, split
+    // The pool's calls: collective too, every rank joining with its part.
+    case poolMap, poolMapToAll, poolMapReduce, poolForEachResult, poolMapResults
+
+    /// The pool call named `name` ("Pool.map"), if it is one.
+    init?(poolCall name: String) {
+        guard let found = Self.allCases.first(where: { $0.rawValue >= Self.poolMap.rawValue && $0.name == name }) else { return nil }
+        self = found
+    }
 
     var name: String {
         switch self {
@@ -20,6 +28,11 @@ enum CollectiveOperation: Int, CaseIterable {
         case .reduce: return "reduce"
         case .allreduce: return "allreduce"
         case .split: return "split"
+        case .poolMap: return "Pool.map"
+        case .poolMapToAll: return "Pool.mapToAll"
+        case .poolMapReduce: return "Pool.mapReduce"
+        case .poolForEachResult: return "Pool.forEachResult"
+        case .poolMapResults: return "Pool.mapResults"
         }
     }
 

@@ -182,35 +182,44 @@ public enum SwiftPar {
                     "srun started \(launched.size.map(String.init) ?? "several") tasks without an MPI plugin (no PMIx or PMI variables are set), so they cannot form one job: start them with srun --mpi=pmix (or have the site set MpiDefault=pmix in slurm.conf)")
             }
             if let requested, requested != .mpi {
-                let named = backend != nil ? "--backend \(requested)" : "SWIFTPAR_BACKEND=\(requested)"
+                let named = backend != nil ? name(backend: requested) : "SWIFTPAR_BACKEND=\(requested)"
+                let instead = settingsAreOptions ? "drop --backend or use --backend mpi" : "ask for no backend, or for .mpi"
                 throw SwiftParUsageError(
-                    "\(named) cannot be used here: this process was started by \(launched.launcher) (\(launched.variable) is set), which runs one rank per process; drop --backend or use --backend mpi")
+                    "\(named) cannot be used here: this process was started by \(launched.launcher) (\(launched.variable) is set), which runs one rank per process; \(instead)")
             }
             // The same count as the launcher's is harmless (one command line for both ways).
             if let workers, workers != launched.size {
                 let started = launched.size.map { ", which started \($0)" } ?? ""
                 throw SwiftParUsageError(
-                    "-n/--workers \(workers) cannot be used here: the number of ranks is set by \(launched.launcher)\(started) (\(launched.variable) is set)")
+                    "\(name(workers: workers)) cannot be used here: the number of ranks is set by \(launched.launcher)\(started) (\(launched.variable) is set)")
             }
             return .mpi
         }
         switch requested {
         case .mpi?:
             if let workers, workers != 1 {
-                let named = backend == .mpi ? "--backend mpi" : "SWIFTPAR_BACKEND=mpi"
+                let named = backend == .mpi ? name(backend: .mpi) : "SWIFTPAR_BACKEND=mpi"
                 throw SwiftParUsageError("\(named) runs one rank when started by hand; start \(workers) with mpirun -n \(workers)")
             }
             return .mpi
         case .serial?:
             if let workers, workers != 1 {
-                let named = backend == .serial ? "--backend serial" : "SWIFTPAR_BACKEND=serial"
-                throw SwiftParUsageError("\(named) runs exactly one rank, not \(workers); use --backend local for more")
+                let named = backend == .serial ? name(backend: .serial) : "SWIFTPAR_BACKEND=serial"
+                throw SwiftParUsageError("\(named) runs exactly one rank, not \(workers); use \(name(backend: .local)) for more")
             }
             return .serial
         case .local?, nil:
             return .local
         }
     }
+
+    /// Whether messages name the worker count and backend as the command line's options
+    /// (`-n/--workers 4`, `--backend local`) rather than as `run`'s arguments (`workers: 4`,
+    /// `backend: .local`). The command line sets it before anything starts.
+    nonisolated(unsafe) package static var settingsAreOptions = false
+
+    static func name(workers: Int) -> String { settingsAreOptions ? "-n/--workers \(workers)" : "workers: \(workers)" }
+    static func name(backend: Backend) -> String { settingsAreOptions ? "--backend \(backend)" : "backend: .\(backend)" }
 
     /// Checks the settings `run(workers:backend:stallTimeout:_:)` would refuse before it starts
     /// anything: a backend or worker count that this process cannot use (`-n 4` under

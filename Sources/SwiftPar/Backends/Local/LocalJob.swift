@@ -72,6 +72,9 @@ enum LocalJob {
                 _ = swiftpar_set_parent_death_signal(SIGKILL)
                 if getppid() != launcher { _exit(1) }
                 quitQuietly()
+                // Rank 0 ends a failed job's other ranks with SIGTERM, as mpirun does: what this
+                // rank printed and still holds in its buffer is written first.
+                swiftpar_write_output_on_termination()
                 region.joined(rank).store(1, ordering: .releasing)
                 return LocalTransport(engine: LocalEngine(region: region, rank: rank, settings: settings),
                                       members: Array(0..<size), context: 0)
@@ -185,6 +188,7 @@ enum LocalJob {
         _ = swiftpar_set_parent_death_signal(SIGKILL)
         if getppid() != job.launcher { _exit(1) }
         quitQuietly()
+        swiftpar_write_output_on_termination()
         let region = try SharedRegion(joining: job.descriptor, size: job.size)
         close(job.descriptor)
         region.pid(of: job.rank).store(Int(getpid()), ordering: .relaxed)
@@ -441,7 +445,8 @@ final class LocalMonitor: @unchecked Sendable {
         guard region.ending.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged else {
             while true { pause() }
         }
-        // With the processes they started: a rank killed while it crashes leaves the Swift
+        // With the processes they started (each asked with SIGTERM first, so that a rank writes
+        // what it printed before it goes): a rank killed while it crashes leaves the Swift
         // runtime's backtracer waiting for good on a socket whose ends it holds both of, with
         // the job's standard output and error open, so a pipeline reading them never ends.
         let running = children.enumerated().filter { !isReaped[$0.offset].load(ordering: .acquiring) }.map(\.element)
@@ -452,6 +457,7 @@ final class LocalMonitor: @unchecked Sendable {
         }
         if quiet { _exit(exitCode) }
         swiftpar_flush_all_streams()
+        var exitCode = exitCode
         if let failure = region.failureDescription() {
             switch FailureKind(rawValue: region.failureKind.load(ordering: .relaxed)) {
             case .interrupted?:
@@ -462,6 +468,12 @@ final class LocalMonitor: @unchecked Sendable {
             case .threw?:
                 // The rank has printed its error itself.
                 break
+            case .exitStatus?:
+                // A rank that returned with a status of its own (`exitStatus`, or `exit`) ends
+                // the job with it, as under mpirun.
+                writeStandardError("swiftpar: rank \(failure.rank) \(failure.text); ended the job\n")
+                let status = region.failureValue.load(ordering: .relaxed)
+                if (1...255).contains(status) { exitCode = Int32(status) }
             default:
                 writeStandardError("swiftpar: rank \(failure.rank) \(failure.text); ended the job\n")
             }
