@@ -104,14 +104,15 @@ int swiftpar_kill_with_descendants(const pid_t *pids, int count) {
     // found in a pass may have started one before it was stopped.
     while (add_children(&set, &total, &capacity) > 0) {}
     // Every process found is asked to end (SIGTERM, as mpirun asks the ranks of a failed job,
-    // and a shell or a task's guardian asks a command), then killed if still there after a
-    // quarter of a second. A rank ends on SIGTERM after writing what it printed and still held
-    // in its buffer: the output of a job that failed is not cut short on any backend.
+    // and a shell or a task's guardian asks a command), then killed if still there after 0.6 s.
+    // A rank ends on SIGTERM after writing what it printed and still held in its buffer (for at
+    // most half a second, to a slow reader): the output of a job that failed is not cut short
+    // on any backend.
     for (int i = 0; i < total; i++) {
         kill(set[i], SIGTERM);
         kill(set[i], SIGCONT);
     }
-    for (int round = 0; round < 25; round++) {
+    for (int round = 0; round < 60; round++) {
         int alive = 0;
         for (int i = 0; i < total && !alive; i++) {
             char state = state_of(set[i], NULL);
@@ -133,6 +134,8 @@ int swiftpar_kill_with_descendants(const pid_t *pids, int count) {
  * before main runs, so that swiftpar, which catches these signals to end a job cleanly, leaves
  * them ignored, as every other program does. */
 static sigset_t ignored_at_start;
+/* Whether SIGTERM was blocked when the process started (inherited from whatever started it). */
+static int termination_blocked_at_start;
 
 __attribute__((constructor)) static void note_ignored_signals(void) {
     // SIGCHLD ignored makes the kernel reap children at once, so a job could never learn how
@@ -140,6 +143,8 @@ __attribute__((constructor)) static void note_ignored_signals(void) {
     // waits on its children.
     struct sigaction child;
     if (sigaction(SIGCHLD, NULL, &child) == 0 && child.sa_handler == SIG_IGN) signal(SIGCHLD, SIG_DFL);
+    sigset_t blocked;
+    if (sigprocmask(SIG_BLOCK, NULL, &blocked) == 0) termination_blocked_at_start = sigismember(&blocked, SIGTERM) == 1;
     sigemptyset(&ignored_at_start);
     int watched[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
     for (unsigned i = 0; i < sizeof watched / sizeof watched[0]; i++) {
@@ -333,12 +338,15 @@ void swiftpar_write_output_on_termination(void) {
     sigemptyset(&action.sa_mask);
     action.sa_flags = SA_RESETHAND;
     sigaction(SIGTERM, &action, NULL);
-    // A rank whose launcher had SIGTERM blocked (a test runner, a supervisor) would otherwise
-    // be killed without writing anything when its job is ended.
-    sigset_t only;
-    sigemptyset(&only);
-    sigaddset(&only, SIGTERM);
-    pthread_sigmask(SIG_UNBLOCK, &only, NULL);
+    // A rank started with SIGTERM blocked by what started it (a test runner, a supervisor)
+    // would otherwise be killed without writing anything when its job is ended. A program that
+    // blocked SIGTERM itself (to read it from a signalfd) keeps it blocked.
+    if (termination_blocked_at_start) {
+        sigset_t only;
+        sigemptyset(&only);
+        sigaddset(&only, SIGTERM);
+        pthread_sigmask(SIG_UNBLOCK, &only, NULL);
+    }
 }
 
 pid_t swiftpar_spawn_task(const char *path, char *const argv[], char *const envp[], int input, int output, int error) {

@@ -28,14 +28,14 @@ struct Primes: ParsableCommand {
     @Option(name: .customLong("from"), parsing: .unconditional, help: ArgumentHelp("Lower end of the range (inclusive).", valueName: "A"))
     var lowerBound: String = "0"
 
-    @Option(help: "sieve or trial.")
+    @Option(help: "sieve or trial (trial counts only; --list needs sieve).")
     var method: String = "sieve"
 
     @Flag(help: "Print the primes themselves, one per line, in order (with --json: a JSON array).")
     var list = false
 
     @Option(parsing: .unconditional,
-            help: ArgumentHelp("Memory each rank's sieve may use: bytes (or B), or with K, M, G, T or KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB, in any case; at least 100M. --list sieves in small blocks and ignores it.",
+            help: ArgumentHelp("Memory each rank's sieve may use: bytes (or B), or with K, M, G, T or KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB, in any case; at least 100M. --list sieves in small blocks and does not use it (it is still checked).",
                                valueName: "size"))
     var memory: String = "100M"
 

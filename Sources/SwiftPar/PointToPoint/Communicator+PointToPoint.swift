@@ -119,7 +119,8 @@ extension Communicator {
     /// A `Codable` value comes whole: its bytes decode with `BinaryDecoder`. (A value holding
     /// large arrays of plain numbers travels as several messages, its arrays sent apart from
     /// their storage; they are received too and put back in place, and `byteCount` is then the
-    /// size of the whole.)
+    /// size of the whole. Bytes sent raw that happen to start with swiftpar's 8-byte header are
+    /// taken for such a value.)
     public func receiveBytes(from source: Source = .any, tag: TagSelector = .any) throws -> ReceivedMessage<[UInt8]> {
         return try exclusive("receive") {
             try validate(source: source, tag: tag, "receive")

@@ -257,9 +257,8 @@ public final class Pool: @unchecked Sendable {
         defer { channel.activity = outer }
         // Every rank says which call it is in before any item moves: ranks in another pool call
         // or another collective all throw `mismatch` at once, instead of each waiting for the
-        // others for good. (Not where the map may outlive its workers: a rank that died could
-        // take part in no exchange.)
-        if !options.retryLostItems { try agreeOnCall(name) }
+        // others for good.
+        try agreeOnCall(name)
         // The closures live only for this call: the worker and master structs never outlive it.
         return try withoutActuallyEscaping(transform) { transform in
             try withoutActuallyEscaping(deliver) { deliver in
@@ -278,9 +277,9 @@ public final class Pool: @unchecked Sendable {
     /// Exchanges with every rank which call each is in (see `Communicator.agree`).
     @usableFromInline
     func agreeOnCall(_ name: String) throws {
-        // After a worker died in a map with `retryLostItems`, the pool goes on without it. Every
-        // rank sees the death here alike: rank 0 learned of it from the same shared record,
-        // before it ended that map.
+        // After a worker died in a map with `retryLostItems`, the pool goes on without it, and
+        // a dead rank can take part in no exchange. Every rank sees the death here alike: rank
+        // 0 learned of it from the same shared record, before it ended that map.
         guard let operation = CollectiveOperation(poolCall: name),
               communicator.transport.failedRanks(among: Array(0..<communicator.size)).isEmpty else { return }
         _ = try communicator.agree(on: communicator.signature(operation, .none), name)

@@ -23,9 +23,9 @@ public struct MapOptions: Sendable {
     /// Dynamic by default.
     public var schedule: Schedule = .dynamic
     /// When a worker dies mid-chunk, hand its unfinished items to the surviving ranks instead of
-    /// failing (local backend; under MPI a dead rank ends the whole job). Such a map, and every
-    /// pool call after a worker died, does not first check that every rank is in the same pool
-    /// call, as other pool calls do (a dead rank cannot answer): ranks in different calls wait.
+    /// failing (local backend; under MPI a dead rank ends the whole job). A pool call after a
+    /// worker died does not first check that every rank is in the same pool call, as other pool
+    /// calls do (a dead rank cannot answer): there, ranks in different calls wait.
     public var retryLostItems = false
     /// Called on rank 0 as results arrive, with the items done and the total when known.
     public var progress: (@Sendable (_ done: Int, _ total: Int?) -> Void)?

@@ -373,6 +373,9 @@ final class LocalMonitor: @unchecked Sendable {
 
     /// Reaps every child that has ended and records how it ended.
     private func reapChildren() {
+        // Once the job is ending, its ending reaps the children, after it has stopped signalling
+        // them: reaped here meanwhile, a child's pid could be given to another process first.
+        guard region.ending.load(ordering: .acquiring) == 0 else { return }
         for (index, pid) in children.enumerated() where !isReaped[index].load(ordering: .acquiring) {
             var status: Int32 = 0
             guard waitpid(pid, &status, WNOHANG) == pid else { continue }
