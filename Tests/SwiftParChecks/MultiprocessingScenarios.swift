@@ -13,6 +13,7 @@ let multiprocessingScenarios: [String: @Sendable (Communicator) throws -> String
     "mp-shared-values": articleSharedValues,
     "mp-manager": articleManager,
     "mp-faults": multiprocessingFaults,
+    "mp-pool-stuck": taskPoolStuck,
 ]
 
 /// Two children print their pid and parent pid; both exit 0; a throwing child exits 1.
@@ -330,4 +331,50 @@ func expectError<E: Error>(_ type: E.Type, _ world: Communicator, _ what: String
         return
     }
     throw CheckFailed(description: "rank \(world.rank) check failed: \(what) did not throw \(E.self)")
+}
+
+/// Found by a user, both hung for good: callbacks that submit more tasks than the queue holds
+/// (the result thread waited for room that only it could make), and a task that never ends
+/// (`close()` waits for it; there was no way out). Now the callbacks' tasks wait in the process
+/// and all run; a result is waited for with a timeout; `terminate()` kills the workers and
+/// fails what had not finished.
+func taskPoolStuck(_ world: Communicator) throws -> String {
+    let start = monotonicSeconds()
+    // The results are as large as the inputs: a worker waits for room to send one back.
+    let echo = try TaskPool(workers: 1) { (bytes: [UInt8]) -> [UInt8] in bytes }
+    let done = try SharedValue(0)
+    let big = [UInt8](repeating: 1, count: 200_000)
+    // 200 tasks of 200 KB, each of whose callbacks submits another: 70 MB through a 1 MiB queue.
+    for _ in 0..<200 {
+        try echo.submit(big, onSuccess: { echoed in
+            done.add(1)
+            guard echoed.count == big.count else { return }
+            _ = try? echo.submit([UInt8](repeating: 2, count: 150_000), onSuccess: { _ in done.add(1) })
+        })
+    }
+    // (As in Python, a callback's submit after close() is refused: wait for them all first.)
+    while done.value < 400 && monotonicSeconds() - start < 30 { usleep(10_000) }
+    try echo.close()
+    try expectEqual(done.value, 400, world, "tasks run, those submitted by callbacks included")
+
+    let stuck = try TaskPool(workers: 2) { (x: Int) -> Int in
+        if x == 0 { while true { sleep(1) } }
+        return x * 10
+    }
+    let forever = try stuck.submit(0)
+    try expectEqual(try stuck.submit(1).wait(timeout: 10), 10, world, "a task beside one that never ends")
+    try expectError(SharedMemoryError.self, world, "a wait with a timeout for a task that never ends") { _ = try forever.wait(timeout: 0.2) }
+    _ = try stuck.submit(2)
+    stuck.terminate()
+    do {
+        _ = try forever.wait()
+        throw CheckFailed(description: "rank \(world.rank): the task that never ends returned after terminate()")
+    } catch let failure as TaskFailure {
+        try expect(failure.message.contains("killed by signal 9") || failure.message.contains("terminated"), world, "the never-ending task: \(failure)")
+    }
+    try expectError(SwiftParUsageError.self, world, "submit after terminate()") { _ = try stuck.submit(3) }
+    try stuck.close()
+    let seconds = monotonicSeconds() - start
+    try expect(seconds < 30, world, "took \(seconds) s")
+    return "callbacks=400,terminated"
 }

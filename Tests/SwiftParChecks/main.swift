@@ -22,7 +22,15 @@ let startScenarios: [String: @Sendable (Communicator) throws -> String] = [
     "child-before-run": { _ in "ran-main-itself=\(pidBeforeRun == getpid())" },
     // Spawned ranks exit before they reach SwiftPar.run; rank 0 must say so.
     "exit-before-run": { _ in "unreachable" },
+    // A SharedValue made before SwiftPar.run, added to by every rank: shared by forked ranks
+    // only, and the job says so when they are not.
+    "shared-before-run": { world in
+        sharedBeforeRun?.add(1)
+        try world.barrier()
+        return "value=\(sharedBeforeRun?.value ?? -1)"
+    },
 ]
+let sharedBeforeRun = arguments.first == "shared-before-run" ? try? SharedValue(0) : nil
 let everyScenario = scenarios.merging(poolScenarios) { first, _ in first }.merging(multiprocessingScenarios) { first, _ in first }
     .merging(faultScenarios) { first, _ in first }.merging(startScenarios) { first, _ in first }
 guard let name = arguments.first, let scenario = everyScenario[name] else {

@@ -29,6 +29,9 @@ struct MultiprocessingTests {
     @Test("Faults end in errors, not hangs: a consumer killed in get(), a pool worker that crashes or exits, results and inputs that do not decode, a nil result, a child started by a thread that ends, a manager request too large")
     func faults() throws { try check("mp-faults") }
 
+    @Test("A TaskPool never hangs: callbacks that submit more than the queue holds, a task that never ends (wait with a timeout, terminate)")
+    func taskPoolStuck() throws { try check("mp-pool-stuck") }
+
     @Test("Arguments that cannot work are errors that say so, not traps or hangs: a queue under 64 bytes, too large or with no producer, an array of a negative or impossible count, a manager with no slot, a task pool with no worker")
     func badArguments() throws {
         func message(_ body: () throws -> Void) -> String? {

@@ -123,4 +123,17 @@ struct StartMethodTests {
         #expect(result.errors.components(separatedBy: refusal).count == 3, "\(result.report)")
         #expect(result.errors.contains("file too short; install Open MPI"), "\(result.report)")
     }
+
+    @Test("Shared objects made before SwiftPar.run are shared by forked ranks; spawned ranks and mpirun's get a note that they are not",
+          arguments: [Launch.local(2), .spawned(2), .mpirun(2)])
+    func sharedBeforeRun(_ launch: Launch) throws {
+        let result = try Jobs.run("swiftpar-checks", ["shared-before-run"], launch: launch, timeout: 60)
+        let note = "are not shared between the ranks of this job"
+        if case .local = launch {
+            #expect(result.status == 0 && result.output.contains("rank 1: ok shared-before-run value=2") && !result.errors.contains(note), "\(result.report)")
+        } else {
+            #expect(result.status == 0 && result.output.contains("rank 1: ok shared-before-run value=1"), "\(result.report)")
+            #expect(result.errors.components(separatedBy: note).count == 2, "\(launch): the note, once:\n\(result.report)")
+        }
+    }
 }

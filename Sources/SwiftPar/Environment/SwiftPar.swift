@@ -376,11 +376,18 @@ public enum SwiftPar {
                 // When another rank fails, mpirun ends this one with SIGTERM: what it printed
                 // and still holds in its buffer is written first, as the local backend does.
                 swiftpar_write_output_on_termination()
+                if world.rank == 0 && world.size > 1 {
+                    noteUnsharedObjects("every rank is a process of its own, started by \(LaunchEnvironment.detect()?.launcher ?? "the launcher")")
+                }
                 return (Communicator(transport: world, backend: .mpi, hostName: MPIEnvironment.processorName), .mpi(world))
             } catch {
                 fail("swiftpar: cannot start MPI: \(error)")
             }
         case .local:
+            if count > 1 && LocalJob.startMethod(settings: settings) == .spawn {
+                noteUnsharedObjects(settings.start == .spawn ? "the ranks are spawned (SWIFTPAR_START=spawn), not forked"
+                                    : "the ranks are spawned, not forked, as this process already runs threads (see SWIFTPAR_START)")
+            }
             do {
                 let world = try LocalJob.start(size: count, settings: settings)
                 return (Communicator(transport: world, backend: .local, hostName: currentHostName()), .local(world))
@@ -391,6 +398,13 @@ public enum SwiftPar {
             LocalJob.quitQuietly()
             return (Communicator(transport: SerialTransport(), backend: .serial, hostName: currentHostName()), .serial)
         }
+    }
+
+    /// Says, once, that the shared objects the program made before `run` are not shared between
+    /// its ranks, when it made any: `why` the ranks do not inherit them.
+    private static func noteUnsharedObjects(_ why: String) {
+        guard SharedMapping.made.load(ordering: .relaxed) > 0 else { return }
+        writeStandardError("swiftpar: note: shared objects made before SwiftPar.run (SharedValue, SharedArray, SharedQueue, ProcessLock, Manager) are not shared between the ranks of this job: \(why), so each rank has its own; pass values between ranks in messages\n")
     }
 
     /// Ends this rank: after its body returned (`failure` nil) or threw.

@@ -11,7 +11,12 @@ final class SharedMapping {
     let base: UnsafeMutableRawPointer
     let byteCount: Int
 
+    /// Mappings made so far for a program's own shared objects (a `TaskPool`'s are not
+    /// counted), so that `SwiftPar.run` can say when its ranks will not share them.
+    static let made = ManagedAtomic<Int>(0)
+
     init(byteCount: Int) throws {
+        Self.made.wrappingIncrement(ordering: .relaxed)
         let size = max(byteCount, 1)
         guard let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0), mapped != MAP_FAILED else {
             throw SharedMemoryError.cannotMap(bytes: size, reason: String(cString: strerror(errno)))

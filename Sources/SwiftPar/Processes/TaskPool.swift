@@ -16,7 +16,11 @@ import Glibc
 ///
 /// The workers are forked when the pool is made, so they already hold `function`; tasks and
 /// results travel through `SharedQueue`s. Callbacks run on the pool's result thread in this
-/// process, one at a time. Make the pool before starting threads of your own.
+/// process, one at a time; one may submit more tasks (they wait in this process while the
+/// queue is full). Make the pool before starting threads of your own.
+///
+/// An input, and a result, must encode to less than 1 MiB (the queues' size); larger ones fail
+/// with `SharedMemoryError.tooLarge`. `close()` waits for every task; `terminate()` does not.
 public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchecked Sendable {
     // Sendable: `table` is guarded by its lock; `tasks` and `results` by their process-shared
     // mutexes; `workers` is touched by the result thread alone after init; `closed` and
@@ -31,12 +35,17 @@ public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchec
     private let tasks: SharedQueue<Task>
     private let state: TaskPoolResults<Output>
     private var table: HandleTable<Output> { state.table }
+    /// The result thread, until it is joined (by `close` or `terminate`, holding `joining`).
     private var collector: pthread_t?
+    private let joining = InProcessLock()
 
     /// Starts `workers` processes (default: one per core) that will run `function`. Throws
     /// `SwiftParUsageError` when `workers` is below 1.
     public init(workers: Int = SwiftPar.availableCores, _ function: @escaping (Input) throws -> Output) throws {
         guard workers >= 1 else { throw SwiftParUsageError("a TaskPool needs at least one worker, not \(workers)") }
+        // The pool's own queues are its business, not shared objects of the program's.
+        let programsMappings = SharedMapping.made.load(ordering: .relaxed)
+        defer { SharedMapping.made.store(programsMappings, ordering: .relaxed) }
         tasks = try SharedQueue(producers: 1)
         // The pool alone decides when results end: a worker that dies says nothing.
         let results = try SharedQueue<TaskOutcome>(producers: 1)
@@ -93,7 +102,26 @@ public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchec
         let bytes = try BinaryEncoder().encode(input)
         let handle = table.add(onSuccess: onSuccess, onError: onError)
         do {
-            try tasks.put(Task(id: handle.index, input: bytes))
+            let task = Task(id: handle.index, input: bytes)
+            if let collector, pthread_equal(collector, pthread_self()) != 0 {
+                // From a callback, on the result thread: waiting here for room in the queue
+                // would stop the results that make room. The task waits in this process instead,
+                // and the result thread queues it when there is room.
+                let size = try BinaryEncoder().encode(task).count
+                guard size + 8 <= tasks.capacity else { throw SharedMemoryError.tooLarge(bytes: size, capacity: tasks.capacity) }
+                let tasks = self.tasks
+                state.deferTask {
+                    // Never waits: the result thread must not.
+                    do {
+                        try tasks.put(task, timeout: 0)
+                        return true
+                    } catch SharedMemoryError.timedOut {
+                        return false
+                    }
+                }
+            } else {
+                try tasks.put(task)
+            }
         } catch {
             _ = table.remove(handle.index)
             if let problem = state.closing.withLock({ state.broken }) { throw SwiftParUsageError("TaskPool: \(problem)") }
@@ -110,10 +138,37 @@ public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchec
             return !state.closed
         }
         guard first else { return }
+        // Tasks submitted by callbacks go to the queue before it is finished.
+        state.waitForDeferredTasks()
         tasks.finish()
-        if let collector { pthread_join(collector, nil) }
+        joinCollector()
         for handle in table.removeAll() {
             handle.complete(.failure(TaskFailure(index: handle.index, process: nil, message: "the worker running it exited without a result")))
+        }
+    }
+
+    /// Stops the pool at once, as Python's `Pool.terminate()`: the workers are killed
+    /// (SIGKILL), and every task that has not finished fails (its `onError` runs, `wait()`
+    /// throws). For a pool whose tasks may never end, where `close()` would wait for them.
+    public func terminate() {
+        state.closing.withLock { state.closed = true }
+        state.dropDeferredTasks()
+        tasks.finish()
+        for worker in state.workers { worker.terminate(signal: SIGKILL) }
+        joinCollector()
+        for handle in table.removeAll() {
+            handle.complete(.failure(TaskFailure(index: handle.index, process: nil, message: "the pool was terminated before it ran")))
+        }
+    }
+
+    private func joinCollector() {
+        joining.withLock {
+            guard let thread = collector else { return }
+            // Not from the result thread itself (a callback that closes the pool): the thread
+            // ends on its own once the workers have.
+            guard pthread_equal(thread, pthread_self()) == 0 else { return }
+            pthread_join(thread, nil)
+            collector = nil
         }
     }
 
@@ -143,12 +198,47 @@ final class TaskPoolResults<Output: Codable & Sendable>: @unchecked Sendable {
     var broken: String?
     /// Ends the task queue: its puts throw from then on.
     let abandonTasks: () -> Void
+    /// Tasks submitted from callbacks that waited for room in the queue, oldest first (held
+    /// with `closing`): each puts its task in the queue if there is room now, and says whether
+    /// it did.
+    private var deferred: [() throws -> Bool] = []
 
     init(results: SharedQueue<TaskOutcome>, workers: [ChildProcess], running: SharedMapping, abandonTasks: @escaping () -> Void) {
         self.results = results
         self.workers = workers
         self.running = running
         self.abandonTasks = abandonTasks
+    }
+
+    /// Keeps a task for the result thread to queue (in order, behind any kept before).
+    func deferTask(_ queue: @escaping () throws -> Bool) {
+        closing.withLock { deferred.append(queue) }
+        queueDeferredTasks()
+    }
+
+    /// Queues the kept tasks that fit now, oldest first (a queue finished meanwhile drops them:
+    /// their handles fail with the others').
+    func queueDeferredTasks() {
+        closing.withLock {
+            while let next = deferred.first {
+                do {
+                    guard try next() else { return }
+                } catch {
+                    deferred.removeAll()
+                    return
+                }
+                deferred.removeFirst()
+            }
+        }
+    }
+
+    /// Waits until every kept task is in the queue, or no worker is left to make room.
+    func waitForDeferredTasks() {
+        while closing.withLock({ !deferred.isEmpty && broken == nil }) { usleep(1000) }
+    }
+
+    func dropDeferredTasks() {
+        closing.withLock { deferred.removeAll() }
     }
 
     /// The result thread: hands each outcome to its handle; a worker that dies fails the task
@@ -162,6 +252,7 @@ final class TaskPoolResults<Output: Codable & Sendable>: @unchecked Sendable {
             } catch {
                 // Nothing came for a while.
             }
+            queueDeferredTasks()
             // Ten times a second, also while results stream in: has a worker ended?
             guard monotonicNow() - lastLook >= 0.1 else { continue }
             lastLook = monotonicNow()
@@ -311,6 +402,21 @@ public final class TaskHandle<Output: Sendable>: @unchecked Sendable {
         }
     }
 
+    /// Waits at most `timeout` seconds for the result (Python's `get(timeout=)`): throws
+    /// `SharedMemoryError.timedOut` when it has not arrived by then (the task goes on), and the
+    /// task's `TaskFailure` when it failed.
+    public func wait(timeout: Double) throws -> Output {
+        let deadline = monotonicNow() + max(timeout, 0)
+        return try lock.withLock {
+            while result == nil {
+                let left = deadline - monotonicNow()
+                guard left > 0 else { throw SharedMemoryError.timedOut(seconds: timeout) }
+                lock.wait(seconds: left)
+            }
+            return try result!.get()
+        }
+    }
+
     /// The result, awaited without blocking a thread.
     public var value: Output {
         get async throws {
@@ -349,5 +455,17 @@ final class InProcessLock: @unchecked Sendable {
 
     /// Waits on the condition; call holding the lock.
     func wait() { pthread_cond_wait(&condition, &mutex) }
+
+    /// Waits on the condition for at most `seconds`; call holding the lock.
+    func wait(seconds: Double) {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let whole = Int(seconds)
+        var nanoseconds = now.tv_nsec + Int((seconds - Double(whole)) * 1e9)
+        var until = timespec(tv_sec: now.tv_sec + whole + nanoseconds / 1_000_000_000, tv_nsec: 0)
+        nanoseconds %= 1_000_000_000
+        until.tv_nsec = nanoseconds
+        pthread_cond_timedwait(&condition, &mutex, &until)
+    }
     func broadcast() { pthread_cond_broadcast(&condition) }
 }
