@@ -165,9 +165,7 @@ public final class Manager: @unchecked Sendable {
                 slot(index).storeBytes(of: 0, as: Int.self)
                 answered.broadcast()
             }
-            if case let .tooLarge(bytes, capacity)? = error as? SharedMemoryError {
-                throw SharedMemoryError.managerFailed(reason: "the request is \(bytes) bytes, more than the manager's \(capacity)-byte request queue holds")
-            }
+            // (A request too large for the queue is `tooLarge`: the server never saw it.)
             throw error
         }
         let bytes: [UInt8] = try mailboxLock.withLock {
