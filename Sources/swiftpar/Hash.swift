@@ -30,6 +30,20 @@ struct Hash: ParsableCommand {
 
     func validate() throws {
         guard !paths.isEmpty || !Self.heldOperands.isEmpty else { throw ValidationError("give at least one file or directory to hash") }
+        // --output naming a file that is also given to hash (or is standard input, for -) would
+        // be emptied before it is read: found by a user, who got nothing hashed and status 0.
+        // (Met inside a directory, it is skipped with a note, as before.)
+        if let output = options.output, output != "-",
+           let target = FileHashing.FileIdentity.ofRegularFile(at: PathBytes(RawArguments.bytes(of: output))) {
+            for operand in paths + Self.heldOperands {
+                let same = operand == "-" ? FileHashing.FileIdentity.ofRegularFile(open: 0) == target
+                    : FileHashing.FileIdentity.ofRegularFile(at: PathBytes(RawArguments.bytes(of: operand))) == target
+                guard !same else {
+                    let named = operand == "-" ? "standard input" : "'\(operand)'"
+                    throw ValidationError("\(named) is the output file (--output \(output)): writing the output would empty it before it is hashed; write the output to another file")
+                }
+            }
+        }
     }
 
     /// `hash * > SUMS` in a folder holding a file named `-h` or `--help`: argument-parser

@@ -490,6 +490,29 @@ struct WorkloadTests {
         #expect(result.errors.contains("swiftpar: \(root)/again: Resource temporarily unavailable"), "\(result.errors)")
     }
 
+    @Test("--output naming a file also given to hash, or standard input, is refused before it is emptied; met inside a directory it is skipped")
+    func outputAmongOperands() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-output-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder.appendingPathComponent("S"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let swiftpar = "'\(Jobs.product("swiftpar"))'"
+        let result = try Jobs.runShell("""
+            cd '\(folder.path)'
+            echo old > S/SUMS; echo data > f; ln -s ../f S/link
+            \(swiftpar) -n 2 hash S/SUMS -o ./S/SUMS 2> e1; echo "operand $? $(cat S/SUMS)"
+            \(swiftpar) hash - -o f < f 2> e2; echo "stdin $? $(cat f)"
+            \(swiftpar) hash S/link -o f 2> e3; echo "link $? $(cat f)"
+            \(swiftpar) -n 2 hash S -o S/SUMS 2> e4; echo "inside $?"; cat e4
+            """, timeout: 60)
+        let read = { (name: String) in (try? String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)) ?? "" }
+        // Before, each emptied the file and printed the digest of nothing, or nothing, with status 0.
+        #expect(result.output.contains("operand 64 old\nstdin 64 data\nlink 64 data\n"), "\(result.report)")
+        #expect(read("e1").contains("'S/SUMS' is the output file (--output ./S/SUMS): writing the output would empty it before it is hashed"), "\(read("e1"))")
+        #expect(read("e2").contains("standard input is the output file (--output f)"), "\(read("e2"))")
+        #expect(read("e3").contains("'S/link' is the output file"), "\(read("e3"))")
+        #expect(result.output.contains("inside 0\nswiftpar: skipped S/SUMS: it is the file the output is written to\n"), "\(result.report)")
+    }
+
     @Test("A path that became a named pipe after the walk is reported at once, never waited on")
     func digestOfPipeDoesNotBlock() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-fifo-\(UUID().uuidString)").path
