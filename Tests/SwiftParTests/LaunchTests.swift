@@ -119,6 +119,9 @@ struct LaunchTests {
         Thread.sleep(forTimeInterval: 0.5)
         #expect(clusterNamespaces().isEmpty, "namespaces left: \(clusterNamespaces())")
         #expect(Jobs.survivors(named: "primes 1e13").isEmpty, "processes left: \(Jobs.survivors(named: "primes 1e13"))")
+        // Nor Open MPI's session folder of the killed host (found by a user: dozens piled up).
+        let left = ((try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []).filter { $0.hasPrefix("ompi.\(namespace).") }
+        #expect(left.isEmpty, "session folders of \(namespace) left: \(left)")
     }
 
     @Test("A real Slurm runs both batch scripts with srun --mpi=pmix and with mpirun")
