@@ -33,17 +33,40 @@ struct Hash: ParsableCommand {
         // --output naming a file that is also given to hash (or is standard input, for -) would
         // be emptied before it is read: found by a user, who got nothing hashed and status 0.
         // (Met inside a directory, it is skipped with a note, as before.)
-        if let output = options.output, output != "-",
-           let target = FileHashing.FileIdentity.ofRegularFile(at: PathBytes(RawArguments.bytes(of: output))) {
+        // Every rank of a launcher's job checks: rank 0 may already have made the output file
+        // when another checks, so a name that is not there yet is compared by its folder and
+        // its last part, which gives every rank the same answer.
+        if let output = options.output, output != "-" {
+            let target = Self.entry(PathBytes(RawArguments.bytes(of: output)))
             for operand in paths + Self.heldOperands {
-                let same = operand == "-" ? FileHashing.FileIdentity.ofRegularFile(open: 0) == target
-                    : FileHashing.FileIdentity.ofRegularFile(at: PathBytes(RawArguments.bytes(of: operand))) == target
-                guard !same else {
+                let same = operand == "-" ? FileHashing.FileIdentity.ofRegularFile(open: 0).map(NamedFile.file) == target
+                    : Self.entry(PathBytes(RawArguments.bytes(of: operand))) == target
+                guard !same || target == nil else {
                     let named = operand == "-" ? "standard input" : "'\(operand)'"
                     throw ValidationError("\(named) is the output file (--output \(output)): writing the output would empty it before it is hashed; write the output to another file")
                 }
             }
         }
+    }
+
+    /// What a path names, to tell whether two paths name the same file: the regular file there,
+    /// or, when there is nothing there yet, the folder it would be in and its last part.
+    enum NamedFile: Equatable {
+        case file(FileHashing.FileIdentity)
+        case missing(folder: FileHashing.FileIdentity, name: [UInt8])
+    }
+
+    static func entry(_ path: PathBytes) -> NamedFile? {
+        if let file = FileHashing.FileIdentity.ofRegularFile(at: path) { return .file(file) }
+        var bytes = path.bytes
+        while bytes.count > 1 && bytes.last == UInt8(ascii: "/") { bytes.removeLast() }
+        let slash = bytes.lastIndex(of: UInt8(ascii: "/"))
+        let name = Array(bytes[(slash.map { $0 + 1 } ?? 0)...])
+        let folder: [UInt8] = slash.map { $0 == 0 ? [UInt8(ascii: "/")] : Array(bytes[..<$0]) } ?? [UInt8(ascii: ".")]
+        var info = stat()
+        guard !name.isEmpty, name != Array(".".utf8), name != Array("..".utf8), path.withCString({ lstat($0, &info) }) != 0,
+              PathBytes(folder).withCString({ stat($0, &info) }) == 0, info.st_mode & S_IFMT == S_IFDIR else { return nil }
+        return .missing(folder: FileHashing.FileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino)), name: name)
     }
 
     /// `hash * > SUMS` in a folder holding a file named `-h` or `--help`: argument-parser

@@ -376,6 +376,33 @@ func taskPoolStuck(_ world: Communicator) throws -> String {
     }
     try expectError(SwiftParUsageError.self, world, "submit after terminate()") { _ = try stuck.submit(3) }
     try stuck.close()
+
+    // From a review: callbacks that end the pool themselves. One that terminates it while this
+    // thread waits in close(); one that closes it (the results still arrive); and workers that
+    // all die while tasks submitted by callbacks wait for room, during close().
+    let halting = try TaskPool(workers: 1) { (x: Int) -> Int in
+        if x == 3 { throw CheckFailed(description: "item 3") }
+        return x
+    }
+    for x in 0..<10 { _ = try? halting.submit(x, onError: { _ in halting.terminate() }) }
+    try halting.close()
+    let closing = try TaskPool(workers: 1) { (x: Int) -> Int in x * 2 }
+    let first = try closing.submit(0, onSuccess: { _ in try? closing.close() })
+    let rest = try (1..<5).map { try closing.submit($0) }
+    try expectEqual(try first.wait(timeout: 10), 0, world, "the task whose callback closed the pool")
+    for (index, handle) in rest.enumerated() {
+        try expectEqual(try handle.wait(timeout: 10), (index + 1) * 2, world, "a task submitted before a callback closed the pool")
+    }
+    try closing.close()
+    let dying = try TaskPool(workers: 1) { (_: [UInt8]) -> Int in exit(3) }
+    let large = [UInt8](repeating: 7, count: 600_000)
+    for _ in 0..<3 {
+        _ = try? dying.submit(large, onError: { _ in
+            _ = try? dying.submit(large)
+            _ = try? dying.submit(large)
+        })
+    }
+    try dying.close()
     let seconds = monotonicSeconds() - start
     try expect(seconds < 30, world, "took \(seconds) s")
     return "callbacks=400,terminated"

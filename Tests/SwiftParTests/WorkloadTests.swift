@@ -503,6 +503,8 @@ struct WorkloadTests {
             \(swiftpar) hash - -o f < f 2> e2; echo "stdin $? $(cat f)"
             \(swiftpar) hash S/link -o f 2> e3; echo "link $? $(cat f)"
             \(swiftpar) -n 2 hash S -o S/SUMS 2> e4; echo "inside $?"; cat e4
+            \(swiftpar) -n 2 hash new -o ./new 2> e5; echo "not there yet $? $(test -e new && echo made || echo absent)"
+            \(Jobs.shellCommand("swiftpar", ["hash", "new2", "-o", "new2"], launch: .mpirun(2))) > /dev/null 2> e6; echo "mpirun $?"
             """, timeout: 60)
         let read = { (name: String) in (try? String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)) ?? "" }
         // Before, each emptied the file and printed the digest of nothing, or nothing, with status 0.
@@ -511,6 +513,10 @@ struct WorkloadTests {
         #expect(read("e2").contains("standard input is the output file (--output f)"), "\(read("e2"))")
         #expect(read("e3").contains("'S/link' is the output file"), "\(read("e3"))")
         #expect(result.output.contains("inside 0\nswiftpar: skipped S/SUMS: it is the file the output is written to\n"), "\(result.report)")
+        // A file not there yet is compared by folder and name: every rank of a launcher's job
+        // refuses it alike, though rank 0 may have made it before another checks.
+        #expect(result.output.contains("not there yet 64 absent\nmpirun 64\n") && read("e5").contains("'new' is the output file"), "\(result.report)\n\(read("e5"))")
+        #expect(read("e6").contains("'new2' is the output file"), "\(read("e6"))")
     }
 
     @Test("A path that became a named pipe after the walk is reported at once, never waited on")

@@ -15,12 +15,13 @@ final class SharedMapping {
     /// counted), so that `SwiftPar.run` can say when its ranks will not share them.
     static let made = ManagedAtomic<Int>(0)
 
-    init(byteCount: Int) throws {
-        Self.made.wrappingIncrement(ordering: .relaxed)
+    /// Maps `byteCount` bytes; `counted` unless swiftpar makes it for its own use.
+    init(byteCount: Int, counted: Bool = true) throws {
         let size = max(byteCount, 1)
         guard let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0), mapped != MAP_FAILED else {
             throw SharedMemoryError.cannotMap(bytes: size, reason: String(cString: strerror(errno)))
         }
+        if counted { Self.made.wrappingIncrement(ordering: .relaxed) }
         base = mapped
         self.byteCount = size
     }

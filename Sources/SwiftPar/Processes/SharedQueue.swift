@@ -27,7 +27,12 @@ public final class SharedQueue<Element: Codable>: Sequence, @unchecked Sendable 
     ///
     /// Throws `SwiftParUsageError` when `capacity` is below 64 bytes or `producers` below 1, and
     /// `SystemError` when the shared memory cannot be made.
-    public init(capacity: Int = 1 << 20, producers: Int = 1) throws {
+    public convenience init(capacity: Int = 1 << 20, producers: Int = 1) throws {
+        try self.init(capacity: capacity, producers: producers, counted: true)
+    }
+
+    /// `counted` false for a queue swiftpar makes for its own use (a `TaskPool`'s).
+    init(capacity: Int, producers: Int, counted: Bool) throws {
         guard capacity >= 64 else { throw SwiftParUsageError("a SharedQueue needs a capacity of at least 64 bytes, not \(capacity)") }
         guard producers >= 1 else { throw SwiftParUsageError("a SharedQueue needs at least one producer, not \(producers)") }
         guard capacity <= Int.max / 2 else { throw SwiftParUsageError("a SharedQueue cannot hold \(capacity) bytes") }
@@ -35,7 +40,7 @@ public final class SharedQueue<Element: Codable>: Sequence, @unchecked Sendable 
         let mutexSize = alignedSize(MemoryLayout<pthread_mutex_t>.stride)
         let conditionSize = alignedSize(MemoryLayout<pthread_cond_t>.stride)
         let headerSize = alignedSize(5 * MemoryLayout<Int>.stride)
-        mapping = try SharedMapping(byteCount: mutexSize + 2 * conditionSize + headerSize + capacity)
+        mapping = try SharedMapping(byteCount: mutexSize + 2 * conditionSize + headerSize + capacity, counted: counted)
         lock = try ProcessLock(mapping: mapping, at: 0)
         notEmpty = try ProcessCondition(mapping: mapping, at: mutexSize)
         notFull = try ProcessCondition(mapping: mapping, at: mutexSize + conditionSize)

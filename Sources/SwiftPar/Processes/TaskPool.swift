@@ -35,21 +35,22 @@ public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchec
     private let tasks: SharedQueue<Task>
     private let state: TaskPoolResults<Output>
     private var table: HandleTable<Output> { state.table }
-    /// The result thread, until it is joined (by `close` or `terminate`, holding `joining`).
-    private var collector: pthread_t?
+    /// The result thread, which `close` or `terminate` joins once (holding `joining`).
+    private let resultThread: pthread_t
     private let joining = InProcessLock()
+    private var joined = false
+    /// Whether the caller is a callback, on the result thread: it must never wait for results.
+    private var onResultThread: Bool { pthread_equal(resultThread, pthread_self()) != 0 }
 
     /// Starts `workers` processes (default: one per core) that will run `function`. Throws
     /// `SwiftParUsageError` when `workers` is below 1.
     public init(workers: Int = SwiftPar.availableCores, _ function: @escaping (Input) throws -> Output) throws {
         guard workers >= 1 else { throw SwiftParUsageError("a TaskPool needs at least one worker, not \(workers)") }
         // The pool's own queues are its business, not shared objects of the program's.
-        let programsMappings = SharedMapping.made.load(ordering: .relaxed)
-        defer { SharedMapping.made.store(programsMappings, ordering: .relaxed) }
-        tasks = try SharedQueue(producers: 1)
+        tasks = try SharedQueue(capacity: 1 << 20, producers: 1, counted: false)
         // The pool alone decides when results end: a worker that dies says nothing.
-        let results = try SharedQueue<TaskOutcome>(producers: 1)
-        let running = try SharedMapping(byteCount: 8 * workers)
+        let results = try SharedQueue<TaskOutcome>(capacity: 1 << 20, producers: 1, counted: false)
+        let running = try SharedMapping(byteCount: 8 * workers, counted: false)
         for index in 0..<workers { runningTask(running, index).store(-1, ordering: .relaxed) }
         let tasks = self.tasks
         var children: [ChildProcess] = []
@@ -87,7 +88,7 @@ public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchec
         }
         let state = TaskPoolResults<Output>(results: results, workers: children, running: running, abandonTasks: { tasks.finish() })
         self.state = state
-        collector = try startJoinableThread { state.collect() }
+        resultThread = try startJoinableThread { state.collect() }
     }
 
     /// Queues `input` for a worker and returns at once. `onSuccess` or `onError` runs when the
@@ -103,7 +104,7 @@ public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchec
         let handle = table.add(onSuccess: onSuccess, onError: onError)
         do {
             let task = Task(id: handle.index, input: bytes)
-            if let collector, pthread_equal(collector, pthread_self()) != 0 {
+            if onResultThread {
                 // From a callback, on the result thread: waiting here for room in the queue
                 // would stop the results that make room. The task waits in this process instead,
                 // and the result thread queues it when there is room.
@@ -137,10 +138,17 @@ public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchec
             defer { state.closed = true }
             return !state.closed
         }
-        guard first else { return }
-        // Tasks submitted by callbacks go to the queue before it is finished.
-        state.waitForDeferredTasks()
-        tasks.finish()
+        if onResultThread {
+            // From a callback: the result thread cannot wait for itself. It finishes the queue
+            // once the tasks callbacks submitted are in it; the results still arrive.
+            if first { state.finishQueueWhenDeferredAreIn() }
+            return
+        }
+        if first {
+            // Tasks submitted by callbacks go to the queue before it is finished.
+            state.waitForDeferredTasks()
+            tasks.finish()
+        }
         joinCollector()
         for handle in table.removeAll() {
             handle.complete(.failure(TaskFailure(index: handle.index, process: nil, message: "the worker running it exited without a result")))
@@ -155,20 +163,21 @@ public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchec
         state.dropDeferredTasks()
         tasks.finish()
         for worker in state.workers { worker.terminate(signal: SIGKILL) }
+        // From a callback, the result thread fails what is left once it sees the workers gone.
+        guard !onResultThread else { return }
         joinCollector()
         for handle in table.removeAll() {
             handle.complete(.failure(TaskFailure(index: handle.index, process: nil, message: "the pool was terminated before it ran")))
         }
     }
 
+    /// Waits for the result thread to end (never from the result thread itself).
     private func joinCollector() {
+        guard !onResultThread else { return }
         joining.withLock {
-            guard let thread = collector else { return }
-            // Not from the result thread itself (a callback that closes the pool): the thread
-            // ends on its own once the workers have.
-            guard pthread_equal(thread, pthread_self()) == 0 else { return }
-            pthread_join(thread, nil)
-            collector = nil
+            guard !joined else { return }
+            pthread_join(resultThread, nil)
+            joined = true
         }
     }
 
@@ -202,6 +211,10 @@ final class TaskPoolResults<Output: Codable & Sendable>: @unchecked Sendable {
     /// with `closing`): each puts its task in the queue if there is room now, and says whether
     /// it did.
     private var deferred: [() throws -> Bool] = []
+    /// Set by `close()` from a callback: finish the task queue once `deferred` is empty.
+    private var finishWhenDeferredAreIn = false
+    /// Set when the result thread has ended (nothing will queue `deferred` any more).
+    private var collectorEnded = false
 
     init(results: SharedQueue<TaskOutcome>, workers: [ChildProcess], running: SharedMapping, abandonTasks: @escaping () -> Void) {
         self.results = results
@@ -225,16 +238,26 @@ final class TaskPoolResults<Output: Codable & Sendable>: @unchecked Sendable {
                     guard try next() else { return }
                 } catch {
                     deferred.removeAll()
-                    return
+                    break
                 }
                 deferred.removeFirst()
+            }
+            if finishWhenDeferredAreIn {
+                finishWhenDeferredAreIn = false
+                abandonTasks()
             }
         }
     }
 
-    /// Waits until every kept task is in the queue, or no worker is left to make room.
+    /// `close()` from a callback: the queue is finished once the kept tasks are in it.
+    func finishQueueWhenDeferredAreIn() {
+        closing.withLock { finishWhenDeferredAreIn = true }
+        queueDeferredTasks()
+    }
+
+    /// Waits until every kept task is in the queue, or the result thread has ended.
     func waitForDeferredTasks() {
-        while closing.withLock({ !deferred.isEmpty && broken == nil }) { usleep(1000) }
+        while closing.withLock({ !deferred.isEmpty && !collectorEnded }) { usleep(1000) }
     }
 
     func dropDeferredTasks() {
@@ -244,6 +267,12 @@ final class TaskPoolResults<Output: Codable & Sendable>: @unchecked Sendable {
     /// The result thread: hands each outcome to its handle; a worker that dies fails the task
     /// it was running; ends once every worker has ended.
     func collect() {
+        defer {
+            closing.withLock {
+                collectorEnded = true
+                deferred.removeAll()
+            }
+        }
         var ended = [Bool](repeating: false, count: workers.count)
         var lastLook = monotonicNow()
         while true {
@@ -458,6 +487,8 @@ final class InProcessLock: @unchecked Sendable {
 
     /// Waits on the condition for at most `seconds`; call holding the lock.
     func wait(seconds: Double) {
+        // (Callers wait again while their deadline has not passed.)
+        let seconds = min(max(seconds, 0), 1e6)
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         let whole = Int(seconds)
