@@ -403,6 +403,20 @@ func taskPoolStuck(_ world: Communicator) throws -> String {
         })
     }
     try dying.close()
+
+    // Results larger than the default 1 MiB queue, with a larger one (found by a user: a 2 MB
+    // result could not come back, and nothing could be changed).
+    let small = try TaskPool(workers: 1) { (n: Int) -> [UInt8] in [UInt8](repeating: 1, count: n) }
+    do {
+        _ = try small.submit(2_000_000).wait(timeout: 10)
+        throw CheckFailed(description: "rank \(world.rank): a 2 MB result came through a 1 MiB queue")
+    } catch let failure as TaskFailure {
+        try expect(failure.message.contains("does not fit in a queue of 1048576 bytes"), world, "a 2 MB result: \(failure)")
+    }
+    try small.close()
+    let roomy = try TaskPool(workers: 1, queueCapacity: 8 << 20) { (n: Int) -> [UInt8] in [UInt8](repeating: 1, count: n) }
+    try expectEqual(try roomy.submit(2_000_000).wait(timeout: 10).count, 2_000_000, world, "a 2 MB result through an 8 MiB queue")
+    try roomy.close()
     let seconds = monotonicSeconds() - start
     try expect(seconds < 30, world, "took \(seconds) s")
     return "callbacks=400,terminated"

@@ -45,6 +45,7 @@ struct MultiprocessingTests {
         #expect(message { _ = try Manager(slots: Int.max / 2) } == "a Manager cannot hold \(Int.max / 2) answers of 262144 bytes")
         #expect(message { _ = try Manager(answerCapacity: -1) } == "a Manager cannot hold 32 answers of -1 bytes")
         #expect(message { _ = try TaskPool<Int, Int>(workers: 0) { $0 } } == "a TaskPool needs at least one worker, not 0")
+        #expect(message { _ = try TaskPool<Int, Int>(workers: 1, queueCapacity: 10) { $0 } } == "a TaskPool needs queues of at least 64 bytes, not 10")
         // These trapped before.
         #expect(message { _ = try SharedQueue<Int>(capacity: Int.max) } == "a SharedQueue cannot hold \(Int.max) bytes")
         #expect(message { _ = try SharedArray<Int>(repeating: 0, count: -1) } == "a SharedArray cannot hold -1 elements")

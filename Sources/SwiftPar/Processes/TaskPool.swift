@@ -19,8 +19,9 @@ import Glibc
 /// process, one at a time; one may submit more tasks (they wait in this process while the
 /// queue is full). Make the pool before starting threads of your own.
 ///
-/// An input, and a result, must encode to less than 1 MiB (the queues' size); larger ones fail
-/// with `SharedMemoryError.tooLarge`. `close()` waits for every task; `terminate()` does not.
+/// An input, and a result, must encode to less than the queues' size (`queueCapacity`, 1 MiB
+/// unless given); larger ones fail with `SharedMemoryError.tooLarge`. `close()` waits for every
+/// task; `terminate()` does not.
 public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchecked Sendable {
     // Sendable: `table` is guarded by its lock; `tasks` and `results` by their process-shared
     // mutexes; `workers` is touched by the result thread alone after init; `closed` and
@@ -42,14 +43,18 @@ public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchec
     /// Whether the caller is a callback, on the result thread: it must never wait for results.
     private var onResultThread: Bool { pthread_equal(resultThread, pthread_self()) != 0 }
 
-    /// Starts `workers` processes (default: one per core) that will run `function`. Throws
-    /// `SwiftParUsageError` when `workers` is below 1.
-    public init(workers: Int = SwiftPar.availableCores, _ function: @escaping (Input) throws -> Output) throws {
+    /// Starts `workers` processes (default: one per core) that will run `function`, with task
+    /// and result queues of `queueCapacity` bytes each (1 MiB by default): an input or a result
+    /// must encode to less than that. Throws `SwiftParUsageError` when `workers` is below 1 or
+    /// `queueCapacity` below 64 bytes.
+    public init(workers: Int = SwiftPar.availableCores, queueCapacity: Int = 1 << 20,
+                _ function: @escaping (Input) throws -> Output) throws {
         guard workers >= 1 else { throw SwiftParUsageError("a TaskPool needs at least one worker, not \(workers)") }
+        guard queueCapacity >= 64 else { throw SwiftParUsageError("a TaskPool needs queues of at least 64 bytes, not \(queueCapacity)") }
         // The pool's own queues are its business, not shared objects of the program's.
-        tasks = try SharedQueue(capacity: 1 << 20, producers: 1, counted: false)
+        tasks = try SharedQueue(capacity: queueCapacity, producers: 1, counted: false)
         // The pool alone decides when results end: a worker that dies says nothing.
-        let results = try SharedQueue<TaskOutcome>(capacity: 1 << 20, producers: 1, counted: false)
+        let results = try SharedQueue<TaskOutcome>(capacity: queueCapacity, producers: 1, counted: false)
         let running = try SharedMapping(byteCount: 8 * workers, counted: false)
         for index in 0..<workers { runningTask(running, index).store(-1, ordering: .relaxed) }
         let tasks = self.tasks
