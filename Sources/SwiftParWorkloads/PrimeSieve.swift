@@ -14,7 +14,8 @@ import SwiftPar
 ///   of every prime from 7 to 53;
 /// - primes up to a few thousand cross it in L1-sized slices, and primes up to a few segments'
 ///   length cross the whole segment; both walk one turn of the wheel (8 multiples, p bytes) at
-///   a time with the eight byte offsets and bit masks of the prime's class known in advance;
+///   a time with the eight byte offsets and bit masks of the prime's class known in advance,
+///   in groups of the same class and the same place in the turn (`GroupedPrimes`);
 /// - larger primes wait in buckets, one per 256 KiB of the block (L2-sized, so their scattered
 ///   writes stay in the cache): a prime is touched only where its multiples fall, then moves on
 ///   to the bucket of its next one;
@@ -50,7 +51,7 @@ public enum PrimeSieve {
     /// fewer the batches, the less traffic to memory.
     static let fewestBatchPrimes = 250_000
     /// What a rank holds besides a block kept whole and one batch of large primes in buckets:
-    /// the Swift runtime and libraries, the small and medium sieving primes and their places,
+    /// the Swift runtime and libraries, the small and medium sieving primes and their groups,
     /// the segment the large primes are made in, the buckets' partly filled chunks, and the
     /// heap's slack.
     static let memoryBesidesBatch = 32_000_000
@@ -60,7 +61,7 @@ public enum PrimeSieve {
         Swift.max(fewestBatchPrimes, (memory - memoryBesidesBatch - blockBytes) / bytesPerBucketEntry)
     }
     /// What a rank holds besides a block kept whole: the Swift runtime and libraries, the small
-    /// and medium sieving primes and their places, the segment the large primes are made in,
+    /// and medium sieving primes and their groups, the segment the large primes are made in,
     /// a batch of them in buckets at least `fewestBatchPrimes` large, and the heap's slack.
     static let memoryBesidesBlock = 36_000_000
     /// Memory a sieve takes besides its buckets when nothing is kept whole: the segment, the
@@ -396,11 +397,8 @@ struct BlockSieve {
     let totalBytes: Int
     let root: UInt64
     let primes: SievingPrimes
-    /// Each small or medium prime's place, in one word (half the memory of two): the byte
-    /// (relative to `base`) where its current wheel turn starts, times 8, plus its position in
-    /// the turn.
-    var places: [Int] = []
-    var primeCount = 0
+    /// How many sieving primes (small and medium) are at most the root.
+    let primeCount: Int
 
     init(start: UInt64, high: UInt64, root: UInt64, primes: SievingPrimes) {
         self.start = start
@@ -409,14 +407,7 @@ struct BlockSieve {
         self.primes = primes
         base = start / 30 * 30
         totalBytes = Int((high - base) / 30) + 1
-        let baseByte = base / 30
-        for p32 in primes.primes {
-            let p = UInt64(p32)
-            guard p <= root else { break }
-            let first = PrimeSieve.firstMultiple(of: p, atOrAfter: start, baseByte: baseByte)
-            places.append(first.turn << 3 | first.position)
-        }
-        primeCount = places.count
+        primeCount = primes.primes.firstIndex { UInt64($0) > root } ?? primes.primes.count
     }
 
     mutating func run(_ visit: (UnsafeBufferPointer<UInt64>, UInt64) -> Void) {
@@ -477,6 +468,10 @@ struct BlockSieve {
             largeLowNext = stop + 1
         }
 
+        let small = GroupedPrimes(primes.primes[0..<min(primes.smallCount, primeCount)], start: start, baseByte: base / 30)
+        defer { small.release() }
+        let medium = GroupedPrimes(primes.primes[min(primes.smallCount, primeCount)..<primeCount], start: start, baseByte: base / 30)
+        defer { medium.release() }
         fillBuckets()
         for index in 0..<segments {
             let bytes = segmentPointer(index)
@@ -488,11 +483,12 @@ struct BlockSieve {
             var sliceStart = segmentStart
             while sliceStart < segmentStart + count {
                 let sliceEnd = min(sliceStart + PrimeSieve.sliceBytes, segmentStart + count)
-                crossTurns(origin, primes: 0..<min(primes.smallCount, primeCount), end: sliceEnd)
+                small.cross(origin, segmentStart: sliceStart, end: sliceEnd)
                 sliceStart = sliceEnd
             }
-            // Medium primes over the whole segment.
-            crossTurns(origin, primes: min(primes.smallCount, primeCount)..<primeCount, end: segmentStart + count)
+            // Medium primes over the whole segment, a group of the same class and wheel position
+            // at a time.
+            medium.cross(origin, segmentStart: segmentStart, end: segmentStart + count)
             if buckets != nil {
                 let end = min((segmentStart + count + Buckets.mask) >> Buckets.shift, bucketSegments)
                 for sub in (segmentStart >> Buckets.shift)..<end { buckets!.warmAndCross(segment: sub, origin + sub << Buckets.shift) }
@@ -508,36 +504,10 @@ struct BlockSieve {
         }
     }
 
-    /// Crosses the multiples of `range`'s primes that fall before byte `end`; `origin` is where
-    /// byte 0 of the block would be.
-    @inline(__always)
-    mutating func crossTurns(_ origin: UnsafeMutablePointer<UInt8>, primes range: Range<Int>, end: Int) {
-        primes.primes.withUnsafeBufferPointer { list in
-            places.withUnsafeMutableBufferPointer { places in
-                for k in range {
-                    let p = Int(list[k])
-                    let a = p / 30
-                    var turn = places[k] >> 3
-                    var position = places[k] & 7
-                    switch p % 30 {
-                    case 1: Self.cross(Residue1.self, a: a, p: p, origin, &turn, &position, end: end)
-                    case 7: Self.cross(Residue7.self, a: a, p: p, origin, &turn, &position, end: end)
-                    case 11: Self.cross(Residue11.self, a: a, p: p, origin, &turn, &position, end: end)
-                    case 13: Self.cross(Residue13.self, a: a, p: p, origin, &turn, &position, end: end)
-                    case 17: Self.cross(Residue17.self, a: a, p: p, origin, &turn, &position, end: end)
-                    case 19: Self.cross(Residue19.self, a: a, p: p, origin, &turn, &position, end: end)
-                    case 23: Self.cross(Residue23.self, a: a, p: p, origin, &turn, &position, end: end)
-                    default: Self.cross(Residue29.self, a: a, p: p, origin, &turn, &position, end: end)
-                    }
-                    places[k] = turn << 3 | position
-                }
-            }
-        }
-    }
-
     /// Crosses the multiples of one prime p = 30a + r before byte `end`, a whole wheel turn (8
     /// multiples, p bytes) at a time; the function is specialized for each residue r, so the
     /// offsets' extra parts and the masks are constants.
+    @inline(__always)
     static func cross<R: WheelResidue>(_: R.Type, a: Int, p: Int, _ origin: UnsafeMutablePointer<UInt8>,
                                        _ turn: inout Int, _ position: inout Int, end: Int) {
         let r = R.value
@@ -620,6 +590,118 @@ struct BlockSieve {
         position = j
     }
 
+}
+
+/// The small or the medium primes of a block, each in the group of its class and of the wheel
+/// position of its next multiple: 64 groups, crossed one after another over each stretch (an
+/// L1-sized slice for the small primes, a segment for the medium ones). A prime visits every
+/// stretch for a few turns of the wheel or fewer multiples, starting and stopping anywhere in
+/// a turn. Crossed in the order of the primes, the switches that pick a prime's class and the
+/// multiple to start at went the wrong way for most primes (each visit cost about 19 ns: the
+/// window below 10^18 took 0.9 s more with the medium primes crossing 1 MiB at a time instead of
+/// 2 MiB). In groups they go the same way for a whole group: that window went from 1.62× to
+/// 1.42× primesieve's time, π(10^10) about 7% faster.
+///
+/// An entry is one UInt64: a = p/30 above bit 40, and below it the place of the prime's current
+/// wheel turn relative to the start of the stretch to be crossed next, plus p (so never
+/// negative: a turn in progress started less than p bytes before). The 8 groups of a class are
+/// refilled from 8 spare ones, which then take the emptied groups' place, so the entries take
+/// little more memory than one word per prime.
+struct GroupedPrimes {
+    struct Group {
+        var entries: UnsafeMutablePointer<UInt64>
+        var count: Int
+        var capacity: Int
+    }
+
+    static let placeBits: UInt64 = 40
+    static let placeMask: UInt64 = (1 << placeBits) - 1
+
+    /// The groups, by class and wheel position (64).
+    var groups: UnsafeMutablePointer<Group>
+    /// The groups one class's primes move to while its groups are crossed (8).
+    var spare: UnsafeMutablePointer<Group>
+    let isEmpty: Bool
+
+    /// The groups of `primes`, for a block that starts at number `start` and byte `baseByte`.
+    init(_ primes: ArraySlice<UInt32>, start: UInt64, baseByte: UInt64) {
+        isEmpty = primes.isEmpty
+        // Groups come out about equal; one that outgrows this doubles.
+        let capacity = 16 + primes.count / 64 + primes.count / 256
+        groups = .allocate(capacity: 64)
+        spare = .allocate(capacity: 8)
+        for w in 0..<64 { groups[w] = Group(entries: .allocate(capacity: capacity), count: 0, capacity: capacity) }
+        for w in 0..<8 { spare[w] = Group(entries: .allocate(capacity: capacity), count: 0, capacity: capacity) }
+        for p32 in primes {
+            let p = Int(p32)
+            let first = PrimeSieve.firstMultiple(of: UInt64(p), atOrAfter: start, baseByte: baseByte)
+            let w = PrimeSieve.classOfResidue[p % 30] << 3 | first.position
+            Self.append(UInt64(p / 30) << Self.placeBits | UInt64(first.turn + p), to: groups + w)
+        }
+    }
+
+    func release() {
+        for w in 0..<64 { groups[w].entries.deallocate() }
+        for w in 0..<8 { spare[w].entries.deallocate() }
+        groups.deallocate()
+        spare.deallocate()
+    }
+
+    @inline(__always)
+    static func append(_ entry: UInt64, to group: UnsafeMutablePointer<Group>) {
+        if group.pointee.count == group.pointee.capacity { grow(group) }
+        group.pointee.entries[group.pointee.count] = entry
+        group.pointee.count &+= 1
+    }
+
+    @inline(never)
+    static func grow(_ group: UnsafeMutablePointer<Group>) {
+        let larger = UnsafeMutablePointer<UInt64>.allocate(capacity: group.pointee.capacity * 2)
+        larger.moveInitialize(from: group.pointee.entries, count: group.pointee.count)
+        group.pointee.entries.deallocate()
+        group.pointee.entries = larger
+        group.pointee.capacity *= 2
+    }
+
+    /// Crosses every prime's multiples in bytes `segmentStart..<end` of the block (`origin` is
+    /// where its byte 0 would be), leaving each prime in its group for the next stretch, which
+    /// starts at `end`.
+    func cross(_ origin: UnsafeMutablePointer<UInt8>, segmentStart: Int, end: Int) {
+        guard !isEmpty else { return }
+        for c in 0..<8 {
+            switch c {
+            case 0: crossClass(Residue1.self, c, origin, segmentStart: segmentStart, end: end)
+            case 1: crossClass(Residue7.self, c, origin, segmentStart: segmentStart, end: end)
+            case 2: crossClass(Residue11.self, c, origin, segmentStart: segmentStart, end: end)
+            case 3: crossClass(Residue13.self, c, origin, segmentStart: segmentStart, end: end)
+            case 4: crossClass(Residue17.self, c, origin, segmentStart: segmentStart, end: end)
+            case 5: crossClass(Residue19.self, c, origin, segmentStart: segmentStart, end: end)
+            case 6: crossClass(Residue23.self, c, origin, segmentStart: segmentStart, end: end)
+            default: crossClass(Residue29.self, c, origin, segmentStart: segmentStart, end: end)
+            }
+            // The class's primes are in the spare groups now, and its own groups are empty.
+            for k in 0..<8 { swap(&groups[c << 3 | k], &spare[k]) }
+        }
+    }
+
+    private func crossClass<R: WheelResidue>(_ residue: R.Type, _ c: Int, _ origin: UnsafeMutablePointer<UInt8>, segmentStart: Int, end: Int) {
+        let r = R.value
+        let targets = spare
+        for position in 0..<8 {
+            let group = groups + (c << 3 | position)
+            let entries = group.pointee.entries
+            for i in 0..<group.pointee.count {
+                let entry = entries[i]
+                let a = Int(truncatingIfNeeded: entry >> Self.placeBits)
+                let p = 30 &* a &+ r
+                var turn = segmentStart &+ Int(truncatingIfNeeded: entry & Self.placeMask) &- p
+                var j = position
+                BlockSieve.cross(R.self, a: a, p: p, origin, &turn, &j, end: end)
+                Self.append(UInt64(truncatingIfNeeded: a) << Self.placeBits | UInt64(truncatingIfNeeded: turn &- end &+ p), to: targets + j)
+            }
+            group.pointee.count = 0
+        }
+    }
 }
 
 /// Makes the large primes of a range and files each in the bucket of the stretch its first
