@@ -483,12 +483,12 @@ struct BlockSieve {
             var sliceStart = segmentStart
             while sliceStart < segmentStart + count {
                 let sliceEnd = min(sliceStart + PrimeSieve.sliceBytes, segmentStart + count)
-                small.cross(origin, segmentStart: sliceStart, end: sliceEnd)
+                small.cross(origin, stretchStart: sliceStart, end: sliceEnd)
                 sliceStart = sliceEnd
             }
             // Medium primes over the whole segment, a group of the same class and wheel position
             // at a time.
-            medium.cross(origin, segmentStart: segmentStart, end: segmentStart + count)
+            medium.cross(origin, stretchStart: segmentStart, end: segmentStart + count)
             if buckets != nil {
                 let end = min((segmentStart + count + Buckets.mask) >> Buckets.shift, bucketSegments)
                 for sub in (segmentStart >> Buckets.shift)..<end { buckets!.warmAndCross(segment: sub, origin + sub << Buckets.shift) }
@@ -597,16 +597,17 @@ struct BlockSieve {
 /// L1-sized slice for the small primes, a segment for the medium ones). A prime visits every
 /// stretch for a few turns of the wheel or fewer multiples, starting and stopping anywhere in
 /// a turn. Crossed in the order of the primes, the switches that pick a prime's class and the
-/// multiple to start at went the wrong way for most primes (each visit cost about 19 ns: the
-/// window below 10^18 took 0.9 s more with the medium primes crossing 1 MiB at a time instead of
-/// 2 MiB). In groups they go the same way for a whole group: that window went from 1.62× to
-/// 1.42× primesieve's time, π(10^10) about 7% faster.
+/// multiple to start at went the wrong way for most primes; in groups they go the same way for
+/// a whole group.
 ///
-/// An entry is one UInt64: a = p/30 above bit 40, and below it the place of the prime's current
-/// wheel turn relative to the start of the stretch to be crossed next, plus p (so never
-/// negative: a turn in progress started less than p bytes before). The 8 groups of a class are
-/// refilled from 8 spare ones, which then take the emptied groups' place, so the entries take
-/// little more memory than one word per prime.
+/// An entry is one UInt64: a = p/30 from bit 40 up, and below it the place of the prime's
+/// current wheel turn relative to the start of the stretch to be crossed next, plus p (so never
+/// negative: a turn in progress started less than p bytes before). While a class's 8 groups
+/// are crossed, its primes move into 8 spare groups, which then trade places with the emptied
+/// ones. Each group starts with room for what it holds at the block's start or, if more, for
+/// its share once the primes have moved (a prime stops before a position in proportion to the
+/// gap before it, so positions 1 and 7 hold a fifth of a class each): about 1.4 words per
+/// prime in all.
 struct GroupedPrimes {
     struct Group {
         var entries: UnsafeMutablePointer<UInt64>
@@ -626,17 +627,28 @@ struct GroupedPrimes {
     /// The groups of `primes`, for a block that starts at number `start` and byte `baseByte`.
     init(_ primes: ArraySlice<UInt32>, start: UInt64, baseByte: UInt64) {
         isEmpty = primes.isEmpty
-        // Groups come out about equal; one that outgrows this doubles.
-        let capacity = 16 + primes.count / 64 + primes.count / 256
+        func group(of p: Int) -> (w: Int, entry: UInt64) {
+            let first = PrimeSieve.firstMultiple(of: UInt64(p), atOrAfter: start, baseByte: baseByte)
+            return (PrimeSieve.classOfResidue[p % 30] << 3 | first.position, UInt64(p / 30) << Self.placeBits | UInt64(first.turn + p))
+        }
+        var counts = [Int](repeating: 0, count: 64)
+        for p in primes { counts[group(of: Int(p)).w] += 1 }
+        // A group's share once the primes have moved: its position's gap in 30, a class being an
+        // eighth of the primes; a fifth more, for the classes and positions that come out larger.
+        func share(_ position: Int) -> Int {
+            let gap = position == 0 ? 2 : PrimeSieve.wheel[position] - PrimeSieve.wheel[position - 1]
+            return 16 + primes.count * gap * 6 / (8 * 30 * 5)
+        }
         groups = .allocate(capacity: 64)
         spare = .allocate(capacity: 8)
-        for w in 0..<64 { groups[w] = Group(entries: .allocate(capacity: capacity), count: 0, capacity: capacity) }
-        for w in 0..<8 { spare[w] = Group(entries: .allocate(capacity: capacity), count: 0, capacity: capacity) }
-        for p32 in primes {
-            let p = Int(p32)
-            let first = PrimeSieve.firstMultiple(of: UInt64(p), atOrAfter: start, baseByte: baseByte)
-            let w = PrimeSieve.classOfResidue[p % 30] << 3 | first.position
-            Self.append(UInt64(p / 30) << Self.placeBits | UInt64(first.turn + p), to: groups + w)
+        for w in 0..<64 {
+            let capacity = max(counts[w], share(w & 7))
+            groups[w] = Group(entries: .allocate(capacity: capacity), count: 0, capacity: capacity)
+        }
+        for k in 0..<8 { spare[k] = Group(entries: .allocate(capacity: share(k)), count: 0, capacity: share(k)) }
+        for p in primes {
+            let (w, entry) = group(of: Int(p))
+            Self.append(entry, to: groups + w)
         }
     }
 
@@ -663,28 +675,28 @@ struct GroupedPrimes {
         group.pointee.capacity *= 2
     }
 
-    /// Crosses every prime's multiples in bytes `segmentStart..<end` of the block (`origin` is
+    /// Crosses every prime's multiples in bytes `stretchStart..<end` of the block (`origin` is
     /// where its byte 0 would be), leaving each prime in its group for the next stretch, which
     /// starts at `end`.
-    func cross(_ origin: UnsafeMutablePointer<UInt8>, segmentStart: Int, end: Int) {
+    func cross(_ origin: UnsafeMutablePointer<UInt8>, stretchStart: Int, end: Int) {
         guard !isEmpty else { return }
         for c in 0..<8 {
             switch c {
-            case 0: crossClass(Residue1.self, c, origin, segmentStart: segmentStart, end: end)
-            case 1: crossClass(Residue7.self, c, origin, segmentStart: segmentStart, end: end)
-            case 2: crossClass(Residue11.self, c, origin, segmentStart: segmentStart, end: end)
-            case 3: crossClass(Residue13.self, c, origin, segmentStart: segmentStart, end: end)
-            case 4: crossClass(Residue17.self, c, origin, segmentStart: segmentStart, end: end)
-            case 5: crossClass(Residue19.self, c, origin, segmentStart: segmentStart, end: end)
-            case 6: crossClass(Residue23.self, c, origin, segmentStart: segmentStart, end: end)
-            default: crossClass(Residue29.self, c, origin, segmentStart: segmentStart, end: end)
+            case 0: crossClass(Residue1.self, c, origin, stretchStart: stretchStart, end: end)
+            case 1: crossClass(Residue7.self, c, origin, stretchStart: stretchStart, end: end)
+            case 2: crossClass(Residue11.self, c, origin, stretchStart: stretchStart, end: end)
+            case 3: crossClass(Residue13.self, c, origin, stretchStart: stretchStart, end: end)
+            case 4: crossClass(Residue17.self, c, origin, stretchStart: stretchStart, end: end)
+            case 5: crossClass(Residue19.self, c, origin, stretchStart: stretchStart, end: end)
+            case 6: crossClass(Residue23.self, c, origin, stretchStart: stretchStart, end: end)
+            default: crossClass(Residue29.self, c, origin, stretchStart: stretchStart, end: end)
             }
             // The class's primes are in the spare groups now, and its own groups are empty.
             for k in 0..<8 { swap(&groups[c << 3 | k], &spare[k]) }
         }
     }
 
-    private func crossClass<R: WheelResidue>(_ residue: R.Type, _ c: Int, _ origin: UnsafeMutablePointer<UInt8>, segmentStart: Int, end: Int) {
+    private func crossClass<R: WheelResidue>(_ residue: R.Type, _ c: Int, _ origin: UnsafeMutablePointer<UInt8>, stretchStart: Int, end: Int) {
         let r = R.value
         let targets = spare
         for position in 0..<8 {
@@ -694,7 +706,7 @@ struct GroupedPrimes {
                 let entry = entries[i]
                 let a = Int(truncatingIfNeeded: entry >> Self.placeBits)
                 let p = 30 &* a &+ r
-                var turn = segmentStart &+ Int(truncatingIfNeeded: entry & Self.placeMask) &- p
+                var turn = stretchStart &+ Int(truncatingIfNeeded: entry & Self.placeMask) &- p
                 var j = position
                 BlockSieve.cross(R.self, a: a, p: p, origin, &turn, &j, end: end)
                 Self.append(UInt64(truncatingIfNeeded: a) << Self.placeBits | UInt64(truncatingIfNeeded: turn &- end &+ p), to: targets + j)
