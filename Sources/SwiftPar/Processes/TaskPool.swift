@@ -164,7 +164,10 @@ public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchec
     /// (SIGKILL), and every task that has not finished fails (its `onError` runs, `wait()`
     /// throws). For a pool whose tasks may never end, where `close()` would wait for them.
     public func terminate() {
-        state.closing.withLock { state.closed = true }
+        state.closing.withLock {
+            state.closed = true
+            state.terminated = true
+        }
         state.dropDeferredTasks()
         tasks.finish()
         for worker in state.workers { worker.terminate(signal: SIGKILL) }
@@ -172,7 +175,7 @@ public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchec
         guard !onResultThread else { return }
         joinCollector()
         for handle in table.removeAll() {
-            handle.complete(.failure(TaskFailure(index: handle.index, process: nil, message: "the pool was terminated before it ran")))
+            handle.complete(.failure(TaskFailure(index: handle.index, process: nil, message: "the pool was terminated before it finished")))
         }
     }
 
@@ -208,6 +211,8 @@ final class TaskPoolResults<Output: Codable & Sendable>: @unchecked Sendable {
     let table = HandleTable<Output>()
     let closing = InProcessLock()
     var closed = false
+    /// Whether `terminate()` killed the workers (under `closing`).
+    var terminated = false
     /// Why no task can run any more (every worker died), once that is so.
     var broken: String?
     /// Ends the task queue: its puts throw from then on.
@@ -299,22 +304,25 @@ final class TaskPoolResults<Output: Codable & Sendable>: @unchecked Sendable {
                 while let outcome = try? results.get(timeout: 0) { deliver(outcome) }
                 let task = runningTask(running, index).load(ordering: .acquiring)
                 if task >= 0, let handle = table.remove(task) {
+                    let killed = closing.withLock { terminated }
                     handle.complete(.failure(TaskFailure(index: task, process: worker.pid,
-                                                         message: "the worker process running it \(ChildProcess.describeEnd(code)) before it answered")))
+                                                         message: killed ? "the pool was terminated before it finished"
+                                                            : "the worker process running it \(ChildProcess.describeEnd(code)) before it answered")))
                 }
             }
             if someEnded && ended.allSatisfy({ $0 }) {
                 while let outcome = try? results.get(timeout: 0) { deliver(outcome) }
                 // No worker is left: what is queued can never run.
-                let closedNow = closing.withLock { () -> Bool in
+                let (closedNow, killed) = closing.withLock { () -> (Bool, Bool) in
                     if !closed { broken = "every worker process of the pool has ended" }
-                    return closed
+                    return (closed, terminated)
                 }
                 // A submit waiting for room in the queue, or one that comes later, fails.
                 abandonTasks()
                 for handle in table.removeAll() {
                     handle.complete(.failure(TaskFailure(index: handle.index, process: nil,
-                                                         message: closedNow ? "the pool closed before it ran" : "no worker process of the pool is left to run it")))
+                                                         message: killed ? "the pool was terminated before it finished"
+                                                            : closedNow ? "the pool closed before it ran" : "no worker process of the pool is left to run it")))
                 }
                 return
             }
