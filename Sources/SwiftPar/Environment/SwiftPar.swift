@@ -64,6 +64,19 @@ extension LaunchEnvironment {
         return rank != 0
     }
 
+    /// Makes this rank of a launcher's job end with SIGTERM when the process that started it
+    /// (mpirun, its daemon on a remote host, or slurmstepd) ends. After Ctrl-C, mpirun exits
+    /// before its ranks, each in a process group of its own, are gone: a `swiftpar run` rank
+    /// went on starting tasks for up to a second, and a `--resume` run at once ran some of them
+    /// twice; with mpirun killed outright, the ranks ran on for more than a second.
+    static func endWithLauncher() {
+        let parent = getppid()
+        guard parent > 1 else { return }
+        _ = swiftpar_set_parent_death_signal(SIGTERM)
+        // The launcher may have ended before the signal was asked for.
+        if getppid() != parent { raise(SIGTERM) }
+    }
+
     /// Seconds a rank other than 0 waits before it reports a problem every rank usually meets
     /// alike: Open MPI's launcher sends SIGTERM about a second after a rank fails, so by then
     /// it has ended this rank when rank 0 reported the problem itself.
@@ -376,6 +389,7 @@ public enum SwiftPar {
                 // When another rank fails, mpirun ends this one with SIGTERM: what it printed
                 // and still holds in its buffer is written first, as the local backend does.
                 swiftpar_write_output_on_termination()
+                if LaunchEnvironment.detect() != nil { LaunchEnvironment.endWithLauncher() }
                 if world.rank == 0 && world.size > 1 {
                     noteUnsharedObjects("every rank is a process of its own, started by \(LaunchEnvironment.detect()?.launcher ?? "the launcher")")
                 }
