@@ -3,8 +3,9 @@
 // the communicator to a child task, and prints what rank 0 collected: the output must be the
 // same on every backend.
 //
-//     swiftpar-async-checks [await-first | run-first | long-item | cancel]
+//     swiftpar-async-checks [await-first | run-first | long-item | cancel | unawaited]
 //
+// unawaited: the closure returns while a task it did not await is inside an async map.
 // cancel: every rank cancels its task that runs an async map of 200 items of 50 ms after 300 ms:
 // the map ends on every rank with the item that saw the cancellation, well before its 10 s.
 // long-item: an async pool item computes for 2 to 3 s, noting its progress, under a stall timeout
@@ -73,6 +74,19 @@ struct AsyncChecks {
                     print("rank \(world.rank): cancelled, \(message), \(seconds < 5 ? "early" : "late (\(seconds) s)")")
                 }
                 try world.barrier()
+            }
+        }
+        if mode == "unawaited" {
+            // A task that maps while the closure returns without awaiting it: every rank must
+            // end the job with the same words, not crash (MPI) or exit 0 (local).
+            await SwiftPar.run { world in
+                _ = Task.detached {
+                    _ = try await Pool(world).map(Array(0..<200)) { item async throws -> Int in
+                        try await Task.sleep(for: .milliseconds(20))
+                        return item
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(100))
             }
         }
         await SwiftPar.run { world in

@@ -86,6 +86,15 @@ struct StartMethodTests {
         #expect(result.status == 0 && lines == expected, "\(launch):\n\(result.report)")
     }
 
+    @Test("A closure that returns while a task it did not await is inside a map ends the job with the same words on every backend",
+          arguments: [Launch.serial, .local(3), .mpirun(3)])
+    func asyncUnawaitedTask(_ launch: Launch) throws {
+        let result = try Jobs.run("swiftpar-async-checks", ["unawaited"], launch: launch, timeout: 60)
+        #expect(result.status != 0 && !result.timedOut, "\(launch):\n\(result.report)")
+        #expect(result.errors.contains("the closure given to SwiftPar.run returned while a swiftpar operation was still running on another thread"), "\(launch):\n\(result.report)")
+        #expect(!result.errors.contains("Bad pointer") && !result.errors.contains("Segmentation"), "\(launch):\n\(result.report)")
+    }
+
     @Test("An async main that calls run before any await may fork its ranks")
     func asyncProgramForks() throws {
         let result = try Jobs.run("swiftpar-async-checks", ["run-first"], launch: .local(3), environment: ["SWIFTPAR_START": "fork"], timeout: 60)

@@ -21,6 +21,13 @@ enum OneOperationAtATime {
     /// Whether the calling thread is inside an operation now.
     static var isHeldByThisThread: Bool { owner.load(ordering: .relaxed) == UInt(pthread_self()) }
 
+    /// Whether another thread is inside an operation now (not just holding the state for a
+    /// moment).
+    static var isHeldByAnotherThread: Bool {
+        let current = owner.load(ordering: .acquiring)
+        return current != 0 && current & briefly == 0 && current != UInt(pthread_self())
+    }
+
     /// Runs `body` as `operation` of `rank`, or throws if another thread is inside an operation.
     @inlinable @inline(__always)
     static func run<R>(_ operation: @autoclosure () -> String, rank: @autoclosure () -> Int, _ body: () throws -> R) throws -> R {

@@ -423,6 +423,14 @@ public enum SwiftPar {
 
     /// Ends this rank: after its body returned (`failure` nil) or threw.
     private static func end(_ role: Role, _ communicator: Communicator, failure: (any Error)?) -> Never {
+        var failure = failure
+        // A task the closure started and did not await, still inside an operation: the rank
+        // cannot finish under it (MPI_Finalize beside a running MPI call crashed every rank;
+        // the local backend ended the job with 0 and the task's work silently dropped).
+        if failure == nil && OneOperationAtATime.isHeldByAnotherThread {
+            failure = SwiftParUsageError("the closure given to SwiftPar.run returned while a swiftpar operation was still running on another thread "
+                                         + "(a task it started and did not await): await every task that uses the communicator before returning")
+        }
         switch role {
         case .mpi(let world):
             do {
