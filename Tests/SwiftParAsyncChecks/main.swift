@@ -3,8 +3,9 @@
 // the communicator to a child task, and prints what rank 0 collected: the output must be the
 // same on every backend.
 //
-//     swiftpar-async-checks [await-first | run-first | long-item | cancel | unawaited]
+//     swiftpar-async-checks [await-first | run-first | long-item | cancel | unawaited | nested]
 //
+// nested: an async map's items call Pool.map themselves, in its async and its synchronous form.
 // unawaited: the closure returns while a task it did not await is inside an async map.
 // cancel: every rank cancels its task that runs an async map of 200 items of 50 ms after 300 ms:
 // the map ends on every rank with the item that saw the cancellation, well before its 10 s.
@@ -26,6 +27,11 @@ struct Report: Codable, Sendable, Equatable {
     var rank: Int
     var ledgerEntries: Int
     var fromChildTask: Int
+}
+
+/// A synchronous pool call, made from async code (where the async form would be chosen).
+func syncMap(_ world: Communicator, _ items: [Int]) throws -> Int {
+    try Pool(world).map(items) { $0 }?.first ?? 0
 }
 
 @main
@@ -74,6 +80,22 @@ struct AsyncChecks {
                     print("rank \(world.rank): cancelled, \(message), \(seconds < 5 ? "early" : "late (\(seconds) s)")")
                 }
                 try world.barrier()
+            }
+        }
+        if mode == "nested" {
+            // A pool call inside an async item, async or not, is refused as nested on every rank.
+            await SwiftPar.run { world in
+                for form in ["async", "sync"] {
+                    do {
+                        _ = try await Pool(world).map(Array(0..<6)) { item async throws -> Int in
+                            if form == "async" { return try await Pool(world).map([item]) { $0 }?.first ?? 0 }
+                            return try syncMap(world, [item])
+                        }
+                        print("rank \(world.rank): \(form) inner map ran")
+                    } catch let PoolError.itemFailed(_, _, message) {
+                        print("rank \(world.rank): \(form) inner map: \(message)")
+                    }
+                }
             }
         }
         if mode == "unawaited" {

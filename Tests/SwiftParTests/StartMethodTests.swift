@@ -95,6 +95,17 @@ struct StartMethodTests {
         #expect(!result.errors.contains("Bad pointer") && !result.errors.contains("Segmentation"), "\(launch):\n\(result.report)")
     }
 
+    @Test("A pool call inside an async item is refused as nested, on every rank and backend",
+          arguments: [Launch.serial, .local(3), .mpirun(3)])
+    func asyncNestedPool(_ launch: Launch) throws {
+        let result = try Jobs.run("swiftpar-async-checks", ["nested"], launch: launch, timeout: 60)
+        let lines = result.output.split(separator: "\n").map(String.init).sorted()
+        let expected = (0..<launch.ranks).flatMap { rank in
+            ["async", "sync"].map { "rank \(rank): \($0) inner map: Pool.map was called inside the transform of Pool.map on the same communicator; pool calls do not nest" }
+        }.sorted()
+        #expect(result.status == 0 && lines == expected, "\(launch):\n\(result.report)")
+    }
+
     @Test("An async main that calls run before any await may fork its ranks")
     func asyncProgramForks() throws {
         let result = try Jobs.run("swiftpar-async-checks", ["run-first"], launch: .local(3), environment: ["SWIFTPAR_START": "fork"], timeout: 60)

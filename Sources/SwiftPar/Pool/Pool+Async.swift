@@ -33,6 +33,7 @@ extension Pool {
     public func map<S: Sequence & Sendable, R: Codable & Sendable>(
         _ items: S, options: MapOptions = MapOptions(), _ transform: @escaping @Sendable (S.Element) async throws -> R
     ) async throws -> [R]? where S.Element: Codable & Sendable {
+        try PoolItemScope.refuseNested("Pool.map", on: communicator)
         let cancellation = ItemCancellation()
         return try await onOwnThread(cancellation) {
             try self.map(items, options: options) { item in
@@ -52,6 +53,7 @@ extension Pool {
         _ items: S, into initial: R, everyRank: Bool = false, options: MapOptions = MapOptions(),
         _ transform: @escaping @Sendable (S.Element) async throws -> R, combine: @escaping @Sendable (inout R, R) throws -> Void
     ) async throws -> R? where S.Element: Codable & Sendable {
+        try PoolItemScope.refuseNested("Pool.mapReduce", on: communicator)
         let cancellation = ItemCancellation()
         return try await onOwnThread(cancellation) {
             try self.mapReduce(items, into: initial, everyRank: everyRank, options: options,
@@ -124,9 +126,32 @@ final class ItemCancellation: @unchecked Sendable {
 func waitForTask<T: Sendable>(answering communicator: Communicator, _ cancellation: ItemCancellation,
                                _ operation: @escaping @Sendable () async throws -> T) throws -> T {
     let done = TaskOutcomeBox<T>()
-    cancellation.running(Task.detached { done.finish(await Result { try await operation() }) })
+    let scope = communicator.runningPool.map { PoolItemScope(call: $0, communicator: ObjectIdentifier(communicator)) }
+    cancellation.running(Task.detached {
+        done.finish(await PoolItemScope.$current.withValue(scope) { await Result { try await operation() } })
+    })
     defer { cancellation.running(nil) }
     return try done.wait { communicator.transport.answerWhileComputing() }
+}
+
+/// The pool call whose item the current task runs: an async transform runs as a task of its
+/// own while the pool's thread holds the rank's operations, so a pool call it makes on the same
+/// communicator is refused as nested (in the synchronous forms the same thread sees that).
+@usableFromInline
+struct PoolItemScope: Sendable {
+    let call: String
+    let communicator: ObjectIdentifier
+
+    @TaskLocal static var current: PoolItemScope?
+
+    /// Throws `PoolError.nested` when the current task runs an item of a pool call on
+    /// `communicator`.
+    @usableFromInline
+    static func refuseNested(_ operation: String, on communicator: Communicator) throws {
+        if let scope = current, scope.communicator == ObjectIdentifier(communicator) {
+            throw PoolError.nested(operation: operation, outer: scope.call)
+        }
+    }
 }
 
 /// The outcome of one task, handed to the thread that waits for it.

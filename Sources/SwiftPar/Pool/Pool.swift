@@ -227,7 +227,8 @@ public final class Pool: @unchecked Sendable {
     /// its items, so none could take part in another, and their messages would mix.
     @inlinable
     func running<T>(_ name: String, _ body: () throws -> T) throws -> T {
-        try communicator.exclusive(name) {
+        try PoolItemScope.refuseNested(name, on: communicator)
+        return try communicator.exclusive(name) {
             if let outer = communicator.runningPool { throw PoolError.nested(operation: name, outer: outer) }
             communicator.runningPool = name
             defer { communicator.runningPool = nil }
