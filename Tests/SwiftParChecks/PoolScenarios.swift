@@ -111,6 +111,19 @@ func poolRankZeroFails(_ world: Communicator) throws -> String {
         try expectEqual(message, "Stop()", world, "stopped by rank 0's combine")
     }
     try poolStillWorks("a combine that threw on rank 0")
+    // A combine that throws on a worker as it folds an item's result there: that item fails,
+    // named as combine's failure, not its transform's, on every rank.
+    do {
+        _ = try pool.mapReduce(0..<20, into: 0, options: workersOnly, { $0 }) { total, part in
+            if part == 7 { throw Stop() }
+            total += part
+        }
+        throw CheckFailed(description: "rank \(world.rank): a combine that threw on a worker did not fail mapReduce")
+    } catch let PoolError.itemFailed(index, rank, message) {
+        try expect(index == 7 && rank != 0 && message == "combine threw on its result: Stop()",
+                   world, "combine that threw on a worker: \(index) on \(rank): \(message)")
+    }
+    try poolStillWorks("a combine that threw on a worker")
     // An item rank 0 cannot send fails as a throwing item, on every rank.
     do {
         _ = try pool.map((0..<20).map(Unsendable.init), options: workersOnly) { $0.value }

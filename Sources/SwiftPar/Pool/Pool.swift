@@ -468,10 +468,19 @@ struct ChunkWorker<Item: Codable, R: Codable> {
             // A total per rank: fold into it. A total per chunk: fold into a fresh one.
             let target = perRank ? accumulator : PartialTotal<R>(combine: accumulator.combine)
             for offset in 0..<count {
+                let result: R
                 do {
-                    try target.fold(try transform(items[offset]))
+                    result = try transform(items[offset])
                 } catch {
                     failures.append(PoolItemFailure(offset: offset, message: errorText(error)))
+                    if !keepGoing { break }
+                    continue
+                }
+                do {
+                    try target.fold(result)
+                } catch {
+                    // The item ran; folding its result in did not.
+                    failures.append(PoolItemFailure(offset: offset, message: "combine threw on its result: \(errorText(error))"))
                     if !keepGoing { break }
                 }
             }
