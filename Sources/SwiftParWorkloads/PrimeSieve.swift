@@ -54,7 +54,7 @@ public enum PrimeSieve {
     /// the Swift runtime and libraries, the small and medium sieving primes and their groups,
     /// the segment the large primes are made in, the buckets' partly filled chunks, and the
     /// heap's slack.
-    static let memoryBesidesBatch = 32_000_000
+    static let memoryBesidesBatch = 33_000_000
     /// Large primes per batch over a block of `blockBytes` kept whole, for a rank within `memory`
     /// bytes.
     static func batchPrimes(blockBytes: Int, memory: Int) -> Int {
@@ -606,7 +606,7 @@ struct BlockSieve {
 /// are crossed, its primes move into 8 spare groups, which then trade places with the emptied
 /// ones. Each group starts with room for what it holds at the block's start or, if more, for
 /// its share once the primes have moved (a prime stops before a position in proportion to the
-/// gap before it, so positions 1 and 7 hold a fifth of a class each): about 1.4 words per
+/// gap before it, so positions 1 and 7 hold a fifth of a class each): about 1.2 words per
 /// prime in all.
 struct GroupedPrimes {
     struct Group {
@@ -634,10 +634,11 @@ struct GroupedPrimes {
         var counts = [Int](repeating: 0, count: 64)
         for p in primes { counts[group(of: Int(p)).w] += 1 }
         // A group's share once the primes have moved: its position's gap in 30, a class being an
-        // eighth of the primes; a fifth more, for the classes and positions that come out larger.
+        // eighth of the primes; a twentieth more, for the groups that come out larger (by about
+        // the square root of their size: 1% for the medium primes). One that outgrows it doubles.
         func share(_ position: Int) -> Int {
             let gap = position == 0 ? 2 : PrimeSieve.wheel[position] - PrimeSieve.wheel[position - 1]
-            return 16 + primes.count * gap * 6 / (8 * 30 * 5)
+            return 16 + primes.count * gap * 21 / (8 * 30 * 20)
         }
         groups = .allocate(capacity: 64)
         spare = .allocate(capacity: 8)

@@ -102,13 +102,15 @@ struct AsyncChecks {
             // A task that maps while the closure returns without awaiting it: every rank must
             // end the job with the same words, not crash (MPI) or exit 0 (local).
             await SwiftPar.run { world in
+                // 600 items of 20 ms: still running when the closure returns, however slowly
+                // the machine starts the task.
                 _ = Task.detached {
-                    _ = try await Pool(world).map(Array(0..<200)) { item async throws -> Int in
+                    _ = try await Pool(world).map(Array(0..<600)) { item async throws -> Int in
                         try await Task.sleep(for: .milliseconds(20))
                         return item
                     }
                 }
-                try await Task.sleep(for: .milliseconds(100))
+                try await Task.sleep(for: .milliseconds(500))
             }
         }
         await SwiftPar.run { world in

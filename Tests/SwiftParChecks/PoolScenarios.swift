@@ -112,7 +112,9 @@ func poolRankZeroFails(_ world: Communicator) throws -> String {
     }
     try poolStillWorks("a combine that threw on rank 0")
     // A combine that throws on a worker as it folds an item's result there: that item fails,
-    // named as combine's failure, not its transform's, on every rank.
+    // named as combine's failure, not its transform's, on every rank. (A rank's first result
+    // starts its partial without combine: with chunks of one, item 7 is no worker's first on
+    // the at most 3 ranks these checks run on.)
     do {
         _ = try pool.mapReduce(0..<20, into: 0, options: workersOnly, { $0 }) { total, part in
             if part == 7 { throw Stop() }

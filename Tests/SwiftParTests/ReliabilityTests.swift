@@ -218,6 +218,26 @@ struct ReliabilityTests {
         #expect(binary.status == 0 && binary.output == "78498\n", "\(binary.report)")
     }
 
+    @Test("A program run alone on the MPI backend outlives the shell that started it")
+    func mpiSingletonOutlivesItsParent() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-singleton-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // A singleton's MPI_Init sets PMIx's variables, which once made it take the shell for a
+        // launcher and end with SIGTERM, silently, when the shell exited. π(3·10^9) takes
+        // longer than the shell lives.
+        let script = """
+            cd '\(folder.path)'
+            sh -c "'\(Jobs.product("swiftpar"))' --backend mpi primes 3e9 > out 2> err & sleep 1; exit 0"
+            waited=0
+            while ! grep -q . out 2>/dev/null && [ $waited -lt 600 ]; do sleep 0.05; waited=$((waited + 1)); done
+            sleep 0.2
+            cat out err
+            """
+        let result = try Jobs.runShell(script, timeout: 60)
+        #expect(result.output == "144449537\n", "\(result.report)")
+    }
+
     @Test("primes 1e18 on 2 ranks stays within tens of MB per rank")
     func primesMemoryIsBounded() throws {
         let job = Process()

@@ -385,11 +385,14 @@ public enum SwiftPar {
         switch chosen {
         case .mpi:
             do {
+                // Asked before MPI_Init: a singleton's MPI_Init starts a daemon of its own and
+                // sets PMIx's variables, and its parent is then whatever started the program.
+                let launched = LaunchEnvironment.detect() != nil
                 let world = try MPIEnvironment.initialize(settings: settings)
                 // When another rank fails, mpirun ends this one with SIGTERM: what it printed
                 // and still holds in its buffer is written first, as the local backend does.
                 swiftpar_write_output_on_termination()
-                if LaunchEnvironment.detect() != nil { LaunchEnvironment.endWithLauncher() }
+                if launched { LaunchEnvironment.endWithLauncher() }
                 if world.rank == 0 && world.size > 1 {
                     noteUnsharedObjects("every rank is a process of its own, started by \(LaunchEnvironment.detect()?.launcher ?? "the launcher")")
                 }

@@ -305,7 +305,7 @@ final class TaskPoolResults<Output: Codable & Sendable>: @unchecked Sendable {
                 let task = runningTask(running, index).load(ordering: .acquiring)
                 if task >= 0, let handle = table.remove(task) {
                     let killed = closing.withLock { terminated }
-                    handle.complete(.failure(TaskFailure(index: task, process: worker.pid,
+                    handle.complete(.failure(TaskFailure(index: task, process: killed ? nil : worker.pid,
                                                          message: killed ? "the pool was terminated before it finished"
                                                             : "the worker process running it \(ChildProcess.describeEnd(code)) before it answered")))
                 }
