@@ -637,7 +637,8 @@ struct GroupedPrimes {
         // eighth of the primes; a twentieth more, for the groups that come out larger (by about
         // the square root of their size: 1% for the medium primes). One that outgrows it doubles.
         func share(_ position: Int) -> Int {
-            let gap = position == 0 ? 2 : PrimeSieve.wheel[position] - PrimeSieve.wheel[position - 1]
+            // The gap before `position` is the step after the position before it.
+            let gap = PrimeSieve.gap[(position + 7) & 7]
             return 16 + primes.count * gap * 21 / (8 * 30 * 20)
         }
         groups = .allocate(capacity: 64)

@@ -175,7 +175,7 @@ public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchec
         guard !onResultThread else { return }
         joinCollector()
         for handle in table.removeAll() {
-            handle.complete(.failure(TaskFailure(index: handle.index, process: nil, message: "the pool was terminated before it finished")))
+            handle.complete(.failure(TaskFailure(index: handle.index, process: nil, message: TaskPoolResults<Output>.terminatedMessage)))
         }
     }
 
@@ -213,6 +213,8 @@ final class TaskPoolResults<Output: Codable & Sendable>: @unchecked Sendable {
     var closed = false
     /// Whether `terminate()` killed the workers (under `closing`).
     var terminated = false
+    /// Why a task that `terminate()` ended failed, however it was found.
+    static var terminatedMessage: String { "the pool was terminated before it finished" }
     /// Why no task can run any more (every worker died), once that is so.
     var broken: String?
     /// Ends the task queue: its puts throw from then on.
@@ -306,7 +308,7 @@ final class TaskPoolResults<Output: Codable & Sendable>: @unchecked Sendable {
                 if task >= 0, let handle = table.remove(task) {
                     let killed = closing.withLock { terminated }
                     handle.complete(.failure(TaskFailure(index: task, process: killed ? nil : worker.pid,
-                                                         message: killed ? "the pool was terminated before it finished"
+                                                         message: killed ? Self.terminatedMessage
                                                             : "the worker process running it \(ChildProcess.describeEnd(code)) before it answered")))
                 }
             }
@@ -321,7 +323,7 @@ final class TaskPoolResults<Output: Codable & Sendable>: @unchecked Sendable {
                 abandonTasks()
                 for handle in table.removeAll() {
                     handle.complete(.failure(TaskFailure(index: handle.index, process: nil,
-                                                         message: killed ? "the pool was terminated before it finished"
+                                                         message: killed ? Self.terminatedMessage
                                                             : closedNow ? "the pool closed before it ran" : "no worker process of the pool is left to run it")))
                 }
                 return
