@@ -15,7 +15,8 @@ struct JobSettings: Sendable {
     /// process runs a single thread and spawns otherwise.
     var start: StartMethod?
     /// `SWIFTPAR_SCHEDULING`: `auto` (the default) runs ranks that share cores with other ranks
-    /// of the job as batch work in long time slices; `normal` leaves the scheduler alone.
+    /// of the job as batch work (no preemption by ranks that just woke; time slices of the
+    /// usual length); `normal` leaves the scheduler alone.
     var batchWhenSharingCores = true
     /// `SWIFTPAR_MPI_THREAD_LEVEL`: the thread support asked of `MPI_Init_thread`, by name
     /// (`serialized` unless told).
