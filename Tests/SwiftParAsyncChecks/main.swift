@@ -3,12 +3,14 @@
 // the communicator to a child task, and prints what rank 0 collected: the output must be the
 // same on every backend.
 //
-//     swiftpar-async-checks [await-first | run-first | long-item | cancel | unawaited | nested]
+//     swiftpar-async-checks [await-first | run-first | long-item | cancel | cancel-one | unawaited | nested]
 //
 // nested: an async map's items call Pool.map themselves, in its async and its synchronous form.
 // unawaited: the closure returns while a task it did not await is inside an async map.
 // cancel: every rank cancels its task that runs an async map of 200 items of 50 ms after 300 ms:
-// the map ends on every rank with the item that saw the cancellation, well before its 10 s.
+// the map ends well before its 10 s, throwing CancellationError on every rank.
+// cancel-one: only the last rank cancels: it gets CancellationError, the others the item that
+// failed on it.
 // long-item: an async pool item computes for 2 to 3 s, noting its progress, under a stall timeout
 // shorter than that: the ranks waiting meanwhile must wait on.
 #if canImport(Glibc)
@@ -61,7 +63,7 @@ struct AsyncChecks {
                 if let results { print("long item: \(results)") }
             }
         }
-        if mode == "cancel" {
+        if mode == "cancel" || mode == "cancel-one" {
             await SwiftPar.run { world in
                 let start = ContinuousClock.now
                 let mapping = Task {
@@ -71,13 +73,16 @@ struct AsyncChecks {
                     }
                 }
                 try await Task.sleep(for: .milliseconds(300))
-                mapping.cancel()
+                if mode == "cancel" || world.rank == world.size - 1 { mapping.cancel() }
+                let seconds = { (ContinuousClock.now - start) / .seconds(1) }
+                let when = { seconds() < 5 ? "early" : "late (\(seconds()) s)" }
                 do {
                     let results = try await mapping.value
                     print("rank \(world.rank): the cancelled map returned \(results?.count ?? -1) results")
-                } catch let PoolError.itemFailed(_, _, message) {
-                    let seconds = (ContinuousClock.now - start) / .seconds(1)
-                    print("rank \(world.rank): cancelled, \(message), \(seconds < 5 ? "early" : "late (\(seconds) s)")")
+                } catch is CancellationError {
+                    print("rank \(world.rank): CancellationError, \(when())")
+                } catch let PoolError.itemFailed(_, rank, message) {
+                    print("rank \(world.rank): an item failed on rank \(rank): \(message), \(when())")
                 }
                 try world.barrier()
             }

@@ -77,11 +77,22 @@ struct StartMethodTests {
         #expect(result.status == 0 && result.output == "long item: [0, 1, 2, 3]\n", "\(result.report)")
     }
 
-    @Test("Cancelling the task of an async map stops it on every rank, with the item that saw it",
+    @Test("Cancelling the task of an async map stops it on every rank, which throws CancellationError",
           arguments: [Launch.serial, .local(3), .mpirun(3)])
     func asyncMapCancelled(_ launch: Launch) throws {
         let result = try Jobs.run("swiftpar-async-checks", ["cancel"], launch: launch, timeout: 60)
-        let expected = (0..<launch.ranks).map { "rank \($0): cancelled, CancellationError(), early" }
+        let expected = (0..<launch.ranks).map { "rank \($0): CancellationError, early" }
+        let lines = result.output.split(separator: "\n").map(String.init).sorted()
+        #expect(result.status == 0 && lines == expected, "\(launch):\n\(result.report)")
+    }
+
+    @Test("A map cancelled on one rank throws CancellationError there and names that rank's item on the others",
+          arguments: [Launch.local(3), .mpirun(3)])
+    func asyncMapCancelledOnOneRank(_ launch: Launch) throws {
+        let result = try Jobs.run("swiftpar-async-checks", ["cancel-one"], launch: launch, timeout: 60)
+        let last = launch.ranks - 1
+        let expected = (0..<last).map { "rank \($0): an item failed on rank \(last): CancellationError(), early" }
+            + ["rank \(last): CancellationError, early"]
         let lines = result.output.split(separator: "\n").map(String.init).sorted()
         #expect(result.status == 0 && lines == expected, "\(launch):\n\(result.report)")
     }

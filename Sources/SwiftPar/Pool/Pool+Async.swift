@@ -13,12 +13,16 @@ import Glibc
 //
 // Cancelling the calling task cancels the item running on this rank and every later one of its
 // items (each sees `Task.isCancelled`, and `Task.sleep` throws `CancellationError`): an item
-// that then throws fails the map on every rank, as any throwing item does.
+// that then throws fails the map on every rank, as any throwing item does. On the rank that was
+// cancelled the call throws `CancellationError`, as Swift's own async functions do; the other
+// ranks see the item that stopped as failed.
 
 extension Pool {
     /// Applies the asynchronous `transform` to every item; returns the results in input order
     /// on rank 0 and nil on the other ranks. As `map(_:options:_:)`, for a transform that awaits.
-    /// Cancelling the calling task cancels this rank's items, the one running and those after it.
+    /// Cancelling the calling task cancels this rank's items, the one running and those after it;
+    /// if one of them then throws, the call stops on every rank and throws `CancellationError`
+    /// here (`PoolError.itemFailed` on the ranks that were not cancelled).
     ///
     /// ```swift
     /// await SwiftPar.run { world in
@@ -45,7 +49,9 @@ extension Pool {
     /// Applies the asynchronous `transform` to every item and folds each result into a running
     /// total with `combine`, in place, as `mapReduce(_:into:everyRank:options:_:combine:)` does.
     ///
-    /// Cancelling the calling task cancels this rank's items, the one running and those after it.
+    /// Cancelling the calling task cancels this rank's items, the one running and those after it;
+    /// if one of them then throws, the call stops on every rank and throws `CancellationError`
+    /// here (`PoolError.itemFailed` on the ranks that were not cancelled).
     ///
     /// - Returns: the total on rank 0, nil on the other ranks; on every rank when `everyRank`
     ///   is set.
@@ -64,18 +70,23 @@ extension Pool {
 }
 
 /// Runs `body` on a new thread and suspends the caller until it returns; the caller's
-/// cancellation is passed on to `cancellation`.
+/// cancellation is passed on to `cancellation`. An item that failed after the caller was
+/// cancelled makes this throw `CancellationError`.
 func onOwnThread<T: Sendable>(_ cancellation: ItemCancellation, _ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withTaskCancellationHandler {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-            do {
-                try startThread { continuation.resume(with: Result { try body() }) }
-            } catch {
-                continuation.resume(throwing: error)
+    do {
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                do {
+                    try startThread { continuation.resume(with: Result { try body() }) }
+                } catch {
+                    continuation.resume(throwing: error)
+                }
             }
+        } onCancel: {
+            cancellation.cancel()
         }
-    } onCancel: {
-        cancellation.cancel()
+    } catch PoolError.itemFailed where cancellation.isCancelled {
+        throw CancellationError()
     }
 }
 
@@ -100,6 +111,9 @@ final class ItemCancellation: @unchecked Sendable {
         defer { pthread_mutex_unlock(lock) }
         return body()
     }
+
+    /// Whether the calling task was cancelled.
+    var isCancelled: Bool { locked { cancelled } }
 
     /// The calling task was cancelled.
     func cancel() {
