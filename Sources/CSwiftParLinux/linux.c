@@ -24,6 +24,9 @@
 #include <sys/socket.h>
 #include <stdlib.h>
 #include <dirent.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -204,6 +207,45 @@ void swiftpar_copy_bytes(void *destination, const void *source, size_t count) {
 int swiftpar_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 
 int swiftpar_pidfd_getfd(int pidfd, int target) { return (int)syscall(SYS_pidfd_getfd, pidfd, target, 0); }
+
+int swiftpar_process_holds_other_end(pid_t pid, int pidfd, int descriptor) {
+    struct stat own;
+    if (fstat(descriptor, &own) != 0) return 0;
+    char pipe_name[64] = "";
+    int terminal = -1;
+    if (S_ISFIFO(own.st_mode)) {
+        snprintf(pipe_name, sizeof pipe_name, "pipe:[%lu]", (unsigned long)own.st_ino);
+    } else if (S_ISCHR(own.st_mode) && major(own.st_rdev) >= 136 && major(own.st_rdev) <= 143) {
+        // Unix 98 pseudo-terminals: majors 136 to 143, numbered on from 256 per major.
+        terminal = (int)((major(own.st_rdev) - 136) * 256 + minor(own.st_rdev));
+    } else {
+        return 0;
+    }
+    char folder[64];
+    snprintf(folder, sizeof folder, "/proc/%d/fd", (int)pid);
+    DIR *listing = opendir(folder);
+    if (listing == NULL) return -1;
+    int found = 0;
+    struct dirent *entry;
+    while (!found && (entry = readdir(listing)) != NULL) {
+        if (entry->d_name[0] == '.') continue;
+        char target[128];
+        ssize_t length = readlinkat(dirfd(listing), entry->d_name, target, sizeof target - 1);
+        if (length < 0) continue;
+        target[length] = 0;
+        if (terminal < 0) {
+            found = strcmp(target, pipe_name) == 0;
+        } else if (strcmp(target, "/dev/ptmx") == 0 || strcmp(target, "/dev/pts/ptmx") == 0) {
+            int copy = swiftpar_pidfd_getfd(pidfd, atoi(entry->d_name));
+            if (copy < 0) continue;
+            unsigned int number = 0;
+            found = ioctl(copy, TIOCGPTN, &number) == 0 && (int)number == terminal;
+            close(copy);
+        }
+    }
+    closedir(listing);
+    return found;
+}
 
 int swiftpar_futex_wait(uint32_t *address, uint32_t expected, int64_t timeout_ns) {
     struct timespec timeout = {(time_t)(timeout_ns / 1000000000), (long)(timeout_ns % 1000000000)};

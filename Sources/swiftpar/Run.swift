@@ -14,7 +14,7 @@ struct Run: ParsableCommand {
 
             Replacement strings: {} {.} {/} {//} {/.} {#} (task number) {%} (slot), and {1} {2} {1.} {2/} ... for one source. Inputs are quoted for the shell. There are no Perl expressions: a command with {=...=} is refused.
 
-            Every rank is a slot (rank 0 too); --slots-per-rank K gives K. Each task's output is printed whole as it ends, never mixed with another's; -k keeps input order. The exit status is the number of failed tasks (at most 101), as GNU parallel's; 255 for a usage error or any other error. Tasks see SWIFTPAR_TASK, SWIFTPAR_RANK and SWIFTPAR_SLOT (and PARALLEL_SEQ, PARALLEL_JOBSLOT) in their environment; SWIFTPAR_SHELL chooses another shell.
+            Every rank is a slot (rank 0 too); --slots-per-rank K gives K. The number of ranks goes before run (swiftpar -n 8 run ...) or as --workers: after run, -n would be GNU parallel's inputs per command, which run does not have. Each task's output is printed whole as it ends, never mixed with another's; -k keeps input order. The exit status is the number of failed tasks (at most 101), as GNU parallel's; 255 for a usage error or any other error. Tasks see SWIFTPAR_TASK, SWIFTPAR_RANK and SWIFTPAR_SLOT (and PARALLEL_SEQ, PARALLEL_JOBSLOT) in their environment; SWIFTPAR_SHELL chooses another shell.
 
             Examples:
               swiftpar -n 8 run gzip -9 {} ::: *.log

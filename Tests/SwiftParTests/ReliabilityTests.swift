@@ -33,6 +33,51 @@ struct ReliabilityTests {
         }
     }
 
+    @Test("Under mpirun through a wrapper (a script, timeout) a full disk is still an error and the output file is not hashed; a wrapper's own file or pipe keeps the output")
+    func wrappedUnderMPIRun() throws {
+        let root = try smallTree()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let swiftpar = shellQuoted(Jobs.product("swiftpar"))
+        func wrapper(_ name: String, _ body: String) throws -> String {
+            let path = root.appendingPathComponent(name).path
+            try "#!/bin/sh\n\(body)\n".write(toFile: path, atomically: true, encoding: .utf8)
+            #expect(chmod(path, 0o755) == 0)
+            return shellQuoted(path)
+        }
+        let plain = try wrapper("plain.sh", "\(swiftpar) \"$@\"")
+        let ownFile = try wrapper("file.sh", "exec \(swiftpar) \"$@\" > \(shellQuoted(root.path + "/own.txt"))")
+        let throughSed = try wrapper("sed.sh", "\(swiftpar) \"$@\" | sed 's/^/piped: /'")
+        let merged = try wrapper("merged.sh", "exec \(swiftpar) \"$@\" 2>&1")
+        for started in [plain, "timeout 60 " + swiftpar] {
+            let full = try Jobs.runShell("mpirun -n 2 \(started) run -k echo ::: a b > /dev/full", timeout: 60)
+            #expect(full.status == 255 && full.errors.contains("swiftpar: run: write to standard output failed: No space left on device"),
+                    "\(started):\n\(full.report)")
+            let hashed = try Jobs.runShell("cd '\(root.path)' && mpirun -n 2 \(started) hash . > SUMS", timeout: 60)
+            let sums = (try? String(contentsOfFile: root.path + "/SUMS", encoding: .utf8)) ?? ""
+            #expect(hashed.status == 0 && hashed.errors.contains("skipped ./SUMS: it is the file the output is written to")
+                    && !sums.contains("./SUMS") && sums.contains("  ./f299.txt\n"), "\(started):\n\(hashed.report)\n\(sums.suffix(300))")
+        }
+        let intoFile = try Jobs.runShell("mpirun -n 2 \(ownFile) run -k echo ::: a b", timeout: 60)
+        let own = (try? String(contentsOfFile: root.path + "/own.txt", encoding: .utf8)) ?? ""
+        #expect(intoFile.status == 0 && intoFile.output.isEmpty && own == "a\nb\n", "\(intoFile.report)\nown.txt: \(own)")
+        let piped = try Jobs.runShell("mpirun -n 2 \(throughSed) run -k echo ::: a b", timeout: 60)
+        #expect(piped.status == 0 && piped.output == "piped: a\npiped: b\n", "\(piped.report)")
+        // Errors the wrapper sent to standard output stay there.
+        let joined = try Jobs.runShell("mpirun -n 2 \(merged) run -k 'echo out{}; echo err{} >&2' ::: a", timeout: 60)
+        #expect(joined.status == 0 && joined.output.contains("outa\n") && joined.output.contains("erra\n") && !joined.errors.contains("erra"),
+                "\(joined.report)")
+        // Standard input passed on through the wrapper: read whole, or refused as locally when
+        // mpirun could not read its own (a directory).
+        let input = try Jobs.runShell("printf 'x\\ny\\n' | mpirun -n 2 \(plain) run -k echo", timeout: 60)
+        #expect(input.status == 0 && input.output == "x\ny\n", "\(input.report)")
+        for command in [Jobs.shellCommand("swiftpar", ["run", "echo"], launch: .local(2)), Jobs.shellCommand("swiftpar", ["run", "echo"], launch: .mpirun(2)),
+                        "mpirun -n 2 \(plain) run echo"] {
+            let directory = try Jobs.runShell(command + " < /tmp", timeout: 60)
+            #expect(directory.status == 255 && directory.output.isEmpty
+                    && directory.errors.contains("swiftpar: run: reading standard input failed: Is a directory"), "\(directory.report)")
+        }
+    }
+
     @Test("--output FILE: rank 0 alone writes the file, every write checked and named; the file the output goes to is never hashed", arguments: backends)
     func outputFile(_ launch: Launch) throws {
         let root = try smallTree()

@@ -55,6 +55,12 @@ int swiftpar_pidfd_open(pid_t pid);
 /// pidfd_getfd(2): a copy, in this process, of descriptor `target` of the process behind `pidfd`.
 int swiftpar_pidfd_getfd(int pidfd, int target);
 
+/// Whether this process's `descriptor` is a channel whose other end process `pid` (behind
+/// `pidfd`) holds: a pipe it also has open, or a pseudo-terminal whose master it has open.
+/// 1 if so, 0 if not (also for a descriptor of any other kind), -1 if its descriptors cannot be
+/// listed.
+int swiftpar_process_holds_other_end(pid_t pid, int pidfd, int descriptor);
+
 /// Sleeps while the 32-bit word at `address` (in memory shared between processes) holds
 /// `expected`, for at most `timeout_ns` nanoseconds. Returns 0 when woken or when the word
 /// differs, -1 with errno (ETIMEDOUT, EINTR, EAGAIN) otherwise.

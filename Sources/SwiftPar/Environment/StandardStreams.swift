@@ -83,10 +83,17 @@ package enum StandardStreams {
     /// own input ends, when mpirun cannot read it (a directory) and when mpirun is interrupted.
     /// Looks at mpirun's input without reading it: a directory; a pipe whose writer is still
     /// there with nothing left to read (POLLHUP not set); a file not read to its end. Nil when
-    /// the input did end, when that cannot be told (a terminal, a device), or when mpirun is not
-    /// the parent on this host.
+    /// the input did end, when that cannot be told (a terminal, a device), when mpirun did not
+    /// start this process on this host, or when this process's input is not the one mpirun
+    /// passes on (a wrapper in between gave it another).
     package static func launcherInputCutShort() -> String? {
-        guard let launcher = launcherProcess() else { return nil }
+        guard let ancestry = launcherAncestry() else { return nil }
+        // Open MPI passes rank 0 its input through a pipe, which every wrapper in between kept.
+        var own = stat()
+        guard fstat(0, &own) == 0, own.st_mode & S_IFMT == S_IFIFO,
+              ancestry.between.allSatisfy({ holdsSameFile(process: $0, descriptor: 0, as: own) }) else { return nil }
+        let launcher = swiftpar_pidfd_open(ancestry.pid)
+        guard launcher >= 0 else { return nil }
         defer { close(launcher) }
         let copy = swiftpar_pidfd_getfd(launcher, 0)
         guard copy >= 0 else { return nil }
@@ -117,25 +124,56 @@ package enum StandardStreams {
         }
     }
 
-    /// A pidfd of mpirun, with mpirun's arguments, when it is this process's parent (so on this
-    /// host); nil otherwise. `decline` sees the arguments first and may refuse.
-    private static func launcherProcess(unless decline: ([String]) -> Bool = { _ in false }) -> Int32? {
-        let parent = getppid()
-        let command = (try? readWholeFile("/proc/\(parent)/cmdline")) ?? []
-        let arguments = command.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-        guard let program = arguments.first?.split(separator: "/").last,
-              ["mpirun", "mpiexec", "orterun", "prterun"].contains(String(program)), !decline(arguments) else { return nil }
-        let process = swiftpar_pidfd_open(parent)
-        return process >= 0 ? process : nil
+    /// The launchers whose output forwarding drops write errors, by program name.
+    private static let launcherNames: Set<String> = ["mpirun", "mpiexec", "orterun", "prterun"]
+
+    /// mpirun's process id and arguments when it started this process on this host, as its
+    /// parent or through wrappers that stayed in between (a shell script, `timeout`), which are
+    /// `between`, nearest first; nil otherwise.
+    private static func launcherAncestry() -> (pid: pid_t, arguments: [String], between: [pid_t])? {
+        var between: [pid_t] = []
+        var process = getppid()
+        // mpirun may be process 1 itself (a container's command).
+        while process >= 1 && between.count < 16 {
+            let command = (try? readWholeFile("/proc/\(process)/cmdline")) ?? []
+            let arguments = command.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            if let program = arguments.first?.split(separator: "/").last, launcherNames.contains(String(program)) {
+                return (process, arguments, between)
+            }
+            if process == 1 { return nil }
+            between.append(process)
+            guard let parent = parentProcess(of: process) else { return nil }
+            process = parent
+        }
+        return nil
+    }
+
+    /// The parent of `process`: the field after its state in /proc/PID/stat, which follows the
+    /// program's name in parentheses (a name that may itself hold spaces and parentheses).
+    private static func parentProcess(of process: pid_t) -> pid_t? {
+        guard let line = try? readWholeFile("/proc/\(process)/stat"),
+              let nameEnd = line.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        let fields = line[(nameEnd + 1)...].split(separator: UInt8(ascii: " "))
+        guard fields.count > 1 else { return nil }
+        return pid_t(String(decoding: fields[1], as: UTF8.self))
+    }
+
+    /// Whether descriptor `descriptor` of `process` is the file `file` describes.
+    private static func holdsSameFile(process: pid_t, descriptor: Int32, as file: stat) -> Bool {
+        var theirs = stat()
+        guard stat("/proc/\(process)/fd/\(descriptor)", &theirs) == 0 else { return false }
+        return theirs.st_dev == file.st_dev && theirs.st_ino == file.st_ino
     }
 
     /// Under mpirun, rank 0 writes its standard output and error straight to mpirun's instead of
     /// through Open MPI's forwarding, which drops write errors (mpirun exits 0 with its output
     /// cut short on a full disk) and delivers the two streams each in its own time (so a file
     /// given both, `> log 2>&1`, got them in another order than written). It takes copies of
-    /// mpirun's descriptors 1 and 2 (pidfd_getfd) when mpirun is its parent on this host and
-    /// forwards nothing itself (no --tag-output, --timestamp-output, --xml or
-    /// --output-filename). `SWIFTPAR_DIRECT_OUTPUT=0` turns this off.
+    /// mpirun's descriptors 1 and 2 (pidfd_getfd) when mpirun started it on this host, itself or
+    /// through wrappers, and forwards nothing itself (no --tag-output, --timestamp-output, --xml
+    /// or --output-filename); each stream only if it is still the forwarding's (a pipe or a
+    /// pseudo-terminal whose other end mpirun holds), not a file or a pipe a wrapper gave it.
+    /// `SWIFTPAR_DIRECT_OUTPUT=0` turns this off.
     package static func adoptLauncherOutput() {
         guard getenvString("SWIFTPAR_DIRECT_OUTPUT") != "0" else { return }
         // The same settings made in the environment (or a parameter file, which mpirun passes
@@ -145,13 +183,19 @@ package enum StandardStreams {
         guard !settings.contains(where: { name in getenvString(name).map { !["", "0", "false", "no"].contains($0.lowercased()) } ?? false }) else { return }
         let decorating = ["tag-output", "tag_output", "timestamp", "xml", "output-filename", "output_filename",
                           "merge-stderr-to-stdout", "redirect_app_stderr_to_stdout"]
-        guard let process = launcherProcess(unless: { arguments in
-            arguments.contains { argument in decorating.contains { argument.contains($0) } }
-        }) else { return }
+        guard let ancestry = launcherAncestry(),
+              !ancestry.arguments.contains(where: { argument in decorating.contains { argument.contains($0) } }) else { return }
+        let process = swiftpar_pidfd_open(ancestry.pid)
+        guard process >= 0 else { return }
         defer { close(process) }
+        // Output and errors made one stream on the way (a wrapper's `2>&1`) stay as they were:
+        // which of mpirun's two that stream is cannot be told.
+        var output = stat(), errors = stat()
+        if fstat(1, &output) == 0 && fstat(2, &errors) == 0 && output.st_dev == errors.st_dev && output.st_ino == errors.st_ino { return }
         swiftpar_flush_all_streams()
         // A file the command was given for its output (`--output`) stays where it is.
-        for descriptor: Int32 in StandardOutput.isRedirected ? [2] : [1, 2] {
+        for descriptor: Int32 in StandardOutput.isRedirected ? [2] : [1, 2]
+        where swiftpar_process_holds_other_end(ancestry.pid, process, descriptor) == 1 {
             let copy = swiftpar_pidfd_getfd(process, descriptor)
             guard copy >= 0 else { continue }
             var info = stat()

@@ -69,11 +69,16 @@ final class RecordReader {
     /// longer than a block is searched once, not again from its start after every read.
     private var unsearched = 0
     private var ended = false
+    /// Standard input: under mpirun, a copy that ends alike however mpirun's own input ended,
+    /// so its end is checked against mpirun's.
+    private let isStandardInput: Bool
 
-    init(descriptor: Int32, separator: [UInt8], name: String) {
+    /// Records of `descriptor`, named `name` in errors ("standard input", "input file …").
+    init(descriptor: Int32, separator: [UInt8], name: String, isStandardInput: Bool = false) {
         self.descriptor = descriptor
         self.separator = separator
         self.name = name
+        self.isStandardInput = isStandardInput
     }
 
     private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
@@ -108,10 +113,15 @@ final class RecordReader {
             let got = read(descriptor, scratch.baseAddress!, scratch.count)
             if got < 0 {
                 if errno == EINTR { continue }
-                throw InputError(description: "reading input \(name) failed: \(String(cString: strerror(errno)))")
+                throw InputError(description: "reading \(name) failed: \(String(cString: strerror(errno)))")
             }
             buffer.append(contentsOf: UnsafeRawBufferPointer(start: scratch.baseAddress!, count: got))
-            if got == 0 { ended = true }
+            if got == 0 {
+                if isStandardInput, let reason = StandardStreams.launcherInputCutShort() {
+                    throw InputError(description: "reading \(name) failed: \(reason)")
+                }
+                ended = true
+            }
         }
     }
 }
@@ -233,11 +243,11 @@ package final class TaskInputs {
                 return split[index]
             }
         case .standardInput:
-            let records = RecordReader(descriptor: dup(0), separator: separator, name: "standard input")
+            let records = RecordReader(descriptor: dup(0), separator: separator, name: "standard input", isStandardInput: true)
             return { try records.next() }
         case .file(let path):
             if path.bytes == Array("-".utf8) {
-                let records = RecordReader(descriptor: dup(0), separator: separator, name: "standard input")
+                let records = RecordReader(descriptor: dup(0), separator: separator, name: "standard input", isStandardInput: true)
                 return { try records.next() }
             }
             let descriptor = path.withCString { open($0, O_RDONLY | O_CLOEXEC) }
@@ -249,7 +259,11 @@ package final class TaskInputs {
                 close(descriptor)
                 throw InputError(description: "input file \(path) is a directory")
             }
-            let records = RecordReader(descriptor: descriptor, separator: separator, name: path.description)
+            // Standard input named by a path (`-a /dev/stdin`) is checked as standard input.
+            var input = stat()
+            let isStandardInput = fstat(0, &input) == 0 && status.st_dev == input.st_dev && status.st_ino == input.st_ino
+            let records = RecordReader(descriptor: descriptor, separator: separator, name: isStandardInput ? "standard input" : "input file \(path)",
+                                       isStandardInput: isStandardInput)
             return { try records.next() }
         }
     }
