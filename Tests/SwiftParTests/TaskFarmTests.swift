@@ -231,6 +231,33 @@ struct TaskFarmTests {
 
     // MARK: Joblog
 
+    @Test("--resume refuses a file that is not a joblog, untouched and in the same words on each backend; a line cut off as it was written runs again",
+          arguments: [Launch.local(2), .mpirun(2)])
+    func resumeFromNonJoblog(_ launch: Launch) throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let swiftpar = Self.swiftpar(launch)
+        let header = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand"
+        let entry = "1\t:\t1796000000.000\t     0.010\t0\t2\t0\t0\techo 1"
+        let script = """
+            cd '\(folder.path)'
+            printf 'garbage\\nmore\\n' > notes.txt
+            \(swiftpar) run --joblog notes.txt --resume echo ::: 1 2 > notes.out 2> notes.err; echo "notes $?"
+            printf '\(header)\\n\(entry)\\n2\\t:\\t17960\\n3\\n' > cut.log
+            \(swiftpar) run -k --joblog cut.log --resume echo ::: 1 2 3 > cut.out 2> cut.err; echo "cut $?"
+            \(swiftpar) run -k --joblog cut.log --resume echo ::: 1 2 3 4 > again.out 2> again.err; echo "again $?"
+            """
+        let result = try Jobs.runShell(script, timeout: 120)
+        let read = { (name: String) in (try? String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)) ?? "" }
+        #expect(result.output.contains("notes 255\n") && read("notes.out").isEmpty && read("notes.txt") == "garbage\nmore\n",
+                "\(launch): \(result.report)\n\(read("notes.err"))")
+        #expect(read("notes.err").contains("swiftpar: run: joblog notes.txt is not a joblog (line 2 is \"more\")"), "\(launch): \(read("notes.err"))")
+        // The lines of tasks 2 and 3 were cut off (3's in its number): they run again, and the
+        // log stays readable after.
+        #expect(result.output.contains("cut 0\n") && read("cut.out") == "2\n3\n", "\(launch): \(result.report)\n\(read("cut.err"))")
+        #expect(result.output.contains("again 0\n") && read("again.out") == "4\n", "\(launch): \(result.report)\n\(read("again.err"))")
+    }
+
     @Test("The joblog has GNU parallel's format, and --resume/--resume-failed pass logs both ways",
           .enabled(if: parallelInstalled))
     func joblogInterchange() throws {

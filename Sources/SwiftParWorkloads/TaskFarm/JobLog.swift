@@ -89,6 +89,14 @@ package final class JobLog {
     /// The task numbers a joblog marks as done: every task it has a line for, or with
     /// `succeededOnly` those with a line saying exit status 0 and no signal (GNU parallel's
     /// `--resume` and `--resume-failed`). A missing file marks none.
+    ///
+    /// - Throws: `InputError` when a line is not a joblog line (a task number, five fields, an
+    ///   exit status, a signal number and the command, tab-separated), as GNU parallel refuses
+    ///   such a file, so that a file given by mistake is neither trusted nor appended to. The
+    ///   first line may be anything (the header). A line that starts as a joblog line does (a
+    ///   task number, then a tab or nothing) but stops short is taken for one cut off as it was
+    ///   written (a full disk): its task runs again, unless the cut fell in the command, after
+    ///   the exit status and signal were written.
     package static func finishedTasks(in path: PathBytes, succeededOnly: Bool) throws -> Set<Int> {
         // A log on standard output cannot be read back: nothing is marked, as in GNU parallel.
         if isStandardOutput(path) { return [] }
@@ -97,17 +105,43 @@ package final class JobLog {
             if errno == ENOENT { return [] }
             throw SystemError.current("opening joblog \(path) to resume")
         }
-        let reader = RecordReader(descriptor: descriptor, separator: [10], name: path.description)
+        let reader = RecordReader(descriptor: descriptor, separator: [10], name: "joblog \(path)")
         var done: Set<Int> = []
+        var number = 0
         while let line = try reader.next() {
-            let fields = line.split(separator: 9, maxSplits: 8, omittingEmptySubsequences: false)
-            guard fields.count >= 8, let sequence = Int(String(decoding: fields[0], as: UTF8.self)) else { continue }
-            if succeededOnly {
-                let exitValue = String(decoding: fields[6], as: UTF8.self), signal = String(decoding: fields[7], as: UTF8.self)
-                guard exitValue == "0" && signal == "0" else { continue }
+            number += 1
+            guard let entry = Entry(line) else {
+                if number == 1 || Entry.isCutOff(line) { continue }
+                let shown = String(decoding: line.prefix(200), as: UTF8.self)
+                throw InputError(description: "joblog \(path) is not a joblog (line \(number) is \"\(shown)\"); give another file to --joblog, or run without --resume")
             }
-            done.insert(sequence)
+            if succeededOnly && (entry.exitValue != 0 || entry.signal != 0) { continue }
+            done.insert(entry.sequence)
         }
         return done
+    }
+
+    /// What `--resume` reads of a joblog line: Seq, Host, Starttime, JobRuntime, Send, Receive,
+    /// Exitval, Signal and Command, separated by tabs.
+    private struct Entry {
+        let sequence: Int
+        let exitValue: Int
+        let signal: Int
+
+        init?(_ line: [UInt8]) {
+            let fields = line.split(separator: 9, maxSplits: 8, omittingEmptySubsequences: false)
+            func number(_ index: Int) -> Int? { Int(String(decoding: fields[index], as: UTF8.self)) }
+            guard fields.count == 9, let sequence = number(0), sequence >= 1, let exitValue = number(6), let signal = number(7)
+            else { return nil }
+            self.sequence = sequence
+            self.exitValue = exitValue
+            self.signal = signal
+        }
+
+        /// Whether `line` is the start of a joblog line: a task number, then a tab or nothing.
+        static func isCutOff(_ line: [UInt8]) -> Bool {
+            let number = line.prefix { $0 != 9 }
+            return !number.isEmpty && number.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
+        }
     }
 }
