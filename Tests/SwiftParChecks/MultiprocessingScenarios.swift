@@ -203,6 +203,24 @@ func multiprocessingFaults(_ world: Communicator) throws -> String {
     try expectEqual(try consumers[0].join(), 0, world, "the consumer left")
     try expectEqual(total.value, 500_500, world, "items taken by the consumer left")
 
+    // A value whose init(from:) rejects it stops a `for … in queue` loudly: ending there would
+    // pass for the end of the stream, with the values after it lost.
+    let checked = try SharedQueue<NonNegative>(producers: 1)
+    let iterated = try SharedValue(0)
+    let iterating = ChildProcess {
+        // The trap's message is expected: keep it out of the check's output.
+        let null = open("/dev/null", O_WRONLY)
+        if null >= 0 { dup2(null, 2) }
+        for item in checked { iterated.add(item.value) }
+    }
+    try iterating.start()
+    for value in [1, 2, -3, 4] { try checked.put(NonNegative(value: value)) }
+    checked.finish()
+    let status = try iterating.join()
+    try expect(status < 0, world, "iterating over a value that does not decode ended with status \(status), not a signal")
+    try expectEqual(iterated.value, 3, world, "values iterated over before the one that does not decode")
+    try expectEqual(try checked.get(), NonNegative(value: 4), world, "the value after it, still in the queue")
+
     // A worker that dies fails its task, naming how it ended; the others go on.
     let crashing = try TaskPool(workers: 2) { (x: Int) -> Int in
         if x == 1 { kill(getpid(), SIGKILL) }
@@ -420,4 +438,20 @@ func taskPoolStuck(_ world: Communicator) throws -> String {
     let seconds = monotonicSeconds() - start
     try expect(seconds < 30, world, "took \(seconds) s")
     return "callbacks=400,terminated"
+}
+
+/// A value that refuses to be decoded when negative, as a user's validating `init(from:)` does.
+struct NonNegative: Codable, Equatable {
+    var value: Int
+    init(value: Int) { self.value = value }
+    init(from decoder: any Decoder) throws {
+        value = try decoder.singleValueContainer().decode(Int.self)
+        guard value >= 0 else {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "\(value) is negative"))
+        }
+    }
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(value)
+    }
 }

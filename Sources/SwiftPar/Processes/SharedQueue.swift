@@ -141,10 +141,18 @@ public final class SharedQueue<Element: Codable>: Sequence, @unchecked Sendable 
 
     /// Iterates over values as they come, until every producer has finished and the queue is empty.
     ///
-    /// An iterator cannot throw: a value that fails to decode ends the iteration as if the queue
-    /// were finished. Call `get()` in a loop to see such an error.
+    /// An iterator cannot throw, and ending early would pass for the end of the stream, with
+    /// the values after it lost. So a value that fails to decode (an `init(from:)` that rejects
+    /// it, say) stops the process with a message that names the error. Call `get()` in a loop
+    /// to handle such an error instead.
     public func makeIterator() -> AnyIterator<Element> {
-        AnyIterator { [self] in try? self.get() }
+        AnyIterator { [self] in
+            do {
+                return try self.get()
+            } catch {
+                fatalError("SharedQueue<\(Element.self)>: a value taken from the queue cannot be iterated over: \(error); call get() in a loop to handle such errors")
+            }
+        }
     }
 
     private func copyIn(_ source: UnsafeRawPointer, _ count: Int, at position: Int) {
