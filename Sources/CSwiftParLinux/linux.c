@@ -391,6 +391,9 @@ void swiftpar_write_output_on_termination(void) {
     }
 }
 
+// Whether swiftpar_prefer_throughput made this process batch work.
+static volatile int batch_set_here = 0;
+
 pid_t swiftpar_spawn_task(const char *path, char *const argv[], char *const envp[], int input, int output, int error) {
     // vfork: the child borrows this process's memory until it execs, so starting a task costs
     // the same whatever this process's size. No signal handler may run in the child: every
@@ -409,6 +412,13 @@ pid_t swiftpar_spawn_task(const char *path, char *const argv[], char *const envp
             if (number != SIGKILL && number != SIGSTOP) sigaction(number, &defaults, NULL);
         }
         setpgid(0, 0);
+        // A task is the user's command, not a rank: it is scheduled as usual even when this
+        // rank asked for batch scheduling because ranks outnumber the cores (a policy that
+        // SCHED_FLAG_RESET_ON_FORK keeps across fork, unlike a real-time one).
+        if (batch_set_here) {
+            struct sched_param usual = {0};
+            sched_setscheduler(0, SCHED_OTHER, &usual);
+        }
         // The shell dies with its rank even when nothing else is left to stop it (a batch
         // system that kills a job's processes one by one may kill the guardian first).
         prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -563,11 +573,13 @@ int swiftpar_prefer_throughput(uint64_t slice_ns) {
     attr.sched_policy = 3;   // SCHED_BATCH
     attr.sched_flags = 1;    // SCHED_FLAG_RESET_ON_FORK: children start as usual
     attr.sched_runtime = slice_ns;
-    if (syscall(SYS_sched_setattr, 0, &attr, 0) == 0) return 0;
+    if (syscall(SYS_sched_setattr, 0, &attr, 0) == 0) { batch_set_here = 1; return 0; }
     if (slice_ns == 0) return -1;
     // Kernels without custom slices for normal tasks: batch scheduling alone.
     attr.sched_runtime = 0;
-    return syscall(SYS_sched_setattr, 0, &attr, 0) == 0 ? 0 : -1;
+    if (syscall(SYS_sched_setattr, 0, &attr, 0) != 0) return -1;
+    batch_set_here = 1;
+    return 0;
 #else
     (void)slice_ns;
     return -1;

@@ -258,6 +258,30 @@ struct TaskFarmTests {
         #expect(result.output.contains("again 0\n") && read("again.out") == "4\n", "\(launch): \(result.report)\n\(read("again.err"))")
     }
 
+    /// Ranks that outnumber the cores, for the scheduling test (at most 9, so it stays small).
+    static let ranksOverCores = ProcessInfo.processInfo.activeProcessorCount + 1
+
+    @Test("Ranks that outnumber the cores are batch work, and the commands they run are scheduled as usual",
+          .enabled(if: ranksOverCores <= 9), arguments: [Launch.local(ranksOverCores), .mpirun(ranksOverCores)])
+    func tasksScheduledAsUsual(_ launch: Launch) throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // Sourced by the task's shell: $$ is the task, $PPID the rank that started it.
+        let probe = #"policy() { chrt -p "$1" | sed -n '1s/.*: //p'; }; echo "task $(policy $$) rank $(policy $PPID)""#
+        try probe.write(to: folder.appendingPathComponent("policy.sh"), atomically: true, encoding: .utf8)
+        let tasks = 2 * Self.ranksOverCores
+        let result = try Jobs.runShell("""
+            cd '\(folder.path)'
+            \(Self.swiftpar(launch)) run -k '. ./policy.sh; : {}' ::: $(seq \(tasks))
+            """, timeout: 120)
+        let lines = result.output.split(separator: "\n")
+        #expect(result.status == 0 && lines.count == tasks, "\(launch): \(result.report)")
+        for line in lines {
+            // The rank's policy carries the flag that keeps it from its children (SCHED_RESET_ON_FORK).
+            #expect(line.hasPrefix("task SCHED_OTHER rank SCHED_BATCH"), "\(launch): \(result.report)")
+        }
+    }
+
     @Test("The joblog has GNU parallel's format, and --resume/--resume-failed pass logs both ways",
           .enabled(if: parallelInstalled))
     func joblogInterchange() throws {

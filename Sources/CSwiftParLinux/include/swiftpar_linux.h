@@ -162,7 +162,8 @@ int swiftpar_guardian_tell(int descriptor, int32_t group);
 /// Asks the scheduler to run the calling thread as batch work (SCHED_BATCH: no preemption in
 /// favour of tasks that just woke), for ranks that share cores; with `slice_ns` > 0, also in
 /// time slices of that length where the kernel lets normal tasks choose theirs (Linux 6.12 and
-/// later, up to 100 ms). Not inherited by child processes. 0 on success, -1 with errno set.
+/// later, up to 100 ms). Threads and processes it starts inherit the policy, except the tasks
+/// of swiftpar_spawn_task, which are scheduled as usual. 0 on success, -1 with errno set.
 int swiftpar_prefer_throughput(uint64_t slice_ns);
 
 /// Tells the processor that this thread is spinning in a wait loop (x86 PAUSE, Arm YIELD): on
