@@ -83,6 +83,11 @@ struct GlobalOptions: ParsableArguments {
             }
         }
         guard !leading.isEmpty else { return arguments }
+        // Nor before `--help`: `swiftpar -n 2 bench --help` lists the benchmarks, as `swiftpar
+        // bench --help` does (moved after `bench`, `-n` would choose its default benchmark).
+        if index < arguments.count && (arguments[index] == "--help" || arguments[index] == "-h") {
+            return names + arguments[index...]
+        }
         // After `run`, `-n` is GNU parallel's inputs per command (refused there): the number of
         // ranks given before `run` moves as `--workers`.
         if names[0] == "run" {

@@ -31,13 +31,21 @@ struct Info: ParsableCommand {
         var ranks: [RankInfo]
     }
 
+    /// Open MPI's version line, or why there is none: a library named by the user that does
+    /// not load is the user's setting to mend, not a missing Open MPI.
+    static var mpiLibrary: String {
+        if let version = SwiftPar.mpiLibraryVersion { return version }
+        if let named = getenv("SWIFTPAR_MPI_LIBRARY") { return "SWIFTPAR_MPI_LIBRARY=\(String(cString: named)) does not load" }
+        return "Open MPI not found"
+    }
+
     func run() throws {
         let json = options.json
         options.run { world in
             let mine = RankInfo(rank: world.rank, host: world.hostName, pid: getpid())
             guard let all = try world.gather(mine, root: 0) else { return }
             let report = Report(version: swiftparVersion, commit: buildCommit, backend: world.backend.rawValue, size: world.size,
-                                mpiLibrary: SwiftPar.mpiLibraryVersion ?? "Open MPI not found", ranks: all)
+                                mpiLibrary: Self.mpiLibrary, ranks: all)
             if json {
                 try printChecked(try jsonText(report))
             } else {

@@ -193,14 +193,29 @@ enum Corpus {
                 }
             }
             let path = root + "/text-\(1000 + index).txt"
-            guard FileManager.default.createFile(atPath: path, contents: Data(text)) else {
-                throw SwiftParUsageError("cannot write the corpus file \(path)")
-            }
+            try writeNewFile(path, text)
         }
-        guard FileManager.default.createFile(atPath: marker, contents: Data("\(files) files\n".utf8)) else {
-            throw SwiftParUsageError("cannot write \(marker)")
-        }
+        try writeNewFile(marker, Array("\(files) files\n".utf8))
         return root
+    }
+
+    /// Writes `bytes` to the file at `path`, made or emptied, every write checked: a full disk
+    /// says so, in the system's words.
+    static func writeNewFile(_ path: String, _ bytes: [UInt8]) throws {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw SystemError.current("creating \(path)") }
+        var written = 0
+        while written < bytes.count {
+            let count = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress! + written, $0.count - written) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else {
+                let failure = SystemError.current("write to \(path)")
+                close(descriptor)
+                throw failure
+            }
+            written += count
+        }
+        guard close(descriptor) == 0 else { throw SystemError.current("write to \(path)") }
     }
 
     /// Regular files under `root`, folder by folder in byte order of their names (symbolic

@@ -41,6 +41,11 @@ struct CommandLineTests {
         let help = try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "3", "--json", "help", "primes"])
         #expect(plain.status == 0 && plain.output.contains("USAGE: swiftpar primes"), "\(plain.report)")
         #expect(help.status == 0 && help.output == plain.output && help.errors.isEmpty, "\(help.report)")
+        // Nor before --help: `-n 2 bench --help` lists the benchmarks, not its default one's help.
+        let benchHelp = try Jobs.runCommand([Jobs.product("swiftpar"), "bench", "--help"])
+        let benchHelpAfterOptions = try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "2", "bench", "--help"])
+        #expect(benchHelp.status == 0 && benchHelp.output.contains("pingpong"), "\(benchHelp.report)")
+        #expect(benchHelpAfterOptions.status == 0 && benchHelpAfterOptions.output == benchHelp.output, "\(benchHelpAfterOptions.report)")
     }
 
     @Test("swiftpar -n 4 info prints ranks 0-3 with backend local")
@@ -120,6 +125,17 @@ struct CommandLineTests {
         let program = try Jobs.run("swiftpar-checks", ["start-method"], launch: .mpirun(2), environment: ["SWIFTPAR_MPI_MESSAGE_LIMIT": "lots"], timeout: 60)
         #expect(program.status == 2, "\(program.report)")
         #expect(program.errors.components(separatedBy: "SWIFTPAR_MPI_MESSAGE_LIMIT=lots").count == 2, "\(program.report)")
+        // A library the user named that does not load is the user's setting to mend: said once,
+        // and not taken for a missing Open MPI; info on the local backend names it too.
+        let named = ["SWIFTPAR_MPI_LIBRARY": "/nonexistent/libmpi.so"]
+        let library = try Jobs.run("swiftpar", ["info"], launch: .mpirun(2), environment: named, timeout: 60)
+        #expect(library.status != 0, "\(library.report)")
+        #expect(library.errors.components(separatedBy: "swiftpar: cannot start MPI: cannot load SWIFTPAR_MPI_LIBRARY=/nonexistent/libmpi.so: ").count == 2
+                && library.errors.contains("point SWIFTPAR_MPI_LIBRARY at Open MPI's libmpi.so") && !library.errors.contains("install Open MPI"),
+                "\(library.report)")
+        let localInfo = try Jobs.run("swiftpar", ["info"], launch: .local(2), environment: named, timeout: 60)
+        #expect(localInfo.status == 0 && localInfo.output.hasPrefix("backend local, 2 ranks, SWIFTPAR_MPI_LIBRARY=/nonexistent/libmpi.so does not load\n"),
+                "\(localInfo.report)")
         // Every setting is checked on every backend, also those only MPI uses.
         for (variable, value, words) in [("SWIFTPAR_MPI_THREAD_LEVEL", "bogus", "is not one of single, funneled, serialized, multiple"),
                                          ("SWIFTPAR_DIRECT_OUTPUT", "yes", "is not 0 or 1")] {

@@ -50,6 +50,20 @@ struct TaskFarmTests {
         }
     }
 
+    @Test("--halt values: each form parses, and one out of range says which part is wrong")
+    func haltValues() throws {
+        #expect(try HaltPolicy.parse("now,fail=1") == HaltPolicy(urgency: .now, condition: .fail, threshold: .count(1)))
+        #expect(try HaltPolicy.parse("soon,done=30%") == HaltPolicy(urgency: .soon, condition: .done, threshold: .percent(30)))
+        #expect(try HaltPolicy.parse("never") == nil)
+        func message(_ text: String) -> String {
+            do { _ = try HaltPolicy.parse(text); return "accepted" } catch { return "\(error)" }
+        }
+        #expect(message("now,fail=0") == "--halt now,fail=0: a count of tasks must be at least 1")
+        #expect(message("soon,fail=101%") == "--halt soon,fail=101%: a percentage must be above 0% and at most 100%")
+        #expect(message("later,fail=1").hasPrefix("--halt takes never, soon,fail=N"))
+        #expect(message("now,fail=x").hasPrefix("--halt takes never, soon,fail=N"))
+    }
+
     @Test("Inputs are quoted for the shell as GNU parallel quotes them")
     func quoting() {
         let cases: [(String, String)] = [

@@ -282,7 +282,7 @@ public enum SwiftPar {
     /// before `run` (the command line's `run` uses 255, GNU parallel's status for an error
     /// other than failed tasks, so that it is never taken for a count of them); a program that
     /// sets one also gets it, rather than 2, when the job cannot start. An interrupt still ends
-    /// the job with 128 + the signal's number.
+    /// the job by the signal itself, as its shell then reports (128 + the signal's number).
     nonisolated(unsafe) package static var jobFailureStatus: Int32 = 1
 
     /// Starts the job and runs `body` on every rank, then ends the process. Never returns.
@@ -398,7 +398,8 @@ public enum SwiftPar {
                 }
                 return (Communicator(transport: world, backend: .mpi, hostName: MPIEnvironment.processorName), .mpi(world))
             } catch {
-                fail("swiftpar: cannot start MPI: \(error)")
+                // Every rank usually meets it alike (a library that will not load): said once.
+                fail("swiftpar: cannot start MPI: \(error)", sharedByRanks: true)
             }
         case .local:
             if count > 1 && LocalJob.startMethod(settings: settings) == .spawn {

@@ -51,6 +51,10 @@ package struct HaltPolicy: Sendable, Equatable {
             threshold = .percent(percent)
         } else if let count = Int(rule[1]), count >= 1 {
             threshold = .count(count)
+        } else if rule[1].hasSuffix("%"), Double(rule[1].dropLast()) != nil {
+            throw InputError(description: "--halt \(text): a percentage must be above 0% and at most 100%")
+        } else if Int(rule[1]) != nil {
+            throw InputError(description: "--halt \(text): a count of tasks must be at least 1")
         } else {
             throw bad
         }

@@ -119,8 +119,11 @@ struct MPIUnavailable: Error, CustomStringConvertible {
     let path: String?
 
     var description: String {
-        let what = path.map { "SWIFTPAR_MPI_LIBRARY=\($0)" } ?? "Open MPI's library (libmpi.so.40)"
-        return "cannot load \(what): \(reason); install Open MPI (Debian and Ubuntu: apt install libopenmpi3; clusters: module load openmpi) or set SWIFTPAR_MPI_LIBRARY to its libmpi.so"
+        if let path {
+            // The user's own setting is what failed: Open MPI may well be installed.
+            return "cannot load SWIFTPAR_MPI_LIBRARY=\(path): \(reason); point SWIFTPAR_MPI_LIBRARY at Open MPI's libmpi.so, or unset it to use libmpi.so.40"
+        }
+        return "cannot load Open MPI's library (libmpi.so.40): \(reason); install Open MPI (Debian and Ubuntu: apt install libopenmpi3; clusters: module load openmpi) or set SWIFTPAR_MPI_LIBRARY to its libmpi.so"
     }
 }
 
