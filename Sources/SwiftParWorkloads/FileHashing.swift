@@ -179,6 +179,17 @@ public enum FileHashing {
         var hasher = SHA256()
         var total = 0
         while true {
+            if size == nil, let afterEachPiece {
+                // A pipe or terminal: waiting for its writer is waiting on the user's own
+                // producer, not a stall (as `run` waits for its inputs), so it is a sign of life
+                // every quarter of a second it lasts.
+                var ready = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+                let polled = poll(&ready, 1, 250)
+                if polled == 0 || (polled < 0 && errno == EINTR) {
+                    afterEachPiece()
+                    continue
+                }
+            }
             let count = read(descriptor, buffer.baseAddress, buffer.count)
             if count < 0 {
                 if errno == EINTR { continue }

@@ -55,7 +55,7 @@ struct Experiment: ParsableCommand {
 
     func run() throws {
         let (tasks, limit, json) = (self.tasks, self.limit, options.json)
-        options.run { world in
+        options.run(Self.self) { world in
             let pool = Pool(world)
             var rows: [Row] = []
             let bar = ProgressBar("experiment", enabled: world.rank == 0 && isTerminal(2))
@@ -150,7 +150,7 @@ struct PrimesBench: ParsableCommand {
     func run() throws {
         let n = Primes.parse(limit)!
         let (repetitions, json) = (self.repetitions, options.json)
-        options.run { world in
+        options.run(Self.self) { world in
             let pool = Pool(world)
             var times: [Double] = []
             var count = 0
@@ -188,7 +188,7 @@ struct HashBench: ParsableCommand {
 
     func run() throws {
         let (paths, json) = (self.paths.map { PathBytes(RawArguments.bytes(of: $0)) }, options.json)
-        options.run { world in
+        options.run(Self.self) { world in
             let pool = Pool(world)
             var files: [FileHashing.File] = []
             if world.rank == 0 { files = FileHashing.walk(paths, followSymlinks: false).files }

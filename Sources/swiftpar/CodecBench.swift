@@ -81,7 +81,7 @@ struct CodecBench: ParsableCommand {
 
     func run() throws {
         let (json, repetitions, only) = (options.json, self.repetitions, self.only)
-        options.run { world in
+        options.run(Self.self) { world in
             guard world.rank == 0 else { return }
             var rows: [(String, Row)] = []
             for builder in Self.builders where only.isEmpty || only.contains(builder.name) {

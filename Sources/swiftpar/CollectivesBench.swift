@@ -37,7 +37,7 @@ struct CollectivesBench: ParsableCommand {
 
     func run() throws {
         let (repetitions, count, json) = (self.repetitions, self.count, options.json)
-        options.run { world in
+        options.run(Self.self) { world in
             let values = (0..<count).map { Double($0) * 0.5 + Double(world.rank) }
             func median(_ body: () throws -> Void) throws -> Double {
                 var times: [Double] = []

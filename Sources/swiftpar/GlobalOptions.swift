@@ -135,7 +135,13 @@ struct GlobalOptions: ParsableArguments {
     /// The file is opened before the job starts, by the process that becomes rank 0 (a local
     /// job's ranks share it): a file that cannot be written is reported before anything runs,
     /// exiting with `failureStatus` (1, or `run`'s 255), as the shell's `> FILE` would be.
-    func run(failureStatus: Int32 = 1, _ body: (Communicator) throws -> Void) -> Never {
+    ///
+    /// Errors that name the operation waiting on another rank name `command` instead ("hash
+    /// has waited 2.0 s"): its users never called the library's operations themselves.
+    func run<Command: ParsableCommand>(_ command: Command.Type, failureStatus: Int32 = 1,
+                                       _ body: (Communicator) throws -> Void) -> Never {
+        let isBenchmark = Bench.configuration.subcommands.contains { ObjectIdentifier($0) == ObjectIdentifier(command) }
+        CommunicatorError.commandName = (isBenchmark ? "bench " : "") + command._commandName
         // "-" is standard output itself, as for most tools.
         let file = output.flatMap { $0 == "-" ? nil : PathBytes(RawArguments.bytes(of: $0)) }
         let label = failureStatus == 255 ? "run: " : ""

@@ -128,7 +128,7 @@ struct Hash: ParsableCommand {
         let standardInput = FileHashing.standardInputPath
         let inputReads = operands.filter { $0 == standardInput }.count
         let (paths, follow, json) = (operands.filter { $0 != standardInput }, followSymlinks, options.json)
-        options.run { world in
+        options.run(Self.self) { world in
             let pool = Pool(world)
             // The file the output goes to (`> SUMS` or --output) is not hashed, wherever the
             // walk meets it: it is being written. Ranks on other hosts find it by its path.

@@ -41,7 +41,7 @@ struct Info: ParsableCommand {
 
     func run() throws {
         let json = options.json
-        options.run { world in
+        options.run(Self.self) { world in
             let mine = RankInfo(rank: world.rank, host: world.hostName, pid: getpid())
             guard let all = try world.gather(mine, root: 0) else { return }
             let report = Report(version: swiftparVersion, commit: buildCommit, backend: world.backend.rawValue, size: world.size,

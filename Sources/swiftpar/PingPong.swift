@@ -141,7 +141,7 @@ struct PingPong: ParsableCommand {
     func run() throws {
         let json = options.json
         let repetitions = self.repetitions
-        options.run { world in
+        options.run(Self.self) { world in
             guard world.size >= 2 else {
                 let example = switch world.backend {
                 case .mpi: LaunchEnvironment.detect()?.launcher == "srun" ? "srun --mpi=pmix -n 2 swiftpar bench pingpong" : "mpirun -n 2 swiftpar bench pingpong"

@@ -52,7 +52,7 @@ struct PoolBench: ParsableCommand {
     func run() throws {
         let json = options.json
         let (tasks, roundTrips, heavyTasks, limit) = (self.tasks, self.roundTrips, self.heavyTasks, self.limit)
-        options.run { world in
+        options.run(Self.self) { world in
             let pool = Pool(world)
             try world.barrier()
             let bar = ProgressBar("squaring \(tasks) integers", enabled: world.rank == 0 && isatty(2) != 0)

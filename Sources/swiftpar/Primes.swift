@@ -129,7 +129,7 @@ struct Primes: ParsableCommand {
         let method = PrimeCounting.Method(rawValue: self.method)!
         let (json, list) = (options.json, self.list)
         let memory = Self.parseSize(self.memory)!
-        options.run { world in
+        options.run(Self.self) { world in
             let pool = Pool(world)
             if list {
                 guard world.rank == 0 else { return try PrimeCounting.list(in: range, pool: pool) { _, _ in } }

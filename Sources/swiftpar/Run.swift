@@ -347,7 +347,7 @@ struct Run: ParsableCommand {
         // A job that fails on any rank (a task that cannot be started there, a lost or stalled
         // rank) ends with 255 too, never with a status that reads as a count of failed tasks.
         SwiftPar.jobFailureStatus = 255
-        options.run(failureStatus: 255) { world in
+        options.run(Self.self, failureStatus: 255) { world in
             let bar = ProgressBar("tasks", enabled: world.rank == 0 && isTerminal(2) && !farm.dryRun)
             var farm = farm
             farm.beforePrinting = { stream in bar.clear(before: stream) }

@@ -52,7 +52,7 @@ struct WordCountBench: ParsableCommand {
 
     func run() throws {
         let (folder, plain, json) = (self.folder.map { PathBytes(RawArguments.bytes(of: $0)) }, self.plain, options.json)
-        options.run { world in
+        options.run(Self.self) { world in
             var files: [PathBytes] = []
             var bytes: Int64 = 0
             if world.rank == 0 {

@@ -121,6 +121,19 @@ struct ReliabilityTests {
         #expect(result.status == 0 && result.output == "9\n", "\(result.report)")
     }
 
+    @Test("hash - waiting for standard input that comes slowly is not a stall; a stopped rank's stall names the command, not a library call",
+          arguments: [Launch.local(2), .mpirun(2)])
+    func slowStandardInputIsNotAStall(_ launch: Launch) throws {
+        let slow = try Jobs.runShell("(echo x; sleep 3; echo a) | " + Jobs.shellCommand("swiftpar", ["hash", "--stall-timeout", "1", "-"], launch: launch),
+                                     timeout: 60)
+        // printf 'x\na\n' | sha256sum
+        let expected = try Jobs.runShell("printf 'x\\na\\n' | sha256sum", timeout: 10).output
+        #expect(slow.status == 0 && slow.output == expected && expected.hasSuffix("  -\n"), "\(launch): \(slow.report)")
+        let stopped = try Jobs.runShell(Jobs.shellCommand("swiftpar", ["run", "--stall-timeout", "1", "sleep 0.2; [ {} = b ] && kill -STOP $PPID; echo {}", ":::", "a", "b"],
+                                                          launch: launch), timeout: 60)
+        #expect(stopped.status == 255 && stopped.errors.contains(": run has waited ") && !stopped.errors.contains("receive"), "\(launch): \(stopped.report)")
+    }
+
     @Test("A reader that stops early (| head -1) ends the command at once and quietly", arguments: backends)
     func closedPipe(_ launch: Launch) throws {
         let script = Jobs.shellCommand("swiftpar", ["primes", "1e14", "--list"], launch: launch) + " | head -1"

@@ -46,6 +46,14 @@ public enum CommunicatorError: Error, CustomStringConvertible, Sendable {
         }
     }
 
+    /// What messages name as the operation that waited or failed because of another rank,
+    /// when a command line tool's users never called that operation themselves: `swiftpar
+    /// hash` says "hash has waited", not "Pool.forEachResult has waited".
+    nonisolated(unsafe) package static var commandName: String?
+
+    /// The operation as messages name it: the command's name when one is set.
+    private static func named(_ operation: String) -> String { commandName ?? operation }
+
     /// A one-line explanation that starts with the rank.
     public var description: String {
         switch self {
@@ -66,9 +74,9 @@ public enum CommunicatorError: Error, CustomStringConvertible, Sendable {
         case let .mismatch(operation, reason, rank):
             return "rank \(rank): \(operation): the ranks called different collectives: \(reason)"
         case let .wouldWaitForever(operation, reason, rank):
-            return "rank \(rank): \(operation) would wait forever: \(reason)"
+            return "rank \(rank): \(Self.named(operation)) would wait forever: \(reason)"
         case let .peerFailed(peer, reason, operation, rank):
-            return "rank \(rank): \(operation) failed because rank \(peer) \(reason)"
+            return "rank \(rank): \(Self.named(operation)) failed because rank \(peer) \(reason)"
         case let .stalled(operation, seconds, silent, timeout, rank):
             let who: String
             if silent.isEmpty {
@@ -76,7 +84,7 @@ public enum CommunicatorError: Error, CustomStringConvertible, Sendable {
             } else {
                 who = "\(describeRanks(silent)) made no progress in swiftpar (stopped, or busy outside swiftpar)"
             }
-            return "rank \(rank): \(operation) has waited \(formatWaited(seconds)) s with no progress from the other ranks, longer than the stall timeout of \(formatSeconds(timeout)) s: \(who)"
+            return "rank \(rank): \(Self.named(operation)) has waited \(formatWaited(seconds)) s with no progress from the other ranks, longer than the stall timeout of \(formatSeconds(timeout)) s: \(who)"
         case let .concurrentUse(operation, rank):
             return "rank \(rank): \(operation) was called while another swiftpar operation of this rank is running on another thread; a rank's communicators, pools and requests take one operation at a time (await one before starting the next)"
         }
