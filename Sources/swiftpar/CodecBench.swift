@@ -20,7 +20,7 @@ struct CodecBench: ParsableCommand {
     @Option(parsing: .unconditional, help: "Repetitions of each measurement; the median is reported.")
     var repetitions = 5
 
-    @Option(name: .customLong("case"), help: "Measure only this shape (repeat for several); the default is every shape.")
+    @Option(name: .customLong("case"), help: "Measure only this shape (repeat for several): \(CodecBench.builders.map(\.name).joined(separator: ", ")); the default is every shape.")
     var only: [String] = []
 
     func validate() throws {

@@ -29,6 +29,19 @@ struct Info: ParsableCommand {
         var size: Int
         var mpiLibrary: String
         var ranks: [RankInfo]
+
+        enum CodingKeys: String, CodingKey { case version, commit, backend, size, mpiLibrary, ranks }
+
+        /// Every key is always there: an unknown commit is `null`, not a missing key.
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(version, forKey: .version)
+            try container.encode(commit, forKey: .commit)
+            try container.encode(backend, forKey: .backend)
+            try container.encode(size, forKey: .size)
+            try container.encode(mpiLibrary, forKey: .mpiLibrary)
+            try container.encode(ranks, forKey: .ranks)
+        }
     }
 
     /// Open MPI's version line, or why there is none: a library named by the user that does

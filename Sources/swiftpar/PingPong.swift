@@ -46,7 +46,7 @@ struct PingPong: ParsableCommand {
     @Option(parsing: .unconditional, help: "Repetitions of each measurement; the median is reported.")
     var repetitions = 5
 
-    @Option(name: .customLong("case"), help: "Measure only this case (repeat for several); the default is every case.")
+    @Option(name: .customLong("case"), help: "Measure only this case (repeat for several): \(PingPong.caseNames.joined(separator: ", ")); the default is every case.")
     var only: [String] = []
 
     func validate() throws {
