@@ -369,11 +369,11 @@ static void swiftpar_write_pending_output(int signal_number) {
     raise(signal_number);
 }
 
-void swiftpar_write_output_on_termination(void) {
+int swiftpar_write_output_on_termination(void) {
     // Only where SIGTERM still ends the process by default: a handler of the program's own,
     // or SIGTERM ignored, stays as it is.
     struct sigaction previous;
-    if (sigaction(SIGTERM, NULL, &previous) != 0 || previous.sa_handler != SIG_DFL) return;
+    if (sigaction(SIGTERM, NULL, &previous) != 0 || previous.sa_handler != SIG_DFL) return 0;
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_handler = swiftpar_write_pending_output;
@@ -389,6 +389,7 @@ void swiftpar_write_output_on_termination(void) {
         sigaddset(&only, SIGTERM);
         pthread_sigmask(SIG_UNBLOCK, &only, NULL);
     }
+    return 1;
 }
 
 // Whether swiftpar_prefer_throughput made this process batch work.

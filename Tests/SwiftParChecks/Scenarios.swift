@@ -24,6 +24,7 @@ let scenarios: [String: @Sendable (Communicator) throws -> String] = [
     "receive-into": receiveInto,
     "rank-one-crashes": rankOneCrashes,
     "rank-one-segfaults": rankOneSegfaults,
+    "rank-zero-crashes": rankZeroCrashes,
     "ranks-trap-together": ranksTrapTogether,
     "wait-forever": waitForever,
     "receive-from-finished": receiveFromFinished,
@@ -200,6 +201,23 @@ func ranksTrapTogether(_ world: Communicator) throws -> String {
     }
     _ = try world.receive(Int.self, from: .any, tag: 1)
     return "received"
+}
+
+/// Every rank prints a line, which stays in its buffer (standard output being a file), then
+/// rank 0 crashes while rank 1 computes outside swiftpar and the others wait for rank 0: the
+/// lines of ranks 1 and up must still come out, as they do when mpirun ends the job.
+func rankZeroCrashes(_ world: Communicator) throws -> String {
+    print("rank \(world.rank): printed before rank 0 crashed")
+    try world.barrier()
+    if world.rank == 0 {
+        usleep(200_000)
+        fatalError("the checks asked rank 0 to crash")
+    }
+    if world.rank == 1 {
+        while true { usleep(10_000) }
+    }
+    _ = try world.receive(Int.self, from: .rank(0), tag: 1)
+    return "unreachable"
 }
 
 func crashRankOne(_ world: Communicator, _ crash: () -> Void) throws -> String {

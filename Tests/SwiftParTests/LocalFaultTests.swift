@@ -40,6 +40,20 @@ struct LocalFaultTests {
         #expect(Jobs.waitForNoSurvivors(named: "swiftpar-checks \(scenario)").isEmpty)
     }
 
+    @Test("Rank 0 crashing: what the other ranks printed so far is kept, as under mpirun, and no rank is left",
+          arguments: startMethods)
+    func rankZeroCrashes(_ start: String) throws {
+        let launches: [Launch] = start == "fork" ? [.local(3), .mpirun(3)] : [.local(3)]
+        for launch in launches {
+            let result = try Jobs.run("swiftpar-checks", ["rank-zero-crashes"], launch: launch, environment: ["SWIFTPAR_START": start], timeout: 30)
+            #expect(result.status != 0 && !result.timedOut, "\(launch) \(start): \(result.report)")
+            for rank in [1, 2] {
+                #expect(result.output.contains("rank \(rank): printed before rank 0 crashed\n"), "\(launch) \(start): rank \(rank)'s line is lost\n\(result.report)")
+            }
+            #expect(Jobs.waitForNoSurvivors(named: "swiftpar-checks rank-zero-crashes").isEmpty, "\(launch) \(start)")
+        }
+    }
+
     @Test("Ranks that trap together, with the Swift runtime's backtraces on: the job ends and leaves nothing holding its output",
           arguments: startMethods)
     func ranksTrapTogether(_ start: String) throws {

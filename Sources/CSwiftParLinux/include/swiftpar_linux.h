@@ -113,7 +113,9 @@ int swiftpar_available_cpus(void);
 /// fflush(NULL): every stdio stream, before a fork or an exit that skips stdio's own flush.
 void swiftpar_flush_all_streams(void);
 /// On SIGTERM, writes what standard output's buffer holds before the signal ends the process.
-void swiftpar_write_output_on_termination(void);
+/// 1 when it does, 0 when the process has a SIGTERM handler of its own or ignores SIGTERM (it
+/// is then left as it is).
+int swiftpar_write_output_on_termination(void);
 
 /// Starts task `path` with `argv` and `envp` in a process group of its own, with its standard
 /// input, output and error on `input`, `output` and `error`, every signal unblocked and at its

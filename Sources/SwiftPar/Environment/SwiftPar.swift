@@ -391,7 +391,7 @@ public enum SwiftPar {
                 let world = try MPIEnvironment.initialize(settings: settings)
                 // When another rank fails, mpirun ends this one with SIGTERM: what it printed
                 // and still holds in its buffer is written first, as the local backend does.
-                swiftpar_write_output_on_termination()
+                _ = swiftpar_write_output_on_termination()
                 if launched { LaunchEnvironment.endWithLauncher() }
                 if world.rank == 0 && world.size > 1 {
                     noteUnsharedObjects("every rank is a process of its own, started by \(LaunchEnvironment.detect()?.launcher ?? "the launcher")")

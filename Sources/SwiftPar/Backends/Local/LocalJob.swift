@@ -74,7 +74,7 @@ enum LocalJob {
                 quitQuietly()
                 // Rank 0 ends a failed job's other ranks with SIGTERM, as mpirun does: what this
                 // rank printed and still holds in its buffer is written first.
-                swiftpar_write_output_on_termination()
+                diesWritingOutput(launcher: launcher)
                 region.joined(rank).store(1, ordering: .releasing)
                 return LocalTransport(engine: LocalEngine(region: region, rank: rank, settings: settings),
                                       members: Array(0..<size), context: 0)
@@ -180,6 +180,16 @@ enum LocalJob {
         return children
     }
 
+    /// Makes SIGTERM write what this rank printed and still holds before it ends the rank, and
+    /// the launcher's death (rank 0 crashing) end it that way too, as mpirun ends the others when
+    /// one rank dies: their output so far is kept. A program with a SIGTERM handler of its own
+    /// keeps dying by SIGKILL with the launcher, which no handler can keep alive.
+    private static func diesWritingOutput(launcher: pid_t) {
+        guard swiftpar_write_output_on_termination() != 0 else { return }
+        _ = swiftpar_set_parent_death_signal(SIGTERM)
+        if getppid() != launcher { _exit(1) }
+    }
+
     /// Joins the job that spawned this process as the rank it names, or returns nil when this
     /// process was not spawned by a local job.
     static func joinIfSpawned(settings: @autoclosure () throws -> JobSettings) throws -> LocalTransport? {
@@ -188,7 +198,7 @@ enum LocalJob {
         _ = swiftpar_set_parent_death_signal(SIGKILL)
         if getppid() != job.launcher { _exit(1) }
         quitQuietly()
-        swiftpar_write_output_on_termination()
+        diesWritingOutput(launcher: job.launcher)
         let region = try SharedRegion(joining: job.descriptor, size: job.size)
         close(job.descriptor)
         region.pid(of: job.rank).store(Int(getpid()), ordering: .relaxed)
