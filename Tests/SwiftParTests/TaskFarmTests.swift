@@ -424,6 +424,44 @@ struct TaskFarmTests {
         #expect(runs == ["out", "end", "err", "out", "end", "err"], "\(result.report.prefix(2000))")
     }
 
+    /// A batch system ending a job (scancel, a walltime, `srun -K` after a dead task) signals
+    /// every process of it at once, the tasks' shells too, in no set order.
+    @Test("Tasks whose shells are killed from outside: their children die with them, and no task starts in the moment before the ranks' own signal",
+          arguments: [Launch.local(2), .mpirun(2)])
+    func tasksKilledFromOutside(_ launch: Launch) throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let command = "touch started-{}; sleep 31.7; echo {}"
+        // The two running tasks' shells are killed; the job goes on with the third.
+        let goesOn = try Jobs.runShell("""
+            cd '\(folder.path)'
+            \(Self.swiftpar(launch)) run '\(command)' ::: 1 2 3 > on.out 2> on.err &
+            job=$!
+            while [ ! -e started-2 ] || [ ! -e started-1 ]; do sleep 0.05; done; sleep 0.3
+            pkill -TERM -f '^/bin/sh -c touch started-[12];'
+            sleep 1.5; ps -eo args= | grep -c '^sleep 31.7' || true
+            pkill -TERM -f '^/bin/sh -c touch started-3;'
+            wait $job; echo "status $?"
+            """, timeout: 60)
+        // Left at the check: task 3's sleep alone. Three failed tasks: GNU parallel's status 3.
+        #expect(goesOn.output == "1\nstatus 3\n", "\(launch): \(goesOn.report)")
+        #expect(Jobs.waitForNoSurvivors(named: "sleep 31.7").isEmpty, "\(launch)")
+        // Then the same, with the whole job signalled 0.2 s after the tasks: nothing more starts.
+        for name in ["started-1", "started-2", "started-3"] { try? FileManager.default.removeItem(at: folder.appendingPathComponent(name)) }
+        let ended = try Jobs.runShell("""
+            cd '\(folder.path)'
+            \(Self.swiftpar(launch)) run '\(command)' ::: 1 2 3 4 5 6 > end.out 2> end.err &
+            job=$!
+            while [ ! -e started-2 ] || [ ! -e started-1 ]; do sleep 0.05; done; sleep 0.3
+            pkill -TERM -f '^/bin/sh -c touch started-[12];'
+            sleep 0.2; pkill -TERM -f 'swiftpar [r]un touch started-'
+            wait $job; echo "status $?"; ls started-*
+            """, timeout: 60)
+        // Every process of the job was signalled, as a batch system does (mpirun too).
+        #expect(ended.output.hasPrefix("status ") && ended.output.hasSuffix("started-1\nstarted-2\n"), "\(launch): \(ended.report)")
+        #expect(Jobs.waitForNoSurvivors(named: "sleep 31.7").isEmpty, "\(launch)")
+    }
+
     @Test("Tasks start as their inputs arrive from a slow producer, with their output printed meanwhile",
           arguments: [Launch.local(1), .local(3), .mpirun(2)])
     func slowProducer(launch: Launch) throws {

@@ -97,9 +97,19 @@ package final class TaskRunner {
         var endClock = 0.0
         /// Output of an attempt that may be retried, kept aside once it is large.
         var keptAside: [HeldOutput.Piece] = []
+        /// Until when a task that a signal from outside ended keeps its slot (see `outsideKillPause`).
+        var heldUntil: Double?
 
         init(_ assignment: TaskAssignment) { self.assignment = assignment }
     }
+
+    /// How long a task ended by a termination signal that this rank did not send keeps its
+    /// slot before its end is reported (and a retry or the next task starts there). A batch
+    /// system ending the job (scancel, a walltime, a dead task under `srun -K`) signals every
+    /// process of it at once, the tasks' own ones too: without the pause a rank could log
+    /// their deaths and start more tasks in the moment before its own signal came, and those
+    /// would outlive it.
+    static let outsideKillPause = 0.5
 
     /// TERM, and again after 200, 100 and 50 ms; KILL after 25 more.
     private static let killSequence: [(signal: Int32, wait: Double)] = [(SIGTERM, 0.2), (SIGTERM, 0.1), (SIGTERM, 0.05), (SIGKILL, 0.025)]
@@ -213,6 +223,7 @@ package final class TaskRunner {
             if let limit = settings.timeout, !task.timedOut, !task.exited { wait = min(wait, task.startClock + limit - now) }
             if task.killStep >= 0, !task.exited { wait = min(wait, task.nextKillAt - now) }
             if task.processDescriptor < 0 && !task.exited { wait = min(wait, 0.01) }
+            if let held = task.heldUntil { wait = min(wait, held - now) }
         }
         if extra >= 0 { descriptors.append(pollfd(fd: extra, events: Int16(POLLIN), revents: 0)); owners.append((-1, 0)) }
         let nanoseconds = Int64(max(0, min(wait, 60) * 1e9).rounded(.up))
@@ -278,10 +289,23 @@ package final class TaskRunner {
                     }
                     if !readMore { break }
                 }
-                if !waitsForTurn { try finish(slot: slot, emit: emit) }
+                if !waitsForTurn && !heldAfterOutsideKill(task, now: later) { try finish(slot: slot, emit: emit) }
             }
         }
         return extraReady
+    }
+
+    /// Whether `task`, ended by a termination signal from outside this rank, still keeps its
+    /// slot (`outsideKillPause`).
+    private func heldAfterOutsideKill(_ task: Running, now: Double) -> Bool {
+        // The shell itself killed, or a shell that reported its command's death as 128 + N.
+        let signal = task.status & 0x7F
+        let reported = signal == 0 ? (task.status >> 8) & 0xFF : 0
+        let endings = [SIGTERM, SIGKILL, SIGHUP, SIGINT]
+        guard task.killStep < 0, !task.timedOut,
+              endings.contains(signal) || endings.contains(reported - 128) else { return false }
+        if task.heldUntil == nil { task.heldUntil = task.endClock + Self.outsideKillPause }
+        return now < task.heldUntil!
     }
 
     /// Kills every running task's process group (TERM, then KILL), waits for them, and forgets
@@ -433,7 +457,9 @@ package final class TaskRunner {
 
     private func finish(slot: Int, emit: (RunnerEvent) throws -> Void) throws {
         guard let task = running[slot] else { return }
-        release(task, killingGroup: task.killStep >= 0)
+        // A task killed from outside (see `outsideKillPause`): what its shell started dies
+        // with it, as for a task this rank stopped.
+        release(task, killingGroup: task.killStep >= 0 || task.heldUntil != nil)
         let signal = task.status & 0x7F
         let exitValue: Int32 = task.timedOut ? -1 : (signal == 0 ? (task.status >> 8) & 0xFF : 0)
         let result = TaskResult(sequence: task.assignment.sequence, slot: task.assignment.slot, startTime: task.startTime,
