@@ -484,14 +484,10 @@ public enum SwiftPar {
 
     /// Whether `error` is one that every rank of its communicator throws alike, by design, and
     /// this rank is not the one to report it: `CommunicatorError.mismatch` on a communicator
-    /// rank other than 0, `.stalled` on a rank above one that was waiting too (not silent), `PoolError.itemFailed` or `.stoppedOnRankZero` on a world rank other than 0 (a pool over a
+    /// rank other than 0, `PoolError.itemFailed` or `.stoppedOnRankZero` on a world rank other than 0 (a pool over a
     /// smaller communicator without world rank 0 then reports after the pause, on every backend).
     static func leavesReportToAnotherRank(_ error: any Error, worldRank: Int) -> Bool {
         if case let CommunicatorError.mismatch(_, _, rank)? = error as? CommunicatorError { return rank != 0 }
-        // A stall is seen alike by every rank that waits: the lowest of them reports it.
-        if case let CommunicatorError.stalled(_, _, silent, _, rank)? = error as? CommunicatorError {
-            return (0..<rank).contains { !silent.contains($0) }
-        }
         switch error as? PoolError {
         case .itemFailed?, .stoppedOnRankZero?: return worldRank != 0
         default: return false
