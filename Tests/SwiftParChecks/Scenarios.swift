@@ -25,6 +25,7 @@ let scenarios: [String: @Sendable (Communicator) throws -> String] = [
     "rank-one-crashes": rankOneCrashes,
     "rank-one-segfaults": rankOneSegfaults,
     "rank-zero-crashes": rankZeroCrashes,
+    "rank-zero-crashes-term-taken": rankZeroCrashesTermTaken,
     "ranks-trap-together": ranksTrapTogether,
     "wait-forever": waitForever,
     "receive-from-finished": receiveFromFinished,
@@ -215,6 +216,20 @@ func rankZeroCrashes(_ world: Communicator) throws -> String {
     }
     if world.rank == 1 {
         while true { usleep(10_000) }
+    }
+    _ = try world.receive(Int.self, from: .rank(0), tag: 1)
+    return "unreachable"
+}
+
+/// Rank 0 crashes after the other ranks took SIGTERM over (ignored, as a program that reads it
+/// from a dispatch source does): the signal its death sends them does nothing, and they must
+/// still not wait for it for good.
+func rankZeroCrashesTermTaken(_ world: Communicator) throws -> String {
+    if world.rank != 0 { signal(SIGTERM, SIG_IGN) }
+    try world.barrier()
+    if world.rank == 0 {
+        usleep(200_000)
+        fatalError("the checks asked rank 0 to crash")
     }
     _ = try world.receive(Int.self, from: .rank(0), tag: 1)
     return "unreachable"

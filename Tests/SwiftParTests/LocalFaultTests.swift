@@ -52,6 +52,13 @@ struct LocalFaultTests {
             }
             #expect(Jobs.waitForNoSurvivors(named: "swiftpar-checks rank-zero-crashes").isEmpty, "\(launch) \(start)")
         }
+        // Ranks that took SIGTERM over after the start: those waiting find rank 0 gone. (The
+        // stall timeout only keeps a failing run from leaving them waiting for good, holding
+        // the test's output.)
+        let taken = try Jobs.run("swiftpar-checks", ["rank-zero-crashes-term-taken"], launch: .local(3),
+                                 environment: ["SWIFTPAR_START": start, "SWIFTPAR_STALL_TIMEOUT": "10"], timeout: 30)
+        #expect(!taken.timedOut && taken.errors.contains("failed because rank 0 died (its process is gone)"), "\(start): \(taken.report)")
+        #expect(Jobs.waitForNoSurvivors(named: "swiftpar-checks rank-zero-crashes-term-taken").isEmpty, "\(start)")
     }
 
     @Test("Ranks that trap together, with the Swift runtime's backtraces on: the job ends and leaves nothing holding its output",

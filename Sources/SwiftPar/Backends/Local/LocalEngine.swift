@@ -31,6 +31,10 @@ final class LocalEngine {
     private let spinLimit: Int
     private let yieldLimit: Int
     let stallTimeout: Double?
+    /// Rank 0's process, the parent of every other rank (0 on rank 0 itself).
+    private let launcher: pid_t
+    /// Whether rank 0's process is gone: set by a wait that slept, thrown by `checkFailure`.
+    @exclusivity(unchecked) private var launcherGone = false
     /// The next free communicator context on this process (0 and 1 are the world's).
     @exclusivity(unchecked) var nextContext = 2
 
@@ -39,6 +43,8 @@ final class LocalEngine {
         self.me = rank
         self.size = region.size
         self.stallTimeout = settings.stallTimeout
+        // Started by rank 0 (forked or spawned), which the start checked was still there.
+        launcher = rank == 0 ? 0 : getppid()
         settings.shareCores(ranksOnHost: region.size)
         pending = Array(repeating: [], count: region.size)
         outgoing = Array(repeating: [], count: region.size)
@@ -444,6 +450,10 @@ final class LocalEngine {
             }
             _ = swiftpar_futex_wait(region.doorbell(me), bell, 50_000_000)
             flag.store(0, ordering: .relaxed)
+            // Rank 0 gone without a word (its monitor went with it): this rank normally ends by
+            // the SIGTERM it asked for on its parent's death, but a program may have taken
+            // SIGTERM over since. A rank that waits must not wait for good.
+            if me != 0 && getppid() != launcher { launcherGone = true }
             try check(waited())
         }
     }
@@ -500,6 +510,10 @@ final class LocalEngine {
 
     /// Throws if any rank of the job has failed.
     func checkFailure(_ operation: String, waiter: LocalTransport? = nil) throws {
+        if launcherGone {
+            throw CommunicatorError.peerFailed(peer: waiter?.groupRank(0) ?? 0, reason: "died (its process is gone)",
+                                               operation: operation, rank: waiter?.rank ?? me)
+        }
         guard let failure = region.failureDescription() else { return }
         throw CommunicatorError.peerFailed(peer: waiter?.groupRank(failure.rank) ?? failure.rank, reason: failure.text,
                                            operation: operation, rank: waiter?.rank ?? me)

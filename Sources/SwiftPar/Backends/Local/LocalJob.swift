@@ -9,8 +9,10 @@ import Glibc
 /// every rank is gone and the exit status says what happened.
 ///
 /// The starting process becomes rank 0 and forks ranks 1…N−1 before any thread exists. Each
-/// child asks the kernel for SIGKILL when its parent dies (`PR_SET_PDEATHSIG`), so a killed
-/// launcher leaves no orphans. After the forks, rank 0 starts one monitor thread that reaps the
+/// child asks the kernel for a signal when its parent dies (`PR_SET_PDEATHSIG`: SIGTERM, which
+/// writes what the rank printed before it ends it, or SIGKILL where the program handles
+/// SIGTERM itself), so a killed or crashed launcher leaves no orphans; a rank whose program
+/// took SIGTERM over later finds its parent gone at its next wait. After the forks, rank 0 starts one monitor thread that reaps the
 /// children and handles SIGINT, SIGTERM, SIGHUP and SIGQUIT (Ctrl-\) through a signalfd: a
 /// dead rank is recorded in the shared job block, every rank is woken and those waiting on it
 /// throw at once, and if the job has not ended a second later the monitor ends it.
