@@ -223,7 +223,7 @@ package final class TaskRunner {
             if let limit = settings.timeout, !task.timedOut, !task.exited { wait = min(wait, task.startClock + limit - now) }
             if task.killStep >= 0, !task.exited { wait = min(wait, task.nextKillAt - now) }
             if task.processDescriptor < 0 && !task.exited { wait = min(wait, 0.01) }
-            if let held = task.heldUntil { wait = min(wait, held - now) }
+            if let held = task.heldUntil, held > now { wait = min(wait, held - now) }
         }
         if extra >= 0 { descriptors.append(pollfd(fd: extra, events: Int16(POLLIN), revents: 0)); owners.append((-1, 0)) }
         let nanoseconds = Int64(max(0, min(wait, 60) * 1e9).rounded(.up))
@@ -298,13 +298,16 @@ package final class TaskRunner {
     /// Whether `task`, ended by a termination signal from outside this rank, still keeps its
     /// slot (`outsideKillPause`).
     private func heldAfterOutsideKill(_ task: Running, now: Double) -> Bool {
-        // The shell itself killed, or a shell that reported its command's death as 128 + N.
+        // The shell itself killed (a shell that only reports its command's death as 128 + N may
+        // have meant it: `timeout -s KILL`, a JVM ending on SIGTERM).
         let signal = task.status & 0x7F
-        let reported = signal == 0 ? (task.status >> 8) & 0xFF : 0
-        let endings = [SIGTERM, SIGKILL, SIGHUP, SIGINT]
-        guard task.killStep < 0, !task.timedOut,
-              endings.contains(signal) || endings.contains(reported - 128) else { return false }
-        if task.heldUntil == nil { task.heldUntil = task.endClock + Self.outsideKillPause }
+        guard task.killStep < 0, !task.timedOut, [SIGTERM, SIGKILL, SIGHUP, SIGINT].contains(signal) else { return false }
+        if task.heldUntil == nil {
+            task.heldUntil = task.endClock + Self.outsideKillPause
+            // What the shell started dies with it, as for a task this rank stopped; at once,
+            // while the group still holds its number.
+            kill(-task.pid, SIGKILL)
+        }
         return now < task.heldUntil!
     }
 
@@ -457,9 +460,7 @@ package final class TaskRunner {
 
     private func finish(slot: Int, emit: (RunnerEvent) throws -> Void) throws {
         guard let task = running[slot] else { return }
-        // A task killed from outside (see `outsideKillPause`): what its shell started dies
-        // with it, as for a task this rank stopped.
-        release(task, killingGroup: task.killStep >= 0 || task.heldUntil != nil)
+        release(task, killingGroup: task.killStep >= 0)
         let signal = task.status & 0x7F
         let exitValue: Int32 = task.timedOut ? -1 : (signal == 0 ? (task.status >> 8) & 0xFF : 0)
         let result = TaskResult(sequence: task.assignment.sequence, slot: task.assignment.slot, startTime: task.startTime,
