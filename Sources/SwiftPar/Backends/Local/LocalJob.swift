@@ -12,10 +12,11 @@ import Glibc
 /// child asks the kernel for a signal when its parent dies (`PR_SET_PDEATHSIG`: SIGTERM, which
 /// writes what the rank printed before it ends it, or SIGKILL where the program handles
 /// SIGTERM itself), so a killed or crashed launcher leaves no orphans; a rank whose program
-/// took SIGTERM over later finds its parent gone at its next wait. After the forks, rank 0 starts one monitor thread that reaps the
-/// children and handles SIGINT, SIGTERM, SIGHUP and SIGQUIT (Ctrl-\) through a signalfd: a
-/// dead rank is recorded in the shared job block, every rank is woken and those waiting on it
-/// throw at once, and if the job has not ended a second later the monitor ends it.
+/// took SIGTERM over later finds its parent gone at its next wait. After the forks, rank 0
+/// starts one monitor thread that reaps the children and handles SIGINT, SIGTERM, SIGHUP and
+/// SIGQUIT (Ctrl-\) through a signalfd: a dead rank is recorded in the shared job block, every
+/// rank is woken and those waiting on it throw at once, and if the job has not ended a second
+/// later the monitor ends it.
 enum LocalJob {
     /// Rank 0's monitor; set once, before the monitor thread starts, by the main thread.
     nonisolated(unsafe) static var monitor: LocalMonitor?
