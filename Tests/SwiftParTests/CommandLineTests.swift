@@ -36,6 +36,8 @@ struct CommandLineTests {
         #expect(local.status == 0, "\(local.report)")
         #expect(local.output.contains("\"backend\" : \"local\""), "\(local.report)")
         #expect(local.output.contains("\"size\" : 3"), "\(local.report)")
+        // Every key is always there: the commit too, null when the build does not know it.
+        #expect(local.output.contains("\"commit\" : "), "\(local.report)")
         // Before `help`, they change nothing: the help of the command named, exit 0.
         let plain = try Jobs.runCommand([Jobs.product("swiftpar"), "help", "primes"])
         let help = try Jobs.runCommand([Jobs.product("swiftpar"), "-n", "3", "--json", "help", "primes"])
