@@ -148,13 +148,9 @@ package enum StandardStreams {
         return nil
     }
 
-    /// The parent of `process`: the field after its state in /proc/PID/stat, which follows the
-    /// program's name in parentheses (a name that may itself hold spaces and parentheses).
+    /// The parent of `process`: the field after its state in /proc/PID/stat.
     private static func parentProcess(of process: pid_t) -> pid_t? {
-        guard let line = try? readWholeFile("/proc/\(process)/stat"),
-              let nameEnd = line.lastIndex(of: UInt8(ascii: ")")) else { return nil }
-        let fields = line[(nameEnd + 1)...].split(separator: UInt8(ascii: " "))
-        guard fields.count > 1 else { return nil }
+        guard let fields = processStatusFields(Int(process)), fields.count > 1 else { return nil }
         return pid_t(String(decoding: fields[1], as: UTF8.self))
     }
 

@@ -111,9 +111,15 @@ public final class ChildProcess {
 
 /// The state letter of process `pid` in /proc (R, S, T, Z…), or nil when it cannot be read.
 func processState(_ pid: Int) -> UInt8? {
-    guard pid > 0, let stat = try? readWholeFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: UInt8(ascii: ")")),
-          close + 2 < stat.count else { return nil }
-    return stat[close + 2]
+    processStatusFields(pid)?.first?.first
+}
+
+/// The fields of /proc/PID/stat after the program's name (state, parent, …): the name, in
+/// parentheses, may itself hold spaces and parentheses. Nil when they cannot be read.
+func processStatusFields(_ pid: Int) -> [ArraySlice<UInt8>]? {
+    guard pid > 0, let line = try? readWholeFile("/proc/\(pid)/stat"),
+          let nameEnd = line.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+    return line[(nameEnd + 1)...].split(separator: UInt8(ascii: " "))
 }
 
 /// A value handed to another thread as it is. `@unchecked Sendable`: the forking thread only

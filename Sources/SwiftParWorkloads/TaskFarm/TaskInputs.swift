@@ -242,14 +242,12 @@ package final class TaskInputs {
                 defer { index += 1 }
                 return split[index]
             }
+        case .file(let path) where path.bytes == Array("-".utf8):
+            return try reader(for: .standardInput, separator: separator)
         case .standardInput:
             let records = RecordReader(descriptor: dup(0), separator: separator, name: "standard input", isStandardInput: true)
             return { try records.next() }
         case .file(let path):
-            if path.bytes == Array("-".utf8) {
-                let records = RecordReader(descriptor: dup(0), separator: separator, name: "standard input", isStandardInput: true)
-                return { try records.next() }
-            }
             let descriptor = path.withCString { open($0, O_RDONLY | O_CLOEXEC) }
             guard descriptor >= 0 else {
                 throw InputError(description: "cannot open input file \(path): \(String(cString: strerror(errno)))")
