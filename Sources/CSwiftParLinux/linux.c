@@ -622,3 +622,57 @@ int swiftpar_available_cpus(void) {
     }
     return online > 0 ? (int)online : 1;
 }
+
+/* Process 1 of a PID namespace (a container's command, started without --init) has two duties
+ * no other process has: it adopts every process whose parent ends, and must reap them, or they
+ * stay as zombies until the container ends; and the kernel drops any signal it has no handler
+ * for, so `docker stop`'s SIGTERM would do nothing to a program that relies on the default
+ * action. swiftpar makes orphans as a matter of course (a task's `cmd &` outlives its shell),
+ * so as process 1 it forks: the parent stays process 1 and does only those duties, the child is
+ * the program. */
+int swiftpar_run_under_init_if_first_process(void) {
+    if (getpid() != 1) return 0;
+    sigset_t waited, previous;
+    sigfillset(&waited);
+    // This process's own faults keep their default action.
+    int synchronous[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
+    for (unsigned i = 0; i < sizeof synchronous / sizeof synchronous[0]; i++) sigdelset(&waited, synchronous[i]);
+    // Blocked before the fork, so that no signal between the fork and the wait is lost.
+    if (sigprocmask(SIG_BLOCK, &waited, &previous) != 0) return -1;
+    pid_t program = fork();
+    if (program < 0) {
+        int saved = errno;
+        sigprocmask(SIG_SETMASK, &previous, NULL);
+        errno = saved;
+        return -1;
+    }
+    if (program == 0) {
+        sigprocmask(SIG_SETMASK, &previous, NULL);
+        return 0;
+    }
+    // Holding the program's standard streams would keep a reader of its output from seeing
+    // the end of it when the program closes them.
+    int nothing = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (nothing >= 0) {
+        for (int stream = 0; stream < 3; stream++) dup2(nothing, stream);
+        if (nothing > 2) close(nothing);
+    }
+    for (;;) {
+        siginfo_t info;
+        int signal_number = sigwaitinfo(&waited, &info);
+        if (signal_number < 0) continue;
+        if (signal_number == SIGCHLD) {
+            int status;
+            pid_t ended;
+            while ((ended = waitpid(-1, &status, WNOHANG)) > 0) {
+                if (ended != program) continue;
+                // Whatever is left of the namespace ends with this process.
+                _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+            }
+            continue;
+        }
+        // A signal from the terminal reaches its whole foreground group, the program included;
+        // one another process sent to this one is passed on.
+        if (info.si_code != SI_KERNEL) kill(program, signal_number);
+    }
+}

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CSwiftParLinux
 import Foundation
 import SwiftPar
 
@@ -21,6 +22,9 @@ struct SwiftParCommand: ParsableCommand {
     )
 
     static func main() {
+        // As a container's first process, an init of its own stays in front (before any thread
+        // starts); if it cannot be forked, the program runs as process 1 all the same.
+        _ = swiftpar_run_under_init_if_first_process()
         SwiftPar.settingsAreOptions = true
         let typed = RawArguments.forParser()
         let arguments = holdingBulk(GlobalOptions.movingLeadingOptions(typed))

@@ -146,6 +146,13 @@ int swiftpar_semaphore_wait(sem_t *semaphore, int64_t timeout_ns);
 /// pipe2(2) with O_CLOEXEC: 0, or -1 with errno set.
 int swiftpar_pipe(int ends[2]);
 
+/// As process 1 of a PID namespace (a container's command without an init): forks, and in the
+/// parent stays process 1 for good, reaping every process it adopts and passing on the signals
+/// other processes send it, until the child ends; then exits with the child's status (128 + the
+/// signal if a signal ended it). Returns 0 in the child, and at once (0) in any other process;
+/// -1 with errno set if the fork failed.
+int swiftpar_run_under_init_if_first_process(void);
+
 /// Makes SIGINT, SIGTERM, SIGHUP and SIGQUIT end this process at once with exit status 128 + the signal,
 /// as a shell reports a command a signal stopped (for a launcher such as mpirun to pass on).
 void swiftpar_exit_on_termination_signals(void);
