@@ -334,7 +334,60 @@ func multiprocessingFaults(_ world: Communicator) throws -> String {
     try scores.set("small", for: "k")
     try expectEqual(try scores.value(for: "k"), "small", world, "a request after three too large")
     try manager.shutdown()
+
+    // Writes answer nothing: a value larger than the answers may be set and removed; only
+    // reading it is refused (removing it threw, though it was removed).
+    let narrow = try Manager(answerCapacity: 1024)
+    let blobs = narrow.dictionary("blobs", of: [UInt8].self)
+    try blobs.set([UInt8](repeating: 1, count: 4096), for: "big")
+    do {
+        _ = try blobs.value(for: "big")
+        throw CheckFailed(description: "a 4 KiB answer came through a 1 KiB mailbox")
+    } catch SharedMemoryError.managerFailed(let reason) {
+        try expect(reason.contains("more than the manager's 1024-byte answer capacity"), world, "read too large: \(reason)")
+    }
+    try blobs.set(nil, for: "big")
+    try expectEqual(try blobs.value(for: "big"), nil, world, "the removed value")
+    try narrow.shutdown()
+
+    // A manager whose server dies: every request throws, none waits for room in the queue
+    // the server no longer empties (the fifth 1 MB write waited for good).
+    let before = childProcesses()
+    let orphaned = try Manager()
+    let shared = orphaned.dictionary("shared", of: [UInt8].self)
+    try shared.set([1], for: "a")
+    let servers = childProcesses().subtracting(before)
+    try expectEqual(servers.count, 1, world, "new child processes after Manager()")
+    for pid in servers { kill(pid, SIGKILL) }
+    let began = monotonicNow()
+    for i in 0..<8 {
+        do {
+            try shared.set([UInt8](repeating: 1, count: 1_000_000), for: "k\(i)")
+            throw CheckFailed(description: "write \(i) to a dead manager succeeded")
+        } catch SharedMemoryError.managerExited {}
+    }
+    try expect(monotonicNow() - began < 20, world, "eight writes to a dead manager took \(monotonicNow() - began) s")
+    try orphaned.shutdown()
     return "ok"
+}
+
+/// The pids of this process's children, whichever thread started them.
+func childProcesses() -> Set<pid_t> {
+    var found = Set<pid_t>()
+    guard let tasks = opendir("/proc/self/task") else { return found }
+    defer { closedir(tasks) }
+    while let entry = readdir(tasks) {
+        let task = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        guard Int(task) != nil, let file = fopen("/proc/self/task/\(task)/children", "r") else { continue }
+        defer { fclose(file) }
+        var text = ""
+        var buffer = [CChar](repeating: 0, count: 4096)
+        while fgets(&buffer, Int32(buffer.count), file) != nil {
+            text += String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        for word in text.split(separator: " ") { if let pid = pid_t(word) { found.insert(pid) } }
+    }
+    return found
 }
 
 /// A closure for a thread started with pthread_create.
@@ -384,6 +437,30 @@ func taskPoolStuck(_ world: Communicator) throws -> String {
     let forever = try stuck.submit(0)
     try expectEqual(try stuck.submit(1).wait(timeout: 10), 10, world, "a task beside one that never ends")
     try expectError(SharedMemoryError.self, world, "a wait with a timeout for a task that never ends") { _ = try forever.wait(timeout: 0.2) }
+    // Awaiting it from a task that is then cancelled: the await ends (it waited for good), the
+    // task goes on; cancelled before it awaits, it does not wait at all.
+    let cancelled = try blockOn { () -> [String] in
+        var outcomes: [String] = []
+        for delay in [UInt64(200_000_000), 0] {
+            let awaiting = Task { () -> String in
+                if delay == 0 { withUnsafeCurrentTask { $0?.cancel() } }
+                do {
+                    _ = try await forever.value
+                    return "returned"
+                } catch is CancellationError {
+                    return "cancelled"
+                } catch {
+                    return "\(error)"
+                }
+            }
+            try await Task.sleep(nanoseconds: delay)
+            awaiting.cancel()
+            outcomes.append(await awaiting.value)
+        }
+        return outcomes
+    }
+    try expectEqual(cancelled, ["cancelled", "cancelled"], world, "awaiting a task that never ends, cancelled")
+    try expect(!forever.isReady, world, "the never-ending task after its awaiting was cancelled")
     _ = try stuck.submit(2)
     stuck.terminate()
     do {
@@ -392,7 +469,12 @@ func taskPoolStuck(_ world: Communicator) throws -> String {
     } catch let failure as TaskFailure {
         try expect(failure.message == "the pool was terminated before it finished", world, "the never-ending task: \(failure)")
     }
-    try expectError(SwiftParUsageError.self, world, "submit after terminate()") { _ = try stuck.submit(3) }
+    do {
+        _ = try stuck.submit(3)
+        throw CheckFailed(description: "rank \(world.rank): submit after terminate() was taken")
+    } catch let error as SwiftParUsageError {
+        try expectEqual("\(error)", "TaskPool: submit called after terminate()", world, "submit after terminate()")
+    }
     try stuck.close()
 
     // From a review: callbacks that end the pool themselves. One that terminates it while this

@@ -43,7 +43,9 @@ struct MultiprocessingTests {
         #expect(message { _ = try SharedQueue<Int>(capacity: 64, producers: 1) } == nil)
         #expect(message { _ = try Manager(slots: 0) } == "a Manager needs at least one slot, not 0")
         #expect(message { _ = try Manager(slots: Int.max / 2) } == "a Manager cannot hold \(Int.max / 2) answers of 262144 bytes")
-        #expect(message { _ = try Manager(answerCapacity: -1) } == "a Manager cannot hold 32 answers of -1 bytes")
+        #expect(message { _ = try Manager(answerCapacity: -1) } == "a Manager's answer capacity must be at least 256 bytes (room for an error), not -1")
+        // An answer too large is replaced by an error, which must fit (with none, it overran the mailbox).
+        #expect(message { _ = try Manager(answerCapacity: 0) } == "a Manager's answer capacity must be at least 256 bytes (room for an error), not 0")
         #expect(message { _ = try TaskPool<Int, Int>(workers: 0) { $0 } } == "a TaskPool needs at least one worker, not 0")
         #expect(message { _ = try TaskPool<Int, Int>(workers: 1, queueCapacity: 10) { $0 } } == "a TaskPool needs queues of at least 64 bytes, not 10")
         // These trapped before.

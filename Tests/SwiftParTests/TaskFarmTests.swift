@@ -378,6 +378,10 @@ struct TaskFarmTests {
             \(swiftpar) run --halt soon,fail=1 'sleep {}; echo done{}; [ {} != 1 ]' ::: 1 3 4 5 > halt-soon.out 2> halt-soon.err; echo "halt-soon $?"
             \(swiftpar) run --halt now,fail=1 'kill -9 $$; : {}' ::: a 2> /dev/null; echo "halt-signal $?"
             \(swiftpar) run --halt now,success=1 -k 'sleep 0.{}; exit {}' ::: 3 0 4 2> /dev/null; echo "halt-success $?"
+            # A percentage that comes to one task ends with that task's status, as a count of 1.
+            \(swiftpar) run --halt now,fail=100% 'exit 7; : {}' ::: a 2> /dev/null; echo "halt-one-percent $?"
+            \(swiftpar) run --halt soon,fail=20% 'exit {}' ::: 0 4 0 0 0 2> /dev/null; echo "halt-fifth $?"
+            \(swiftpar) run --halt soon,fail=40% 'exit {}' ::: 0 4 0 5 0 2> /dev/null; echo "halt-two-fifths $?"
             \(swiftpar) run 'exit 1; : {}' ::: $(seq 150); echo "many $?"
             \(swiftpar) run 'kill -{} $$' ::: TERM KILL INT; echo "signals $?"
             \(swiftpar) run --json 'exit {}' ::: 0 0 3 > summary.json; echo "json $?"
@@ -397,6 +401,7 @@ struct TaskFarmTests {
         #expect(out.contains("halt-soon 1\n") && read("halt-soon.out") == "done1\ndone3\n", "\(result.report)\n\(read("halt-soon.out"))")
         #expect(out.contains("halt-signal 137\n"), "\(result.report)")
         #expect(out.contains("halt-success 0\n"), "\(result.report)")
+        #expect(out.contains("halt-one-percent 7\nhalt-fifth 4\nhalt-two-fifths 40\n"), "\(result.report)")
         #expect(out.contains("many 101\n") && out.contains("signals 3\n"), "\(result.report)")
         #expect(out.contains("json 1\n") && read("summary.json").hasPrefix("{\"tasks\": 3, \"failed\": 1, \"skipped\": 0, \"seconds\": "), "\(read("summary.json"))")
     }

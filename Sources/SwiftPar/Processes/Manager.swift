@@ -55,12 +55,16 @@ public final class Manager: @unchecked Sendable {
     private var stopped = false
 
     /// Starts the server process. Up to `slots` requests may wait for their answers at once;
-    /// answers larger than `answerCapacity` bytes fail with an error. Throws
-    /// `SwiftParUsageError` when `slots` is below 1, `answerCapacity` is negative, or the
-    /// mailboxes would not fit in memory.
+    /// reads whose answers are larger than `answerCapacity` bytes fail with an error (writes
+    /// answer nothing, so they are not limited by it). Throws `SwiftParUsageError` when `slots`
+    /// is below 1, `answerCapacity` is below `minimumAnswerCapacity`, or the mailboxes would
+    /// not fit in memory.
     public init(slots: Int = 32, answerCapacity: Int = 256 << 10) throws {
         guard slots >= 1 else { throw SwiftParUsageError("a Manager needs at least one slot, not \(slots)") }
-        guard answerCapacity >= 0, answerCapacity <= Int.max - 64,
+        guard answerCapacity >= Self.minimumAnswerCapacity else {
+            throw SwiftParUsageError("a Manager's answer capacity must be at least \(Self.minimumAnswerCapacity) bytes (room for an error), not \(answerCapacity)")
+        }
+        guard answerCapacity <= Int.max - 64,
               !slots.multipliedReportingOverflow(by: 64 + answerCapacity).overflow else {
             throw SwiftParUsageError("a Manager cannot hold \(slots) answers of \(answerCapacity) bytes")
         }
@@ -86,7 +90,8 @@ public final class Manager: @unchecked Sendable {
                 case let .get(name, key):
                     answer = .value(dictionaries[name]?[key])
                 case let .remove(name, key):
-                    answer = .value(dictionaries[name]?.removeValue(forKey: key))
+                    dictionaries[name]?.removeValue(forKey: key)
+                    answer = .none
                 case let .dictionary(name):
                     answer = .dictionary(dictionaries[name] ?? [:])
                 case let .append(name, value):
@@ -125,12 +130,32 @@ public final class Manager: @unchecked Sendable {
         ManagedList(manager: self, name: name)
     }
 
+    /// The smallest `answerCapacity`: an answer that does not fit is replaced by an error,
+    /// which must fit.
+    public static let minimumAnswerCapacity = 256
+
     /// Stops the server and waits for it to exit.
     public func shutdown() throws {
         guard !stopped else { return }
         stopped = true
-        try requests.put(Request(slot: -1, operation: .stop))
+        do {
+            try post(Request(slot: -1, operation: .stop))
+        } catch SharedMemoryError.managerExited {
+            // Already gone: joining it says how it ended.
+        }
         try server.join()
+    }
+
+    /// Queues `request` for the server, waiting while the queue is full for as long as the
+    /// server runs: a server that died takes no more requests, and its queue would stay full.
+    private func post(_ request: Request) throws {
+        while true {
+            do {
+                return try requests.put(request, timeout: 0.2)
+            } catch SharedMemoryError.timedOut {
+                guard server.isRunningForCaller else { throw SharedMemoryError.managerExited }
+            }
+        }
     }
 
     deinit { try? shutdown() }
@@ -159,7 +184,7 @@ public final class Manager: @unchecked Sendable {
             }
         }
         do {
-            try requests.put(Request(slot: index, generation: generation, operation: operation))
+            try post(Request(slot: index, generation: generation, operation: operation))
         } catch {
             mailboxLock.withLock {
                 slot(index).storeBytes(of: 0, as: Int.self)

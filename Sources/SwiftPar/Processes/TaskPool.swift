@@ -102,7 +102,7 @@ public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchec
     @discardableResult
     public func submit(_ input: Input, onSuccess: (@Sendable (Output) -> Void)? = nil,
                        onError: (@Sendable (TaskFailure) -> Void)? = nil) throws -> TaskHandle<Output> {
-        if let problem = state.closing.withLock({ state.closed ? "submit called after close()" : state.broken }) {
+        if let problem = state.closing.withLock({ state.closed ? "submit called after \(state.terminated ? "terminate()" : "close()")" : state.broken }) {
             throw SwiftParUsageError("TaskPool: \(problem)")
         }
         let bytes = try BinaryEncoder().encode(input)
@@ -413,7 +413,9 @@ public final class TaskHandle<Output: Sendable>: @unchecked Sendable {
     private let onError: (@Sendable (TaskFailure) -> Void)?
     private let lock = InProcessLock()
     private var result: Result<Output, TaskFailure>?
-    private var continuations: [CheckedContinuation<Output, any Error>] = []
+    /// The tasks awaiting `value`, by the number each was given.
+    private var continuations: [Int: CheckedContinuation<Output, any Error>] = [:]
+    private var lastWaiter = 0
 
     init(index: Int, onSuccess: (@Sendable (Output) -> Void)?, onError: (@Sendable (TaskFailure) -> Void)?) {
         self.index = index
@@ -429,8 +431,8 @@ public final class TaskHandle<Output: Sendable>: @unchecked Sendable {
         let waiting = lock.withLock { () -> [CheckedContinuation<Output, any Error>] in
             result = outcome
             lock.broadcast()
-            defer { continuations = [] }
-            return continuations
+            defer { continuations = [:] }
+            return Array(continuations.values)
         }
         for continuation in waiting { continuation.resume(with: outcome.mapError { $0 as any Error }) }
     }
@@ -461,15 +463,29 @@ public final class TaskHandle<Output: Sendable>: @unchecked Sendable {
         }
     }
 
-    /// The result, awaited without blocking a thread.
+    /// The result, awaited without blocking a thread. Throws the task's `TaskFailure`, or
+    /// `CancellationError` when the awaiting task is cancelled before the result arrives (the
+    /// pool's task goes on, and its result can still be awaited).
     public var value: Output {
         get async throws {
-            try await withCheckedThrowingContinuation { continuation in
-                let ready: Result<Output, TaskFailure>? = lock.withLock {
-                    if result == nil { continuations.append(continuation) }
-                    return result
+            let waiter = lock.withLock { () -> Int in
+                lastWaiter += 1
+                return lastWaiter
+            }
+            return try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { continuation in
+                    let ready: Result<Output, any Error>? = lock.withLock {
+                        if let result { return result.mapError { $0 as any Error } }
+                        // Cancelled before this point: the handler has found nothing to resume.
+                        if Task.isCancelled { return .failure(CancellationError()) }
+                        continuations[waiter] = continuation
+                        return nil
+                    }
+                    if let ready { continuation.resume(with: ready) }
                 }
-                if let ready { continuation.resume(with: ready.mapError { $0 as any Error }) }
+            } onCancel: {
+                let waiting = lock.withLock { continuations.removeValue(forKey: waiter) }
+                waiting?.resume(throwing: CancellationError())
             }
         }
     }

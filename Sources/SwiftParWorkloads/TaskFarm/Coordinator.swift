@@ -411,23 +411,22 @@ final class Coordinator {
         say("swiftpar: task \(result.sequence) \(verb): \(String(decoding: command ?? [], as: UTF8.self))\n")
         guard halting == nil else { return }
         let triggered: Bool
+        // A limit of one task, given as a count or as the percentage that comes to one task
+        // (100% of 1, 50% of 2), ends with that task's own status, as GNU parallel's does.
+        let ownStatus = result.timedOut ? 255 : result.signal != 0 ? 128 + result.signal : result.exitValue
         switch halt.threshold {
         case .count(let limit):
             triggered = count >= limit
             if triggered {
-                if halt.condition == .success {
-                    haltStatus = 0
-                } else if limit == 1 {
-                    haltStatus = result.timedOut ? 255 : result.signal != 0 ? 128 + result.signal : result.exitValue
-                } else {
-                    haltStatus = Int32(min(failed, 101))
-                }
+                haltStatus = halt.condition == .success ? 0 : limit == 1 ? ownStatus : Int32(min(failed, 101))
             }
         case .percent(let percent):
             let all = max(total ?? finished, 1)
-            triggered = Double(count) >= Double(all) * percent / 100
+            let limit = Double(all) * percent / 100
+            triggered = Double(count) >= limit
             if triggered {
-                haltStatus = halt.condition == .success ? 0 : Int32((Double(failed) * 100 / Double(all)).rounded(.up))
+                haltStatus = halt.condition == .success ? 0 : limit == 1 ? ownStatus
+                    : Int32((Double(failed) * 100 / Double(all)).rounded(.up))
             }
         }
         guard triggered else { return }
