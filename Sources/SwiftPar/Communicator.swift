@@ -28,7 +28,8 @@ import Glibc
 public final class Communicator: @unchecked Sendable {
     @usableFromInline let transport: any Transport
 
-    private let status = ManagedAtomic<Int32>(0)
+    /// The process's exit status, shared by all its communicators.
+    private static let status = ManagedAtomic<Int32>(0)
 
     /// The pool call running on this communicator, if any (pool calls do not nest).
     @usableFromInline var runningPool: String?
@@ -39,10 +40,12 @@ public final class Communicator: @unchecked Sendable {
     /// normally (0 by default): a way to fail without an error message, as a command that has
     /// already reported its problems does. The job ends with rank 0's status; a rank that
     /// returns with another non-zero status ends the job with it on every backend (mpirun
-    /// reports that with a notice of its own, the local backend with one line).
+    /// reports that with a notice of its own, the local backend with one line). It belongs to the
+    /// process: every communicator of it (the world and those split from it) reads and sets the
+    /// same status.
     public var exitStatus: Int32 {
-        get { status.load(ordering: .acquiring) }
-        set { status.store(newValue, ordering: .releasing) }
+        get { Self.status.load(ordering: .acquiring) }
+        set { Self.status.store(newValue, ordering: .releasing) }
     }
 
     /// The backend that carries this communicator's messages.

@@ -13,6 +13,7 @@ let faultScenarios: [String: @Sendable (Communicator) throws -> String] = [
     "collective-mismatch": collectiveMismatch,
     "pool-mismatch": poolMismatch,
     "exit-status": exitStatus,
+    "exit-inside": exitInside,
     "broadcast-type-mismatch": broadcastTypeMismatch,
     "message-type-mismatch": messageTypeMismatch,
     "split-bad-color": splitBadColor,
@@ -164,8 +165,24 @@ func poolMismatch(_ world: Communicator) throws -> String {
 /// Rank 0 (or with "rank1", rank 1) returns with an exit status of its own: 3 (or 5).
 func exitStatus(_ world: Communicator) throws -> String {
     let quitting = arguments.contains("rank1") ? 1 : 0
-    if world.rank == quitting { world.exitStatus = quitting == 0 ? 3 : 5 }
+    // Set on a communicator split from the world: the status is the process's (it was ignored).
+    let setter = arguments.contains("split") ? try world.split(color: 0, key: world.rank) ?? world : world
+    if world.rank == quitting { setter.exitStatus = quitting == 0 ? 3 : 5 }
     return "\(soloPrefix)status \(world.exitStatus)"
+}
+
+/// A rank calls `exit(0)` inside the closure while the others wait for it in a barrier (rank 1,
+/// or rank 0 with the argument `rank0`): an error of that rank on every backend. The local
+/// backend took it for a rank that had finished.
+func exitInside(_ world: Communicator) throws -> String {
+    let quitting = arguments.contains("rank0") ? 0 : 1
+    try world.barrier()
+    if world.rank == quitting {
+        print("rank \(world.rank): exiting")
+        exit(0)
+    }
+    try world.barrier()
+    return "\(soloPrefix)returned"
 }
 
 /// The root broadcasts a String; the others expect [Double].

@@ -378,6 +378,20 @@ struct ReliabilityTests {
         if case .mpirun = launch {} else {
             #expect(rankOne.errors.contains("swiftpar: rank 1 exited with status 5; ended the job"), "\(launch):\n\(rankOne.report)")
         }
+        // Set on a communicator split from the world, it is the process's status all the same.
+        let split = try Jobs.run("swiftpar-checks", ["exit-status", "split"], launch: launch, timeout: 30)
+        #expect(split.status == 3 && split.output.contains("rank 0: ok exit-status status 3"), "\(launch):\n\(split.report)")
+    }
+
+    @Test("exit called inside the closure is an error of that rank, in the same words on every backend", arguments: [Launch.local(2), .spawned(2), .mpirun(2)])
+    func exitInsideClosure(_ launch: Launch) throws {
+        for rank in [1, 0] {
+            let result = try Jobs.run("swiftpar-checks", ["exit-inside"] + (rank == 0 ? ["rank0"] : []), launch: launch, timeout: 30)
+            #expect(result.status == 1 && !result.timedOut, "rank \(rank) exits, \(launch):\n\(result.report)")
+            #expect(result.output.contains("rank \(rank): exiting\n") && !result.output.contains("returned"), "rank \(rank) exits, \(launch):\n\(result.report)")
+            #expect(result.errors.contains("swiftpar: rank \(rank): exit was called inside the closure given to SwiftPar.run, which would end this rank alone in the middle of the job"),
+                    "rank \(rank) exits, \(launch):\n\(result.report)")
+        }
     }
 
     @Test("A String broadcast received as [Double] fails instead of giving garbage", arguments: multiRank)

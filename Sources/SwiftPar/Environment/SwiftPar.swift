@@ -164,6 +164,7 @@ public enum SwiftPar {
     /// Ends every rank of an MPI job at once with `status` (`MPI_Abort`), or this process when
     /// no MPI job runs. For an error of rank 0's found before its job could say so.
     package static func abortJob(status: Int32) -> Never {
+        stopWatchingForExit()
         swiftpar_flush_all_streams()
         MPIEnvironment.abort(code: status)
     }
@@ -312,11 +313,14 @@ public enum SwiftPar {
     public static func run(workers: Int? = nil, backend: Backend? = nil, stallTimeout: Double? = nil,
                            _ body: (Communicator) throws -> Void) -> Never {
         let (communicator, job) = begin(workers: workers, backend: backend, stallTimeout: stallTimeout)
+        watchForExit(communicator, job)
         do {
             try body(communicator)
         } catch {
+            stopWatchingForExit()
             end(job, communicator, failure: error)
         }
+        stopWatchingForExit()
         end(job, communicator, failure: nil)
     }
 
@@ -345,12 +349,56 @@ public enum SwiftPar {
                            isolation: isolated (any Actor)? = #isolation,
                            _ body: (Communicator) async throws -> Void) async -> Never {
         let (communicator, job) = begin(workers: workers, backend: backend, stallTimeout: stallTimeout)
+        watchForExit(communicator, job)
         do {
             try await body(communicator)
         } catch {
+            stopWatchingForExit()
             end(job, communicator, failure: error)
         }
+        stopWatchingForExit()
         end(job, communicator, failure: nil)
+    }
+
+    // MARK: exit inside the closure
+    //
+    // `exit` called inside the closure ends this rank alone, in the middle of the job. Under
+    // mpirun, Open MPI then ends the job as "exiting improperly"; the local backend took a rank
+    // that exited with 0 for one that had finished, so the job went on and ended with 0, or
+    // another rank waited on it and was told it had "finished without calling" what it was in.
+    // An atexit handler makes it an error of this rank, in the same words on every backend.
+
+    /// The process running the closure given to `run`, with its job (nil outside the closure).
+    nonisolated(unsafe) private static var closureRunning: (process: pid_t, communicator: Communicator, job: Role)?
+    private static let exitHandlerInstalled: Bool = atexit { SwiftPar.exitCalledInsideClosure() } == 0
+
+    private static func watchForExit(_ communicator: Communicator, _ job: Role) {
+        _ = exitHandlerInstalled
+        closureRunning = (getpid(), communicator, job)
+    }
+
+    /// The closure has returned or thrown, or the program ends the job on purpose.
+    static func stopWatchingForExit() {
+        closureRunning = nil
+    }
+
+    private static func exitCalledInsideClosure() {
+        // A child process forked inside the closure exits as it likes.
+        guard let running = closureRunning, running.process == getpid() else { return }
+        closureRunning = nil
+        let error = SwiftParUsageError("exit was called inside the closure given to SwiftPar.run, which would end this rank alone in the middle of the job: "
+                                       + "return from the closure instead (set exitStatus to choose the status the job ends with)")
+        switch running.job {
+        case .local(let transport) where transport.engine.size > 1:
+            end(running.job, running.communicator, failure: error)
+        case .mpi:
+            end(running.job, running.communicator, failure: error)
+        default:
+            // Nothing to end but this process; `exit` must not be called again from here.
+            report(error, rank: 0, size: 1)
+            swiftpar_flush_all_streams()
+            _exit(jobFailureStatus)
+        }
     }
 
     /// How this process takes part in the job.
@@ -512,6 +560,7 @@ public enum SwiftPar {
             writeStandardError(message + "\n")
         }
         // A program that chose its own failure status (`run`: 255) gets it here too.
+        stopWatchingForExit()
         exit(jobFailureStatus == 1 ? 2 : jobFailureStatus)
     }
 }
