@@ -14,6 +14,7 @@ let faultScenarios: [String: @Sendable (Communicator) throws -> String] = [
     "pool-mismatch": poolMismatch,
     "exit-status": exitStatus,
     "exit-inside": exitInside,
+    "split-errors": splitErrors,
     "broadcast-type-mismatch": broadcastTypeMismatch,
     "message-type-mismatch": messageTypeMismatch,
     "split-bad-color": splitBadColor,
@@ -169,6 +170,50 @@ func exitStatus(_ world: Communicator) throws -> String {
     let setter = arguments.contains("split") ? try world.split(color: 0, key: world.rank) ?? world : world
     if world.rank == quitting { setter.exitStatus = quitting == 0 ? 3 : 5 }
     return "\(soloPrefix)status \(world.exitStatus)"
+}
+
+/// Errors on communicators split from the world, which number their ranks apart, on 4 ranks
+/// split into {0, 1} and {2, 3}. With `outsider`: world rank 1 throws while world rank 2
+/// waits on its half, whose rank 1 (world rank 3) is alive: the error it catches must not call
+/// the one that failed "rank 1" (local backend; under mpirun the job is ended at once).
+/// Otherwise world rank 3 sends to a rank its half does not have, uncaught: the job's message
+/// says which communicator the numbers belong to.
+func splitErrors(_ world: Communicator) throws -> String {
+    guard world.size == 4 else { return "\(soloPrefix)needs 4 ranks" }
+    guard let half = try world.split(color: world.rank / 2, key: world.rank) else { return "\(soloPrefix)no half" }
+    if arguments.contains("outsider") {
+        switch world.rank {
+        case 1:
+            usleep(300_000)
+            throw CheckFailed(description: "boom")
+        case 2:
+            do {
+                _ = try half.receive(Int.self, from: 1)
+                return "\(soloPrefix)received"
+            } catch {
+                return "\(soloPrefix)\(error)"
+            }
+        default:
+            // Rank 0 ends the job as soon as it meets the failure: not before rank 2 has printed.
+            if world.rank == 0 { usleep(600_000) }
+            try world.barrier()
+            return "\(soloPrefix)passed the barrier"
+        }
+    }
+    if arguments.contains("pool") {
+        // A pool over {2, 3} whose item throws: every rank of that pool throws the same error,
+        // and its rank 0 (world rank 2) is the one to report it, once.
+        if world.rank >= 2 {
+            _ = try Pool(half).map(0..<100) { item -> Int in
+                if item == 57 { throw CheckFailed(description: "item 57 is bad") }
+                return item
+            }
+        }
+        return "\(soloPrefix)returned"
+    }
+    if world.rank == 3 { try half.send(1, to: 5) }
+    try world.barrier()
+    return "\(soloPrefix)passed the barrier"
 }
 
 /// A rank calls `exit(0)` inside the closure while the others wait for it in a barrier (rank 1,

@@ -383,6 +383,23 @@ struct ReliabilityTests {
         #expect(split.status == 3 && split.output.contains("rank 0: ok exit-status status 3"), "\(launch):\n\(split.report)")
     }
 
+    @Test("Errors on a split communicator say whose numbers they use; a failed rank outside it is named by its world rank",
+          arguments: [Launch.local(4), .spawned(4), .mpirun(4)])
+    func splitErrors(_ launch: Launch) throws {
+        try expectFailure("split-errors", launch,
+                          "swiftpar: rank 3: on a communicator split from the world, where it is rank 1: send names rank 5, but the communicator has ranks 0..<2")
+        // A pool over a split communicator without world rank 0: its own rank 0 reports, once.
+        let pool = try Jobs.run("swiftpar-checks", ["split-errors", "pool"], launch: launch, timeout: 30)
+        #expect(pool.status == 1 && pool.errors.components(separatedBy: "item 57 failed on rank").count == 2
+                && pool.errors.contains("swiftpar: rank 2: item 57 failed on rank"), "\(launch):\n\(pool.report)")
+        // Under mpirun the job ends at once when a rank fails: no rank waits to be told.
+        if case .mpirun = launch { return }
+        let outsider = try Jobs.run("swiftpar-checks", ["split-errors", "outsider"], launch: launch, timeout: 30)
+        #expect(outsider.status == 1 && outsider.errors.contains("swiftpar: rank 1: boom"), "\(launch):\n\(outsider.report)")
+        #expect(outsider.output.contains("rank 2: ok split-errors rank 0: receive failed because world rank 1, which is not in this communicator, failed: boom"),
+                "\(launch):\n\(outsider.report)")
+    }
+
     @Test("exit called inside the closure is an error of that rank, in the same words on every backend", arguments: [Launch.local(2), .spawned(2), .mpirun(2)])
     func exitInsideClosure(_ launch: Launch) throws {
         for rank in [1, 0] {

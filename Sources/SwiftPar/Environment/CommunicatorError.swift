@@ -24,7 +24,9 @@ public enum CommunicatorError: Error, CustomStringConvertible, Sendable {
     case mismatch(operation: String, reason: String, rank: Int)
     /// The operation would wait forever: nothing can ever send the message it waits for.
     case wouldWaitForever(operation: String, reason: String, rank: Int)
-    /// Another rank of the job failed or disappeared while this rank depended on it.
+    /// Another rank of the job failed or disappeared while this rank depended on it. `peer` is
+    /// its rank in this communicator, or -1 when it is not a member of it (a communicator split
+    /// from the world): `reason` then names it by its world rank.
     case peerFailed(peer: Int, reason: String, operation: String, rank: Int)
     /// The operation waited longer than the stall timeout with no sign of progress from the
     /// other ranks (an operation of theirs that ended, or `Communicator.noteProgress()`);
@@ -76,7 +78,7 @@ public enum CommunicatorError: Error, CustomStringConvertible, Sendable {
         case let .wouldWaitForever(operation, reason, rank):
             return "rank \(rank): \(Self.named(operation)) would wait forever: \(reason)"
         case let .peerFailed(peer, reason, operation, rank):
-            return "rank \(rank): \(Self.named(operation)) failed because rank \(peer) \(reason)"
+            return "rank \(rank): \(Self.named(operation)) failed because \(peer < 0 ? "" : "rank \(peer) ")\(reason)"
         case let .stalled(operation, seconds, silent, timeout, rank):
             let who: String
             if silent.isEmpty {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Atomics
 import CSwiftParLinux
 
 /// How the ranks of a job are started and talk to each other.
@@ -532,20 +533,35 @@ public enum SwiftPar {
 
     /// Whether `error` is one that every rank of its communicator throws alike, by design, and
     /// this rank is not the one to report it: `CommunicatorError.mismatch` on a communicator
-    /// rank other than 0, `PoolError.itemFailed` or `.stoppedOnRankZero` on a world rank other than 0 (a pool over a
-    /// smaller communicator without world rank 0 then reports after the pause, on every backend).
+    /// rank other than 0, `PoolError.itemFailed` or `.stoppedOnRankZero` on a rank other than 0
+    /// of the pool that threw it (its communicator may be split from the world).
     static func leavesReportToAnotherRank(_ error: any Error, worldRank: Int) -> Bool {
         if case let CommunicatorError.mismatch(_, _, rank)? = error as? CommunicatorError { return rank != 0 }
         switch error as? PoolError {
-        case .itemFailed?, .stoppedOnRankZero?: return worldRank != 0
+        case .itemFailed?, .stoppedOnRankZero?:
+            let poolRank = lastPoolFailureRank.load(ordering: .relaxed)
+            return (poolRank >= 0 ? poolRank : worldRank) != 0
         default: return false
         }
     }
 
-    /// The error's text without a leading "rank N: ".
+    /// This process's rank in the communicator of the last pool call that threw a `PoolError`.
+    private static let lastPoolFailureRank = ManagedAtomic<Int>(-1)
+
+    /// Notes that a pool call over a communicator where this process is `poolRank` threw.
+    @usableFromInline static func notePoolFailure(poolRank: Int) {
+        lastPoolFailureRank.store(poolRank, ordering: .relaxed)
+    }
+
+    /// The error's text without a leading "rank N: ". An error of a communicator split from the
+    /// world, where this process has another number, says so: the ranks it names are that
+    /// communicator's.
     static func plainMessage(_ error: any Error, rank: Int) -> String {
         let text = errorText(error)
         let prefix = "rank \(rank): "
+        if let own = (error as? CommunicatorError)?.rank, own != rank, text.hasPrefix("rank \(own): ") {
+            return "on a communicator split from the world, where it is rank \(own): " + text.dropFirst("rank \(own): ".count)
+        }
         return text.hasPrefix(prefix) ? String(text.dropFirst(prefix.count)) : text
     }
 

@@ -232,7 +232,12 @@ public final class Pool: @unchecked Sendable {
             if let outer = communicator.runningPool { throw PoolError.nested(operation: name, outer: outer) }
             communicator.runningPool = name
             defer { communicator.runningPool = nil }
-            return try body()
+            do {
+                return try body()
+            } catch let error as PoolError {
+                SwiftPar.notePoolFailure(poolRank: communicator.rank)
+                throw error
+            }
         }
     }
 

@@ -510,13 +510,15 @@ final class LocalEngine {
 
     /// Throws if any rank of the job has failed.
     func checkFailure(_ operation: String, waiter: LocalTransport? = nil) throws {
+        let (failed, reason): (Int, String)
         if launcherGone {
-            throw CommunicatorError.peerFailed(peer: waiter?.groupRank(0) ?? 0, reason: "died (its process is gone)",
-                                               operation: operation, rank: waiter?.rank ?? me)
+            (failed, reason) = (0, "died (its process is gone)")
+        } else {
+            guard let failure = region.failureDescription() else { return }
+            (failed, reason) = (failure.rank, failure.text)
         }
-        guard let failure = region.failureDescription() else { return }
-        throw CommunicatorError.peerFailed(peer: waiter?.groupRank(failure.rank) ?? failure.rank, reason: failure.text,
-                                           operation: operation, rank: waiter?.rank ?? me)
+        guard let waiter else { throw CommunicatorError.peerFailed(peer: failed, reason: reason, operation: operation, rank: me) }
+        throw waiter.peerFailure(world: failed, reason: reason, operation: operation)
     }
 
     /// Drops the sends queued for `destination` (a rank that died while failures were tolerated).

@@ -24,6 +24,16 @@ final class LocalTransport: Transport {
     /// The rank in this communicator of world rank `world` (itself if not a member).
     func groupRank(_ world: Int) -> Int { groupRanks[world] ?? world }
 
+    /// The error for world rank `world`'s failure (`reason`, "threw: ...") met while this
+    /// communicator's rank waited in `operation`: a rank that is not a member is named by its
+    /// world rank, and said to be outside (its world number would name another member).
+    func peerFailure(world: Int, reason: String, operation: String) -> CommunicatorError {
+        guard let peer = groupRanks[world] else {
+            return .peerFailed(peer: -1, reason: "world rank \(world), which is not in this communicator, \(reason)", operation: operation, rank: rank)
+        }
+        return .peerFailed(peer: peer, reason: reason, operation: operation, rank: rank)
+    }
+
     /// The same members with the next context: every communicator takes two.
     var collectiveChannel: any Transport {
         if let channel { return channel }
