@@ -171,18 +171,21 @@ struct Run: ParsableCommand {
         let invalid = ValidationError("--timeout must be a duration such as 30, 1.5, 90s, 10m or 1h30m (0: no limit), not '\(timeout)'")
         var total = 0.0
         var number = ""
+        var hasUnit = false
         for character in timeout {
             if character.isASCII && (character.isNumber || character == ".") {
                 number.append(character)
             } else if let unit = units[character], let value = Double(number) {
                 total += value * unit
                 number = ""
+                hasUnit = true
             } else {
                 throw invalid
             }
         }
         if !number.isEmpty {
-            guard let value = Double(number) else { throw invalid }
+            // A bare number after units (1m30) is ambiguous, as GNU parallel says too.
+            guard !hasUnit, let value = Double(number) else { throw invalid }
             total += value
         }
         guard !timeout.isEmpty, total.isFinite else { throw invalid }

@@ -625,6 +625,7 @@ struct TaskFarmTests {
             echo "plus $(wc -l < ours.log) $(wc -l < theirs.log)"
             \(swiftpar) run -k --timeout 1m30s echo ::: t1 > timeout.out; \(swiftpar) run --timeout 0 echo ::: t2 >> timeout.out; echo "timeouts $?"
             \(swiftpar) run --timeout 50% echo ::: x 2> percent.err; echo "percent $?"
+            \(swiftpar) run --timeout 1m30 echo ::: x 2> bare.err; echo "bare $?"
             printf 'a;b;;c' > semi
             \(swiftpar) run -k -d';' -asemi echo {}. > attached.out; parallel --will-cite -k -d';' -asemi echo {}. > attached.ref
             cmp attached.out attached.ref && echo "attached same"
@@ -643,6 +644,8 @@ struct TaskFarmTests {
         #expect(out.contains("plus 1 1\n"), "\(result.report)")
         #expect(out.contains("timeouts 0\n") && read("timeout.out") == "t1\nt2\n", "\(result.report)")
         #expect(out.contains("percent 255\n") && read("percent.err").contains("a percentage of the median run time"), "\(result.report)")
+        // A bare number after units is refused, as GNU parallel does (it ran as 1m30s).
+        #expect(out.contains("bare 255\n") && read("bare.err").contains("--timeout must be a duration such as"), "\(result.report)")
         #expect(out.contains("attached same\n"), "\(result.report)\n\(read("attached.out"))")
         #expect(out.contains("both 255\n") && read("both.err").contains("give -0 or -d, not both"), "\(result.report)")
         #expect(out.contains("twice 255\n") && read("twice.err").contains("standard input (-) is given as an input source 2 times"), "\(result.report)")
