@@ -200,6 +200,21 @@ func splitErrors(_ world: Communicator) throws -> String {
             return "\(soloPrefix)passed the barrier"
         }
     }
+    if arguments.contains("stall") {
+        // World rank 3 stops; rank 2 waits for it on their half, ranks 0 and 1 on the world.
+        // Each catches its stall: the ranks it names are world ranks, and so is its own.
+        if world.rank == 3 { raise(SIGSTOP) }
+        do {
+            if world.rank == 2 {
+                _ = try half.receive(Int.self, from: .rank(1), tag: 3)
+            } else {
+                _ = try world.receive(Int.self, from: .rank(3), tag: 3)
+            }
+            return "\(soloPrefix)received"
+        } catch {
+            return "\(soloPrefix)\(error)"
+        }
+    }
     if arguments.contains("pool") {
         // A pool over {2, 3} whose item throws: every rank of that pool throws the same error,
         // and its rank 0 (world rank 2) is the one to report it, once.

@@ -388,6 +388,11 @@ struct ReliabilityTests {
     func splitErrors(_ launch: Launch) throws {
         try expectFailure("split-errors", launch,
                           "swiftpar: rank 3: on a communicator split from the world, where it is rank 1: send names rank 5, but the communicator has ranks 0..<2")
+        // A stall met on the split communicator is the job's: world ranks throughout.
+        let stall = try Jobs.run("swiftpar-checks", ["split-errors", "stall"], launch: launch, environment: ["SWIFTPAR_STALL_TIMEOUT": "1"], timeout: 30)
+        let stalled = stall.output.split(separator: "\n").first { $0.hasPrefix("rank 2: ok split-errors ") } ?? ""
+        #expect(stalled.hasPrefix("rank 2: ok split-errors rank 2: receive has waited") && stalled.hasSuffix(": rank 3 has made no progress in swiftpar (stopped, or busy outside swiftpar)"),
+                "\(launch):\n\(stall.report)")
         // A pool over a split communicator without world rank 0: its own rank 0 reports, once.
         let pool = try Jobs.run("swiftpar-checks", ["split-errors", "pool"], launch: launch, timeout: 30)
         #expect(pool.status == 1 && pool.errors.components(separatedBy: "item 57 failed on rank").count == 2

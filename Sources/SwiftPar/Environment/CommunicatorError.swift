@@ -30,7 +30,8 @@ public enum CommunicatorError: Error, CustomStringConvertible, Sendable {
     case peerFailed(peer: Int, reason: String, operation: String, rank: Int)
     /// The operation waited longer than the stall timeout with no sign of progress from the
     /// other ranks (an operation of theirs that ended, or `Communicator.noteProgress()`);
-    /// `silentRanks` are those that were not waiting in swiftpar either.
+    /// `silentRanks` are those that were not waiting in swiftpar either. A stall is the whole
+    /// job's: `silentRanks` and `rank` are world ranks, whatever communicator waited.
     case stalled(operation: String, seconds: Double, silentRanks: [Int], timeout: Double, rank: Int)
     /// `operation` was called while another swiftpar operation of this process was still
     /// running on another thread: a rank makes one operation at a time.

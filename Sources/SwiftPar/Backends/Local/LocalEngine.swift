@@ -363,7 +363,7 @@ final class LocalEngine {
                 if finishedSince == nil { finishedSince = now }
             }
             if let stallTimeout = self.stallTimeout, waited > stallTimeout {
-                try self.checkStall(waiter.activity ?? "receive", quiet: waited, rank: waiter.rank, done: done)
+                try self.checkStall(waiter.activity ?? "receive", quiet: waited, rank: self.me, done: done)
             }
         }
     }
@@ -399,7 +399,7 @@ final class LocalEngine {
                 throw CommunicatorError.receiverFinished(waiter.groupRank(destination), activity: nil, rank: waiter.rank)
             }
             if let stallTimeout = self.stallTimeout, waited > stallTimeout {
-                try self.checkStall(waiter.activity ?? "send", quiet: waited, rank: waiter.rank, done: done)
+                try self.checkStall(waiter.activity ?? "send", quiet: waited, rank: self.me, done: done)
             }
         }
     }

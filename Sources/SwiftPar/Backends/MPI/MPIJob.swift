@@ -350,8 +350,9 @@ final class MPIJob {
         }
         if progressed { return false }
         let silent = peers.filter { peer in rounds.allSatisfy { $0[peer] == nil } }
+        // World ranks throughout: a stall is the whole job's, whatever communicator waits.
         throw CommunicatorError.stalled(operation: context.activity ?? context.operation, seconds: quiet + 1, silentRanks: silent,
-                                        timeout: stallTimeout ?? 0, rank: context.rank)
+                                        timeout: stallTimeout ?? 0, rank: worldRank)
     }
 
     func check(_ code: Int32, _ operation: @autoclosure () -> String) throws {
