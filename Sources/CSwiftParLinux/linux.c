@@ -634,7 +634,8 @@ int swiftpar_run_under_init_if_first_process(void) {
     if (getpid() != 1) return 0;
     sigset_t waited, previous;
     sigfillset(&waited);
-    // This process's own faults keep their default action.
+    // This process's own faults keep their default action (one of these sent from outside
+    // ends this process, and with it the namespace, as it would end tini).
     int synchronous[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
     for (unsigned i = 0; i < sizeof synchronous / sizeof synchronous[0]; i++) sigdelset(&waited, synchronous[i]);
     // Blocked before the fork, so that no signal between the fork and the wait is lost.
@@ -650,12 +651,18 @@ int swiftpar_run_under_init_if_first_process(void) {
         sigprocmask(SIG_SETMASK, &previous, NULL);
         return 0;
     }
-    // Holding the program's standard streams would keep a reader of its output from seeing
-    // the end of it when the program closes them.
+    // Holding the program's standard streams, or any pipe it inherited, would keep a reader
+    // of its output from seeing the end of it when the program closes them.
     int nothing = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (nothing >= 0) {
         for (int stream = 0; stream < 3; stream++) dup2(nothing, stream);
         if (nothing > 2) close(nothing);
+    }
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, 3, ~0U, 0) != 0)
+#endif
+    {
+        for (int descriptor = 3; descriptor < 4096; descriptor++) close(descriptor);
     }
     for (;;) {
         siginfo_t info;
@@ -671,8 +678,11 @@ int swiftpar_run_under_init_if_first_process(void) {
             }
             continue;
         }
-        // A signal from the terminal reaches its whole foreground group, the program included;
-        // one another process sent to this one is passed on.
-        if (info.si_code != SI_KERNEL) kill(program, signal_number);
+        // The keys of the terminal signal its whole foreground group, the program included: not
+        // passed on again. Everything else is (a hang-up reaches only the session leader, which
+        // this process may be; a signal sent to a whole group arrives twice, which swiftpar's
+        // handling of it allows).
+        int from_keyboard = signal_number == SIGINT || signal_number == SIGQUIT || signal_number == SIGTSTP || signal_number == SIGWINCH;
+        if (!(info.si_code == SI_KERNEL && from_keyboard)) kill(program, signal_number);
     }
 }

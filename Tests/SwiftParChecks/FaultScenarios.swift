@@ -195,7 +195,7 @@ func splitErrors(_ world: Communicator) throws -> String {
             }
         default:
             // Rank 0 ends the job as soon as it meets the failure: not before rank 2 has printed.
-            if world.rank == 0 { usleep(600_000) }
+            if world.rank == 0 { usleep(1_200_000) }
             try world.barrier()
             return "\(soloPrefix)passed the barrier"
         }

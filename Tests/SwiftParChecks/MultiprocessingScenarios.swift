@@ -368,6 +368,8 @@ func multiprocessingFaults(_ world: Communicator) throws -> String {
     }
     try expect(monotonicNow() - began < 20, world, "eight writes to a dead manager took \(monotonicNow() - began) s")
     try orphaned.shutdown()
+    // After shutdown, whose server's pid another process may have taken by now.
+    try expectError(SharedMemoryError.self, world, "a write after shutdown") { try shared.set([2], for: "b") }
     return "ok"
 }
 

@@ -369,24 +369,32 @@ public enum SwiftPar {
     // another rank waited on it and was told it had "finished without calling" what it was in.
     // An atexit handler makes it an error of this rank, in the same words on every backend.
 
-    /// The process running the closure given to `run`, with its job (nil outside the closure).
-    nonisolated(unsafe) private static var closureRunning: (process: pid_t, communicator: Communicator, job: Role)?
+    /// The process whose closure is running (0 outside it, -1 once `exit` has claimed it):
+    /// whichever comes first, the closure's end or `exit` on any thread, claims it.
+    private static let closureProcess = ManagedAtomic<Int32>(0)
+    /// The job of the closure that runs, written before `closureProcess` is armed.
+    nonisolated(unsafe) private static var closureJob: (communicator: Communicator, job: Role)?
     private static let exitHandlerInstalled: Bool = atexit { SwiftPar.exitCalledInsideClosure() } == 0
 
     private static func watchForExit(_ communicator: Communicator, _ job: Role) {
         _ = exitHandlerInstalled
-        closureRunning = (getpid(), communicator, job)
+        closureJob = (communicator, job)
+        closureProcess.store(getpid(), ordering: .releasing)
     }
 
-    /// The closure has returned or thrown, or the program ends the job on purpose.
+    /// The closure has returned or thrown, or the program ends the job on purpose. If `exit`
+    /// was called meanwhile on another thread, that thread ends the job: this one waits for it.
     static func stopWatchingForExit() {
-        closureRunning = nil
+        let (exchanged, original) = closureProcess.compareExchange(expected: getpid(), desired: 0, ordering: .acquiringAndReleasing)
+        if !exchanged && original == -1 {
+            while true { pause() }
+        }
     }
 
     private static func exitCalledInsideClosure() {
-        // A child process forked inside the closure exits as it likes.
-        guard let running = closureRunning, running.process == getpid() else { return }
-        closureRunning = nil
+        // A child process forked inside the closure exits as it likes (it is another process).
+        guard closureProcess.compareExchange(expected: getpid(), desired: -1, ordering: .acquiringAndReleasing).exchanged,
+              let running = closureJob else { return }
         let error = SwiftParUsageError("exit was called inside the closure given to SwiftPar.run, which would end this rank alone in the middle of the job: "
                                        + "return from the closure instead (set exitStatus to choose the status the job ends with)")
         switch running.job {

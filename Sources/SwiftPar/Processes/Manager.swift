@@ -162,6 +162,7 @@ public final class Manager: @unchecked Sendable {
 
     /// Sends `operation` and waits for its answer.
     func ask(_ operation: Operation) throws -> Answer {
+        guard !stopped else { throw SharedMemoryError.managerExited }
         let base = mailboxes.base + alignedSize(MemoryLayout<pthread_mutex_t>.stride) + alignedSize(MemoryLayout<pthread_cond_t>.stride)
         func slot(_ index: Int) -> UnsafeMutableRawPointer { base + index * (64 + slotSize) }
         // Reserve a free mailbox (state 0 free, 1 waiting, 2 answered; then the byte count, the
@@ -228,7 +229,8 @@ extension Manager {
 extension ChildProcess {
     /// Whether the child still runs, as far as any process that inherited this object can tell.
     var isRunningForCaller: Bool {
-        guard let pid else { return false }
+        // Joined: the pid may belong to another process by now.
+        guard let pid, exitCode == nil else { return false }
         return kill(pid, 0) == 0 && !ChildProcess.isZombie(pid)
     }
 }

@@ -191,6 +191,7 @@ final class LocalEngine {
     /// (nil: any), without receiving it. Waits for one when `wait` is set.
     func probe(sources: [Int], anySource: Bool, tag: Int?, context: Int, wait: Bool,
                waiter: LocalTransport) throws -> (source: Int, tag: Int, length: Int)? {
+        activeWaiter = waiter
         var found: (source: Int, tag: Int, length: Int)?
         let check = { () throws -> Bool in
             for source in sources {
@@ -247,7 +248,8 @@ final class LocalEngine {
 
     /// Receives the first message from `source` matching `tag` and `context` into `buffer`,
     /// which holds exactly its length (as a probe just reported).
-    func receive(from source: Int, tag: Int, context: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
+    func receive(from source: Int, tag: Int, context: Int, into buffer: UnsafeMutableRawBufferPointer, waiter: LocalTransport) throws {
+        activeWaiter = waiter
         if let index = pending[source].firstIndex(where: { $0.header.matches(tag: tag, context: context) }) {
             let message = pending[source].remove(at: index)
             message.bytes.withUnsafeBytes { buffer.copyMemoryAtFullSpeed(from: $0) }
@@ -292,7 +294,7 @@ final class LocalEngine {
             return try body(bytes, source, found.tag)
         }
         let bytes = try [UInt8].received(count: found.length) {
-            try receive(from: source, tag: found.tag, context: context, into: $0)
+            try receive(from: source, tag: found.tag, context: context, into: $0, waiter: waiter)
         }
         return try bytes.withUnsafeBytes { try body($0, source, found.tag) }
     }
@@ -318,14 +320,20 @@ final class LocalEngine {
         }
     }
 
+    /// The communicator of the receive or probe running, whose numbers a failure met while
+    /// reading a message's payload is given in.
+    @exclusivity(unchecked) private weak var activeWaiter: LocalTransport?
+
     /// Waits for more payload of a message that has started to arrive: its sender is writing it.
     private func waitForBytes(from source: Int) throws {
         let ring = receiveRing(source)
+        let waiter = activeWaiter
         try wait({ ring.head.load(ordering: .acquiring) > self.read[source] }) { _ in
-            try self.checkFailure("receive")
+            try self.checkFailure("receive", waiter: waiter)
             if self.region.state(of: source).load(ordering: .acquiring) == RankState.failed.rawValue {
-                throw CommunicatorError.peerFailed(peer: source, reason: self.region.rankFailureDescription(source),
-                                                   operation: "receive", rank: self.me)
+                let reason = self.region.rankFailureDescription(source)
+                if let waiter { throw waiter.peerFailure(world: source, reason: reason, operation: "receive") }
+                throw CommunicatorError.peerFailed(peer: source, reason: reason, operation: "receive", rank: self.me)
             }
         }
     }

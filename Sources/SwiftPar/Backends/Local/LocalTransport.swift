@@ -71,7 +71,7 @@ final class LocalTransport: Transport {
     }
 
     func receive(_ info: MessageInfo, into buffer: UnsafeMutableRawBufferPointer) throws {
-        try engine.receive(from: members[info.source], tag: info.tag, context: context, into: buffer)
+        try engine.receive(from: members[info.source], tag: info.tag, context: context, into: buffer, waiter: self)
     }
 
     /// Agrees on a fresh context with every member (the largest next-free number among them,

@@ -1,3 +1,4 @@
+import CSwiftParLinux
 import CSwiftParMPI
 #if canImport(Glibc)
 import Glibc
@@ -89,10 +90,13 @@ enum MPIEnvironment {
         MPI_Finalize()
     }
 
-    /// Ends every process of the job with `code` (`MPI_Abort`). Never returns.
+    /// Ends every process of the job with `code` (`MPI_Abort`). Never returns. Where MPI_Abort
+    /// returns (MPI not running, or an abort already under way), the process ends by `_exit`:
+    /// this may run inside an atexit handler, where `exit` must not be called again.
     static func abort(code: Int32) -> Never {
         if isActive { MPI_Abort(swiftpar_comm_world(), code) }
-        exit(code)
+        swiftpar_flush_all_streams()
+        _exit(code)
     }
 
     static var processorName: String {
