@@ -94,6 +94,23 @@ struct Hash: ParsableCommand {
             + "for the help, give 'swiftpar hash --help' alone"
     }
 
+    /// `hash *` in a folder holding a file named `-o` (or `--output`, `--json`, ...): the shell
+    /// puts the name among the arguments, where it is read as the option, and `-o` takes the
+    /// next file as the output, overwriting it with the sums. A word before `--` that is both
+    /// an option's spelling and the name of a file here is refused: sha256sum refuses such a
+    /// word as an option it does not know.
+    static func optionNamingFile(_ arguments: [String]) -> String? {
+        guard arguments.first == "hash" else { return nil }
+        let end = arguments.firstIndex(of: "--") ?? arguments.endIndex
+        for word in arguments[1..<end] where word.hasPrefix("-") && word != "-" {
+            var status = stat()
+            guard lstat(word, &status) == 0 else { continue }
+            return "\(word) is an option and also a file in this folder: if a pattern such as * put it among the files, "
+                + "write ./* instead (or put -- before the files) so that no file is read as an option"
+        }
+        return nil
+    }
+
     /// Where rank 0's output goes: a regular file on its host (and its path, for the others),
     /// or nil.
     struct OutputFile: Codable {

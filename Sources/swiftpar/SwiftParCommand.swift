@@ -34,7 +34,7 @@ struct SwiftParCommand: ParsableCommand {
             if arguments.first == "run", let typed = Run.maxArgumentsOption(in: arguments) {
                 throw UsageMessage(Run.maxArgumentsProblem(typed), of: Run.self)
             }
-            if let problem = Hash.helpAmongOperands(arguments) { throw UsageMessage(problem, of: Hash.self) }
+            if let problem = Hash.helpAmongOperands(arguments) ?? Hash.optionNamingFile(arguments) { throw UsageMessage(problem, of: Hash.self) }
             var command = try parseAsRoot(arguments)
             parsing = false
             try command.run()

@@ -237,6 +237,19 @@ struct CommandLineTests {
             #expect(beside.status == 64 && beside.output.isEmpty && beside.errors.contains("among the files to hash"),
                     "\(operands.count) operands: \(beside.report)")
         }
+        // Nor does a file named -o take the next file for the output and overwrite it with the
+        // sums (found by a helper: exit 0, file a overwritten); ./* hashes them all.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-dash-\(getpid())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let swiftpar = shellQuoted(Jobs.product("swiftpar"))
+        let dashedFile = try Jobs.runCommand(["bash", "-c", """
+            cd \(shellQuoted(folder.path)) && echo A > a && echo B > b && echo O > ./-o && echo J > ./--json
+            SWIFTPAR_BACKEND=serial \(swiftpar) hash * 2> ../err.\(getpid()); echo "glob $?"; cat a b; cat ../err.\(getpid()); rm ../err.\(getpid())
+            SWIFTPAR_BACKEND=serial \(swiftpar) hash ./* | cmp - <(sha256sum ./--json ./-o ./a ./b) && echo "dotted same"
+            """])
+        #expect(dashedFile.output.hasPrefix("glob 64\nA\nB\n") && dashedFile.output.contains("is an option and also a file in this folder")
+                && dashedFile.output.contains("dotted same\n"), "\(dashedFile.report)")
         let dashed = try Jobs.run("swiftpar", ["hash", "--", "-h"], launch: .serial)
         #expect(dashed.status == 1 && dashed.errors.contains("-h: No such file or directory"), "\(dashed.report)")
         // Under mpirun, rank 0 alone says it.
