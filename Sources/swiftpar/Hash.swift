@@ -28,8 +28,14 @@ struct Hash: ParsableCommand {
     /// `SwiftParCommand.holdingBulk`); they follow `paths`.
     nonisolated(unsafe) static var heldOperands: [String] = []
 
-    func validate() throws {
-        guard !paths.isEmpty || !Self.heldOperands.isEmpty else { throw ValidationError("give at least one file or directory to hash") }
+    mutating func validate() throws {
+        if paths.isEmpty && Self.heldOperands.isEmpty {
+            // As sha256sum: standard input, unless it is a terminal (nobody is about to type it).
+            guard isatty(0) == 0 else {
+                throw ValidationError("give at least one file or directory to hash (with none, standard input is hashed when it is not a terminal)")
+            }
+            paths = ["-"]
+        }
         // --output naming a file that is also given to hash (or is standard input, for -) would
         // be emptied before it is read: found by a user, who got nothing hashed and status 0.
         // (Met inside a directory, it is skipped with a note, as before.)

@@ -250,6 +250,12 @@ struct CommandLineTests {
             """])
         #expect(dashedFile.output.hasPrefix("glob 64\nA\nB\n") && dashedFile.output.contains("is an option and also a file in this folder")
                 && dashedFile.output.contains("dotted same\n"), "\(dashedFile.report)")
+        // No file at all: standard input, as sha256sum reads it (it was a usage error).
+        for launch in [Launch.serial, .local(2), .mpirun(2)] {
+            let piped = try Jobs.runShell("printf 'some bytes' | \(Jobs.shellCommand("swiftpar", ["hash"], launch: launch)); echo \"status $?\"")
+            let expected = try Jobs.runShell("printf 'some bytes' | sha256sum")
+            #expect(piped.output == expected.output + "status 0\n" && expected.output.hasSuffix("  -\n"), "\(launch):\n\(piped.report)")
+        }
         let dashed = try Jobs.run("swiftpar", ["hash", "--", "-h"], launch: .serial)
         #expect(dashed.status == 1 && dashed.errors.contains("-h: No such file or directory"), "\(dashed.report)")
         // Under mpirun, rank 0 alone says it.
