@@ -31,7 +31,98 @@ let scenarios: [String: @Sendable (Communicator) throws -> String] = [
     "receive-from-finished": receiveFromFinished,
     "encoded-sizes": encodedSizes,
     "send-to-self": sendToSelf,
+    "codable-edges": codableEdges,
 ]
+
+/// Found by a helper trying Codable values as users write them, between ranks 0 and 1: arrays
+/// of plain numbers of 64 KiB or more (sent apart) read by a value's own code or as another
+/// element type; numbers that do not fit the type asked for; values nested deeper than a
+/// receiver decodes; and a started receive polled with test() after its sender has finished.
+func codableEdges(_ world: Communicator) throws -> String {
+    guard world.size >= 2, world.rank < 2 else { return "\(soloPrefix)idle" }
+    /// Reads its array element by element, as hand-written Codable often does.
+    struct Vector: Codable, Equatable {
+        var xs: [Double]
+        enum Keys: String, CodingKey { case xs }
+        init(xs: [Double]) { self.xs = xs }
+        init(from decoder: any Decoder) throws {
+            var list = try decoder.container(keyedBy: Keys.self).nestedUnkeyedContainer(forKey: .xs)
+            var xs: [Double] = []
+            while !list.isAtEnd { xs.append(try list.decode(Double.self)) }
+            self.xs = xs
+        }
+    }
+    struct Numbers: Codable { var values: [Int] }
+    struct NumberSet: Codable { var values: Set<Int> }
+    struct Wide: Codable { var v: Double }
+    struct Narrow: Codable { var v: Float }
+    struct Doubles: Codable { var v: [Double] }
+    struct Floats: Codable { var v: [Float] }
+    struct Int32s: Codable { var v: [Int32] }
+    struct Ints: Codable { var v: [Int] }
+    indirect enum Chain: Codable { case end, link(Chain) }
+    func chain(_ depth: Int) -> Chain { (0..<depth).reduce(Chain.end) { next, _ in .link(next) } }
+
+    let large = (0..<10_000).map { Double($0) / 4 }
+    if world.rank == 0 {
+        try world.send(Vector(xs: large), to: 1, tag: 1)
+        try world.send(Numbers(values: Array(0..<10_000)), to: 1, tag: 2)
+        // (Plain-number arrays sent alone are raw MPI messages, with no type: inside values.)
+        try world.send(Int32s(v: (0..<20_000).map { Int32($0) - 10_000 }), to: 1, tag: 3)
+        try world.send(Wide(v: 1e300), to: 1, tag: 4)
+        try world.send(Doubles(v: [1e300, 0.5]), to: 1, tag: 5)
+        try world.send(Doubles(v: large + [1e300]), to: 1, tag: 6)
+        try world.send(UInt64.max, to: 1, tag: 7)
+        // Deeper than a receiver decodes: refused by the sender (10,000 crashed its stack).
+        var refused: [String] = []
+        for depth in [600, 10_000] {
+            do {
+                try world.send(chain(depth), to: 1, tag: 8)
+                refused.append("sent")
+            } catch let error as CommunicatorError {
+                refused.append("\(error)".contains("nested more than 512 deep") ? "refused" : "\(error)")
+            }
+        }
+        try world.send(chain(200), to: 1, tag: 8)
+        return "\(soloPrefix)deep=\(refused.joined(separator: ","))"
+    }
+    try expectEqual(try world.receive(Vector.self, from: 0, tag: 1).xs, large, world, "a Vector of 10,000 read element by element")
+    try expectEqual(try world.receive(NumberSet.self, from: 0, tag: 2).values, Set(0..<10_000), world, "10,000 Ints received as a Set")
+    try expectEqual(try world.receive(Ints.self, from: 0, tag: 3).v, (0..<20_000).map { $0 - 10_000 }, world, "20,000 Int32s received as [Int]")
+    var refusals: [String] = []
+    func refusal(_ what: String, _ body: () throws -> Void) throws {
+        do {
+            try body()
+            refusals.append("\(what) accepted")
+        } catch let error as CommunicatorError {
+            refusals.append("\(error)".contains("does not fit in Float") ? what : "\(what): \(error)")
+        }
+    }
+    try refusal("1e300") { _ = try world.receive(Narrow.self, from: 0, tag: 4) }
+    try refusal("small") { _ = try world.receive(Floats.self, from: 0, tag: 5) }
+    try refusal("large") { _ = try world.receive(Floats.self, from: 0, tag: 6) }
+    try expectEqual(refusals, ["1e300", "small", "large"], world, "Doubles beyond Float's range received as Float")
+    try expectEqual(try world.receive(Double.self, from: 0, tag: 7), 18446744073709551615.0, world, "UInt64.max received as a Double")
+    var depth = 0
+    var next = try world.receive(Chain.self, from: 0, tag: 8)
+    while case .link(let inner) = next { depth += 1; next = inner }
+    try expectEqual(depth, 200, world, "a chain 200 deep")
+    // Rank 0 has nothing more to send, and finishes: test() must not say false for ever.
+    let pending = try world.startReceive(Int.self, from: .rank(0), tag: 99)
+    let deadline = monotonicNow() + 30
+    var outcome = "still false after 30 s"
+    while monotonicNow() < deadline {
+        do {
+            if try pending.test() { outcome = "completed"; break }
+        } catch let error as CommunicatorError {
+            outcome = "\(error)".contains("would wait forever") ? "would wait forever" : "\(error)"
+            break
+        }
+        usleep(1_000)
+    }
+    try expectEqual(outcome, "would wait forever", world, "test() of a receive whose sender finished")
+    return "\(soloPrefix)checked"
+}
 
 /// Every rank sends to itself, as loops over all ranks do: blocking sends far above Open MPI's
 /// eager limit (plain numbers, a value with arrays sent apart, an announced value), sends with

@@ -61,6 +61,14 @@ struct CommunicatorTests {
     @Test("Arrays of plain numbers in the closure reductions and the Codable forms of every collective", arguments: Launch.all)
     func plainArraysAsValues(_ launch: Launch) throws { try check("plain-arrays-as-values", launch) }
 
+    @Test("Codable edges: large arrays read by a value's own code or as another type, numbers that do not fit, values too deep, test() after the sender finished",
+          arguments: [Launch.local(2), .spawned(2), .mpirun(2)])
+    func codableEdges(_ launch: Launch) throws {
+        let result = try Jobs.run("swiftpar-checks", ["codable-edges"], launch: launch, timeout: 90)
+        expectEveryRankOK(result, scenario: "codable-edges", ranks: 2)
+        #expect(result.output.contains("rank 0: ok codable-edges deep=refused,refused"), "\(result.report)")
+    }
+
     @Test("Split by colour and key gives working sub-communicators", arguments: Launch.all)
     func split(_ launch: Launch) throws { try check("split", launch) }
 

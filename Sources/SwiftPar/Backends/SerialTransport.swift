@@ -26,6 +26,9 @@ final class SerialTransport: Transport {
         return CompletedRequest()
     }
 
+    /// Only this rank sends to itself, and it is running (it may send later).
+    func sendersFinished(source: Int?) throws -> Bool { false }
+
     func probe(source: Int?, tag: Int?, wait: Bool) throws -> MessageInfo? {
         if let entry = queue.first(where: { tag == nil || $0.info.tag == tag }) { return entry.info }
         if wait {

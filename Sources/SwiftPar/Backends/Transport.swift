@@ -30,6 +30,10 @@ protocol Transport: AnyObject {
     func probe(source: Int?, tag: Int?, wait: Bool) throws -> MessageInfo?
     /// Like `probe`, for a message from any of `sources` only.
     func probe(anyOf sources: [Int], tag: Int?, wait: Bool) throws -> MessageInfo?
+    /// Whether every rank that could send a message from `source` (nil: any other member) has
+    /// finished or failed, so that a receive that found none may wait for good: a nonblocking
+    /// test then takes the blocking path, which reports it.
+    func sendersFinished(source: Int?) throws -> Bool
     /// Receives the message that `probe` described into `buffer`, of exactly `info.byteCount` bytes.
     func receive(_ info: MessageInfo, into buffer: UnsafeMutableRawBufferPointer) throws
     /// Receives the next matching message into `buffer` if the backend can do so in one step;

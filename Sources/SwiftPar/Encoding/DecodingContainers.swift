@@ -214,7 +214,7 @@ struct UnkeyedReader: UnkeyedDecodingContainer {
     private func plainElement<T: Decodable>(_ type: T.Type) throws -> T {
         let kind = PlainNumberKind(rawValue: frame.pointee.plainKind)!
         let i = frame.pointee.element
-        let address = context.pointee.base + frame.pointee.plainData + i * kind.byteWidth
+        let address = (frame.pointee.plainAddress ?? context.pointee.base + frame.pointee.plainData) + i * kind.byteWidth
         let number: Double
         let exact: Int64?
         switch kind {
@@ -242,7 +242,12 @@ struct UnkeyedReader: UnkeyedDecodingContainer {
         }
         switch type {
         case is Double.Type: return number as! T
-        case is Float.Type: return Float(number) as! T
+        case is Float.Type:
+            let narrow = Float(number)
+            guard narrow.isFinite || !number.isFinite else {
+                throw DecodingError.dataCorrupted(.init(codingPath: [IndexKey(i)], debugDescription: "element \(i), \(number), does not fit in Float"))
+            }
+            return narrow as! T
         case is Int.Type: return try integer(Int.self) as! T
         case is Int64.Type: return try integer(Int64.self) as! T
         case is Int32.Type: return try integer(Int32.self) as! T

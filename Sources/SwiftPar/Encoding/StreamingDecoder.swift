@@ -64,6 +64,10 @@ struct DecodeFrame {
     var plainKind: UInt8 = 0
     var plainCount = 0
     var plainData = 0
+    /// Where an array sent apart was received (nil: its elements are in the message, at
+    /// `plainData`), and the offset past the array's encoding in the message.
+    var plainAddress: UnsafeRawPointer?
+    var plainEnd = 0
     var counted = -1
 }
 
@@ -114,6 +118,26 @@ final class AttachmentReader {
             _ = try receiveWhole()
             received += 1
         }
+    }
+
+    /// Attachment `index` of `byteCount` bytes, received into memory this reader keeps until it
+    /// goes: for a value's code that reads the array element by element.
+    func heldBytes(_ index: Int, byteCount: Int) throws -> UnsafeRawPointer {
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(byteCount, 1), alignment: 16)
+        do {
+            try read(index, into: UnsafeMutableRawBufferPointer(start: buffer, count: byteCount))
+        } catch {
+            buffer.deallocate()
+            throw error
+        }
+        held.append(buffer)
+        return UnsafeRawPointer(buffer)
+    }
+
+    @exclusivity(unchecked) private var held: [UnsafeMutableRawPointer] = []
+
+    deinit {
+        for buffer in held { buffer.deallocate() }
     }
 
     private func sizeError(_ index: Int, _ got: Int, _ expected: Int) -> DecodingError {
@@ -635,7 +659,10 @@ extension UnsafeMutablePointer where Pointee == DecodeContext {
         case WireTag.float32:
             offset += 1
             return Double(Float(bitPattern: try fixed(UInt32.self, at: &offset)))
-        case WireTag.signed, WireTag.unsigned, 0x40...0x7F:
+        case WireTag.unsigned:
+            // Every unsigned number reaches a Double (rounded, as JSONDecoder rounds it).
+            return Double(try integer(UInt64.self, at: &offset))
+        case WireTag.signed, 0x40...0x7F:
             return Double(try integer(Int64.self, at: &offset))
         default:
             throw mismatch(Double.self, found: tag, at: offset)
@@ -649,9 +676,19 @@ extension UnsafeMutablePointer where Pointee == DecodeContext {
             offset += 1
             return Float(bitPattern: try fixed(UInt32.self, at: &offset))
         case WireTag.float64:
+            let start = offset
             offset += 1
-            return Float(Double(bitPattern: try fixed(UInt64.self, at: &offset)))
-        case WireTag.signed, WireTag.unsigned, 0x40...0x7F:
+            let wide = Double(bitPattern: try fixed(UInt64.self, at: &offset))
+            let narrow = Float(wide)
+            // A finite Double beyond Float's range does not fit: an error, as in JSONDecoder,
+            // not infinity.
+            guard narrow.isFinite || !wide.isFinite else {
+                throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "the number \(wide) at byte \(start + WireHeader.size) does not fit in Float"))
+            }
+            return narrow
+        case WireTag.unsigned:
+            return Float(try integer(UInt64.self, at: &offset))
+        case WireTag.signed, 0x40...0x7F:
             return Float(try integer(Int64.self, at: &offset))
         default:
             throw mismatch(Float.self, found: tag, at: offset)
@@ -846,6 +883,28 @@ extension UnsafeMutablePointer where Pointee == DecodeContext {
             frame.pointee.plainKind = kind.rawValue
             frame.pointee.plainCount = Int(elements)
             frame.pointee.plainData = at
+            frame.pointee.plainAddress = nil
+            frame.pointee.plainEnd = at + Int(bytes)
+            frame.pointee.position = at
+        case WireTag.attachedArray:
+            // An array of 64 KiB or more, sent apart, read by the value's own code (a loop over
+            // an unkeyed container, or another element type): received here, then read as one
+            // in the message is.
+            let kind = try plainKind(at: start + 1)
+            var at = start + 2
+            let elements = try varint(at: &at)
+            let index = try varint(at: &at)
+            guard let reader = pointee.owner!._withUnsafeGuaranteedRef({ $0.attachments }) else {
+                throw corrupted("an array sent apart, outside a point-to-point message", at: start)
+            }
+            guard index < UInt64(reader.count), elements <= UInt64(Int.max) / UInt64(kind.byteWidth) else {
+                throw corrupted("array \(index) sent apart of \(elements) elements is not one the message announced", at: start)
+            }
+            frame.pointee.plainAddress = try reader.heldBytes(Int(index), byteCount: Int(elements) * kind.byteWidth)
+            frame.pointee.plainKind = kind.rawValue
+            frame.pointee.plainCount = Int(elements)
+            frame.pointee.plainData = 0
+            frame.pointee.plainEnd = at
             frame.pointee.position = at
         default:
             throw mismatch([Any].self, found: tag, at: start)
@@ -861,9 +920,7 @@ extension UnsafeMutablePointer where Pointee == DecodeContext {
     }
 
     private func unkeyedEnd(_ frame: FrameRef) throws -> Int {
-        if frame.pointee.plainKind != 0, let kind = PlainNumberKind(rawValue: frame.pointee.plainKind) {
-            return frame.pointee.plainData + frame.pointee.plainCount * kind.byteWidth
-        }
+        if frame.pointee.plainKind != 0 { return frame.pointee.plainEnd }
         try settleUnkeyed(frame)
         var position = frame.pointee.position
         while try byte(at: position) != WireTag.end {

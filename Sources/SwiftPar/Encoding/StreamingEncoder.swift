@@ -47,6 +47,8 @@ struct EncodeContext {
     /// Which encoding state this is, among those of its thread: container boxes kept for reuse
     /// belong to one.
     var serial = 0
+    /// Values being encoded inside one another now.
+    var nesting = 0
 }
 
 typealias Writer = UnsafeMutablePointer<EncodeContext>
@@ -89,6 +91,7 @@ final class EncodingState {
         context.pointee.attaching = false
         context.pointee.count = 0
         context.pointee.stackCount = 0
+        context.pointee.nesting = 0
         context.pointee.internedCount = 0
         context.pointee.nextID = 0
         context.pointee.generation = scratch.newGeneration()
@@ -212,6 +215,13 @@ extension UnsafeMutablePointer where Pointee == EncodeContext {
 
     /// Runs `value.encode(to:)` with an encoder for a new value frame, then closes what it opened.
     private func encodeNested<T: Encodable>(_ value: T) throws {
+        // Deeper than any receiver decodes (and, far deeper, than the thread's stack holds):
+        // refused here, by the sender, rather than sent to fail on the other side.
+        guard pointee.nesting < maximumNestingDepth else {
+            throw EncodingError.invalidValue(value, .init(codingPath: [], debugDescription: "values nested more than \(maximumNestingDepth) deep, deeper than a receiver decodes"))
+        }
+        pointee.nesting += 1
+        defer { pointee.nesting -= 1 }
         let depth = pointee.stackCount
         let frame = push(.frame)
         let encoder = pointee.owner!._withUnsafeGuaranteedRef { $0.encoder(forFrame: frame, depth: depth) }

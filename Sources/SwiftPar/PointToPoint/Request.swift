@@ -120,6 +120,13 @@ public final class ReceiveRequest<Value: Decodable>: Request {
                 }
             }
             guard let info = try communicator.transport.probe(source: source.rankValue, tag: tag.tagValue, wait: false) else {
+                // Every rank that could send it has finished: the wait settles it at once, with
+                // a message that came in meanwhile or the error wait() gives (a loop on test()
+                // spun for good).
+                if try communicator.transport.sendersFinished(source: source.rankValue) {
+                    try waitForMessage()
+                    return true
+                }
                 return false
             }
             if let token {

@@ -50,6 +50,13 @@ final class LocalTransport: Transport {
         try engine.startSend(message, to: members[destination], tag: tag, context: context, waiter: self)
     }
 
+    func sendersFinished(source: Int?) throws -> Bool {
+        let senders = source.map { [members[$0]] } ?? members.filter { $0 != engine.me }
+        return !senders.isEmpty && senders.allSatisfy {
+            $0 != engine.me && engine.region.state(of: $0).load(ordering: .acquiring) != RankState.running.rawValue
+        }
+    }
+
     func probe(source: Int?, tag: Int?, wait: Bool) throws -> MessageInfo? {
         let sources = source.map { [members[$0]] } ?? members
         guard let found = try engine.probe(sources: sources, anySource: source == nil, tag: tag, context: context,

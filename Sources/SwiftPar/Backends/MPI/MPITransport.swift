@@ -196,6 +196,13 @@ final class MPITransport: Transport {
         return [try startSend(OutgoingBytes(announcement), to: destination, tag: tag), try startSend(message, to: destination, tag: tag)]
     }
 
+    func sendersFinished(source: Int?) throws -> Bool {
+        try job.pollNotices()
+        let me = members[rank]
+        let senders = source.map { [members[$0]] } ?? members.filter { $0 != me }
+        return !senders.isEmpty && senders.allSatisfy { $0 != me && job.finished[$0] }
+    }
+
     func probe(source: Int?, tag: Int?, wait: Bool) throws -> MessageInfo? {
         if !wait { try job.serveStartedReceives() }
         if let index = stash.firstIndex(where: { Self.matches($0.info, source: source, tag: tag) }) {
