@@ -14,6 +14,7 @@ let faultScenarios: [String: @Sendable (Communicator) throws -> String] = [
     "pool-mismatch": poolMismatch,
     "exit-status": exitStatus,
     "exit-inside": exitInside,
+    "dropped-send": droppedSend,
     "split-errors": splitErrors,
     "broadcast-type-mismatch": broadcastTypeMismatch,
     "message-type-mismatch": messageTypeMismatch,
@@ -229,6 +230,27 @@ func splitErrors(_ world: Communicator) throws -> String {
     if world.rank == 3 { try half.send(1, to: 5) }
     try world.barrier()
     return "\(soloPrefix)passed the barrier"
+}
+
+/// Rank 0 starts sends of 4 MB and drops their requests at once; rank 1 receives them only
+/// after a barrier (under MPI the dropped request waited for its receive: a hang). With
+/// `unreceived`, rank 1 never receives the second, larger than any buffer on the way: rank 0
+/// cannot finish, and says why.
+func droppedSend(_ world: Communicator) throws -> String {
+    guard world.size >= 2, world.rank < 2 else { return "\(soloPrefix)idle" }
+    let values = (0..<500_000).map(Double.init)
+    if world.rank == 0 {
+        _ = try world.startSend(values, to: 1, tag: 1)
+        _ = try world.startSend(values.map { $0 * 2 }, to: 1, tag: 2)
+    }
+    try world.barrier()
+    if world.rank == 1 {
+        try expectEqual(try world.receive([Double].self, from: 0, tag: 1), values, world, "the first dropped send")
+        if !arguments.contains("unreceived") {
+            try expectEqual(try world.receive([Double].self, from: 0, tag: 2), values.map { $0 * 2 }, world, "the second dropped send")
+        }
+    }
+    return "\(soloPrefix)returned"
 }
 
 /// A rank calls `exit(0)` inside the closure while the others wait for it in a barrier (rank 1,

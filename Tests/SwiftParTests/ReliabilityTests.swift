@@ -405,6 +405,22 @@ struct ReliabilityTests {
                 "\(launch):\n\(outsider.report)")
     }
 
+    @Test("A send whose request is dropped goes on in the background; one never received does not hang",
+          arguments: [Launch.local(2), .spawned(2), .mpirun(2)])
+    func droppedSend(_ launch: Launch) throws {
+        let received = try Jobs.run("swiftpar-checks", ["dropped-send"], launch: launch, timeout: 30)
+        expectEveryRankOK(received, scenario: "dropped-send", ranks: 2)
+        // Never received: it never hangs. The local backend holds every message whole on the way
+        // (the receiver takes it aside), so the send completed; under MPI it cannot, and says so.
+        let unreceived = try Jobs.run("swiftpar-checks", ["dropped-send", "unreceived"], launch: launch, timeout: 30)
+        #expect(!unreceived.timedOut && unreceived.seconds < 20, "\(launch):\n\(unreceived.report)")
+        if case .mpirun = launch {
+            #expect(unreceived.status == 1
+                    && unreceived.errors.contains("swiftpar: rank 0: send failed because rank 1 has finished and will not receive any more messages"),
+                    "\(launch):\n\(unreceived.report)")
+        }
+    }
+
     @Test("exit called inside the closure is an error of that rank, in the same words on every backend", arguments: [Launch.local(2), .spawned(2), .mpirun(2)])
     func exitInsideClosure(_ launch: Launch) throws {
         for rank in [1, 0] {

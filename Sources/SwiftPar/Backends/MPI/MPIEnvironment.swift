@@ -84,6 +84,7 @@ enum MPIEnvironment {
         // From here on this thread holds the rank's operations for good: another thread's
         // `noteProgress()` no longer reads the control channel, before or after MPI_Finalize.
         OneOperationAtATime.holdForGood()
+        try MPIJob.current?.finishDroppedSends()
         try MPIJob.current?.announceFinished()
         try MPIJob.current?.waitForEveryoneFinished()
         isActive = false

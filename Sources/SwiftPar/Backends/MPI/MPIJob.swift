@@ -141,6 +141,27 @@ final class MPIJob {
         }
     }
 
+    /// Sends whose requests were dropped before they completed, with their communicators.
+    @exclusivity(unchecked) private var droppedSends: [(request: MPISendRequest, transport: MPITransport)] = []
+
+    /// Keeps a dropped send until it completes; forgets those that have (tested as an operation
+    /// of this thread when no other thread is in one: MPI is used one thread at a time).
+    func keepDroppedSend(_ request: MPISendRequest, transport: MPITransport) {
+        droppedSends.append((request, transport))
+        _ = try? OneOperationAtATime.run("test dropped sends", rank: worldRank) {
+            droppedSends.removeAll { (try? $0.request.test()) ?? false }
+        }
+    }
+
+    /// Waits for every dropped send, before this rank announces that it has finished: one whose
+    /// receiver finished without taking it fails the rank, as on the local backend.
+    func finishDroppedSends() throws {
+        while let (request, _) = droppedSends.first {
+            try request.wait()
+            droppedSends.removeFirst()
+        }
+    }
+
     /// Tells every other rank that this one has finished; called once, after its closure returned.
     func announceFinished() throws {
         for peer in 0..<worldSize where peer != worldRank {

@@ -878,21 +878,17 @@ final class MPISendRequest: TransportRequest {
     }
 
     deinit {
-        // A request dropped before it completed must not free the bytes MPI still reads: finish
-        // it, and if that fails (the receiver is gone), keep the bytes for the life of the process.
+        // A request dropped before it completed must not free the bytes MPI still reads. Waiting
+        // for it here blocked the rank where the program went on (a barrier before the receive:
+        // a hang the local backend does not have); it goes on in the background instead, as
+        // after MPI_Request_free, and the rank finishes it before it finishes itself.
         guard !handles.isEmpty, MPIEnvironment.isActive else { return }
-        do {
-            // As an operation of this thread, so that its receives started meanwhile are served
-            // (another thread inside an operation now: the bytes are kept for good instead).
-            try OneOperationAtATime.run("finish a dropped send", rank: transport.rank) { try wait() }
-        } catch {
-            abandonedSendBuffers.append(message)
-        }
+        let kept = MPISendRequest(message: message, transport: transport, destination: destination)
+        kept.handles = handles
+        handles = []
+        transport.job.keepDroppedSend(kept, transport: transport)
     }
 }
-
-/// Bytes of sends that could not complete, never freed: MPI may still read them.
-nonisolated(unsafe) var abandonedSendBuffers: [OutgoingBytes] = []
 
 func mpiDatatype<T: PlainNumber>(_ type: T.Type) -> MPI_Datatype? {
     switch T.plainNumberKind {
