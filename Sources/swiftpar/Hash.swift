@@ -31,7 +31,9 @@ struct Hash: ParsableCommand {
     mutating func validate() throws {
         if paths.isEmpty && Self.heldOperands.isEmpty {
             // As sha256sum: standard input, unless it is a terminal (nobody is about to type it).
-            guard isatty(0) == 0 else {
+            // Under a launcher, rank 0's standard input is a pipe from it even at a terminal:
+            // there `-` must be given.
+            guard isatty(0) == 0, LaunchEnvironment.detect() == nil else {
                 throw ValidationError("give at least one file or directory to hash (with none, standard input is hashed when it is not a terminal)")
             }
             paths = ["-"]
@@ -100,18 +102,18 @@ struct Hash: ParsableCommand {
             + "for the help, give 'swiftpar hash --help' alone"
     }
 
-    /// `hash *` in a folder holding a file named `-o` (or `--output`, `--json`, ...): the shell
-    /// puts the name among the arguments, where it is read as the option, and `-o` takes the
-    /// next file as the output, overwriting it with the sums. A word before `--` that is both
-    /// an option's spelling and the name of a file here is refused: sha256sum refuses such a
-    /// word as an option it does not know.
+    /// `hash *` in a folder holding a file named `-o` (or `--output`, `-oNAME`): the shell puts
+    /// the name among the arguments, where it is read as the option, and the next file (or
+    /// NAME) becomes the output, overwritten with the sums. Such a word before `--` that is
+    /// also the name of a file here is refused (sha256sum refuses it as an option it does not
+    /// know); other options named like files change what is printed, not what is kept.
     static func optionNamingFile(_ arguments: [String]) -> String? {
         guard arguments.first == "hash" else { return nil }
         let end = arguments.firstIndex(of: "--") ?? arguments.endIndex
-        for word in arguments[1..<end] where word.hasPrefix("-") && word != "-" {
+        for word in arguments[1..<end] where word.hasPrefix("-o") || word.hasPrefix("--o") {
             var status = stat()
             guard lstat(word, &status) == 0 else { continue }
-            return "\(word) is an option and also a file in this folder: if a pattern such as * put it among the files, "
+            return "\(word) gives the output file and is also a file in this folder: if a pattern such as * put it among the files, "
                 + "write ./* instead (or put -- before the files) so that no file is read as an option"
         }
         return nil

@@ -52,6 +52,16 @@ func codableEdges(_ world: Communicator) throws -> String {
             self.xs = xs
         }
     }
+    /// Reads the same large array twice: counted through a container, then whole.
+    struct ReadTwice: Decodable {
+        var count: Int
+        var xs: [Double]
+        init(from decoder: any Decoder) throws {
+            let keyed = try decoder.container(keyedBy: Vector.Keys.self)
+            count = try keyed.nestedUnkeyedContainer(forKey: .xs).count ?? -1
+            xs = try keyed.decode([Double].self, forKey: .xs)
+        }
+    }
     struct Numbers: Codable { var values: [Int] }
     struct NumberSet: Codable { var values: Set<Int> }
     struct Wide: Codable { var v: Double }
@@ -66,6 +76,7 @@ func codableEdges(_ world: Communicator) throws -> String {
     let large = (0..<10_000).map { Double($0) / 4 }
     if world.rank == 0 {
         try world.send(Vector(xs: large), to: 1, tag: 1)
+        try world.send(Vector(xs: large), to: 1, tag: 9)
         try world.send(Numbers(values: Array(0..<10_000)), to: 1, tag: 2)
         // (Plain-number arrays sent alone are raw MPI messages, with no type: inside values.)
         try world.send(Int32s(v: (0..<20_000).map { Int32($0) - 10_000 }), to: 1, tag: 3)
@@ -87,6 +98,9 @@ func codableEdges(_ world: Communicator) throws -> String {
         return "\(soloPrefix)deep=\(refused.joined(separator: ","))"
     }
     try expectEqual(try world.receive(Vector.self, from: 0, tag: 1).xs, large, world, "a Vector of 10,000 read element by element")
+    let twice = try world.receive(ReadTwice.self, from: 0, tag: 9)
+    try expectEqual(twice.count, large.count, world, "a large array counted through a container")
+    try expectEqual(twice.xs, large, world, "the same array then read whole")
     try expectEqual(try world.receive(NumberSet.self, from: 0, tag: 2).values, Set(0..<10_000), world, "10,000 Ints received as a Set")
     try expectEqual(try world.receive(Ints.self, from: 0, tag: 3).v, (0..<20_000).map { $0 - 10_000 }, world, "20,000 Int32s received as [Int]")
     var refusals: [String] = []

@@ -248,14 +248,17 @@ struct CommandLineTests {
             SWIFTPAR_BACKEND=serial \(swiftpar) hash * 2> ../err.\(getpid()); echo "glob $?"; cat a b; cat ../err.\(getpid()); rm ../err.\(getpid())
             SWIFTPAR_BACKEND=serial \(swiftpar) hash ./* | cmp - <(sha256sum ./--json ./-o ./a ./b) && echo "dotted same"
             """])
-        #expect(dashedFile.output.hasPrefix("glob 64\nA\nB\n") && dashedFile.output.contains("is an option and also a file in this folder")
+        #expect(dashedFile.output.hasPrefix("glob 64\nA\nB\n") && dashedFile.output.contains("-o gives the output file and is also a file in this folder")
                 && dashedFile.output.contains("dotted same\n"), "\(dashedFile.report)")
         // No file at all: standard input, as sha256sum reads it (it was a usage error).
-        for launch in [Launch.serial, .local(2), .mpirun(2)] {
-            let piped = try Jobs.runShell("printf 'some bytes' | \(Jobs.shellCommand("swiftpar", ["hash"], launch: launch)); echo \"status $?\"")
-            let expected = try Jobs.runShell("printf 'some bytes' | sha256sum")
+        // Under a launcher rank 0's standard input is a pipe even at a terminal: - is needed.
+        let expected = try Jobs.runShell("printf 'some bytes' | sha256sum")
+        for (launch, operands) in [(Launch.serial, [String]()), (.local(2), []), (.mpirun(2), ["-"])] {
+            let piped = try Jobs.runShell("printf 'some bytes' | \(Jobs.shellCommand("swiftpar", ["hash"] + operands, launch: launch)); echo \"status $?\"")
             #expect(piped.output == expected.output + "status 0\n" && expected.output.hasSuffix("  -\n"), "\(launch):\n\(piped.report)")
         }
+        let launched = try Jobs.runShell("printf 'some bytes' | \(Jobs.shellCommand("swiftpar", ["hash"], launch: .mpirun(2)))")
+        #expect(launched.status != 0 && launched.errors.contains("give at least one file or directory to hash"), "\(launched.report)")
         let dashed = try Jobs.run("swiftpar", ["hash", "--", "-h"], launch: .serial)
         #expect(dashed.status == 1 && dashed.errors.contains("-h: No such file or directory"), "\(dashed.report)")
         // Under mpirun, rank 0 alone says it.

@@ -95,6 +95,12 @@ final class AttachmentReader {
         guard index < count else {
             throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "the value names array \(index) sent apart, but only \(count) were"))
         }
+        // Read already by a container (a value's code may read the same array again).
+        if let (held, byteCount) = held[index] {
+            guard byteCount == buffer.count else { throw sizeError(index, byteCount, buffer.count) }
+            if byteCount > 0 { buffer.baseAddress!.copyMemory(from: held, byteCount: byteCount) }
+            return
+        }
         if let bytes = kept.removeValue(forKey: index) {
             guard bytes.count == buffer.count else { throw sizeError(index, bytes.count, buffer.count) }
             bytes.withUnsafeBytes { buffer.copyMemoryAtFullSpeed(from: $0) }
@@ -123,6 +129,10 @@ final class AttachmentReader {
     /// Attachment `index` of `byteCount` bytes, received into memory this reader keeps until it
     /// goes: for a value's code that reads the array element by element.
     func heldBytes(_ index: Int, byteCount: Int) throws -> UnsafeRawPointer {
+        if let (buffer, count) = held[index] {
+            guard count == byteCount else { throw sizeError(index, count, byteCount) }
+            return UnsafeRawPointer(buffer)
+        }
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(byteCount, 1), alignment: 16)
         do {
             try read(index, into: UnsafeMutableRawBufferPointer(start: buffer, count: byteCount))
@@ -130,14 +140,15 @@ final class AttachmentReader {
             buffer.deallocate()
             throw error
         }
-        held.append(buffer)
+        held[index] = (buffer, byteCount)
         return UnsafeRawPointer(buffer)
     }
 
-    @exclusivity(unchecked) private var held: [UnsafeMutableRawPointer] = []
+    /// Attachments received for containers, by index, with their sizes.
+    @exclusivity(unchecked) private var held: [Int: (UnsafeMutableRawPointer, Int)] = [:]
 
     deinit {
-        for buffer in held { buffer.deallocate() }
+        for (buffer, _) in held.values { buffer.deallocate() }
     }
 
     private func sizeError(_ index: Int, _ got: Int, _ expected: Int) -> DecodingError {

@@ -21,9 +21,10 @@ final class CompositeRequest: TransportRequest {
     func test() throws -> Bool { try parts.allSatisfy { try $0.test() } }
 }
 
-/// A nonblocking send in flight (`MPI_Isend`). It owns the value's bytes until it completes;
-/// a request dropped before it completed completes its send first, so no buffer is freed while
-/// a transport still reads it.
+/// A nonblocking send in flight (`MPI_Isend`). It owns the value's bytes until it completes.
+/// A request dropped before it completed leaves its send going on in the background, as after
+/// `MPI_Request_free`, with its bytes kept; the rank finishes it before it finishes itself (a
+/// send whose receiver finished without taking it then fails the rank).
 ///
 /// `@unchecked Sendable`: its state is touched only inside `wait()` and `test()`, which run one
 /// at a time in the process (see `CommunicatorError.concurrentUse`).

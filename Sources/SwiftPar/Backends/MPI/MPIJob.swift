@@ -141,24 +141,30 @@ final class MPIJob {
         }
     }
 
-    /// Sends whose requests were dropped before they completed, with their communicators.
+    /// Sends whose requests were dropped before they completed, with their communicators. A
+    /// request may be dropped on any thread: the list has a lock of its own; MPI is called on
+    /// them only as an operation of the thread that calls it.
     @exclusivity(unchecked) private var droppedSends: [(request: MPISendRequest, transport: MPITransport)] = []
+    private let droppedLock = InProcessLock()
 
-    /// Keeps a dropped send until it completes; forgets those that have (tested as an operation
-    /// of this thread when no other thread is in one: MPI is used one thread at a time).
+    /// Keeps a dropped send until it completes; forgets those that have, when no other thread
+    /// is in an operation (MPI is used one thread at a time).
     func keepDroppedSend(_ request: MPISendRequest, transport: MPITransport) {
-        droppedSends.append((request, transport))
+        droppedLock.withLock { droppedSends.append((request, transport)) }
         _ = try? OneOperationAtATime.run("test dropped sends", rank: worldRank) {
-            droppedSends.removeAll { (try? $0.request.test()) ?? false }
+            let kept = droppedLock.withLock { droppedSends.map(\.request) }
+            let done = kept.filter { (try? $0.test()) ?? false }
+            guard !done.isEmpty else { return }
+            droppedLock.withLock { droppedSends.removeAll { entry in done.contains { $0 === entry.request } } }
         }
     }
 
     /// Waits for every dropped send, before this rank announces that it has finished: one whose
-    /// receiver finished without taking it fails the rank, as on the local backend.
+    /// receiver finished without taking it fails the rank, as a blocking send does.
     func finishDroppedSends() throws {
-        while let (request, _) = droppedSends.first {
-            try request.wait()
-            droppedSends.removeFirst()
+        while let first = droppedLock.withLock({ droppedSends.first?.request }) {
+            try first.wait()
+            droppedLock.withLock { droppedSends.removeAll { $0.request === first } }
         }
     }
 
