@@ -315,14 +315,14 @@ public enum SwiftPar {
                            _ body: (Communicator) throws -> Void) -> Never {
         let (communicator, job) = begin(workers: workers, backend: backend, stallTimeout: stallTimeout)
         watchForExit(communicator, job)
+        var failure: (any Error)?
         do {
             try body(communicator)
         } catch {
-            stopWatchingForExit()
-            end(job, communicator, failure: error)
+            failure = error
         }
         stopWatchingForExit()
-        end(job, communicator, failure: nil)
+        end(job, communicator, failure: failure)
     }
 
     /// Starts the job and runs the asynchronous `body` on every rank, then ends the process.
@@ -351,14 +351,14 @@ public enum SwiftPar {
                            _ body: (Communicator) async throws -> Void) async -> Never {
         let (communicator, job) = begin(workers: workers, backend: backend, stallTimeout: stallTimeout)
         watchForExit(communicator, job)
+        var failure: (any Error)?
         do {
             try await body(communicator)
         } catch {
-            stopWatchingForExit()
-            end(job, communicator, failure: error)
+            failure = error
         }
         stopWatchingForExit()
-        end(job, communicator, failure: nil)
+        end(job, communicator, failure: failure)
     }
 
     // MARK: exit inside the closure

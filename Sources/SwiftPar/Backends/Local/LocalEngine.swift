@@ -191,11 +191,10 @@ final class LocalEngine {
     /// (nil: any), without receiving it. Waits for one when `wait` is set.
     func probe(sources: [Int], anySource: Bool, tag: Int?, context: Int, wait: Bool,
                waiter: LocalTransport) throws -> (source: Int, tag: Int, length: Int)? {
-        activeWaiter = waiter
         var found: (source: Int, tag: Int, length: Int)?
         let check = { () throws -> Bool in
             for source in sources {
-                if let header = try self.firstMatch(from: source, tag: tag, context: context) {
+                if let header = try self.firstMatch(from: source, tag: tag, context: context, waiter: waiter) {
                     found = (source, header.tag, header.length)
                     return true
                 }
@@ -213,14 +212,14 @@ final class LocalEngine {
 
     /// The first matching message from `source`: among those set aside, else at the head of
     /// its ring. Messages at the ring head that do not match are set aside to look past them.
-    private func firstMatch(from source: Int, tag: Int?, context: Int) throws -> FrameHeader? {
+    private func firstMatch(from source: Int, tag: Int?, context: Int, waiter: LocalTransport) throws -> FrameHeader? {
         if let match = pending[source].first(where: { $0.header.matches(tag: tag, context: context) }) {
             return match.header
         }
         guard source != me else { return nil }
         while let header = peek(source) {
             if header.matches(tag: tag, context: context) { return header }
-            try setAside(from: source, header)
+            try setAside(from: source, header, waiter: waiter)
         }
         return nil
     }
@@ -235,11 +234,11 @@ final class LocalEngine {
     }
 
     /// Reads the message at the head of `source`'s ring into the set-aside queue.
-    private func setAside(from source: Int, _ header: FrameHeader) throws {
+    private func setAside(from source: Int, _ header: FrameHeader, waiter: LocalTransport) throws {
         read[source] += FrameHeader.size
         var failure: (any Error)?
         let bytes = [UInt8](unsafeUninitializedCapacity: header.length) { buffer, initialized in
-            do { try readPayload(from: source, into: UnsafeMutableRawBufferPointer(buffer)) } catch { failure = error }
+            do { try readPayload(from: source, into: UnsafeMutableRawBufferPointer(buffer), waiter: waiter) } catch { failure = error }
             initialized = header.length
         }
         if let failure { throw failure }
@@ -249,7 +248,6 @@ final class LocalEngine {
     /// Receives the first message from `source` matching `tag` and `context` into `buffer`,
     /// which holds exactly its length (as a probe just reported).
     func receive(from source: Int, tag: Int, context: Int, into buffer: UnsafeMutableRawBufferPointer, waiter: LocalTransport) throws {
-        activeWaiter = waiter
         if let index = pending[source].firstIndex(where: { $0.header.matches(tag: tag, context: context) }) {
             let message = pending[source].remove(at: index)
             message.bytes.withUnsafeBytes { buffer.copyMemoryAtFullSpeed(from: $0) }
@@ -262,7 +260,7 @@ final class LocalEngine {
                 operation: "receive", reason: "no message from rank \(source) with tag \(tag) of \(buffer.count) bytes was probed", rank: me)
         }
         read[source] += FrameHeader.size
-        try readPayload(from: source, into: buffer)
+        try readPayload(from: source, into: buffer, waiter: waiter)
         countProgress()
     }
 
@@ -301,7 +299,7 @@ final class LocalEngine {
 
     /// Copies the next `buffer.count` payload bytes out of `source`'s ring as they arrive,
     /// freeing space for the sender after every piece.
-    private func readPayload(from source: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
+    private func readPayload(from source: Int, into buffer: UnsafeMutableRawBufferPointer, waiter: LocalTransport) throws {
         let ring = receiveRing(source)
         var copied = 0
         while true {
@@ -316,24 +314,18 @@ final class LocalEngine {
             ring.tail.store(read[source], ordering: .sequentiallyConsistent)
             wakeIfSleeping(source)
             if copied == buffer.count { return }
-            try waitForBytes(from: source)
+            try waitForBytes(from: source, waiter: waiter)
         }
     }
 
-    /// The communicator of the receive or probe running, whose numbers a failure met while
-    /// reading a message's payload is given in.
-    @exclusivity(unchecked) private weak var activeWaiter: LocalTransport?
-
     /// Waits for more payload of a message that has started to arrive: its sender is writing it.
-    private func waitForBytes(from source: Int) throws {
+    /// A failure met meanwhile is given in the numbers of `waiter`, the communicator receiving.
+    private func waitForBytes(from source: Int, waiter: LocalTransport) throws {
         let ring = receiveRing(source)
-        let waiter = activeWaiter
         try wait({ ring.head.load(ordering: .acquiring) > self.read[source] }) { _ in
             try self.checkFailure("receive", waiter: waiter)
             if self.region.state(of: source).load(ordering: .acquiring) == RankState.failed.rawValue {
-                let reason = self.region.rankFailureDescription(source)
-                if let waiter { throw waiter.peerFailure(world: source, reason: reason, operation: "receive") }
-                throw CommunicatorError.peerFailed(peer: source, reason: reason, operation: "receive", rank: self.me)
+                throw waiter.peerFailure(world: source, reason: self.region.rankFailureDescription(source), operation: "receive")
             }
         }
     }
@@ -393,7 +385,7 @@ final class LocalEngine {
         try wait({ () throws -> Bool in
             if try done() { return true }
             // Make room on our side so the receiver, which may be sending to us, can go on.
-            try self.setAsideEverythingArrived()
+            try self.setAsideEverythingArrived(waiter: waiter)
             return try done()
         }) { waited in
             try self.checkFailure(waiter.activity ?? "send", waiter: waiter)
@@ -412,9 +404,9 @@ final class LocalEngine {
         }
     }
 
-    private func setAsideEverythingArrived() throws {
+    private func setAsideEverythingArrived(waiter: LocalTransport) throws {
         for source in 0..<size where source != me {
-            while let header = peek(source) { try setAside(from: source, header) }
+            while let header = peek(source) { try setAside(from: source, header, waiter: waiter) }
         }
     }
 
