@@ -202,15 +202,16 @@ func splitErrors(_ world: Communicator) throws -> String {
         }
     }
     if arguments.contains("stall") {
-        // World rank 3 stops; rank 2 waits for it on their half, ranks 0 and 1 on the world.
-        // Each catches its stall: the ranks it names are world ranks, and so is its own.
+        // World rank 3 stops; rank 2 waits for it on their half while ranks 0 and 1 are busy
+        // outside swiftpar for longer (a rank that ends a wait of its own counts as progress).
+        // Rank 2 catches its stall: the ranks it names are world ranks, and so is its own.
         if world.rank == 3 { raise(SIGSTOP) }
+        guard world.rank == 2 else {
+            usleep(6_000_000)
+            return "\(soloPrefix)slept"
+        }
         do {
-            if world.rank == 2 {
-                _ = try half.receive(Int.self, from: .rank(1), tag: 3)
-            } else {
-                _ = try world.receive(Int.self, from: .rank(3), tag: 3)
-            }
+            _ = try half.receive(Int.self, from: .rank(1), tag: 3)
             return "\(soloPrefix)received"
         } catch {
             return "\(soloPrefix)\(error)"
