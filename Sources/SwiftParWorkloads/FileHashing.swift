@@ -171,6 +171,66 @@ public enum FileHashing {
         return digest
     }
 
+    /// Whether `path`, named as an operand, is a stream to read whole on one rank, as
+    /// `sha256sum` reads it, rather than a file or tree to cut into units: a named pipe
+    /// (`hash <(command)`), a character device (`hash /dev/null`) or a block device, through
+    /// symbolic links. The same files met inside a directory are reported and never opened:
+    /// nobody named them, and a pipe there could wait for a writer for good.
+    public static func isStream(_ path: PathBytes) -> Bool {
+        var info = stat()
+        guard path.withCString({ stat($0, &info) }) == 0 else { return false }
+        let type = info.st_mode & S_IFMT
+        return type == S_IFIFO || type == S_IFCHR || type == S_IFBLK
+    }
+
+    /// The SHA-256 of everything the stream at `path` gives (see `isStream(_:)`), read to its
+    /// end in pieces of `buffer`'s size. Opening a named pipe waits for its writer, as
+    /// `sha256sum` does; waiting for its data is a sign of life for the stall timeout, as for
+    /// standard input.
+    ///
+    /// - Throws: `Problem` for `path` when it cannot be opened or read, with the system's words.
+    public static func digestOfStream(at path: PathBytes, buffer: UnsafeMutableRawBufferPointer) throws -> String {
+        var info = stat()
+        let isPipe = path.withCString { stat($0, &info) } == 0 && info.st_mode & S_IFMT == S_IFIFO
+        let (descriptor, error) = isPipe && afterEachPiece != nil ? openWaitingForWriter(path) : openForReading(path)
+        guard descriptor >= 0 else { throw Problem(path: path, reason: systemMessage(error)) }
+        defer { close(descriptor) }
+        return try digest(reading: descriptor, path: path, buffer: buffer, size: nil)
+    }
+
+    /// `open(path, O_RDONLY)`, again after a signal: the descriptor, or -1 and the error.
+    private static func openForReading(_ path: PathBytes) -> (Int32, Int32) {
+        while true {
+            let descriptor = path.withCString { open($0, O_RDONLY | O_CLOEXEC | O_NOCTTY) }
+            if descriptor >= 0 { return (descriptor, 0) }
+            if errno != EINTR { return (-1, errno) }
+        }
+    }
+
+    /// `openForReading` of a named pipe, which waits for its writer, on a thread of its own:
+    /// meanwhile this one gives a sign of life every quarter of a second (`afterEachPiece`),
+    /// as while waiting for the writer's data. Only the end of the process ends a wait for a
+    /// writer that never comes, as for `sha256sum`.
+    private static func openWaitingForWriter(_ path: PathBytes) -> (Int32, Int32) {
+        var ends: [Int32] = [-1, -1]
+        guard pipe(&ends) == 0 else { return openForReading(path) }
+        _ = fcntl(ends[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(ends[1], F_SETFD, FD_CLOEXEC)
+        defer { close(ends[0]) }
+        let opening = PipeOpening(path: path, doneDescriptor: ends[1])
+        var thread = pthread_t()
+        let context = Unmanaged.passRetained(opening).toOpaque()
+        guard pthread_create(&thread, nil, runPipeOpening, context) == 0 else {
+            Unmanaged<PipeOpening>.fromOpaque(context).release()
+            close(ends[1])
+            return openForReading(path)
+        }
+        pthread_detach(thread)
+        var ready = pollfd(fd: ends[0], events: Int16(POLLIN), revents: 0)
+        while poll(&ready, 1, 250) <= 0 { afterEachPiece?() }
+        return opening.result
+    }
+
     /// The SHA-256 of what is left to read from `descriptor`, read in pieces of `buffer`'s size;
     /// `size`, when known (a regular file), lets a short read that reaches it end without a
     /// second read.
@@ -663,6 +723,32 @@ public enum FileHashing {
         line.append(10)
         return line
     }
+}
+
+/// A blocking open of a named pipe, run on a thread of its own (`openWaitingForWriter`).
+private final class PipeOpening: @unchecked Sendable {
+    let path: PathBytes
+    /// Closed once `result` is set: the waiting thread's poll then returns.
+    let doneDescriptor: Int32
+    var result: (Int32, Int32) = (-1, 0)
+
+    init(path: PathBytes, doneDescriptor: Int32) {
+        self.path = path
+        self.doneDescriptor = doneDescriptor
+    }
+}
+
+private func runPipeOpening(_ context: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+    let opening = Unmanaged<PipeOpening>.fromOpaque(context!).takeRetainedValue()
+    while true {
+        let descriptor = opening.path.withCString { open($0, O_RDONLY | O_CLOEXEC | O_NOCTTY) }
+        if descriptor >= 0 || errno != EINTR {
+            opening.result = (descriptor, descriptor >= 0 ? 0 : errno)
+            break
+        }
+    }
+    close(opening.doneDescriptor)
+    return nil
 }
 
 /// The system's words for an error number: "No such file or directory".

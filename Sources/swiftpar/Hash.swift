@@ -7,7 +7,7 @@ struct Hash: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "SHA-256 of files and directory trees, in sha256sum's format.",
         discussion: """
-            Directories are walked recursively. Output lines are sorted by path (byte order) and exactly sha256sum's, so `sha256sum -c` verifies them; file names are bytes, printed as they are. A missing or unreadable path, a special file or a symbolic link loop gets an error line on standard error; every other file is still hashed and the exit status is 1. Symbolic links given as operands are followed; links met inside directories are skipped (with a note) unless --follow-symlinks is given. The operand - is standard input, as for sha256sum; rank 0 reads it first and its line ("digest  -") comes before the others. The file the output is written to (--output SUMS, or > SUMS where rank 0 writes standard output itself) is skipped with a note.
+            Directories are walked recursively. Output lines are sorted by path (byte order) and exactly sha256sum's, so `sha256sum -c` verifies them; file names are bytes, printed as they are. A missing or unreadable path, a special file inside a directory or a symbolic link loop gets an error line on standard error; every other file is still hashed and the exit status is 1. Symbolic links given as operands are followed; links met inside directories are skipped (with a note) unless --follow-symlinks is given. The operand - is standard input, as for sha256sum, and a named pipe or device given as an operand (<(command), /dev/null) is read as sha256sum reads it: rank 0 reads them first, in the order given, and their lines come before the others. Under mpirun or srun, pipe a command into swiftpar and give - instead of <(command): the ranks do not have the shell's descriptors. The file the output is written to (--output SUMS, or > SUMS where rank 0 writes standard output itself) is skipped with a note.
 
             Examples:
               swiftpar hash ~/data > SHA256SUMS && sha256sum -c SHA256SUMS
@@ -56,6 +56,17 @@ struct Hash: ParsableCommand {
             }
         }
     }
+
+    /// Whether `path` is missing and names a descriptor of the process (`/dev/fd/63`, as a
+    /// shell's `<(command)` gives).
+    static func isShellDescriptor(_ path: PathBytes) -> Bool {
+        guard path.bytes.starts(with: Array("/dev/fd/".utf8)) || path.bytes.starts(with: Array("/proc/self/fd/".utf8)) else { return false }
+        var info = stat()
+        return path.withCString { stat($0, &info) } != 0 && errno == ENOENT
+    }
+
+    static let launcherDescriptorReason = "No such file or directory: a descriptor of the shell that started the launcher, "
+        + "which the ranks do not have (for `<(command)` under mpirun or srun, pipe the command into swiftpar and give -)"
 
     /// What a path names, to tell whether two paths name the same file: the regular file there,
     /// or, when there is nothing there yet, the folder it would be in and its last part.
@@ -149,11 +160,19 @@ struct Hash: ParsableCommand {
 
     func run() throws {
         let operands = (self.paths + Self.heldOperands).map { PathBytes(RawArguments.bytes(of: $0)) }
-        // "-" is standard input, as for sha256sum: hashed first, on rank 0.
         let standardInput = FileHashing.standardInputPath
-        let inputReads = operands.filter { $0 == standardInput }.count
-        let (paths, follow, json) = (operands.filter { $0 != standardInput }, followSymlinks, options.json)
+        let (follow, json) = (followSymlinks, options.json)
         options.run(Self.self) { world in
+            // "-" is standard input, as for sha256sum, and a named pipe or device named here
+            // (`hash <(command)`, `hash /dev/null`) is read as sha256sum reads it: both whole,
+            // on rank 0, first, in the order given. Files and trees go to the ranks.
+            var streams: [PathBytes] = []
+            var paths: [PathBytes] = []
+            if world.rank == 0 {
+                for operand in operands {
+                    if operand == standardInput || FileHashing.isStream(operand) { streams.append(operand) } else { paths.append(operand) }
+                }
+            }
             let pool = Pool(world)
             // The file the output goes to (`> SUMS` or --output) is not hashed, wherever the
             // walk meets it: it is being written. Ranks on other hosts find it by its path.
@@ -166,22 +185,36 @@ struct Hash: ParsableCommand {
             var entries: [FileHashing.Entry] = []
             var output = CommandOutput()
             // Each - reads what is left (the second one nothing, as for sha256sum - -).
-            if inputReads > 0 && world.rank == 0 {
+            if !streams.isEmpty {
                 let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
                 defer { buffer.deallocate() }
-                for _ in 0..<inputReads {
+                for stream in streams {
                     do {
-                        let digest = try FileHashing.notingProgress(of: world) { try FileHashing.digestOfStandardInput(buffer: buffer) }
+                        let digest = try FileHashing.notingProgress(of: world) {
+                            stream == standardInput ? try FileHashing.digestOfStandardInput(buffer: buffer)
+                                : try FileHashing.digestOfStream(at: stream, buffer: buffer)
+                        }
                         if json {
-                            entries.append(FileHashing.Entry(path: standardInput, digest: digest, problem: nil))
+                            entries.append(FileHashing.Entry(path: stream, digest: digest, problem: nil))
                         } else {
-                            output.append(bytes: FileHashing.checksumLine(digest: digest, path: standardInput))
+                            output.append(bytes: FileHashing.checksumLine(digest: digest, path: stream))
                         }
                     } catch let problem as FileHashing.Problem {
                         writeStandardError("swiftpar: \(problem.path): \(problem.reason)\n")
                         failed = true
-                        if json { entries.append(FileHashing.Entry(path: standardInput, digest: nil, problem: problem.reason)) }
+                        if json { entries.append(FileHashing.Entry(path: stream, digest: nil, problem: problem.reason)) }
                     }
+                }
+            }
+            // Under a launcher, rank 0 is not the shell's child: a descriptor the shell opened
+            // for `<(command)` is not there. Said so, rather than just "No such file".
+            if LaunchEnvironment.detect() != nil {
+                paths.removeAll { path in
+                    guard Self.isShellDescriptor(path) else { return false }
+                    writeStandardError("swiftpar: \(path): \(Self.launcherDescriptorReason)\n")
+                    failed = true
+                    if json { entries.append(FileHashing.Entry(path: path, digest: nil, problem: Self.launcherDescriptorReason)) }
+                    return true
                 }
             }
             try FileHashing.hashTrees(paths, followSymlinks: follow, keepEntries: json, pool: pool, skipping: skipping, progress: bar.update) { unit in

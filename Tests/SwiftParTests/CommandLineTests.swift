@@ -266,6 +266,31 @@ struct CommandLineTests {
         #expect(mpi.status != 0 && mpi.errors.components(separatedBy: "Unknown option '-dash'").count == 2, "\(mpi.report)")
     }
 
+    @Test("hash reads <(command), a named pipe whose writer comes late and /dev/null named as operands as sha256sum does; under mpirun <(command) is explained")
+    func hashStreams() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-streams-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        #expect(mkfifo(folder.appendingPathComponent("pipe").path, 0o600) == 0)
+        // The named pipe's writer comes after the stall timeout: waiting for it is not a stall.
+        let ours = Jobs.shellCommand("swiftpar", ["hash", "--stall-timeout", "1"], launch: .local(2))
+        let local = try Jobs.runCommand(["bash", "-c", """
+            cd \(shellQuoted(folder.path)) && printf 'A' > a
+            (sleep 2.5; printf 'late writer' > pipe) &
+            \(ours) <(printf 'from a command') pipe /dev/null a > ours; echo "status $?"; wait
+            (printf 'late writer' > pipe) &
+            sha256sum <(printf 'from a command') pipe /dev/null a > theirs; wait
+            cmp ours theirs && echo same; cat ours
+            """], timeout: 60)
+        #expect(local.output.hasPrefix("status 0\nsame\n") && local.output.contains("  /dev/fd/") && local.output.contains("  pipe\n"), "\(local.report)")
+        // Under mpirun rank 0 is not the shell's child: the descriptor is missing, and said why.
+        let launched = try Jobs.runCommand(["bash", "-c", """
+            cd \(shellQuoted(folder.path)) && \(Jobs.shellCommand("swiftpar", ["hash"], launch: .mpirun(2))) <(printf 'from a command') a
+            """], timeout: 60)
+        #expect(launched.status != 0 && launched.errors.contains("a descriptor of the shell that started the launcher, which the ranks do not have")
+                && launched.output.hasSuffix("  a\n"), "\(launched.report)")
+    }
+
     @Test("bench pingpong --json under mpirun -n 2 prints one JSON document with latency and bandwidth of every case")
     func pingPongJSON() throws {
         let result = try Jobs.run("swiftpar", ["bench", "pingpong", "--json", "--repetitions", "1"], launch: .mpirun(2), timeout: 180)
