@@ -32,6 +32,7 @@ let scenarios: [String: @Sendable (Communicator) throws -> String] = [
     "encoded-sizes": encodedSizes,
     "send-to-self": sendToSelf,
     "codable-edges": codableEdges,
+    "killed-beside-values": killedBesideValues,
 ]
 
 /// Found by a helper trying Codable values as users write them, between ranks 0 and 1: arrays
@@ -281,6 +282,34 @@ func receiveFromFinished(_ world: Communicator) throws -> String {
         return "\(soloPrefix)threw-after-ms=\(Int((monotonicNow() - start) * 1000))"
     }
     throw CheckFailed(description: "rank 0 received a message rank 1 never sent")
+}
+
+/// Ranks 0 and 1 pass a value holding a 4 MiB array (sent apart) back and forth while rank 2,
+/// which takes no part, is killed. Found by a helper: a rank that noticed the failure halfway
+/// through an array then read the rest of the value from the middle of the array, took eight
+/// doubles for a message header and died allocating exabytes (in about one job in two),
+/// where the job should end naming rank 2.
+func killedBesideValues(_ world: Communicator) throws -> String {
+    struct Carrier: Codable {
+        var label: String
+        var values: [Double]
+    }
+    guard world.size >= 3 else { return "\(soloPrefix)idle" }
+    if world.rank == 2 {
+        usleep(300_000)
+        kill(getpid(), SIGKILL)
+    }
+    guard world.rank < 2 else { return "\(soloPrefix)idle" }
+    let value = Carrier(label: "ones", values: Array(repeating: 1.5, count: 1 << 19))
+    let peer = 1 - world.rank
+    for round in 0..<100_000 {
+        if (round + world.rank) % 2 == 0 {
+            try world.send(value, to: peer, tag: 5)
+        } else {
+            _ = try world.receive(Carrier.self, from: .rank(peer), tag: 5)
+        }
+    }
+    throw CheckFailed(description: "100000 values passed while rank 2 was killed")
 }
 
 /// Rank 1 stops with fatalError while the others wait for it; each other rank reports the

@@ -26,6 +26,10 @@ final class LocalEngine {
     @exclusivity(unchecked) private var written: [Int]
     /// Consumer-side positions: bytes read from each source's ring.
     @exclusivity(unchecked) private var read: [Int]
+    /// The failure that cut short the payload being read from each source, if one did: that
+    /// ring is read no further, since its position is inside a message, where no header is
+    /// (a later read, such as the rest of a value's arrays, would take payload for a header).
+    @exclusivity(unchecked) private var cutShort: [(any Error)?]
     @exclusivity(unchecked) private var sendRings: [Ring?]
     @exclusivity(unchecked) private var receiveRings: [Ring?]
     private let spinLimit: Int
@@ -50,6 +54,7 @@ final class LocalEngine {
         outgoing = Array(repeating: [], count: region.size)
         written = Array(repeating: 0, count: region.size)
         read = Array(repeating: 0, count: region.size)
+        cutShort = Array(repeating: nil, count: region.size)
         sendRings = Array(repeating: nil, count: region.size)
         receiveRings = Array(repeating: nil, count: region.size)
         // With more ranks than cores a spinning rank takes the core another rank needs.
@@ -217,6 +222,7 @@ final class LocalEngine {
             return match.header
         }
         guard source != me else { return nil }
+        if let failure = cutShort[source] { throw failure }
         while let header = peek(source) {
             if header.matches(tag: tag, context: context) { return header }
             try setAside(from: source, header, waiter: waiter)
@@ -227,6 +233,7 @@ final class LocalEngine {
     /// The header at the head of `source`'s ring, if one has arrived.
     @inline(__always)
     private func peek(_ source: Int) -> FrameHeader? {
+        guard cutShort[source] == nil else { return nil }
         let ring = receiveRing(source)
         let available = ring.head.load(ordering: .acquiring) - read[source]
         guard available >= FrameHeader.size else { return nil }
@@ -254,6 +261,7 @@ final class LocalEngine {
             countProgress()
             return
         }
+        if let failure = cutShort[source] { throw failure }
         guard source != me, let header = peek(source), header.matches(tag: tag, context: context),
               header.length == buffer.count else {
             throw CommunicatorError.invalidArgument(
@@ -314,7 +322,12 @@ final class LocalEngine {
             ring.tail.store(read[source], ordering: .sequentiallyConsistent)
             wakeIfSleeping(source)
             if copied == buffer.count { return }
-            try waitForBytes(from: source, waiter: waiter)
+            do {
+                try waitForBytes(from: source, waiter: waiter)
+            } catch {
+                cutShort[source] = error
+                throw error
+            }
         }
     }
 
@@ -406,6 +419,7 @@ final class LocalEngine {
 
     private func setAsideEverythingArrived(waiter: LocalTransport) throws {
         for source in 0..<size where source != me {
+            if let failure = cutShort[source] { throw failure }
             while let header = peek(source) { try setAside(from: source, header, waiter: waiter) }
         }
     }
