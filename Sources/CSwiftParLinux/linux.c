@@ -392,6 +392,23 @@ int swiftpar_write_output_on_termination(void) {
     return 1;
 }
 
+int swiftpar_write_output_on_interruption(void) {
+    int installed = 0;
+    const int signals[] = {SIGINT, SIGHUP};
+    for (unsigned i = 0; i < sizeof signals / sizeof signals[0]; i++) {
+        // As for SIGTERM: a handler of the program's own, or the signal ignored, stays.
+        struct sigaction previous;
+        if (sigaction(signals[i], NULL, &previous) != 0 || previous.sa_handler != SIG_DFL) continue;
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_handler = swiftpar_write_pending_output;
+        sigemptyset(&action.sa_mask);
+        action.sa_flags = SA_RESETHAND;
+        if (sigaction(signals[i], &action, NULL) == 0) installed++;
+    }
+    return installed;
+}
+
 // Whether swiftpar_prefer_throughput made this process batch work.
 static volatile int batch_set_here = 0;
 

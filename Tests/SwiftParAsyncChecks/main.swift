@@ -11,12 +11,20 @@
 // the map ends well before its 10 s, throwing CancellationError on every rank.
 // cancel-one: only the last rank cancels: it gets CancellationError, the others the item that
 // failed on it.
+// interruptible: run before any await (forked ranks), then a long async map: Ctrl-C must end it
+// as it ends a synchronous job.
 // long-item: an async pool item computes for 2 to 3 s, noting its progress, under a stall timeout
 // shorter than that: the ranks waiting meanwhile must wait on.
 #if canImport(Glibc)
 import Glibc
 #endif
 import SwiftPar
+
+/// Writes `text` to standard error at once.
+func writeError(_ text: String) {
+    var bytes = Array(text.utf8)
+    _ = write(2, &bytes, bytes.count)
+}
 
 /// Something to await that is not a sleep: an actor's state.
 actor Ledger {
@@ -45,6 +53,20 @@ struct AsyncChecks {
             // Awaits before run: the Swift runtime's threads are running by now.
             try? await Task.sleep(for: .milliseconds(5))
             await ledger.record("before run")
+        }
+        if mode == "interruptible" {
+            // Run before any await (forked ranks), then every rank awaits in an async map that
+            // would take minutes: the main thread is parked by the Swift runtime meanwhile.
+            await SwiftPar.run { world in
+                print("rank \(world.rank) started")
+                let results = try await Pool(world).map(Array(0..<100_000), options: MapOptions(chunkSize: .fixed(1))) { item async throws -> Int in
+                    if item == 0 { writeError("waiting\n") }
+                    try await Task.sleep(for: .milliseconds(5))
+                    return item
+                }
+                print("interruptible: \(results?.count ?? -1) results, never interrupted")
+            }
+            return
         }
         if mode == "long-item" {
             await SwiftPar.run { world in

@@ -124,6 +124,37 @@ struct StartMethodTests {
         #expect(result.output == Self.asyncOutput(ranks: 3), "\(result.report)")
     }
 
+    @Test("Ctrl-C, SIGTERM and SIGHUP stop an async main whose forked ranks await, keeping what every rank printed and leaving no rank",
+          arguments: [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGHUP, "SIGHUP")])
+    func asyncProgramInterrupted(_ signal: Int32, _ name: String) throws {
+        // Found by a helper: once the task awaited, the Swift runtime parked the main thread with
+        // every signal unblocked, and the signal's default action ended rank 0 without a word,
+        // its output lost and ranks 1 and 2 left unreaped.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-async-signal-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let job = try BackgroundJob(command: [Jobs.product("swiftpar-async-checks"), "interruptible"],
+                                    environment: ["SWIFTPAR_START": "fork", "SWIFTPAR_WORKERS": "3"], directory: folder)
+        defer { job.cleanUp([]) }
+        let deadline = Date().addingTimeInterval(20)
+        while !job.errors.contains("waiting") && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        guard let leader = job.leader(), job.errors.contains("waiting") else {
+            Issue.record("the job never started its map: \(job.errors)")
+            return
+        }
+        let ranks = (try? String(contentsOfFile: "/proc/\(leader)/task/\(leader)/children", encoding: .utf8))?
+            .split(separator: " ").compactMap { Int32($0) } ?? []
+        #expect(ranks.count == 2, "rank 0 (\(leader)) should have 2 children, has \(ranks)")
+        Thread.sleep(forTimeInterval: 0.2)
+        kill(-leader, signal)
+        let status = job.waitForExit(seconds: 5)
+        #expect(status == 128 + signal, "status \(String(describing: status)):\n\(job.errors)")
+        #expect(job.errors.contains("swiftpar: interrupted by \(name); stopped all 3 ranks"), "\(job.errors)")
+        let output = (try? String(contentsOf: folder.appendingPathComponent("out"), encoding: .utf8)) ?? ""
+        #expect((0..<3).allSatisfy { output.contains("rank \($0) started\n") }, "output: \(output)\nerrors: \(job.errors)")
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(([leader] + ranks).allSatisfy(isGone), "left: \(([leader] + ranks).filter { !isGone($0) })")
+    }
+
     @Test("Without Open MPI's library (masked in a mount namespace), local and serial jobs run and MPI is refused clearly")
     func withoutOpenMPI() throws {
         guard getuid() == 0 else {

@@ -116,6 +116,10 @@ void swiftpar_flush_all_streams(void);
 /// 1 when it does, 0 when the process has a SIGTERM handler of its own or ignores SIGTERM (it
 /// is then left as it is).
 int swiftpar_write_output_on_termination(void);
+/// The same for SIGINT and SIGHUP, where they are at their default action: a local rank that
+/// Ctrl-C (sent to the whole process group) or a hang-up ends writes what it printed first, as
+/// the ranks mpirun ends with SIGTERM do. Returns how many of the two it now handles.
+int swiftpar_write_output_on_interruption(void);
 
 /// Starts task `path` with `argv` and `envp` in a process group of its own, with its standard
 /// input, output and error on `input`, `output` and `error`, every signal unblocked and at its

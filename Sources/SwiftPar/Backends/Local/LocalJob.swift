@@ -183,11 +183,14 @@ enum LocalJob {
         return children
     }
 
-    /// Makes SIGTERM write what this rank printed and still holds before it ends the rank, and
+    /// Makes SIGTERM, SIGINT and SIGHUP write what this rank printed and still holds before they end the rank, and
     /// the launcher's death (rank 0 crashing) end it that way too, as mpirun ends the others when
     /// one rank dies: their output so far is kept. A program with a SIGTERM handler of its own
     /// keeps dying by SIGKILL with the launcher, which no handler can keep alive.
     private static func diesWritingOutput(launcher: pid_t) {
+        // Ctrl-C and a hang-up reach every rank of the process group at once, before rank 0
+        // ends the others: what they printed is written then too, as under mpirun.
+        _ = swiftpar_write_output_on_interruption()
         guard swiftpar_write_output_on_termination() != 0 else { return }
         _ = swiftpar_set_parent_death_signal(SIGTERM)
         if getppid() != launcher { _exit(1) }
@@ -305,6 +308,10 @@ final class LocalMonitor: @unchecked Sendable {
     let spawned: Bool
     /// A signalfd (forked ranks) or the reading end of the signal pipe (spawned ranks).
     private let signals: Int32
+    /// Forked ranks: the reading end of the signal pipe as well, for signals that reach a
+    /// thread which unblocked them (an `async` main's main thread, parked by the Swift runtime
+    /// in a `sigsuspend` with nothing blocked, once its task awaits); -1 if it could not be made.
+    private let forwarded: Int32
     /// A pidfd per child that is not reaped yet, -1 once reaped (spawned ranks; forked ones
     /// are noticed through SIGCHLD on the signalfd).
     private var pidDescriptors: [Int32]
@@ -317,7 +324,8 @@ final class LocalMonitor: @unchecked Sendable {
 
     /// A monitor for `children`. Forked ranks: blocks SIGCHLD, SIGINT, SIGTERM, SIGHUP and SIGQUIT in
     /// the calling thread, the only one, so every later thread inherits the mask and the
-    /// signals reach a signalfd. Spawned ranks: `signals` is the pipe the signal handlers write.
+    /// signals reach a signalfd; handlers that write the signal pipe catch them in a thread
+    /// that unblocks them. Spawned ranks: `signals` is the pipe the signal handlers write.
     init(region: SharedRegion, engine: LocalEngine, children: [pid_t], spawned: Bool, signals: Int32 = -1) throws {
         self.region = region
         self.engine = engine
@@ -326,6 +334,7 @@ final class LocalMonitor: @unchecked Sendable {
         isReaped = children.map { _ in ManagedAtomic(false) }
         if spawned {
             self.signals = signals
+            forwarded = -1
             pidDescriptors = children.map { swiftpar_pidfd_open($0) }
             return
         }
@@ -338,6 +347,11 @@ final class LocalMonitor: @unchecked Sendable {
         pthread_sigmask(SIG_BLOCK, &mask, nil)
         self.signals = signalfd(-1, &mask, Int32(SFD_CLOEXEC | SFD_NONBLOCK))
         guard self.signals >= 0 else { throw SystemError.current("signalfd for the local backend's monitor") }
+        // A thread that unblocks them later gets them instead, where their default action would
+        // end rank 0 without a word, its output and its children left behind (found by a
+        // helper: Ctrl-C on an async main whose task awaited). Handlers pass them on here too.
+        let caught: [Int32] = [SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT].filter { swiftpar_ignored_at_start($0) == 0 }
+        forwarded = swiftpar_forward_signals_to_pipe(caught, Int32(caught.count))
     }
 
     /// The monitor thread's loop: reaps children, handles signals, ends a failed job.
@@ -345,6 +359,7 @@ final class LocalMonitor: @unchecked Sendable {
         var deadline: Double?
         while true {
             var watched = [pollfd(fd: signals, events: Int16(POLLIN), revents: 0)]
+            if forwarded >= 0 { watched.append(pollfd(fd: forwarded, events: Int16(POLLIN), revents: 0)) }
             for descriptor in pidDescriptors where descriptor >= 0 {
                 watched.append(pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0))
             }
@@ -368,18 +383,22 @@ final class LocalMonitor: @unchecked Sendable {
     /// The signals that arrived since the last call.
     private func caughtSignals() -> [Int32] {
         var found: [Int32] = []
-        if spawned {
+        func readPipe(_ descriptor: Int32) {
             var bytes = [UInt8](repeating: 0, count: 64)
             while true {
-                let count = Glibc.read(signals, &bytes, bytes.count)
+                let count = Glibc.read(descriptor, &bytes, bytes.count)
                 guard count > 0 else { break }
                 found += bytes[..<count].map { Int32($0) }
             }
+        }
+        if spawned {
+            readPipe(signals)
         } else {
             var info = signalfd_siginfo()
             while Glibc.read(signals, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
                 found.append(Int32(info.ssi_signo))
             }
+            if forwarded >= 0 { readPipe(forwarded) }
         }
         return found
     }
