@@ -6,8 +6,15 @@
 #
 #   Launch/build-release.sh STAGE
 set -euo pipefail
+case "${1:-}" in
+    "") echo "usage: Launch/build-release.sh STAGE" >&2; exit 2 ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    -*) echo "build-release.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
+esac
+# A relative STAGE is where the command was run from, not this repository.
+stage="$1"
+case "$stage" in /*) ;; *) stage="$PWD/$stage" ;; esac
 cd "$(dirname "$0")/.."
-stage="${1:?usage: Launch/build-release.sh STAGE}"
 
 commit="$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
 if [ "$commit" != unknown ] && ! git diff --quiet HEAD 2>/dev/null; then commit="$commit-modified"; fi

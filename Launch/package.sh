@@ -5,6 +5,12 @@
 #
 #   Launch/package.sh [OUTPUT-DIRECTORY]     # default: the current directory
 set -euo pipefail
+case "${1:-}" in
+    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    -*) echo "package.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
+esac
+[ $# -le 1 ] || { echo "package.sh: one output directory at most (try --help)" >&2; exit 2; }
+[ -d "${1:-.}" ] || { echo "package.sh: ${1:-.} is not a directory" >&2; exit 2; }
 output="$(cd "${1:-.}" && pwd)"
 cd "$(dirname "$0")/.."
 
