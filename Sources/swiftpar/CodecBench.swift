@@ -24,7 +24,7 @@ struct CodecBench: ParsableCommand {
     var only: [String] = []
 
     func validate() throws {
-        guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
+        guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1, not \(repetitions)") }
         let known = Self.builders.map(\.name)
         for name in only where !known.contains(name) {
             throw ValidationError("no shape named '\(name)'; the shapes are \(known.joined(separator: ", "))")

@@ -24,7 +24,10 @@ struct CollectivesBench: ParsableCommand {
 
     func validate() throws {
         guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1, not \(repetitions)") }
-        guard count >= 1 else { throw ValidationError("--count must be at least 1, not \(count)") }
+        // Every rank holds the doubles twice (sent and received): 2 GiB of them at most.
+        guard (1...(1 << 28)).contains(count) else {
+            throw ValidationError("--count must be a whole number from 1 to 268435456 (2 GiB of doubles), not \(count)")
+        }
     }
 
     struct Report: Codable {

@@ -50,7 +50,7 @@ struct PingPong: ParsableCommand {
     var only: [String] = []
 
     func validate() throws {
-        guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
+        guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1, not \(repetitions)") }
         let known = Self.caseNames
         for name in only where !known.contains(name) {
             throw ValidationError("no case named '\(name)'; the cases are \(known.joined(separator: ", "))")

@@ -44,8 +44,13 @@ struct PoolBench: ParsableCommand {
     }
 
     func validate() throws {
-        guard tasks >= 1, roundTrips >= 1, heavyTasks >= 1, limit >= 2 else {
-            throw ValidationError("--tasks, --round-trips and --heavy-tasks must be at least 1, --limit at least 2")
+        // Rank 0 keeps every result of the trivial maps (8 bytes each): 800 MB at most.
+        let bounds: [(String, Int, ClosedRange<Int>, String)] = [
+            ("--tasks", tasks, 1...100_000_000, "1 to 10^8"), ("--round-trips", roundTrips, 1...100_000_000, "1 to 10^8"),
+            ("--heavy-tasks", heavyTasks, 1...1_000_000, "1 to 10^6"), ("--limit", limit, 2...1_000_000_000_000, "2 to 10^12"),
+        ]
+        for (name, value, range, words) in bounds where !range.contains(value) {
+            throw ValidationError("\(name) must be a whole number from \(words), not \(value)")
         }
     }
 

@@ -7,7 +7,7 @@ struct Primes: ParsableCommand {
         abstract: "Count (or list) the primes up to N.",
         usage: "swiftpar primes [--from <A>] [--list] [--memory <size>] [--method <method>] [--workers <n>] [--backend <backend>] [--json] [--output <file>] [--stall-timeout <seconds>] <N>",
         discussion: """
-            The range is split into blocks that every rank sieves (segmented sieve of Eratosthenes), or tests number by number (--method trial, the article's task). Rank 0 prints the result; with --list it prints the primes in order as they are found.
+            The range is split into blocks that every rank sieves (segmented sieve of Eratosthenes), or tests number by number (--method trial, the task of the article "Python multiprocessing: True Parallelism"). Rank 0 prints the result; with --list it prints the primes in order as they are found.
 
             Each rank's sieve stays within --memory (100M unless told otherwise). Near 10^18 the sieving primes go up to 10^9 and their places take more than that, so each block makes and places them again. With --memory 1G (about 8 bytes per sieving prime: 450 MB near 10^18) every rank places them once, and the count runs faster.
 

@@ -164,11 +164,60 @@ enum Corpus {
     static let vocabulary = 50_000
 
     /// The folder of the corpus, made if it is not there yet.
+    ///
+    /// It lives in the temporary folder, which other users can write to: a corpus folder that
+    /// is not this user's own (a symbolic link, another user's, writable by others) is refused,
+    /// never written through or trusted. A new corpus is made in a folder of its own, its
+    /// files created new, and renamed into place whole once complete.
     static func make() throws -> String {
-        let root = (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp") + "/swiftpar-wordcount-corpus-v1"
+        var temporary = ProcessInfo.processInfo.environment["TMPDIR"] ?? ""
+        if temporary.isEmpty { temporary = "/tmp" }
+        let root = temporary + "/swiftpar-wordcount-corpus-v1"
+        if try isOwnFolder(root) {
+            if FileManager.default.fileExists(atPath: root + "/COMPLETE") { return root }
+            // Left by a run that was cut short before the rename (or by an older swiftpar).
+            try FileManager.default.removeItem(atPath: root)
+        }
+        var template = Array((root + ".XXXXXX").utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw SystemError.current("making a folder for the corpus beside \(root)")
+        }
+        let staging = String(cString: made)
+        do {
+            try generate(into: staging)
+            guard chmod(staging, 0o755) == 0 else { throw SystemError.current("chmod of \(staging)") }
+            guard rename(staging, root) == 0 else {
+                // Another run made it meanwhile: use that one, if it is sound.
+                let failure = SystemError.current("renaming \(staging) to \(root)")
+                try? FileManager.default.removeItem(atPath: staging)
+                if try isOwnFolder(root), FileManager.default.fileExists(atPath: root + "/COMPLETE") { return root }
+                throw failure
+            }
+        } catch {
+            try? FileManager.default.removeItem(atPath: staging)
+            throw error
+        }
+        return root
+    }
+
+    /// Whether `path` is a folder of this user's that no one else can write to; false when
+    /// nothing is there. Anything else there is refused.
+    static func isOwnFolder(_ path: String) throws -> Bool {
+        var info = stat()
+        guard lstat(path, &info) == 0 else {
+            if errno == ENOENT { return false }
+            throw SystemError.current("examining \(path)")
+        }
+        guard info.st_mode & S_IFMT == S_IFDIR, info.st_uid == getuid(), info.st_mode & 0o022 == 0 else {
+            throw SwiftParUsageError("\(path) is not a folder of this user's that only it can write (a symbolic link, or another user's folder): "
+                + "the corpus is neither written nor read there; remove it, or set TMPDIR to a folder of your own")
+        }
+        return true
+    }
+
+    /// Writes the corpus's files and its marker into the empty folder `root`.
+    private static func generate(into root: String) throws {
         let marker = root + "/COMPLETE"
-        if FileManager.default.fileExists(atPath: marker) { return root }
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         var generator = SplitMix(seed: 20261125)
         // Words of 2 to 12 lowercase letters; word r is drawn with probability about 1/r.
         let words: [[UInt8]] = (0..<vocabulary).map { _ in
@@ -196,13 +245,12 @@ enum Corpus {
             try writeNewFile(path, text)
         }
         try writeNewFile(marker, Array("\(files) files\n".utf8))
-        return root
     }
 
-    /// Writes `bytes` to the file at `path`, made or emptied, every write checked: a full disk
-    /// says so, in the system's words.
+    /// Writes `bytes` to a new file at `path` (never through a link, never over a file that
+    /// is there), every write checked: a full disk says so, in the system's words.
     static func writeNewFile(_ path: String, _ bytes: [UInt8]) throws {
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw SystemError.current("creating \(path)") }
         var written = 0
         while written < bytes.count {

@@ -291,6 +291,27 @@ struct CommandLineTests {
                 && launched.output.hasSuffix("  a\n"), "\(launched.report)")
     }
 
+    @Test("bench wordcount never writes or reads its corpus through a folder in the temporary folder that is not the user's own")
+    func wordCountCorpusFolder() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swiftpar-corpus-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // Found by a helper: a folder planted at the corpus's fixed path, holding a link named
+        // like a corpus file, made the benchmark overwrite the link's target with exit 0.
+        let victim = folder.appendingPathComponent("victim")
+        try Data("precious\n".utf8).write(to: victim)
+        for (name, plant) in [("linked", "mkdir -p linked/swiftpar-wordcount-corpus-v1 && ln -s ../../victim linked/swiftpar-wordcount-corpus-v1/text-1000.txt && chmod 777 linked/swiftpar-wordcount-corpus-v1"),
+                              ("symlink", "mkdir -p symlink elsewhere && ln -s ../elsewhere symlink/swiftpar-wordcount-corpus-v1")] {
+            let setup = try Jobs.runShell("cd \(shellQuoted(folder.path)) && \(plant)")
+            #expect(setup.status == 0, "\(setup.report)")
+            let result = try Jobs.run("swiftpar", ["bench", "wordcount", "--plain"], launch: .serial,
+                                      environment: ["TMPDIR": folder.appendingPathComponent(name).path], timeout: 60)
+            #expect(result.status != 0 && result.errors.contains("is not a folder of this user's that only it can write"), "\(name):\n\(result.report)")
+        }
+        #expect(try String(contentsOf: victim, encoding: .utf8) == "precious\n")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder.appendingPathComponent("elsewhere").path).isEmpty)
+    }
+
     @Test("bench pingpong --json under mpirun -n 2 prints one JSON document with latency and bandwidth of every case")
     func pingPongJSON() throws {
         let result = try Jobs.run("swiftpar", ["bench", "pingpong", "--json", "--repetitions", "1"], launch: .mpirun(2), timeout: 180)

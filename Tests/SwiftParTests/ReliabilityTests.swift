@@ -194,6 +194,11 @@ struct ReliabilityTests {
         (["-n", "3000000", "info"], "3000000 local ranks is more than the 4096 one machine can run"),
         (["primes", "10", "--bogus"], "Unknown option '--bogus'"),
         (["primes", "--stall-timeout", "soon", "10"], "--stall-timeout must be a number of seconds"),
+        // Found by a helper: these crashed (a bad pointer, a failed allocation of 800 GB).
+        (["bench", "collectives", "--count", "9223372036854775807"], "--count must be a whole number from 1 to 268435456"),
+        (["bench", "experiment", "--tasks", "9223372036854775807"], "--tasks must be a whole number from 1 to 1000, not 9223372036854775807"),
+        (["bench", "pool", "--limit", "0"], "--limit must be a whole number from 2 to 10^12, not 0"),
+        (["bench", "pingpong", "--repetitions", "0"], "--repetitions must be at least 1, not 0"),
     ])
     func badCommandLines(_ arguments: [String], _ words: String) throws {
         let result = try Jobs.runCommand([Jobs.product("swiftpar")] + arguments, timeout: 30)
