@@ -7,7 +7,7 @@ struct CodecBench: ParsableCommand {
         commandName: "codec",
         abstract: "Encode and decode speed of swiftpar's binary format, against Foundation's JSON, for the shapes users send.",
         discussion: """
-            Runs in one process: a small struct, a struct holding 512 Ki Doubles, a [String] of about 64 KiB, a [String: Int] of 10,000 entries and 1,000 small structs. Each figure is the median of several repetitions; Benchmarks/run puts Python's pickle beside it. The bytes are the whole encoded message, its header and field names included (bench pingpong counts a value's bytes as a user would: 21 for the small struct).
+            Runs on rank 0 alone, on one core (other ranks only wait; -n 1 starts none): a small struct, a struct holding 512 Ki Doubles, a [String] of about 64 KiB, a [String: Int] of 10,000 entries and 1,000 small structs. Each figure is the median of several repetitions; Benchmarks/run puts Python's pickle beside it. The bytes are the whole encoded message, its header and field names included (bench pingpong counts a value's bytes as a user would: 21 for the small struct).
 
             Examples:
               swiftpar bench codec

@@ -160,7 +160,16 @@ struct SwiftParCommand: ParsableCommand {
                   See 'swiftpar bench --help' for more information.
                 """
         }
-        guard !names.contains(arguments[index]), arguments[index] != "help" else { return nil }
+        if arguments[index] == "help" {
+            // `help bogus`: argument-parser printed the general help, with exit 0.
+            guard index + 1 < arguments.count, !arguments[index + 1].hasPrefix("-"), !names.contains(arguments[index + 1]) else { return nil }
+            return """
+                Error: unknown command '\(arguments[index + 1])': the commands are \(names.joined(separator: ", "))
+                Usage: swiftpar help <command>
+                  See 'swiftpar --help' for more information.
+                """
+        }
+        guard !names.contains(arguments[index]) else { return nil }
         return """
             Error: unknown command '\(arguments[index])': the commands are \(names.joined(separator: ", "))
             Usage: swiftpar [--workers <n>] <command> ...

@@ -199,6 +199,7 @@ struct ReliabilityTests {
         (["bench", "experiment", "--tasks", "9223372036854775807"], "--tasks must be a whole number from 1 to 1000, not 9223372036854775807"),
         (["bench", "pool", "--limit", "0"], "--limit must be a whole number from 2 to 10^12, not 0"),
         (["bench", "pingpong", "--repetitions", "0"], "--repetitions must be at least 1, not 0"),
+        (["help", "nosuch"], "unknown command 'nosuch': the commands are run, primes, hash, info, bench"),
     ])
     func badCommandLines(_ arguments: [String], _ words: String) throws {
         let result = try Jobs.runCommand([Jobs.product("swiftpar")] + arguments, timeout: 30)
