@@ -11,6 +11,8 @@
 // the map ends well before its 10 s, throwing CancellationError on every rank.
 // cancel-one: only the last rank cancels: it gets CancellationError, the others the item that
 // failed on it.
+// cancel-serving: rank 0 (working on no item) cancels its map, whose items ignore cancellation:
+// it throws CancellationError early, and the other ranks stop soon after.
 // interruptible: run before any await (forked ranks), then a long async map: Ctrl-C must end it
 // as it ends a synchronous job.
 // long-item: an async pool item computes for 2 to 3 s, noting its progress, under a stall timeout
@@ -24,6 +26,12 @@ import SwiftPar
 func writeError(_ text: String) {
     var bytes = Array(text.utf8)
     _ = write(2, &bytes, bytes.count)
+}
+
+/// Items done on this rank.
+actor Counter {
+    private(set) var value = 0
+    func add() { value += 1 }
 }
 
 /// Something to await that is not a sleep: an actor's state.
@@ -108,6 +116,40 @@ struct AsyncChecks {
                 }
                 try world.barrier()
             }
+        }
+        if mode == "cancel-serving" {
+            // Rank 0 works on no item and cancels its task, whose items are on the other ranks
+            // and ignore cancellation (found by a helper: the 600 items all ran, and rank 0
+            // returned every result from a cancelled task).
+            await SwiftPar.run { world in
+                let start = ContinuousClock.now
+                let done = Counter()
+                let mapping = Task {
+                    var options = MapOptions(chunkSize: .fixed(2))
+                    options.rankZeroWorks = false
+                    return try await Pool(world).map(Array(0..<600), options: options) { item async throws -> Int in
+                        let deadline = ContinuousClock.now + .milliseconds(10)
+                        while ContinuousClock.now < deadline {}
+                        await done.add()
+                        return item
+                    }
+                }
+                if world.rank == 0 {
+                    try await Task.sleep(for: .milliseconds(300))
+                    mapping.cancel()
+                }
+                do {
+                    let results = try await mapping.value
+                    let count = results.map { "\($0.count) results" } ?? "nil"
+                    let items = await done.value
+                    print("rank \(world.rank): \(count), \(items < 150 ? "stopped early" : "ran \(items) items")")
+                } catch is CancellationError {
+                    let seconds = (ContinuousClock.now - start) / .seconds(1)
+                    print("rank \(world.rank): CancellationError, \(seconds < 2 ? "early" : "late (\(seconds) s)")")
+                }
+                try world.barrier()
+            }
+            return
         }
         if mode == "nested" {
             // A pool call inside an async item, async or not, is refused as nested on every rank.

@@ -86,6 +86,15 @@ struct StartMethodTests {
         #expect(result.status == 0 && lines == expected, "\(launch):\n\(result.report)")
     }
 
+    @Test("A map cancelled on rank 0, which works on no item, stops handing out items there even where items ignore cancellation",
+          arguments: [Launch.local(3), .mpirun(3)])
+    func asyncMapCancelledWhereItIsServed(_ launch: Launch) throws {
+        let result = try Jobs.run("swiftpar-async-checks", ["cancel-serving"], launch: launch, timeout: 60)
+        let expected = ["rank 0: CancellationError, early"] + (1..<launch.ranks).map { "rank \($0): nil, stopped early" }
+        let lines = result.output.split(separator: "\n").map(String.init).sorted()
+        #expect(result.status == 0 && lines == expected, "\(launch):\n\(result.report)")
+    }
+
     @Test("A map cancelled on one rank throws CancellationError there and names that rank's item on the others",
           arguments: [Launch.local(3), .mpirun(3)])
     func asyncMapCancelledOnOneRank(_ launch: Launch) throws {

@@ -15,14 +15,19 @@ import Glibc
 // items (each sees `Task.isCancelled`, and `Task.sleep` throws `CancellationError`): an item
 // that then throws fails the map on every rank, as any throwing item does. On the rank that was
 // cancelled the call throws `CancellationError`, as Swift's own async functions do; the other
-// ranks see the item that stopped as failed.
+// ranks see the item that stopped as failed. On rank 0, which hands out the work, cancelling
+// also stops the handing out, even where items ignore cancellation or rank 0 works on none
+// (`rankZeroWorks` false): the call throws `CancellationError` there once the chunks already
+// out are back, and the other ranks end as from a finished call.
 
 extension Pool {
     /// Applies the asynchronous `transform` to every item; returns the results in input order
     /// on rank 0 and nil on the other ranks. As `map(_:options:_:)`, for a transform that awaits.
     /// Cancelling the calling task cancels this rank's items, the one running and those after it;
     /// if one of them then throws, the call stops on every rank and throws `CancellationError`
-    /// here (`PoolError.itemFailed` on the ranks that were not cancelled).
+    /// here (`PoolError.itemFailed` on the ranks that were not cancelled). On rank 0 it also
+    /// stops handing out items: the call throws `CancellationError` there once the chunks
+    /// already out are back, and the other ranks end as from a finished call.
     ///
     /// ```swift
     /// await SwiftPar.run { world in
@@ -40,8 +45,10 @@ extension Pool {
         try PoolItemScope.refuseNested("Pool.map", on: communicator)
         let cancellation = ItemCancellation()
         return try await onOwnThread(cancellation) {
-            try self.map(items, options: options) { item in
-                try waitForTask(answering: self.communicator, cancellation) { try await transform(item) }
+            try self.stopping(when: cancellation) {
+                try self.map(items, options: options) { item in
+                    try waitForTask(answering: self.communicator, cancellation) { try await transform(item) }
+                }
             }
         }
     }
@@ -51,7 +58,8 @@ extension Pool {
     ///
     /// Cancelling the calling task cancels this rank's items, the one running and those after it;
     /// if one of them then throws, the call stops on every rank and throws `CancellationError`
-    /// here (`PoolError.itemFailed` on the ranks that were not cancelled).
+    /// here (`PoolError.itemFailed` on the ranks that were not cancelled). On rank 0 it also
+    /// stops handing out items, as for `map`.
     ///
     /// - Returns: the total on rank 0, nil on the other ranks; on every rank when `everyRank`
     ///   is set.
@@ -62,10 +70,24 @@ extension Pool {
         try PoolItemScope.refuseNested("Pool.mapReduce", on: communicator)
         let cancellation = ItemCancellation()
         return try await onOwnThread(cancellation) {
-            try self.mapReduce(items, into: initial, everyRank: everyRank, options: options,
-                               { item in try waitForTask(answering: self.communicator, cancellation) { try await transform(item) } },
-                               combine: combine)
+            try self.stopping(when: cancellation) {
+                try self.mapReduce(items, into: initial, everyRank: everyRank, options: options,
+                                   { item in try waitForTask(answering: self.communicator, cancellation) { try await transform(item) } },
+                                   combine: combine)
+            }
         }
+    }
+}
+
+extension Pool {
+    /// Runs `body`, a pool call on this thread, so that on rank 0 `cancellation` stops it: no
+    /// chunk is handed out after the cancellation, and the call throws `CancellationError`
+    /// once the chunks already out are back (the other ranks end as from a finished map).
+    func stopping<T>(when cancellation: ItemCancellation, _ body: () throws -> T) rethrows -> T {
+        let outer = stopRequested
+        stopRequested = { cancellation.isCancelled }
+        defer { stopRequested = outer }
+        return try body()
     }
 }
 

@@ -29,6 +29,10 @@ public final class Pool: @unchecked Sendable {
     /// The ranks that do the work.
     public let communicator: Communicator
 
+    /// Set by the async forms on the thread that runs the engine: whether the calling task was
+    /// cancelled. Rank 0 then hands out no more chunks (see `PoolMaster.run`).
+    @usableFromInline var stopRequested: (@Sendable () -> Bool)?
+
     /// A pool over every rank of `communicator`.
     public init(_ communicator: Communicator) {
         self.communicator = communicator

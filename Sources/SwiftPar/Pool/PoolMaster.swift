@@ -81,6 +81,9 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
             }
         }
         while true {
+            // An async call whose task was cancelled on rank 0, which hands out the work:
+            // nothing more is handed out, and the call throws once the chunks out are back.
+            if failure == nil, let stopRequested = pool.stopRequested, stopRequested() { stop(with: CancellationError()) }
             try serveResults(wait: false)
             // A live worker with nothing to do gets the next chunk: items a dead worker left
             // must not wait for rank 0 (which may not work) or be dropped. Then one that holds
