@@ -50,6 +50,8 @@ read_manifest() {
     local kind path
     while IFS= read -r line; do
         case "$line" in
+            "") continue ;;
+            "folder .") manifest_folders+=(.); continue ;;
             "file "*) kind=file; path="${line#file }" ;;
             "folder "*) kind=folder; path="${line#folder }" ;;
             "$prefix/"*) kind=file; path="${line#"$prefix/"}" ;;
@@ -65,7 +67,7 @@ read_manifest() {
 if [ "$uninstall" -eq 1 ]; then
     [ -f "$manifest" ] || { echo "install.sh: nothing installed by install.sh under $prefix ($manifest is missing)" >&2; exit 1; }
     read_manifest
-    for file in "${manifest_files[@]}"; do rm -f -- "$prefix/$file"; done
+    for file in ${manifest_files[@]+"${manifest_files[@]}"}; do rm -f -- "$prefix/$file"; done
     rm -f -- "$manifest"
     # Only folders the install made, deepest first, and only if nothing else is in them.
     if [ "${#manifest_folders[@]}" -gt 0 ]; then
@@ -85,6 +87,12 @@ if [ ! -d "$existing" ] || [ ! -w "$existing" ]; then
     exit 1
 fi
 
+# Folders made now, and those an earlier install made (kept in its manifest), are removed
+# again by --uninstall; folders that were there before stay. Read before the build, so that a
+# manifest that cannot be trusted stops the install at once.
+previous_folders=()
+if [ -f "$manifest" ]; then read_manifest; previous_folders=(${manifest_folders[@]+"${manifest_folders[@]}"}); fi
+
 stage="$(mktemp -d)"
 made=()          # folders this run made, outermost first
 placed=()        # new files written under temporary names, not yet renamed into place
@@ -92,7 +100,7 @@ cleanup() {
     local status=$?
     rm -rf "$stage"
     if [ "$status" -ne 0 ]; then
-        for file in "${placed[@]}"; do rm -f -- "$file"; done
+        for file in ${placed[@]+"${placed[@]}"}; do rm -f -- "$file"; done
         for (( i=${#made[@]}-1; i>=0; i-- )); do
             if [ "${made[i]}" = . ]; then rmdir -- "$prefix" 2>/dev/null || true; else rmdir -- "$prefix/${made[i]}" 2>/dev/null || true; fi
         done
@@ -101,10 +109,6 @@ cleanup() {
 trap cleanup EXIT
 Launch/build-release.sh "$stage"
 
-# Folders made now, and those an earlier install made (kept in its manifest), are removed
-# again by --uninstall; folders that were there before stay.
-previous_folders=()
-if [ -f "$manifest" ]; then read_manifest; previous_folders=("${manifest_folders[@]}"); fi
 # The prefix itself, when this install makes it ("." in the manifest).
 if [ ! -d "$prefix" ]; then
     mkdir -p -- "$prefix"
@@ -113,8 +117,8 @@ fi
 for file in "${files[@]}" share/swiftpar/installed-files; do
     folder="$(dirname "$file")"
     chain=()
-    while [ "$folder" != . ]; do chain=("$folder" "${chain[@]}"); folder="$(dirname "$folder")"; done
-    for folder in "${chain[@]}"; do
+    while [ "$folder" != . ]; do chain=("$folder" ${chain[@]+"${chain[@]}"}); folder="$(dirname "$folder")"; done
+    for folder in ${chain[@]+"${chain[@]}"}; do
         if [ ! -d "$prefix/$folder" ]; then
             mkdir -p -- "$prefix/$folder"
             made+=("$folder")
@@ -136,7 +140,7 @@ if ! version="$("$prefix/bin/swiftpar.install-new" --version 2>&1)"; then
     exit 1
 fi
 {
-    for folder in "${previous_folders[@]}" "${made[@]}"; do echo "folder $folder"; done | awk '!seen[$0]++'
+    for folder in ${previous_folders[@]+"${previous_folders[@]}"} ${made[@]+"${made[@]}"}; do echo "folder $folder"; done | awk '!seen[$0]++'
     for file in "${files[@]}"; do echo "file $file"; done
 } > "$manifest.install-new"
 placed+=("$manifest.install-new")

@@ -347,7 +347,13 @@ void swiftpar_flush_all_streams(void) {
  * a flush may be under way (swiftpar's own, or a full buffer being written out), a reader that
  * is gone does not turn the signal into SIGPIPE, and a reader that has stopped reading holds
  * the process for at most half a second. */
+/* Set by the first handler that writes: another one (SIGTERM from rank 0 while Ctrl-C's SIGINT
+ * is being handled, or a signal taken on a second thread) writes nothing again; the first ends
+ * the process. */
+static volatile int swiftpar_writing_pending_output = 0;
+
 static void swiftpar_write_pending_output(int signal_number) {
+    if (__atomic_exchange_n(&swiftpar_writing_pending_output, 1, __ATOMIC_SEQ_CST)) return;
 #ifdef __GLIBC__
     struct sigaction ignore;
     memset(&ignore, 0, sizeof ignore);
@@ -378,6 +384,8 @@ int swiftpar_write_output_on_termination(void) {
     memset(&action, 0, sizeof action);
     action.sa_handler = swiftpar_write_pending_output;
     sigemptyset(&action.sa_mask);
+    sigaddset(&action.sa_mask, SIGINT);
+    sigaddset(&action.sa_mask, SIGHUP);
     action.sa_flags = SA_RESETHAND;
     sigaction(SIGTERM, &action, NULL);
     // A rank started with SIGTERM blocked by what started it (a test runner, a supervisor)
@@ -403,6 +411,9 @@ int swiftpar_write_output_on_interruption(void) {
         memset(&action, 0, sizeof action);
         action.sa_handler = swiftpar_write_pending_output;
         sigemptyset(&action.sa_mask);
+        sigaddset(&action.sa_mask, SIGINT);
+        sigaddset(&action.sa_mask, SIGHUP);
+        sigaddset(&action.sa_mask, SIGTERM);
         action.sa_flags = SA_RESETHAND;
         if (sigaction(signals[i], &action, NULL) == 0) installed++;
     }

@@ -227,7 +227,16 @@ public enum FileHashing {
         }
         pthread_detach(thread)
         var ready = pollfd(fd: ends[0], events: Int16(POLLIN), revents: 0)
-        while poll(&ready, 1, 250) <= 0 { afterEachPiece?() }
+        while true {
+            let polled = poll(&ready, 1, 250)
+            if polled > 0 { break }
+            if polled < 0 && errno != EINTR {
+                // Cannot wait alongside: wait for the open itself.
+                while poll(&ready, 1, -1) < 0 && errno == EINTR {}
+                break
+            }
+            afterEachPiece?()
+        }
         return opening.result
     }
 

@@ -57,15 +57,13 @@ struct Hash: ParsableCommand {
         }
     }
 
-    /// Whether `path` is missing and names a descriptor of the process (`/dev/fd/63`, as a
-    /// shell's `<(command)` gives).
-    static func isShellDescriptor(_ path: PathBytes) -> Bool {
-        guard path.bytes.starts(with: Array("/dev/fd/".utf8)) || path.bytes.starts(with: Array("/proc/self/fd/".utf8)) else { return false }
-        var info = stat()
-        return path.withCString { stat($0, &info) } != 0 && errno == ENOENT
+    /// Whether `path` names a descriptor of the process (`/dev/fd/63`, as a shell's
+    /// `<(command)` gives).
+    static func namesDescriptor(_ path: PathBytes) -> Bool {
+        path.bytes.starts(with: Array("/dev/fd/".utf8)) || path.bytes.starts(with: Array("/proc/self/fd/".utf8))
     }
 
-    static let launcherDescriptorReason = "No such file or directory: a descriptor of the shell that started the launcher, "
+    static let launcherDescriptorReason = "not read: a descriptor of the shell that started the launcher, "
         + "which the ranks do not have (for `<(command)` under mpirun or srun, pipe the command into swiftpar and give -)"
 
     /// What a path names, to tell whether two paths name the same file: the regular file there,
@@ -169,8 +167,15 @@ struct Hash: ParsableCommand {
             var streams: [PathBytes] = []
             var paths: [PathBytes] = []
             if world.rank == 0 {
+                // Under a launcher, a shell's /dev/fd/N is never read, even if rank 0 happens to
+                // have a descriptor of that number open (one of the launcher's own).
+                let launched = LaunchEnvironment.detect() != nil
                 for operand in operands {
-                    if operand == standardInput || FileHashing.isStream(operand) { streams.append(operand) } else { paths.append(operand) }
+                    if operand == standardInput || (!(launched && Self.namesDescriptor(operand)) && FileHashing.isStream(operand)) {
+                        streams.append(operand)
+                    } else {
+                        paths.append(operand)
+                    }
                 }
             }
             let pool = Pool(world)
@@ -210,7 +215,7 @@ struct Hash: ParsableCommand {
             // for `<(command)` is not there. Said so, rather than just "No such file".
             if LaunchEnvironment.detect() != nil {
                 paths.removeAll { path in
-                    guard Self.isShellDescriptor(path) else { return false }
+                    guard Self.namesDescriptor(path) else { return false }
                     writeStandardError("swiftpar: \(path): \(Self.launcherDescriptorReason)\n")
                     failed = true
                     if json { entries.append(FileHashing.Entry(path: path, digest: nil, problem: Self.launcherDescriptorReason)) }

@@ -172,13 +172,16 @@ enum Corpus {
     static func make() throws -> String {
         var temporary = ProcessInfo.processInfo.environment["TMPDIR"] ?? ""
         if temporary.isEmpty { temporary = "/tmp" }
-        let root = temporary + "/swiftpar-wordcount-corpus-v1"
+        // One per user: another user's corpus there is neither in the way nor trusted.
+        let name = "swiftpar-wordcount-corpus-v1-\(getuid())"
+        let root = temporary + "/" + name
+        removeAbandonedStaging(in: temporary, prefix: name + ".")
         if try isOwnFolder(root) {
             if FileManager.default.fileExists(atPath: root + "/COMPLETE") { return root }
             // Left by a run that was cut short before the rename (or by an older swiftpar).
             try FileManager.default.removeItem(atPath: root)
         }
-        var template = Array((root + ".XXXXXX").utf8CString)
+        var template = Array((root + ".\(getpid()).XXXXXX").utf8CString)
         guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
             throw SystemError.current("making a folder for the corpus beside \(root)")
         }
@@ -198,6 +201,19 @@ enum Corpus {
             throw error
         }
         return root
+    }
+
+    /// Removes the folders a corpus was being made in by runs that ended before they finished
+    /// (Ctrl-C during the minute it takes): `PREFIX.PID.XXXXXX` of this user's, whose process is
+    /// gone. A run still making one keeps it.
+    static func removeAbandonedStaging(in folder: String, prefix: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
+        for name in names where name.hasPrefix(prefix) {
+            let parts = name.dropFirst(prefix.count).split(separator: ".")
+            guard parts.count == 2, let pid = pid_t(parts[0]), kill(pid, 0) != 0 && errno == ESRCH,
+                  (try? isOwnFolder(folder + "/" + name)) == true else { continue }
+            try? FileManager.default.removeItem(atPath: folder + "/" + name)
+        }
     }
 
     /// Whether `path` is a folder of this user's that no one else can write to; false when

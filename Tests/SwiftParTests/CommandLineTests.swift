@@ -172,13 +172,13 @@ struct CommandLineTests {
     @Test("Benchmarks refuse values they cannot measure with, and bench hash reports what it cannot read")
     func benchmarkValues() throws {
         let refused: [([String], String)] = [
-            (["collectives", "--count", "0"], "--count must be at least 1, not 0"),
+            (["collectives", "--count", "0"], "--count must be a whole number from 1 to 268435456 (2 GiB of doubles), not 0"),
             // A negative value is a value (argument-parser took it for a missing one).
-            (["collectives", "--count", "-5"], "--count must be at least 1, not -5"),
+            (["collectives", "--count", "-5"], "--count must be a whole number from 1 to 268435456 (2 GiB of doubles), not -5"),
             (["pingpong", "--repetitions", "-1"], "--repetitions must be at least 1"),
             (["collectives", "--repetitions", "0"], "--repetitions must be at least 1, not 0"),
-            (["experiment", "--tasks", "0"], "--tasks must be at least 1, not 0"),
-            (["experiment", "--limit", "1"], "--limit must be at least 2, not 1"),
+            (["experiment", "--tasks", "0"], "--tasks must be a whole number from 1 to 1000, not 0"),
+            (["experiment", "--limit", "1"], "--limit must be a whole number from 2 to 10^12, not 1"),
         ]
         for (arguments, words) in refused {
             let job = try Jobs.runCommand([Jobs.product("swiftpar"), "bench"] + arguments, timeout: 60)
@@ -300,8 +300,9 @@ struct CommandLineTests {
         // like a corpus file, made the benchmark overwrite the link's target with exit 0.
         let victim = folder.appendingPathComponent("victim")
         try Data("precious\n".utf8).write(to: victim)
-        for (name, plant) in [("linked", "mkdir -p linked/swiftpar-wordcount-corpus-v1 && ln -s ../../victim linked/swiftpar-wordcount-corpus-v1/text-1000.txt && chmod 777 linked/swiftpar-wordcount-corpus-v1"),
-                              ("symlink", "mkdir -p symlink elsewhere && ln -s ../elsewhere symlink/swiftpar-wordcount-corpus-v1")] {
+        let corpus = "swiftpar-wordcount-corpus-v1-\(getuid())"
+        for (name, plant) in [("linked", "mkdir -p linked/\(corpus) && ln -s ../../victim linked/\(corpus)/text-1000.txt && chmod 777 linked/\(corpus)"),
+                              ("symlink", "mkdir -p symlink elsewhere && ln -s ../elsewhere symlink/\(corpus)")] {
             let setup = try Jobs.runShell("cd \(shellQuoted(folder.path)) && \(plant)")
             #expect(setup.status == 0, "\(setup.report)")
             let result = try Jobs.run("swiftpar", ["bench", "wordcount", "--plain"], launch: .serial,

@@ -77,6 +77,15 @@ struct ShippingTests {
         let left = try Jobs.runCommand(["find", prefix.path, "-mindepth", "1"]).output
         #expect(removed.status == 0 && left == "\(prefix.path)/share\n\(prefix.path)/share/man\n", "\(removed.report)\nleft:\n\(left)")
 
+        // A prefix the install makes (a fresh account's ~/.local) is removed again, and can be
+        // uninstalled at all (found by review: its manifest entry was refused).
+        let made = prefix.appendingPathComponent("made").path
+        let again = try Jobs.runShell("""
+            \(shellQuoted(LaunchTests.script("Launch/install.sh"))) --prefix \(shellQuoted(made)) > /dev/null && \
+            \(shellQuoted(LaunchTests.script("Launch/install.sh"))) --uninstall --prefix \(shellQuoted(made)) && test ! -e \(shellQuoted(made)) && echo gone
+            """, timeout: 1500)
+        #expect(again.output.hasSuffix("gone\n"), "\(again.report)")
+
         // A disk that fills during the install (found by a helper: a cut binary was left, which
         // --uninstall refused to remove): an error, and nothing left behind.
         let full = try Jobs.runCommand(["unshare", "-m", "sh", "-c", """

@@ -418,8 +418,9 @@ final class LocalEngine {
     }
 
     private func setAsideEverythingArrived(waiter: LocalTransport) throws {
-        for source in 0..<size where source != me {
-            if let failure = cutShort[source] { throw failure }
+        // A source cut short is skipped (nothing more is read from it): with failures
+        // tolerated, a dead worker's ring must not fail the sends to the live ones.
+        for source in 0..<size where source != me && cutShort[source] == nil {
             while let header = peek(source) { try setAside(from: source, header, waiter: waiter) }
         }
     }
