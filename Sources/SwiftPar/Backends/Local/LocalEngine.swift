@@ -30,6 +30,10 @@ final class LocalEngine {
     /// ring is read no further, since its position is inside a message, where no header is
     /// (a later read, such as the rest of a value's arrays, would take payload for a header).
     @exclusivity(unchecked) private var cutShort: [(any Error)?]
+    /// Destinations this rank has marked its ring to as used, and sources whose ring to this
+    /// rank was seen marked (see `SharedRegion.ringUsed`).
+    @exclusivity(unchecked) private var marked: [Bool]
+    @exclusivity(unchecked) private var seenUsed: [Bool]
     @exclusivity(unchecked) private var sendRings: [Ring?]
     @exclusivity(unchecked) private var receiveRings: [Ring?]
     private let spinLimit: Int
@@ -55,6 +59,8 @@ final class LocalEngine {
         written = Array(repeating: 0, count: region.size)
         read = Array(repeating: 0, count: region.size)
         cutShort = Array(repeating: nil, count: region.size)
+        marked = Array(repeating: false, count: region.size)
+        seenUsed = Array(repeating: false, count: region.size)
         sendRings = Array(repeating: nil, count: region.size)
         receiveRings = Array(repeating: nil, count: region.size)
         // With more ranks than cores a spinning rank takes the core another rank needs.
@@ -144,6 +150,13 @@ final class LocalEngine {
 
     @inline(__always)
     private func publish(_ position: Int, to destination: Int, ring: Ring) {
+        if !marked[destination] {
+            // Before the first head is published, and in the same total order as the head and
+            // the receiver's sleeping flag: a receiver that goes to sleep sees the ring marked,
+            // or this rank sees it asleep and wakes it.
+            region.ringUsed(from: me, to: destination).store(1, ordering: .sequentiallyConsistent)
+            marked[destination] = true
+        }
         written[destination] = position
         ring.head.store(position, ordering: .sequentiallyConsistent)
         wakeIfSleeping(destination)
@@ -234,6 +247,10 @@ final class LocalEngine {
     @inline(__always)
     private func peek(_ source: Int) -> FrameHeader? {
         guard cutShort[source] == nil else { return nil }
+        if !seenUsed[source] {
+            guard region.ringUsed(from: source, to: me).load(ordering: .sequentiallyConsistent) != 0 else { return nil }
+            seenUsed[source] = true
+        }
         let ring = receiveRing(source)
         let available = ring.head.load(ordering: .acquiring) - read[source]
         guard available >= FrameHeader.size else { return nil }

@@ -44,7 +44,13 @@ final class SharedRegion: @unchecked Sendable {
     }
 
     static func byteCount(for size: Int) -> Int {
-        jobBlockSize + size * rankBlockSize + size * (size - 1) * (Ring.dataOffset + ringCapacity(for: size))
+        ringsOffset(for: size) + size * (size - 1) * (Ring.dataOffset + ringCapacity(for: size))
+    }
+
+    /// Where the rings start: after the job block, the rank blocks and the table of used rings
+    /// (one byte per pair, rounded up to whole lines).
+    static func ringsOffset(for size: Int) -> Int {
+        jobBlockSize + size * rankBlockSize + (size * size + lineSize - 1) / lineSize * lineSize
     }
 
     /// Maps a new region for `size` ranks: anonymous memory that forked ranks inherit, or, with
@@ -223,8 +229,18 @@ final class SharedRegion: @unchecked Sendable {
         // Pairs are numbered skipping source == destination.
         let column = destination < source ? destination : destination - 1
         let index = source * (size - 1) + column
-        let offset = Self.jobBlockSize + size * Self.rankBlockSize + index * (Ring.dataOffset + ringCapacity)
+        let offset = Self.ringsOffset(for: size) + index * (Ring.dataOffset + ringCapacity)
         return Ring(base: base + offset, capacity: ringCapacity)
+    }
+
+    /// Set by `source` before its first message to `destination`. A rank that looks for messages
+    /// from many sources reads its own row of this table and only the rings set in it: reading
+    /// a ring no one wrote would give shared memory a page for nothing, and a rank that looks
+    /// at every ring (a send waiting for room, a receive from any source) made a job's start-up
+    /// grow with the square of its ranks, past what the memory holds at 4,096 ranks.
+    func ringUsed(from source: Int, to destination: Int) -> UnsafeAtomic<UInt8> {
+        let offset = Self.jobBlockSize + size * Self.rankBlockSize + destination * size + source
+        return UnsafeAtomic(at: (base + offset).assumingMemoryBound(to: UnsafeAtomic<UInt8>.Storage.self))
     }
 }
 
