@@ -375,19 +375,26 @@ static void swiftpar_write_pending_output(int signal_number) {
     raise(signal_number);
 }
 
-int swiftpar_write_output_on_termination(void) {
-    // Only where SIGTERM still ends the process by default: a handler of the program's own,
-    // or SIGTERM ignored, stays as it is.
+/* Makes `signal_number` write the pending output before it ends the process, only where it
+ * still ends the process by default: a handler of the program's own, or the signal ignored,
+ * stays as it is. The three signals block each other while one is handled. Returns 1 when it
+ * now does. */
+static int write_output_on(int signal_number) {
     struct sigaction previous;
-    if (sigaction(SIGTERM, NULL, &previous) != 0 || previous.sa_handler != SIG_DFL) return 0;
+    if (sigaction(signal_number, NULL, &previous) != 0 || previous.sa_handler != SIG_DFL) return 0;
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_handler = swiftpar_write_pending_output;
     sigemptyset(&action.sa_mask);
     sigaddset(&action.sa_mask, SIGINT);
     sigaddset(&action.sa_mask, SIGHUP);
+    sigaddset(&action.sa_mask, SIGTERM);
     action.sa_flags = SA_RESETHAND;
-    sigaction(SIGTERM, &action, NULL);
+    return sigaction(signal_number, &action, NULL) == 0;
+}
+
+int swiftpar_write_output_on_termination(void) {
+    if (!write_output_on(SIGTERM)) return 0;
     // A rank started with SIGTERM blocked by what started it (a test runner, a supervisor)
     // would otherwise be killed without writing anything when its job is ended. A program that
     // blocked SIGTERM itself (to read it from a signalfd) keeps it blocked.
@@ -401,23 +408,7 @@ int swiftpar_write_output_on_termination(void) {
 }
 
 int swiftpar_write_output_on_interruption(void) {
-    int installed = 0;
-    const int signals[] = {SIGINT, SIGHUP};
-    for (unsigned i = 0; i < sizeof signals / sizeof signals[0]; i++) {
-        // As for SIGTERM: a handler of the program's own, or the signal ignored, stays.
-        struct sigaction previous;
-        if (sigaction(signals[i], NULL, &previous) != 0 || previous.sa_handler != SIG_DFL) continue;
-        struct sigaction action;
-        memset(&action, 0, sizeof action);
-        action.sa_handler = swiftpar_write_pending_output;
-        sigemptyset(&action.sa_mask);
-        sigaddset(&action.sa_mask, SIGINT);
-        sigaddset(&action.sa_mask, SIGHUP);
-        sigaddset(&action.sa_mask, SIGTERM);
-        action.sa_flags = SA_RESETHAND;
-        if (sigaction(signals[i], &action, NULL) == 0) installed++;
-    }
-    return installed;
+    return write_output_on(SIGINT) + write_output_on(SIGHUP);
 }
 
 // Whether swiftpar_prefer_throughput made this process batch work.

@@ -199,7 +199,7 @@ public enum FileHashing {
     }
 
     /// `open(path, O_RDONLY)`, again after a signal: the descriptor, or -1 and the error.
-    private static func openForReading(_ path: PathBytes) -> (Int32, Int32) {
+    fileprivate static func openForReading(_ path: PathBytes) -> (Int32, Int32) {
         while true {
             let descriptor = path.withCString { open($0, O_RDONLY | O_CLOEXEC | O_NOCTTY) }
             if descriptor >= 0 { return (descriptor, 0) }
@@ -749,13 +749,7 @@ private final class PipeOpening: @unchecked Sendable {
 
 private func runPipeOpening(_ context: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
     let opening = Unmanaged<PipeOpening>.fromOpaque(context!).takeRetainedValue()
-    while true {
-        let descriptor = opening.path.withCString { open($0, O_RDONLY | O_CLOEXEC | O_NOCTTY) }
-        if descriptor >= 0 || errno != EINTR {
-            opening.result = (descriptor, descriptor >= 0 ? 0 : errno)
-            break
-        }
-    }
+    opening.result = FileHashing.openForReading(opening.path)
     close(opening.doneDescriptor)
     return nil
 }
