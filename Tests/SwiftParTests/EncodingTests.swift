@@ -421,6 +421,23 @@ struct HandWrittenCodingTests {
         }
     }
 
+    @Test("A decoded dictionary of scalars has room to spare, but never more than its message's bytes could fill")
+    func dictionaryRoom() throws {
+        // Room for half again as many entries (the table at most half full) is a speed choice:
+        // fewer occupied buckets to pass on each insertion.
+        let counts = Dictionary(uniqueKeysWithValues: mixedKeys(10_000).enumerated().map { ($1, $0) })
+        let back = try BinaryDecoder().decode([String: Int].self, from: BinaryEncoder().encode(counts))
+        #expect(back == counts)
+        #expect(back.capacity >= 15_000, "capacity \(back.capacity) for 10,000 entries")
+        // A count that claims far more entries than follow reserves only what the bytes left
+        // could hold (two bytes an entry at least), whatever room is added for speed.
+        let three = try BinaryEncoder().encode(Entries(entries: [("a", 1), ("b", 2), ("c", 3)]))
+        let lying = counted(three, entries: 1 << 40)
+        let decoded = try BinaryDecoder().decode([String: Int].self, from: lying)
+        #expect(decoded == ["a": 1, "b": 2, "c": 3])
+        #expect(decoded.capacity <= lying.count, "capacity \(decoded.capacity) from a message of \(lying.count) bytes")
+    }
+
     @Test("A large dictionary with one value of the wrong type throws, naming its key")
     func largeDictionaryWithBadValue() throws {
         enum Either: Encodable {
