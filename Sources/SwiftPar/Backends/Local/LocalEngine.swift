@@ -143,10 +143,23 @@ final class LocalEngine {
         var position = written[destination]
         header.write(into: ring, at: position)
         position += FrameHeader.size
-        if bytes.count > 0 { ring.copyIn(bytes.baseAddress!, count: bytes.count, at: position) }
-        publish(position + bytes.count, to: destination, ring: ring)
+        var offset = 0
+        repeat {
+            let n = min(bytes.count - offset, Self.piece)
+            if n > 0 { ring.copyIn(bytes.baseAddress! + offset, count: n, at: position) }
+            position += n
+            offset += n
+            publish(position, to: destination, ring: ring)
+        } while offset < bytes.count
         return true
     }
+
+    /// The most bytes copied into or out of a ring between two publications of its head or
+    /// tail. A larger message then goes across in pieces that the receiver copies out while
+    /// the sender copies in the next, instead of one side waiting for the other's whole copy
+    /// (`swiftpar -n 2 bench pingpong --case numbers_4MiB` on 2 cores: 600 µs one way with
+    /// whole-ring copies, 355 µs with 16 KiB pieces; 8 to 64 KiB measured alike).
+    static let piece = 16 << 10
 
     @inline(__always)
     private func publish(_ position: Int, to destination: Int, ring: Ring) {
@@ -192,14 +205,18 @@ final class LocalEngine {
             free -= FrameHeader.size
             operation.headerWritten = true
         }
-        let n = min(free, operation.header.length - operation.offset)
-        if n > 0 {
+        var n = min(free, operation.header.length - operation.offset, Self.piece)
+        while n > 0 {
             operation.withBytes { ring.copyIn($0.baseAddress! + operation.offset, count: n, at: position) }
             position += n
             operation.offset += n
+            publish(position, to: destination, ring: ring)
+            // The receiver may have freed room meanwhile: go on while there is some.
+            free = freeSpace(to: destination, ring: ring)
+            n = min(free, operation.header.length - operation.offset, Self.piece)
         }
         guard position != start else { return false }
-        publish(position, to: destination, ring: ring)
+        if written[destination] != position { publish(position, to: destination, ring: ring) }
         return true
     }
 
@@ -329,7 +346,7 @@ final class LocalEngine {
         var copied = 0
         while true {
             let available = ring.head.load(ordering: .acquiring) - read[source]
-            let n = min(available, buffer.count - copied)
+            let n = min(available, buffer.count - copied, Self.piece)
             if n > 0 {
                 ring.copyOut(buffer.baseAddress! + copied, count: n, at: read[source])
                 copied += n
@@ -339,6 +356,7 @@ final class LocalEngine {
             ring.tail.store(read[source], ordering: .sequentiallyConsistent)
             wakeIfSleeping(source)
             if copied == buffer.count { return }
+            if ring.head.load(ordering: .acquiring) > read[source] { continue }
             do {
                 try waitForBytes(from: source, waiter: waiter)
             } catch {
