@@ -22,6 +22,7 @@ let faultScenarios: [String: @Sendable (Communicator) throws -> String] = [
     "stall": stall,
     "stall-at-end": stallAtEnd,
     "stall-in-wait": stallInWait,
+    "stall-mid-message": stallMidMessage,
     "busy-noting-progress": busyNotingProgress,
     "hostile-decode": hostileDecode,
     "large-arrays-apart": largeArraysApart,
@@ -346,6 +347,26 @@ func stallInWait(_ world: Communicator) throws -> String {
         _ = try world.receive(Int.self, from: .rank(1), tag: 6)
     }
     return "\(soloPrefix)unreachable"
+}
+
+/// Rank 1 is stopped (SIGSTOP) partway through a message larger than a ring, while rank 0
+/// receives it: with a stall timeout the job ends naming rank 1 (the local backend waited for
+/// the rest of the message for good). Under MPI rank 0 may get the whole message, read from
+/// rank 1's memory, and then the job waits for rank 1 at the end.
+func stallMidMessage(_ world: Communicator) throws -> String {
+    if world.rank == 1 {
+        var stopper = pthread_t()
+        _ = pthread_create(&stopper, nil, { _ in
+            usleep(200_000)
+            kill(getpid(), SIGSTOP)
+            return nil
+        }, nil)
+        try world.send([Double](repeating: 1.5, count: 1 << 20), to: 0, tag: 7)
+    } else if world.rank == 0 {
+        usleep(500_000)
+        _ = try world.receive([Double].self, from: .rank(1), tag: 7)
+    }
+    return "\(soloPrefix)returned"
 }
 
 /// Rank 1 stops itself (SIGSTOP) while the others return: with a stall timeout the job ends,

@@ -443,8 +443,30 @@ func poolWorkerDiesRetry(_ world: Communicator) throws -> String {
         return text.utf8.count
     }
     if world.rank == 0 { try expectEqual(lengths, texts.map(\.utf8.count), world, "large items after rank 2 died") }
-    // Ranks 1 and 2 are gone, so the usual gather of summaries cannot include them.
-    return "\(soloPrefix)complete=\(results?.count ?? 0),calls=\(calls),later=\(doubled?.count ?? 0)/\(lengths?.count ?? 0)"
+    // ...and one whose answers are larger than a ring, so rank 3 dies while its answer is
+    // still crossing (stopped for room: rank 0 is busy with an item of its own), and rank 0
+    // then finds part of that answer.
+    var slept = false
+    let blocks = try pool.map(0..<4, options: MapOptions(chunkSize: .fixed(1), retryLostItems: true)) { item -> [UInt8] in
+        if world.rank == 3 {
+            var killer = pthread_t()
+            _ = pthread_create(&killer, nil, { _ in
+                usleep(300_000)
+                kill(getpid(), SIGKILL)
+                return nil
+            }, nil)
+        } else if world.rank == 0 && !slept {
+            slept = true
+            usleep(1_000_000)
+        }
+        return [UInt8](repeating: UInt8(item), count: 3_000_000)
+    }
+    if world.rank == 0 {
+        try expectEqual(blocks?.map { $0.count == 3_000_000 ? Int($0[0]) : -1 }, [0, 1, 2, 3], world, "answers after rank 3 died sending one")
+        try expect(blocks?.allSatisfy { block in block.allSatisfy { $0 == block[0] } } == true, world, "every byte of every answer")
+    }
+    // Ranks 1, 2 and 3 are gone, so the usual gather of summaries cannot include them.
+    return "\(soloPrefix)complete=\(results?.count ?? 0),calls=\(calls),later=\(doubled?.count ?? 0)/\(lengths?.count ?? 0)/\(blocks?.count ?? 0)"
 }
 
 /// A summary starting with this is printed by each rank itself, without a gather.

@@ -503,6 +503,13 @@ struct ReliabilityTests {
                           environment: ["SWIFTPAR_STALL_TIMEOUT": "2"])
     }
 
+    @Test("A rank stopped partway through sending a message larger than a ring: with a stall timeout the job ends, naming it",
+          arguments: multiRank)
+    func stallMidMessage(_ launch: Launch) throws {
+        try expectFailure("stall-mid-message", launch, "rank 1 has made no progress in swiftpar (stopped, or busy outside swiftpar)",
+                          environment: ["SWIFTPAR_STALL_TIMEOUT": "2"])
+    }
+
     @Test("A rank stopped while the others have finished: with a stall timeout the job ends, naming it", arguments: multiRank)
     func stallAtEnd(_ launch: Launch) throws {
         try expectFailure("stall-at-end", launch, "rank 1 has made no progress in swiftpar (stopped, or busy outside swiftpar)",

@@ -265,7 +265,16 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
             }
             guard let info else { return }
             shouldWait = false
-            let bytes = try channel.receiveArray(UInt8.self, matching: info)
+            let bytes: [UInt8]
+            do {
+                bytes = try channel.receiveArray(UInt8.self, matching: info)
+            } catch let CommunicatorError.peerFailed(peer, reason, _, _) where peer == info.source && peer != 0 && live.contains(peer) {
+                // The worker died while its answer was still crossing (one larger than the room
+                // in its ring goes across as it is written): the answer is lost with its chunks.
+                try workerDied(peer, reason: reason)
+                if outstanding.allSatisfy(\.isEmpty) { return }
+                continue
+            }
             let result: PoolChunkResult<R>
             do {
                 result = try pool.poolMessage(from: info.source, byteCount: bytes.count, as: "results of type \(R.self)", inArray: true) { try PoolChunkResult<R>.unframed(bytes) }

@@ -367,10 +367,16 @@ final class LocalEngine {
     /// A failure met meanwhile is given in the numbers of `waiter`, the communicator receiving.
     private func waitForBytes(from source: Int, waiter: LocalTransport) throws {
         let ring = receiveRing(source)
-        try wait({ ring.head.load(ordering: .acquiring) > self.read[source] }) { _ in
+        let arrived = { ring.head.load(ordering: .acquiring) > self.read[source] }
+        try wait(arrived) { waited in
             try self.checkFailure("receive", waiter: waiter)
             if self.region.state(of: source).load(ordering: .acquiring) == RankState.failed.rawValue {
                 throw waiter.peerFailure(world: source, reason: self.region.rankFailureDescription(source), operation: "receive")
+            }
+            // A sender stopped partway through its message (SIGSTOP, a debugger) is a stall
+            // like any other: without this the rest of the message was waited for for good.
+            if let stallTimeout = self.stallTimeout, waited > stallTimeout {
+                try self.checkStall(waiter.activity ?? "receive", quiet: waited, rank: self.me, done: arrived)
             }
         }
     }
@@ -453,7 +459,13 @@ final class LocalEngine {
         // A source cut short is skipped (nothing more is read from it): with failures
         // tolerated, a dead worker's ring must not fail the sends to the live ones.
         for source in 0..<size where source != me && cutShort[source] == nil {
-            while let header = peek(source) { try setAside(from: source, header, waiter: waiter) }
+            do {
+                while let header = peek(source) { try setAside(from: source, header, waiter: waiter) }
+            } catch where cutShort[source] != nil && region.state(of: source).load(ordering: .acquiring) == RankState.failed.rawValue {
+                // That source died partway through a message: a receive from it is told so, and
+                // the send waiting here goes on (or fails for a failure of its own).
+                continue
+            }
         }
     }
 
