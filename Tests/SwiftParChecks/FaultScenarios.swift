@@ -355,12 +355,7 @@ func stallInWait(_ world: Communicator) throws -> String {
 /// rank 1's memory, and then the job waits for rank 1 at the end.
 func stallMidMessage(_ world: Communicator) throws -> String {
     if world.rank == 1 {
-        var stopper = pthread_t()
-        _ = pthread_create(&stopper, nil, { _ in
-            usleep(200_000)
-            kill(getpid(), SIGSTOP)
-            return nil
-        }, nil)
+        signalSelf(SIGSTOP, afterMicroseconds: 200_000)
         try world.send([Double](repeating: 1.5, count: 1 << 20), to: 0, tag: 7)
     } else if world.rank == 0 {
         usleep(500_000)

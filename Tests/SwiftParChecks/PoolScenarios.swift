@@ -449,12 +449,7 @@ func poolWorkerDiesRetry(_ world: Communicator) throws -> String {
     var slept = false
     let blocks = try pool.map(0..<4, options: MapOptions(chunkSize: .fixed(1), retryLostItems: true)) { item -> [UInt8] in
         if world.rank == 3 {
-            var killer = pthread_t()
-            _ = pthread_create(&killer, nil, { _ in
-                usleep(300_000)
-                kill(getpid(), SIGKILL)
-                return nil
-            }, nil)
+            signalSelf(SIGKILL, afterMicroseconds: 300_000)
         } else if world.rank == 0 && !slept {
             slept = true
             usleep(1_000_000)

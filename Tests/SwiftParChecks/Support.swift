@@ -66,3 +66,19 @@ func startIdleThread() {
         while true { sleep(60) }
     }, nil)
 }
+
+/// Sends `signal` to this process from a thread of its own once `delay` microseconds have
+/// passed: for a rank that must be killed or stopped while it is inside a swiftpar call.
+func signalSelf(_ signal: Int32, afterMicroseconds delay: UInt32) {
+    let plan = UnsafeMutablePointer<(signal: Int32, delay: UInt32)>.allocate(capacity: 1)
+    plan.initialize(to: (signal, delay))
+    var thread = pthread_t()
+    _ = pthread_create(&thread, nil, { raw in
+        let plan = raw!.assumingMemoryBound(to: (signal: Int32, delay: UInt32).self)
+        let (signal, delay) = plan.pointee
+        plan.deallocate()
+        usleep(delay)
+        kill(getpid(), signal)
+        return nil
+    }, plan)
+}
