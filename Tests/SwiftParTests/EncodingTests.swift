@@ -512,6 +512,17 @@ struct FormatRuleTests {
         rejects(Int8.self, [0x03, 0x80, 0x04], "does not fit in Int8")
     }
 
+    @Test("Nested arrays whose counts each claim the rest of the message reserve, together, no more room than its size")
+    func nestedLyingCounts() throws {
+        // [[String]]: 5,000 empty arrays, each saying it holds 2^62 strings.
+        let lie: [UInt8] = [WireTag.countedUnkeyed, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40, 0xFF]
+        let body = [WireTag.unkeyed] + Array([[UInt8]](repeating: lie, count: 5_000).joined()) + [0xFF]
+        let decoded = try BinaryDecoder().decode([[String]].self, from: magic + body)
+        #expect(decoded.count == 5_000 && decoded.allSatisfy(\.isEmpty))
+        let reserved = decoded.reduce(0) { $0 + $1.capacity }
+        #expect(reserved <= 2 * body.count, "\(reserved) elements reserved from a message of \(body.count) bytes")
+    }
+
     @Test("Strings: a length past the end, invalid UTF-8")
     func strings() {
         rejects(String.self, [0x07, 0x20, 0x61], "runs past the end")

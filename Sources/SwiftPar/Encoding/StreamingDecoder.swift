@@ -35,6 +35,9 @@ struct DecodeContext {
     /// Which decoding state this is, among those of its thread: container boxes kept for
     /// reuse belong to one.
     var serial = 0
+    /// Elements that counts given by writers may still reserve room for in this message (see
+    /// `believable(count:at:)`).
+    var reservable = 0
 
     static let frameCount = maximumNestingDepth + 2
 }
@@ -176,12 +179,14 @@ final class DecodingState {
         context.pointee.frames.initialize(repeating: DecodeFrame(), count: DecodeContext.frameCount)
         context.pointee.owner = Unmanaged.passUnretained(self)
         context.pointee.serial = scratch.newSerial()
+        context.pointee.reservable = bytes.count
     }
 
     /// Prepares for decoding `bytes`.
     func reset(_ bytes: UnsafeRawBufferPointer) {
         context.pointee.base = bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 8)!
         context.pointee.count = bytes.count
+        context.pointee.reservable = bytes.count
         if context.pointee.keyCount > 0 {
             context.pointee.keys.deinitialize(count: context.pointee.keyCount)
             context.pointee.keyCount = 0
@@ -501,10 +506,15 @@ extension UnsafeMutablePointer where Pointee == DecodeContext {
     }
 
     /// A count a writer gave for the container whose contents start at `position`, believed only
-    /// as far as the bytes left could hold: every value or entry takes at least two bytes.
+    /// as far as the bytes left could hold (every value or entry takes at least two bytes), and
+    /// only while the counts believed in this message add up to no more than its size: nested
+    /// containers that each claimed what the rest of the message could hold made the room
+    /// reserved grow with the square of the message's size.
     @inline(__always)
     func believable(count claimed: UInt64, at position: Int) -> Int {
-        Int(min(claimed, UInt64(pointee.count - position) / 2))
+        let believed = Int(min(claimed, UInt64(pointee.count - position) / 2, UInt64(Swift.max(pointee.reservable, 0))))
+        pointee.reservable -= believed
+        return believed
     }
 
     /// How many values an unkeyed container holds, its first value at `offset` (a quick pass).
