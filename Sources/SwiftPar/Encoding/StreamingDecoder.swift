@@ -512,7 +512,7 @@ extension UnsafeMutablePointer where Pointee == DecodeContext {
     /// reserved grow with the square of the message's size.
     @inline(__always)
     func believable(count claimed: UInt64, at position: Int) -> Int {
-        let believed = Int(min(claimed, UInt64(pointee.count - position) / 2, UInt64(Swift.max(pointee.reservable, 0))))
+        let believed = Int(min(claimed, UInt64(pointee.count - position) / 2, UInt64(pointee.reservable)))
         pointee.reservable -= believed
         return believed
     }
