@@ -705,3 +705,30 @@ int swiftpar_run_under_init_if_first_process(void) {
         if (!(info.si_code == SI_KERNEL && from_keyboard)) kill(program, signal_number);
     }
 }
+
+int swiftpar_thread_schedule(uint64_t *on_cpu, uint64_t *waiting_for_cpu) {
+    int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char text[96];
+    ssize_t got;
+    do { got = read(fd, text, sizeof text - 1); } while (got < 0 && errno == EINTR);
+    int saved = errno;
+    close(fd);
+    if (got <= 0) { errno = got < 0 ? saved : EIO; return -1; }
+    text[got] = 0;
+    unsigned long long cpu, delay;
+    if (sscanf(text, "%llu %llu", &cpu, &delay) != 2) { errno = EIO; return -1; }
+    // The file's CPU time leaves out what the running thread used since the last tick; this
+    // clock counts it.
+    struct timespec used;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &used) != 0) return -1;
+    *on_cpu = (uint64_t)used.tv_sec * 1000000000u + (uint64_t)used.tv_nsec;
+    *waiting_for_cpu = delay;
+    return 0;
+}
+
+int swiftpar_usable_cpus(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+    return CPU_COUNT(&set);
+}

@@ -12,6 +12,7 @@ let poolScenarios: [String: @Sendable (Communicator) throws -> String] = [
     "pool-reduce-into": poolReduceInto,
     "pool-item-uncaught": poolItemUncaught,
     "pool-rank-zero-fails": poolRankZeroFails,
+    "pool-core-share": poolCoreShare,
 ]
 
 /// Encodes as an Int; decoding 7 fails.
@@ -477,4 +478,84 @@ func poolItemUncaught(_ world: Communicator) throws -> String {
         return item
     }
     return "\(soloPrefix)the map did not throw"
+}
+
+/// Keeps this thread on a CPU for `milliseconds` of its own CPU time.
+func busy(milliseconds: Double) {
+    var now = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
+    let end = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 + milliseconds / 1000
+    var x = 0
+    repeat {
+        for i in 0..<1000 { x = x &* 31 &+ i }
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
+    } while Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 < end && x != 1
+}
+
+/// More ranks than cores (SWIFTPAR_CHECK_CORES, as swiftpar counts them for the job): items
+/// that keep the CPU busy go to as many ranks as there are cores (rank 0 and the first
+/// workers); items that sleep, and a map with the limit turned off, go to every rank. Each item
+/// returns the rank that ran it; every item's result is checked.
+func poolCoreShare(_ world: Communicator) throws -> String {
+    let given = getenv("SWIFTPAR_CHECK_CORES").flatMap { Int(String(cString: $0)) }
+    try expect(given != nil, world, "SWIFTPAR_CHECK_CORES must say how many cores the job has")
+    let cores = given ?? 1
+    try expect(world.size > cores, world, "this check needs more ranks than the \(cores) cores, not \(world.size)")
+    let pool = Pool(world)
+    let items = 0..<120
+    /// The items each rank ran, checking every result.
+    func share(_ ranks: [Int]?) throws -> [Int] {
+        var counts = [Int](repeating: 0, count: world.size)
+        guard let ranks else { return counts }
+        try expect(ranks.count == items.count, world, "\(ranks.count) results for \(items.count) items")
+        for rank in ranks {
+            try expect((0..<world.size).contains(rank), world, "an item says it ran on rank \(rank)")
+            counts[rank] += 1
+        }
+        return counts
+    }
+    /// What the ranks beyond the cores ran, together, and the least any one of them ran.
+    func beyondCores(_ counts: [Int]) -> (total: Int, least: Int) {
+        let idle = counts[cores...]
+        return (idle.reduce(0, +), idle.min() ?? 0)
+    }
+    let busyRanks = try share(try pool.map(items) { _ -> Int in
+        busy(milliseconds: 4)
+        return world.rank
+    })
+    let sleepyRanks = try share(try pool.map(items) { _ -> Int in
+        usleep(4000)
+        return world.rank
+    })
+    // Few long sleeps (a network call, a child process) keep every rank at work too.
+    let longSleeps = 0..<(8 * world.size)
+    var longSleepRanks = [Int](repeating: 0, count: world.size)
+    if let ranks = try pool.map(longSleeps, { _ -> Int in
+        usleep(60_000)
+        return world.rank
+    }) {
+        try expect(ranks.count == longSleeps.count, world, "\(ranks.count) results for \(longSleeps.count) items")
+        for rank in ranks { longSleepRanks[rank] += 1 }
+    }
+    var everyRank = MapOptions()
+    everyRank.limitsBusyRanksToCores = false
+    let unlimitedRanks = try share(try pool.map(items, options: everyRank) { _ -> Int in
+        busy(milliseconds: 4)
+        return world.rank
+    })
+    guard world.rank == 0 else { return "worked" }
+    let fairShare = items.count / world.size
+    // Before the first 30 ms of timings show the ranks taking turns, each runs an item or three
+    // (two or three each, here); working, each runs about a fair share (at least 9 here).
+    let busyShare = beyondCores(busyRanks)
+    try expect(busyShare.total <= 4 * (world.size - cores), world,
+               "busy items: the \(world.size - cores) ranks beyond the cores ran \(busyShare.total) of \(items.count) (per rank: \(busyRanks))")
+    let sleepy = beyondCores(sleepyRanks)
+    try expect(sleepy.least >= fairShare / 5, world, "sleeping items: a rank beyond the cores ran \(sleepy.least) of \(items.count) (per rank: \(sleepyRanks))")
+    let longSleepers = beyondCores(longSleepRanks)
+    try expect(longSleepers.least >= 3, world, "long sleeps: a rank beyond the cores ran \(longSleepers.least) of \(longSleeps.count) (per rank: \(longSleepRanks))")
+    let unlimited = beyondCores(unlimitedRanks)
+    try expect(unlimited.least >= fairShare / 5, world,
+               "busy items, limit off: a rank beyond the cores ran \(unlimited.least) of \(items.count) (per rank: \(unlimitedRanks))")
+    return "beyond-cores busy=\(busyShare.total) sleepy=\(sleepy.total) long-sleeps=\(longSleepers.total) unlimited=\(unlimited.total)"
 }

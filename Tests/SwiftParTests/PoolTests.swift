@@ -27,6 +27,24 @@ struct PoolTests {
           arguments: [Launch.serial, .mpirun(1), .mpirun(3), .local(1), .local(3), .spawned(3)])
     func rankZeroFails(_ launch: Launch) throws { try check("pool-rank-zero-fails", launch) }
 
+    static let onlineCores = max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1)
+
+    @Test("More ranks than cores (local: 4 ranks on 2 CPUs with taskset): busy items go to as many ranks as cores; sleeping items, or the limit off, to every rank")
+    func coreShareLocal() throws {
+        let result = try Jobs.runCommand(["taskset", "-c", "0,1", Jobs.product("swiftpar-checks"), "pool-core-share"],
+                                         environment: ["SWIFTPAR_WORKERS": "4", "SWIFTPAR_CHECK_CORES": "2"], timeout: 120)
+        expectEveryRankOK(result, scenario: "pool-core-share", ranks: 4)
+    }
+
+    /// MPI counts the machine's cores, so the job has two ranks more than those: on a machine
+    /// of more than 6, that many ranks wait for a core too little of the time to be limited.
+    @Test("More ranks than cores (MPI: 2 more than the machine has): the same", .enabled(if: onlineCores <= 6))
+    func coreShareMPI() throws {
+        let result = try Jobs.run("swiftpar-checks", ["pool-core-share"], launch: .mpirun(Self.onlineCores + 2),
+                                  environment: ["SWIFTPAR_CHECK_CORES": "\(Self.onlineCores)"], timeout: 120)
+        expectEveryRankOK(result, scenario: "pool-core-share", ranks: Self.onlineCores + 2)
+    }
+
     @Test("A worker killed mid-map: without retries the map fails within 1 s naming the lost items")
     func workerDies() throws {
         let result = try Jobs.run("swiftpar-checks", ["pool-worker-dies"], launch: .local(4), timeout: 60)

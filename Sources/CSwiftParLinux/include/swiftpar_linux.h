@@ -179,6 +179,15 @@ int swiftpar_guardian_tell(int descriptor, int32_t group);
 /// of swiftpar_spawn_task, which are scheduled as usual. 0 on success, -1 with errno set.
 int swiftpar_prefer_throughput(uint64_t slice_ns);
 
+/// The calling thread's time so far: nanoseconds on a CPU in *on_cpu (its CPU-time clock), and
+/// nanoseconds it was ready to run but waited for a CPU in *waiting_for_cpu (from
+/// /proc/thread-self/schedstat). 0 on success, -1 with errno set (a kernel without scheduler
+/// statistics).
+int swiftpar_thread_schedule(uint64_t *on_cpu, uint64_t *waiting_for_cpu);
+
+/// The number of CPUs this thread may run on (sched_getaffinity); 0 if that cannot be read.
+int swiftpar_usable_cpus(void);
+
 /// Tells the processor that this thread is spinning in a wait loop (x86 PAUSE, Arm YIELD): on
 /// a core shared with another hardware thread, that thread gets the core's resources meanwhile,
 /// and a spinning rank no longer slows down the rank it waits for.

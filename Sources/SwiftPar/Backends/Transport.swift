@@ -90,6 +90,11 @@ protocol Transport: AnyObject {
     /// Which of `ranks` have died (while failures are tolerated); backends that end the job
     /// when a rank dies report none.
     func failedRanks(among ranks: [Int]) -> [Int]
+    /// The cores that every rank of the job shares, on the one machine they all run on; nil
+    /// when the ranks may be spread over several machines, or where that is not known.
+    var sharedMachineCores: Int? { get }
+    /// Whether a stall timeout is set for the job.
+    var hasStallTimeout: Bool { get }
 
     /// A receive from `source` with `tag` (nil: any) was started and will be waited for later:
     /// until `endReceive` or `dropReceive` with the number returned, a backend whose senders
@@ -213,6 +218,10 @@ extension Transport {
     func answerWhileComputing() {}
 
     func failedRanks(among ranks: [Int]) -> [Int] { [] }
+
+    var sharedMachineCores: Int? { nil }
+
+    var hasStallTimeout: Bool { false }
 
     /// Sends a plain-number array from its own storage.
     @usableFromInline

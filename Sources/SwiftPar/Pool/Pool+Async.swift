@@ -46,7 +46,7 @@ extension Pool {
         let cancellation = ItemCancellation()
         return try await onOwnThread(cancellation) {
             try self.stopping(when: cancellation) {
-                try self.map(items, options: options) { item in
+                try self.map(items, options: options.forAsyncItems) { item in
                     try waitForTask(answering: self.communicator, cancellation) { try await transform(item) }
                 }
             }
@@ -71,11 +71,22 @@ extension Pool {
         let cancellation = ItemCancellation()
         return try await onOwnThread(cancellation) {
             try self.stopping(when: cancellation) {
-                try self.mapReduce(items, into: initial, everyRank: everyRank, options: options,
+                try self.mapReduce(items, into: initial, everyRank: everyRank, options: options.forAsyncItems,
                                    { item in try waitForTask(answering: self.communicator, cancellation) { try await transform(item) } },
                                    combine: combine)
             }
         }
+    }
+}
+
+extension MapOptions {
+    /// The options for the synchronous map that runs async items: the engine's thread waits for
+    /// each item's task, which runs on other threads, so its own time says nothing of whether
+    /// the ranks take turns on the cores, and the number of busy ranks is not limited.
+    var forAsyncItems: MapOptions {
+        var options = self
+        options.limitsBusyRanksToCores = false
+        return options
     }
 }
 

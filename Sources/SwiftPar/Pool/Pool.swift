@@ -273,7 +273,8 @@ public final class Pool: @unchecked Sendable {
         return try withoutActuallyEscaping(transform) { transform in
             try withoutActuallyEscaping(deliver) { deliver in
                 let worker = ChunkWorker<S.Element, R>(rank: communicator.rank, transform: transform, accumulator: accumulator,
-                                                       perRank: perRank, keepGoing: keepGoing)
+                                                       perRank: perRank, keepGoing: keepGoing,
+                                                       measuresUse: coresToShare(options) != nil)
                 guard communicator.rank == 0 else {
                     return try work(worker, getsValue: workersGetValue)
                 }
@@ -282,6 +283,19 @@ public final class Pool: @unchecked Sendable {
                 return nil
             }
         }
+    }
+
+    /// The cores that this map's ranks take turns on: those of the one machine they all run
+    /// on, when they outnumber them, the schedule is dynamic and the limit is not turned off.
+    /// Not with a stall timeout: a rank left without work would wait through the rest of the
+    /// map, and with items that compute for a second or more without `noteProgress()` it would
+    /// see no progress and report a stall.
+    @usableFromInline
+    func coresToShare(_ options: MapOptions) -> Int? {
+        let transport = communicator.transport
+        guard options.limitsBusyRanksToCores, options.schedule == .dynamic, !transport.hasStallTimeout,
+              let cores = transport.sharedMachineCores, communicator.size > cores else { return nil }
+        return cores
     }
 
     /// Exchanges with every rank which call each is in (see `Communicator.agree`).
@@ -454,19 +468,25 @@ struct ChunkWorker<Item: Codable, R: Codable> {
     /// Whether a reduction keeps one total per rank (sent at the end) rather than per chunk.
     @usableFromInline let perRank: Bool
     @usableFromInline let keepGoing: Bool
+    /// Whether each chunk also reports the time its thread spent on a CPU and waiting for one:
+    /// rank 0 then limits how many ranks work at once (see `MapOptions.limitsBusyRanksToCores`).
+    @usableFromInline let measuresUse: Bool
 
     @inlinable
-    init(rank: Int, transform: @escaping (Item) throws -> R, accumulator: PartialTotal<R>?, perRank: Bool, keepGoing: Bool) {
+    init(rank: Int, transform: @escaping (Item) throws -> R, accumulator: PartialTotal<R>?, perRank: Bool, keepGoing: Bool,
+         measuresUse: Bool = false) {
         self.rank = rank
         self.transform = transform
         self.accumulator = accumulator
         self.perRank = perRank
         self.keepGoing = keepGoing
+        self.measuresUse = measuresUse
     }
 
     @inlinable
     func run(_ chunk: PoolChunk<Item>) -> PoolChunkResult<R> {
         let start = monotonicNow()
+        let before = measuresUse ? threadSchedule() : nil
         var failures: [PoolItemFailure] = []
         let items = chunk.items
         let count = items.count
@@ -510,8 +530,12 @@ struct ChunkWorker<Item: Codable, R: Codable> {
             }
         }
         let done = failures.isEmpty || keepGoing ? count : failures[0].offset + 1
-        return PoolChunkResult(start: chunk.start, count: done, results: results, failures: failures,
-                               seconds: monotonicNow() - start)
+        let seconds = monotonicNow() - start
+        var use: ChunkUse?
+        if let before, let after = threadSchedule() {
+            use = ChunkUse(cpuSeconds: after.onCPU - before.onCPU, waitingForCPU: after.waitingForCPU - before.waitingForCPU)
+        }
+        return PoolChunkResult(start: chunk.start, count: done, results: results, failures: failures, seconds: seconds, use: use)
     }
 
     /// `result` with the items whose results cannot be encoded (`error` is the chunk's encoding
@@ -542,7 +566,7 @@ struct ChunkWorker<Item: Codable, R: Codable> {
         // Should every result encode alone, the chunk as a whole still failed: its first item.
         if failures.count == result.failures.count { return unsendableWhole(result, error) }
         let count = keepGoing ? result.count : failures[0].offset + 1
-        return PoolChunkResult(start: result.start, count: count, results: kept, failures: failures, seconds: result.seconds)
+        return PoolChunkResult(start: result.start, count: count, results: kept, failures: failures, seconds: result.seconds, use: result.use)
     }
 
     /// The answer to a chunk whose items do not decode here: a failure of the whole chunk, whose
@@ -563,7 +587,7 @@ struct ChunkWorker<Item: Codable, R: Codable> {
         let message = result.failures.first?.message ?? "it cannot be decoded"
         let failed = keepGoing ? count : 1
         return PoolChunkResult(start: result.start, count: failed, results: [],
-                               failures: (0..<failed).map { PoolItemFailure(offset: $0, message: message) }, seconds: result.seconds)
+                               failures: (0..<failed).map { PoolItemFailure(offset: $0, message: message) }, seconds: result.seconds, use: result.use)
     }
 
     /// The chunk with every item failed (`keepGoing`), or its first.
@@ -572,7 +596,7 @@ struct ChunkWorker<Item: Codable, R: Codable> {
         let message = "its result cannot be sent to rank 0: \(describeDecodingError(error, inArray: true))"
         let count = keepGoing ? result.count : 1
         return PoolChunkResult(start: result.start, count: count, results: [],
-                               failures: (0..<count).map { PoolItemFailure(offset: $0, message: message) }, seconds: result.seconds)
+                               failures: (0..<count).map { PoolItemFailure(offset: $0, message: message) }, seconds: result.seconds, use: result.use)
     }
 }
 

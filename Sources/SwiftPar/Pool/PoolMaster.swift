@@ -45,6 +45,8 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
     /// thrown here once the workers are stopped, where they get `failure`.
     @usableFromInline var rankZeroError: (any Error)?
     @usableFromInline var sends: [SendRequest] = []
+    /// Whether new chunks go to fewer ranks than there are (see `MapOptions.limitsBusyRanksToCores`).
+    @usableFromInline var coreShare: CoreShare?
 
     @inlinable
     init(pool: Pool, items: S, options: MapOptions, worker: ChunkWorker<Item, R>, deliver: @escaping (Pool.Outcome<R>) throws -> Void) {
@@ -65,6 +67,15 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
         outstanding = Array(repeating: [], count: pool.communicator.size)
         let dead = pool.deadWorkers
         live = (1..<max(pool.communicator.size, 1)).filter { !dead.contains($0) }
+        coreShare = pool.coresToShare(options).map { CoreShare(cores: $0, rankZeroWorks: options.rankZeroWorks) }
+    }
+
+    /// Whether `rank` may be given a chunk now: every live worker, unless the ranks wait for
+    /// cores, and then the first ones, as many as the cores leave room for.
+    @inlinable
+    func mayWork(_ rank: Int) -> Bool {
+        guard let workers = coreShare?.busyWorkers else { return true }
+        return live.prefix(workers).contains(rank)
     }
 
     @inlinable
@@ -76,7 +87,7 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
         for round in 0..<inFlight {
             // A second chunk each only when there is enough for every rank, rank 0 included.
             if round > 0, let total, total - nextIndex < size { break }
-            for rank in live {
+            for rank in live where mayWork(rank) {
                 if let chunk = nextChunk() { try send(chunk, to: rank) }
             }
         }
@@ -90,11 +101,11 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
             // a single chunk gets a second while enough is left: rank 0 may now work on a chunk
             // of its own, and a worker that finishes meanwhile must not wait for it.
             if failure == nil {
-                for rank in live where outstanding[rank].isEmpty {
+                for rank in live where outstanding[rank].isEmpty && mayWork(rank) {
                     guard let chunk = nextChunk() else { break }
                     try send(chunk, to: rank)
                 }
-                for rank in live where outstanding[rank].count < inFlight && mayQueueSecondChunk() {
+                for rank in live where outstanding[rank].count < inFlight && mayWork(rank) && mayQueueSecondChunk() {
                     guard let chunk = nextChunk() else { break }
                     try send(chunk, to: rank)
                 }
@@ -173,15 +184,17 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
         return total - nextIndex >= size * chunkSize()
     }
 
-    /// Automatic chunks carry about 2 ms of work (4 items before the first timing), and no more
-    /// than half of a fair share of what is left, so the last chunks are small and every rank
-    /// finishes at about the same time.
+    /// Automatic chunks carry about 2 ms of work (4 items before the first timing, 1 where ranks
+    /// may take turns on the cores), and no more than half of a fair share of what is left, so
+    /// the last chunks are small and every rank finishes at about the same time.
     @inlinable
     func chunkSize() -> Int {
         if case .fixed(let n) = options.chunkSize { return n }
         // Before any timing, a few items; never more than a fair share, so that a handful of
         // heavy items is spread over the ranks rather than handed to the first one.
-        var n = secondsPerItem.map { Int(min(0.002 / max($0, 1e-9), Double(1 << 16))) } ?? 4
+        // Where ranks may have to take turns on the cores, one item: until timings show whether
+        // they do, the ranks that would then be left without work must not hold much of it.
+        var n = secondsPerItem.map { Int(min(0.002 / max($0, 1e-9), Double(1 << 16))) } ?? (coreShare == nil ? 4 : 1)
         if let total { n = min(n, max(1, (total - nextIndex) / (2 * size))) }
         return max(n, 1)
     }
@@ -286,7 +299,7 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
                 continue
             }
             try handle(result, from: info.source)
-            if failure == nil, outstanding[info.source].isEmpty || mayQueueSecondChunk(), let chunk = nextChunk() {
+            if failure == nil, mayWork(info.source), outstanding[info.source].isEmpty || mayQueueSecondChunk(), let chunk = nextChunk() {
                 try send(chunk, to: info.source)
             }
             handled += 1
@@ -314,6 +327,10 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
         if result.count > 0 {
             let perItem = result.seconds / Double(result.count)
             secondsPerItem = secondsPerItem.map { 0.7 * $0 + 0.3 * perItem } ?? perItem
+        }
+        if let use = result.use {
+            let working = rank == 0 || mayWork(rank)
+            coreShare?.note(use, seconds: result.seconds, working: working)
         }
         if let first = result.failures.first, !worker.keepGoing {
             if failure == nil {
@@ -347,5 +364,59 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
         // Chunks on their way to it never arrive; its end must not wait for them.
         channel.abandonSends(to: rank)
         retryQueue.append(contentsOf: lost.compactMap { chunk in chunk.items.map { (chunk.start, $0) } })
+    }
+}
+
+/// Rank 0's view of whether the ranks of a map wait for cores, from how their chunks spent
+/// their time.
+///
+/// Chunk times are added up in windows of `window` seconds. A window whose chunks slept for
+/// `sleeping` of their time or more ends the limit for good: items that sleep leave cores free
+/// for the ranks that would otherwise be idle. Otherwise a window whose chunks waited for a CPU
+/// for more than `contended` of their time shows ranks taking turns on the cores: from then on
+/// only as many ranks as there are cores get new chunks.
+@usableFromInline
+struct CoreShare {
+    @usableFromInline let cores: Int
+    @usableFromInline let rankZeroWorks: Bool
+    @usableFromInline var limited = false
+    @usableFromInline var ended = false
+    @usableFromInline var seconds = 0.0
+    @usableFromInline var cpuSeconds = 0.0
+    @usableFromInline var waitingForCPU = 0.0
+
+    @usableFromInline static var window: Double { 0.03 }
+    @usableFromInline static var contended: Double { 0.15 }
+    @usableFromInline static var sleeping: Double { 0.1 }
+
+    @inlinable
+    init(cores: Int, rankZeroWorks: Bool) {
+        self.cores = cores
+        self.rankZeroWorks = rankZeroWorks
+    }
+
+    /// How many workers may hold chunks; nil while every one may. With one core and rank 0
+    /// working, none: rank 0 runs every chunk.
+    @inlinable
+    var busyWorkers: Int? {
+        guard limited, !ended else { return nil }
+        return rankZeroWorks ? cores - 1 : cores
+    }
+
+    /// Counts a finished chunk that took `seconds`. Once the limit holds, the chunks of ranks
+    /// left without work (handed out before) say nothing of the ranks still `working`.
+    @inlinable
+    mutating func note(_ use: ChunkUse, seconds chunkSeconds: Double, working: Bool) {
+        guard !ended, working else { return }
+        seconds += chunkSeconds
+        cpuSeconds += use.cpuSeconds
+        waitingForCPU += use.waitingForCPU
+        guard seconds >= Self.window else { return }
+        if seconds - cpuSeconds - waitingForCPU >= Self.sleeping * seconds {
+            ended = true
+        } else if waitingForCPU > Self.contended * seconds {
+            limited = true
+        }
+        (seconds, cpuSeconds, waitingForCPU) = (0, 0, 0)
     }
 }

@@ -32,6 +32,25 @@ public struct MapOptions: Sendable {
     /// Whether rank 0 works on items too, between serving the others (the default). When
     /// false it only hands out items and collects results, unless it is the only rank.
     public var rankZeroWorks = true
+    /// Whether, when the ranks outnumber the cores of the one machine they all run on and they
+    /// take turns on them, only as many ranks as there are cores work at a time (the default).
+    /// Two ranks on one core evict each other's data from its caches, so they finish later
+    /// than one rank doing the work of both.
+    ///
+    /// Every rank works at first. Once the chunks show the ranks waiting for a core for more
+    /// than a sixth of their time while they seldom sleep, rank 0 gives new chunks only to as
+    /// many ranks as there are cores (itself included when `rankZeroWorks`); the others finish
+    /// the chunks they hold and wait, idle, until the map ends. Items that sleep (a read from
+    /// disk, the network, a sleep) for a tenth of their time or more keep or put every rank
+    /// back to work, for the rest of the map: one rank's sleep leaves its core to another. A
+    /// rank that dies is replaced by one that waited.
+    ///
+    /// It never applies with `.staticBlocks`, to the `async` forms, with a stall timeout (a
+    /// rank left without work would wait through the whole map), or when the ranks may run on
+    /// several machines (MPI across hosts, `srun`). The local backend counts the cores its
+    /// processes may run on (`taskset`, a container's or Slurm's CPU set); MPI counts the
+    /// machine's.
+    public var limitsBusyRanksToCores = true
 
     /// Options with the defaults: automatic chunks, dynamic schedule, no retries, no progress.
     public init(chunkSize: ChunkSize = .automatic, schedule: Schedule = .dynamic, retryLostItems: Bool = false,
@@ -178,7 +197,8 @@ extension PoolChunk {
 }
 
 extension PoolChunkResult {
-    /// start, count, seconds, length of the encoded failures; the failures; the results.
+    /// start, count, seconds, seconds on a CPU (negative when not measured), seconds waiting
+    /// for one, length of the encoded failures; the failures; the results.
     @inlinable
     func framed() throws -> [UInt8] {
         let encodedFailures = failures.isEmpty ? [] : try BinaryEncoder().encode(failures)
@@ -186,6 +206,8 @@ extension PoolChunkResult {
         frame.append(UInt64(bitPattern: Int64(start)))
         frame.append(UInt64(bitPattern: Int64(count)))
         frame.append(seconds.bitPattern)
+        frame.append((use?.cpuSeconds ?? -1).bitPattern)
+        frame.append((use?.waitingForCPU ?? 0).bitPattern)
         frame.append(UInt64(encodedFailures.count))
         frame.bytes.append(contentsOf: encodedFailures)
         frame.bytes.append(contentsOf: try BinaryEncoder().encode(results))
@@ -198,15 +220,32 @@ extension PoolChunkResult {
             let start = Int(Int64(bitPattern: try PoolFrame.word(raw, 0)))
             let count = Int(Int64(bitPattern: try PoolFrame.word(raw, 1)))
             let seconds = Double(bitPattern: try PoolFrame.word(raw, 2))
-            let failureBytes = Int(try PoolFrame.word(raw, 3))
-            guard failureBytes <= raw.count - 32 else {
+            let cpuSeconds = Double(bitPattern: try PoolFrame.word(raw, 3))
+            let waitingForCPU = Double(bitPattern: try PoolFrame.word(raw, 4))
+            let failureBytes = Int(try PoolFrame.word(raw, 5))
+            guard failureBytes <= raw.count - 48 else {
                 throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "pool result claims \(failureBytes) bytes of failures"))
             }
             let failures = failureBytes == 0 ? [] : try BinaryDecoder().decode(
-                [PoolItemFailure].self, from: UnsafeRawBufferPointer(rebasing: raw[32..<(32 + failureBytes)]))
-            let results = try BinaryDecoder().decode([R].self, from: UnsafeRawBufferPointer(rebasing: raw[(32 + failureBytes)...]))
-            return PoolChunkResult(start: start, count: count, results: results, failures: failures, seconds: seconds)
+                [PoolItemFailure].self, from: UnsafeRawBufferPointer(rebasing: raw[48..<(48 + failureBytes)]))
+            let results = try BinaryDecoder().decode([R].self, from: UnsafeRawBufferPointer(rebasing: raw[(48 + failureBytes)...]))
+            return PoolChunkResult(start: start, count: count, results: results, failures: failures, seconds: seconds,
+                                   use: cpuSeconds >= 0 ? ChunkUse(cpuSeconds: cpuSeconds, waitingForCPU: waitingForCPU) : nil)
         }
+    }
+}
+
+/// How the thread that ran a chunk spent its time: on a CPU, and ready to run but waiting for
+/// one. The rest of the chunk's time it slept (a read from disk, the network, a sleep).
+@usableFromInline
+struct ChunkUse: Codable {
+    @usableFromInline var cpuSeconds: Double
+    @usableFromInline var waitingForCPU: Double
+
+    @inlinable
+    init(cpuSeconds: Double, waitingForCPU: Double) {
+        self.cpuSeconds = cpuSeconds
+        self.waitingForCPU = waitingForCPU
     }
 }
 
@@ -229,15 +268,19 @@ struct PoolChunkResult<R: Codable>: Codable {
     /// The results of the items that succeeded, in order (or one combined value).
     @usableFromInline var results: [R]
     @usableFromInline var failures: [PoolItemFailure]
+    /// How long the chunk took.
     @usableFromInline var seconds: Double
+    /// What running it used, when measured.
+    @usableFromInline var use: ChunkUse?
 
     @inlinable
-    init(start: Int, count: Int, results: [R], failures: [PoolItemFailure], seconds: Double) {
+    init(start: Int, count: Int, results: [R], failures: [PoolItemFailure], seconds: Double, use: ChunkUse? = nil) {
         self.start = start
         self.count = count
         self.results = results
         self.failures = failures
         self.seconds = seconds
+        self.use = use
     }
 }
 

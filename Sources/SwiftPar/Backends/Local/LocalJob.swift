@@ -525,6 +525,16 @@ package func monotonicNow() -> Double {
     return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }
 
+/// The calling thread's time so far: seconds on a CPU, and seconds it was ready to run but
+/// waited for one (other threads had the cores). Nil where the kernel keeps no such figures.
+@usableFromInline
+package func threadSchedule() -> (onCPU: Double, waitingForCPU: Double)? {
+    var onCPU: UInt64 = 0
+    var waiting: UInt64 = 0
+    guard swiftpar_thread_schedule(&onCPU, &waiting) == 0 else { return nil }
+    return (Double(onCPU) / 1e9, Double(waiting) / 1e9)
+}
+
 /// Starts a detached thread running `body`.
 func startThread(_ body: @escaping @Sendable () -> Void) throws {
     _ = try startJoinableThread(body, detached: true)

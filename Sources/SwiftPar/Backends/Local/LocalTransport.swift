@@ -1,3 +1,5 @@
+import CSwiftParLinux
+
 /// A communicator of the local backend: a group of ranks of the job (all of them for the world)
 /// and a context number that keeps its messages apart from every other communicator's.
 final class LocalTransport: Transport {
@@ -105,6 +107,15 @@ final class LocalTransport: Transport {
     func abandonSends(to rank: Int) {
         engine.abandonSends(to: members[rank])
     }
+
+    /// Every rank of the local backend runs on this machine, on the cores the job was started
+    /// with (its ranks inherit them, and none is bound to fewer).
+    var sharedMachineCores: Int? {
+        let usable = Int(swiftpar_usable_cpus())
+        return usable > 0 ? min(usable, SwiftPar.onlineCores) : SwiftPar.onlineCores
+    }
+
+    var hasStallTimeout: Bool { engine.stallTimeout != nil }
 
     func failedRanks(among ranks: [Int]) -> [Int] {
         ranks.filter { engine.region.state(of: members[$0]).load(ordering: .acquiring) == RankState.failed.rawValue }

@@ -31,6 +31,8 @@ final class MPIJob {
     @exclusivity(unchecked) private(set) var finishedCount = 0
     /// More ranks on this host than cores: waiting ranks yield the core at once.
     let oversubscribed: Bool
+    /// The launcher put every rank of the job on this machine.
+    let allOnThisMachine: Bool
     /// `SWIFTPAR_STALL_TIMEOUT`: seconds a rank may wait without progress before the job ends.
     let stallTimeout: Double?
     @exclusivity(unchecked) private var noticeSends: [MPI_Request?] = []
@@ -107,6 +109,7 @@ final class MPIJob {
         noticeWords.initialize(repeating: Int64(rank), count: 4)
         let localRanks = Int(getenvString("OMPI_COMM_WORLD_LOCAL_SIZE") ?? "") ?? 1
         oversubscribed = localRanks > SwiftPar.onlineCores
+        allOnThisMachine = getenvString("OMPI_COMM_WORLD_LOCAL_SIZE") != nil && localRanks == size
         stallTimeout = settings.stallTimeout
         mainThreadOnly = ["single", "funneled"].contains(settings.mpiThreadLevel)
         settings.shareCores(ranksOnHost: localRanks)
@@ -240,6 +243,7 @@ final class MPIJob {
         var failureSince: Double?
         var testsSinceFailure = 0
         var tries = 0
+        var naps = 0
         while true {
             if try done() { return }
             tries += 1
@@ -273,8 +277,18 @@ final class MPIJob {
                     quietSince = monotonicNow()
                 }
             }
-            if oversubscribed || now - start > 0.05 {
-                if now - start > 1 { usleep(200) } else { sched_yield() }
+            // A rank that shares its core yields it at once, and after 5 ms sleeps, ever longer,
+            // up to a twentieth of the time it has waited (at most 10 ms): one that waits long
+            // (left without work by a pool, say) would otherwise take the core from a working
+            // rank thousands of times a second. Not while it takes messages off the queue for
+            // started receives (a sender may wait for that), nor while it counts the tests that
+            // a finished rank's last messages get before its end is reported.
+            let waited = now - start
+            if oversubscribed, waited > 0.005, !hasWorkWhileWaiting, failureSince == nil {
+                usleep(UInt32(max(50, min(Double(50 << min(naps, 8)), waited * 50_000, 10_000))))
+                naps += 1
+            } else if oversubscribed || waited > 0.05 {
+                if waited > 1 { usleep(200) } else { sched_yield() }
             }
         }
     }

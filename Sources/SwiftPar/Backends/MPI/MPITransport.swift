@@ -93,6 +93,12 @@ final class MPITransport: Transport {
 
     var collectiveChannel: any Transport { channel ?? self }
 
+    /// The machine's cores: mpirun may bind each rank to fewer, so a rank's own CPU set does
+    /// not tell what the job shares.
+    var sharedMachineCores: Int? { job.allOnThisMachine ? SwiftPar.onlineCores : nil }
+
+    var hasStallTimeout: Bool { job.stallTimeout != nil }
+
     func check(_ code: Int32, _ operation: @autoclosure () -> String) throws {
         guard code != MPI_SUCCESS else { return }
         throw CommunicatorError.mpi(operation: operation(), code: code, message: mpiErrorString(code), rank: rank)
