@@ -726,9 +726,3 @@ int swiftpar_thread_schedule(uint64_t *on_cpu, uint64_t *waiting_for_cpu) {
     *waiting_for_cpu = delay;
     return 0;
 }
-
-int swiftpar_usable_cpus(void) {
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
-    return CPU_COUNT(&set);
-}

@@ -29,11 +29,30 @@ struct PoolTests {
 
     static let onlineCores = max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1)
 
-    @Test("More ranks than cores (local: 4 ranks on 2 CPUs with taskset): busy items go to as many ranks as cores; sleeping items, or the limit off, to every rank")
+    /// The first two CPUs this process may run on (one where it may run on one only), from
+    /// `Cpus_allowed_list` in /proc/self/status ("0-3,8").
+    static func firstTwoCPUs() throws -> [Int] {
+        let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+        let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") })
+        var cpus: [Int] = []
+        for part in line.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces).split(separator: ",") {
+            let bounds = part.split(separator: "-").compactMap { Int($0) }
+            guard let first = bounds.first else { continue }
+            cpus += Array(first...(bounds.last ?? first))
+            if cpus.count >= 2 { break }
+        }
+        return Array(cpus.prefix(2))
+    }
+
+    @Test("More ranks than cores (local: 2 ranks more than 2 CPUs given with taskset): busy items go to as many ranks as cores; sleeping items, or the limit off, to every rank")
     func coreShareLocal() throws {
-        let result = try Jobs.runCommand(["taskset", "-c", "0,1", Jobs.product("swiftpar-checks"), "pool-core-share"],
-                                         environment: ["SWIFTPAR_WORKERS": "4", "SWIFTPAR_CHECK_CORES": "2"], timeout: 120)
-        expectEveryRankOK(result, scenario: "pool-core-share", ranks: 4)
+        let cpus = try Self.firstTwoCPUs()
+        try #require(!cpus.isEmpty, "no CPU in this process's CPU set")
+        let list = cpus.map(String.init).joined(separator: ",")
+        let result = try Jobs.runCommand(["taskset", "-c", list, Jobs.product("swiftpar-checks"), "pool-core-share"],
+                                         environment: ["SWIFTPAR_WORKERS": "\(cpus.count + 2)", "SWIFTPAR_CHECK_CORES": "\(cpus.count)"],
+                                         timeout: 120)
+        expectEveryRankOK(result, scenario: "pool-core-share", ranks: cpus.count + 2)
     }
 
     /// MPI counts the machine's cores, so the job has two ranks more than those: on a machine

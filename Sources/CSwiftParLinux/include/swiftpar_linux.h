@@ -185,9 +185,6 @@ int swiftpar_prefer_throughput(uint64_t slice_ns);
 /// statistics).
 int swiftpar_thread_schedule(uint64_t *on_cpu, uint64_t *waiting_for_cpu);
 
-/// The number of CPUs this thread may run on (sched_getaffinity); 0 if that cannot be read.
-int swiftpar_usable_cpus(void);
-
 /// Tells the processor that this thread is spinning in a wait loop (x86 PAUSE, Arm YIELD): on
 /// a core shared with another hardware thread, that thread gets the core's resources meanwhile,
 /// and a spinning rank no longer slows down the rank it waits for.

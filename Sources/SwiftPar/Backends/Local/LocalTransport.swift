@@ -1,5 +1,3 @@
-import CSwiftParLinux
-
 /// A communicator of the local backend: a group of ranks of the job (all of them for the world)
 /// and a context number that keeps its messages apart from every other communicator's.
 final class LocalTransport: Transport {
@@ -110,10 +108,7 @@ final class LocalTransport: Transport {
 
     /// Every rank of the local backend runs on this machine, on the cores the job was started
     /// with (its ranks inherit them, and none is bound to fewer).
-    var sharedMachineCores: Int? {
-        let usable = Int(swiftpar_usable_cpus())
-        return usable > 0 ? min(usable, SwiftPar.onlineCores) : SwiftPar.onlineCores
-    }
+    var sharedMachineCores: Int? { SwiftPar.availableCores }
 
     var hasStallTimeout: Bool { engine.stallTimeout != nil }
 

@@ -219,7 +219,9 @@ final class MPIJob {
     /// Waits until `done` holds, testing it in a loop; between tests reads notices and throws
     /// when `context` can never be satisfied (its peers finished) or the stall timeout passes.
     @inline(__always)
-    func wait(_ context: @autoclosure () -> MPIWaitContext, _ done: () throws -> Bool) throws {
+    /// `idle`: the rank waits for a message to arrive (a probe), so it may sleep between tests
+    /// when it shares a core.
+    func wait(_ context: @autoclosure () -> MPIWaitContext, idle: Bool = false, _ done: () throws -> Bool) throws {
         progress &+= 1
         // A rank whose operations all end at once answers stall queries too (every 10 ms at most).
         if stallTimeout != nil {
@@ -230,10 +232,10 @@ final class MPIJob {
             }
         }
         if try done() { return }
-        try waitSlowly(context(), done)
+        try waitSlowly(context(), idle: idle, done)
     }
 
-    private func waitSlowly(_ context: MPIWaitContext, _ done: () throws -> Bool) throws {
+    private func waitSlowly(_ context: MPIWaitContext, idle: Bool, _ done: () throws -> Bool) throws {
         // With receives started, their messages are taken after a short spin, and then between
         // every two tests; otherwise the spin that answers fastest runs with nothing else in it.
         let spinLimit = hasWorkWhileWaiting ? 16 : oversubscribed ? 64 : 20_000
@@ -277,14 +279,16 @@ final class MPIJob {
                     quietSince = monotonicNow()
                 }
             }
-            // A rank that shares its core yields it at once, and after 5 ms sleeps, ever longer,
-            // up to a twentieth of the time it has waited (at most 10 ms): one that waits long
-            // (left without work by a pool, say) would otherwise take the core from a working
-            // rank thousands of times a second. Not while it takes messages off the queue for
-            // started receives (a sender may wait for that), nor while it counts the tests that
-            // a finished rank's last messages get before its end is reported.
+            // A rank that shares its core yields it at once; one that waits for a message to
+            // arrive sleeps after 5 ms, ever longer, up to a twentieth of the time it has waited
+            // (at most 10 ms): one that waits long (left without work by a pool, say) would
+            // otherwise take the core from a working rank thousands of times a second. Not
+            // while a transfer of its own is under way (Open MPI moves it forward only when
+            // the rank tests), while it takes messages off the queue for started receives (a
+            // sender may wait for that), nor while it counts the tests that a finished rank's
+            // last messages get before its end is reported.
             let waited = now - start
-            if oversubscribed, waited > 0.005, !hasWorkWhileWaiting, failureSince == nil {
+            if oversubscribed, idle, waited > 0.005, !hasWorkWhileWaiting, failureSince == nil {
                 usleep(UInt32(max(50, min(Double(50 << min(naps, 8)), waited * 50_000, 10_000))))
                 naps += 1
             } else if oversubscribed || waited > 0.05 {

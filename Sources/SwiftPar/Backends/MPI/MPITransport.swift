@@ -569,7 +569,7 @@ final class MPITransport: Transport {
             return false
         }
         if wait {
-            try job.wait(context("receive", .anySenderOf(sources.map { members[$0] })), arrived)
+            try job.wait(context("receive", .anySenderOf(sources.map { members[$0] })), idle: true, arrived)
         } else {
             _ = try arrived()
         }
@@ -587,7 +587,7 @@ final class MPITransport: Transport {
             return flag != 0
         }
         if wait {
-            try job.wait(context("receive", source.map { .sender(members[$0]) } ?? .anySender), arrived)
+            try job.wait(context("receive", source.map { .sender(members[$0]) } ?? .anySender), idle: true, arrived)
         } else if try !arrived(), try !arrived() {
             // Open MPI's MPI_Iprobe looks for a match before it progresses the transports, so a
             // message that has arrived in shared memory is only seen by the next call. Without
