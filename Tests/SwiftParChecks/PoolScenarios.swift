@@ -29,6 +29,27 @@ struct Fragile: Codable, Equatable {
     }
 }
 
+/// A value whose encoding takes `milliseconds`.
+struct SlowToSend: Codable, Equatable {
+    var value: Int
+    var milliseconds: Int
+    func encode(to encoder: any Encoder) throws {
+        usleep(UInt32(milliseconds * 1000))
+        var container = encoder.unkeyedContainer()
+        try container.encode(value)
+        try container.encode(milliseconds)
+    }
+    init(value: Int, milliseconds: Int) {
+        self.value = value
+        self.milliseconds = milliseconds
+    }
+    init(from decoder: any Decoder) throws {
+        var container = try decoder.unkeyedContainer()
+        value = try container.decode(Int.self)
+        milliseconds = try container.decode(Int.self)
+    }
+}
+
 /// Decodes as an Int; encoding 7 fails.
 struct Unsendable: Codable, Equatable {
     var value: Int
@@ -51,8 +72,14 @@ func poolRankZeroFails(_ world: Communicator) throws -> String {
     let pool = Pool(world)
     let one = MapOptions(chunkSize: .fixed(1))
     var checks = 0
+    var workersFold = MapOptions(chunkSize: .fixed(1))
+    workersFold.rankZeroWorks = false
     func poolStillWorks(_ after: String) throws {
         try expectEqual(try pool.mapToAll(0..<50, options: one) { $0 * 100 }, (0..<50).map { $0 * 100 }, world, "mapToAll after \(after)")
+        // A reduction that takes in the workers' partials: one left over from the map before
+        // would be taken for this one's.
+        let total = try pool.mapReduce(0..<50, into: 0, options: workersFold, { $0 }) { $0 += $1 }
+        if world.rank == 0 { try expectEqual(total, 1225, world, "mapReduce(into:) after \(after)") }
         checks += 1
     }
     // A forEachResult body that throws on rank 0, caught there: the workers return.
@@ -112,6 +139,40 @@ func poolRankZeroFails(_ world: Communicator) throws -> String {
         try expectEqual(message, "Stop()", world, "stopped by rank 0's combine")
     }
     try poolStillWorks("a combine that threw on rank 0")
+    // The same while a slow last item still runs: rank 0 folds the partial of a worker done
+    // while another still works.
+    do {
+        _ = try pool.mapReduce(0..<20, into: 0, everyRank: true, options: workersOnly, { item -> Int in
+            if item == 19 { usleep(300_000) }
+            return item
+        }) { total, part in
+            if world.rank == 0 { throw Stop() }
+            total += part
+        }
+        throw CheckFailed(description: "rank \(world.rank): a combine that threw on rank 0 before the end did not stop mapReduce")
+    } catch is Stop where world.rank == 0 {
+    } catch let PoolError.stoppedOnRankZero(message) where world.rank != 0 {
+        try expectEqual(message, "Stop()", world, "stopped by rank 0's combine before the end")
+    }
+    try poolStillWorks("a combine that threw on rank 0 before the end")
+    // An item that fails (after 100 ms) while the other worker, asked for its partial, is
+    // still encoding it (300 ms): that partial is taken in and dropped, and the next reduction
+    // does not take it for its own.
+    do {
+        _ = try pool.mapReduce(0..<20, into: SlowToSend(value: 0, milliseconds: 0), options: workersOnly, { item -> SlowToSend in
+            if item == 19 {
+                usleep(100_000)
+                throw Stop()
+            }
+            return SlowToSend(value: item, milliseconds: 300)
+        }) { total, part in
+            total = SlowToSend(value: total.value + part.value, milliseconds: max(total.milliseconds, part.milliseconds))
+        }
+        throw CheckFailed(description: "rank \(world.rank): an item that failed with a partial on its way did not fail mapReduce")
+    } catch let PoolError.itemFailed(index, rank, message) {
+        try expect(index == 19 && rank != 0 && message == "Stop()", world, "item that failed with a partial on its way: \(index) on \(rank): \(message)")
+    }
+    try poolStillWorks("an item that failed with a partial on its way")
     // A combine that throws on a worker as it folds an item's result there: that item fails,
     // named as combine's failure, not its transform's, on every rank. (A rank's first result
     // starts its partial without combine: with chunks of one, item 7 is no worker's first on
@@ -213,7 +274,42 @@ func poolReduceInto(_ world: Communicator) throws -> String {
         Dictionary(line.split(separator: " ").map { (String($0), 1) }, uniquingKeysWith: +)
     }) { total, part in total.merge(part, uniquingKeysWith: +) }
     if world.rank == 0 { try expectEqual(retried, expected, world, "word counts with per-chunk partials") }
+    // One slow last item: the other workers are asked for their partials once every item is
+    // out, and theirs are folded in while it runs. Rank 0 working or not. A lazily filtered
+    // collection counts itself as empty; its items are all counted, once.
+    for rankZeroWorks in [true, false] {
+        var options = MapOptions(chunkSize: .fixed(1))
+        options.rankZeroWorks = rankZeroWorks
+        let slow = try pool.mapReduce(0..<40, into: 0, options: options, { item -> Int in
+            if item == 39 { usleep(200_000) }
+            return item
+        }) { $0 += $1 }
+        if world.rank == 0 { try expectEqual(slow, 780, world, "a total with one slow last item, rank 0 working: \(rankZeroWorks)") }
+    }
+    let evens = try pool.mapReduce((0..<300).lazy.filter { $0 % 2 == 0 }, into: 0, { $0 }) { $0 += $1 }
+    if world.rank == 0 { try expectEqual(evens, 22350, world, "a total over a lazily filtered collection") }
+    // A collection that undercounts itself (as `underestimatedCount` may): the count it gives
+    // is not taken for its end, and no item is lost or counted twice.
+    let undercounted = Undercounted(base: Array(0..<300))
+    for rankZeroWorks in [true, false] {
+        var options = MapOptions()
+        options.rankZeroWorks = rankZeroWorks
+        let total = try pool.mapReduce(undercounted, into: [Int](), options: options, { [$0] }) { $0 += $1 }
+        if world.rank == 0 { try expectEqual(total?.sorted(), Array(0..<300), world, "items of an undercounted collection, rank 0 working: \(rankZeroWorks)") }
+        let squares = try pool.map(undercounted, options: options) { $0 * $0 }
+        if world.rank == 0 { try expectEqual(squares, (0..<300).map { $0 * $0 }, world, "map of an undercounted collection, rank 0 working: \(rankZeroWorks)") }
+    }
     return "words=\(expected.count)"
+}
+
+/// A collection whose `underestimatedCount` is a third of its count.
+struct Undercounted: Collection {
+    let base: [Int]
+    var startIndex: Int { base.startIndex }
+    var endIndex: Int { base.endIndex }
+    var underestimatedCount: Int { base.count / 3 }
+    subscript(position: Int) -> Int { base[position] }
+    func index(after position: Int) -> Int { position + 1 }
 }
 
 /// Busy work whose length depends on the item, so items are irregular.

@@ -88,8 +88,9 @@ public final class Pool: @unchecked Sendable {
     /// }
     /// ```
     ///
-    /// Each rank folds the results of the items it ran into a partial total of its own; at the
-    /// end one partial per rank travels to rank 0, which folds them into `initial` there. So
+    /// Each rank folds the results of the items it ran into a partial total of its own; once a
+    /// rank will get no more items, its partial travels to rank 0, which folds the partials
+    /// into `initial` there (between its own items, or at the end). So
     /// `combine` must be associative and commutative (the order items finish in varies), and
     /// `initial` is used once. With `retryLostItems`, partials travel per chunk instead, so a
     /// worker that dies loses nothing already finished.
@@ -116,10 +117,8 @@ public final class Pool: @unchecked Sendable {
                     return try communicator.decode(R.self, from: payload ?? [], source: 0, tag: PoolTag.stop.rawValue)
                 }
                 let stopPayload = try finishingOnRankZero { () -> [UInt8]? in
-                    if perRank {
-                        // One partial from every worker, folded in rank order.
-                        for partial in try collectPartials(R.self) { try combine(&accumulator.value!, partial) }
-                    }
+                    // The partials of workers not yet in (see `PoolMaster.askForFinishedPartials`).
+                    if perRank { try collectPartials(into: accumulator) }
                     total = accumulator.value!
                     return everyRank ? try communicator.encode(total) : nil
                 }
@@ -373,28 +372,54 @@ public final class Pool: @unchecked Sendable {
         }
     }
 
-    /// Asks every live worker for its partial total and returns them in rank order (workers
-    /// that ran nothing have none).
+    /// Asks `rank`, a worker that will get no more chunks, for its partial total.
     @usableFromInline
-    func collectPartials<R: Codable>(_ type: R.Type) throws -> [R] {
+    func askForPartial(from rank: Int) throws {
         let ask = try communicator.encode(PoolStop(failure: nil, payload: nil, collect: true))
-        let workers = (1..<max(communicator.size, 1)).filter { !deadWorkers.contains($0) }
-        for rank in workers { try channel.sendArray(ask, to: rank, tag: PoolTag.stop.rawValue) }
-        // Every partial is taken in before any is decoded: one that fails to decode leaves none
-        // waiting to be mistaken for a later map's.
+        try channel.sendArray(ask, to: rank, tag: PoolTag.stop.rawValue)
+    }
+
+    /// The partial total in `bytes`, a worker's answer with `tag` to `askForPartial`: nil
+    /// from a worker that ran nothing. A worker that could not encode its partial sent why.
+    @usableFromInline
+    func decodePartial<R: Codable>(_ type: R.Type, from rank: Int, bytes: [UInt8], tag: Int) throws -> R? {
+        guard tag == PoolTag.partial.rawValue else {
+            let reason = try poolMessage(from: rank, byteCount: bytes.count, as: "a report") { try BinaryDecoder().decode(String.self, from: bytes) }
+            throw CommunicatorError.encodingFailed(type: "\(R.self)", reason: "its partial total cannot be sent to rank 0: \(reason)", rank: rank)
+        }
+        return try poolMessage(from: rank, byteCount: bytes.count, as: "a partial total of type \(R.self)") {
+            try BinaryDecoder().decode(R?.self, from: bytes)
+        }
+    }
+
+    /// Folds into `total` the partial of every live worker not yet in it: asks those not yet
+    /// asked, and takes in every answer before decoding any, so that one that fails to decode
+    /// leaves none waiting to be mistaken for a later map's. These are folded in rank order;
+    /// those taken in during the map, in the order they came.
+    @usableFromInline
+    func collectPartials<R: Codable>(into total: PartialTotal<R>) throws {
+        let workers = (1..<max(communicator.size, 1)).filter { !deadWorkers.contains($0) && !total.workersIn.contains($0) }
+        for rank in workers where !total.workersAsked.contains(rank) {
+            try askForPartial(from: rank)
+            total.workersAsked.insert(rank)
+        }
         var received: [(rank: Int, bytes: [UInt8], tag: Int)] = []
         for rank in workers {
             let (bytes, info) = try channel.receiveArray(UInt8.self, from: rank, tag: nil)
             received.append((rank, bytes, info.tag))
+            total.workersIn.insert(rank)
         }
-        return try received.compactMap { rank, bytes, tag in
-            guard tag == PoolTag.partial.rawValue else {
-                let reason = try poolMessage(from: rank, byteCount: bytes.count, as: "a report") { try BinaryDecoder().decode(String.self, from: bytes) }
-                throw CommunicatorError.encodingFailed(type: "\(R.self)", reason: "its partial total cannot be sent to rank 0: \(reason)", rank: rank)
-            }
-            return try poolMessage(from: rank, byteCount: bytes.count, as: "a partial total of type \(R.self)") {
-                try BinaryDecoder().decode(R?.self, from: bytes)
-            }
+        let partials = try received.map { try decodePartial(R.self, from: $0.rank, bytes: $0.bytes, tag: $0.tag) }
+        for case let partial? in partials { try total.fold(partial) }
+    }
+
+    /// Takes in, unread, the answers of workers asked for their partial whose answers are not
+    /// yet in: a map that fails leaves none to be mistaken for a later map's.
+    @usableFromInline
+    func discardPartials<R>(of total: PartialTotal<R>) throws {
+        for rank in total.workersAsked.subtracting(total.workersIn).sorted() where !deadWorkers.contains(rank) {
+            _ = try channel.receiveArray(UInt8.self, from: rank, tag: nil)
+            total.workersIn.insert(rank)
         }
     }
 
@@ -441,6 +466,10 @@ public final class Pool: @unchecked Sendable {
 final class PartialTotal<R> {
     @usableFromInline var value: R?
     @usableFromInline let combine: (inout R, R) throws -> Void
+    /// On rank 0, for a total per rank: the workers asked for their partial, and those whose
+    /// partial is folded in (or, in a map that failed, taken in and dropped).
+    @usableFromInline var workersAsked: Set<Int> = []
+    @usableFromInline var workersIn: Set<Int> = []
 
     @inlinable
     init(combine: @escaping (inout R, R) throws -> Void) {

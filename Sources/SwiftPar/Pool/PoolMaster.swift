@@ -31,8 +31,13 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
     @usableFromInline let channel: any Transport
     @usableFromInline let size: Int
     @usableFromInline var iterator: S.Iterator
+    /// An item read ahead of its chunk: where the count says the input is at its end, the next
+    /// item is read at once, so that the end is known when the last chunk goes out.
+    @usableFromInline var lookahead: Item?
     @usableFromInline var staticItems: [Item]?
-    @usableFromInline let total: Int?
+    /// The number of items, from a collection's count; nil for other sequences, and from the
+    /// moment a collection turns out to hold more than its `underestimatedCount` said.
+    @usableFromInline var total: Int?
     @usableFromInline var nextIndex = 0
     @usableFromInline var exhausted = false
     @usableFromInline var outstanding: [[SentChunk]]
@@ -74,8 +79,62 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
     /// cores, and then the first ones, as many as the cores leave room for.
     @inlinable
     func mayWork(_ rank: Int) -> Bool {
+        if let partials, partials.workersAsked.contains(rank) { return false }
         guard let workers = coreShare?.busyWorkers else { return true }
         return live.prefix(workers).contains(rank)
+    }
+
+    /// For a reduction with one total per rank: rank 0's total, which the workers' partials
+    /// fold into.
+    @inlinable
+    var partials: PartialTotal<R>? { worker.perRank ? worker.accumulator : nil }
+
+    /// Whether every item has been handed out and none waits to be redone: a worker that holds
+    /// no chunk then gets no more.
+    @inlinable
+    var handedOutAll: Bool {
+        retryQueue.isEmpty && (staticItems.map { nextIndex >= $0.count } ?? exhausted)
+    }
+
+    /// In a reduction with one total per rank, asks every worker that will get no more chunks
+    /// for its partial now, rather than at the end: its answer crosses, and is folded in here,
+    /// while the others still work. Most useful where ranks left without work by the core limit
+    /// hold partials of their own, and under MPI sleep between polls.
+    @inlinable
+    mutating func askForFinishedPartials() throws {
+        guard failure == nil, let partials, handedOutAll else { return }
+        for rank in live where outstanding[rank].isEmpty && !partials.workersAsked.contains(rank) {
+            try pool.askForPartial(from: rank)
+            partials.workersAsked.insert(rank)
+        }
+    }
+
+    /// The workers asked for their partial whose answers are not in yet.
+    @inlinable
+    var awaitedPartials: [Int] {
+        guard let partials, partials.workersAsked.count > partials.workersIn.count else { return [] }
+        return partials.workersAsked.subtracting(partials.workersIn).sorted()
+    }
+
+    /// Whether `rank` was asked for its partial: it holds no chunk, and its death is reported
+    /// as the failure to receive its partial, not as items lost.
+    @inlinable
+    func wasAsked(_ rank: Int) -> Bool {
+        partials?.workersAsked.contains(rank) ?? false
+    }
+
+    /// Takes in a worker's answer with its partial and folds it in (drops it once the map has
+    /// failed). One that says the partial could not be encoded stops the map with that error.
+    @inlinable
+    mutating func takePartial(_ bytes: [UInt8], from rank: Int, tag: Int) {
+        guard let partials else { return }
+        partials.workersIn.insert(rank)
+        guard failure == nil else { return }
+        do {
+            if let value = try pool.decodePartial(R.self, from: rank, bytes: bytes, tag: tag) { try partials.fold(value) }
+        } catch {
+            stop(with: error)
+        }
     }
 
     @inlinable
@@ -96,6 +155,7 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
             // nothing more is handed out, and the call throws once the chunks out are back.
             if failure == nil, let stopRequested = pool.stopRequested, stopRequested() { stop(with: CancellationError()) }
             try serveResults(wait: false)
+            try askForFinishedPartials()
             // A live worker with nothing to do gets the next chunk: items a dead worker left
             // must not wait for rank 0 (which may not work) or be dropped. Then one that holds
             // a single chunk gets a second while enough is left: rank 0 may now work on a chunk
@@ -111,6 +171,7 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
                 }
             }
             if failure == nil, options.rankZeroWorks || live.isEmpty, let chunk = nextChunk() {
+                try askForFinishedPartials()
                 try runOwn(chunk)
                 continue
             }
@@ -119,6 +180,7 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
         }
         for request in sends { try finish(request) }
         if let failure {
+            if let partials { try pool.discardPartials(of: partials) }
             try pool.stopWorkers(payload: nil, failure: failure)
             throw rankZeroError ?? failure
         }
@@ -158,16 +220,33 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
         guard !exhausted else { return nil }
         let wanted = chunkSize()
         var iterator = self.iterator
+        var ahead = lookahead
+        lookahead = nil
         let items = [Item](unsafeUninitializedCapacity: wanted) { buffer, initialized in
             var count = 0
+            if let item = ahead {
+                buffer.baseAddress!.initialize(to: item)
+                ahead = nil
+                count = 1
+            }
             while count < wanted, let item = iterator.next() {
                 (buffer.baseAddress! + count).initialize(to: item)
                 count += 1
             }
             initialized = count
         }
+        if items.count < wanted {
+            exhausted = true
+        } else if let total, nextIndex + items.count >= total {
+            if let item = iterator.next() {
+                lookahead = item
+                // The count was short of the end: from now on the number of items is unknown.
+                self.total = nil
+            } else {
+                exhausted = true
+            }
+        }
         self.iterator = iterator
-        if items.count < wanted { exhausted = true }
         guard !items.isEmpty else { return nil }
         let start = nextIndex
         nextIndex += items.count
@@ -175,13 +254,22 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
     }
 
     /// Whether a worker that still holds a chunk may be given another: only while what is left
-    /// would still give every rank a chunk of the current size. Near the end the last chunks go
+    /// would still give every rank that shares it a chunk of the current size. Near the end the last chunks go
     /// to whichever rank is free first, rank 0 included, rather than queue behind a busy one.
     /// (Items waiting to be retried are not counted, which only holds second chunks back.)
     @inlinable
     func mayQueueSecondChunk() -> Bool {
         guard let total else { return true }
-        return total - nextIndex >= size * chunkSize()
+        return total - nextIndex >= sharingRanks * chunkSize()
+    }
+
+    /// How many ranks the items left are shared among: every rank, or while the core limit
+    /// holds, those it leaves working (rank 0 among them when it works).
+    @inlinable
+    var sharingRanks: Int {
+        let working = live.count + (options.rankZeroWorks || live.isEmpty ? 1 : 0)
+        guard let workers = coreShare?.busyWorkers else { return max(1, working) }
+        return min(working, max(1, workers + (options.rankZeroWorks ? 1 : 0)))
     }
 
     /// Automatic chunks carry about 2 ms of work (4 items before the first timing, 1 where ranks
@@ -195,7 +283,7 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
         // Where ranks may have to take turns on the cores, one item: until timings show whether
         // they do, the ranks that would then be left without work must not hold much of it.
         var n = secondsPerItem.map { Int(min(0.002 / max($0, 1e-9), Double(1 << 16))) } ?? (coreShare == nil ? 4 : 1)
-        if let total { n = min(n, max(1, (total - nextIndex) / (2 * size))) }
+        if let total { n = min(n, max(1, (total - nextIndex) / (2 * sharingRanks))) }
         return max(n, 1)
     }
 
@@ -271,7 +359,7 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
             let info: MessageInfo?
             do {
                 info = try probeWorkers(wait: shouldWait)
-            } catch let CommunicatorError.peerFailed(peer, reason, _, _) where peer != 0 && live.contains(peer) {
+            } catch let CommunicatorError.peerFailed(peer, reason, _, _) where peer != 0 && live.contains(peer) && !wasAsked(peer) {
                 try workerDied(peer, reason: reason)
                 if outstanding.allSatisfy(\.isEmpty) { return }
                 continue
@@ -281,11 +369,18 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
             let bytes: [UInt8]
             do {
                 bytes = try channel.receiveArray(UInt8.self, matching: info)
-            } catch let CommunicatorError.peerFailed(peer, reason, _, _) where peer == info.source && peer != 0 && live.contains(peer) {
+            } catch let CommunicatorError.peerFailed(peer, reason, _, _) where peer == info.source && peer != 0 && live.contains(peer) && !wasAsked(peer) {
                 // The worker died while its answer was still crossing (one larger than the room
                 // in its ring goes across as it is written): the answer is lost with its chunks.
                 try workerDied(peer, reason: reason)
                 if outstanding.allSatisfy(\.isEmpty) { return }
+                continue
+            }
+            if info.tag != PoolTag.result.rawValue {
+                // The answer of a worker asked for its partial (the only other message a worker
+                // sends during a map).
+                takePartial(bytes, from: info.source, tag: info.tag)
+                handled += 1
                 continue
             }
             let result: PoolChunkResult<R>
@@ -308,10 +403,15 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
 
     @inlinable
     func probeWorkers(wait: Bool) throws -> MessageInfo? {
-        // Only workers that hold chunks can answer: a finished one among them is an error.
+        // Only workers that hold chunks can answer: a finished one among them is an error. So
+        // can workers asked for their partial, with a partial or the reason there is none.
         let busy = live.filter { !outstanding[$0].isEmpty }
-        if busy.isEmpty { return nil }
-        return try channel.probe(anyOf: busy, tag: PoolTag.result.rawValue, wait: wait)
+        let answering = awaitedPartials
+        if answering.isEmpty {
+            if busy.isEmpty { return nil }
+            return try channel.probe(anyOf: busy, tag: PoolTag.result.rawValue, wait: wait)
+        }
+        return try channel.probe(anyOf: (busy + answering).sorted(), tag: nil, wait: wait)
     }
 
     @inlinable
