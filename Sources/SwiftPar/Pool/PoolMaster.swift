@@ -254,8 +254,9 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
     }
 
     /// Whether a worker that still holds a chunk may be given another: only while what is left
-    /// would still give every rank that shares it a chunk of the current size. Near the end the last chunks go
-    /// to whichever rank is free first, rank 0 included, rather than queue behind a busy one.
+    /// would still give every rank that shares it a chunk of the current size. Near the end the
+    /// last chunks go to whichever rank is free first, rank 0 included, rather than queue behind
+    /// a busy one.
     /// (Items waiting to be retried are not counted, which only holds second chunks back.)
     @inlinable
     func mayQueueSecondChunk() -> Bool {
