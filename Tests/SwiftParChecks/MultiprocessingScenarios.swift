@@ -488,9 +488,18 @@ func taskPoolStuck(_ world: Communicator) throws -> String {
     }
     for x in 0..<10 { _ = try? halting.submit(x, onError: { _ in halting.terminate() }) }
     try halting.close()
+    // (The callback closes the pool only once the other tasks are in: on a busy machine the
+    // first result can come back before they are submitted, and a submit after close() is
+    // refused.)
     let closing = try TaskPool(workers: 1) { (x: Int) -> Int in x * 2 }
-    let first = try closing.submit(0, onSuccess: { _ in try? closing.close() })
+    let restSubmitted = try SharedValue(0)
+    let first = try closing.submit(0, onSuccess: { _ in
+        let deadline = monotonicSeconds() + 10
+        while restSubmitted.value == 0 && monotonicSeconds() < deadline { usleep(1000) }
+        try? closing.close()
+    })
     let rest = try (1..<5).map { try closing.submit($0) }
+    restSubmitted.value = 1
     try expectEqual(try first.wait(timeout: 10), 0, world, "the task whose callback closed the pool")
     for (index, handle) in rest.enumerated() {
         try expectEqual(try handle.wait(timeout: 10), (index + 1) * 2, world, "a task submitted before a callback closed the pool")

@@ -102,9 +102,7 @@ public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchec
     @discardableResult
     public func submit(_ input: Input, onSuccess: (@Sendable (Output) -> Void)? = nil,
                        onError: (@Sendable (TaskFailure) -> Void)? = nil) throws -> TaskHandle<Output> {
-        if let problem = state.closing.withLock({ state.closed ? "submit called after \(state.terminated ? "terminate()" : "close()")" : state.broken }) {
-            throw SwiftParUsageError("TaskPool: \(problem)")
-        }
+        if let problem = refusal() { throw SwiftParUsageError("TaskPool: \(problem)") }
         let bytes = try BinaryEncoder().encode(input)
         let handle = table.add(onSuccess: onSuccess, onError: onError)
         do {
@@ -130,10 +128,17 @@ public final class TaskPool<Input: Codable, Output: Codable & Sendable>: @unchec
             }
         } catch {
             _ = table.remove(handle.index)
-            if let problem = state.closing.withLock({ state.broken }) { throw SwiftParUsageError("TaskPool: \(problem)") }
+            // A pool closed (by a callback) or broken while this task was being queued: that is
+            // why the queue refused it.
+            if let problem = refusal() { throw SwiftParUsageError("TaskPool: \(problem)") }
             throw error
         }
         return handle
+    }
+
+    /// Why `submit` is refused now, if it is: the pool is closed or terminated, or broken.
+    private func refusal() -> String? {
+        state.closing.withLock { state.closed ? "submit called after \(state.terminated ? "terminate()" : "close()")" : state.broken }
     }
 
     /// Finishes the task queue, waits for every submitted task and for the workers to exit.
