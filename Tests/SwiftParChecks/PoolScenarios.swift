@@ -639,10 +639,31 @@ func poolCoreShare(_ world: Communicator) throws -> String {
         busy(milliseconds: 4)
         return world.rank
     })
+    // A reduction whose busy items make the limit leave ranks idle, which are asked for their
+    // partials then; sleeping items after them end the limit, and those ranks work again into
+    // new partials, asked for at the end. Every item is counted once, whichever rank ran it.
+    let phases = 0..<240
+    let byRank = try pool.mapReduce(phases, into: [Int: [Int]](), { item -> [Int: [Int]] in
+        if item < 120 { busy(milliseconds: 4) } else { usleep(4000) }
+        return [world.rank: [item]]
+    }) { total, part in total.merge(part, uniquingKeysWith: +) }
+    // The same on every rank, with the limit in force to the end: the total is exact.
+    let busyTotal = try pool.mapReduce(items, into: [Int](), everyRank: true, { item -> [Int] in
+        busy(milliseconds: 2)
+        return [item]
+    }) { total, part in total += part }
+    try expectEqual(busyTotal?.sorted(), Array(items), world, "busy items in a reduction: the items in the total on every rank")
     guard world.rank == 0 else { return "worked" }
+    let ranByRank = byRank ?? [:]
+    try expectEqual(ranByRank.values.flatMap { $0 }.sorted(), Array(phases), world,
+                    "busy then sleeping items in a reduction: the items in the total (by rank: \(ranByRank.mapValues(\.count)))")
+    let lateBeyond = (cores..<world.size).map { rank in ranByRank[rank, default: []].filter { $0 >= 120 }.count }
+    try expect(lateBeyond.allSatisfy { $0 >= 3 }, world,
+               "busy then sleeping items in a reduction: the ranks beyond the cores ran \(lateBeyond) of the 120 sleeping items")
     let fairShare = items.count / world.size
     // Before the first 30 ms of timings show the ranks taking turns, each runs an item or three
-    // (two or three each, here); working, each runs about a fair share (at least 9 here).
+    // (one chunk of one item at a time: one or two each, here); working, each runs about a fair
+    // share (at least 9 here).
     let busyShare = beyondCores(busyRanks)
     try expect(busyShare.total <= 4 * (world.size - cores), world,
                "busy items: the \(world.size - cores) ranks beyond the cores ran \(busyShare.total) of \(items.count) (per rank: \(busyRanks))")

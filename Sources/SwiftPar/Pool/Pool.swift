@@ -344,12 +344,14 @@ public final class Pool: @unchecked Sendable {
                 }
                 if stop.collect {
                     // Rank 0 asks for this rank's partial total; the result (if any) follows. One
-                    // that cannot be encoded is reported to rank 0, which fails the map.
+                    // that cannot be encoded is reported to rank 0, which fails the map. Chunks
+                    // that come after (the core limit ended) fold into a new partial.
                     do {
                         try channel.sendArray(try BinaryEncoder().encode(worker.accumulator?.value), to: 0, tag: PoolTag.partial.rawValue)
                     } catch {
                         try channel.sendArray(try BinaryEncoder().encode(describeDecodingError(error)), to: 0, tag: PoolTag.partialFailed.rawValue)
                     }
+                    worker.accumulator?.value = nil
                     continue
                 }
                 return stop.payload
@@ -372,7 +374,7 @@ public final class Pool: @unchecked Sendable {
         }
     }
 
-    /// Asks `rank`, a worker that will get no more chunks, for its partial total.
+    /// Asks `rank`, a worker that holds no chunk, for its partial total.
     @usableFromInline
     func askForPartial(from rank: Int) throws {
         let ask = try communicator.encode(PoolStop(failure: nil, payload: nil, collect: true))

@@ -76,12 +76,30 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
     }
 
     /// Whether `rank` may be given a chunk now: every live worker, unless the ranks wait for
-    /// cores, and then the first ones, as many as the cores leave room for.
+    /// cores, and then the first ones, as many as the cores leave room for; never one whose
+    /// answer to an ask for its partial is still to come.
     @inlinable
     func mayWork(_ rank: Int) -> Bool {
-        if let partials, partials.workersAsked.contains(rank) { return false }
-        guard let workers = coreShare?.busyWorkers else { return true }
-        return live.prefix(workers).contains(rank)
+        if let partials, partials.workersAsked.contains(rank), !partials.workersIn.contains(rank) { return false }
+        return !idledByCoreLimit(rank)
+    }
+
+    /// Whether `rank` may hold a second chunk (see `run`): not while the timings have yet to
+    /// show whether the ranks take turns on the cores, if `rank` is one the core limit would
+    /// leave without work. Should the limit come, such a rank holds one chunk's work, whose
+    /// results then travel in its partial, rather than two.
+    @inlinable
+    func mayHoldSecondChunk(_ rank: Int) -> Bool {
+        guard let coreShare, !coreShare.limited, !coreShare.ended else { return true }
+        return live.prefix(coreShare.rankZeroWorks ? coreShare.cores - 1 : coreShare.cores).contains(rank)
+    }
+
+    /// Whether the core limit leaves `rank` without new chunks: it holds, and `rank` is not
+    /// among the first live workers, as many as it lets work.
+    @inlinable
+    func idledByCoreLimit(_ rank: Int) -> Bool {
+        guard let workers = coreShare?.busyWorkers else { return false }
+        return !live.prefix(workers).contains(rank)
     }
 
     /// For a reduction with one total per rank: rank 0's total, which the workers' partials
@@ -96,14 +114,18 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
         retryQueue.isEmpty && (staticItems.map { nextIndex >= $0.count } ?? exhausted)
     }
 
-    /// In a reduction with one total per rank, asks every worker that will get no more chunks
-    /// for its partial now, rather than at the end: its answer crosses, and is folded in here,
-    /// while the others still work. Most useful where ranks left without work by the core limit
-    /// hold partials of their own, and under MPI sleep between polls.
+    /// In a reduction with one total per rank, asks every worker that holds no chunk and will
+    /// get none for now for its partial, rather than at the end: its answer crosses, and is
+    /// folded in here, while the others still work. Those are the workers left without chunks
+    /// once every item is handed out, and those the core limit leaves without work as soon as
+    /// it does: the latter otherwise sit on their partials for the rest of the map and, under
+    /// MPI, sleep between polls by then. A worker that answered starts a new partial; should
+    /// the limit end, it takes chunks again (see `send`) and is asked again at the end.
     @inlinable
     mutating func askForFinishedPartials() throws {
-        guard failure == nil, let partials, handedOutAll else { return }
-        for rank in live where outstanding[rank].isEmpty && !partials.workersAsked.contains(rank) {
+        guard failure == nil, let partials else { return }
+        let all = handedOutAll
+        for rank in live where outstanding[rank].isEmpty && !partials.workersAsked.contains(rank) && (all || idledByCoreLimit(rank)) {
             try pool.askForPartial(from: rank)
             partials.workersAsked.insert(rank)
         }
@@ -146,7 +168,7 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
         for round in 0..<inFlight {
             // A second chunk each only when there is enough for every rank, rank 0 included.
             if round > 0, let total, total - nextIndex < size { break }
-            for rank in live where mayWork(rank) {
+            for rank in live where mayWork(rank) && (round == 0 || mayHoldSecondChunk(rank)) {
                 if let chunk = nextChunk() { try send(chunk, to: rank) }
             }
         }
@@ -165,7 +187,7 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
                     guard let chunk = nextChunk() else { break }
                     try send(chunk, to: rank)
                 }
-                for rank in live where outstanding[rank].count < inFlight && mayWork(rank) && mayQueueSecondChunk() {
+                for rank in live where outstanding[rank].count < inFlight && mayWork(rank) && mayQueueSecondChunk() && mayHoldSecondChunk(rank) {
                     guard let chunk = nextChunk() else { break }
                     try send(chunk, to: rank)
                 }
@@ -307,6 +329,12 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
                 }
             }
         }
+        // A worker whose partial is in (asked while the core limit left it idle) starts a new
+        // one with this chunk: that one is asked for in its turn.
+        if let partials, partials.workersIn.contains(rank) {
+            partials.workersIn.remove(rank)
+            partials.workersAsked.remove(rank)
+        }
         outstanding[rank].append(SentChunk(start: chunk.start, count: chunk.items.count,
                                            items: options.retryLostItems ? chunk.items : nil))
     }
@@ -395,7 +423,8 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
                 continue
             }
             try handle(result, from: info.source)
-            if failure == nil, mayWork(info.source), outstanding[info.source].isEmpty || mayQueueSecondChunk(), let chunk = nextChunk() {
+            if failure == nil, mayWork(info.source), outstanding[info.source].isEmpty || (mayQueueSecondChunk() && mayHoldSecondChunk(info.source)),
+               let chunk = nextChunk() {
                 try send(chunk, to: info.source)
             }
             handled += 1

@@ -37,10 +37,12 @@ public struct MapOptions: Sendable {
     /// Two ranks on one core evict each other's data from its caches, so they finish later
     /// than one rank doing the work of both.
     ///
-    /// Every rank works at first. Once the chunks of 30 ms or so show the ranks waiting for a
-    /// core more than 15% of the time while they seldom sleep, rank 0 gives new chunks only to
-    /// as many ranks as there are cores (itself included when `rankZeroWorks`); the others finish
-    /// the chunks they hold and wait, idle, until the map ends. Items that sleep (a read from
+    /// Every rank works at first (those beyond the cores on one chunk at a time, until the
+    /// timings are in). Once the chunks of 30 ms or so show the ranks waiting for a core more
+    /// than 15% of the time while they seldom sleep, rank 0 gives new chunks only to as many
+    /// ranks as there are cores (itself included when `rankZeroWorks`); the others finish the
+    /// chunks they hold and wait, idle, until the map ends (in `mapReduce(_:into:)`, their
+    /// partials travel to rank 0 as soon as they are idle). Items that sleep (a read from
     /// disk, the network, a sleep) for a tenth of their time or more keep or put every rank
     /// back to work, for the rest of the map: one rank's sleep leaves its core to another. A
     /// rank that dies is replaced by one that waited.
