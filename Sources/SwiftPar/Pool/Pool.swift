@@ -89,8 +89,10 @@ public final class Pool: @unchecked Sendable {
     /// ```
     ///
     /// Each rank folds the results of the items it ran into a partial total of its own; once a
-    /// rank will get no more items, its partial travels to rank 0, which folds the partials
-    /// into `initial` there (between its own items, or at the end). So
+    /// rank has no more items to run, its partial travels to rank 0, which folds the partials
+    /// into `initial` there (between its own items, or at the end). A rank that the core limit
+    /// (`MapOptions.limitsBusyRanksToCores`) leaves idle sends its partial then, and a second
+    /// one at the end should the limit end and give it items again. So
     /// `combine` must be associative and commutative (the order items finish in varies), and
     /// `initial` is used once. With `retryLostItems`, partials travel per chunk instead, so a
     /// worker that dies loses nothing already finished.
