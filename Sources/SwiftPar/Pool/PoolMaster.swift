@@ -91,15 +91,22 @@ struct PoolMaster<S: Sequence, R: Codable> where S.Element: Codable {
     @inlinable
     func mayHoldSecondChunk(_ rank: Int) -> Bool {
         guard let coreShare, !coreShare.limited, !coreShare.ended else { return true }
-        return live.prefix(coreShare.rankZeroWorks ? coreShare.cores - 1 : coreShare.cores).contains(rank)
+        return !beyondCores(rank)
     }
 
-    /// Whether the core limit leaves `rank` without new chunks: it holds, and `rank` is not
-    /// among the first live workers, as many as it lets work.
+    /// Whether the core limit leaves `rank` without new chunks: it holds, and `rank` is beyond
+    /// the cores.
     @inlinable
     func idledByCoreLimit(_ rank: Int) -> Bool {
-        guard let workers = coreShare?.busyWorkers else { return false }
-        return !live.prefix(workers).contains(rank)
+        coreShare?.busyWorkers != nil && beyondCores(rank)
+    }
+
+    /// Whether `rank` is not among the first live workers, as many as the core limit lets
+    /// work when it holds.
+    @inlinable
+    func beyondCores(_ rank: Int) -> Bool {
+        guard let coreShare else { return false }
+        return !live.prefix(coreShare.workersWhileLimited).contains(rank)
     }
 
     /// For a reduction with one total per rank: rank 0's total, which the workers' partials
@@ -530,8 +537,12 @@ struct CoreShare {
     @inlinable
     var busyWorkers: Int? {
         guard limited, !ended else { return nil }
-        return rankZeroWorks ? cores - 1 : cores
+        return workersWhileLimited
     }
+
+    /// How many workers keep getting chunks while the limit holds.
+    @inlinable
+    var workersWhileLimited: Int { rankZeroWorks ? cores - 1 : cores }
 
     /// Counts a finished chunk that took `seconds`. Once the limit holds, the chunks of ranks
     /// left without work (handed out before) say nothing of the ranks still `working`.
