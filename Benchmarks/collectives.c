@@ -10,6 +10,12 @@ static int compare(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* The median of n sorted values: the middle one, or the mean of the middle two for an even n
+   (as `swiftpar bench collectives` takes it). */
+static double median(const double *sorted, int n) {
+    return n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int rank;
@@ -28,7 +34,7 @@ int main(int argc, char **argv) {
             if (r >= 2) times[r - 2] = MPI_Wtime() - start;
         }
         qsort(times, repetitions, sizeof(double), compare);
-        if (rank == 0) printf("%s %.9f\n", names[which], times[repetitions / 2]);
+        if (rank == 0) printf("%s %.9f\n", names[which], median(times, repetitions));
     }
     MPI_Finalize();
     return 0;

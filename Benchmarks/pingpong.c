@@ -11,6 +11,12 @@ static int compare(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* The median of n sorted values: the middle one, or the mean of the middle two for an even n
+   (as Python's statistics.median, which the mpi4py figures beside these use). */
+static double median_of(const double *sorted, int n) {
+    return n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int rank, size;
@@ -46,7 +52,7 @@ int main(int argc, char **argv) {
             samples[r] = (MPI_Wtime() - start) / (2.0 * iters);
         }
         qsort(samples, repetitions, sizeof(double), compare);
-        double median = samples[repetitions / 2];
+        double median = median_of(samples, repetitions);
         if (rank == 0)
             printf("%s %d %.3f %.3f\n", labels[c], n * 8, median * 1e6, n * 8 / median / 1e9);
     }

@@ -164,7 +164,7 @@ struct PrimesBench: ParsableCommand {
                 times.append(monotonicNow() - start)
             }
             guard world.rank == 0 else { return }
-            let median = times.sorted()[times.count / 2]
+            let median = sampleMedian(times)
             let report = Report(n: n, count: count, medianSeconds: median, ranks: world.size, backend: world.backend.rawValue)
             if json { try printChecked(try jsonText(report)) } else {
                 try printChecked("π(\(n)) = \(count) in \(format(median, 3)) s (median of \(repetitions)) on \(world.size) ranks, \(world.backend) backend")

@@ -92,7 +92,7 @@ struct CodecBench: ParsableCommand {
                     binary.append(try shape.binary())
                     text.append(try shape.json())
                 }
-                func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] * 1e6 }
+                func median(_ values: [Double]) -> Double { sampleMedian(values) * 1e6 }
                 rows.append((shape.name, Row(bytes: binary[0].bytes, encodeMicroseconds: median(binary.map(\.encode)),
                                              decodeMicroseconds: median(binary.map(\.decode)), jsonBytes: text[0].bytes,
                                              jsonEncodeMicroseconds: median(text.map(\.encode)), jsonDecodeMicroseconds: median(text.map(\.decode)))))

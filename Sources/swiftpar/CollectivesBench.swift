@@ -50,7 +50,7 @@ struct CollectivesBench: ParsableCommand {
                     try body()
                     if round >= 2 { times.append(monotonicNow() - start) }
                 }
-                return times.sorted()[times.count / 2]
+                return sampleMedian(times)
             }
             var check: [Double] = []
             let allreduce = try median { check = try world.allreduce(values, .sum) }

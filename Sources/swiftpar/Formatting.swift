@@ -2,6 +2,14 @@
 import Glibc
 #endif
 
+/// The median of `values` (not empty): the middle one, or the mean of the middle two for an
+/// even count, as Python's `statistics.median` takes it for the reference tools.
+func sampleMedian(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    let middle = sorted.count / 2
+    return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
+
 /// `value` with `digits` decimals.
 func format(_ value: Double, _ digits: Int) -> String {
     var scale = 1.0

@@ -170,7 +170,7 @@ struct PingPong: ParsableCommand {
             }
             for (c, unsorted) in zip(cases, samplesOfCase) {
                 let samples = unsorted.sorted()
-                let median = samples[samples.count / 2]
+                let median = sampleMedian(samples)
                 let spread = (samples.last! - samples.first!) / median * 100
                 results.append((c.key, Result(bytes: c.bytes, oneWayMicroseconds: median * 1e6,
                                               bandwidthGBps: Double(c.bytes) / median / 1e9, spreadPercent: spread)))
