@@ -9,7 +9,7 @@ import Glibc
 ///
 /// Matching follows MPI: a message is identified by source, context (which communicator) and
 /// tag, and messages from one source that match the same receive arrive in the order sent.
-/// Every wait spins (for up to 2 ms when each rank has a core, briefly otherwise), then yields,
+/// Every wait spins (for about 2 ms when each rank has a core, briefly otherwise), then yields,
 /// then sleeps on the rank's doorbell (a futex word in the shared region); while it waits it
 /// keeps the sends in flight moving, notices failed or finished ranks, and, when a send is stuck
 /// on a full ring, moves incoming messages aside so two ranks sending large messages to each
@@ -37,7 +37,7 @@ final class LocalEngine {
     @exclusivity(unchecked) private var seenUsed: [Bool]
     @exclusivity(unchecked) private var sendRings: [Ring?]
     @exclusivity(unchecked) private var receiveRings: [Ring?]
-    /// Seconds a wait spins before it yields, with a core of its own (0: a few tries only).
+    /// Seconds a wait spins, after its first 256 tries, before it yields (0: those tries only).
     private let spinSeconds: Double
     private let yieldLimit: Int
     let stallTimeout: Double?
@@ -483,8 +483,10 @@ final class LocalEngine {
         var tries = 0
         var start = 0.0
         var quiet = QuietClock()
+        var lastNow = 0.0
         func waited() -> Double {
             let now = monotonicNow()
+            lastNow = now
             if start == 0 { start = now }
             return stallTimeout == nil ? now - start : quiet.seconds(at: now, self)
         }
@@ -494,7 +496,8 @@ final class LocalEngine {
             countProgress()
         }
         // Spinning: 256 tries, then on until `spinSeconds` have passed since (the clock is read
-        // every 64 tries, so a wait that ends at once never reads it for this).
+        // every 64 tries, so a wait that ends at once never reads it for this). One reading
+        // serves this and the checks.
         var spinning = true
         var spinStart = 0.0
         var yields = 0
@@ -505,9 +508,8 @@ final class LocalEngine {
             if tries & 63 == 0 {
                 try check(waited())
                 if spinning && tries >= 256 {
-                    let now = monotonicNow()
-                    if spinStart == 0 { spinStart = now }
-                    spinning = now - spinStart < spinSeconds
+                    if spinStart == 0 { spinStart = lastNow }
+                    spinning = lastNow - spinStart < spinSeconds
                 }
             }
             if spinning {
